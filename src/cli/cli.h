@@ -1,0 +1,44 @@
+/* cli.h: the nntrain command front end: subcommands and exit codes.
+ *
+ * The CLI is the only place that prints an nn_error and chooses an exit code.
+ * Each subcommand is `int nn_cmd_NAME(int argc, char **argv)` where argv[0] is
+ * the subcommand name; it returns the process exit code. */
+#ifndef NN_CLI_CLI_H
+#define NN_CLI_CLI_H
+
+#include "core/err.h"
+
+/* Exit codes (documented in README.md, "Exit codes"). */
+enum {
+  NN_EXIT_OK = 0,
+  NN_EXIT_FAILURE = 1,   /* internal error, out of memory */
+  NN_EXIT_USAGE = 2,     /* bad command line */
+  NN_EXIT_JOB = 3,       /* job file invalid (syntax or schema) */
+  NN_EXIT_DATA = 4,      /* data missing, unreadable or inconsistent */
+  NN_EXIT_CKPT = 5,      /* checkpoint missing, damaged or incompatible */
+  NN_EXIT_COMM = 6,      /* a rank failed or the job could not communicate */
+  NN_EXIT_DIVERGED = 7,  /* training produced non-finite values */
+  NN_EXIT_STOPPED = 75,  /* stopped on a signal after a checkpoint: resumable */
+};
+
+/* Exit code for a status code. */
+int nn_exit_code(int status);
+
+/* Print "nntrain: <formatted error>" on one line to stderr and return
+ * nn_exit_code(e->code). */
+int nn_cli_fail(const nn_error *e);
+
+/* Print a usage error for `cmd` ("nntrain CMD: msg; see 'nntrain CMD --help'")
+ * and return NN_EXIT_USAGE. */
+int nn_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* 1 if argv[i] is -h or --help for any i >= 1. */
+int nn_cli_wants_help(int argc, char **argv);
+
+int nn_cmd_train(int argc, char **argv);
+int nn_cmd_check(int argc, char **argv);
+int nn_cmd_prepare(int argc, char **argv);
+int nn_cmd_inspect(int argc, char **argv);
+
+#endif

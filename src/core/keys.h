@@ -1,0 +1,41 @@
+/* keys.h: tables that describe configuration keys.
+ *
+ * Every configurable thing (a layer type, a job section) publishes a table of
+ * nn_key: name, type, range, default and help, plus where the value lives in
+ * its C struct. The job parser reads TOML through these tables, suggests
+ * near names for unknown keys, and the docs are generated from them, so a key
+ * is declared exactly once. Pure data: no parsing happens here. */
+#ifndef NN_CORE_KEYS_H
+#define NN_CORE_KEYS_H
+
+#include <stddef.h>
+
+typedef enum nn_key_type {
+  NN_KEY_INT,      /* int field; range [min, max] */
+  NN_KEY_INT64,    /* int64_t field; range [min, max] */
+  NN_KEY_FLOAT,    /* double field; range [min, max] (inclusive; see flags) */
+  NN_KEY_BOOL,     /* int field, 0 or 1 */
+  NN_KEY_STRING,   /* char[size] field */
+  NN_KEY_ENUM,     /* char[size] field, one of `choices` ("a|b|c") */
+  NN_KEY_INT_LIST, /* int[max_items] field + count in `count_offset` */
+} nn_key_type;
+
+enum {
+  NN_KEY_MIN_EXCLUSIVE = 1, /* value must be > min, not >= */
+  NN_KEY_REQUIRED = 2,      /* no default: must be given */
+};
+
+typedef struct nn_key {
+  const char *name;     /* TOML key */
+  nn_key_type type;
+  size_t offset;        /* offsetof(target struct, field) */
+  size_t size;          /* sizeof the field (strings: buffer size; lists: max items) */
+  double min, max;      /* numeric range (ignored for strings/bools) */
+  const char *def;      /* default as TOML text ("0.001", "\"relu\"", "true"); NULL = none */
+  const char *choices;  /* NN_KEY_ENUM: "a|b|c" */
+  unsigned flags;       /* NN_KEY_* flags */
+  const char *help;     /* one sentence for docs and --help */
+  size_t count_offset;  /* NN_KEY_INT_LIST: offsetof the int that holds the count */
+} nn_key;
+
+#endif

@@ -1,0 +1,130 @@
+/* layer.h: the one interface every layer implements, and the layer registry.
+ *
+ * A layer type is one file in src/core/layers/ that fills an nn_layer_ops and
+ * is listed once in registry.c. The model calls, in order:
+ *   build(l)   read l->cfg and l->in; set l->out, declare parameters (pspec),
+ *              buffers (bspec, non-trainable state such as running means) and
+ *              scratch needs; reject bad configurations with a message.
+ *   [the model allocates the arenas and points l->param/grad/buffer/scratch]
+ *   bind(l)    optional: the views are set (composite layers hand them on).
+ *   forward / backward, many times.
+ *   destroy(l) optional: free what build allocated in l->state.
+ *
+ * Data layout: a batch is n samples, each nn_shape_count(&shape) floats,
+ * sample-major ("NCHW" for images: x[n][c][h][w]). Parameters use PyTorch's
+ * names and shapes (dense: weight [out, in], bias [out]).
+ *
+ * backward ADDS parameter gradients into l->grad (the model zeroes them once
+ * per step) and WRITES dx (the gradient w.r.t. the input) unless dx is NULL.
+ * Neither forward nor backward allocates: all memory comes from the arenas. */
+#ifndef NN_CORE_LAYER_H
+#define NN_CORE_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/keys.h"
+
+#define NN_MAX_DIMS 4
+#define NN_MAX_PARAMS 8
+#define NN_NAME_MAX 48
+
+/* Shape of one sample (no batch dimension). */
+typedef struct nn_shape {
+  int ndim;
+  int dim[NN_MAX_DIMS];
+} nn_shape;
+
+size_t nn_shape_count(const nn_shape *s);
+int nn_shape_equal(const nn_shape *a, const nn_shape *b);
+/* "[1, 28, 28]" into buf; returns buf. */
+char *nn_shape_str(const nn_shape *s, char *buf, size_t n);
+
+typedef enum nn_init_kind {
+  NN_INIT_ZEROS,
+  NN_INIT_ONES,
+  NN_INIT_HE_NORMAL,      /* N(0, 2/fan_in) */
+  NN_INIT_HE_UNIFORM,     /* U(-sqrt(6/fan_in), +) */
+  NN_INIT_GLOROT_NORMAL,  /* N(0, 2/(fan_in+fan_out)) */
+  NN_INIT_GLOROT_UNIFORM, /* U(-sqrt(6/(fan_in+fan_out)), +) */
+  NN_INIT_CONSTANT,       /* every element = value */
+} nn_init_kind;
+
+/* Parse "he_normal" etc. Returns -1 if unknown. */
+int nn_init_parse(const char *name);
+extern const char *const nn_init_choices; /* "he_normal|he_uniform|..." */
+
+/* One parameter or buffer tensor a layer declares. */
+typedef struct nn_param_spec {
+  char name[NN_NAME_MAX]; /* PyTorch name: "weight", "bias", "running_mean" */
+  nn_shape shape;         /* PyTorch shape */
+  nn_init_kind init;
+  int fan_in, fan_out;    /* for the scaled initializers */
+  float value;            /* NN_INIT_CONSTANT */
+} nn_param_spec;
+
+/* Everything a job file can say about one layer. One flat struct for all
+ * types; each type's key table says which fields it reads. */
+typedef struct nn_layer_cfg {
+  char type[24];           /* registry name: "dense", "relu", ... */
+  char name[NN_NAME_MAX];  /* unique name; params are saved as <name>/<param> */
+  int units;               /* dense: output features */
+  int use_bias;            /* dense: 1 to add a bias */
+  char init[24];           /* weight initializer name, "" = layer default */
+  char activation[24];     /* dense: activation added after it, "" = none */
+  double alpha;            /* leaky_relu slope, elu alpha */
+  /* conv/pool/dropout/batchnorm/... fields are added here as layers land. */
+} nn_layer_cfg;
+
+/* Per-call context for forward/backward. */
+typedef struct nn_run_ctx {
+  int training;     /* 1 in training (dropout on, batch statistics), 0 in evaluation */
+  uint64_t seed;    /* the job seed, for per-sample random draws */
+  uint64_t step;    /* global optimizer step */
+  int64_t sample0;  /* position of this slice's first sample in the global batch */
+} nn_run_ctx;
+
+typedef struct nn_layer nn_layer;
+
+typedef struct nn_layer_ops {
+  const char *type;      /* name in job files */
+  const char *help;      /* one line for docs */
+  const nn_key *keys;    /* keys this type accepts besides type/name; ends with {0} */
+  int (*build)(nn_layer *l, nn_error *err);
+  void (*bind)(nn_layer *l);
+  /* x: [n, in], y: [n, out] */
+  void (*forward)(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx);
+  /* x, y: what forward saw and produced; dy: [n, out]; dx: [n, in] or NULL */
+  void (*backward)(nn_layer *l, const float *x, const float *y, const float *dy,
+                   float *dx, int n, const nn_run_ctx *ctx);
+  void (*destroy)(nn_layer *l);
+} nn_layer_ops;
+
+struct nn_layer {
+  const nn_layer_ops *ops;
+  nn_layer_cfg cfg;
+  int index;                          /* position in the model */
+  nn_shape in, out;                   /* per-sample shapes */
+  int nparams;                        /* trainable tensors */
+  nn_param_spec pspec[NN_MAX_PARAMS];
+  float *param[NN_MAX_PARAMS];        /* views into the parameter arena */
+  float *grad[NN_MAX_PARAMS];         /* views into the gradient arena */
+  int nbuffers;                       /* non-trainable state tensors */
+  nn_param_spec bspec[NN_MAX_PARAMS];
+  float *buffer[NN_MAX_PARAMS];       /* views into the buffer arena */
+  size_t scratch_per_sample;          /* floats kept from forward to backward, per sample */
+  size_t scratch_fixed;               /* floats of workspace independent of batch size */
+  float *scratch;                     /* view: max_batch*scratch_per_sample + scratch_fixed */
+  void *state;                        /* private, owned by the layer (destroy frees) */
+};
+
+/* The registry: every layer type, in one table (registry.c). */
+const nn_layer_ops *nn_layer_find(const char *type);
+/* NULL-terminated list of all layer types, for docs and suggestions. */
+const nn_layer_ops *const *nn_layer_types(void);
+
+/* Fill cfg with the defaults of its type's key table (type must be set). */
+int nn_layer_cfg_defaults(nn_layer_cfg *cfg, nn_error *err);
+
+#endif

@@ -1,0 +1,77 @@
+/* model.h: a sequential stack of layers over three arenas.
+ *
+ * All parameters live in one contiguous float array (params), all their
+ * gradients in another of the same length (grads), laid out in layer order;
+ * layers hold views into them. An all-reduce or a checkpoint is one call over
+ * the arena and the optimizer is one loop. Non-trainable state (running
+ * statistics) lives in a third arena (buffers). Activations for a batch of up
+ * to max_batch samples are preallocated: the step loop allocates nothing.
+ * Composite layers (residual blocks) contain their own sub-stacks, so the
+ * step loop never special-cases them. */
+#ifndef NN_CORE_MODEL_H
+#define NN_CORE_MODEL_H
+
+#include "core/layer.h"
+
+/* One named tensor of the model (a parameter or a buffer). */
+typedef struct nn_tensor_ref {
+  char layer[NN_NAME_MAX]; /* layer name */
+  char name[NN_NAME_MAX];  /* tensor name within the layer ("weight") */
+  nn_shape shape;
+  size_t offset;           /* into params (or buffers) */
+  size_t count;
+  int is_buffer;           /* 0: params/grads arena, 1: buffers arena */
+} nn_tensor_ref;
+
+typedef struct nn_model {
+  int nlayers;
+  nn_layer *layers;      /* [nlayers] */
+  nn_shape in, out;      /* per-sample input and output shapes */
+  int max_batch;         /* largest n forward/backward accept */
+
+  size_t nparams;        /* floats in params and in grads */
+  float *params;
+  float *grads;
+  size_t nbuffers;       /* floats in buffers */
+  float *buffers;
+
+  int ntensors;          /* parameters then buffers, in layer order */
+  nn_tensor_ref *tensors;
+
+  float *act;            /* outputs of every layer: [max_batch * out_i] each */
+  size_t *act_off;       /* [nlayers] offset of layer i's output in act */
+  float *dbuf[2];        /* ping-pong gradient buffers, max_batch * widest */
+  float *scratch;        /* layer scratch arena */
+} nn_model;
+
+/* Called by nn_model_backward after layer `layer` has produced all of its
+ * parameter gradients: grads[offset, offset+count) are final for this step.
+ * Layers finish from last to first, so ready ranges move toward offset 0. */
+typedef void (*nn_grad_ready_fn)(void *user, size_t offset, size_t count);
+
+/* Build a model for input shape `in` from n layer configs (copied). Shape or
+ * configuration errors fail here, naming the layer. Parameters are zero until
+ * nn_model_init_params. */
+int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs,
+                   int n, int max_batch, nn_error *err);
+void nn_model_free(nn_model *m);
+
+/* Initialize all parameters and buffers from (seed): depends on nothing else. */
+void nn_model_init_params(nn_model *m, uint64_t seed);
+
+/* Forward n <= max_batch samples x [n, in]; returns the output [n, out]
+ * (a view into the activation arena, valid until the next forward). */
+const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_run_ctx *ctx);
+
+/* Backward from dout [n, out] (gradient of the loss w.r.t. the output of the
+ * last forward, which must have been called with the same x and n). Adds into
+ * grads. `ready` may be NULL. */
+void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
+                       const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
+
+void nn_model_zero_grad(nn_model *m);
+
+/* Range of layer i's parameters in the arena. */
+void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count);
+
+#endif

@@ -40,5 +40,6 @@ int nn_cmd_train(int argc, char **argv);
 int nn_cmd_check(int argc, char **argv);
 int nn_cmd_prepare(int argc, char **argv);
 int nn_cmd_inspect(int argc, char **argv);
+int nn_cmd_bench(int argc, char **argv);
 
 #endif

@@ -1,7 +1,7 @@
 /* main.c: `nntrain` entry point: dispatches to subcommands.
  *
  *   nntrain JOB.toml [flags]        same as `nntrain train JOB.toml`
- *   nntrain train|check|prepare|inspect ...
+ *   nntrain train|check|prepare|inspect|bench ...
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +19,7 @@ static const nn_command commands[] = {
   {"check", nn_cmd_check, "validate a job file and print the model summary"},
   {"prepare", nn_cmd_prepare, "convert a data set (Fashion-MNIST, IDX, CSV) into HDF5 shards"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard holds"},
+  {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

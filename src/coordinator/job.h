@@ -1,0 +1,96 @@
+/* job.h: the job specification: what a job file says, validated.
+ *
+ * A job file (TOML) is read through key tables (one per section, one per
+ * layer type) that give every key's type, range, default and help; the same
+ * tables generate docs/job-file.md and the "did you mean" suggestions. The
+ * validated job is an nn_job. Rank 0 parses the file and ships the job to the
+ * other ranks as a serialized JobSpec protobuf (proto/nntrain.proto), whose
+ * field names equal the TOML keys. */
+#ifndef NN_COORDINATOR_JOB_H
+#define NN_COORDINATOR_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/err.h"
+#include "core/keys.h"
+#include "core/layer.h"
+#include "core/optim.h"
+
+#define NN_JOB_MAX_LAYERS 256
+#define NN_PATH_MAX 1024
+
+typedef struct nn_job_data {
+  char train[NN_PATH_MAX];  /* glob of training shards */
+  char test[NN_PATH_MAX];   /* glob of test shards, "" = none */
+  int normalize;            /* standardize inputs with the shards' mean/std */
+  int cache;                /* load the whole data set into memory */
+  int prefetch;             /* batches read ahead by the loader thread */
+} nn_job_data;
+
+typedef struct nn_job_train {
+  int epochs;
+  int batch_size;           /* GLOBAL batch, split over the ranks */
+  char loss[24];
+  int64_t seed;
+  int drop_last;            /* drop the final partial batch of each epoch */
+} nn_job_train;
+
+typedef struct nn_job_run {
+  char dir[NN_PATH_MAX];    /* run directory: metrics.jsonl, checkpoints */
+  int threads;              /* BLAS threads per rank, 0 = cores / ranks on the node */
+  int progress;             /* live progress bar when stderr is a terminal */
+} nn_job_run;
+
+typedef struct nn_job_model {
+  int input_ndim;           /* 0 = take the input shape from the data */
+  int input_shape[NN_MAX_DIMS];
+  int nlayers;
+  nn_layer_cfg layers[NN_JOB_MAX_LAYERS];
+  int layer_line[NN_JOB_MAX_LAYERS]; /* line in the job file, 0 if unknown */
+} nn_job_model;
+
+typedef struct nn_job {
+  char name[64];
+  char source[NN_PATH_MAX]; /* job file path (for messages) */
+  nn_job_data data;
+  nn_job_model model;
+  nn_job_train train;
+  nn_optim_cfg optimizer;
+  nn_job_run run;
+} nn_job;
+
+/* Parse and validate a job file. `overrides` are n "section.key=value"
+ * strings (from --set) applied on top of the file, values in TOML syntax
+ * (a value that is not valid TOML is taken as a string). Errors: NN_EIO,
+ * NN_ESYNTAX (TOML), NN_ESCHEMA (unknown key, wrong type, out of range),
+ * each with file:line:column. */
+int nn_job_load(nn_job *job, const char *path, const char *const *overrides,
+                int noverrides, nn_error *err);
+
+/* As nn_job_load, from text in memory (filename for messages). */
+int nn_job_parse(nn_job *job, const char *text, size_t len, const char *filename,
+                 const char *const *overrides, int noverrides, nn_error *err);
+
+/* Serialize to a JobSpec protobuf. *buf is malloc'ed (caller frees). */
+int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err);
+/* Deserialize a JobSpec protobuf (from nn_job_pack, a broadcast or a checkpoint). */
+int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err);
+
+/* The sections of a job file, for docs and tests. */
+typedef struct nn_job_section {
+  const char *name;        /* "data", "train", ... ("" = top level) */
+  const char *help;
+  const nn_key *keys;
+  size_t offset;           /* offsetof(nn_job, section struct) */
+} nn_job_section;
+const nn_job_section *nn_job_sections(void); /* ends with {NULL} */
+
+/* Write docs/job-file.md (the reference for every key) to `f`. */
+void nn_job_write_reference(FILE *f);
+
+/* Edit distance, for "did you mean". */
+int nn_edit_distance(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,53 @@
+/* allreduce.h: our ring all-reduce over MPI point-to-point, and the bucketed
+ * gradient synchronizer the step loop uses.
+ *
+ * nn_ring_allreduce sums a float buffer in place across all ranks of a
+ * communicator: reduce-scatter then all-gather around the ring, pipelined in
+ * chunks. For a given rank count the additions happen in a fixed order, so
+ * repeated runs are bit-identical and every rank ends with the same bits.
+ *
+ * nn_gradsync reduces a gradient arena in buckets: backward reports ranges
+ * of the arena as final (nn_gradsync_ready, called from the model's
+ * nn_grad_ready_fn), and a bucket is reduced as soon as all of it is final,
+ * on a communication thread, so communication overlaps the rest of backward.
+ * nn_gradsync_finish waits for every bucket. The main thread makes no MPI call
+ * between nn_gradsync_begin and nn_gradsync_finish. */
+#ifndef NN_WORKER_ALLREDUCE_H
+#define NN_WORKER_ALLREDUCE_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+typedef struct nn_ring nn_ring;
+
+/* A ring on `comm` (duplicated; the caller's comm is not used for traffic).
+ * max_count: the largest buffer (floats) that will be reduced; scratch is
+ * allocated once here. chunk_bytes: pipeline chunk size (0 = default). */
+int nn_ring_create(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
+                   nn_error *err);
+void nn_ring_free(nn_ring *r);
+
+/* In place: buf[i] = sum over ranks of buf[i], identical bits on every rank.
+ * count may be 0 and may be less than the number of ranks. Collective. */
+int nn_ring_allreduce(nn_ring *r, float *buf, size_t count, nn_error *err);
+
+typedef struct nn_gradsync nn_gradsync;
+
+/* Buckets of bucket_bytes (0 = default 4 MiB) over arena[0, n). Starts the
+ * communication thread. Requires MPI initialized with at least
+ * MPI_THREAD_SERIALIZED. */
+int nn_gradsync_create(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
+                       size_t bucket_bytes, nn_error *err);
+void nn_gradsync_free(nn_gradsync *g);
+/* Start a step: no range is final yet. */
+void nn_gradsync_begin(nn_gradsync *g);
+/* arena[offset, offset+count) is final for this step (thread-safe with the
+ * communication thread; call from the main thread only). */
+void nn_gradsync_ready(nn_gradsync *g, size_t offset, size_t count);
+/* Wait until every bucket has been summed (marks any range never reported as
+ * ready first). After it returns arena holds the SUM over ranks. */
+int nn_gradsync_finish(nn_gradsync *g, nn_error *err);
+
+#endif

@@ -1,0 +1,105 @@
+/* loss.c: softmax cross-entropy and mean squared error over a batch
+ * (see loss.h), plus the row-wise softmax and argmax the metrics use.
+ *
+ * Sums over samples are accumulated in double so the loss of a large batch
+ * does not lose the small per-sample terms; gradients are written in float.
+ * Nothing here allocates. */
+#include "core/loss.h"
+
+#include <math.h>
+#include <string.h>
+
+const char *const nn_loss_choices = "cross_entropy|mse";
+
+int nn_loss_parse(const char *name) {
+  if (!name) return -1;
+  if (strcmp(name, "cross_entropy") == 0) return NN_LOSS_SOFTMAX_CE;
+  if (strcmp(name, "mse") == 0) return NN_LOSS_MSE;
+  return -1;
+}
+
+int nn_argmax(const float *v, int k) {
+  int best = 0;
+  for (int j = 1; j < k; j++)
+    if (v[j] > v[best]) best = j;
+  return best;
+}
+
+/* Largest of k > 0 values. */
+static float row_max(const float *x, int k) {
+  float m = x[0];
+  for (int j = 1; j < k; j++)
+    if (x[j] > m) m = x[j];
+  return m;
+}
+
+/* probs[i, :] = exp(x - max) / sum exp(x - max): every exponent is <= 0, so
+ * nothing overflows and the largest term is exactly 1. In place is fine:
+ * element j is read before it is written, and the max is taken first. */
+void nn_softmax_rows(const float *logits, float *probs, int n, int k) {
+  if (k <= 0) return;
+  for (int i = 0; i < n; i++) {
+    const float *x = logits + (size_t)i * k;
+    float *p = probs + (size_t)i * k;
+    float m = row_max(x, k);
+    double s = 0;
+    for (int j = 0; j < k; j++) {
+      p[j] = expf(x[j] - m);
+      s += p[j];
+    }
+    float inv = (float)(1.0 / s);
+    for (int j = 0; j < k; j++) p[j] *= inv;
+  }
+}
+
+/* Per sample: loss = logsumexp(x) - x[label], computed as
+ * m + log(sum exp(x - m)) - x[label] with m = max(x), so logits of any size
+ * stay finite. d loss / d x = softmax(x) - onehot(label).
+ * logits, dlogits: [n, k]; labels: [n]. A label outside [0, k) makes the
+ * returned sum NaN (the caller checks isfinite) and zeroes that row of the
+ * gradient, so one bad label cannot write out of bounds. */
+double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int k,
+                          float scale, float *dlogits) {
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    const float *x = logits + (size_t)i * k;
+    int32_t y = labels[i];
+    if (y < 0 || y >= k) {
+      total = NAN;
+      if (dlogits) memset(dlogits + (size_t)i * k, 0, (size_t)k * sizeof(float));
+      continue;
+    }
+    float m = row_max(x, k);
+    double s = 0;
+    for (int j = 0; j < k; j++) s += exp((double)x[j] - m);
+    double lse = (double)m + log(s);
+    total += lse - x[y];
+    if (dlogits) {
+      float *d = dlogits + (size_t)i * k;
+      double inv = 1.0 / s;
+      for (int j = 0; j < k; j++)
+        d[j] = (float)(scale * (exp((double)x[j] - m) * inv - (j == y ? 1.0 : 0.0)));
+    }
+  }
+  return total;
+}
+
+/* Per sample: loss = (1/k) sum_j (out_j - target_j)^2;
+ * d loss / d out_j = 2 (out_j - target_j) / k. out, target, dout: [n, k]
+ * (dout may alias out or target: each element is read before it is written). */
+double nn_loss_mse(const float *out, const float *target, int n, int k, float scale,
+                   float *dout) {
+  double total = 0;
+  if (k <= 0) return 0;
+  double g = 2.0 * scale / k;
+  for (size_t i = 0; i < (size_t)n * (size_t)k; i += (size_t)k) {
+    double s = 0;
+    for (int j = 0; j < k; j++) {
+      double e = (double)out[i + j] - target[i + j];
+      s += e * e;
+      if (dout) dout[i + j] = (float)(g * e);
+    }
+    total += s / k;
+  }
+  return total;
+}

@@ -30,19 +30,47 @@ int nn_ring_create(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_by
 void nn_ring_free(nn_ring *r);
 
 /* In place: buf[i] = sum over ranks of buf[i], identical bits on every rank.
- * count may be 0 and may be less than the number of ranks. Collective. */
+ * count may be 0 and may be less than the number of ranks. Collective.
+ * The order in which element i is summed depends only on i, the chunk size
+ * and the number of ranks (see docs/allreduce.md). */
 int nn_ring_allreduce(nn_ring *r, float *buf, size_t count, nn_error *err);
+
+/* As nn_ring_allreduce for buf = whole[base, base+count): element buf[i] is
+ * summed in the order element whole[base+i] would be by a call on `whole`, so
+ * reducing a buffer piece by piece gives the same bits as one call. */
+int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base,
+                         nn_error *err);
+
+/* Watchdog: if no message from a neighbour arrives (or leaves) for `seconds`
+ * during an all-reduce, the ranks find out which rank did not arrive and the
+ * call returns NN_EMPI with "rank R did not reach the all-reduce of step S
+ * within T s; aborting the job" (err->rank = -1). On the one rank chosen to
+ * report (the lowest live rank) it returns at once; the others wait a few
+ * seconds more for the job to be aborted before returning the same error.
+ * The caller must then MPI_Abort. 0 (the default) = wait forever. */
+void nn_ring_set_timeout(nn_ring *r, double seconds);
+/* The step number named in watchdog messages; without it, the count of
+ * all-reduce calls so far (1-based). */
+void nn_ring_set_step(nn_ring *r, long step);
+/* Pipeline chunk (floats) the ring was created with. */
+size_t nn_ring_chunk(const nn_ring *r);
 
 typedef struct nn_gradsync nn_gradsync;
 
 /* Buckets of bucket_bytes (0 = default 4 MiB) over arena[0, n). Starts the
  * communication thread. Requires MPI initialized with at least
- * MPI_THREAD_SERIALIZED. */
+ * MPI_THREAD_SERIALIZED. The sum has the same bits as nn_ring_allreduce on
+ * the whole arena with the default chunk, whatever the bucket size. */
 int nn_gradsync_create(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
                        size_t bucket_bytes, nn_error *err);
 void nn_gradsync_free(nn_gradsync *g);
-/* Start a step: no range is final yet. */
+/* Start a step: no range is final yet. The step number for watchdog
+ * messages counts calls (1-based); nn_gradsync_begin_step names it. */
 void nn_gradsync_begin(nn_gradsync *g);
+void nn_gradsync_begin_step(nn_gradsync *g, long step);
+/* Watchdog timeout for the bucket all-reduces (see nn_ring_set_timeout);
+ * call between steps. */
+void nn_gradsync_set_timeout(nn_gradsync *g, double seconds);
 /* arena[offset, offset+count) is final for this step (thread-safe with the
  * communication thread; call from the main thread only). */
 void nn_gradsync_ready(nn_gradsync *g, size_t offset, size_t count);

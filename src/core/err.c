@@ -70,7 +70,9 @@ void nn_error_prefix(nn_error *e, const char *fmt, ...) {
   vsnprintf(pre, sizeof pre, fmt, ap);
   va_end(ap);
   memcpy(old, e->msg, sizeof old);
-  snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+  /* A message longer than the record is cut: fine for a one-line error. */
+  if (snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old) >= (int)sizeof e->msg)
+    e->msg[sizeof e->msg - 1] = '\0';
 }
 
 char *nn_error_format(const nn_error *e, char *buf, size_t n) {

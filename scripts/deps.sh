@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages nntrain builds and runs with (idempotent).
+# Runs apt-get as root, or through sudo.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config git
+      libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev zlib1g-dev
+      libprotobuf-c-dev protobuf-c-compiler
+      dataset-fashion-mnist python3 python3-numpy python3-h5py)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "deps: installing ${missing[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): install, build, run every test, then
+# the unit and MPI tests again under AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+scripts/build.sh build
+(cd build && ctest --output-on-failure -j2)
+scripts/build.sh build-asan -DNN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+(cd build-asan && ctest --output-on-failure -j2 -L 'unit|mpi|e2e')

@@ -1,0 +1,164 @@
+/* train.c: `nntrain train JOB.toml` (also `nntrain JOB.toml`).
+ *
+ * Rank 0 alone reads and validates the job file; it broadcasts the status and
+ * then the serialized JobSpec, so a bad file fails once, with one message, and
+ * every rank exits with the same code. Errors that every rank agrees on (data,
+ * shapes) end the run cleanly; an error inside the step loop on one rank ends
+ * the whole job with MPI_Abort, because its peers may be waiting on it. */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "coordinator/job.h"
+#include "coordinator/train.h"
+
+#define MAX_SETS 128
+
+static void train_usage(FILE *f) {
+  fprintf(f,
+          "usage: nntrain [train] JOB.toml [options]\n"
+          "       mpirun -np N nntrain JOB.toml [options]\n\n"
+          "Train the model a job file describes (see docs/job-file.md) on every MPI rank.\n\n"
+          "options:\n"
+          "  --set SECTION.KEY=VALUE  override a job key (repeatable; VALUE in TOML syntax,\n"
+          "                           a bare word is a string); model.layers.N.KEY=VALUE\n"
+          "                           sets a key of the N-th layer (from 0)\n"
+          "  --steps N                stop after N optimizer steps (tests, benchmarks)\n"
+          "  --timeout SECONDS        end the job if a rank misses a step for this long\n"
+          "                           (default 300; 0 = wait forever)\n"
+          "  --check-replicas         verify after every step that all ranks hold identical\n"
+          "                           parameters (slow; for tests)\n"
+          "  --dump-params FILE       write the final parameters as raw float32 (rank 0)\n"
+          "  --progress, --no-progress  force the live progress bar on or off\n"
+          "  --quiet                  no per-epoch lines\n"
+          "  -h, --help               this help\n\n"
+          "Writes RUN_DIR/metrics.jsonl (run.dir in the job). Exit codes: see 'nntrain --help'.\n");
+}
+
+/* Parse a non-negative number argument. */
+static int parse_num(const char *s, double *v) {
+  char *end;
+  *v = strtod(s, &end);
+  return end != s && *end == '\0' && *v >= 0;
+}
+
+int nn_cmd_train(int argc, char **argv) {
+  if (nn_cli_wants_help(argc, argv)) {
+    train_usage(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *path = NULL;
+  const char *sets[MAX_SETS];
+  int nsets = 0;
+  nn_train_opts opts = {.progress = -1, .timeout_s = 300};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    double v;
+    if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
+      const char *val = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!val) return nn_cli_usage_error("train", "--set needs SECTION.KEY=VALUE");
+      if (nsets == MAX_SETS) return nn_cli_usage_error("train", "too many --set options");
+      sets[nsets++] = val;
+    } else if (!strcmp(a, "--steps")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1)
+        return nn_cli_usage_error("train", "--steps needs a positive whole number");
+      opts.max_steps = (int64_t)v;
+    } else if (!strcmp(a, "--timeout")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v))
+        return nn_cli_usage_error("train", "--timeout needs a number of seconds >= 0");
+      opts.timeout_s = v;
+    } else if (!strcmp(a, "--dump-params")) {
+      if (i + 1 >= argc) return nn_cli_usage_error("train", "--dump-params needs a FILE");
+      opts.dump_params = argv[++i];
+    } else if (!strcmp(a, "--check-replicas")) {
+      opts.check_replicas = 1;
+    } else if (!strcmp(a, "--progress")) {
+      opts.progress = 1;
+    } else if (!strcmp(a, "--no-progress")) {
+      opts.progress = 0;
+    } else if (!strcmp(a, "--quiet")) {
+      opts.quiet = 1;
+    } else if (a[0] == '-' && a[1]) {
+      return nn_cli_usage_error("train", "unknown option '%s'", a);
+    } else if (!path) {
+      path = a;
+    } else {
+      return nn_cli_usage_error("train", "unexpected argument '%s' (one job file only)", a);
+    }
+  }
+  if (!path) return nn_cli_usage_error("train", "missing the job file");
+
+  int provided = 0;
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    fprintf(stderr, "nntrain: cannot initialize MPI\n");
+    return NN_EXIT_COMM;
+  }
+  MPI_Comm comm = MPI_COMM_WORLD;
+  int rank, nranks;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &nranks);
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+
+  nn_error err;
+  nn_error_clear(&err);
+  nn_job *job = calloc(1, sizeof *job);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int code = NN_EXIT_OK, rc = 0;
+  if (!job) {
+    fprintf(stderr, "nntrain: out of memory\n");
+    MPI_Abort(comm, NN_EXIT_FAILURE);
+    return NN_EXIT_FAILURE;
+  }
+  if (nranks > 1 && provided < MPI_THREAD_SERIALIZED) {
+    if (rank == 0)
+      fprintf(stderr, "nntrain: this MPI library does not provide MPI_THREAD_SERIALIZED\n");
+    code = NN_EXIT_COMM;
+    goto out;
+  }
+
+  /* Rank 0 parses; everyone learns the outcome, then the spec. */
+  if (rank == 0) {
+    rc = nn_job_load(job, path, sets, nsets, &err);
+    if (!rc) rc = nn_job_pack(job, &buf, &len, &err);
+    if (rc) code = nn_cli_fail(&err);
+  }
+  long long hdr[2] = {code, (long long)len};
+  MPI_Bcast(hdr, 2, MPI_LONG_LONG, 0, comm);
+  if (hdr[0] != NN_EXIT_OK) {
+    code = (int)hdr[0];
+    goto out;
+  }
+  if (rank != 0) {
+    len = (size_t)hdr[1];
+    buf = malloc(len ? len : 1);
+    if (!buf) {
+      fprintf(stderr, "nntrain: rank %d: out of memory\n", rank);
+      MPI_Abort(comm, NN_EXIT_FAILURE);
+    }
+  }
+  MPI_Bcast(buf, (int)len, MPI_BYTE, 0, comm);
+  if (rank != 0 && nn_job_unpack(job, buf, len, &err) != 0) {
+    err.rank = rank;
+    code = nn_cli_fail(&err);
+    MPI_Abort(comm, code);
+  }
+
+  nn_train_result res;
+  rc = nn_train_run(job, comm, &opts, &res, &err);
+  if (rc && res.local_error) {
+    /* This rank alone failed inside the run: its peers may be waiting on it. */
+    code = nn_cli_fail(&err);
+    if (nranks > 1) MPI_Abort(comm, code);
+  } else if (rc) {
+    /* Every rank holds the same record: say it once. */
+    code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
+  }
+out:
+  free(buf);
+  free(job);
+  MPI_Finalize();
+  return code;
+}

@@ -1,0 +1,26 @@
+/* metrics.h: the run's metrics log, RUN_DIR/metrics.jsonl: one JSON object per
+ * line, appended and flushed as each record is complete, so a crash loses at
+ * most the record being written and an earlier run's lines are never lost. */
+#ifndef NN_COORDINATOR_METRICS_H
+#define NN_COORDINATOR_METRICS_H
+
+#include <stdio.h>
+
+#include "core/err.h"
+
+typedef struct nn_metrics_log {
+  FILE *f;
+  char path[1100];
+} nn_metrics_log;
+
+/* Create the run directory (and parents) and open dir/metrics.jsonl for appending. */
+int nn_metrics_open(nn_metrics_log *log, const char *dir, nn_error *err);
+/* Append one record: `json_fields` is the inside of an object ("\"epoch\": 1, ...").
+ * Adds "time" (Unix seconds). */
+int nn_metrics_write(nn_metrics_log *log, const char *json_fields, nn_error *err);
+void nn_metrics_close(nn_metrics_log *log);
+
+/* mkdir -p. */
+int nn_mkdirs(const char *dir, nn_error *err);
+
+#endif

@@ -1,0 +1,292 @@
+/* loader.c: per-rank batch pipeline with a read-ahead thread (see loader.h).
+ *
+ * The thread and the step loop share prefetch+1 slots. The thread fills slot
+ * (k % nslots) with batch k of the epoch while k < next_take + prefetch; the
+ * step loop takes them in order and holds batch k until it asks for k+1, so
+ * the slot it holds is never refilled under it. A generation counter and a
+ * busy flag let nn_loader_start/stop abandon an epoch without racing with a
+ * read in flight. */
+#include "worker/loader.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+typedef struct slot {
+  nn_batch b;
+  float *x;
+  int32_t *labels;
+  float *targets;
+  int64_t *idx;       /* [max_slice] global indices read */
+} slot;
+
+struct nn_loader {
+  nn_dataset *ds;
+  nn_loader_cfg cfg;
+  nn_dataset_info info;
+  size_t feat;           /* floats per sample */
+  int64_t steps;         /* global batches per epoch */
+  int max_slice;
+  int channels;          /* normalization channels */
+  size_t per_channel;    /* floats per channel within a sample */
+  float *nmean, *ninv;   /* [channels] */
+  int64_t *order;        /* [info.n] global order of this epoch */
+
+  int depth;             /* batches read ahead */
+  int nslots;            /* depth + 1: one more for the batch the step loop holds */
+  slot *slots;
+
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int running;           /* thread started */
+  int quit;
+  uint64_t gen;          /* epoch generation; bumps on start/stop */
+  int active;            /* the thread has an epoch to read */
+  int busy;              /* the thread is inside fill() */
+  int epoch;
+  int64_t next_fill;     /* next step the thread reads */
+  int64_t next_take;     /* next step the step loop takes */
+  int err_code;          /* first read error of this generation */
+  nn_error err;
+};
+
+int64_t nn_loader_steps(const nn_loader *L) { return L->steps; }
+int nn_loader_max_slice(const nn_loader *L) { return L->max_slice; }
+
+/* Slice [lo, hi) of a global batch of b samples for rank r of N. */
+static void slice_of(int b, int r, int N, int *lo, int *hi) {
+  *lo = (int)((int64_t)b * r / N);
+  *hi = (int)((int64_t)b * (r + 1) / N);
+}
+
+/* Standardize x [n, feat] in place per channel. */
+static void normalize(const nn_loader *L, float *x, int n) {
+  for (int i = 0; i < n; i++) {
+    float *s = x + (size_t)i * L->feat;
+    for (int c = 0; c < L->channels; c++) {
+      const float m = L->nmean[c], k = L->ninv[c];
+      float *p = s + (size_t)c * L->per_channel;
+      for (size_t j = 0; j < L->per_channel; j++) p[j] = (p[j] - m) * k;
+    }
+  }
+}
+
+/* Read batch `step` into s (called on the thread without the lock). */
+static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
+  const int64_t B = L->cfg.batch_size;
+  int64_t first = step * B;
+  int gn = (int)(L->info.n - first < B ? L->info.n - first : B);
+  int lo, hi;
+  slice_of(gn, L->cfg.rank, L->cfg.nranks, &lo, &hi);
+  int n = hi - lo;
+  for (int i = 0; i < n; i++) s->idx[i] = L->order[first + lo + i];
+  if (n > 0) {
+    int rc = nn_dataset_read(L->ds, s->idx, n, s->x, s->labels, s->targets, err);
+    if (rc) return rc;
+    if (L->cfg.normalize) normalize(L, s->x, n);
+  }
+  s->b.step = step;
+  s->b.n = n;
+  s->b.global_n = gn;
+  s->b.sample0 = first + lo;
+  s->b.x = s->x;
+  s->b.labels = L->info.num_classes > 0 ? s->labels : NULL;
+  s->b.targets = L->info.num_classes > 0 ? NULL : s->targets;
+  return 0;
+}
+
+static void *loader_main(void *arg) {
+  nn_loader *L = arg;
+  pthread_mutex_lock(&L->mu);
+  for (;;) {
+    while (!L->quit &&
+           (!L->active || L->next_fill >= L->steps || L->err_code ||
+            L->next_fill - L->next_take >= L->depth))
+      pthread_cond_wait(&L->cv, &L->mu);
+    if (L->quit) break;
+    uint64_t gen = L->gen;
+    int64_t step = L->next_fill;
+    slot *s = &L->slots[step % L->nslots];
+    L->busy = 1;
+    pthread_mutex_unlock(&L->mu);
+    nn_error e;
+    nn_error_clear(&e);
+    int rc = fill(L, s, step, &e);
+    pthread_mutex_lock(&L->mu);
+    L->busy = 0;
+    if (gen == L->gen) { /* else the epoch was abandoned meanwhile: drop it */
+      if (rc) {
+        L->err_code = rc;
+        L->err = e;
+      } else {
+        L->next_fill++;
+      }
+    }
+    pthread_cond_broadcast(&L->cv);
+  }
+  pthread_mutex_unlock(&L->mu);
+  return NULL;
+}
+
+int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
+                     nn_error *err) {
+  *out = NULL;
+  int rc = 0;
+  nn_loader *L = calloc(1, sizeof *L);
+  if (!L) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  L->ds = ds;
+  L->cfg = *cfg;
+  L->info = *nn_dataset_get_info(ds);
+  L->feat = nn_shape_count(&L->info.sample);
+  if (cfg->batch_size < 1 || cfg->nranks < 1 || cfg->rank < 0 || cfg->rank >= cfg->nranks) {
+    rc = nn_error_set(err, NN_EINVAL, "loader: bad batch size or rank");
+    goto fail;
+  }
+  if (L->info.n < 1) {
+    rc = nn_error_set(err, NN_EDATA, "the data set has no samples");
+    goto fail;
+  }
+  L->steps = L->info.n / cfg->batch_size;
+  if (!cfg->drop_last && L->info.n % cfg->batch_size) L->steps++;
+  if (L->steps < 1) {
+    rc = nn_error_set(err, NN_EDATA,
+                      "drop_last is set and the data set (%lld samples) is smaller than one "
+                      "batch (%d)", (long long)L->info.n, cfg->batch_size);
+    goto fail;
+  }
+  int lo, hi;
+  slice_of(cfg->batch_size, cfg->rank, cfg->nranks, &lo, &hi);
+  L->max_slice = (int)(((int64_t)cfg->batch_size + cfg->nranks - 1) / cfg->nranks);
+
+  /* Normalization: channel c covers a contiguous run of the sample. */
+  L->channels = L->info.channels > 0 ? L->info.channels : 1;
+  if (L->feat % (size_t)L->channels) L->channels = 1;
+  L->per_channel = L->feat / (size_t)L->channels;
+  L->nmean = calloc((size_t)L->channels, sizeof *L->nmean);
+  L->ninv = calloc((size_t)L->channels, sizeof *L->ninv);
+  L->order = malloc((size_t)L->info.n * sizeof *L->order);
+  L->depth = cfg->prefetch > 0 ? cfg->prefetch : 1;
+  L->nslots = L->depth + 1;
+  L->slots = calloc((size_t)L->nslots, sizeof *L->slots);
+  if (!L->nmean || !L->ninv || !L->order || !L->slots) goto oom;
+  for (int c = 0; c < L->channels; c++) {
+    double m = L->info.channels > 0 ? L->info.mean[c] : 0.0;
+    double sd = L->info.channels > 0 ? L->info.std[c] : 1.0;
+    L->nmean[c] = (float)m;
+    L->ninv[c] = (float)(sd > 1e-12 ? 1.0 / sd : 1.0);
+  }
+  size_t tdim = L->info.target_dim > 0 ? (size_t)L->info.target_dim : 1;
+  for (int i = 0; i < L->nslots; i++) {
+    slot *s = &L->slots[i];
+    s->x = malloc((size_t)L->max_slice * L->feat * sizeof(float) + 1);
+    s->labels = malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
+    s->targets = malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
+    s->idx = malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
+    if (!s->x || !s->labels || !s->targets || !s->idx) goto oom;
+  }
+  pthread_mutex_init(&L->mu, NULL);
+  pthread_cond_init(&L->cv, NULL);
+  if (pthread_create(&L->thread, NULL, loader_main, L) != 0) {
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
+    rc = nn_error_set(err, NN_EINTERNAL, "cannot start the data loader thread");
+    goto fail;
+  }
+  L->running = 1;
+  *out = L;
+  return 0;
+oom:
+  rc = nn_error_set(err, NN_ENOMEM, "out of memory allocating %d prefetch batches of %d samples",
+                    L->depth, L->max_slice);
+fail:
+  nn_loader_free(L);
+  return rc;
+}
+
+void nn_loader_free(nn_loader *L) {
+  if (!L) return;
+  if (L->running) {
+    pthread_mutex_lock(&L->mu);
+    L->quit = 1;
+    pthread_cond_broadcast(&L->cv);
+    pthread_mutex_unlock(&L->mu);
+    pthread_join(L->thread, NULL);
+    pthread_mutex_destroy(&L->mu);
+    pthread_cond_destroy(&L->cv);
+  }
+  for (int i = 0; L->slots && i < L->nslots; i++) {
+    free(L->slots[i].x);
+    free(L->slots[i].labels);
+    free(L->slots[i].targets);
+    free(L->slots[i].idx);
+  }
+  free(L->slots);
+  free(L->order);
+  free(L->nmean);
+  free(L->ninv);
+  free(L);
+}
+
+/* Abandon the current epoch and wait until the thread is out of fill(), so
+ * order[] and the slots may be rewritten. Called with the lock held. */
+static void abandon(nn_loader *L) {
+  L->gen++;
+  L->active = 0;
+  while (L->busy) pthread_cond_wait(&L->cv, &L->mu);
+}
+
+int nn_loader_start(nn_loader *L, int epoch, int64_t first_step, nn_error *err) {
+  if (first_step < 0 || first_step > L->steps)
+    return nn_error_set(err, NN_EINVAL, "loader: step %lld outside the epoch",
+                        (long long)first_step);
+  pthread_mutex_lock(&L->mu);
+  abandon(L);
+  int64_t n = L->info.n;
+  if (L->cfg.shuffle)
+    nn_rng_permutation(L->cfg.seed, (uint32_t)epoch, L->order, n);
+  else
+    for (int64_t i = 0; i < n; i++) L->order[i] = i;
+  L->epoch = epoch;
+  L->next_fill = first_step;
+  L->next_take = first_step;
+  L->err_code = 0;
+  nn_error_clear(&L->err);
+  L->active = 1;
+  pthread_cond_broadcast(&L->cv);
+  pthread_mutex_unlock(&L->mu);
+  return 0;
+}
+
+int nn_loader_next(nn_loader *L, const nn_batch **b, nn_error *err) {
+  *b = NULL;
+  pthread_mutex_lock(&L->mu);
+  if (!L->active || L->next_take >= L->steps) {
+    L->active = 0;
+    pthread_mutex_unlock(&L->mu);
+    return 0;
+  }
+  while (L->next_fill <= L->next_take && !L->err_code) pthread_cond_wait(&L->cv, &L->mu);
+  if (L->next_fill <= L->next_take) {
+    int rc = L->err_code;
+    if (err) *err = L->err;
+    L->active = 0;
+    pthread_mutex_unlock(&L->mu);
+    return rc;
+  }
+  slot *s = &L->slots[L->next_take % L->nslots];
+  /* Taking step k frees the slot of step k-1 for the thread. */
+  L->next_take++;
+  pthread_cond_broadcast(&L->cv);
+  pthread_mutex_unlock(&L->mu);
+  *b = &s->b;
+  return 0;
+}
+
+void nn_loader_stop(nn_loader *L) {
+  pthread_mutex_lock(&L->mu);
+  abandon(L);
+  pthread_mutex_unlock(&L->mu);
+}

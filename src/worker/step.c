@@ -1,0 +1,94 @@
+/* step.c: forward, loss, backward with overlapped gradient reduction, update
+ * (see step.h). */
+#include "worker/step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/loss.h"
+
+int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
+                    nn_error *err) {
+  memset(s, 0, sizeof *s);
+  s->model = m;
+  s->optim = o;
+  s->sync = sync;
+  s->loss = loss;
+  s->outputs = (int)nn_shape_count(&m->out);
+  size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
+  s->dout = malloc(n * sizeof(float));
+  s->onehot = malloc(n * sizeof(float));
+  if (!s->dout || !s->onehot) {
+    nn_stepper_free(s);
+    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+void nn_stepper_free(nn_stepper *s) {
+  free(s->dout);
+  free(s->onehot);
+  s->dout = s->onehot = NULL;
+}
+
+/* Loss over out [n, k] for batch b; writes dout scaled when d != NULL. */
+static double batch_loss(nn_stepper *s, const nn_batch *b, const float *out, float scale,
+                         float *d) {
+  const int n = b->n, k = s->outputs;
+  if (s->loss == NN_LOSS_SOFTMAX_CE) return nn_loss_softmax_ce(out, b->labels, n, k, scale, d);
+  const float *target = b->targets;
+  if (!target) { /* MSE against one-hot class labels */
+    memset(s->onehot, 0, (size_t)n * (size_t)k * sizeof(float));
+    for (int i = 0; i < n; i++) s->onehot[(size_t)i * k + b->labels[i]] = 1.0f;
+    target = s->onehot;
+  }
+  return nn_loss_mse(out, target, n, k, scale, d);
+}
+
+static void count_correct(nn_stepper *s, const nn_batch *b, const float *out,
+                          nn_step_stats *st) {
+  if (!b->labels) return;
+  for (int i = 0; i < b->n; i++)
+    if (nn_argmax(out + (size_t)i * s->outputs, s->outputs) == b->labels[i]) st->correct += 1;
+}
+
+typedef struct ready_ctx {
+  nn_gradsync *sync;
+} ready_ctx;
+
+static void on_ready(void *user, size_t offset, size_t count) {
+  nn_gradsync_ready(((ready_ctx *)user)->sync, offset, count);
+}
+
+int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
+                  uint64_t seed, nn_step_stats *st, nn_error *err) {
+  nn_model *m = s->model;
+  nn_run_ctx ctx = {.training = 1, .seed = seed, .step = step, .sample0 = b->sample0};
+  nn_model_zero_grad(m);
+  ready_ctx rc = {s->sync};
+  if (s->sync) nn_gradsync_begin_step(s->sync, (long)step + 1);
+  if (b->n > 0) {
+    const float *out = nn_model_forward(m, b->x, b->n, &ctx);
+    double l = batch_loss(s, b, out, 1.0f / (float)b->global_n, s->dout);
+    st->loss_sum += l;
+    st->count += b->n;
+    count_correct(s, b, out, st);
+    nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);
+  }
+  if (s->sync) {
+    int r = nn_gradsync_finish(s->sync, err);
+    if (r) return r;
+  }
+  nn_optim_step(s->optim, m->params, m->grads, lr);
+  return 0;
+}
+
+void nn_step_eval(nn_stepper *s, const nn_batch *b, uint64_t seed, nn_step_stats *st) {
+  if (b->n == 0) return;
+  nn_run_ctx ctx = {.training = 0, .seed = seed, .step = 0, .sample0 = b->sample0};
+  const float *out = nn_model_forward(s->model, b->x, b->n, &ctx);
+  st->loss_sum += batch_loss(s, b, out, 1.0f, NULL);
+  st->count += b->n;
+  count_correct(s, b, out, st);
+}

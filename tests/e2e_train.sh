@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# End-to-end training: loss falls on Fashion-MNIST (1 rank and 2 ranks), the same
+# job on 1 and 2 ranks ends with the same parameters, repeated runs are
+# bit-identical, replicas stay identical at 3 ranks, a partial final batch with
+# empty slices works, and bad set-ups fail once, clearly, before training.
+set -euo pipefail
+: "${NNTRAIN:?}" "${NN_SOURCE_DIR:?}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+MPI="timeout 300 mpirun --oversubscribe"
+
+# --- data: 12k Fashion-MNIST training images (real data), the test set --------------
+python3 - "$T" <<'PY'
+import gzip, sys, struct
+t = sys.argv[1]
+src = "/usr/share/datasets/"
+def rd(name): return gzip.open(src + name).read()
+img, lab = rd("train-images-idx3-ubyte.gz"), rd("train-labels-idx1-ubyte.gz")
+n = 12000
+open(t + "/img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
+open(t + "/lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
+PY
+"$NNTRAIN" prepare idx "$T/img" "$T/lab" --out "$T/fm" --split train --shards 3 >/dev/null
+"$NNTRAIN" prepare idx /usr/share/datasets/t10k-images-idx3-ubyte.gz \
+  /usr/share/datasets/t10k-labels-idx1-ubyte.gz --out "$T/fm" --split test --shards 2 \
+  --stats "$T/fm/train-000.h5" >/dev/null
+
+cat > "$T/mlp.toml" <<EOF2
+name = "e2e_mlp"
+[data]
+train = "$T/fm/train-*.h5"
+test = "$T/fm/test-*.h5"
+[model]
+[[model.layers]]
+type = "dense"
+units = 64
+activation = "relu"
+[[model.layers]]
+type = "dense"
+units = 10
+[train]
+epochs = 2
+batch_size = 96
+seed = 7
+[optimizer]
+type = "sgd"
+lr = 0.05
+momentum = 0.9
+[run]
+dir = "$T/run"
+EOF2
+
+# --- 1 rank: loss falls, accuracy is far above chance, metrics.jsonl written ---------
+"$NNTRAIN" "$T/mlp.toml" --no-progress > "$T/out1" || fail "1-rank training exited $?"
+cat "$T/out1"
+python3 - "$T" <<'PY' || fail "1-rank metrics"
+import json, sys
+rec = [json.loads(l) for l in open(sys.argv[1] + "/run/metrics.jsonl")]
+ep = [r for r in rec if "epoch" in r]
+assert len(ep) == 2, ep
+assert ep[1]["loss"] < ep[0]["loss"], "loss did not fall"
+assert ep[0]["loss"] < 2.30, "first epoch loss not below chance level"
+assert ep[1]["test_accuracy"] > 0.75, ep[1]
+for k in ("lr", "accuracy", "samples_per_s", "elapsed_s", "test_loss", "step"):
+    assert k in ep[1], k
+PY
+grep -q "^test accuracy: " "$T/out1" || fail "no final test accuracy line"
+
+# --- N-invariance: 50 steps at -np 1 and -np 2 agree to 1e-4 ------------------------
+"$NNTRAIN" "$T/mlp.toml" --steps 50 --quiet --set run.dir="\"$T/r1\"" --dump-params "$T/p1" \
+  || fail "np1 run"
+$MPI -np 2 "$NNTRAIN" "$T/mlp.toml" --steps 50 --quiet --set run.dir="\"$T/r2\"" \
+  --dump-params "$T/p2" --check-replicas || fail "np2 run"
+python3 - "$T/p1" "$T/p2" <<'PY' || fail "np1 vs np2 parameters differ"
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], dtype=np.float32); b = np.fromfile(sys.argv[2], dtype=np.float32)
+assert a.size == b.size and a.size == 784*64 + 64 + 64*10 + 10, (a.size, b.size)
+rel = np.abs(a - b).max() / np.abs(a).max()
+print("np1 vs np2 after 50 steps: max|diff|/max|p| = %.3g" % rel)
+assert rel < 1e-4, rel
+assert np.abs(a).max() > 0
+PY
+
+# --- bit-identical repeats and identical replicas at 3 ranks (partial last batch) ----
+for i in 1 2; do
+  $MPI -np 3 "$NNTRAIN" "$T/mlp.toml" --steps 130 --quiet --set run.dir="\"$T/r3\"" \
+    --set train.batch_size=99 --dump-params "$T/p3_$i" --check-replicas || fail "np3 run $i"
+done
+cmp -s "$T/p3_1" "$T/p3_2" || fail "repeated -np 3 runs differ"
+
+# --- a final batch of one sample: two of three ranks get an empty slice ------------
+python3 - "$T" <<'PY'
+import random, sys
+random.seed(3)
+with open(sys.argv[1] + "/tiny.csv", "w") as f:
+    f.write("a,b,c,label\n")
+    for i in range(97):
+        x = [random.uniform(-1, 1) for _ in range(3)]
+        f.write("%f,%f,%f,%d\n" % (*x, int(x[0] + x[1] > 0)))
+PY
+"$NNTRAIN" prepare csv "$T/tiny.csv" --label label --out "$T/tiny" --classes 2 >/dev/null
+cat > "$T/tiny.toml" <<EOF2
+[data]
+train = "$T/tiny/train-*.h5"
+[model]
+[[model.layers]]
+type = "dense"
+units = 2
+[train]
+epochs = 3
+batch_size = 96
+[run]
+dir = "$T/tinyrun"
+EOF2
+$MPI -np 3 "$NNTRAIN" "$T/tiny.toml" --quiet --check-replicas || fail "empty slices at -np 3"
+
+# --- bad set-ups: one message, before training, documented exit codes ---------------
+set +e
+$MPI -np 3 "$NNTRAIN" "$T/mlp.toml" --set train.batch_size=100 >"$T/o" 2>"$T/e"; rc=$?
+set -e
+[ $rc -eq 3 ] || fail "batch not divisible by ranks: exit $rc, want 3"
+[ "$(grep -c 'must divide evenly' "$T/e")" -eq 1 ] || { cat "$T/e"; fail "want one message"; }
+[ ! -s "$T/o" ] || { cat "$T/o"; fail "training started despite the error"; }
+
+printf '[data]\ntrain = "%s"\n[model]\n[[model.layers]]\ntype = "dense"\nunits = 2\n[train]\nbatch_sise = 4\n' \
+  "$T/tiny/train-*.h5" > "$T/bad.toml"
+set +e
+$MPI -np 2 "$NNTRAIN" "$T/bad.toml" >"$T/o" 2>"$T/e"; rc=$?
+set -e
+[ $rc -eq 3 ] || fail "bad job at -np 2: exit $rc, want 3"
+[ "$(grep -c 'bad.toml:' "$T/e")" -eq 1 ] || { cat "$T/e"; fail "want exactly one error line"; }
+grep -q "did you mean 'batch_size'" "$T/e" || { cat "$T/e"; fail "no suggestion"; }
+
+set +e
+$MPI -np 2 "$NNTRAIN" "$T/tiny.toml" --set data.train="\"$T/nothing-*.h5\"" >"$T/o" 2>"$T/e"; rc=$?
+set -e
+[ $rc -eq 4 ] || fail "missing data: exit $rc, want 4"
+[ "$(grep -c nntrain: "$T/e")" -eq 1 ] || { cat "$T/e"; fail "want one message for missing data"; }
+echo "e2e_train: all checks passed"

@@ -14,6 +14,13 @@
  *                    3-d samples [C, H, W], else the feature count
  *     split          "train" | "test" | ...   source  free text
  *     shard_index, shard_count   int32
+ *     num_samples    int64 N (written last, on close: a shard without it
+ *                    was not finished)
+ *   Strings are variable-length UTF-8; scalars are scalar attributes,
+ *   sample_shape / mean / std 1-d arrays. /features is chunked by rows
+ *   (up to 1024 rows, about 1 MiB per chunk) with shuffle + deflate level 4.
+ *   std is the population standard deviation (ddof 0); a constant feature
+ *   has std 0, which a normalizing reader must treat as 1.
  *
  * A set of shards (a glob) forms one dataset; the reader checks that all
  * shards agree on shapes, types, class count and statistics, and numbers the
@@ -27,6 +34,8 @@
 #include "core/layer.h"
 
 #define NN_SHARD_MAX_CHANNELS 4096
+#define NN_SHARD_FORMAT "nntrain-shard"
+#define NN_SHARD_VERSION 1
 
 typedef enum nn_feature_type { NN_FEAT_U8 = 0, NN_FEAT_F32 = 1 } nn_feature_type;
 
@@ -97,5 +106,51 @@ const nn_dataset_info *nn_dataset_get_info(const nn_dataset *ds);
 int nn_dataset_read(nn_dataset *ds, const int64_t *idx, int n, float *x, int32_t *labels,
                     float *targets, nn_error *err);
 void nn_dataset_close(nn_dataset *ds);
+
+/* All labels [info.n] in global order (classification), or NULL for a
+ * regression set. Owned by ds; valid until nn_dataset_close. */
+const int32_t *nn_dataset_labels(const nn_dataset *ds);
+/* All targets [info.n, T] (regression), or NULL. Owned by ds. */
+const float *nn_dataset_targets(const nn_dataset *ds);
+
+/* ---- describing one file (for `nntrain inspect` and `prepare`) ---------- */
+
+/* The root attribute "format" of an HDF5 file, into buf (NUL-terminated).
+ * This is how a reader tells a shard from other nntrain HDF5 files
+ * (e.g. checkpoints). NN_ENOTFOUND: no such file; NN_EDATA: not HDF5,
+ * damaged, or no "format" attribute. */
+int nn_h5_format(const char *path, char *buf, size_t n, nn_error *err);
+
+/* What one shard file says about itself beyond nn_dataset_info. */
+typedef struct nn_shard_desc {
+  char format[64];
+  int version;
+  char split[64];
+  char source[256];
+  int shard_index, shard_count;
+  int64_t n;                     /* samples in this file */
+  int chunk_ndim;                /* rank of /features */
+  int64_t chunk[NN_MAX_DIMS + 1];/* chunk dims of /features */
+  int deflate;                   /* deflate level, -1 if not compressed */
+  int shuffle;                   /* 1 if the shuffle filter is on */
+  int64_t raw_bytes;             /* /features uncompressed size */
+  int64_t stored_bytes;          /* /features size on disk */
+} nn_shard_desc;
+
+/* Read the shard-level description of `path` (does not validate labels:
+ * use nn_dataset_open for that). */
+int nn_shard_describe(const char *path, nn_shard_desc *d, nn_error *err);
+
+/* ---- statistics --------------------------------------------------------- */
+
+/* Per-channel mean and population std of scaled features: x holds n samples
+ * of `sample` shape, u8 (ftype NN_FEAT_U8) or float32; value = stored *
+ * scale. Channels: d1 for 3-d samples [C, H, W], else the feature count.
+ * Fills *channels, mean[*channels], std[*channels] (arrays of at least
+ * NN_SHARD_MAX_CHANNELS). NN_EINVAL if there are too many channels or n < 1. */
+int nn_shard_stats(const void *x, nn_feature_type ftype, int64_t n, const nn_shape *sample,
+                   double scale, int *channels, double *mean, double *std, nn_error *err);
+/* The number of mean/std channels for a sample shape (see above). */
+int nn_shard_channels(const nn_shape *sample);
 
 #endif

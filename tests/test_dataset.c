@@ -1,0 +1,472 @@
+/* test_dataset.c: HDF5 shard writer and reader (src/worker/dataset.c).
+ *
+ * Writes small synthetic shards into a fresh temp dir, reads them back in
+ * random and repeated order and compares exactly; checks that broken or
+ * inconsistent inputs fail with NN_EDATA / NN_ENOTFOUND naming the file. */
+#include <hdf5.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "worker/dataset.h"
+
+/* A deterministic byte / float for sample i, element k. */
+static uint8_t val_u8(int64_t i, size_t k) { return (uint8_t)((i * 131 + (int64_t)k * 7 + 3) % 251); }
+static float val_f32(int64_t i, size_t k) { return (float)(i * 0.5 - (double)k * 0.25 + 0.125); }
+
+static char g_dir[256];
+
+static const char *tmpdir(void) {
+  if (!g_dir[0]) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/nn_test_dataset_XXXXXX");
+    if (!mkdtemp(g_dir)) {
+      perror("mkdtemp");
+      exit(1);
+    }
+  }
+  return g_dir;
+}
+
+static void path_in(char *buf, size_t n, const char *name) {
+  snprintf(buf, n, "%s/%s", tmpdir(), name);
+}
+
+typedef struct spec {
+  nn_shape sample;
+  nn_feature_type ftype;
+  int num_classes, target_dim;
+  double scale;
+  double mean0;   /* first mean value (to make mismatches) */
+  int shard_count;
+} spec;
+
+/* Write shard `index` holding global samples [first, first+n) of spec sp. */
+static int write_shard(const char *path, const spec *sp, int index, int64_t first, int64_t n,
+                       nn_error *err) {
+  size_t rowlen = 1;
+  for (int i = 0; i < sp->sample.ndim; i++) rowlen *= (size_t)sp->sample.dim[i];
+  size_t esz = sp->ftype == NN_FEAT_U8 ? 1 : 4;
+  int C = nn_shard_channels(&sp->sample);
+  double *mean = calloc((size_t)C, sizeof *mean), *sd = calloc((size_t)C, sizeof *sd);
+  uint8_t *x = malloc((size_t)(n ? n : 1) * rowlen * esz);
+  int32_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
+  float *tg = malloc((size_t)(n ? n : 1) * (size_t)(sp->target_dim ? sp->target_dim : 1) * 4);
+  for (int c = 0; c < C; c++) {
+    mean[c] = sp->mean0 + c;
+    sd[c] = 0.5 + c;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int64_t g = first + i;
+    for (size_t k = 0; k < rowlen; k++) {
+      if (sp->ftype == NN_FEAT_U8)
+        x[i * (int64_t)rowlen + (int64_t)k] = val_u8(g, k);
+      else
+        ((float *)(void *)x)[i * (int64_t)rowlen + (int64_t)k] = val_f32(g, k);
+    }
+    if (sp->num_classes) lab[i] = (int32_t)(g % sp->num_classes);
+    for (int t = 0; t < sp->target_dim; t++) tg[i * sp->target_dim + t] = (float)(g * 10 + t);
+  }
+  nn_shard_meta m = {sp->sample, sp->ftype, sp->num_classes, sp->target_dim, sp->scale, C,
+                     mean, sd, "train", "test_dataset", index, sp->shard_count};
+  nn_shard_writer *w = NULL;
+  int rc = nn_shard_create(&w, path, &m, err);
+  /* Append in uneven pieces to exercise the staging buffer. */
+  for (int64_t done = 0; !rc && done < n;) {
+    int64_t take = 1 + (done * 7) % 900;
+    if (take > n - done) take = n - done;
+    rc = nn_shard_append(w, x + done * (int64_t)rowlen * (int64_t)esz,
+                         sp->num_classes ? lab + done : NULL,
+                         sp->num_classes ? NULL : tg + done * sp->target_dim, take, err);
+    done += take;
+  }
+  if (!rc)
+    rc = nn_shard_close(w, err);
+  else if (w)
+    nn_shard_abort(w);
+  free(mean);
+  free(sd);
+  free(x);
+  free(lab);
+  free(tg);
+  return rc;
+}
+
+static spec spec_u8(void) {
+  spec s = {{3, {2, 3, 5}}, NN_FEAT_U8, 7, 0, 1.0 / 255, 0.25, 3};
+  return s;
+}
+
+/* Write prefix-000.h5 .. with the given sizes. */
+static int write_set(const char *prefix, const spec *sp, const int64_t *sizes, int k,
+                     nn_error *err) {
+  int64_t first = 0;
+  for (int i = 0; i < k; i++) {
+    char p[512], name[128];
+    snprintf(name, sizeof name, "%s-%03d.h5", prefix, i);
+    path_in(p, sizeof p, name);
+    int rc = write_shard(p, sp, i, first, sizes[i], err);
+    if (rc) return rc;
+    first += sizes[i];
+  }
+  return 0;
+}
+
+/* Check x [n, rowlen] / labels / targets against the generator. */
+static int check_rows(const spec *sp, const int64_t *idx, int n, const float *x,
+                      const int32_t *lab, const float *tg) {
+  size_t rowlen = 1;
+  for (int i = 0; i < sp->sample.ndim; i++) rowlen *= (size_t)sp->sample.dim[i];
+  for (int i = 0; i < n; i++) {
+    for (size_t k = 0; k < rowlen; k++) {
+      float want = sp->ftype == NN_FEAT_U8
+                       ? (float)((double)val_u8(idx[i], k) * sp->scale)
+                       : (float)((double)val_f32(idx[i], k) * sp->scale);
+      if (x[(size_t)i * rowlen + k] != want) {
+        fprintf(stderr, "sample %lld elem %zu: %.9g != %.9g\n", (long long)idx[i], k,
+                x[(size_t)i * rowlen + k], want);
+        return 0;
+      }
+    }
+    if (lab && lab[i] != (int32_t)(idx[i] % sp->num_classes)) return 0;
+    for (int t = 0; tg && t < sp->target_dim; t++)
+      if (tg[i * sp->target_dim + t] != (float)(idx[i] * 10 + t)) return 0;
+  }
+  return 1;
+}
+
+static void test_u8_multishard_random(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = spec_u8();
+  int64_t sizes[3] = {2500, 1, 1200}; /* 2500 rows span 3 chunks of 1024 */
+  ASSERT_OK(write_set("u8", &sp, sizes, 3, &err));
+  char pat[512];
+  path_in(pat, sizeof pat, "u8-*.h5");
+  for (int cache = 0; cache <= 1; cache++) {
+    nn_dataset_opts o = {cache, 0};
+    nn_dataset *ds = NULL;
+    ASSERT_OK(nn_dataset_open(&ds, pat, &o, &err));
+    const nn_dataset_info *info = nn_dataset_get_info(ds);
+    ASSERT_EQ_INT(info->n, 3701);
+    ASSERT_EQ_INT(info->nfiles, 3);
+    ASSERT_EQ_INT(info->num_classes, 7);
+    ASSERT_EQ_INT(info->target_dim, 0);
+    ASSERT_EQ_INT(info->ftype, NN_FEAT_U8);
+    ASSERT_EQ_INT(info->sample.ndim, 3);
+    ASSERT_EQ_INT(info->sample.dim[2], 5);
+    ASSERT_EQ_INT(info->channels, 2);
+    ASSERT_NEAR(info->mean[1], 1.25, 0);
+    ASSERT_NEAR(info->feature_scale, 1.0 / 255, 0);
+    enum { N = 300 };
+    int64_t idx[N];
+    uint64_t st = 12345;
+    for (int i = 0; i < N; i++) {
+      st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+      idx[i] = (int64_t)((st >> 33) % 3701);
+    }
+    idx[5] = idx[17] = 2500; /* the one-sample shard, twice */
+    idx[6] = 3700;           /* the very last */
+    idx[7] = 0;
+    idx[8] = idx[9] = idx[10] = 1023; /* repeats at a chunk edge */
+    idx[11] = 1024;
+    float *x = malloc(sizeof(float) * N * 30);
+    int32_t lab[N];
+    ASSERT_OK(nn_dataset_read(ds, idx, N, x, lab, NULL, &err));
+    int ok = check_rows(&sp, idx, N, x, lab, NULL);
+    /* A whole range in order, and a read of one. */
+    int64_t seq[N];
+    for (int i = 0; i < N; i++) seq[i] = 2400 + i;
+    int rc2 = nn_dataset_read(ds, seq, N, x, lab, NULL, &err);
+    int ok2 = !rc2 && check_rows(&sp, seq, N, x, lab, NULL);
+    int rc3 = nn_dataset_read(ds, idx + 6, 1, x, NULL, NULL, &err);
+    int ok3 = !rc3 && check_rows(&sp, idx + 6, 1, x, NULL, NULL);
+    int64_t bad = 3701;
+    int rc4 = nn_dataset_read(ds, &bad, 1, x, NULL, NULL, &err);
+    const int32_t *all = nn_dataset_labels(ds);
+    int ok5 = all && all[2500] == 2500 % 7 && nn_dataset_targets(ds) == NULL;
+    free(x);
+    nn_dataset_close(ds);
+    ASSERT_TRUE(ok);
+    ASSERT_TRUE(ok2);
+    ASSERT_TRUE(ok3);
+    ASSERT_EQ_INT(rc4, NN_EINVAL);
+    ASSERT_TRUE(ok5);
+  }
+}
+
+static void test_f32_regression(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = {{1, {6}}, NN_FEAT_F32, 0, 2, 0.5, -1.0, 2};
+  int64_t sizes[2] = {50, 70};
+  ASSERT_OK(write_set("reg", &sp, sizes, 2, &err));
+  char pat[512];
+  path_in(pat, sizeof pat, "reg-*.h5");
+  float ref[40 * 6], got[40 * 6], tref[80], tgot[80];
+  int64_t idx[40];
+  for (int i = 0; i < 40; i++) idx[i] = (i * 37 + 11) % 120;
+  idx[3] = idx[4];
+  for (int cache = 1; cache >= 0; cache--) {
+    nn_dataset_opts o = {cache, 1 << 16};
+    nn_dataset *ds = NULL;
+    ASSERT_OK(nn_dataset_open(&ds, pat, &o, &err));
+    const nn_dataset_info *info = nn_dataset_get_info(ds);
+    ASSERT_EQ_INT(info->n, 120);
+    ASSERT_EQ_INT(info->num_classes, 0);
+    ASSERT_EQ_INT(info->target_dim, 2);
+    ASSERT_EQ_INT(info->ftype, NN_FEAT_F32);
+    ASSERT_EQ_INT(info->channels, 6);
+    int32_t lab[1];
+    int rc_lab = nn_dataset_read(ds, idx, 1, NULL, lab, NULL, &err);
+    int rc = nn_dataset_read(ds, idx, 40, cache ? ref : got, NULL, cache ? tref : tgot, &err);
+    nn_dataset_close(ds);
+    ASSERT_EQ_INT(rc_lab, NN_EINVAL);
+    ASSERT_OK(rc);
+    ASSERT_TRUE(check_rows(&sp, idx, 40, cache ? ref : got, NULL, cache ? tref : tgot));
+  }
+  ASSERT_TRUE(!memcmp(ref, got, sizeof ref));
+  ASSERT_TRUE(!memcmp(tref, tgot, sizeof tref));
+}
+
+/* Open a pattern that should fail; return the code and keep err. */
+static int open_fail(const char *name, nn_error *err) {
+  char pat[512];
+  path_in(pat, sizeof pat, name);
+  nn_dataset *ds = NULL;
+  nn_error_clear(err);
+  int rc = nn_dataset_open(&ds, pat, NULL, err);
+  nn_dataset_close(ds);
+  return rc;
+}
+
+static void test_mismatched_shards(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec a = spec_u8();
+  a.shard_count = 2;
+  char p[512];
+  /* shape */
+  path_in(p, sizeof p, "mm1-000.h5");
+  ASSERT_OK(write_shard(p, &a, 0, 0, 10, &err));
+  spec b = a;
+  b.sample.dim[2] = 4;
+  path_in(p, sizeof p, "mm1-001.h5");
+  ASSERT_OK(write_shard(p, &b, 1, 10, 10, &err));
+  ASSERT_EQ_INT(open_fail("mm1-*.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "mm1-001.h5");
+  ASSERT_STR_CONTAINS(err.msg, "sample shape [2, 3, 4]");
+  ASSERT_STR_CONTAINS(err.msg, "mm1-000.h5");
+  /* classes */
+  path_in(p, sizeof p, "mm2-000.h5");
+  ASSERT_OK(write_shard(p, &a, 0, 0, 10, &err));
+  b = a;
+  b.num_classes = 8;
+  path_in(p, sizeof p, "mm2-001.h5");
+  ASSERT_OK(write_shard(p, &b, 1, 10, 10, &err));
+  ASSERT_EQ_INT(open_fail("mm2-*.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "mm2-001.h5");
+  ASSERT_STR_CONTAINS(err.msg, "num_classes 8");
+  /* statistics */
+  path_in(p, sizeof p, "mm3-000.h5");
+  ASSERT_OK(write_shard(p, &a, 0, 0, 10, &err));
+  b = a;
+  b.mean0 = 0.5;
+  path_in(p, sizeof p, "mm3-001.h5");
+  ASSERT_OK(write_shard(p, &b, 1, 10, 10, &err));
+  ASSERT_EQ_INT(open_fail("mm3-*.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "mm3-001.h5");
+  ASSERT_STR_CONTAINS(err.msg, "statistics differ");
+  /* feature type */
+  path_in(p, sizeof p, "mm4-000.h5");
+  ASSERT_OK(write_shard(p, &a, 0, 0, 10, &err));
+  b = a;
+  b.ftype = NN_FEAT_F32;
+  path_in(p, sizeof p, "mm4-001.h5");
+  ASSERT_OK(write_shard(p, &b, 1, 10, 10, &err));
+  ASSERT_EQ_INT(open_fail("mm4-*.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "float32");
+  /* shards of two different preparations (shard counts 2 and 3) */
+  path_in(p, sizeof p, "mm5-000.h5");
+  ASSERT_OK(write_shard(p, &a, 0, 0, 10, &err));
+  b = a;
+  b.shard_count = 3;
+  path_in(p, sizeof p, "mm5-001.h5");
+  ASSERT_OK(write_shard(p, &b, 1, 10, 10, &err));
+  ASSERT_EQ_INT(open_fail("mm5-*.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "mm5-001.h5");
+  ASSERT_STR_CONTAINS(err.msg, "different preparations");
+}
+
+static void test_not_hdf5_truncated_missing(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  char p[512];
+  path_in(p, sizeof p, "junk.h5");
+  FILE *f = fopen(p, "w");
+  ASSERT_TRUE(f != NULL);
+  fputs("this is not an HDF5 file\n", f);
+  fclose(f);
+  ASSERT_EQ_INT(open_fail("junk.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "junk.h5");
+  ASSERT_STR_CONTAINS(err.msg, "not an HDF5 file");
+  char fmt[32];
+  ASSERT_EQ_INT(nn_h5_format(p, fmt, sizeof fmt, &err), NN_EDATA);
+
+  /* A whole shard cut to half its size (as `head -c 50%` would). */
+  spec sp = spec_u8();
+  sp.shard_count = 1;
+  path_in(p, sizeof p, "trunc.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 3000, &err));
+  FILE *r = fopen(p, "rb");
+  ASSERT_TRUE(r != NULL);
+  fseek(r, 0, SEEK_END);
+  long size = ftell(r);
+  fclose(r);
+  ASSERT_TRUE(size > 1000);
+  ASSERT_OK(truncate(p, size / 2));
+  ASSERT_EQ_INT(open_fail("trunc.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "trunc.h5");
+  ASSERT_STR_CONTAINS(err.msg, "truncated");
+  /* Cut to 100 bytes: the superblock itself is damaged. */
+  ASSERT_OK(truncate(p, 100));
+  ASSERT_TRUE(open_fail("trunc.h5", &err) == NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "trunc.h5");
+  ASSERT_OK(truncate(p, 0));
+  ASSERT_TRUE(open_fail("trunc.h5", &err) == NN_EDATA);
+
+  ASSERT_EQ_INT(open_fail("nothing-*.h5", &err), NN_ENOTFOUND);
+  ASSERT_STR_CONTAINS(err.msg, "no files match");
+  ASSERT_STR_CONTAINS(err.file, "nothing-*.h5");
+  ASSERT_EQ_INT(open_fail("absent.h5", &err), NN_ENOTFOUND);
+  ASSERT_STR_CONTAINS(err.file, "absent.h5");
+  ASSERT_EQ_INT(open_fail("", &err), NN_EDATA); /* the temp dir itself */
+  ASSERT_STR_CONTAINS(err.msg, "directory");
+}
+
+/* An HDF5 file that is not a shard; a shard missing an attribute. */
+static void test_not_a_shard(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  char p[512];
+  path_in(p, sizeof p, "plain.h5");
+  hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_TRUE(f >= 0);
+  H5Fclose(f);
+  ASSERT_EQ_INT(open_fail("plain.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "missing attribute 'format'");
+  ASSERT_STR_CONTAINS(err.file, "plain.h5");
+}
+
+static void test_label_out_of_range(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = spec_u8();
+  sp.shard_count = 1;
+  char p[512];
+  path_in(p, sizeof p, "badlab.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 40, &err));
+  /* Overwrite row 17's label with 7 (num_classes is 7). */
+  hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_TRUE(f >= 0);
+  hid_t d = H5Dopen2(f, "labels", H5P_DEFAULT);
+  hid_t fs = H5Dget_space(d);
+  hsize_t start = 17, cnt = 1;
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
+  hid_t ms = H5Screate_simple(1, &cnt, NULL);
+  int32_t v = 7;
+  herr_t e = H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, &v);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  H5Fclose(f);
+  ASSERT_TRUE(e >= 0);
+  ASSERT_EQ_INT(open_fail("badlab.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "badlab.h5");
+  ASSERT_STR_CONTAINS(err.msg, "row 17");
+  ASSERT_STR_CONTAINS(err.msg, "label 7");
+
+  /* The writer refuses such a label in the first place. */
+  nn_shard_writer *w = NULL;
+  double mean[2] = {0, 0}, sd[2] = {1, 1};
+  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1};
+  path_in(p, sizeof p, "badlab2.h5");
+  ASSERT_OK(nn_shard_create(&w, p, &m, &err));
+  uint8_t x[2 * 30] = {0};
+  int32_t lab[2] = {3, -1};
+  int rc = nn_shard_append(w, x, lab, NULL, 2, &err);
+  nn_shard_abort(w);
+  ASSERT_EQ_INT(rc, NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "sample 1");
+  char tmp[600];
+  snprintf(tmp, sizeof tmp, "%s.tmp", p);
+  ASSERT_TRUE(access(tmp, F_OK) != 0); /* abort removed the temporary */
+  ASSERT_TRUE(access(p, F_OK) != 0);
+}
+
+static void test_describe_and_format(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = spec_u8();
+  sp.shard_count = 1;
+  char p[512];
+  path_in(p, sizeof p, "desc.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 2000, &err));
+  char fmt[64];
+  ASSERT_OK(nn_h5_format(p, fmt, sizeof fmt, &err));
+  ASSERT_STR_EQ(fmt, NN_SHARD_FORMAT);
+  nn_shard_desc d;
+  ASSERT_OK(nn_shard_describe(p, &d, &err));
+  ASSERT_EQ_INT(d.version, 1);
+  ASSERT_STR_EQ(d.split, "train");
+  ASSERT_STR_EQ(d.source, "test_dataset");
+  ASSERT_EQ_INT(d.n, 2000);
+  ASSERT_EQ_INT(d.chunk_ndim, 4);
+  ASSERT_EQ_INT(d.chunk[0], 1024);
+  ASSERT_EQ_INT(d.chunk[3], 5);
+  ASSERT_EQ_INT(d.deflate, 4);
+  ASSERT_EQ_INT(d.shuffle, 1);
+  ASSERT_EQ_INT(d.raw_bytes, 2000 * 30);
+  ASSERT_TRUE(d.stored_bytes > 0 && d.stored_bytes < d.raw_bytes);
+}
+
+static void test_stats(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  /* [2, 1, 2] u8 samples: channel 0 = {0, 255, 0, 255}, channel 1 = {10, 10, 20, 20} */
+  uint8_t x[8] = {0, 255, 10, 10, 0, 255, 20, 20};
+  nn_shape s = {3, {2, 1, 2}};
+  int C = 0;
+  double mean[NN_SHARD_MAX_CHANNELS], sd[NN_SHARD_MAX_CHANNELS];
+  ASSERT_OK(nn_shard_stats(x, NN_FEAT_U8, 2, &s, 1.0 / 255, &C, mean, sd, &err));
+  ASSERT_EQ_INT(C, 2);
+  ASSERT_NEAR(mean[0], 0.5, 1e-12);
+  ASSERT_NEAR(sd[0], 0.5, 1e-12);
+  ASSERT_NEAR(mean[1], 15.0 / 255, 1e-12);
+  ASSERT_NEAR(sd[1], 5.0 / 255, 1e-12);
+  /* float features [3]: per-feature stats */
+  float f[6] = {1, 2, 3, 3, 2, 1};
+  nn_shape s2 = {1, {3}};
+  ASSERT_OK(nn_shard_stats(f, NN_FEAT_F32, 2, &s2, 2.0, &C, mean, sd, &err));
+  ASSERT_EQ_INT(C, 3);
+  ASSERT_NEAR(mean[0], 4.0, 1e-12);
+  ASSERT_NEAR(sd[0], 2.0, 1e-12);
+  ASSERT_NEAR(mean[1], 4.0, 1e-12);
+  ASSERT_NEAR(sd[1], 0.0, 1e-12);
+  nn_shape big = {1, {NN_SHARD_MAX_CHANNELS + 1}};
+  ASSERT_EQ_INT(nn_shard_stats(f, NN_FEAT_F32, 1, &big, 1.0, &C, mean, sd, &err), NN_EINVAL);
+}
+
+/* Remove the temp dir and everything in it (runs last). */
+static void test_zz_cleanup(void) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir());
+  ASSERT_EQ_INT(system(cmd), 0);
+}
+
+TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_f32_regression),
+          TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
+          TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_describe_and_format),
+          TEST(test_stats), TEST(test_zz_cleanup))

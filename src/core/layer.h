@@ -51,9 +51,11 @@ typedef enum nn_init_kind {
   NN_INIT_CONSTANT,       /* every element = value */
 } nn_init_kind;
 
-/* Parse "he_normal" etc. Returns -1 if unknown. */
+/* Parse "he_normal" etc. Returns -1 if unknown. "constant" is not a job-file
+ * choice (it needs a value); layers use NN_INIT_CONSTANT in their specs. */
 int nn_init_parse(const char *name);
-extern const char *const nn_init_choices; /* "he_normal|he_uniform|..." */
+extern const char *const nn_init_choices; /* NN_INIT_CHOICES */
+#define NN_INIT_CHOICES "zeros|ones|he_normal|he_uniform|glorot_normal|glorot_uniform"
 
 /* One parameter or buffer tensor a layer declares. */
 typedef struct nn_param_spec {
@@ -117,14 +119,46 @@ struct nn_layer {
   size_t scratch_fixed;               /* floats of workspace independent of batch size */
   float *scratch;                     /* view: max_batch*scratch_per_sample + scratch_fixed */
   void *state;                        /* private, owned by the layer (destroy frees) */
+  int src_index;                      /* position of the config it came from (messages) */
+  size_t param_offset, param_count;   /* this layer's range in params/grads (floats) */
+  size_t buffer_offset, buffer_count; /* this layer's range in buffers (floats) */
 };
+
+/* For build(): declare a trainable tensor / a buffer. Returns 0, or
+ * NN_EINTERNAL with a message when more than NN_MAX_PARAMS are declared. */
+int nn_layer_add_param(nn_layer *l, const char *name, const nn_shape *shape,
+                       nn_init_kind init, int fan_in, int fan_out, nn_error *err);
+int nn_layer_add_buffer(nn_layer *l, const char *name, const nn_shape *shape,
+                        nn_init_kind init, float value, nn_error *err);
+
+/* Fill dst [nn_shape_count(&s->shape)] per s->init, drawing from the counter
+ * based stream (seed, NN_RNG_INIT, layer, slot, 0): the values depend only on
+ * these arguments. Normal initializers are plain (not truncated) normals. */
+void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
+                   uint32_t layer, uint32_t slot);
+
+/* The activation names a dense layer's `activation` key accepts; each is
+ * also a layer type. "none" (or "") means no activation. */
+extern const char *const nn_activation_choices; /* NN_ACTIVATION_CHOICES */
+#define NN_ACTIVATION_CHOICES                                                    \
+  "none|relu|leaky_relu|elu|selu|softplus|softsign|tanh|sigmoid|hard_sigmoid|softmax"
+/* 1 if `name` is one of nn_activation_choices other than "none". */
+int nn_is_activation(const char *name);
 
 /* The registry: every layer type, in one table (registry.c). */
 const nn_layer_ops *nn_layer_find(const char *type);
 /* NULL-terminated list of all layer types, for docs and suggestions. */
 const nn_layer_ops *const *nn_layer_types(void);
 
-/* Fill cfg with the defaults of its type's key table (type must be set). */
+/* Fill cfg with the defaults of its type's key table (type must be set).
+ * Fields without a default (required keys) and cfg->name are left alone.
+ * NN_ENOTFOUND for an unknown type. */
 int nn_layer_cfg_defaults(nn_layer_cfg *cfg, nn_error *err);
+
+/* Apply the defaults of any key table to the struct at obj: each key's `def`
+ * (TOML text: 12, -3, 0.01, 1e-3, inf, true, false, "text", [1, 2]) is parsed
+ * and stored at its offset. Keys with def == NULL are skipped. NN_EINTERNAL
+ * names the key whose default text does not parse. */
+int nn_keys_apply_defaults(const nn_key *keys, void *obj, nn_error *err);
 
 #endif

@@ -7,7 +7,18 @@
  * statistics) lives in a third arena (buffers). Activations for a batch of up
  * to max_batch samples are preallocated: the step loop allocates nothing.
  * Composite layers (residual blocks) contain their own sub-stacks, so the
- * step loop never special-cases them. */
+ * step loop never special-cases them.
+ *
+ * Building from configs:
+ *  - a layer whose cfg.name is empty is named "<type><i>", i its position in
+ *    the config list ("dense0", "relu1"); names must be unique;
+ *  - a config whose type has an `activation` key (dense) with an activation
+ *    other than "none"/"" becomes two layers: the layer itself and an
+ *    activation layer named "<name>_<activation>" ("dense0_relu") with that
+ *    type's default keys. Both carry src_index = the config's position, which
+ *    error messages use: "layer 3 'dense3' (dense): units must be >= 1".
+ *  - layer i in the model (after expansion) draws its initial parameters from
+ *    (seed, NN_RNG_INIT, i, param slot); buffers use slots NN_MAX_PARAMS + j. */
 #ifndef NN_CORE_MODEL_H
 #define NN_CORE_MODEL_H
 
@@ -69,9 +80,19 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_run_c
 void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
                        const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
 
+/* As nn_model_backward, and also writes dx [n, in], the gradient w.r.t. the
+ * input x (a GAN's generator, gradient checks). dx may be NULL, which is
+ * nn_model_backward. Layers below the first one with parameters are skipped
+ * when dx is NULL. */
+void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
+                          const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
+
 void nn_model_zero_grad(nn_model *m);
 
 /* Range of layer i's parameters in the arena. */
 void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count);
+
+/* Index into m->tensors of tensor `name` of layer `layer`, or -1. */
+int nn_model_find_tensor(const nn_model *m, const char *layer, const char *name);
 
 #endif

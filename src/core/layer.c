@@ -1,0 +1,317 @@
+/* layer.c: helpers shared by all layer types (see layer.h): shapes, the
+ * initializer names and the initializers themselves, parameter declaration,
+ * and key-table defaults.
+ *
+ * Key defaults are written in the tables as tiny TOML literals ("0.01",
+ * "true", "\"relu\"", "[3, 3]"). core/ has no TOML parser, so this file reads
+ * exactly those literal forms and nothing else; a default that does not parse
+ * is a bug in a table and is reported as NN_EINTERNAL naming the key. */
+#include "core/layer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+/* ---- shapes ------------------------------------------------------------ */
+
+size_t nn_shape_count(const nn_shape *s) {
+  size_t c = 1;
+  for (int i = 0; i < s->ndim; i++) c *= (size_t)(s->dim[i] > 0 ? s->dim[i] : 0);
+  return c;
+}
+
+int nn_shape_equal(const nn_shape *a, const nn_shape *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->dim[i] != b->dim[i]) return 0;
+  return 1;
+}
+
+char *nn_shape_str(const nn_shape *s, char *buf, size_t n) {
+  if (!buf || n == 0) return buf;
+  size_t k = 0;
+  buf[0] = '\0';
+  int w = snprintf(buf, n, "[");
+  if (w > 0) k += (size_t)w;
+  for (int i = 0; i < s->ndim && k < n; i++) {
+    w = snprintf(buf + k, n - k, i ? ", %d" : "%d", s->dim[i]);
+    if (w > 0) k += (size_t)w;
+  }
+  if (k < n) snprintf(buf + k, n - k, "]");
+  return buf;
+}
+
+/* ---- initializer names ---------------------------------------------------- */
+
+/* Indexed by nn_init_kind; NULL for kinds that are not job-file choices. */
+static const char *const init_names[] = {
+    [NN_INIT_ZEROS] = "zeros",
+    [NN_INIT_ONES] = "ones",
+    [NN_INIT_HE_NORMAL] = "he_normal",
+    [NN_INIT_HE_UNIFORM] = "he_uniform",
+    [NN_INIT_GLOROT_NORMAL] = "glorot_normal",
+    [NN_INIT_GLOROT_UNIFORM] = "glorot_uniform",
+    [NN_INIT_CONSTANT] = NULL,
+};
+
+const char *const nn_init_choices = NN_INIT_CHOICES;
+
+int nn_init_parse(const char *name) {
+  if (!name) return -1;
+  for (size_t i = 0; i < sizeof init_names / sizeof init_names[0]; i++)
+    if (init_names[i] && strcmp(init_names[i], name) == 0) return (int)i;
+  return -1;
+}
+
+const char *const nn_activation_choices = NN_ACTIVATION_CHOICES;
+
+/* 1 if `name` is exactly one '|'-separated entry of `choices`. */
+static int in_choices(const char *choices, const char *name) {
+  size_t len = strlen(name);
+  const char *p = choices;
+  while (*p) {
+    const char *bar = strchr(p, '|');
+    size_t k = bar ? (size_t)(bar - p) : strlen(p);
+    if (k == len && strncmp(p, name, len) == 0) return 1;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return 0;
+}
+
+int nn_is_activation(const char *name) {
+  if (!name || !name[0] || strcmp(name, "none") == 0) return 0;
+  return in_choices(nn_activation_choices, name);
+}
+
+/* ---- parameter declaration and initialization -------------------------- */
+
+static void spec_fill(nn_param_spec *s, const char *name, const nn_shape *shape,
+                      nn_init_kind init, int fan_in, int fan_out, float value) {
+  memset(s, 0, sizeof *s);
+  snprintf(s->name, sizeof s->name, "%s", name);
+  s->shape = *shape;
+  s->init = init;
+  s->fan_in = fan_in;
+  s->fan_out = fan_out;
+  s->value = value;
+}
+
+int nn_layer_add_param(nn_layer *l, const char *name, const nn_shape *shape,
+                       nn_init_kind init, int fan_in, int fan_out, nn_error *err) {
+  if (l->nparams >= NN_MAX_PARAMS)
+    return nn_error_set(err, NN_EINTERNAL, "more than %d parameter tensors", NN_MAX_PARAMS);
+  spec_fill(&l->pspec[l->nparams++], name, shape, init, fan_in, fan_out, 0.0f);
+  return 0;
+}
+
+int nn_layer_add_buffer(nn_layer *l, const char *name, const nn_shape *shape,
+                        nn_init_kind init, float value, nn_error *err) {
+  if (l->nbuffers >= NN_MAX_PARAMS)
+    return nn_error_set(err, NN_EINTERNAL, "more than %d buffer tensors", NN_MAX_PARAMS);
+  spec_fill(&l->bspec[l->nbuffers++], name, shape, init, 0, 0, value);
+  return 0;
+}
+
+void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
+                   uint32_t layer, uint32_t slot) {
+  size_t count = nn_shape_count(&s->shape);
+  double fi = s->fan_in > 0 ? s->fan_in : 1;
+  double fo = s->fan_out > 0 ? s->fan_out : 1;
+  double scale = 0.0;
+  int normal = 0;
+  switch (s->init) {
+  case NN_INIT_ZEROS:
+  case NN_INIT_ONES:
+  case NN_INIT_CONSTANT: {
+    float v = s->init == NN_INIT_ZEROS ? 0.0f : s->init == NN_INIT_ONES ? 1.0f : s->value;
+    for (size_t i = 0; i < count; i++) dst[i] = v;
+    return;
+  }
+  case NN_INIT_HE_NORMAL: scale = sqrt(2.0 / fi); normal = 1; break;
+  case NN_INIT_HE_UNIFORM: scale = sqrt(6.0 / fi); break;
+  case NN_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fi + fo)); normal = 1; break;
+  case NN_INIT_GLOROT_UNIFORM: scale = sqrt(6.0 / (fi + fo)); break;
+  }
+  nn_rng r;
+  nn_rng_init(&r, seed, NN_RNG_INIT, layer, slot, 0);
+  float sc = (float)scale;
+  if (normal) {
+    for (size_t i = 0; i < count; i++) dst[i] = sc * nn_rng_normal(&r);
+  } else {
+    /* U(-scale, scale): 2u - 1 lies in [-1, 1) */
+    for (size_t i = 0; i < count; i++) dst[i] = sc * (2.0f * nn_rng_uniform(&r) - 1.0f);
+  }
+}
+
+/* ---- key-table defaults ------------------------------------------------ */
+
+/* Parse a TOML integer literal (optional sign, digits, '_' separators,
+ * 0x/0o/0b prefixes) covering all of s. */
+static int parse_int_lit(const char *s, long long *out) {
+  char buf[64];
+  size_t k = 0;
+  for (const char *p = s; *p; p++) {
+    if (*p == '_') continue;
+    if (k + 1 >= sizeof buf) return -1;
+    buf[k++] = *p;
+  }
+  buf[k] = '\0';
+  if (k == 0) return -1;
+  const char *d = buf;
+  int neg = 0, base = 10;
+  if (*d == '+' || *d == '-') neg = *d++ == '-';
+  if (d[0] == '0' && (d[1] == 'x' || d[1] == 'o' || d[1] == 'b')) {
+    base = d[1] == 'x' ? 16 : d[1] == 'o' ? 8 : 2;
+    d += 2;
+  }
+  if (!*d) return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(d, &end, base);
+  if (errno || *end) return -1;
+  *out = neg ? -v : v;
+  return 0;
+}
+
+/* Parse a TOML float or integer literal (inf, nan, exponents) covering all of s. */
+static int parse_float_lit(const char *s, double *out) {
+  const char *d = s;
+  int neg = 0;
+  if (*d == '+' || *d == '-') neg = *d++ == '-';
+  if (strcmp(d, "inf") == 0) { *out = neg ? -INFINITY : INFINITY; return 0; }
+  if (strcmp(d, "nan") == 0) { *out = NAN; return 0; }
+  long long iv;
+  if (parse_int_lit(s, &iv) == 0) { *out = (double)iv; return 0; }
+  char buf[64];
+  size_t k = 0;
+  for (const char *p = s; *p; p++) {
+    if (*p == '_') continue;
+    if (k + 1 >= sizeof buf) return -1;
+    buf[k++] = *p;
+  }
+  buf[k] = '\0';
+  if (k == 0) return -1;
+  char *end;
+  errno = 0;
+  double v = strtod(buf, &end);
+  if (errno == ERANGE && fabs(v) > 1.0) return -1;
+  if (*end) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Parse a TOML basic ("...", with \" \\ \n \t escapes) or literal ('...')
+ * string covering all of s, into dst[size]. */
+static int parse_str_lit(const char *s, char *dst, size_t size) {
+  size_t len = strlen(s), k = 0;
+  if (len < 2 || (s[0] != '"' && s[0] != '\'') || s[len - 1] != s[0]) return -1;
+  int basic = s[0] == '"';
+  for (size_t i = 1; i + 1 < len; i++) {
+    char c = s[i];
+    if (basic && c == '\\') {
+      if (i + 2 >= len) return -1;
+      char e = s[++i];
+      c = e == 'n' ? '\n' : e == 't' ? '\t' : e == '"' ? '"' : e == '\\' ? '\\' : 0;
+      if (!c) return -1;
+    }
+    if (k + 1 >= size) return -1;
+    dst[k++] = c;
+  }
+  dst[k] = '\0';
+  return 0;
+}
+
+/* Parse "[1, 2, 3]" into out[max]; *count receives the number of items. */
+static int parse_int_list_lit(const char *s, int *out, size_t max, int *count) {
+  const char *p = s;
+  while (*p == ' ') p++;
+  if (*p++ != '[') return -1;
+  size_t n = 0;
+  for (;;) {
+    while (*p == ' ') p++;
+    if (*p == ']') { p++; break; }
+    char item[32];
+    size_t k = 0;
+    while (*p && *p != ',' && *p != ']' && *p != ' ') {
+      if (k + 1 >= sizeof item) return -1;
+      item[k++] = *p++;
+    }
+    item[k] = '\0';
+    long long v;
+    if (parse_int_lit(item, &v) != 0 || v < INT32_MIN || v > INT32_MAX || n >= max) return -1;
+    out[n++] = (int)v;
+    while (*p == ' ') p++;
+    if (*p == ',') p++;
+    else if (*p != ']') return -1;
+  }
+  while (*p == ' ') p++;
+  if (*p) return -1;
+  *count = (int)n;
+  return 0;
+}
+
+int nn_keys_apply_defaults(const nn_key *keys, void *obj, nn_error *err) {
+  char *base = obj;
+  for (const nn_key *k = keys; k && k->name; k++) {
+    if (!k->def) continue;
+    char *field = base + k->offset;
+    int bad = 0;
+    switch (k->type) {
+    case NN_KEY_INT:
+    case NN_KEY_INT64: {
+      long long v;
+      bad = parse_int_lit(k->def, &v) != 0;
+      if (!bad && k->type == NN_KEY_INT) {
+        bad = v < INT32_MIN || v > INT32_MAX;
+        int iv = (int)v;
+        if (!bad) memcpy(field, &iv, sizeof iv);
+      } else if (!bad) {
+        int64_t lv = v;
+        memcpy(field, &lv, sizeof lv);
+      }
+      break;
+    }
+    case NN_KEY_FLOAT: {
+      double v;
+      bad = parse_float_lit(k->def, &v) != 0;
+      if (!bad) memcpy(field, &v, sizeof v);
+      break;
+    }
+    case NN_KEY_BOOL: {
+      int v = strcmp(k->def, "true") == 0 ? 1 : strcmp(k->def, "false") == 0 ? 0 : -1;
+      bad = v < 0;
+      if (!bad) memcpy(field, &v, sizeof v);
+      break;
+    }
+    case NN_KEY_STRING:
+    case NN_KEY_ENUM:
+      bad = parse_str_lit(k->def, field, k->size) != 0;
+      break;
+    case NN_KEY_INT_LIST: {
+      int cnt = 0;
+      bad = parse_int_list_lit(k->def, (int *)(void *)field, k->size, &cnt) != 0;
+      if (!bad) memcpy(base + k->count_offset, &cnt, sizeof cnt);
+      break;
+    }
+    }
+    if (bad)
+      return nn_error_set(err, NN_EINTERNAL, "key '%s': default '%s' does not parse as its type",
+                          k->name, k->def);
+  }
+  return 0;
+}
+
+int nn_layer_cfg_defaults(nn_layer_cfg *cfg, nn_error *err) {
+  const nn_layer_ops *ops = nn_layer_find(cfg->type);
+  if (!ops)
+    return nn_error_set(err, NN_ENOTFOUND, "unknown layer type '%s'", cfg->type);
+  int rc = nn_keys_apply_defaults(ops->keys, cfg, err);
+  if (rc) nn_error_prefix(err, "layer type '%s'", cfg->type);
+  return rc;
+}

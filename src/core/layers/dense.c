@@ -1,0 +1,97 @@
+/* dense.c: the fully connected layer, y = x W^T + b.
+ *
+ * Any input shape is treated as flat: in = nn_shape_count(input), and the
+ * output shape is [units]. Parameters use PyTorch's layout: weight [out, in],
+ * bias [out]. Each of forward and backward is one or two sgemm calls over the
+ * whole batch; there is no per-sample loop around BLAS.
+ *
+ * Initialization: weight defaults to glorot_uniform (as Keras does;
+ * U(-sqrt(6/(in+out)), +)), chosen over PyTorch's kaiming_uniform(a=sqrt 5)
+ * because it is one of the documented job-file choices; bias is zeros.
+ * The `activation` key does not act here: nn_model_build expands a dense
+ * layer with activation = "relu" into this layer followed by a relu layer. */
+#include <stddef.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "core/layer.h"
+
+static const nn_key dense_keys[] = {
+    {"units", NN_KEY_INT, offsetof(nn_layer_cfg, units), sizeof(int), 1, 1 << 24, NULL,
+     NULL, NN_KEY_REQUIRED, "number of output features", 0},
+    {"use_bias", NN_KEY_BOOL, offsetof(nn_layer_cfg, use_bias), sizeof(int), 0, 1, "true",
+     NULL, 0, "add a learned bias to each output", 0},
+    {"init", NN_KEY_ENUM, offsetof(nn_layer_cfg, init), sizeof(((nn_layer_cfg *)0)->init), 0,
+     0, "\"glorot_uniform\"", NN_INIT_CHOICES, 0, "weight initializer (the bias starts at zero)", 0},
+    {"activation", NN_KEY_ENUM, offsetof(nn_layer_cfg, activation),
+     sizeof(((nn_layer_cfg *)0)->activation), 0, 0, "\"none\"", NN_ACTIVATION_CHOICES, 0,
+     "activation layer added after this one, named <name>_<activation>", 0},
+    {0},
+};
+
+static int dense_build(nn_layer *l, nn_error *err) {
+  int in = (int)nn_shape_count(&l->in);
+  int out = l->cfg.units;
+  if (out < 1) return nn_error_set(err, NN_ESCHEMA, "units must be >= 1, got %d", out);
+  if (in < 1) return nn_error_set(err, NN_ESHAPE, "input has no features");
+  int init = NN_INIT_GLOROT_UNIFORM;
+  if (l->cfg.init[0]) {
+    init = nn_init_parse(l->cfg.init);
+    if (init < 0)
+      return nn_error_set(err, NN_ESCHEMA, "init '%s' is not one of %s", l->cfg.init,
+                          nn_init_choices);
+  }
+  l->out.ndim = 1;
+  l->out.dim[0] = out;
+  nn_shape ws = {2, {out, in}};
+  int rc = nn_layer_add_param(l, "weight", &ws, (nn_init_kind)init, in, out, err);
+  if (rc) return rc;
+  if (l->cfg.use_bias) {
+    nn_shape bs = {1, {out}};
+    rc = nn_layer_add_param(l, "bias", &bs, NN_INIT_ZEROS, in, out, err);
+  }
+  return rc;
+}
+
+/* x [n, in], y [n, out]: y = x W^T (+ b broadcast over rows). */
+static void dense_forward(nn_layer *l, const float *x, float *y, int n,
+                          const nn_run_ctx *ctx) {
+  int in = l->pspec[0].shape.dim[1], out = l->pspec[0].shape.dim[0];
+  float beta = 0.0f;
+  if (l->nparams > 1) {
+    const float *b = l->param[1];
+    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * (size_t)out);
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, l->param[0],
+              in, beta, y, out);
+}
+
+/* dy [n, out]: dW [out, in] += dy^T x; db [out] += column sums of dy;
+ * dx [n, in] = dy W (when dx is not NULL). */
+static void dense_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                           float *dx, int n, const nn_run_ctx *ctx) {
+  int in = l->pspec[0].shape.dim[1], out = l->pspec[0].shape.dim[0];
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f,
+              l->grad[0], in);
+  if (l->nparams > 1) {
+    float *db = l->grad[1];
+    for (int i = 0; i < n; i++) {
+      const float *row = dy + (size_t)i * out;
+      for (int j = 0; j < out; j++) db[j] += row[j];
+    }
+  }
+  if (dx)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out,
+                l->param[0], in, 0.0f, dx, in);
+}
+
+const nn_layer_ops nn_layer_dense = {
+    .type = "dense",
+    .help = "fully connected: y = x W^T + b, weight [out, in]; flattens its input",
+    .keys = dense_keys,
+    .build = dense_build,
+    .forward = dense_forward,
+    .backward = dense_backward,
+};

@@ -1,0 +1,47 @@
+/* registry.c: the one table of layer types.
+ *
+ * Adding a layer type: write src/core/layers/<type>.c defining a
+ * `const nn_layer_ops nn_layer_<type>`, declare it below and list it in
+ * `table`. Its key table, help line and gradient check (tests/
+ * test_core_layers.c) go with it. Order here is the order in docs. */
+#include <string.h>
+
+#include "core/layer.h"
+
+extern const nn_layer_ops nn_layer_dense;
+extern const nn_layer_ops nn_layer_flatten;
+extern const nn_layer_ops nn_layer_relu;
+extern const nn_layer_ops nn_layer_leaky_relu;
+extern const nn_layer_ops nn_layer_elu;
+extern const nn_layer_ops nn_layer_selu;
+extern const nn_layer_ops nn_layer_softplus;
+extern const nn_layer_ops nn_layer_softsign;
+extern const nn_layer_ops nn_layer_tanh;
+extern const nn_layer_ops nn_layer_sigmoid;
+extern const nn_layer_ops nn_layer_hard_sigmoid;
+extern const nn_layer_ops nn_layer_softmax;
+
+static const nn_layer_ops *const table[] = {
+    &nn_layer_dense,
+    &nn_layer_flatten,
+    &nn_layer_relu,
+    &nn_layer_leaky_relu,
+    &nn_layer_elu,
+    &nn_layer_selu,
+    &nn_layer_softplus,
+    &nn_layer_softsign,
+    &nn_layer_tanh,
+    &nn_layer_sigmoid,
+    &nn_layer_hard_sigmoid,
+    &nn_layer_softmax,
+    NULL,
+};
+
+const nn_layer_ops *nn_layer_find(const char *type) {
+  if (!type) return NULL;
+  for (const nn_layer_ops *const *p = table; *p; p++)
+    if (strcmp((*p)->type, type) == 0) return *p;
+  return NULL;
+}
+
+const nn_layer_ops *const *nn_layer_types(void) { return table; }

@@ -1,0 +1,54 @@
+#!/bin/bash
+# e2e_watchdog.sh: the all-reduce watchdog ends a job whose rank stopped
+# (SIGSTOP) within timeout + 5 s, non-zero, with one message naming that rank;
+# and a rank that dies (SIGKILL) ends the job within seconds, non-zero.
+# Uses the hidden `nntrain bench allreduce --stall-rank/--kill-rank` options.
+set -u
+: "${NNTRAIN:?set NNTRAIN to the nntrain binary}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+fail=0
+T=3
+
+# run NAME LIMIT ARGS...: run nntrain bench under mpirun -np 3 with a hard
+# timeout; sets rc and secs, output in $out/NAME.
+run() {
+  local name=$1 limit=$2
+  shift 2
+  local t0 t1
+  t0=$(date +%s%N)
+  timeout -k 5 "$limit" mpirun -np 3 --oversubscribe "$NNTRAIN" bench allreduce \
+    --sizes 64K --iters 5 "$@" >"$out/$name" 2>&1
+  rc=$?
+  t1=$(date +%s%N)
+  secs=$(( (t1 - t0) / 1000000000 ))
+}
+
+for r in 0 2; do
+  run stall$r 40 --timeout $T --stall-rank $r
+  n=$(grep -c "nntrain: rank $r did not reach the all-reduce of step 3 within $T s; aborting the job" "$out/stall$r")
+  lines=$(grep -c "did not reach" "$out/stall$r")
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+    echo "FAIL: stall of rank $r: exit $rc after ${secs}s"; fail=1
+  elif [ "$secs" -gt $((T + 5)) ]; then
+    echo "FAIL: stall of rank $r: job took ${secs}s, more than timeout+5 = $((T + 5))s"; fail=1
+  elif [ "$n" -ne 1 ] || [ "$lines" -ne 1 ]; then
+    echo "FAIL: stall of rank $r: expected exactly one message naming rank $r, got:"; fail=1
+    cat "$out/stall$r"
+  else
+    echo "ok: stall of rank $r: exit $rc after ${secs}s: $(grep 'did not reach' "$out/stall$r")"
+  fi
+done
+
+run kill 30 --timeout 0 --kill-rank 1
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$secs" -gt 10 ]; then
+  echo "FAIL: killed rank: exit $rc after ${secs}s"; fail=1; cat "$out/kill"
+else
+  echo "ok: killed rank 1: job ended with exit $rc after ${secs}s"
+fi
+
+# No timeout: a healthy run still finishes and exits 0.
+run healthy 60 --timeout $T
+if [ "$rc" -ne 0 ]; then echo "FAIL: healthy run exit $rc"; cat "$out/healthy"; fail=1; else echo "ok: healthy run"; fi
+exit $fail

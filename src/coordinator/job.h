@@ -78,6 +78,10 @@ int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err);
 /* Deserialize a JobSpec protobuf (from nn_job_pack, a broadcast or a checkpoint). */
 int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err);
 
+/* 1 if a and b hold the same job (every key of every section and layer,
+ * the layer lines and the source path), else 0. */
+int nn_job_equal(const nn_job *a, const nn_job *b);
+
 /* The sections of a job file, for docs and tests. */
 typedef struct nn_job_section {
   const char *name;        /* "data", "train", ... ("" = top level) */

@@ -1,0 +1,244 @@
+/* check.c: `nntrain check JOB.toml [--set k=v ...]` and `nntrain check --reference`.
+ *
+ * Validates a job file without training: the schema (coordinator/job.c), the
+ * data sets it names (shard metadata only, no samples are read) and the model
+ * (built for the input shape, with a batch of one). Prints a summary of the
+ * layers and parameter counts. `--reference` prints docs/job-file.md.
+ * Exit codes: 0 valid, 2 usage, 3 job file invalid, 4 data missing or bad. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "coordinator/job.h"
+#include "core/loss.h"
+#include "core/model.h"
+#include "worker/dataset.h"
+
+#define MAX_SETS 128
+
+static void check_usage(FILE *f) {
+  fprintf(f,
+          "usage: nntrain check JOB.toml [--set SECTION.KEY=VALUE ...]\n"
+          "       nntrain check --reference\n\n"
+          "Validate a job file (see docs/job-file.md) without training: every key, the\n"
+          "data sets it names (their metadata; no samples are read) and the model, whose\n"
+          "layers and parameter counts are printed.\n\n"
+          "options:\n"
+          "  --set SECTION.KEY=VALUE  override a job key (repeatable; VALUE in TOML syntax,\n"
+          "                           a bare word is a string); model.layers.N.KEY=VALUE\n"
+          "                           sets a key of the N-th layer (from 0)\n"
+          "  --reference              print the job file reference (docs/job-file.md)\n"
+          "  -h, --help               this help\n\n"
+          "Exit codes: 0 valid, 2 usage, 3 job file invalid, 4 data missing or invalid.\n");
+}
+
+/* What was found for one data set. */
+typedef struct data_found {
+  int ok;                 /* info is valid */
+  int missing;            /* no file matched (only tolerated with model.input_shape) */
+  nn_dataset_info info;
+} data_found;
+
+/* Open the shards of `pattern` for their metadata. */
+static int probe_data(const char *pattern, data_found *d, nn_error *err) {
+  nn_dataset *ds = NULL;
+  nn_dataset_opts opts = {.cache = 0, .chunk_cache = 1 << 20};
+  memset(d, 0, sizeof *d);
+  int rc = nn_dataset_open(&ds, pattern, &opts, err);
+  if (rc) return rc;
+  d->info = *nn_dataset_get_info(ds);
+  d->ok = 1;
+  nn_dataset_close(ds);
+  return 0;
+}
+
+static void print_data(const char *what, const char *pattern, const data_found *d) {
+  char sh[64];
+  if (d->missing) {
+    printf("%-6s %s: no files match (not checked)\n", what, pattern);
+    return;
+  }
+  const nn_dataset_info *in = &d->info;
+  printf("%-6s %s: %lld samples in %d file%s, sample %s, ", what, pattern, (long long)in->n,
+         in->nfiles, in->nfiles == 1 ? "" : "s", nn_shape_str(&in->sample, sh, sizeof sh));
+  if (in->num_classes > 0)
+    printf("%d classes\n", in->num_classes);
+  else
+    printf("regression, %d targets\n", in->target_dim);
+}
+
+/* Does the model's output fit the training data and the loss? 0 or NN_ESCHEMA. */
+static int check_output(const nn_job *job, const nn_model *m, const nn_dataset_info *in,
+                        nn_error *err) {
+  size_t out = nn_shape_count(&m->out);
+  int loss = nn_loss_parse(job->train.loss);
+  if (loss == NN_LOSS_SOFTMAX_CE) {
+    if (in->num_classes <= 0)
+      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
+                         "train.loss = cross_entropy needs class labels, but the training "
+                         "data has regression targets (use loss = \"mse\")");
+    if (out != (size_t)in->num_classes)
+      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
+                         "the model outputs %zu values per sample but the training data has "
+                         "%d classes (train.loss = cross_entropy needs one logit per class)",
+                         out, in->num_classes);
+  } else if (loss == NN_LOSS_MSE) {
+    size_t want = in->num_classes > 0 ? 0 : (size_t)in->target_dim;
+    if (in->num_classes > 0)
+      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
+                         "train.loss = mse needs regression targets, but the training data "
+                         "has %d classes (use loss = \"cross_entropy\")", in->num_classes);
+    if (out != want)
+      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
+                         "the model outputs %zu values per sample but the training data has "
+                         "%zu targets", out, want);
+  }
+  return 0;
+}
+
+static void print_summary(const nn_job *job, const nn_model *m) {
+  char sh[64];
+  printf("input  %s\n\n", nn_shape_str(&m->in, sh, sizeof sh));
+  printf("%5s  %-24s %-14s %-18s %12s\n", "layer", "name", "type", "output", "params");
+  for (int i = 0; i < m->nlayers; i++) {
+    const nn_layer *l = &m->layers[i];
+    size_t off, count;
+    nn_model_layer_range(m, i, &off, &count);
+    printf("%5d  %-24s %-14s %-18s %12zu\n", i, l->cfg.name, l->ops->type,
+           nn_shape_str(&l->out, sh, sizeof sh), count);
+  }
+  printf("\ntotal params: %zu (%zu bytes as float32)\n", m->nparams, m->nparams * sizeof(float));
+  if (m->nbuffers)
+    printf("buffers: %zu (%zu bytes)\n", m->nbuffers, m->nbuffers * sizeof(float));
+  printf("optimizer: %s, lr %g; %d epochs, global batch %d, loss %s\n", job->optimizer.type,
+         job->optimizer.lr, job->train.epochs, job->train.batch_size, job->train.loss);
+}
+
+int nn_cmd_check(int argc, char **argv) {
+  if (nn_cli_wants_help(argc, argv)) {
+    check_usage(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *path = NULL;
+  const char *sets[MAX_SETS];
+  int nsets = 0, reference = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
+      const char *val = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!val) return nn_cli_usage_error("check", "--set needs SECTION.KEY=VALUE");
+      if (nsets == MAX_SETS) return nn_cli_usage_error("check", "too many --set options");
+      sets[nsets++] = val;
+    } else if (!strcmp(a, "--reference")) {
+      reference = 1;
+    } else if (a[0] == '-' && a[1]) {
+      return nn_cli_usage_error("check", "unknown option '%s'", a);
+    } else if (path) {
+      return nn_cli_usage_error("check", "one job file at a time ('%s' and '%s')", path, a);
+    } else {
+      path = a;
+    }
+  }
+  if (reference) {
+    if (path || nsets) return nn_cli_usage_error("check", "--reference takes no job file");
+    nn_job_write_reference(stdout);
+    return fflush(stdout) == 0 ? NN_EXIT_OK : NN_EXIT_FAILURE;
+  }
+  if (!path) return nn_cli_usage_error("check", "missing the job file");
+
+  nn_error err;
+  nn_error_clear(&err);
+  nn_model m;
+  memset(&m, 0, sizeof m);
+  int built = 0, code = NN_EXIT_OK;
+  data_found train, test;
+  memset(&test, 0, sizeof test);
+  nn_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    nn_error_set(&err, NN_ENOMEM, "out of memory");
+    code = nn_cli_fail(&err);
+    goto done;
+  }
+  int rc = nn_job_load(job, path, sets, nsets, &err);
+  if (rc) {
+    nn_cli_fail(&err);
+    /* an unreadable job file is a bad job, not bad data */
+    code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
+    goto done;
+  }
+  printf("job    %s (%s): valid\n", job->name, job->source);
+
+  /* data: metadata of the shards */
+  rc = probe_data(job->data.train, &train, &err);
+  if (rc == NN_ENOTFOUND && job->model.input_ndim > 0) {
+    train.missing = 1; /* input_shape makes the model checkable without data */
+  } else if (rc) {
+    nn_error_prefix(&err, "data.train");
+    code = nn_cli_fail(&err);
+    goto done;
+  }
+  print_data("train", job->data.train, &train);
+  if (job->data.test[0]) {
+    rc = probe_data(job->data.test, &test, &err);
+    if (rc == NN_ENOTFOUND && train.missing) {
+      test.missing = 1;
+    } else if (rc) {
+      nn_error_prefix(&err, "data.test");
+      code = nn_cli_fail(&err);
+      goto done;
+    }
+    print_data("test", job->data.test, &test);
+    if (train.ok && test.ok &&
+        (!nn_shape_equal(&train.info.sample, &test.info.sample) ||
+         train.info.num_classes != test.info.num_classes ||
+         train.info.target_dim != test.info.target_dim)) {
+      nn_error_at(&err, NN_EDATA, job->source, 0, 0,
+                  "data.test does not match data.train (sample shape, classes or targets)");
+      code = nn_cli_fail(&err);
+      goto done;
+    }
+  }
+
+  /* the model, for the input shape the job gives or the data has */
+  nn_shape in = {0};
+  if (job->model.input_ndim > 0) {
+    in.ndim = job->model.input_ndim;
+    for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
+    if (train.ok && !nn_shape_equal(&in, &train.info.sample)) {
+      char a[64], b[64];
+      nn_error_at(&err, NN_ESCHEMA, job->source, 0, 0,
+                  "model.input_shape %s does not match the training data's sample shape %s",
+                  nn_shape_str(&in, a, sizeof a), nn_shape_str(&train.info.sample, b, sizeof b));
+      code = nn_cli_fail(&err);
+      goto done;
+    }
+  } else {
+    in = train.info.sample;
+  }
+  rc = nn_model_build(&m, &in, job->model.layers, job->model.nlayers, 1, &err);
+  if (rc) {
+    if (!err.file[0]) {
+      snprintf(err.file, sizeof err.file, "%.255s", job->source);
+      /* the layer the model names, if it says which */
+      for (int i = 0; i < job->model.nlayers && !err.line; i++) {
+        char tag[80];
+        snprintf(tag, sizeof tag, "'%s'", job->model.layers[i].name);
+        if (strstr(err.msg, tag) || !strcmp(err.where, job->model.layers[i].name))
+          err.line = job->model.layer_line[i];
+      }
+    }
+    nn_cli_fail(&err);
+    code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
+    goto done;
+  }
+  built = 1;
+  printf("\n");
+  print_summary(job, &m);
+  if (train.ok && check_output(job, &m, &train.info, &err)) code = nn_cli_fail(&err);
+
+done:
+  if (built) nn_model_free(&m);
+  free(job);
+  return code;
+}

@@ -1,0 +1,701 @@
+/* job.c: the job file schema and its table-driven parser (see job.h).
+ *
+ * Each section of a job file is a key table (nn_key, core/keys.h); the
+ * parser walks the TOML tree once, section by section:
+ *   1. every key the file (or a --set override) gives must be in the
+ *      section's table, else "unknown key ... did you mean ...";
+ *   2. defaults from the table, then the given values, each checked for type
+ *      and range by the generic setter (job_keys.c);
+ *   3. required keys that were not given are reported at the section header.
+ * Layers are [[model.layers]] tables: the `type` key picks the layer type,
+ * whose ops->keys table (plus `type` and `name`) is then used the same way.
+ * --set overrides never modify the TOML tree: a lookup of section.key
+ * consults the overrides first (the last one wins), so an error in an
+ * override names the override instead of a place in the file.
+ * Nothing here prints; every error goes to the caller's nn_error. */
+#include "coordinator/job.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/job_keys.h"
+#include "core/loss.h"
+#include "toml/toml.h"
+
+/* ---- the schema ----------------------------------------------------------- */
+
+#define SZ(type, member) sizeof(((type *)0)->member)
+
+static const nn_key top_keys[] = {
+  {.name = "name", .type = NN_KEY_STRING, .offset = offsetof(nn_job, name),
+   .size = SZ(nn_job, name),
+   .help = "Job name, used in messages and in the default run directory. "
+           "Default: the job file's name without .toml."},
+  {0},
+};
+
+static const nn_key data_keys[] = {
+  {.name = "train", .type = NN_KEY_STRING, .offset = offsetof(nn_job_data, train),
+   .size = SZ(nn_job_data, train), .flags = NN_KEY_REQUIRED,
+   .help = "Glob of the training shards (HDF5, docs/data-format.md), relative to the "
+           "current directory."},
+  {.name = "test", .type = NN_KEY_STRING, .offset = offsetof(nn_job_data, test),
+   .size = SZ(nn_job_data, test), .def = "\"\"",
+   .help = "Glob of the test shards evaluated after each epoch; empty: no evaluation."},
+  {.name = "normalize", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_data, normalize),
+   .size = sizeof(int), .def = "true",
+   .help = "Standardize inputs per channel with the mean/std stored in the training "
+           "shards."},
+  {.name = "cache", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_data, cache),
+   .size = sizeof(int), .def = "false",
+   .help = "Load the whole data set into memory at start instead of reading shards as "
+           "needed."},
+  {.name = "prefetch", .type = NN_KEY_INT, .offset = offsetof(nn_job_data, prefetch),
+   .size = sizeof(int), .min = 0, .max = 64, .def = "4",
+   .help = "Batches the loader thread reads ahead (0: read in the training thread)."},
+  {0},
+};
+
+static const nn_key model_keys[] = {
+  {.name = "input_shape", .type = NN_KEY_INT_LIST,
+   .offset = offsetof(nn_job_model, input_shape), .size = NN_MAX_DIMS, .min = 1,
+   .max = 1 << 24, .count_offset = offsetof(nn_job_model, input_ndim),
+   .help = "Per-sample input shape, e.g. [1, 28, 28] (channels, height, width). "
+           "Default: the sample shape of the training shards."},
+  {0},
+};
+
+static const nn_key train_keys[] = {
+  {.name = "epochs", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, epochs),
+   .size = sizeof(int), .min = 1, .max = 1000000, .def = "10",
+   .help = "Passes over the training data."},
+  {.name = "batch_size", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, batch_size),
+   .size = sizeof(int), .min = 1, .max = 1 << 24, .def = "32",
+   .help = "GLOBAL batch size: the samples of one optimizer step summed over all "
+           "ranks; each rank takes a contiguous slice of it."},
+  {.name = "loss", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, loss),
+   .size = SZ(nn_job_train, loss), .def = "\"cross_entropy\"", .choices = "cross_entropy|mse",
+   .help = "Loss: cross_entropy (softmax + negative log likelihood on the model's "
+           "logits, integer class labels) or mse (mean squared error against "
+           "regression targets)."},
+  {.name = "seed", .type = NN_KEY_INT64, .offset = offsetof(nn_job_train, seed),
+   .size = sizeof(int64_t), .min = 0, .max = 9007199254740992.0, .def = "1",
+   .help = "Seed of every random draw (initialization, shuffling, dropout, "
+           "augmentation); the same seed gives the same run on any number of ranks."},
+  {.name = "drop_last", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_train, drop_last),
+   .size = sizeof(int), .def = "false",
+   .help = "Drop the final partial batch of each epoch instead of training on it."},
+  {0},
+};
+
+static const nn_key run_keys[] = {
+  {.name = "dir", .type = NN_KEY_STRING, .offset = offsetof(nn_job_run, dir),
+   .size = SZ(nn_job_run, dir),
+   .help = "Run directory for metrics.jsonl and checkpoints. Default: runs/<name>."},
+  {.name = "threads", .type = NN_KEY_INT, .offset = offsetof(nn_job_run, threads),
+   .size = sizeof(int), .min = 0, .max = 1024, .def = "0",
+   .help = "BLAS threads per rank; 0: the node's cores divided by the ranks on it."},
+  {.name = "progress", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_run, progress),
+   .size = sizeof(int), .def = "true",
+   .help = "Show a live progress bar when stderr is a terminal."},
+  {0},
+};
+
+static const nn_job_section sections[] = {
+  {"", "Keys at the top of the file, before any [section].", top_keys, 0},
+  {"data", "Where the training and test shards are and how they are read.", data_keys,
+   offsetof(nn_job, data)},
+  {"model", "The network: an optional input shape and the list of layers, applied in "
+            "order ([[model.layers]] tables).",
+   model_keys, offsetof(nn_job, model)},
+  {"train", "The training loop.", train_keys, offsetof(nn_job, train)},
+  {"optimizer", "The optimizer and its hyper-parameters.", nn_optim_keys,
+   offsetof(nn_job, optimizer)},
+  {"run", "Where results go and how the run behaves.", run_keys, offsetof(nn_job, run)},
+  {NULL, NULL, NULL, 0},
+};
+
+const nn_job_section *nn_job_sections(void) { return sections; }
+
+/* Names a section accepts beyond its key table (handled by hand). */
+static const char *section_extra_name(const nn_job_section *s) {
+  return !strcmp(s->name, "model") ? "layers" : NULL;
+}
+
+/* ---- parse context --------------------------------------------------------- */
+
+/* One --set argument, split. */
+typedef struct ovr {
+  const char *text;            /* the whole argument, for messages */
+  char sect[32];               /* "" for top-level keys */
+  char key[64];
+  int layer;                   /* model.layers.N.key: N; else -1 */
+  nn_toml_value *doc;          /* owns val */
+  const nn_toml_value *val;
+} ovr;
+
+typedef struct pctx {
+  const char *file;            /* for messages */
+  nn_error *err;
+  ovr *ov;                     /* [nov] */
+  int nov;
+  nn_error missing;            /* first missing required key (reported last) */
+} pctx;
+
+/* Fill err for a schema problem. `o` non-NULL: the value came from an
+ * override, which the message names instead of a file position. */
+static int perr(pctx *c, const ovr *o, int line, int col, const char *where,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int perr(pctx *c, const ovr *o, int line, int col, const char *where,
+                const char *fmt, ...) {
+  char msg[480];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (o)
+    nn_error_at(c->err, NN_ESCHEMA, NULL, 0, 0, "--set %s: %s", o->text, msg);
+  else
+    nn_error_at(c->err, NN_ESCHEMA, c->file, line, col, "%s", msg);
+  if (c->err && where) snprintf(c->err->where, sizeof c->err->where, "%s", where);
+  return NN_ESCHEMA;
+}
+
+/* Note a missing required key. It is reported only if the whole file has no
+ * other error, so a wrong value is named before an absent one. */
+static void missing(pctx *c, int line, int col, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void missing(pctx *c, int line, int col, const char *where, const char *fmt, ...) {
+  if (c->missing.code) return;
+  char msg[480];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  nn_error_at(&c->missing, NN_ESCHEMA, c->file, line, col, "%s", msg);
+  snprintf(c->missing.where, sizeof c->missing.where, "%s", where);
+}
+
+/* The last override of sect.key (layer -1) or model.layers.N.key. */
+static const ovr *find_ovr(const pctx *c, const char *sect, int layer, const char *key) {
+  for (int i = c->nov - 1; i >= 0; i--) {
+    const ovr *o = &c->ov[i];
+    if (o->layer == layer && !strcmp(o->sect, sect) && !strcmp(o->key, key)) return o;
+  }
+  return NULL;
+}
+
+/* "train.epochs", "name", "model.layers[1].units" into buf. */
+static char *key_path(char *buf, size_t n, const char *sect, int layer, const char *key) {
+  if (layer >= 0)
+    snprintf(buf, n, "model.layers[%d].%s", layer, key);
+  else if (sect[0])
+    snprintf(buf, n, "%s.%s", sect, key);
+  else
+    snprintf(buf, n, "%s", key);
+  return buf;
+}
+
+/* "unknown key 'x' in [s]; did you mean 'y'?" for a key not in `keys`
+ * (nor `extra`). Candidates: the table's names plus extra. */
+static int unknown_key(pctx *c, const ovr *o, int line, int col, const char *sect_desc,
+                       const char *path, const char *key, const nn_key *keys,
+                       const char *extra) {
+  const char *cands[128];
+  size_t n = 0;
+  for (size_t i = 0; keys && keys[i].name && n < 127; i++) cands[n++] = keys[i].name;
+  if (extra) cands[n++] = extra;
+  const char *best = nn__suggest(key, cands, n);
+  if (best) return perr(c, o, line, col, path, "unknown key '%s' in %s; did you mean '%s'?",
+                        key, sect_desc, best);
+  char list[400];
+  size_t w = 0;
+  list[0] = '\0';
+  for (size_t i = 0; i < n && w < sizeof list; i++)
+    w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", i ? ", " : "", cands[i]);
+  return perr(c, o, line, col, path, "unknown key '%s' in %s (valid keys: %s)", key,
+              sect_desc, list);
+}
+
+/* Set key k of `base` from TOML value v (from the file, or override o). */
+static int set_key(pctx *c, const ovr *o, const nn_key *k, void *base, const nn_toml_value *v,
+                   const char *path) {
+  char msg[400];
+  int line, col;
+  if (nn__key_set_toml(k, base, v, msg, sizeof msg, &line, &col))
+    return perr(c, o, line, col, path, "%s: %s", path, msg);
+  return 0;
+}
+
+/* Read the keys of one table (section or layer) into base:
+ *   tab     the TOML table, or NULL if the file does not have it
+ *   hdr_line/col  where to report missing keys (the table header)
+ *   sect, layer   for override lookup and messages
+ *   extra   a name the table accepts that is not in keys (skipped here)
+ *   desc    "[train]" or "model.layers[1] (dense)" for messages */
+static int read_table(pctx *c, const nn_toml_value *tab, const nn_key *keys, void *base,
+                      const char *sect, int layer, const char *extra, const char *desc) {
+  char path[160];
+  /* 1. unknown keys in the file */
+  for (size_t i = 0; tab && i < tab->u.tab.n; i++) {
+    const nn_toml_kv *kv = &tab->u.tab.kv[i];
+    if (nn__keys_find(keys, kv->key) || (extra && !strcmp(kv->key, extra))) continue;
+    key_path(path, sizeof path, sect, layer, kv->key);
+    return unknown_key(c, NULL, kv->value->key_line, kv->value->key_col, desc, path, kv->key,
+                       keys, extra);
+  }
+  /* 2. defaults were applied by the caller; now given values */
+  for (size_t i = 0; keys[i].name; i++) {
+    const nn_key *k = &keys[i];
+    key_path(path, sizeof path, sect, layer, k->name);
+    const ovr *o = find_ovr(c, sect, layer, k->name);
+    const nn_toml_value *v = o ? o->val : (tab ? nn_toml_get(tab, k->name) : NULL);
+    if (v) {
+      int rc = set_key(c, o, k, base, v, path);
+      if (rc) return rc;
+    } else if (k->flags & NN_KEY_REQUIRED) {
+      /* 3. required but not given */
+      if (!tab)
+        missing(c, 0, 0, path, "missing required key '%s' (there is no %s section)", path, desc);
+      else
+        missing(c, tab->line, tab->col, path, "%s: missing required key '%s'", desc, k->name);
+    }
+  }
+  return 0;
+}
+
+/* ---- overrides ------------------------------------------------------------ */
+
+/* Escape s as a TOML basic string "..." into buf. */
+static void toml_quote(const char *s, char *buf, size_t n) {
+  size_t o = 0;
+  if (o + 1 < n) buf[o++] = '"';
+  for (; *s && o + 8 < n; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = (char)ch;
+    } else if (ch < 0x20 || ch == 0x7f) {
+      o += (size_t)snprintf(buf + o, n - o, "\\u%04x", ch);
+    } else {
+      buf[o++] = (char)ch;
+    }
+  }
+  if (o + 1 < n) buf[o++] = '"';
+  buf[o < n ? o : n - 1] = '\0';
+}
+
+/* Split and parse one --set argument into o. */
+static int parse_override(pctx *c, ovr *o, const char *arg) {
+  memset(o, 0, sizeof *o);
+  o->text = arg;
+  o->layer = -1;
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg)
+    return perr(c, o, 0, 0, NULL, "expected section.key=value");
+  char path[128];
+  size_t plen = (size_t)(eq - arg);
+  while (plen > 0 && (arg[plen - 1] == ' ' || arg[plen - 1] == '\t')) plen--;
+  if (plen == 0 || plen >= sizeof path) return perr(c, o, 0, 0, NULL, "bad key");
+  memcpy(path, arg, plen);
+  path[plen] = '\0';
+  const char *value = eq + 1;
+  while (*value == ' ' || *value == '\t') value++;
+
+  /* key path: KEY | SECTION.KEY | model.layers.N.KEY */
+  char *dot = strchr(path, '.');
+  if (!dot) {
+    snprintf(o->key, sizeof o->key, "%s", path);
+  } else {
+    *dot = '\0';
+    if (strlen(path) >= sizeof o->sect) return perr(c, o, 0, 0, NULL, "unknown section [%s]", path);
+    snprintf(o->sect, sizeof o->sect, "%s", path);
+    char *rest = dot + 1;
+    if (!strcmp(o->sect, "model") && !strncmp(rest, "layers", 6) &&
+        (rest[6] == '.' || rest[6] == '\0')) {
+      if (rest[6] == '\0')
+        return perr(c, o, 0, 0, "model.layers",
+                    "model.layers cannot be replaced with --set; set one layer key with "
+                    "model.layers.N.key=value");
+      char *end;
+      errno = 0;
+      long idx = strtol(rest + 7, &end, 10);
+      if (end == rest + 7 || *end != '.' || errno || idx < 0 || idx >= NN_JOB_MAX_LAYERS)
+        return perr(c, o, 0, 0, "model.layers",
+                    "expected model.layers.N.key=value with N a layer index from 0");
+      o->layer = (int)idx;
+      rest = end + 1;
+    }
+    if (!rest[0] || strchr(rest, '.'))
+      return perr(c, o, 0, 0, NULL, "expected section.key=value");
+    if (strlen(rest) >= sizeof o->key) return perr(c, o, 0, 0, NULL, "key too long");
+    snprintf(o->key, sizeof o->key, "%s", rest);
+  }
+
+  /* value: TOML, else a bare string */
+  nn_error e;
+  nn_error_clear(&e);
+  if (nn__toml_parse_value(value, &o->doc, &o->val, &e) == 0) return 0;
+  if (e.code == NN_ENOMEM) return nn_error_set(c->err, NN_ENOMEM, "out of memory");
+  size_t qn = strlen(value) * 6 + 3;
+  char *q = malloc(qn);
+  if (!q) return nn_error_set(c->err, NN_ENOMEM, "out of memory");
+  toml_quote(value, q, qn);
+  int rc = nn__toml_parse_value(q, &o->doc, &o->val, &e);
+  free(q);
+  if (rc) return perr(c, o, 0, 0, NULL, "bad value: %s", e.msg);
+  return 0;
+}
+
+/* Check that every override names a known key (section keys; layer keys are
+ * checked once the layer's type is known). */
+static int check_overrides(pctx *c) {
+  char path[160];
+  for (int i = 0; i < c->nov; i++) {
+    const ovr *o = &c->ov[i];
+    if (o->layer >= 0) continue;
+    const nn_job_section *s = sections;
+    while (s->name && strcmp(s->name, o->sect)) s++;
+    if (!s->name) {
+      const char *cands[16];
+      size_t n = 0;
+      for (const nn_job_section *t = sections; t->name; t++)
+        if (t->name[0]) cands[n++] = t->name;
+      const char *best = nn__suggest(o->sect, cands, n);
+      if (best) return perr(c, o, 0, 0, NULL, "unknown section [%s]; did you mean [%s]?",
+                            o->sect, best);
+      return perr(c, o, 0, 0, NULL, "unknown section [%s]", o->sect);
+    }
+    if (nn__keys_find(s->keys, o->key)) continue;
+    char desc[48];
+    snprintf(desc, sizeof desc, s->name[0] ? "[%s]" : "the top level%s", s->name);
+    key_path(path, sizeof path, o->sect, -1, o->key);
+    return unknown_key(c, o, 0, 0, desc, path, o->key, s->keys, section_extra_name(s));
+  }
+  return 0;
+}
+
+/* ---- layers -------------------------------------------------------------- */
+
+static int unknown_type(pctx *c, const ovr *o, const nn_toml_value *v, const char *path,
+                        const char *type) {
+  const nn_layer_ops *const *types = nn_layer_types();
+  const char *cands[128];
+  size_t n = 0;
+  for (size_t i = 0; types && types[i] && n < 128; i++) cands[n++] = types[i]->type;
+  const char *best = nn__suggest(type, cands, n);
+  if (best) return perr(c, o, v->line, v->col, path,
+                        "%s: unknown layer type \"%s\"; did you mean \"%s\"?", path, type, best);
+  char list[600];
+  size_t w = 0;
+  list[0] = '\0';
+  for (size_t i = 0; i < n && w < sizeof list; i++)
+    w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", i ? ", " : "", cands[i]);
+  return perr(c, o, v->line, v->col, path, "%s: unknown layer type \"%s\" (known: %s)", path,
+              type, list);
+}
+
+static int read_layer(pctx *c, nn_job *job, int i, const nn_toml_value *tab) {
+  nn_layer_cfg *cfg = &job->model.layers[i];
+  char path[160], desc[96];
+  memset(cfg, 0, sizeof *cfg);
+  job->model.layer_line[i] = tab->line;
+  snprintf(desc, sizeof desc, "model.layers[%d]", i);
+  if (tab->type != NN_TOML_TABLE)
+    return perr(c, NULL, tab->line, tab->col, desc, "%s: expected a table, got %s", desc,
+                nn_toml_type_name(tab->type));
+
+  /* the type decides which keys the layer has */
+  key_path(path, sizeof path, "model", i, "type");
+  const nn_key *tkey = nn__keys_find(nn__layer_common_keys, "type");
+  const ovr *o = find_ovr(c, "model", i, "type");
+  const nn_toml_value *tv = o ? o->val : nn_toml_get(tab, "type");
+  if (!tv)
+    return perr(c, NULL, tab->line, tab->col, path, "%s: missing required key 'type'", desc);
+  int rc = set_key(c, o, tkey, cfg, tv, path);
+  if (rc) return rc;
+  const nn_layer_ops *ops = nn_layer_find(cfg->type);
+  if (!ops) return unknown_type(c, o, tv, path, cfg->type);
+  char what[64];
+  snprintf(what, sizeof what, "layer %s", ops->type);
+  rc = nn__keys_defaults(nn__layer_common_keys + 1, cfg, what, c->err);
+  if (!rc) rc = nn__keys_defaults(nn__layer_keys(ops), cfg, what, c->err);
+  if (rc) return rc;
+
+  snprintf(desc, sizeof desc, "model.layers[%d] (%s)", i, ops->type);
+  /* all keys of this layer: `type`, `name`, then the type's own */
+  nn_key all[NN__LAYER_KEYS_MAX];
+  if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0)
+    return nn_error_set(c->err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
+  /* overrides of keys this type does not have */
+  for (int j = 0; j < c->nov; j++) {
+    const ovr *lo = &c->ov[j];
+    if (lo->layer != i || nn__keys_find(all, lo->key)) continue;
+    key_path(path, sizeof path, "model", i, lo->key);
+    return unknown_key(c, lo, 0, 0, desc, path, lo->key, all, NULL);
+  }
+  return read_table(c, tab, all, cfg, "model", i, NULL, desc);
+}
+
+static int read_layers(pctx *c, nn_job *job, const nn_toml_value *model) {
+  const nn_toml_value *arr = model ? nn_toml_get(model, "layers") : NULL;
+  const ovr *bad = NULL;
+  if (!arr) {
+    if (!model)
+      missing(c, 0, 0, "model.layers",
+              "missing required key 'model.layers' (there is no [model] section; add "
+              "[[model.layers]] tables)");
+    else
+      missing(c, model->line, model->col, "model.layers",
+              "[model]: missing required key 'layers' (add [[model.layers]] tables)");
+    for (int j = 0; j < c->nov; j++)
+      if (c->ov[j].layer >= 0)
+        return perr(c, &c->ov[j], 0, 0, "model.layers", "there is no layer %d (the job has none)",
+                    c->ov[j].layer);
+    return 0;
+  }
+  if (arr->type != NN_TOML_ARRAY)
+    return perr(c, NULL, arr->line, arr->col, "model.layers",
+                "model.layers: expected an array of tables, got %s",
+                nn_toml_type_name(arr->type));
+  if (arr->u.arr.n == 0)
+    return perr(c, NULL, arr->line, arr->col, "model.layers",
+                "model.layers: the model needs at least one layer");
+  if (arr->u.arr.n > NN_JOB_MAX_LAYERS)
+    return perr(c, NULL, arr->line, arr->col, "model.layers",
+                "model.layers: %zu layers, at most %d are supported", arr->u.arr.n,
+                NN_JOB_MAX_LAYERS);
+  for (int j = 0; j < c->nov; j++)
+    if (c->ov[j].layer >= (int)arr->u.arr.n) bad = &c->ov[j];
+  if (bad)
+    return perr(c, bad, 0, 0, "model.layers", "there is no layer %d (the job has %zu layers)",
+                bad->layer, arr->u.arr.n);
+  job->model.nlayers = (int)arr->u.arr.n;
+  for (int i = 0; i < job->model.nlayers; i++) {
+    int rc = read_layer(c, job, i, arr->u.arr.items[i]);
+    if (rc) return rc;
+  }
+  /* default names: "<type><i>", the model's convention (core/model.h) */
+  for (int i = 0; i < job->model.nlayers; i++) {
+    nn_layer_cfg *cfg = &job->model.layers[i];
+    if (!cfg->name[0]) snprintf(cfg->name, sizeof cfg->name, "%s%d", cfg->type, i);
+  }
+  int which = 0;
+  char msg[300];
+  if (nn__job_check_layers(job, &which, msg, sizeof msg)) {
+    const nn_toml_value *item = arr->u.arr.items[which];
+    const nn_toml_value *nv = nn_toml_get(item, "name");
+    const ovr *o = find_ovr(c, "model", which, "name");
+    if (o) return perr(c, o, 0, 0, "model.layers", "%s", msg);
+    if (nv) return perr(c, NULL, nv->line, nv->col, "model.layers", "%s", msg);
+    return perr(c, NULL, item->line, item->col, "model.layers", "%s", msg);
+  }
+  return 0;
+}
+
+/* ---- the whole job --------------------------------------------------------- */
+
+/* File name without directories and without ".toml", into buf. */
+static void stem(const char *path, char *buf, size_t n) {
+  const char *b = strrchr(path, '/');
+  b = b ? b + 1 : path;
+  size_t len = strlen(b);
+  if (len > 5 && !strcmp(b + len - 5, ".toml")) len -= 5;
+  if (len >= n) len = n - 1;
+  memcpy(buf, b, len);
+  buf[len] = '\0';
+}
+
+static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
+  int rc;
+  /* unknown sections / top-level keys */
+  for (size_t i = 0; i < root->u.tab.n; i++) {
+    const nn_toml_kv *kv = &root->u.tab.kv[i];
+    const nn_toml_value *v = kv->value;
+    if (nn__keys_find(top_keys, kv->key)) continue;
+    const nn_job_section *s = sections;
+    while (s->name && (!s->name[0] || strcmp(s->name, kv->key))) s++;
+    if (s->name) {
+      if (v->type != NN_TOML_TABLE)
+        return perr(c, NULL, v->line, v->col, kv->key, "%s: expected a table [%s], got %s",
+                    kv->key, kv->key, nn_toml_type_name(v->type));
+      continue;
+    }
+    const char *cands[24];
+    size_t n = 0;
+    for (const nn_job_section *t = sections; t->name; t++)
+      if (t->name[0]) cands[n++] = t->name;
+    for (size_t j = 0; top_keys[j].name; j++) cands[n++] = top_keys[j].name;
+    const char *best = nn__suggest(kv->key, cands, n);
+    int line = v->type == NN_TOML_TABLE ? v->line : v->key_line;
+    int col = v->type == NN_TOML_TABLE ? v->col : v->key_col;
+    if (v->type == NN_TOML_TABLE && best)
+      return perr(c, NULL, line, col, kv->key, "unknown section [%s]; did you mean [%s]?",
+                  kv->key, best);
+    const char *what = v->type == NN_TOML_TABLE ? "section" : "top-level key";
+    if (best)
+      return perr(c, NULL, line, col, kv->key, "unknown %s '%s'; did you mean '%s'?", what,
+                  kv->key, best);
+    char list[200];
+    size_t w = 0;
+    list[0] = '\0';
+    for (size_t j = 0; j < n && w < sizeof list; j++)
+      w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", j ? ", " : "", cands[j]);
+    return perr(c, NULL, line, col, kv->key, "unknown %s '%s' (expected one of: %s)", what,
+                kv->key, list);
+  }
+  if ((rc = check_overrides(c))) return rc;
+
+  /* each section: defaults, then values */
+  for (const nn_job_section *s = sections; s->name; s++) {
+    void *base = (char *)job + s->offset;
+    if ((rc = nn__keys_defaults(s->keys, base, s->name[0] ? s->name : "top level", c->err)))
+      return rc;
+    const nn_toml_value *tab = s->name[0] ? nn_toml_get(root, s->name) : root;
+    char desc[48];
+    snprintf(desc, sizeof desc, s->name[0] ? "[%s]" : "the top level%s", s->name);
+    if (!s->name[0]) {
+      /* the root's other entries are the sections, checked above */
+      for (size_t k = 0; s->keys[k].name; k++) {
+        const ovr *o = find_ovr(c, "", -1, s->keys[k].name);
+        const nn_toml_value *v = o ? o->val : nn_toml_get(root, s->keys[k].name);
+        if (v && (rc = set_key(c, o, &s->keys[k], base, v, s->keys[k].name))) return rc;
+      }
+      continue;
+    }
+    if ((rc = read_table(c, tab, s->keys, base, s->name, -1, section_extra_name(s), desc)))
+      return rc;
+    if (!strcmp(s->name, "model") && (rc = read_layers(c, job, tab))) return rc;
+  }
+
+  if (c->missing.code) {
+    int rank = c->err ? c->err->rank : -1;
+    if (c->err) {
+      *c->err = c->missing;
+      c->err->rank = rank;
+    }
+    return NN_ESCHEMA;
+  }
+
+  /* checks that span keys */
+  nn_error oe;
+  nn_error_clear(&oe);
+  if (nn_optim_check(&job->optimizer, &oe)) {
+    /* point at the key it names if the file gives it, else at [optimizer] */
+    const nn_toml_value *at = nn_toml_get(root, "optimizer");
+    const char *key = strncmp(oe.where, "optimizer.", 10) ? "" : oe.where + 10;
+    const nn_toml_value *kv = key[0] && at ? nn_toml_get(at, key) : NULL;
+    if (kv) at = kv;
+    return perr(c, find_ovr(c, "optimizer", -1, key), at ? at->line : 0, at ? at->col : 0,
+                oe.where, "[optimizer]: %s", oe.msg);
+  }
+  if (nn_loss_parse(job->train.loss) < 0) {
+    const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "loss");
+    return perr(c, NULL, v ? v->line : 0, v ? v->col : 0, "train.loss",
+                "train.loss: \"%s\" is not a loss this build knows (%s)", job->train.loss,
+                nn_loss_choices);
+  }
+
+  /* derived defaults */
+  if (!job->name[0]) stem(c->file, job->name, sizeof job->name);
+  if (!job->name[0]) snprintf(job->name, sizeof job->name, "job");
+  if (!job->run.dir[0]) snprintf(job->run.dir, sizeof job->run.dir, "runs/%.63s", job->name);
+  return 0;
+}
+
+int nn_job_parse(nn_job *job, const char *text, size_t len, const char *filename,
+                 const char *const *overrides, int noverrides, nn_error *err) {
+  nn_toml_value *root = NULL;
+  pctx c = {.file = filename ? filename : "<input>", .err = err, .ov = NULL, .nov = 0};
+  int rc = 0;
+  memset(job, 0, sizeof *job);
+  snprintf(job->source, sizeof job->source, "%s", c.file);
+  if (noverrides < 0 || (noverrides > 0 && !overrides)) {
+    rc = nn_error_set(err, NN_EINVAL, "bad override list");
+    goto done;
+  }
+  if (noverrides > 0) {
+    c.ov = calloc((size_t)noverrides, sizeof *c.ov);
+    if (!c.ov) {
+      rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+      goto done;
+    }
+    for (int i = 0; i < noverrides; i++) {
+      c.nov = i + 1;
+      if ((rc = parse_override(&c, &c.ov[i], overrides[i]))) goto done;
+    }
+  }
+  if ((rc = nn_toml_parse(text, len, c.file, &root, err))) goto done;
+  rc = read_job(&c, job, root);
+
+done:
+  for (int i = 0; i < c.nov; i++) nn_toml_free(c.ov[i].doc);
+  free(c.ov);
+  nn_toml_free(root);
+  if (rc) {
+    char keep[NN_PATH_MAX];
+    snprintf(keep, sizeof keep, "%s", c.file);
+    memset(job, 0, sizeof *job);
+    snprintf(job->source, sizeof job->source, "%s", keep);
+  }
+  return rc;
+}
+
+int nn_job_load(nn_job *job, const char *path, const char *const *overrides, int noverrides,
+                nn_error *err) {
+  FILE *f = NULL;
+  char *text = NULL;
+  size_t len = 0, cap = 0;
+  int rc = 0;
+  f = fopen(path, "rb");
+  if (!f) {
+    rc = nn_error_at(err, NN_EIO, path, 0, 0, "cannot open the job file: %s", strerror(errno));
+    goto done;
+  }
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      size_t ncap = cap ? cap * 2 : 65536;
+      char *t = realloc(text, ncap);
+      if (!t) {
+        rc = nn_error_set(err, NN_ENOMEM, "out of memory reading %s", path);
+        goto done;
+      }
+      text = t;
+      cap = ncap;
+    }
+    size_t got = fread(text + len, 1, cap - len - 1, f);
+    len += got;
+    if (got == 0) break;
+  }
+  if (ferror(f)) {
+    rc = nn_error_at(err, NN_EIO, path, 0, 0, "cannot read the job file: %s", strerror(errno));
+    goto done;
+  }
+  rc = nn_job_parse(job, text ? text : "", len, path, overrides, noverrides, err);
+done:
+  if (f) fclose(f);
+  free(text);
+  return rc;
+}
+
+int nn_job_equal(const nn_job *a, const nn_job *b) {
+  for (const nn_job_section *s = sections; s->name; s++)
+    for (size_t k = 0; s->keys[k].name; k++)
+      if (!nn__key_equal(&s->keys[k], (const char *)a + s->offset, (const char *)b + s->offset))
+        return 0;
+  if (strcmp(a->source, b->source) || a->model.nlayers != b->model.nlayers) return 0;
+  for (int i = 0; i < a->model.nlayers; i++) {
+    const nn_layer_cfg *la = &a->model.layers[i], *lb = &b->model.layers[i];
+    if (a->model.layer_line[i] != b->model.layer_line[i]) return 0;
+    for (size_t k = 0; nn__layer_common_keys[k].name; k++)
+      if (!nn__key_equal(&nn__layer_common_keys[k], la, lb)) return 0;
+    const nn_key *keys = nn__layer_keys(nn_layer_find(la->type));
+    for (size_t k = 0; keys[k].name; k++)
+      if (!nn__key_equal(&keys[k], la, lb)) return 0;
+  }
+  return 1;
+}

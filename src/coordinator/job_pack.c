@@ -1,0 +1,442 @@
+/* job_pack.c: nn_job <-> JobSpec protobuf (proto/nntrain.proto).
+ *
+ * The codec is driven by the same key tables as the parser and by
+ * protobuf-c's reflection: for each key, the field of the same name in the
+ * section's message (JobSpec.<section>, or JobSpec itself for top-level
+ * keys; LayerSpec for layer keys) is found through the message descriptor
+ * and copied by type. A key with no field of its name travels as an Extra
+ * {key, value-as-text} in the message's `extra` list, so a layer key added in
+ * C round-trips before anyone adds it to the .proto.
+ *
+ * Unpacking trusts nothing: every value is checked against its key's type,
+ * size and range, layer types must exist, and the result passes the same
+ * cross-key checks as a parsed job; anything else is NN_ECKPT. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/job.h"
+#include "coordinator/job_keys.h"
+#include "core/loss.h"
+#include "nntrain.pb-c.h"
+
+#define JOBSPEC_VERSION 1
+
+_Static_assert(sizeof(int) == sizeof(int32_t), "int list fields are sent as int32");
+
+/* Allocations made while building messages to pack; freed together. */
+typedef struct pk {
+  void **p;
+  size_t n, cap;
+} pk;
+
+/* Zeroed memory owned by a; NULL when out of memory. */
+static void *pk_alloc(pk *a, size_t size) {
+  if (a->n == a->cap) {
+    size_t ncap = a->cap ? 2 * a->cap : 64;
+    void **t = realloc(a->p, ncap * sizeof *t);
+    if (!t) return NULL;
+    a->p = t;
+    a->cap = ncap;
+  }
+  void *m = calloc(1, size ? size : 1);
+  if (m) a->p[a->n++] = m;
+  return m;
+}
+
+static void pk_free(pk *a) {
+  for (size_t i = 0; i < a->n; i++) free(a->p[i]);
+  free(a->p);
+}
+
+static ProtobufCMessage *pk_msg(pk *a, const ProtobufCMessageDescriptor *d) {
+  ProtobufCMessage *m = pk_alloc(a, d->sizeof_message);
+  if (m) protobuf_c_message_init(d, m);
+  return m;
+}
+
+/* 1 if key k can be stored in field f. */
+static int compatible(const nn_key *k, const ProtobufCFieldDescriptor *f) {
+  int repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
+  switch (k->type) {
+  case NN_KEY_INT:
+    return !repeated && (f->type == PROTOBUF_C_TYPE_INT32 || f->type == PROTOBUF_C_TYPE_SINT32);
+  case NN_KEY_INT64:
+    if (repeated) return 0;
+    if (f->type == PROTOBUF_C_TYPE_INT64 || f->type == PROTOBUF_C_TYPE_SINT64) return 1;
+    return f->type == PROTOBUF_C_TYPE_UINT64 && k->min >= 0 && !(k->min == 0 && k->max == 0);
+  case NN_KEY_FLOAT: return !repeated && f->type == PROTOBUF_C_TYPE_DOUBLE;
+  case NN_KEY_BOOL: return !repeated && f->type == PROTOBUF_C_TYPE_BOOL;
+  case NN_KEY_STRING:
+  case NN_KEY_ENUM: return !repeated && f->type == PROTOBUF_C_TYPE_STRING;
+  case NN_KEY_INT_LIST:
+    return repeated && (f->type == PROTOBUF_C_TYPE_INT32 || f->type == PROTOBUF_C_TYPE_SINT32);
+  }
+  return 0;
+}
+
+/* The field of message type d holding key k; NULL if there is none (the key
+ * goes to `extra`). *bad set if a field of that name exists but cannot hold
+ * the key's type. */
+static const ProtobufCFieldDescriptor *key_field(const ProtobufCMessageDescriptor *d,
+                                                 const nn_key *k, int *bad) {
+  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, k->name);
+  *bad = f && !compatible(k, f);
+  return *bad ? NULL : f;
+}
+
+/* Write the keys of struct `base` into message m (allocations in a). */
+static int keys_to_msg(pk *a, const nn_key *keys, const void *base, ProtobufCMessage *m,
+                       const char *what, nn_error *err) {
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  char *mb = (char *)m;
+  size_t nextra = 0;
+  for (size_t i = 0; keys[i].name; i++) {
+    const nn_key *k = &keys[i];
+    int bad;
+    const ProtobufCFieldDescriptor *f = key_field(d, k, &bad);
+    if (bad)
+      return nn_error_set(err, NN_EINTERNAL, "%s.%s: field %s.%s has a type that cannot hold it",
+                          what, k->name, d->name, k->name);
+    if (!f) {
+      nextra++;
+      continue;
+    }
+    const char *src = (const char *)base + k->offset;
+    void *dst = mb + f->offset;
+    switch (k->type) {
+    case NN_KEY_INT: *(int32_t *)dst = *(const int *)src; break;
+    case NN_KEY_INT64:
+      if (f->type == PROTOBUF_C_TYPE_UINT64)
+        *(uint64_t *)dst = (uint64_t) * (const int64_t *)src;
+      else
+        *(int64_t *)dst = *(const int64_t *)src;
+      break;
+    case NN_KEY_FLOAT: *(double *)dst = *(const double *)src; break;
+    case NN_KEY_BOOL: *(protobuf_c_boolean *)dst = *(const int *)src ? 1 : 0; break;
+    case NN_KEY_STRING:
+    case NN_KEY_ENUM: {
+      /* the struct's buffer is used as is: pack only reads it */
+      size_t len = strnlen(src, k->size);
+      char *s = pk_alloc(a, len + 1);
+      if (!s) return nn_error_set(err, NN_ENOMEM, "out of memory");
+      memcpy(s, src, len);
+      *(char **)dst = s;
+      break;
+    }
+    case NN_KEY_INT_LIST: {
+      int count = *(const int *)((const char *)base + k->count_offset);
+      if (count < 0 || (size_t)count > k->size)
+        return nn_error_set(err, NN_EINVAL, "%s.%s: %d items", what, k->name, count);
+      *(size_t *)(mb + f->quantifier_offset) = (size_t)count;
+      *(const int32_t **)dst = count ? (const int32_t *)src : NULL;
+      break;
+    }
+    }
+  }
+  if (!nextra) return 0;
+
+  const ProtobufCFieldDescriptor *fx = protobuf_c_message_descriptor_get_field_by_name(d, "extra");
+  if (!fx || fx->type != PROTOBUF_C_TYPE_MESSAGE || fx->label != PROTOBUF_C_LABEL_REPEATED)
+    return nn_error_set(err, NN_EINTERNAL, "%s: message %s has no `extra` list for its keys "
+                        "without a field", what, d->name);
+  ProtobufCMessage **arr = pk_alloc(a, nextra * sizeof *arr);
+  if (!arr) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  size_t j = 0;
+  for (size_t i = 0; keys[i].name; i++) {
+    int bad;
+    if (key_field(d, &keys[i], &bad)) continue;
+    Nntrain__Extra *x = (Nntrain__Extra *)pk_msg(a, &nntrain__extra__descriptor);
+    char *text = pk_alloc(a, NN_PATH_MAX + 64);
+    if (!x || !text) return nn_error_set(err, NN_ENOMEM, "out of memory");
+    nn__key_format(&keys[i], base, text, NN_PATH_MAX + 64);
+    x->key = (char *)keys[i].name;
+    x->value = text;
+    arr[j++] = &x->base;
+  }
+  *(size_t *)(mb + fx->quantifier_offset) = nextra;
+  *(ProtobufCMessage ***)(mb + fx->offset) = arr;
+  return 0;
+}
+
+/* Read the keys of struct `base` from message m, checking every value. Keys
+ * absent from the message keep what `base` holds (the caller's defaults). */
+static int msg_to_keys(const nn_key *keys, void *base, const ProtobufCMessage *m,
+                       const char *what, nn_error *err) {
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  const char *mb = (const char *)m;
+  const ProtobufCFieldDescriptor *fx = protobuf_c_message_descriptor_get_field_by_name(d, "extra");
+  char msg[400];
+  for (size_t i = 0; keys[i].name; i++) {
+    const nn_key *k = &keys[i];
+    int bad, rc = 0;
+    const ProtobufCFieldDescriptor *f = key_field(d, k, &bad);
+    if (bad)
+      return nn_error_set(err, NN_EINTERNAL, "%s.%s: field %s.%s has a type that cannot hold it",
+                          what, k->name, d->name, k->name);
+    char *dst = (char *)base + k->offset;
+    if (!f) {
+      /* look for it in `extra` */
+      if (!fx) continue;
+      size_t nx = *(const size_t *)(mb + fx->quantifier_offset);
+      Nntrain__Extra *const *xs = *(Nntrain__Extra *const *const *)(mb + fx->offset);
+      for (size_t j = 0; j < nx; j++) {
+        if (!xs[j]->key || strcmp(xs[j]->key, k->name)) continue;
+        rc = nn__key_parse_text(k, base, xs[j]->value ? xs[j]->value : "", msg, sizeof msg);
+        break;
+      }
+    } else {
+      const void *src = mb + f->offset;
+      switch (k->type) {
+      case NN_KEY_INT: {
+        int32_t v = *(const int32_t *)src;
+        if (!(rc = nn__key_check_int(k, v, msg, sizeof msg))) *(int *)dst = v;
+        break;
+      }
+      case NN_KEY_INT64: {
+        long long v;
+        if (f->type == PROTOBUF_C_TYPE_UINT64) {
+          uint64_t u = *(const uint64_t *)src;
+          v = u > (uint64_t)INT64_MAX ? -1 : (long long)u;
+        } else {
+          v = *(const int64_t *)src;
+        }
+        if (!(rc = nn__key_check_int(k, v, msg, sizeof msg))) *(int64_t *)dst = v;
+        break;
+      }
+      case NN_KEY_FLOAT: {
+        double v = *(const double *)src;
+        if (!(rc = nn__key_check_float(k, v, msg, sizeof msg))) *(double *)dst = v;
+        break;
+      }
+      case NN_KEY_BOOL: *(int *)dst = *(const protobuf_c_boolean *)src ? 1 : 0; break;
+      case NN_KEY_STRING:
+      case NN_KEY_ENUM: {
+        const char *s = *(char *const *)src;
+        if (!s) s = "";
+        if (!(rc = nn__key_check_string(k, s, msg, sizeof msg))) {
+          memset(dst, 0, k->size);
+          memcpy(dst, s, strlen(s));
+        }
+        break;
+      }
+      case NN_KEY_INT_LIST: {
+        size_t n = *(const size_t *)(mb + f->quantifier_offset);
+        const int32_t *items = *(const int32_t *const *)src;
+        nn_key one = *k;
+        one.type = NN_KEY_INT;
+        if (n > k->size) {
+          snprintf(msg, sizeof msg, "%zu items, at most %zu allowed", n, k->size);
+          rc = -1;
+          break;
+        }
+        for (size_t j = 0; j < n && !rc; j++) {
+          rc = nn__key_check_int(&one, items[j], msg, sizeof msg);
+          if (!rc) ((int *)dst)[j] = items[j];
+        }
+        if (!rc) *(int *)((char *)base + k->count_offset) = (int)n;
+        break;
+      }
+      }
+    }
+    if (rc) return nn_error_set(err, NN_ECKPT, "JobSpec: %s.%s: %s", what, k->name, msg);
+  }
+  return 0;
+}
+
+/* The sub-message field of JobSpec for section s (NULL for top-level keys). */
+static const ProtobufCFieldDescriptor *section_field(const nn_job_section *s, nn_error *err,
+                                                     int *rc) {
+  *rc = 0;
+  if (!s->name[0]) return NULL;
+  const ProtobufCFieldDescriptor *f =
+      protobuf_c_message_descriptor_get_field_by_name(&nntrain__job_spec__descriptor, s->name);
+  if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
+    *rc = nn_error_set(err, NN_EINTERNAL, "JobSpec has no message field `%s` for [%s]", s->name,
+                       s->name);
+  return f;
+}
+
+int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err) {
+  pk a = {0};
+  int rc = 0;
+  *buf = NULL;
+  *len = 0;
+  Nntrain__JobSpec *root = (Nntrain__JobSpec *)pk_msg(&a, &nntrain__job_spec__descriptor);
+  if (!root) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    goto done;
+  }
+  root->version = JOBSPEC_VERSION;
+  root->source = (char *)job->source;
+
+  for (const nn_job_section *s = nn_job_sections(); s->name; s++) {
+    const ProtobufCFieldDescriptor *f = section_field(s, err, &rc);
+    if (rc) goto done;
+    ProtobufCMessage *m = &root->base;
+    if (f) {
+      m = pk_msg(&a, f->descriptor);
+      if (!m) {
+        rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+        goto done;
+      }
+      *(ProtobufCMessage **)((char *)root + f->offset) = m;
+    }
+    if ((rc = keys_to_msg(&a, s->keys, (const char *)job + s->offset, m,
+                          s->name[0] ? s->name : "job", err)))
+      goto done;
+  }
+
+  /* layers */
+  int n = job->model.nlayers;
+  if (n < 0 || n > NN_JOB_MAX_LAYERS) {
+    rc = nn_error_set(err, NN_EINVAL, "job has %d layers", n);
+    goto done;
+  }
+  Nntrain__LayerSpec **layers = pk_alloc(&a, (size_t)(n ? n : 1) * sizeof *layers);
+  if (!layers) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (int i = 0; i < n; i++) {
+    const nn_layer_cfg *cfg = &job->model.layers[i];
+    const nn_layer_ops *ops = nn_layer_find(cfg->type);
+    nn_key all[NN__LAYER_KEYS_MAX];
+    char what[48];
+    snprintf(what, sizeof what, "model.layers[%d]", i);
+    if (!ops) {
+      rc = nn_error_set(err, NN_EINVAL, "%s: unknown layer type \"%.24s\"", what, cfg->type);
+      goto done;
+    }
+    if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0) {
+      rc = nn_error_set(err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
+      goto done;
+    }
+    layers[i] = (Nntrain__LayerSpec *)pk_msg(&a, &nntrain__layer_spec__descriptor);
+    if (!layers[i]) {
+      rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+      goto done;
+    }
+    layers[i]->line = job->model.layer_line[i];
+    if ((rc = keys_to_msg(&a, all, cfg, &layers[i]->base, what, err))) goto done;
+  }
+  root->model->n_layers = (size_t)n;
+  root->model->layers = layers;
+
+  size_t size = protobuf_c_message_get_packed_size(&root->base);
+  *buf = malloc(size ? size : 1);
+  if (!*buf) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", size);
+    goto done;
+  }
+  *len = protobuf_c_message_pack(&root->base, *buf);
+  if (*len != size) {
+    free(*buf);
+    *buf = NULL;
+    *len = 0;
+    rc = nn_error_set(err, NN_EINTERNAL, "JobSpec packed to %zu bytes, expected %zu", *len, size);
+  }
+done:
+  pk_free(&a);
+  return rc;
+}
+
+int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err) {
+  Nntrain__JobSpec *root = NULL;
+  int rc = 0;
+  memset(job, 0, sizeof *job);
+  if (!buf && len) {
+    rc = nn_error_set(err, NN_EINVAL, "no buffer");
+    goto done;
+  }
+  root = (Nntrain__JobSpec *)protobuf_c_message_unpack(&nntrain__job_spec__descriptor, NULL,
+                                                       len, buf);
+  if (!root) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %zu bytes that are not a JobSpec message", len);
+    goto done;
+  }
+  if (root->version != JOBSPEC_VERSION) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: version %u, this build reads version %d",
+                      root->version, JOBSPEC_VERSION);
+    goto done;
+  }
+  const char *source = root->source ? root->source : "";
+  if (strlen(source) >= sizeof job->source) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: source path too long");
+    goto done;
+  }
+  memcpy(job->source, source, strlen(source));
+
+  for (const nn_job_section *s = nn_job_sections(); s->name; s++) {
+    const ProtobufCFieldDescriptor *f = section_field(s, err, &rc);
+    if (rc) goto done;
+    const ProtobufCMessage *m = &root->base;
+    if (f) {
+      m = *(ProtobufCMessage *const *)((const char *)root + f->offset);
+      if (!m) {
+        rc = nn_error_set(err, NN_ECKPT, "JobSpec: the [%s] section is missing", s->name);
+        goto done;
+      }
+    }
+    void *base = (char *)job + s->offset;
+    const char *what = s->name[0] ? s->name : "job";
+    if ((rc = nn__keys_defaults(s->keys, base, what, err))) goto done;
+    if ((rc = msg_to_keys(s->keys, base, m, what, err))) goto done;
+  }
+
+  /* layers */
+  size_t n = root->model->n_layers;
+  if (n < 1 || n > NN_JOB_MAX_LAYERS) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %zu layers (1 to %d allowed)", n,
+                      NN_JOB_MAX_LAYERS);
+    goto done;
+  }
+  job->model.nlayers = (int)n;
+  for (size_t i = 0; i < n; i++) {
+    const Nntrain__LayerSpec *ls = root->model->layers[i];
+    nn_layer_cfg *cfg = &job->model.layers[i];
+    const char *type = ls->type ? ls->type : "";
+    const nn_layer_ops *ops = nn_layer_find(type);
+    char what[48];
+    snprintf(what, sizeof what, "model.layers[%zu]", i);
+    if (!ops) {
+      rc = nn_error_set(err, NN_ECKPT, "JobSpec: %s: unknown layer type \"%.24s\"", what, type);
+      goto done;
+    }
+    nn_key all[NN__LAYER_KEYS_MAX];
+    if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0) {
+      rc = nn_error_set(err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
+      goto done;
+    }
+    if ((rc = nn__keys_defaults(all, cfg, what, err))) goto done;
+    if ((rc = msg_to_keys(all, cfg, &ls->base, what, err))) goto done;
+    job->model.layer_line[i] = ls->line;
+  }
+
+  /* the checks a parsed job passed */
+  char msg[300];
+  int which;
+  if (nn__job_check_layers(job, &which, msg, sizeof msg)) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %s", msg);
+    goto done;
+  }
+  if (!job->name[0] || !job->run.dir[0] || !job->data.train[0]) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: name, run.dir or data.train is empty");
+    goto done;
+  }
+  if (nn_loss_parse(job->train.loss) < 0) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: unknown loss \"%s\"", job->train.loss);
+    goto done;
+  }
+  nn_error oe;
+  nn_error_clear(&oe);
+  if (nn_optim_check(&job->optimizer, &oe)) {
+    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %s", oe.msg);
+    goto done;
+  }
+done:
+  if (root) protobuf_c_message_free_unpacked(&root->base, NULL);
+  if (rc) memset(job, 0, sizeof *job);
+  return rc;
+}

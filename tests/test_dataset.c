@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -337,6 +338,27 @@ static void test_not_hdf5_truncated_missing(void) {
   ASSERT_OK(truncate(p, 0));
   ASSERT_TRUE(open_fail("trunc.h5", &err) == NN_EDATA);
 
+  /* Garbage over the middle of the compressed data: reads fail, no crash. */
+  path_in(p, sizeof p, "garbled.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 3000, &err));
+  r = fopen(p, "r+b");
+  ASSERT_TRUE(r != NULL);
+  fseek(r, 0, SEEK_END);
+  size = ftell(r);
+  fseek(r, size / 2, SEEK_SET);
+  for (int i = 0; i < 2000; i++) fputc((i * 37) & 0xff, r);
+  fclose(r);
+  nn_dataset *ds = NULL;
+  int rc = nn_dataset_open(&ds, p, NULL, &err);
+  int64_t all[3000];
+  for (int i = 0; i < 3000; i++) all[i] = i;
+  float *x = malloc(sizeof(float) * 3000 * 30);
+  int rr = rc ? rc : nn_dataset_read(ds, all, 3000, x, NULL, NULL, &err);
+  free(x);
+  nn_dataset_close(ds);
+  ASSERT_EQ_INT(rr, NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "garbled.h5");
+
   ASSERT_EQ_INT(open_fail("nothing-*.h5", &err), NN_ENOTFOUND);
   ASSERT_STR_CONTAINS(err.msg, "no files match");
   ASSERT_STR_CONTAINS(err.file, "nothing-*.h5");
@@ -406,6 +428,86 @@ static void test_label_out_of_range(void) {
   ASSERT_TRUE(access(p, F_OK) != 0);
 }
 
+/* A shard whose /features is contiguous (as h5py writes by default) is read
+ * through HDF5's own path; results must equal the chunked original. */
+static void test_contiguous_features(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = {{1, {6}}, NN_FEAT_F32, 3, 0, 0.25, 0.0, 1};
+  char p[512], q[512];
+  path_in(p, sizeof p, "chunked.h5");
+  path_in(q, sizeof q, "contig.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 2100, &err));
+  ASSERT_OK(write_shard(q, &sp, 0, 0, 2100, &err));
+  /* Replace contig.h5's /features by a contiguous copy. */
+  hid_t f = H5Fopen(q, H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_TRUE(f >= 0);
+  float *all = malloc(sizeof(float) * 2100 * 6);
+  hid_t d = H5Dopen2(f, "features", H5P_DEFAULT);
+  herr_t e1 = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all);
+  H5Dclose(d);
+  herr_t e2 = H5Ldelete(f, "features", H5P_DEFAULT);
+  hsize_t dims[2] = {2100, 6};
+  hid_t sp2 = H5Screate_simple(2, dims, NULL);
+  d = H5Dcreate2(f, "features", H5T_IEEE_F32LE, sp2, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e3 = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, all);
+  H5Dclose(d);
+  H5Sclose(sp2);
+  H5Fclose(f);
+  free(all);
+  ASSERT_TRUE(e1 >= 0 && e2 >= 0 && e3 >= 0);
+  nn_dataset *a = NULL, *b = NULL;
+  ASSERT_OK(nn_dataset_open(&a, p, NULL, &err));
+  int rc = nn_dataset_open(&b, q, NULL, &err);
+  enum { N = 200 };
+  int64_t idx[N];
+  for (int i = 0; i < N; i++) idx[i] = (i * 997 + 5) % 2100;
+  idx[10] = idx[11] = 2099;
+  idx[12] = 2098;
+  float xa[N * 6], xb[N * 6];
+  int32_t la[N], lb[N];
+  int ra = rc ? rc : nn_dataset_read(a, idx, N, xa, la, NULL, &err);
+  int rb = rc ? rc : nn_dataset_read(b, idx, N, xb, lb, NULL, &err);
+  nn_dataset_close(a);
+  nn_dataset_close(b);
+  ASSERT_OK(rc);
+  ASSERT_OK(ra);
+  ASSERT_OK(rb);
+  ASSERT_TRUE(check_rows(&sp, idx, N, xa, la, NULL));
+  ASSERT_TRUE(!memcmp(xa, xb, sizeof xa));
+  ASSERT_TRUE(!memcmp(la, lb, sizeof la));
+  nn_shard_desc desc;
+  ASSERT_OK(nn_shard_describe(q, &desc, &err));
+  ASSERT_EQ_INT(desc.chunk_ndim, 0);
+  ASSERT_EQ_INT(desc.deflate, -1);
+}
+
+/* A small chunk cache forces evictions; reads stay exact. */
+static void test_small_chunk_cache(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = {{1, {1000}}, NN_FEAT_U8, 5, 0, 1.0 / 255, 0.0, 1};
+  char p[512];
+  path_in(p, sizeof p, "evict.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 5000, &err)); /* chunks of 1024 rows, ~1 MB */
+  nn_dataset_opts o = {0, 1 << 20};                 /* room for one chunk */
+  nn_dataset *ds = NULL;
+  ASSERT_OK(nn_dataset_open(&ds, p, &o, &err));
+  enum { N = 64 };
+  int64_t idx[N];
+  float *x = malloc(sizeof(float) * N * 1000);
+  int ok = 1, rc = 0;
+  for (int rep = 0; rep < 5 && ok && !rc; rep++) {
+    for (int i = 0; i < N; i++) idx[i] = (i * 2711 + rep * 613) % 5000;
+    rc = nn_dataset_read(ds, idx, N, x, NULL, NULL, &err);
+    ok = !rc && check_rows(&sp, idx, N, x, NULL, NULL);
+  }
+  free(x);
+  nn_dataset_close(ds);
+  ASSERT_OK(rc);
+  ASSERT_TRUE(ok);
+}
+
 static void test_describe_and_format(void) {
   nn_error err;
   nn_error_clear(&err);
@@ -459,6 +561,91 @@ static void test_stats(void) {
   ASSERT_EQ_INT(nn_shard_stats(f, NN_FEAT_F32, 1, &big, 1.0, &C, mean, sd, &err), NN_EINVAL);
 }
 
+static double clock_s(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
+static double cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+
+/* Throughput of random-order 128-sample batches, cache off and on, over the
+ * shards matching $NN_DATASET_BENCH (e.g. DIR/train-*.h5 from `nntrain
+ * prepare fashion-mnist`); also checks both modes return the same data.
+ * Without the variable this only checks a small synthetic set. */
+static void test_bench_random_batches(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  const char *pat = getenv("NN_DATASET_BENCH");
+  char own[512];
+  if (!pat) {
+    spec sp = spec_u8();
+    sp.shard_count = 1;
+    path_in(own, sizeof own, "bench-000.h5");
+    ASSERT_OK(write_shard(own, &sp, 0, 0, 5000, &err));
+    pat = own;
+  }
+  enum { B = 128 };
+  nn_dataset *ds[2] = {NULL, NULL};
+  double rate[2] = {0, 0};
+  int64_t idx[B];
+  float *x[2] = {NULL, NULL};
+  int same = 1, rc = 0;
+  for (int cache = 0; cache <= 1 && !rc; cache++) {
+    nn_dataset_opts o = {cache, 0};
+    double t0 = now_s();
+    rc = nn_dataset_open(&ds[cache], pat, &o, &err);
+    if (rc) break;
+    double topen = now_s() - t0;
+    const nn_dataset_info *info = nn_dataset_get_info(ds[cache]);
+    size_t rowlen = 1;
+    for (int i = 0; i < info->sample.ndim; i++) rowlen *= (size_t)info->sample.dim[i];
+    x[cache] = malloc(sizeof(float) * B * rowlen);
+    /* a permutation of all samples, read in batches (one epoch, capped) */
+    int64_t n = info->n, nb = n / B > 500 ? 500 : n / B;
+    uint64_t st = 99;
+    int64_t *perm = malloc(sizeof *perm * (size_t)n);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+      st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+      int64_t j = (int64_t)((st >> 33) % (uint64_t)(i + 1));
+      int64_t t = perm[i];
+      perm[i] = perm[j];
+      perm[j] = t;
+    }
+    int32_t lab[B];
+    /* Two passes: the first decodes every chunk once, the second is steady state. */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+      t0 = now_s();
+      double c0 = cpu_s();
+      for (int64_t b = 0; b < nb && !rc; b++)
+        rc = nn_dataset_read(ds[cache], perm + b * B, B, x[cache], lab, NULL, &err);
+      double dt = now_s() - t0, dc = cpu_s() - c0;
+      rate[cache] = (double)(nb * B) / dt;
+      printf("bench %s: cache=%d (open %.3f s) pass %d: %lld random batches of %d: %.0f "
+             "samples/s wall, %.0f samples per CPU-second\n",
+             pat, cache, topen, pass + 1, (long long)nb, B, rate[cache], (double)(nb * B) / dc);
+    }
+    memcpy(idx, perm + (nb - 1) * B, sizeof idx);
+    free(perm);
+  }
+  if (!rc) {
+    /* The last batch again through the other mode: identical floats. */
+    const nn_dataset_info *info = nn_dataset_get_info(ds[0]);
+    size_t rowlen = 1;
+    for (int i = 0; i < info->sample.ndim; i++) rowlen *= (size_t)info->sample.dim[i];
+    rc = nn_dataset_read(ds[0], idx, B, x[0], NULL, NULL, &err);
+    if (!rc) same = !memcmp(x[0], x[1], sizeof(float) * B * rowlen);
+  }
+  for (int c = 0; c < 2; c++) {
+    nn_dataset_close(ds[c]);
+    free(x[c]);
+  }
+  ASSERT_OK(rc);
+  ASSERT_TRUE(same);
+  ASSERT_TRUE(rate[0] > 0 && rate[1] > 0);
+}
+
 /* Remove the temp dir and everything in it (runs last). */
 static void test_zz_cleanup(void) {
   char cmd[600];
@@ -468,5 +655,6 @@ static void test_zz_cleanup(void) {
 
 TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
-          TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_describe_and_format),
-          TEST(test_stats), TEST(test_zz_cleanup))
+          TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
+          TEST(test_small_chunk_cache), TEST(test_describe_and_format),
+          TEST(test_stats), TEST(test_bench_random_batches), TEST(test_zz_cleanup))

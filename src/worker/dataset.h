@@ -89,7 +89,9 @@ typedef struct nn_dataset nn_dataset;
 
 typedef struct nn_dataset_opts {
   int cache;            /* 1: load everything into memory at open */
-  size_t chunk_cache;   /* bytes of HDF5 chunk cache per shard (0: default 32 MiB) */
+  size_t chunk_cache;   /* bytes of decoded /features chunks kept per shard, LRU
+                           (0: default 32 MiB; a Fashion-MNIST shard of 15000
+                           samples is 11.8 MB decoded, so it stays resident) */
 } nn_dataset_opts;
 
 /* Open every file matching `pattern` (a glob; a plain path works too).

@@ -233,6 +233,51 @@ cleanup:
   return rc;
 }
 
+int nn_idx_peek(const char *path, nn_idx *a, nn_error *err) {
+  int rc = 0;
+  gzFile g = NULL;
+  const char *zmsg = NULL;
+  uint8_t head[4 + 4 * NN_IDX_MAX_DIMS];
+  memset(a, 0, sizeof *a);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such file");
+    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot access: %s", strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode))
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "is not a regular file (expected an IDX file)");
+  g = gzopen(path, "rb");
+  if (!g) return nn_error_at(err, NN_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
+  a->gzipped = !gzdirect(g);
+  int64_t got = gz_read_full(g, head, 4, &zmsg);
+  if (got < 0) {
+    rc = nn_error_at(err, NN_EDATA, path, 0, 0, "corrupt gzip data (%s)", zmsg);
+    goto cleanup;
+  }
+  if (got < 4 || head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] < 1 ||
+      head[3] > NN_IDX_MAX_DIMS) {
+    rc = nn_error_at(err, NN_EDATA, path, 0, 0,
+                     "not a supported IDX file: the header must start 00 00 08 NDIM (NDIM 1 to %d)",
+                     NN_IDX_MAX_DIMS);
+    goto cleanup;
+  }
+  a->ndim = head[3];
+  got = gz_read_full(g, head + 4, 4 * (size_t)a->ndim, &zmsg);
+  if (got != 4 * a->ndim) {
+    rc = nn_error_at(err, NN_EDATA, path, 0, 0, "truncated IDX header");
+    goto cleanup;
+  }
+  for (int i = 0; i < a->ndim; i++) {
+    const uint8_t *p = head + 4 + 4 * i;
+    a->dim[i] = ((int64_t)p[0] << 24) | ((int64_t)p[1] << 16) | ((int64_t)p[2] << 8) | p[3];
+  }
+cleanup:
+  gzclose(g);
+  if (rc) memset(a, 0, sizeof *a);
+  return rc;
+}
+
 void nn_idx_free(nn_idx *a) {
   if (!a) return;
   free(a->data);

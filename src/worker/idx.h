@@ -34,6 +34,11 @@ typedef struct nn_idx {
  * On error *a is left empty (nothing to free, but nn_idx_free is harmless). */
 int nn_idx_read(const char *path, nn_idx *a, nn_error *err);
 
+/* Read only the header of `path`: fills a->ndim, a->dim and a->gzipped,
+ * leaves a->data NULL and a->size 0 (cheap: decompresses a few bytes). Does
+ * not check the payload length; same errors as nn_idx_read otherwise. */
+int nn_idx_peek(const char *path, nn_idx *a, nn_error *err);
+
 /* Free a's data and zero it. a may be NULL. */
 void nn_idx_free(nn_idx *a);
 

@@ -1,0 +1,692 @@
+/* prepare.c: `nntrain prepare`: convert a data set into HDF5 shards.
+ *
+ *   nntrain prepare fashion-mnist --out DIR [--shards K] [--source DIR] [--force]
+ *   nntrain prepare idx IMAGES LABELS --out DIR [--split NAME] [--shards K]
+ *                       [--classes N] [--stats SHARD]
+ *   nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]
+ *                       [--classes N | --regression] [--stats SHARD]
+ *
+ * Every source ends in the same place: an in-memory array of samples
+ * (a `prep_set`) that write_split cuts into K contiguous shards named
+ * DIR/SPLIT-000.h5 ... The shard format is in worker/dataset.h and
+ * docs/data-format.md. This file parses flags, reads sources, and prints;
+ * the HDF5 work is in worker/dataset.c. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "worker/csv.h"
+#include "worker/dataset.h"
+#include "worker/idx.h"
+
+#define FMNIST_DEFAULT_SOURCE "/usr/share/datasets/fashion-mnist"
+#define FMNIST_PACKAGE "dataset-fashion-mnist"
+#define PREP_MAX_SHARDS 1000
+
+/* ---- flags -------------------------------------------------------------- */
+
+/* One flag: --name, whether it takes a value, where the value (or "1") goes. */
+typedef struct prep_flag {
+  const char *name;
+  int has_value;
+  const char **dst;
+} prep_flag;
+
+/* Parse argv[first..] into flags and up to max_pos positionals. Returns 0 or
+ * an exit code (usage error already printed). */
+static int parse_flags(const char *cmd, int argc, char **argv, int first, const prep_flag *flags,
+                       int nflags, const char **pos, int max_pos, int *npos) {
+  *npos = 0;
+  for (int i = first; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] == '-' && a[1] == '-') {
+      const char *eq = strchr(a, '=');
+      size_t len = eq ? (size_t)(eq - a) : strlen(a);
+      int found = 0;
+      for (int f = 0; f < nflags; f++) {
+        if (strlen(flags[f].name) != len || strncmp(flags[f].name, a, len) != 0) continue;
+        found = 1;
+        if (flags[f].has_value) {
+          if (eq) {
+            *flags[f].dst = eq + 1;
+          } else if (i + 1 < argc) {
+            *flags[f].dst = argv[++i];
+          } else {
+            return nn_cli_usage_error(cmd, "%s needs a value", flags[f].name);
+          }
+        } else {
+          if (eq) return nn_cli_usage_error(cmd, "%s takes no value", flags[f].name);
+          *flags[f].dst = "1";
+        }
+        break;
+      }
+      if (!found) return nn_cli_usage_error(cmd, "unknown option '%.*s'", (int)len, a);
+    } else if (a[0] == '-' && a[1] != '\0') {
+      return nn_cli_usage_error(cmd, "unknown option '%s'", a);
+    } else {
+      if (*npos == max_pos) return nn_cli_usage_error(cmd, "unexpected argument '%s'", a);
+      pos[(*npos)++] = a;
+    }
+  }
+  return 0;
+}
+
+/* Parse a positive integer flag value in [lo, hi]. */
+static int parse_int_flag(const char *cmd, const char *flag, const char *v, int lo, int hi,
+                          int *out) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (!*v || *end || errno || x < lo || x > hi)
+    return nn_cli_usage_error(cmd, "%s '%s': expected a whole number from %d to %d", flag, v, lo,
+                              hi);
+  *out = (int)x;
+  return 0;
+}
+
+/* ---- the common writer ------------------------------------------------- */
+
+/* A whole split in memory, ready to be cut into shards. Borrowed pointers. */
+typedef struct prep_set {
+  const char *split;
+  const char *source;      /* text for the "source" attribute */
+  nn_shape sample;
+  nn_feature_type ftype;
+  const void *x;           /* [n, count(sample)] of ftype */
+  const int32_t *labels;   /* [n] or NULL */
+  const float *targets;    /* [n, target_dim] or NULL */
+  int64_t n;
+  int num_classes, target_dim;
+  double scale;
+  int channels;
+  const double *mean, *std;
+} prep_set;
+
+/* First sample of shard i of k: shards are contiguous, sizes differ by <= 1. */
+static int64_t shard_begin(int64_t n, int k, int i) { return n * i / k; }
+
+static void shape_text(const nn_shape *s, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < s->ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "%s%d", i ? ", " : "", s->dim[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int shape_eq(const nn_shape *a, const nn_shape *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->dim[i] != b->dim[i]) return 0;
+  return 1;
+}
+
+static void shard_path(char *buf, size_t n, const char *dir, const char *split, int i) {
+  snprintf(buf, n, "%s/%s-%03d.h5", dir, split, i);
+}
+
+/* mkdir -p dir. */
+static int make_dir(const char *dir, nn_error *err) {
+  char p[4096];
+  if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
+    return nn_error_at(err, NN_EINVAL, dir, 0, 0, "path too long");
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(p, 0777) != 0 && errno != EEXIST)
+        return nn_error_at(err, NN_EIO, p, 0, 0, "cannot create directory: %s", strerror(errno));
+      *s = c;
+      if (!c) break;
+    }
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return nn_error_at(err, NN_EIO, dir, 0, 0, "is not a directory");
+  return 0;
+}
+
+/* Remove DIR/SPLIT-NNN.h5 with NNN >= k (left from a run with more shards),
+ * so a glob over the split sees only this run's files. */
+static int remove_stale(const char *dir, const char *split, int k, nn_error *err) {
+  DIR *d = opendir(dir);
+  if (!d) return nn_error_at(err, NN_EIO, dir, 0, 0, "cannot list: %s", strerror(errno));
+  size_t sl = strlen(split);
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d))) {
+    const char *nm = e->d_name;
+    if (strncmp(nm, split, sl) != 0 || nm[sl] != '-') continue;
+    const char *num = nm + sl + 1;
+    char *end;
+    long idx = strtol(num, &end, 10);
+    if (end != num + 3 || strcmp(end, ".h5") != 0 || idx < k) continue;
+    char p[4352];
+    snprintf(p, sizeof p, "%s/%s", dir, nm);
+    if (remove(p) != 0) {
+      rc = nn_error_at(err, NN_EIO, p, 0, 0, "cannot remove a stale shard: %s", strerror(errno));
+      break;
+    }
+    printf("removed %s (stale shard from an earlier run with more shards)\n", p);
+  }
+  closedir(d);
+  return rc;
+}
+
+static void fmt_bytes(double b, char *buf, size_t n) {
+  if (b >= 1e6)
+    snprintf(buf, n, "%.1f MB", b / 1e6);
+  else
+    snprintf(buf, n, "%.1f kB", b / 1e3);
+}
+
+/* Write set s as k shards in dir; one line per file. */
+static int write_split(const prep_set *s, const char *dir, int k, nn_error *err) {
+  int rc = make_dir(dir, err);
+  if (rc) return rc;
+  size_t rowlen = 1;
+  for (int i = 0; i < s->sample.ndim; i++) rowlen *= (size_t)s->sample.dim[i];
+  size_t rowbytes = rowlen * (s->ftype == NN_FEAT_U8 ? 1 : 4);
+  char shp[64];
+  shape_text(&s->sample, shp, sizeof shp);
+  for (int i = 0; i < k; i++) {
+    char path[4352];
+    shard_path(path, sizeof path, dir, s->split, i);
+    int64_t a = shard_begin(s->n, k, i), b = shard_begin(s->n, k, i + 1);
+    nn_shard_meta m = {s->sample, s->ftype, s->num_classes, s->target_dim, s->scale, s->channels,
+                       s->mean, s->std, s->split, s->source, i, k};
+    nn_shard_writer *w = NULL;
+    if ((rc = nn_shard_create(&w, path, &m, err))) return rc;
+    rc = nn_shard_append(w, (const uint8_t *)s->x + (size_t)a * rowbytes,
+                         s->labels ? s->labels + a : NULL,
+                         s->targets ? s->targets + (size_t)a * (size_t)s->target_dim : NULL, b - a,
+                         err);
+    if (rc) {
+      nn_shard_abort(w);
+      return rc;
+    }
+    if ((rc = nn_shard_close(w, err))) return rc;
+    struct stat st;
+    char sz[32] = "?";
+    if (stat(path, &st) == 0) fmt_bytes((double)st.st_size, sz, sizeof sz);
+    printf("wrote %s: %lld samples %s %s, %s\n", path, (long long)(b - a), shp,
+           s->ftype == NN_FEAT_U8 ? "uint8" : "float32", sz);
+  }
+  return remove_stale(dir, s->split, k, err);
+}
+
+/* 1 if DIR/SPLIT-000..k-1 exist, are this split's shards 0..k-1 of k with
+ * the expected sizes, and open together as one valid dataset of n samples
+ * with nothing else matching. */
+static int split_up_to_date(const char *dir, const char *split, int k, int64_t n) {
+  nn_error err;
+  nn_error_clear(&err);
+  for (int i = 0; i < k; i++) {
+    char path[4352];
+    shard_path(path, sizeof path, dir, split, i);
+    nn_shard_desc d;
+    if (nn_shard_describe(path, &d, &err)) return 0;
+    if (d.shard_count != k || d.shard_index != i || strcmp(d.split, split) != 0 ||
+        d.n != shard_begin(n, k, i + 1) - shard_begin(n, k, i))
+      return 0;
+  }
+  char pat[4352];
+  snprintf(pat, sizeof pat, "%s/%s-[0-9][0-9][0-9].h5", dir, split);
+  nn_dataset *ds = NULL;
+  if (nn_dataset_open(&ds, pat, NULL, &err)) return 0;
+  const nn_dataset_info *info = nn_dataset_get_info(ds);
+  int ok = info->n == n && info->nfiles == k;
+  nn_dataset_close(ds);
+  return ok;
+}
+
+/* Copy mean/std from an existing shard (--stats), checking it fits. */
+static int stats_from_shard(const char *shard, const nn_shape *sample, double scale, int *channels,
+                            double *mean, double *std, nn_error *err) {
+  nn_dataset *ds = NULL;
+  int rc = nn_dataset_open(&ds, shard, NULL, err);
+  if (rc) {
+    nn_error_prefix(err, "--stats");
+    return rc;
+  }
+  const nn_dataset_info *info = nn_dataset_get_info(ds);
+  char s1[64], s2[64];
+  if (!shape_eq(&info->sample, sample)) {
+    shape_text(&info->sample, s1, sizeof s1);
+    shape_text(sample, s2, sizeof s2);
+    rc = nn_error_at(err, NN_EDATA, shard, 0, 0,
+                     "--stats: this shard's samples are %s, the new data's are %s", s1, s2);
+  } else if (info->feature_scale != scale) {
+    rc = nn_error_at(err, NN_EDATA, shard, 0, 0,
+                     "--stats: this shard's feature_scale is %.9g, the new data's is %.9g",
+                     info->feature_scale, scale);
+  } else {
+    *channels = info->channels;
+    memcpy(mean, info->mean, sizeof(double) * (size_t)info->channels);
+    memcpy(std, info->std, sizeof(double) * (size_t)info->channels);
+  }
+  nn_dataset_close(ds);
+  return rc;
+}
+
+/* ---- IDX sources -------------------------------------------------------- */
+
+/* Images IDX [N,H,W] / [N,H,W,C] / [N,F] -> sample shape and CHW bytes.
+ * *x is a.data (borrowed) or a new transposed copy (*owned). */
+static int idx_samples(const char *path, const nn_idx *a, nn_shape *sample, const uint8_t **x,
+                       uint8_t **owned, nn_error *err) {
+  *owned = NULL;
+  *x = a->data;
+  if (a->ndim == 2) {
+    *sample = (nn_shape){1, {(int)a->dim[1]}};
+  } else if (a->ndim == 3) {
+    *sample = (nn_shape){3, {1, (int)a->dim[1], (int)a->dim[2]}};
+  } else if (a->ndim == 4) {
+    int64_t n = a->dim[0], h = a->dim[1], w = a->dim[2], c = a->dim[3];
+    *sample = (nn_shape){3, {(int)c, (int)h, (int)w}};
+    uint8_t *t = malloc(a->size);
+    if (!t) return nn_error_set(err, NN_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+      const uint8_t *src = a->data + i * h * w * c;
+      uint8_t *dst = t + i * h * w * c;
+      for (int64_t y = 0; y < h * w; y++)
+        for (int64_t ch = 0; ch < c; ch++) dst[ch * h * w + y] = src[y * c + ch];
+    }
+    *owned = t;
+    *x = t;
+  } else {
+    return nn_error_at(err, NN_EDATA, path, 0, 0,
+                       "images IDX has %d dimension(s); expected [N, F], [N, H, W] or [N, H, W, C]",
+                       a->ndim);
+  }
+  return 0;
+}
+
+/* Check a labels IDX against n images and the class count; fill lab [n].
+ * *classes: in: 0 (derive as max + 1) or the --classes value; out: used. */
+static int idx_labels(const char *path, const nn_idx *l, int64_t n, const char *img_path,
+                      int *classes, int32_t *lab, nn_error *err) {
+  if (l->ndim != 1)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "labels IDX has %d dimensions; expected 1 ([N])",
+                       l->ndim);
+  if (l->dim[0] != n)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "%lld labels, but %s has %lld images",
+                       (long long)l->dim[0], img_path, (long long)n);
+  int mx = 0;
+  for (int64_t i = 0; i < n; i++) {
+    lab[i] = l->data[i];
+    if (lab[i] > mx) mx = lab[i];
+    if (*classes > 0 && lab[i] >= *classes)
+      return nn_error_at(err, NN_EDATA, path, 0, 0, "label %d of item %lld is outside [0, %d)",
+                         (int)lab[i], (long long)i, *classes);
+  }
+  if (*classes == 0) *classes = mx + 1;
+  if (*classes < 2 && n > 0)
+    return nn_error_at(err, NN_EDATA, path, 0, 0,
+                       "every label is 0: one class is not a classification task (use --classes N)");
+  return 0;
+}
+
+static const char *base_name(const char *p) {
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+/* The four Fashion-MNIST files in src_dir, or in src_dir/fashion-mnist. */
+static void fmnist_paths(const char *src, char paths[4][4096]) {
+  static const char *const names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+  struct stat st;
+  char probe[4096];
+  snprintf(probe, sizeof probe, "%s/%s", src, names[0]);
+  int sub = stat(probe, &st) != 0;
+  if (sub) {
+    snprintf(probe, sizeof probe, "%s/fashion-mnist/%s", src, names[0]);
+    sub = stat(probe, &st) == 0;
+  }
+  for (int i = 0; i < 4; i++)
+    snprintf(paths[i], 4096, "%s%s/%s", src, sub ? "/fashion-mnist" : "", names[i]);
+}
+
+static int fmnist_missing(const char *path) {
+  fprintf(stderr,
+          "nntrain: %s: no such file; install Fashion-MNIST with 'apt-get install %s' or give "
+          "--source DIR\n",
+          path, FMNIST_PACKAGE);
+  return NN_EXIT_DATA;
+}
+
+static void help_fmnist(FILE *f) {
+  fprintf(f,
+          "usage: nntrain prepare fashion-mnist --out DIR [--shards K] [--source DIR] [--force]\n\n"
+          "Convert Fashion-MNIST (from Debian's %s package) into HDF5 shards:\n"
+          "DIR/train-000.h5 .. (60000 samples) and DIR/test-000.h5 .. (10000), each split cut\n"
+          "into K contiguous shards. Samples are uint8 [1, 28, 28] with feature_scale 1/255,\n"
+          "10 classes; mean/std come from the training split and are stored in both.\n"
+          "If every output already exists and validates, prints 'up to date' and writes nothing.\n\n"
+          "  --out DIR      output directory (created if needed)\n"
+          "  --shards K     shards per split (default 4)\n"
+          "  --source DIR   where the four *-ubyte.gz files are (default %s)\n"
+          "  --force        rewrite even if up to date\n",
+          FMNIST_PACKAGE, FMNIST_DEFAULT_SOURCE);
+}
+
+static int cmd_fmnist(int argc, char **argv) {
+  const char *cmd = "prepare fashion-mnist";
+  if (nn_cli_wants_help(argc, argv)) {
+    help_fmnist(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *out = NULL, *shards = NULL, *source = NULL, *force = NULL, *pos[1];
+  const prep_flag flags[] = {{"--out", 1, &out}, {"--shards", 1, &shards},
+                             {"--source", 1, &source}, {"--force", 0, &force}};
+  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 4, pos, 0, &npos);
+  if (rc) return rc;
+  if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
+  int k = 4;
+  if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (!source) source = FMNIST_DEFAULT_SOURCE;
+
+  nn_error err;
+  nn_error_clear(&err);
+  char paths[4][4096];
+  fmnist_paths(source, paths);
+  nn_idx head[4];
+  for (int i = 0; i < 4; i++) {
+    rc = nn_idx_peek(paths[i], &head[i], &err);
+    if (rc == NN_ENOTFOUND) return fmnist_missing(paths[i]);
+    if (rc) return nn_cli_fail(&err);
+  }
+  int64_t ntrain = head[0].dim[0], ntest = head[2].dim[0];
+  if (k > ntest) return nn_cli_usage_error(cmd, "--shards %d is more than the %lld test samples", k, (long long)ntest);
+  if (!force && split_up_to_date(out, "train", k, ntrain) &&
+      split_up_to_date(out, "test", k, ntest)) {
+    printf("%s: up to date (train %lld + test %lld samples in %d shards each)\n", out,
+           (long long)ntrain, (long long)ntest, k);
+    return NN_EXIT_OK;
+  }
+
+  nn_idx img[2] = {{0}}, lbl[2] = {{0}};
+  int32_t *lab[2] = {NULL, NULL};
+  double mean[1], sd[1];
+  int channels = 0;
+  for (int s = 0; s < 2 && !rc; s++) {
+    if ((rc = nn_idx_read(paths[2 * s], &img[s], &err))) break;
+    if ((rc = nn_idx_read(paths[2 * s + 1], &lbl[s], &err))) break;
+    if (img[s].ndim != 3 || img[s].dim[1] != 28 || img[s].dim[2] != 28) {
+      rc = nn_error_at(&err, NN_EDATA, paths[2 * s], 0, 0,
+                       "expected Fashion-MNIST images [N, 28, 28], found %d dimensions", img[s].ndim);
+      break;
+    }
+    if (!(lab[s] = malloc(sizeof(int32_t) * (size_t)img[s].dim[0]))) {
+      rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
+      break;
+    }
+    int classes = 10;
+    rc = idx_labels(paths[2 * s + 1], &lbl[s], img[s].dim[0], paths[2 * s], &classes, lab[s], &err);
+  }
+  nn_shape sample = {3, {1, 28, 28}};
+  if (!rc)
+    rc = nn_shard_stats(img[0].data, NN_FEAT_U8, img[0].dim[0], &sample, 1.0 / 255, &channels,
+                        mean, sd, &err);
+  for (int s = 0; s < 2 && !rc; s++) {
+    char src[512];
+    snprintf(src, sizeof src, "fashion-mnist: %.200s + %.200s", base_name(paths[2 * s]),
+             base_name(paths[2 * s + 1]));
+    prep_set set = {s == 0 ? "train" : "test", src, sample, NN_FEAT_U8, img[s].data, lab[s],
+                    NULL, img[s].dim[0], 10, 0, 1.0 / 255, channels, mean, sd};
+    rc = write_split(&set, out, k, &err);
+  }
+  for (int s = 0; s < 2; s++) {
+    nn_idx_free(&img[s]);
+    nn_idx_free(&lbl[s]);
+    free(lab[s]);
+  }
+  return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
+}
+
+static void help_idx(FILE *f) {
+  fprintf(f,
+          "usage: nntrain prepare idx IMAGES LABELS --out DIR [--split NAME] [--shards K]\n"
+          "                           [--classes N] [--stats SHARD]\n\n"
+          "Convert an IDX image/label pair (gzip or plain) into HDF5 shards DIR/NAME-000.h5 ...\n"
+          "Images [N, H, W] become samples [1, H, W]; [N, H, W, C] become [C, H, W]; [N, F]\n"
+          "become [F]. Features are uint8 with feature_scale 1/255.\n\n"
+          "  --out DIR        output directory (created if needed)\n"
+          "  --split NAME     split name and file prefix (default train)\n"
+          "  --shards K       number of shards (default 1)\n"
+          "  --classes N      number of classes (default: largest label + 1)\n"
+          "  --stats SHARD    copy mean/std from this shard instead of computing them\n"
+          "                   (use the training shard when preparing a test split)\n");
+}
+
+static int cmd_idx(int argc, char **argv) {
+  const char *cmd = "prepare idx";
+  if (nn_cli_wants_help(argc, argv)) {
+    help_idx(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *out = NULL, *split = "train", *shards = NULL, *classes_s = NULL, *stats = NULL;
+  const char *pos[2];
+  const prep_flag flags[] = {{"--out", 1, &out},           {"--split", 1, &split},
+                             {"--shards", 1, &shards},     {"--classes", 1, &classes_s},
+                             {"--stats", 1, &stats}};
+  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 5, pos, 2, &npos);
+  if (rc) return rc;
+  if (npos < 2) return nn_cli_usage_error(cmd, "expected IMAGES and LABELS files");
+  if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
+  if (!split[0] || strchr(split, '/')) return nn_cli_usage_error(cmd, "--split '%s' is not a file name prefix", split);
+  int k = 1, classes = 0;
+  if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (classes_s && (rc = parse_int_flag(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
+
+  nn_error err;
+  nn_error_clear(&err);
+  nn_idx img = {0}, lbl = {0};
+  uint8_t *owned = NULL;
+  int32_t *lab = NULL;
+  double *mean = NULL, *sd = NULL;
+  const uint8_t *x = NULL;
+  nn_shape sample;
+  int channels = 0;
+  if ((rc = nn_idx_read(pos[0], &img, &err))) goto cleanup;
+  if ((rc = nn_idx_read(pos[1], &lbl, &err))) goto cleanup;
+  if ((rc = idx_samples(pos[0], &img, &sample, &x, &owned, &err))) goto cleanup;
+  if (k > img.dim[0]) {
+    rc = nn_error_at(&err, NN_EUSAGE, pos[0], 0, 0, "--shards %d is more than the %lld samples", k,
+                     (long long)img.dim[0]);
+    goto cleanup;
+  }
+  lab = malloc(sizeof *lab * (size_t)img.dim[0]);
+  mean = malloc(sizeof *mean * NN_SHARD_MAX_CHANNELS);
+  sd = malloc(sizeof *sd * NN_SHARD_MAX_CHANNELS);
+  if (!lab || !mean || !sd) {
+    rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+  if ((rc = idx_labels(pos[1], &lbl, img.dim[0], pos[0], &classes, lab, &err))) goto cleanup;
+  if (stats)
+    rc = stats_from_shard(stats, &sample, 1.0 / 255, &channels, mean, sd, &err);
+  else
+    rc = nn_shard_stats(x, NN_FEAT_U8, img.dim[0], &sample, 1.0 / 255, &channels, mean, sd, &err);
+  if (rc) goto cleanup;
+  char src[512];
+  snprintf(src, sizeof src, "idx: %.200s + %.200s", base_name(pos[0]), base_name(pos[1]));
+  prep_set set = {split, src, sample, NN_FEAT_U8, x, lab, NULL, img.dim[0], classes, 0,
+                  1.0 / 255, channels, mean, sd};
+  rc = write_split(&set, out, k, &err);
+cleanup:
+  nn_idx_free(&img);
+  nn_idx_free(&lbl);
+  free(owned);
+  free(lab);
+  free(mean);
+  free(sd);
+  return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
+}
+
+static void help_csv(FILE *f) {
+  fprintf(f,
+          "usage: nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]\n"
+          "                           [--classes N | --regression] [--stats SHARD]\n\n"
+          "Convert a numeric CSV file into HDF5 shards DIR/NAME-000.h5 ... Every column except\n"
+          "the label becomes a float32 feature (sample shape [F], feature_scale 1). A header\n"
+          "row is detected automatically.\n\n"
+          "  --label COLUMN   label column: a header name or a 0-based column number\n"
+          "  --out DIR        output directory (created if needed)\n"
+          "  --split NAME     split name and file prefix (default train)\n"
+          "  --shards K       number of shards (default 1)\n"
+          "  --classes N      labels are class ids in [0, N) (default: largest label + 1)\n"
+          "  --regression     the label is a real-valued target (stored in /targets [N, 1])\n"
+          "  --stats SHARD    copy mean/std from this shard instead of computing them\n");
+}
+
+static int cmd_csv(int argc, char **argv) {
+  const char *cmd = "prepare csv";
+  if (nn_cli_wants_help(argc, argv)) {
+    help_csv(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *out = NULL, *split = "train", *shards = NULL, *classes_s = NULL, *stats = NULL;
+  const char *label = NULL, *regression = NULL, *pos[1];
+  const prep_flag flags[] = {{"--out", 1, &out},       {"--split", 1, &split},
+                             {"--shards", 1, &shards}, {"--classes", 1, &classes_s},
+                             {"--stats", 1, &stats},   {"--label", 1, &label},
+                             {"--regression", 0, &regression}};
+  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 7, pos, 1, &npos);
+  if (rc) return rc;
+  if (npos < 1) return nn_cli_usage_error(cmd, "expected a CSV FILE");
+  if (!label) return nn_cli_usage_error(cmd, "--label COLUMN is required");
+  if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
+  if (classes_s && regression) return nn_cli_usage_error(cmd, "--classes and --regression exclude each other");
+  if (!split[0] || strchr(split, '/')) return nn_cli_usage_error(cmd, "--split '%s' is not a file name prefix", split);
+  int k = 1, classes = 0;
+  if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (classes_s && (rc = parse_int_flag(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
+
+  nn_error err;
+  nn_error_clear(&err);
+  nn_csv_data d;
+  nn_csv_opts o = {label, NN_CSV_HEADER_AUTO};
+  int32_t *lab = NULL;
+  float *tg = NULL;
+  double *mean = NULL, *sd = NULL;
+  int channels = 0;
+  if ((rc = nn_csv_read(pos[0], &o, &d, &err))) goto cleanup;
+  if (d.nfeat > NN_SHARD_MAX_CHANNELS) {
+    rc = nn_error_at(&err, NN_EDATA, pos[0], 0, 0, "%d feature columns; at most %d are supported",
+                     d.nfeat, NN_SHARD_MAX_CHANNELS);
+    goto cleanup;
+  }
+  if (k > d.rows) {
+    rc = nn_error_at(&err, NN_EUSAGE, pos[0], 0, 0, "--shards %d is more than the %lld rows", k,
+                     (long long)d.rows);
+    goto cleanup;
+  }
+  mean = malloc(sizeof *mean * NN_SHARD_MAX_CHANNELS);
+  sd = malloc(sizeof *sd * NN_SHARD_MAX_CHANNELS);
+  if (!mean || !sd) {
+    rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
+    goto cleanup;
+  }
+  if (regression) {
+    if (!(tg = malloc(sizeof *tg * (size_t)d.rows))) {
+      rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
+      goto cleanup;
+    }
+    for (int64_t i = 0; i < d.rows; i++) tg[i] = (float)d.y[i];
+  } else {
+    if (!(lab = malloc(sizeof *lab * (size_t)d.rows))) {
+      rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
+      goto cleanup;
+    }
+    int mx = 0;
+    for (int64_t i = 0; i < d.rows; i++) {
+      double y = d.y[i];
+      int line = (int)d.y_line[i];
+      if (y != floor(y) || y < 0 || y > (1 << 20)) {
+        rc = nn_error_at(&err, NN_EDATA, pos[0], line, 0,
+                         "label '%s' is %g: class labels must be whole numbers >= 0 "
+                         "(use --regression for real-valued targets)",
+                         d.label_name, y);
+        goto cleanup;
+      }
+      if (classes > 0 && y >= classes) {
+        rc = nn_error_at(&err, NN_EDATA, pos[0], line, 0, "label '%s' is %g, outside [0, %d) (--classes %d)",
+                         d.label_name, y, classes, classes);
+        goto cleanup;
+      }
+      lab[i] = (int32_t)y;
+      if (lab[i] > mx) mx = lab[i];
+    }
+    if (classes == 0) classes = mx + 1;
+    if (classes < 2) {
+      rc = nn_error_at(&err, NN_EDATA, pos[0], 0, 0,
+                       "every label in column '%s' is 0: give --classes N or --regression",
+                       d.label_name);
+      goto cleanup;
+    }
+  }
+  nn_shape sample = {1, {d.nfeat}};
+  if (stats)
+    rc = stats_from_shard(stats, &sample, 1.0, &channels, mean, sd, &err);
+  else
+    rc = nn_shard_stats(d.x, NN_FEAT_F32, d.rows, &sample, 1.0, &channels, mean, sd, &err);
+  if (rc) goto cleanup;
+  char src[512];
+  snprintf(src, sizeof src, "csv: %.200s (label column '%.128s')", base_name(pos[0]), d.label_name);
+  prep_set set = {split, src, sample, NN_FEAT_F32, d.x, lab, tg, d.rows,
+                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd};
+  rc = write_split(&set, out, k, &err);
+cleanup:
+  nn_csv_free(&d);
+  free(lab);
+  free(tg);
+  free(mean);
+  free(sd);
+  return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+typedef struct prep_kind {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  void (*help)(FILE *f);
+  const char *summary;
+} prep_kind;
+
+static const prep_kind kinds[] = {
+  {"fashion-mnist", cmd_fmnist, help_fmnist, "Fashion-MNIST from Debian's dataset-fashion-mnist"},
+  {"idx", cmd_idx, help_idx, "an IDX images/labels pair (MNIST-style)"},
+  {"csv", cmd_csv, help_csv, "a numeric CSV file with a label column"},
+};
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+static void help_all(FILE *f) {
+  fprintf(f, "usage: nntrain prepare SOURCE ... --out DIR\n\n"
+             "Convert a data set into nntrain HDF5 shards (see docs/data-format.md).\n\n"
+             "sources:\n");
+  for (size_t i = 0; i < NKINDS; i++) fprintf(f, "  %-14s %s\n", kinds[i].name, kinds[i].summary);
+  fprintf(f, "\n'nntrain prepare SOURCE --help' shows a source's options.\n");
+}
+
+int nn_cmd_prepare(int argc, char **argv) {
+  if (argc < 2 || argv[1][0] == '-') {
+    if (nn_cli_wants_help(argc, argv)) {
+      help_all(stdout);
+      return NN_EXIT_OK;
+    }
+    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx or csv");
+    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx or csv",
+                              argv[1]);
+  }
+  for (size_t i = 0; i < NKINDS; i++)
+    if (!strcmp(argv[1], kinds[i].name)) return kinds[i].run(argc, argv);
+  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx or csv)",
+                            argv[1]);
+}

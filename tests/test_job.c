@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "coordinator/job.h"
+#include "coordinator/job_keys.h"
 #include "core/loss.h"
 #include "nntrain.pb-c.h"
 #include "test.h"
@@ -424,6 +425,58 @@ static void test_proto_has_section_fields(void) {
   }
 }
 
+/* A key with no field of its name travels in `extra`, as text, exactly. */
+typedef struct extra_cfg {
+  int units;        /* has a LayerSpec field */
+  double ratio;     /* these three do not */
+  int64_t big;
+  char label[16];
+  int shape[3], nshape;
+  int flag;
+} extra_cfg;
+
+static const nn_key extra_keys[] = {
+    {"units", NN_KEY_INT, offsetof(extra_cfg, units), sizeof(int), 1, 100, "1", NULL, 0, "", 0},
+    {"ratio", NN_KEY_FLOAT, offsetof(extra_cfg, ratio), sizeof(double), 0, 1, "0.5", NULL, 0,
+     "", 0},
+    {"big", NN_KEY_INT64, offsetof(extra_cfg, big), sizeof(int64_t), 0, 0, "0", NULL, 0, "", 0},
+    {"label", NN_KEY_ENUM, offsetof(extra_cfg, label), 16, 0, 0, "\"a\"", "a|b c|d", 0, "", 0},
+    {"shape", NN_KEY_INT_LIST, offsetof(extra_cfg, shape), 3, 1, 1000, NULL, NULL, 0, "",
+     offsetof(extra_cfg, nshape)},
+    {"flag", NN_KEY_BOOL, offsetof(extra_cfg, flag), sizeof(int), 0, 1, "false", NULL, 0, "", 0},
+    {0},
+};
+
+static void test_extra_keys(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  extra_cfg a = {.units = 7, .ratio = 0.1, .big = -1234567890123LL, .label = "b c",
+                 .shape = {3, 32, 32}, .nshape = 3, .flag = 1};
+  extra_cfg b;
+  memset(&b, 0, sizeof b);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  ASSERT_OK(nn__keys_pack(extra_keys, &a, &nntrain__layer_spec__descriptor, &buf, &len, &err));
+  Nntrain__LayerSpec *m = nntrain__layer_spec__unpack(NULL, len, buf);
+  ASSERT_TRUE(m != NULL);
+  ASSERT_EQ_INT(m->units, 7);
+  ASSERT_EQ_INT(m->n_extra, 5);
+  ASSERT_STR_EQ(m->extra[0]->key, "ratio");
+  ASSERT_STR_EQ(m->extra[0]->value, "0.10000000000000001");
+  ASSERT_STR_EQ(m->extra[3]->value, "3,32,32");
+  nntrain__layer_spec__free_unpacked(m, NULL);
+  ASSERT_OK(nn__keys_unpack(extra_keys, &b, &nntrain__layer_spec__descriptor, buf, len, &err));
+  for (const nn_key *k = extra_keys; k->name; k++) ASSERT_TRUE(nn__key_equal(k, &a, &b));
+  free(buf);
+  /* a value out of range in `extra` is refused */
+  a.ratio = 2;
+  ASSERT_OK(nn__keys_pack(extra_keys, &a, &nntrain__layer_spec__descriptor, &buf, &len, &err));
+  ASSERT_EQ_INT(nn__keys_unpack(extra_keys, &b, &nntrain__layer_spec__descriptor, buf, len, &err),
+                NN_ECKPT);
+  ASSERT_STR_CONTAINS(err.msg, "ratio: 2 is out of range [0, 1]");
+  free(buf);
+}
+
 static void test_unpack_garbage(void) {
   nn_error err;
   uint8_t junk[512];
@@ -576,6 +629,6 @@ TEST_MAIN(TEST(test_full_job), TEST(test_defaults), TEST(test_float_accepts_inte
           TEST(test_missing_required), TEST(test_unknown_section_and_type),
           TEST(test_syntax_error_passes_through), TEST(test_overrides),
           TEST(test_bad_overrides), TEST(test_pack_round_trip),
-          TEST(test_round_trip_every_layer_key), TEST(test_proto_has_section_fields),
+          TEST(test_round_trip_every_layer_key), TEST(test_proto_has_section_fields), TEST(test_extra_keys),
           TEST(test_unpack_garbage), TEST(test_edit_distance), TEST(test_layer_defaults_agree),
           TEST(test_loss_choices_match), TEST(test_reference), TEST(test_load_errors))

@@ -175,7 +175,7 @@ int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
   /* The empty string is accepted when it is the default ("none"). */
   if (!s[0] && k->def && !strcmp(k->def, "\"\"")) return 0;
   /* Suggest the nearest choice. */
-  const char *cands[64];
+  const char *cands[64] = {0};
   char names[64][48];
   size_t nc = 0;
   for (const char *p = k->choices; p && *p && nc < 64;) {

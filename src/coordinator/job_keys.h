@@ -12,6 +12,7 @@
 #define NN_COORDINATOR_JOB_KEYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/keys.h"
 #include "coordinator/job.h"
@@ -77,6 +78,17 @@ int nn__keys_defaults(const nn_key *keys, void *base, const char *what, nn_error
 
 /* Key table of a layer type's own keys (never NULL; may be empty). */
 const nn_key *nn__layer_keys(const nn_layer_ops *ops);
+
+/* Serialize the keys of struct `base` as one protobuf message of type `desc`
+ * (a const ProtobufCMessageDescriptor *), each key into the field of its
+ * name or, lacking one, into the message's `extra` list. *buf is malloc'ed.
+ * The job codec does this per section; other messages may reuse it. */
+int nn__keys_pack(const nn_key *keys, const void *base, const void *desc, uint8_t **buf,
+                  size_t *len, nn_error *err);
+/* The reverse: keys absent from the message keep what base holds; values
+ * are checked against their keys (NN_ECKPT if one does not fit). */
+int nn__keys_unpack(const nn_key *keys, void *base, const void *desc, const uint8_t *buf,
+                    size_t len, nn_error *err);
 
 /* Room for the keys of one layer type, with `type`, `name` and the end. */
 #define NN__LAYER_KEYS_MAX 64

@@ -440,3 +440,38 @@ done:
   if (rc) memset(job, 0, sizeof *job);
   return rc;
 }
+
+int nn__keys_pack(const nn_key *keys, const void *base, const void *desc, uint8_t **buf,
+                  size_t *len, nn_error *err) {
+  pk a = {0};
+  int rc = 0;
+  const ProtobufCMessageDescriptor *d = desc;
+  *buf = NULL;
+  *len = 0;
+  ProtobufCMessage *m = pk_msg(&a, d);
+  if (!m) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    goto done;
+  }
+  if ((rc = keys_to_msg(&a, keys, base, m, d->short_name, err))) goto done;
+  size_t size = protobuf_c_message_get_packed_size(m);
+  *buf = malloc(size ? size : 1);
+  if (!*buf) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", size);
+    goto done;
+  }
+  *len = protobuf_c_message_pack(m, *buf);
+done:
+  pk_free(&a);
+  return rc;
+}
+
+int nn__keys_unpack(const nn_key *keys, void *base, const void *desc, const uint8_t *buf,
+                    size_t len, nn_error *err) {
+  const ProtobufCMessageDescriptor *d = desc;
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
+  if (!m) return nn_error_set(err, NN_ECKPT, "%zu bytes that are not a %s message", len, d->name);
+  int rc = msg_to_keys(keys, base, m, d->short_name, err);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return rc;
+}

@@ -117,10 +117,11 @@ static int h5_fail(nn_error *err, int code, const char *file, const char *what, 
 
 /* ---- attributes ----------------------------------------------------------- */
 
+/* Write attribute `name`: a scalar if n == 0, else a 1-d array of n values. */
 static int attr_write(hid_t loc, const char *name, hid_t mtype, const void *v, int n) {
   hid_t space = -1, a = -1;
   int rc = -1;
-  if (n == 1) {
+  if (n == 0) {
     space = H5Screate(H5S_SCALAR);
   } else {
     hsize_t d = (hsize_t)n;
@@ -295,10 +296,11 @@ static int h5_open_file(const char *path, hid_t *file, nn_error *err) {
   if (fapl < 0) return h5_fail(err, NN_EIO, path, NULL, "cannot make a property list");
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
   *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  int rc = 0;
+  if (*file < 0) /* before any other HDF5 call, which would clear the error stack */
+    rc = h5_fail(err, NN_EDATA, path, NULL, "cannot open: the HDF5 file is truncated or damaged");
   H5Pclose(fapl);
-  if (*file < 0)
-    return h5_fail(err, NN_EDATA, path, NULL, "cannot open: the HDF5 file is truncated or damaged");
-  return 0;
+  return rc;
 }
 
 int nn_h5_format(const char *path, char *buf, size_t n, nn_error *err) {
@@ -502,16 +504,16 @@ int nn_shard_create(nn_shard_writer **out, const char *path, const nn_shard_meta
   int32_t sshape[NN_MAX_DIMS];
   for (int i = 0; i < m->sample.ndim; i++) sshape[i] = m->sample.dim[i];
   if (attr_write_str(w->file, "format", NN_SHARD_FORMAT) ||
-      attr_write(w->file, "version", H5T_NATIVE_INT32, &version, 1) ||
+      attr_write(w->file, "version", H5T_NATIVE_INT32, &version, 0) ||
       attr_write(w->file, "sample_shape", H5T_NATIVE_INT32, sshape, m->sample.ndim) ||
-      attr_write(w->file, "num_classes", H5T_NATIVE_INT32, &ncls, 1) ||
-      attr_write(w->file, "feature_scale", H5T_NATIVE_DOUBLE, &m->feature_scale, 1) ||
+      attr_write(w->file, "num_classes", H5T_NATIVE_INT32, &ncls, 0) ||
+      attr_write(w->file, "feature_scale", H5T_NATIVE_DOUBLE, &m->feature_scale, 0) ||
       attr_write(w->file, "mean", H5T_NATIVE_DOUBLE, m->mean, m->channels) ||
       attr_write(w->file, "std", H5T_NATIVE_DOUBLE, m->std, m->channels) ||
       attr_write_str(w->file, "split", m->split ? m->split : "") ||
       attr_write_str(w->file, "source", m->source ? m->source : "") ||
-      attr_write(w->file, "shard_index", H5T_NATIVE_INT32, &si, 1) ||
-      attr_write(w->file, "shard_count", H5T_NATIVE_INT32, &sc, 1)) {
+      attr_write(w->file, "shard_index", H5T_NATIVE_INT32, &si, 0) ||
+      attr_write(w->file, "shard_count", H5T_NATIVE_INT32, &sc, 0)) {
     rc = h5_fail(err, NN_EIO, w->tmp, NULL, "cannot write the root attributes");
     goto cleanup;
   }
@@ -618,7 +620,7 @@ int nn_shard_close(nn_shard_writer *w, nn_error *err) {
   int rc = writer_flush(w, err);
   if (rc) goto cleanup;
   int64_t total = w->written;
-  if (attr_write(w->file, "num_samples", H5T_NATIVE_INT64, &total, 1) < 0) {
+  if (attr_write(w->file, "num_samples", H5T_NATIVE_INT64, &total, 0) < 0) {
     rc = h5_fail(err, NN_EIO, w->tmp, "num_samples", "cannot write the attribute");
     goto cleanup;
   }
@@ -785,8 +787,12 @@ static int shard_open(ds_shard *s, size_t cache_bytes, nn_dataset_info *info, nn
   if (slots > ((size_t)1 << 20)) slots = ((size_t)1 << 20) + 7;
   H5Pset_chunk_cache(dapl, slots, cache_bytes, 0.0);
   s->feat = H5Dopen2(s->file, "features", dapl);
+  if (s->feat < 0) {
+    int rc2 = h5_fail(err, NN_EDATA, p, "/features", "cannot open the dataset");
+    H5Pclose(dapl);
+    return rc2;
+  }
   H5Pclose(dapl);
-  if (s->feat < 0) return h5_fail(err, NN_EDATA, p, "/features", "cannot open the dataset");
   s->fspace = H5Dget_space(s->feat);
   hid_t t = H5Dget_type(s->feat);
   if (s->fspace < 0 || t < 0) {
@@ -857,10 +863,13 @@ static int shard_load_labels(ds_shard *s, const nn_dataset_info *info, void *dst
   if (d < 0) return h5_fail(err, NN_EDATA, s->path, lname, "cannot open the dataset");
   herr_t e = H5Dread(d, info->num_classes > 0 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL,
                      H5S_ALL, H5P_DEFAULT, dst);
+  if (e < 0) {
+    int rc = h5_fail(err, NN_EDATA, s->path, info->num_classes > 0 ? "/labels" : "/targets",
+                     "cannot read (damaged file?)");
+    H5Dclose(d);
+    return rc;
+  }
   H5Dclose(d);
-  if (e < 0)
-    return h5_fail(err, NN_EDATA, s->path, info->num_classes > 0 ? "/labels" : "/targets",
-                   "cannot read (damaged file?)");
   if (info->num_classes > 0) {
     const int32_t *l = dst;
     for (int64_t i = 0; i < s->n; i++)

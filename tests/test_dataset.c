@@ -20,6 +20,13 @@ static float val_f32(int64_t i, size_t k) { return (float)(i * 0.5 - (double)k *
 
 static char g_dir[256];
 
+/* Remove the temp dir at exit (also when a single test is run by name). */
+static void remove_tmpdir(void) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+}
+
 static const char *tmpdir(void) {
   if (!g_dir[0]) {
     snprintf(g_dir, sizeof g_dir, "/tmp/nn_test_dataset_XXXXXX");
@@ -27,6 +34,7 @@ static const char *tmpdir(void) {
       perror("mkdtemp");
       exit(1);
     }
+    atexit(remove_tmpdir);
   }
   return g_dir;
 }
@@ -646,15 +654,8 @@ static void test_bench_random_batches(void) {
   ASSERT_TRUE(rate[0] > 0 && rate[1] > 0);
 }
 
-/* Remove the temp dir and everything in it (runs last). */
-static void test_zz_cleanup(void) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir());
-  ASSERT_EQ_INT(system(cmd), 0);
-}
-
 TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
           TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
           TEST(test_small_chunk_cache), TEST(test_describe_and_format),
-          TEST(test_stats), TEST(test_bench_random_batches), TEST(test_zz_cleanup))
+          TEST(test_stats), TEST(test_bench_random_batches))

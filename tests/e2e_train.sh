@@ -10,9 +10,10 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 MPI="timeout 300 mpirun --oversubscribe"
+PY=/usr/bin/python3   # Debian's, with numpy (a python3 earlier on PATH may lack it)
 
 # --- data: 12k Fashion-MNIST training images (real data), the test set --------------
-python3 - "$T" <<'PY'
+$PY - "$T" <<'PY'
 import gzip, sys, struct
 t = sys.argv[1]
 src = "/usr/share/datasets/"
@@ -55,7 +56,7 @@ EOF2
 # --- 1 rank: loss falls, accuracy is far above chance, metrics.jsonl written ---------
 "$NNTRAIN" "$T/mlp.toml" --no-progress > "$T/out1" || fail "1-rank training exited $?"
 cat "$T/out1"
-python3 - "$T" <<'PY' || fail "1-rank metrics"
+$PY - "$T" <<'PY' || fail "1-rank metrics"
 import json, sys
 rec = [json.loads(l) for l in open(sys.argv[1] + "/run/metrics.jsonl")]
 ep = [r for r in rec if "epoch" in r]
@@ -73,7 +74,7 @@ grep -q "^test accuracy: " "$T/out1" || fail "no final test accuracy line"
   || fail "np1 run"
 $MPI -np 2 "$NNTRAIN" "$T/mlp.toml" --steps 50 --quiet --set run.dir="\"$T/r2\"" \
   --dump-params "$T/p2" --check-replicas || fail "np2 run"
-python3 - "$T/p1" "$T/p2" <<'PY' || fail "np1 vs np2 parameters differ"
+$PY - "$T/p1" "$T/p2" <<'PY' || fail "np1 vs np2 parameters differ"
 import sys, numpy as np
 a = np.fromfile(sys.argv[1], dtype=np.float32); b = np.fromfile(sys.argv[2], dtype=np.float32)
 assert a.size == b.size and a.size == 784*64 + 64 + 64*10 + 10, (a.size, b.size)
@@ -91,7 +92,7 @@ done
 cmp -s "$T/p3_1" "$T/p3_2" || fail "repeated -np 3 runs differ"
 
 # --- a final batch of one sample: two of three ranks get an empty slice ------------
-python3 - "$T" <<'PY'
+$PY - "$T" <<'PY'
 import random, sys
 random.seed(3)
 with open(sys.argv[1] + "/tiny.csv", "w") as f:

@@ -122,8 +122,13 @@ int nn_cmd_train(int argc, char **argv) {
   /* Rank 0 parses; everyone learns the outcome, then the spec. */
   if (rank == 0) {
     rc = nn_job_load(job, path, sets, nsets, &err);
-    if (!rc) rc = nn_job_pack(job, &buf, &len, &err);
-    if (rc) code = nn_cli_fail(&err);
+    if (rc) {
+      nn_cli_fail(&err);
+      /* A missing or unreadable job file is a bad job, as in `check`. */
+      code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
+    } else if ((rc = nn_job_pack(job, &buf, &len, &err)) != 0) {
+      code = nn_cli_fail(&err);
+    }
   }
   long long hdr[2] = {code, (long long)len};
   MPI_Bcast(hdr, 2, MPI_LONG_LONG, 0, comm);

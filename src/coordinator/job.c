@@ -115,6 +115,8 @@ static const nn_job_section sections[] = {
   {"train", "The training loop.", train_keys, offsetof(nn_job, train)},
   {"optimizer", "The optimizer and its hyper-parameters.", nn_optim_keys,
    offsetof(nn_job, optimizer)},
+  {"schedule", "How the learning rate changes over the run.", nn_schedule_keys,
+   offsetof(nn_job, schedule)},
   {"run", "Where results go and how the run behaves.", run_keys, offsetof(nn_job, run)},
   {NULL, NULL, NULL, 0},
 };

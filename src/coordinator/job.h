@@ -17,6 +17,7 @@
 #include "core/keys.h"
 #include "core/layer.h"
 #include "core/optim.h"
+#include "coordinator/schedule.h"
 
 #define NN_JOB_MAX_LAYERS 256
 #define NN_PATH_MAX 1024
@@ -58,6 +59,7 @@ typedef struct nn_job {
   nn_job_model model;
   nn_job_train train;
   nn_optim_cfg optimizer;
+  nn_schedule_cfg schedule;
   nn_job_run run;
 } nn_job;
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "coordinator/metrics.h"
+#include "coordinator/schedule.h"
 #include "core/loss.h"
 #include "core/model.h"
 #include "core/optim.h"
@@ -281,7 +282,8 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   /* ---- epochs ------------------------------------------------------------ */
   int64_t gstep = 0;
   double train_time = 0, train_samples = 0;
-  const double lr = job->optimizer.lr;
+  const int64_t total_steps = (int64_t)epochs * steps_per_epoch;
+  double lr = job->optimizer.lr;
   int stop = 0;
   for (int epoch = 0; epoch < epochs && !stop; epoch++) {
     double t0 = now_s(), last_bar = 0;
@@ -293,6 +295,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
       rc = nn_loader_next(train_L, &b, err);
       if (rc) goto fail_local;
       if (!b) break;
+      lr = nn_schedule_lr(&job->schedule, job->optimizer.lr, gstep, total_steps);
       rc = nn_step_train(&st, b, lr, (uint64_t)gstep, (uint64_t)job->train.seed, &s, err);
       if (rc) goto fail_local;
       gstep++;

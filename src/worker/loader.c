@@ -84,7 +84,9 @@ static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
   int n = hi - lo;
   for (int i = 0; i < n; i++) s->idx[i] = L->order[first + lo + i];
   if (n > 0) {
-    int rc = nn_dataset_read(L->ds, s->idx, n, s->x, s->labels, s->targets, err);
+    int cls = L->info.num_classes > 0;
+    int rc = nn_dataset_read(L->ds, s->idx, n, s->x, cls ? s->labels : NULL,
+                             cls ? NULL : s->targets, err);
     if (rc) return rc;
     if (L->cfg.normalize) normalize(L, s->x, n);
   }

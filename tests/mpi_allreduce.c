@@ -167,24 +167,28 @@ static void test_bit_identical_across_ranks_and_calls(void) {
 static void test_pieces_equal_whole(void) {
   mpi_up();
   int me = rank_of();
-  size_t n = 50021;
+  size_t n = 150021;
   float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
   ASSERT_TRUE(a && b);
-  nn_ring *r = NULL;
-  nn_error err;
-  nn_error_clear(&err);
-  ASSERT_OK(nn_ring_create(&r, MPI_COMM_WORLD, n, 400, &err));
-  for (size_t i = 0; i < n; i++) a[i] = b[i] = val(me, i, 3);
-  ASSERT_OK(nn_ring_allreduce(r, a, n, &err));
-  size_t off = 0, piece = 777;
-  while (off < n) {
-    size_t c = n - off < piece ? n - off : piece;
-    ASSERT_OK(nn_ring_allreduce_at(r, b + off, c, off, &err));
-    off += c;
-    piece = piece * 3 % 5003 + 1;
+  size_t chunks[] = {400, 0}; /* 100-float chunks; the default */
+  int ok = 1;
+  for (size_t c = 0; c < 2; c++) {
+    nn_ring *r = NULL;
+    nn_error err;
+    nn_error_clear(&err);
+    ASSERT_OK(nn_ring_create(&r, MPI_COMM_WORLD, n, chunks[c], &err));
+    for (size_t i = 0; i < n; i++) a[i] = b[i] = val(me, i, 3);
+    ASSERT_OK(nn_ring_allreduce(r, a, n, &err));
+    size_t off = 0, piece = 777;
+    while (off < n) {
+      size_t k = n - off < piece ? n - off : piece;
+      ASSERT_OK(nn_ring_allreduce_at(r, b + off, k, off, &err));
+      off += k;
+      piece = piece * 7 % 40009 + 1;
+    }
+    nn_ring_free(r);
+    ok &= memcmp(a, b, n * sizeof *a) == 0;
   }
-  nn_ring_free(r);
-  int ok = memcmp(a, b, n * sizeof *a) == 0;
   free(a);
   free(b);
   ASSERT_TRUE(all_ok(ok));

@@ -24,7 +24,8 @@ typedef struct nn_ring nn_ring;
 
 /* A ring on `comm` (duplicated; the caller's comm is not used for traffic).
  * max_count: the largest buffer (floats) that will be reduced; scratch is
- * allocated once here. chunk_bytes: pipeline chunk size (0 = default). */
+ * allocated once here. chunk_bytes: pipeline chunk (message) size (0 = default
+ * 128 KiB). */
 int nn_ring_create(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    nn_error *err);
 void nn_ring_free(nn_ring *r);
@@ -52,7 +53,9 @@ void nn_ring_set_timeout(nn_ring *r, double seconds);
 /* The step number named in watchdog messages; without it, the count of
  * all-reduce calls so far (1-based). */
 void nn_ring_set_step(nn_ring *r, long step);
-/* Pipeline chunk (floats) the ring was created with. */
+/* Chunk G (floats) of the ring: the message size, and the stripe that
+ * fixes the order of additions: element i of a buffer is summed starting at
+ * rank (i / G) % N (see nn_ring_allreduce_at in allreduce.c). */
 size_t nn_ring_chunk(const nn_ring *r);
 
 typedef struct nn_gradsync nn_gradsync;

@@ -16,7 +16,7 @@ PY=/usr/bin/python3   # Debian's, with numpy (a python3 earlier on PATH may lack
 $PY - "$T" <<'PY'
 import gzip, sys, struct
 t = sys.argv[1]
-src = "/usr/share/datasets/"
+src = "/usr/share/datasets/fashion-mnist/"
 def rd(name): return gzip.open(src + name).read()
 img, lab = rd("train-images-idx3-ubyte.gz"), rd("train-labels-idx1-ubyte.gz")
 n = 12000
@@ -24,8 +24,8 @@ open(t + "/img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 
 open(t + "/lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
 PY
 "$NNTRAIN" prepare idx "$T/img" "$T/lab" --out "$T/fm" --split train --shards 3 >/dev/null
-"$NNTRAIN" prepare idx /usr/share/datasets/t10k-images-idx3-ubyte.gz \
-  /usr/share/datasets/t10k-labels-idx1-ubyte.gz --out "$T/fm" --split test --shards 2 \
+"$NNTRAIN" prepare idx /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
+  /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out "$T/fm" --split test --shards 2 \
   --stats "$T/fm/train-000.h5" >/dev/null
 
 cat > "$T/mlp.toml" <<EOF2

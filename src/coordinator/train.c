@@ -53,6 +53,17 @@ static int agree(MPI_Comm comm, int rc, nn_error *err) {
   return e.code ? e.code : NN_EINTERNAL;
 }
 
+/* A barrier the watchdog covers: a one-float ring all-reduce with the run's
+ * timeout. Placed before every plain MPI collective of the run (epoch sums,
+ * evaluation, replica checks), so a stalled rank is named there too; a rank
+ * that passed it is alive, and the collective right after cannot hang on it. */
+static int watched_barrier(nn_ring *ctl, int64_t step, nn_error *err) {
+  if (!ctl) return 0;
+  float one = 1.0f;
+  nn_ring_set_step(ctl, (long)step);
+  return nn_ring_allreduce(ctl, &one, 1, err);
+}
+
 /* FNV-1a over the bytes of a float array. */
 static uint64_t hash_floats(const float *p, size_t n) {
   const unsigned char *b = (const unsigned char *)p;
@@ -84,14 +95,15 @@ static void progress_bar(int epoch, int epochs, int64_t step, int64_t steps, dou
 }
 
 /* Evaluate the model on the loader's data (all ranks); returns global sums. */
-static int evaluate(nn_stepper *st, nn_loader *L, uint64_t seed, MPI_Comm comm,
-                    nn_step_stats *out, nn_error *err) {
+static int evaluate(nn_stepper *st, nn_loader *L, uint64_t seed, MPI_Comm comm, nn_ring *ctl,
+                    int64_t step, nn_step_stats *out, nn_error *err) {
   nn_step_stats s = {0};
   int rc = nn_loader_start(L, 0, 0, err);
   if (rc) return rc;
   const nn_batch *b;
   while ((rc = nn_loader_next(L, &b, err)) == 0 && b) nn_step_eval(st, b, seed, &s);
   if (rc) return rc;
+  if ((rc = watched_barrier(ctl, step, err)) != 0) return rc;
   double v[3] = {s.loss_sum, s.correct, s.count}, g[3];
   MPI_Allreduce(v, g, 3, MPI_DOUBLE, MPI_SUM, comm);
   out->loss_sum = g[0];
@@ -175,6 +187,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   nn_optim optim;
   memset(&optim, 0, sizeof optim);
   nn_gradsync *sync = NULL;
+  nn_ring *ctl = NULL;
   nn_stepper st;
   memset(&st, 0, sizeof st);
   nn_metrics_log log;
@@ -247,7 +260,11 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
     if (!rc) have_optim = 1;
   }
   if (!rc && N > 1) rc = nn_gradsync_create(&sync, comm, model.grads, model.nparams, 0, err);
-  if (!rc && N > 1 && opts->timeout_s > 0) nn_gradsync_set_timeout(sync, opts->timeout_s);
+  if (!rc && N > 1) rc = nn_ring_create(&ctl, comm, 1, 0, err);
+  if (!rc && N > 1 && opts->timeout_s > 0) {
+    nn_gradsync_set_timeout(sync, opts->timeout_s);
+    nn_ring_set_timeout(ctl, opts->timeout_s);
+  }
   if (!rc) {
     rc = nn_stepper_init(&st, &model, &optim, sync, loss, err);
     if (!rc) have_stepper = 1;
@@ -301,6 +318,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
       gstep++;
       train_samples += b->global_n;
       if (opts->check_replicas && N > 1) {
+        if ((rc = watched_barrier(ctl, gstep, err)) != 0) goto fail_local;
         uint64_t h = hash_floats(model.params, model.nparams), lo, hi;
         MPI_Allreduce(&h, &lo, 1, MPI_UINT64_T, MPI_MIN, comm);
         MPI_Allreduce(&h, &hi, 1, MPI_UINT64_T, MPI_MAX, comm);
@@ -329,6 +347,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
     train_time += t_train;
     if (show_bar) fprintf(stderr, "\r%*s\r", 100, "");
 
+    if ((rc = watched_barrier(ctl, gstep, err)) != 0) goto fail_local;
     double v[3] = {s.loss_sum, s.correct, s.count}, g[3];
     MPI_Allreduce(v, g, 3, MPI_DOUBLE, MPI_SUM, comm);
     res->train_loss = g[2] > 0 ? g[0] / g[2] : 0;
@@ -343,7 +362,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
     }
     nn_step_stats ts = {0};
     if (test_L) {
-      rc = evaluate(&st, test_L, (uint64_t)job->train.seed, comm, &ts, err);
+      rc = evaluate(&st, test_L, (uint64_t)job->train.seed, comm, ctl, gstep, &ts, err);
       if (rc) goto fail_local;
       res->test_loss = ts.count > 0 ? ts.loss_sum / ts.count : 0;
       res->test_acc = ts.count > 0 ? ts.correct / ts.count : 0;
@@ -399,6 +418,7 @@ done:
   nn_metrics_close(&log);
   if (have_stepper) nn_stepper_free(&st);
   nn_gradsync_free(sync);
+  nn_ring_free(ctl);
   if (have_optim) nn_optim_free(&optim);
   if (have_model) nn_model_free(&model);
   nn_loader_free(train_L);

@@ -281,7 +281,7 @@ int nn_cmd_bench(int argc, char **argv) {
     if (!chunk) {
       chunk = (b / (size_t)N + 3) / 4 * 4;
       if (chunk > ((size_t)256 << 10)) chunk = (size_t)256 << 10;
-      if (chunk < 4096) chunk = 4096;
+      if (chunk < 1024) chunk = 1024;
     }
     rc = nn_ring_create(&ring, MPI_COMM_WORLD, b / 4, chunk, &err);
     if (rc) goto done;

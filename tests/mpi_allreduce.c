@@ -311,6 +311,28 @@ static void test_gradsync_empty(void) {
   ASSERT_NEAR(x[2], 3.0 * size_of(), 0);
 }
 
+/* Freeing in the middle of a step (a caller's error path) does not hang:
+ * the communication thread gives up on the buckets never reported. */
+static void test_gradsync_free_mid_step(void) {
+  mpi_up();
+  nn_error err;
+  nn_error_clear(&err);
+  nn_gradsync *g = NULL;
+  size_t n = 5000;
+  float *a = calloc(n, sizeof *a);
+  ASSERT_TRUE(a != NULL);
+  ASSERT_OK(nn_gradsync_create(&g, MPI_COMM_WORLD, a, n, 4000, &err));
+  nn_gradsync_begin_step(g, 1);
+  nn_gradsync_ready(g, 0, 100); /* the first bucket only: the last is never ready */
+  double t0 = MPI_Wtime();
+  nn_gradsync_free(g); /* hung before the thread checked for quit mid-step */
+  double took = MPI_Wtime() - t0;
+  free(a);
+  MPI_Barrier(MPI_COMM_WORLD);
+  ASSERT_TRUE(took < 5.0);
+}
+
 TEST_MAIN(TEST(test_sums_all_counts), TEST(test_bit_identical_across_ranks_and_calls),
           TEST(test_pieces_equal_whole), TEST(test_count_over_max_is_einval),
-          TEST(test_gradsync_equals_ring), TEST(test_gradsync_empty))
+          TEST(test_gradsync_equals_ring), TEST(test_gradsync_empty),
+          TEST(test_gradsync_free_mid_step))

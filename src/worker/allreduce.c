@@ -501,7 +501,12 @@ static void *gs_thread(void *arg) {
     nn_ring_set_timeout(g->ring, g->timeout);
     for (size_t b = g->nbuckets; b-- > 0;) {
       size_t sz = gs_bucket_size(g, b);
-      while (!g->force && g->ready[b] < sz) pthread_cond_wait(&g->cv, &g->mu);
+      while (!g->force && !g->quit && g->ready[b] < sz) pthread_cond_wait(&g->cv, &g->mu);
+      if (g->quit) {
+        /* Freed in the middle of a step (an error path of the caller). */
+        status = nn_error_set(&e, NN_EINTERNAL, "gradient sync: freed during a step");
+        break;
+      }
       pthread_mutex_unlock(&g->mu);
       nn_ring_set_step(g->ring, step);
       status = nn_ring_allreduce_at(g->ring, g->arena + b * g->bucket, sz, b * g->bucket, &e);

@@ -360,7 +360,7 @@ static void test_invalid_documents(void) {
       "[a]\nb.c = 1\n[a.b]\n", "[a.b.c]\n[a]\nb.c.d = 1\n", "[a.b]\n[a]\nb.x = 1\n",
       "a = []\n[[a]]\n", "a = [{}]\n[[a]]\n", "a = [{}]\n[a.b]\n", "[a]\n[[a]]\n",
       "[[a]]\n[a]\n", "[a.b]\n[[a]]\n", "[[a.b]]\n[a.b]\n", "a = 1\n[a.b]\n",
-      "[[a]]\nb = 1\nb = 2\n", "[a]\nb = 1\n[a.b]\n",
+      "[[a]]\nb = 1\nb = 2\n", "[a]\nb = 1\n[a.b]\n", "[a.b.c]\n[a]\nb.d = 1\n[a.b]\n",
   };
   size_t n = sizeof bad / sizeof bad[0];
   ASSERT_TRUE(n >= 60);
@@ -390,7 +390,7 @@ static void test_valid_corners(void) {
       "a = {}\n", "a = {b = [\n1,\n2]}\n", "s = \"\"\"\\\n\n  x\"\"\"\n", "s = ''''''\n",
       "s = \"\"\"\"\"\"\n", "a = 1979-05-27 \n", "t = 00:00:00\n", "a = 0.0e0\n",
       "a = \"\xf4\x8f\xbf\xbf\"\n", "a = '\t'\n", "# tab\tin comment\n", "[ a . b ]\n",
-      "[[ a ]]\n", "a = +inf\nb = -nan\n",
+      "[[ a ]]\n", "a = +inf\nb = -nan\n", "[a.b.c]\n[a]\nb.d = 1\nb.e = 2\n",
   };
   for (size_t k = 0; k < sizeof good / sizeof good[0]; k++) {
     nn_error err;

@@ -8,7 +8,8 @@
  * Table rules (the subtle part of TOML) are enforced with per-node flags:
  *   F_DEFINED   a table named by a [header] (may not be named again)
  *   F_IMPLICIT  a table created only as a prefix of a [header] (a later
- *               [header] may define it; dotted keys may not enter it)
+ *               [header] or dotted key may define it, turning it into
+ *               F_DEFINED or F_DOTTED)
  *   F_DOTTED    a table created by a dotted key (dotted keys in the same
  *               block may enter it, [headers] may add sub-tables below it,
  *               but may not name it)
@@ -1015,7 +1016,15 @@ static int enter_dotted(parser *p, nn_toml_value **t, const keypath *k, size_t j
   if (!v) return new_subtable(p, *t, kp, kp->at, F_DOTTED, t);
   tpos d = defpos(v);
   key_path(k, j, name, sizeof name);
-  if (v->type == NN_TOML_TABLE && (v->flags & F_DOTTED) && !(v->flags & F_INLINE)) {
+  if (v->type == NN_TOML_TABLE && (v->flags & (F_DOTTED | F_IMPLICIT)) &&
+      !(v->flags & F_INLINE)) {
+    /* A table that only a [header] prefix created is now defined by these
+     * dotted keys: no [header] may name it later. */
+    if (v->flags & F_IMPLICIT) {
+      v->flags = (v->flags & ~(unsigned)F_IMPLICIT) | F_DOTTED;
+      v->key_line = kp->at.line;
+      v->key_col = kp->at.col;
+    }
     *t = v;
     return 0;
   }
@@ -1024,7 +1033,7 @@ static int enter_dotted(parser *p, nn_toml_value **t, const keypath *k, size_t j
                    d.line, d.col);
   if (v->type == NN_TOML_TABLE)
     return fail_at(p, kp->at,
-                   "cannot add to table '%s' with dotted keys: it was created by a table "
+                   "cannot add to table '%s' with dotted keys: it was defined by a table "
                    "header at %d:%d",
                    name, v->line, v->col);
   return fail_at(p, kp->at, "key '%s' is already %s (defined at %d:%d), not a table", name,

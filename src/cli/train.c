@@ -90,6 +90,9 @@ int nn_cmd_train(int argc, char **argv) {
   }
   if (!path) return nn_cli_usage_error("train", "missing the job file");
 
+  /* Single-copy (CMA) transfers are slower and noisier than copy-in/copy-out
+   * on the VMs we measured (docs/allreduce.md); a user's own setting wins. */
+  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
   int provided = 0;
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
     fprintf(stderr, "nntrain: cannot initialize MPI\n");

@@ -311,11 +311,12 @@ static int parse_override(pctx *c, ovr *o, const char *arg) {
   /* key path: KEY | SECTION.KEY | model.layers.N.KEY */
   char *dot = strchr(path, '.');
   if (!dot) {
-    snprintf(o->key, sizeof o->key, "%s", path);
+    if (strlen(path) >= sizeof o->key) return perr(c, o, 0, 0, NULL, "unknown key '%s'", path);
+    memcpy(o->key, path, strlen(path) + 1);
   } else {
     *dot = '\0';
     if (strlen(path) >= sizeof o->sect) return perr(c, o, 0, 0, NULL, "unknown section [%s]", path);
-    snprintf(o->sect, sizeof o->sect, "%s", path);
+    memcpy(o->sect, path, strlen(path) + 1);
     char *rest = dot + 1;
     if (!strcmp(o->sect, "model") && !strncmp(rest, "layers", 6) &&
         (rest[6] == '.' || rest[6] == '\0')) {
@@ -484,7 +485,11 @@ static int read_layers(pctx *c, nn_job *job, const nn_toml_value *model) {
   /* default names: "<type><i>", the model's convention (core/model.h) */
   for (int i = 0; i < job->model.nlayers; i++) {
     nn_layer_cfg *cfg = &job->model.layers[i];
-    if (!cfg->name[0]) snprintf(cfg->name, sizeof cfg->name, "%s%d", cfg->type, i);
+    if (!cfg->name[0]) {
+      char name[sizeof cfg->name];
+      snprintf(name, sizeof name, "%.*s%d", (int)(sizeof name - 12), cfg->type, i);
+      memcpy(cfg->name, name, sizeof name);
+    }
   }
   int which = 0;
   char msg[300];

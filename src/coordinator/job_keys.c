@@ -481,7 +481,11 @@ int nn__key_set_toml_text(const nn_key *k, void *base, const char *text, char *m
   nn_error_clear(&e);
   *line = *col = 0;
   if (nn__toml_parse_value(text, &doc, &val, &e)) {
-    snprintf(msg, n, "%s", e.msg);
+    if (n > 0) { /* the parser's message, cut to fit */
+      size_t len = strnlen(e.msg, n - 1);
+      memcpy(msg, e.msg, len);
+      msg[len] = '\0';
+    }
     return -1;
   }
   int rc = nn__key_set_toml(k, base, val, msg, n, line, col);

@@ -549,8 +549,41 @@ static void test_nesting_limit(void) {
   free(buf);
 }
 
+/* Large tables (hash-indexed past a few keys) find every key and still
+ * reject duplicates, with the first definition's position. */
+static void test_large_table(void) {
+  size_t nkeys = 3000, n = 0;
+  char *buf = malloc(nkeys * 24 + 64);
+  ASSERT_TRUE(buf != NULL);
+  for (size_t k = 0; k < nkeys; k++) n += (size_t)sprintf(buf + n, "key%zu = %zu\n", k, k);
+  nn_toml_value *r = NULL;
+  nn_error err;
+  nn_error_clear(&err);
+  int rc = nn_toml_parse(buf, n, "big", &r, &err);
+  ASSERT_OK(rc);
+  ASSERT_EQ_INT(r->u.tab.n, nkeys);
+  for (size_t k = 0; k < nkeys; k += 7) {
+    char key[32];
+    snprintf(key, sizeof key, "key%zu", k);
+    nn_toml_value *v = nn_toml_get(r, key);
+    ASSERT_TRUE(v != NULL);
+    ASSERT_EQ_INT(v->u.i, (long long)k);
+    ASSERT_EQ_INT(v->key_line, (long long)k + 1);
+  }
+  ASSERT_TRUE(nn_toml_get(r, "key3000") == NULL);
+  ASSERT_TRUE(nn_toml_get(r, "key") == NULL);
+  nn_toml_free(r);
+  n += (size_t)sprintf(buf + n, "key1234 = 0\n");
+  rc = nn_toml_parse(buf, n, "big", &r, &err);
+  ASSERT_EQ_INT(rc, NN_ESYNTAX);
+  ASSERT_EQ_INT(err.line, (long long)nkeys + 1);
+  ASSERT_STR_CONTAINS(err.msg, "duplicate key 'key1234' (first defined at 1235:1)");
+  free(buf);
+}
+
 TEST_MAIN(TEST(test_strings), TEST(test_integers), TEST(test_floats), TEST(test_booleans),
           TEST(test_datetimes), TEST(test_arrays), TEST(test_tables),
           TEST(test_value_positions), TEST(test_error_positions),
           TEST(test_invalid_documents), TEST(test_valid_corners), TEST(test_accessors),
-          TEST(test_parse_file), TEST(test_unterminated_buffer), TEST(test_nesting_limit))
+          TEST(test_parse_file), TEST(test_unterminated_buffer), TEST(test_nesting_limit),
+          TEST(test_large_table))

@@ -356,12 +356,47 @@ void nn_toml_free(nn_toml_value *v) {
       nn_toml_free(v->u.tab.kv[k].value);
     }
     free(v->u.tab.kv);
+    free(v->index);
   }
   free(v);
 }
 
+/* Tables with at least this many keys get a hash index, so that building a
+ * table of n keys costs O(n) rather than O(n^2) lookups. */
+#define NN__INDEX_MIN 16
+
+static size_t key_hash(const char *k) {
+  size_t h = 1469598103934665603u; /* FNV-1a */
+  for (; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211u;
+  return h;
+}
+
+/* Put kv position `pos` of table t into its index (which has a free slot). */
+static void index_put(nn_toml_value *t, size_t pos) {
+  size_t mask = t->index_cap - 1, h = key_hash(t->u.tab.kv[pos].key) & mask;
+  while (t->index[h]) h = (h + 1) & mask;
+  t->index[h] = pos + 1;
+}
+
+/* (Re)build t's index with room for at least twice its keys. */
+static int index_build(parser *p, nn_toml_value *t) {
+  size_t cap = 64;
+  while (cap < 4 * t->u.tab.n) cap *= 2;
+  size_t *idx = calloc(cap, sizeof *idx);
+  if (!idx) return nomem(p);
+  free(t->index);
+  t->index = idx;
+  t->index_cap = cap;
+  for (size_t k = 0; k < t->u.tab.n; k++) index_put(t, k);
+  return 0;
+}
+
 /* Add key -> v to table t. Takes ownership of key and v only on success. */
 static int tab_add(parser *p, nn_toml_value *t, char *key, nn_toml_value *v) {
+  if (t->u.tab.n + 1 >= NN__INDEX_MIN && 2 * (t->u.tab.n + 1) > t->index_cap) {
+    int rc = index_build(p, t);
+    if (rc) return rc;
+  }
   if (t->u.tab.n == t->u.tab.cap) {
     size_t cap = t->u.tab.cap ? 2 * t->u.tab.cap : 8;
     nn_toml_kv *kv = realloc(t->u.tab.kv, cap * sizeof *kv);
@@ -372,6 +407,7 @@ static int tab_add(parser *p, nn_toml_value *t, char *key, nn_toml_value *v) {
   t->u.tab.kv[t->u.tab.n].key = key;
   t->u.tab.kv[t->u.tab.n].value = v;
   t->u.tab.n++;
+  if (t->index) index_put(t, t->u.tab.n - 1);
   return 0;
 }
 
@@ -414,6 +450,14 @@ static int new_subtable(parser *p, nn_toml_value *t, const keypart *kp, tpos at,
 
 nn_toml_value *nn_toml_get(const nn_toml_value *table, const char *key) {
   if (!table || table->type != NN_TOML_TABLE || !key) return NULL;
+  if (table->index) {
+    size_t mask = table->index_cap - 1, h = key_hash(key) & mask;
+    for (; table->index[h]; h = (h + 1) & mask) {
+      const nn_toml_kv *kv = &table->u.tab.kv[table->index[h] - 1];
+      if (strcmp(kv->key, key) == 0) return kv->value;
+    }
+    return NULL;
+  }
   for (size_t k = 0; k < table->u.tab.n; k++)
     if (strcmp(table->u.tab.kv[k].key, key) == 0) return table->u.tab.kv[k].value;
   return NULL;

@@ -64,6 +64,9 @@ struct nn_toml_value {
     struct { nn_toml_kv *kv; size_t n, cap; } tab;          /* TABLE */
   } u;
   unsigned flags;        /* private to the parser */
+  size_t *index;         /* private: hash index of a large TABLE's keys (slot -> kv
+                            position + 1, 0 = empty), NULL for small tables */
+  size_t index_cap;      /* private: number of slots in index (power of two) */
 };
 
 /* Parse `len` bytes of `src`. `filename` is used only in error messages

@@ -516,6 +516,46 @@ static void test_small_chunk_cache(void) {
   ASSERT_TRUE(ok);
 }
 
+/* Memory stays bounded whatever the data set's size and shard count: one
+ * cache budget for all shards. 6 shards x 3 chunks of ~1 MB, budget 3 MiB. */
+static void test_cache_bounded_across_shards(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  spec sp = {{1, {1000}}, NN_FEAT_U8, 5, 0, 1.0 / 255, 0.0, 6};
+  int64_t sizes[6] = {2500, 2500, 2500, 2500, 2500, 2500};
+  ASSERT_OK(write_set("bounded", &sp, sizes, 6, &err));
+  char p[512];
+  path_in(p, sizeof p, "bounded-*.h5");
+  const size_t budget = (size_t)3 << 20;
+  nn_dataset_opts o = {0, budget};
+  nn_dataset *ds = NULL;
+  ASSERT_OK(nn_dataset_open(&ds, p, &o, &err));
+  enum { N = 128, TOTAL = 15000 };
+  int64_t *perm = malloc(sizeof(int64_t) * TOTAL);
+  float *x = malloc(sizeof(float) * N * 1000);
+  for (int64_t i = 0; i < TOTAL; i++) perm[i] = i;
+  for (int64_t i = TOTAL - 1; i > 0; i--) { /* a fixed shuffle */
+    int64_t j = (i * 7919 + 13) % (i + 1), t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  int ok = 1, rc = 0;
+  size_t peak = 0;
+  for (int64_t b = 0; b + N <= TOTAL && ok && !rc; b += N) {
+    rc = nn_dataset_read(ds, perm + b, N, x, NULL, NULL, &err);
+    ok = !rc && check_rows(&sp, perm + b, N, x, NULL, NULL);
+    size_t c = nn_dataset_cached_bytes(ds);
+    if (c > peak) peak = c;
+  }
+  free(perm);
+  free(x);
+  nn_dataset_close(ds);
+  ASSERT_OK(rc);
+  ASSERT_TRUE(ok);
+  ASSERT_TRUE(peak > budget / 2); /* the cache was used ... */
+  ASSERT_TRUE(peak <= budget);    /* ... and never grew past its budget */
+}
+
 static void test_describe_and_format(void) {
   nn_error err;
   nn_error_clear(&err);
@@ -654,7 +694,7 @@ static void test_bench_random_batches(void) {
   ASSERT_TRUE(rate[0] > 0 && rate[1] > 0);
 }
 
-TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_f32_regression),
+TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_cache_bounded_across_shards), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
           TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
           TEST(test_small_chunk_cache), TEST(test_describe_and_format),

@@ -42,7 +42,11 @@
 #define DS_CHUNK_ROWS 1024               /* most rows per /features chunk */
 #define DS_LABEL_CHUNK 8192              /* rows per /labels, /targets chunk */
 #define DS_DEFLATE 4
-#define DS_DEFAULT_CACHE ((size_t)32 << 20)
+#define DS_DEFAULT_CACHE ((size_t)64 << 20)
+/* HDF5's own chunk cache per shard (used only by the fallback read path for
+ * layouts our writer does not make): small, so memory stays bounded by
+ * DS_DEFAULT_CACHE-ish whatever the number of shards. */
+#define DS_H5_CACHE ((size_t)2 << 20)
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -710,7 +714,8 @@ struct nn_dataset {
   size_t zcap;
   uint8_t *ubuf;      /* scratch: one chunk between filters [chunk bytes] */
   size_t ucap;
-  size_t cache_budget; /* decoded-chunk bytes kept per shard */
+  size_t cache_budget; /* decoded-chunk bytes kept over ALL shards */
+  size_t cached_total; /* decoded-chunk bytes held now, all shards */
   uint64_t tick;      /* LRU clock */
 };
 
@@ -785,7 +790,7 @@ static int shard_open(ds_shard *s, size_t cache_bytes, nn_dataset_info *info, nn
   size_t slots = 10 * (cache_bytes / (crows * row_u8)) + 1;
   if (slots < 521) slots = 521;
   if (slots > ((size_t)1 << 20)) slots = ((size_t)1 << 20) + 7;
-  H5Pset_chunk_cache(dapl, slots, cache_bytes, 0.0);
+  H5Pset_chunk_cache(dapl, slots, cache_bytes < DS_H5_CACHE ? cache_bytes : DS_H5_CACHE, 0.0);
   s->feat = H5Dopen2(s->file, "features", dapl);
   if (s->feat < 0) {
     int rc2 = h5_fail(err, NN_EDATA, p, "/features", "cannot open the dataset");
@@ -1083,6 +1088,7 @@ int nn_dataset_open(nn_dataset **out, const char *pattern, const nn_dataset_opts
                  (size_t)rows * ds->rowbytes);
           free(s->chunk[c]);
           s->chunk[c] = NULL;
+          ds->cached_total -= s->cached_bytes;
           s->cached_bytes = 0;
         }
         continue;
@@ -1104,6 +1110,8 @@ cleanup:
 }
 
 const nn_dataset_info *nn_dataset_get_info(const nn_dataset *ds) { return &ds->info; }
+size_t nn_dataset_cached_bytes(const nn_dataset *ds) { return ds->cached_total; }
+
 const int32_t *nn_dataset_labels(const nn_dataset *ds) { return ds->labels; }
 const float *nn_dataset_targets(const nn_dataset *ds) { return ds->targets; }
 
@@ -1168,13 +1176,26 @@ static int chunk_load(nn_dataset *ds, ds_shard *s, int64_t c, nn_error *err) {
   s->used[c] = ++ds->tick;
   if (s->chunk[c]) return 0;
   size_t raw = (size_t)s->chunk_rows * ds->rowbytes;
-  while (s->cached_bytes + raw > ds->cache_budget && s->cached_bytes > 0) {
+  /* One budget for the whole data set, so memory does not grow with the
+   * number of shards: evict the least recently used chunk of any shard. */
+  while (ds->cached_total + raw > ds->cache_budget && ds->cached_total > 0) {
+    ds_shard *vs = NULL;
     int64_t victim = -1;
-    for (int64_t i = 0; i < s->nchunks; i++)
-      if (s->chunk[i] && (victim < 0 || s->used[i] < s->used[victim])) victim = i;
-    free(s->chunk[victim]);
-    s->chunk[victim] = NULL;
-    s->cached_bytes -= raw;
+    for (int f = 0; f < ds->nfiles; f++) {
+      ds_shard *t = &ds->shards[f];
+      if (!t->cached_bytes) continue;
+      for (int64_t i = 0; i < t->nchunks; i++)
+        if (t->chunk[i] && (victim < 0 || t->used[i] < vs->used[victim])) {
+          vs = t;
+          victim = i;
+        }
+    }
+    if (!vs) break;
+    size_t vraw = (size_t)vs->chunk_rows * ds->rowbytes;
+    free(vs->chunk[victim]);
+    vs->chunk[victim] = NULL;
+    vs->cached_bytes -= vraw;
+    ds->cached_total -= vraw;
   }
   uint8_t *out = malloc(raw);
   if (!out) return nn_error_set(err, NN_ENOMEM, "out of memory for a %zu-byte chunk", raw);
@@ -1255,6 +1276,7 @@ cleanup:
   }
   s->chunk[c] = out;
   s->cached_bytes += raw;
+  ds->cached_total += raw;
   return 0;
 }
 

@@ -18,7 +18,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "coordinator/metrics.h"
+#include "coordinator/metrics_log.h"
 #include "coordinator/schedule.h"
 #include "core/loss.h"
 #include "core/model.h"

@@ -1,5 +1,5 @@
-/* metrics.c: the JSON-lines metrics log (see metrics.h). */
-#include "coordinator/metrics.h"
+/* metrics_log.c: the JSON-lines metrics log (see metrics_log.h). */
+#include "coordinator/metrics_log.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,8 +1,8 @@
-/* metrics.h: the run's metrics log, RUN_DIR/metrics.jsonl: one JSON object per
+/* metrics_log.h: the run's metrics log, RUN_DIR/metrics.jsonl: one JSON object per
  * line, appended and flushed as each record is complete, so a crash loses at
  * most the record being written and an earlier run's lines are never lost. */
-#ifndef NN_COORDINATOR_METRICS_H
-#define NN_COORDINATOR_METRICS_H
+#ifndef NN_COORDINATOR_METRICS_LOG_H
+#define NN_COORDINATOR_METRICS_LOG_H
 
 #include <stdio.h>
 

@@ -1,0 +1,482 @@
+/* metrics.c: evaluation metrics from summable counts (see metrics.h and
+ * docs/metrics.md).
+ *
+ * Adding a batch only increments sums in acc->data; every division, average
+ * and the ROC AUC sweep happen once, in nn_metrics_finalize, on the array
+ * the ranks have summed. Nothing here knows about ranks or files, except
+ * nn_metrics_report, which writes to the FILE* it is given. */
+#include "core/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- layout ----------------------------------------------------------- */
+
+int nn_metrics_acc_init(nn_metrics_acc *acc, const nn_metrics_config *cfg, nn_error *err) {
+  memset(acc, 0, sizeof *acc);
+  if (!cfg) return nn_error_set(err, NN_EINVAL, "metrics: no configuration given");
+  const int k = cfg->num_classes, t = cfg->target_dim;
+  if (k == 1 || k < 0)
+    return nn_error_set(err, NN_EINVAL,
+                        "metrics: num_classes is %d, expected 0 (regression) or >= 2", k);
+  if (k == 0 && t < 1)
+    return nn_error_set(err, NN_EINVAL,
+                        "metrics: regression needs target_dim >= 1, got %d", t);
+  if (k > 0 && t != 0)
+    return nn_error_set(err, NN_EINVAL,
+                        "metrics: target_dim is %d for a %d-class task, expected 0", t, k);
+  if (cfg->ntopk < 0 || cfg->ntopk > NN_METRICS_MAX_TOPK)
+    return nn_error_set(err, NN_EINVAL, "metrics: %d top-k values, expected 0..%d",
+                        cfg->ntopk, NN_METRICS_MAX_TOPK);
+  if (k == 0 && cfg->ntopk > 0)
+    return nn_error_set(err, NN_EINVAL, "metrics: top-k accuracy needs a classification task");
+  for (int i = 0; i < cfg->ntopk; i++)
+    if (cfg->topk[i] < 1 || cfg->topk[i] > k)
+      return nn_error_set(err, NN_EINVAL,
+                          "metrics: top-k value %d is outside 1..%d (the number of classes)",
+                          cfg->topk[i], k);
+  if (cfg->scores != NN_METRICS_LOGITS && cfg->scores != NN_METRICS_PROBS)
+    return nn_error_set(err, NN_EINVAL, "metrics: unknown score kind %d", cfg->scores);
+  int bins = 0;
+  if (k == 2) {
+    bins = cfg->auc_bins ? cfg->auc_bins : NN_METRICS_AUC_BINS;
+    if (bins < 2 || bins > NN_METRICS_AUC_MAX_BINS)
+      return nn_error_set(err, NN_EINVAL, "metrics: auc_bins is %d, expected 2..%d", bins,
+                          NN_METRICS_AUC_MAX_BINS);
+  }
+
+  size_t off = 0;
+  acc->off_loss = off++;
+  acc->off_count = off++;
+  acc->off_conf = off;
+  off += (size_t)k * (size_t)k;
+  acc->off_topk = off;
+  off += (size_t)cfg->ntopk;
+  acc->off_auc = off;
+  off += 2 * (size_t)bins;
+  acc->off_sse = off;
+  off += (size_t)t;
+  acc->off_sae = off;
+  off += (size_t)t;
+  acc->off_sy = off;
+  off += (size_t)t;
+  acc->off_syy = off;
+  off += (size_t)t;
+
+  double *data = calloc(off, sizeof *data);
+  if (!data)
+    return nn_error_set(err, NN_ENOMEM, "metrics: cannot allocate %zu sums", off);
+  acc->cfg = *cfg;
+  acc->cfg.auc_bins = bins;
+  for (int i = cfg->ntopk; i < NN_METRICS_MAX_TOPK; i++) acc->cfg.topk[i] = 0;
+  acc->auc_bins = bins;
+  acc->len = off;
+  acc->data = data;
+  return 0;
+}
+
+void nn_metrics_acc_free(nn_metrics_acc *acc) {
+  if (!acc) return;
+  free(acc->data);
+  memset(acc, 0, sizeof *acc);
+}
+
+void nn_metrics_acc_reset(nn_metrics_acc *acc) {
+  if (acc && acc->data) memset(acc->data, 0, acc->len * sizeof *acc->data);
+}
+
+int nn_metrics_acc_merge(nn_metrics_acc *acc, const nn_metrics_acc *other, nn_error *err) {
+  if (!acc->data || !other->data || acc->len != other->len ||
+      acc->cfg.num_classes != other->cfg.num_classes ||
+      acc->cfg.target_dim != other->cfg.target_dim || acc->cfg.ntopk != other->cfg.ntopk ||
+      acc->auc_bins != other->auc_bins ||
+      memcmp(acc->cfg.topk, other->cfg.topk, (size_t)acc->cfg.ntopk * sizeof(int)) != 0)
+    return nn_error_set(err, NN_ESHAPE,
+                        "metrics: cannot merge accumulators of different layouts "
+                        "(%zu vs %zu sums)", acc->len, other->len);
+  for (size_t i = 0; i < acc->len; i++) acc->data[i] += other->data[i];
+  return 0;
+}
+
+/* ---- accumulation ------------------------------------------------------- */
+
+/* P(class 1) of one binary row s[2], in [0, 1]. Logits: softmax over two
+ * classes is the logistic function of the margin s1 - s0. */
+static double positive_prob(const float *s, int scores) {
+  if (scores == NN_METRICS_PROBS) {
+    double p = s[1];
+    return p < 0 ? 0 : p > 1 ? 1 : p;
+  }
+  return 1.0 / (1.0 + exp((double)s[0] - (double)s[1]));
+}
+
+/* Histogram bin of probability p in [0, 1]: floor(p * B), with p == 1 in
+ * the last bin. */
+static int auc_bin(double p, int bins) {
+  int b = (int)(p * bins);
+  return b >= bins ? bins - 1 : b < 0 ? 0 : b;
+}
+
+int nn_metrics_add_classification(nn_metrics_acc *acc, const float *scores,
+                                  const int32_t *labels, int n, double loss_sum,
+                                  nn_error *err) {
+  const int k = acc->cfg.num_classes;
+  if (!acc->data || k < 2)
+    return nn_error_set(err, NN_EINVAL, "metrics: accumulator is not set up for classification");
+  if (n < 0) return nn_error_set(err, NN_EINVAL, "metrics: negative batch size %d", n);
+  if (n > 0 && (!scores || !labels))
+    return nn_error_set(err, NN_EINVAL, "metrics: batch of %d samples without data", n);
+
+  /* Check everything first so a bad batch adds nothing. */
+  for (int i = 0; i < n; i++) {
+    if (labels[i] < 0 || labels[i] >= k)
+      return nn_error_set(err, NN_EDATA,
+                          "metrics: label %d of sample %d is outside 0..%d", (int)labels[i], i,
+                          k - 1);
+    const float *row = scores + (size_t)i * (size_t)k;
+    for (int j = 0; j < k; j++)
+      if (!isfinite(row[j]))
+        return nn_error_set(err, NN_ENUMERIC,
+                            "metrics: score of class %d for sample %d is %g, expected a "
+                            "finite value", j, i, (double)row[j]);
+  }
+
+  double *d = acc->data;
+  double *conf = d + acc->off_conf;
+  double *topk = d + acc->off_topk;
+  const int ntopk = acc->cfg.ntopk;
+  for (int i = 0; i < n; i++) {
+    const float *row = scores + (size_t)i * (size_t)k;
+    const int y = labels[i];
+    /* argmax (first on ties) and the rank of the true class under the same
+     * rule: classes strictly above it, plus equal ones with a lower index. */
+    int pred = 0, rank = 0;
+    for (int j = 0; j < k; j++) {
+      if (row[j] > row[pred]) pred = j;
+      if (row[j] > row[y] || (row[j] == row[y] && j < y)) rank++;
+    }
+    conf[(size_t)y * (size_t)k + (size_t)pred] += 1;
+    for (int t = 0; t < ntopk; t++)
+      if (rank < acc->cfg.topk[t]) topk[t] += 1;
+    if (acc->auc_bins) {
+      int b = auc_bin(positive_prob(row, acc->cfg.scores), acc->auc_bins);
+      /* row 0: positives (label 1), row 1: negatives (label 0) */
+      d[acc->off_auc + (size_t)(y == 1 ? 0 : acc->auc_bins) + (size_t)b] += 1;
+    }
+  }
+  d[acc->off_loss] += loss_sum;
+  d[acc->off_count] += n;
+  return 0;
+}
+
+int nn_metrics_add_regression(nn_metrics_acc *acc, const float *out, const float *target,
+                              int n, double loss_sum, nn_error *err) {
+  const int T = acc->cfg.target_dim;
+  if (!acc->data || acc->cfg.num_classes != 0 || T < 1)
+    return nn_error_set(err, NN_EINVAL, "metrics: accumulator is not set up for regression");
+  if (n < 0) return nn_error_set(err, NN_EINVAL, "metrics: negative batch size %d", n);
+  if (n > 0 && (!out || !target))
+    return nn_error_set(err, NN_EINVAL, "metrics: batch of %d samples without data", n);
+  const size_t m = (size_t)n * (size_t)T;
+  for (size_t i = 0; i < m; i++) {
+    if (!isfinite(out[i]))
+      return nn_error_set(err, NN_ENUMERIC,
+                          "metrics: output %d of sample %zu is %g, expected a finite value",
+                          (int)(i % (size_t)T), i / (size_t)T, (double)out[i]);
+    if (!isfinite(target[i]))
+      return nn_error_set(err, NN_ENUMERIC,
+                          "metrics: target %d of sample %zu is %g, expected a finite value",
+                          (int)(i % (size_t)T), i / (size_t)T, (double)target[i]);
+  }
+  double *d = acc->data;
+  for (size_t i = 0; i < m; i++) {
+    const size_t j = i % (size_t)T;
+    const double y = target[i], e = (double)out[i] - y;
+    d[acc->off_sse + j] += e * e;
+    d[acc->off_sae + j] += fabs(e);
+    d[acc->off_sy + j] += y;
+    d[acc->off_syy + j] += y * y;
+  }
+  d[acc->off_loss] += loss_sum;
+  d[acc->off_count] += n;
+  return 0;
+}
+
+/* ---- final figures ------------------------------------------------------ */
+
+void nn_metrics_result_free(nn_metrics_result *res) {
+  if (!res) return;
+  free(res->precision); /* one block: precision, recall, f1, support */
+  free(res->flags);
+  memset(res, 0, sizeof *res);
+}
+
+/* ROC AUC from the two score histograms pos[B], neg[B] (Mann-Whitney U):
+ * for each bin, the positives in it outrank every negative in a lower bin
+ * and tie (count half) with the negatives in the same bin. NaN when either
+ * class is empty. */
+static double auc_from_hist(const double *pos, const double *neg, int bins) {
+  double np = 0, nneg = 0, u = 0;
+  for (int b = 0; b < bins; b++) {
+    u += pos[b] * (nneg + 0.5 * neg[b]); /* nneg = negatives in bins below b */
+    np += pos[b];
+    nneg += neg[b];
+  }
+  if (np == 0 || nneg == 0) return NAN;
+  return u / (np * nneg);
+}
+
+static void finalize_classification(const nn_metrics_acc *acc, nn_metrics_result *r) {
+  const int k = acc->cfg.num_classes;
+  const double *d = acc->data, *conf = d + acc->off_conf;
+  const double n = r->count;
+  double trace = 0;
+  for (int c = 0; c < k; c++) trace += conf[(size_t)c * (size_t)k + (size_t)c];
+  r->accuracy = n > 0 ? trace / n : NAN;
+  r->ntopk = acc->cfg.ntopk;
+  for (int t = 0; t < r->ntopk; t++) {
+    r->topk[t] = acc->cfg.topk[t];
+    r->topk_accuracy[t] = n > 0 ? d[acc->off_topk + (size_t)t] / n : NAN;
+  }
+
+  double sp = 0, sr = 0, sf = 0;
+  int used = 0;
+  for (int c = 0; c < k; c++) {
+    double tp = conf[(size_t)c * (size_t)k + (size_t)c], row = 0, col = 0;
+    for (int j = 0; j < k; j++) {
+      row += conf[(size_t)c * (size_t)k + (size_t)j]; /* samples of class c */
+      col += conf[(size_t)j * (size_t)k + (size_t)c]; /* samples predicted c */
+    }
+    const double fp = col - tp, fn = row - tp;
+    int fl = 0;
+    if (col == 0) fl |= NN_METRICS_NO_PRED;
+    if (row == 0) fl |= NN_METRICS_NO_TRUE;
+    if (row == 0 && col == 0) fl |= NN_METRICS_ABSENT;
+    r->precision[c] = col > 0 ? tp / col : 0;
+    r->recall[c] = row > 0 ? tp / row : 0;
+    r->f1[c] = (2 * tp + fp + fn) > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
+    r->support[c] = row;
+    r->flags[c] = fl;
+    if (!(fl & NN_METRICS_ABSENT)) {
+      sp += r->precision[c];
+      sr += r->recall[c];
+      sf += r->f1[c];
+      used++;
+    }
+  }
+  r->macro_classes = used;
+  r->macro_precision = used ? sp / used : NAN;
+  r->macro_recall = used ? sr / used : NAN;
+  r->macro_f1 = used ? sf / used : NAN;
+  r->confusion = conf;
+
+  r->auc_bins = acc->auc_bins;
+  r->has_auc = acc->auc_bins > 0;
+  r->roc_auc = r->has_auc ? auc_from_hist(d + acc->off_auc,
+                                          d + acc->off_auc + (size_t)acc->auc_bins,
+                                          acc->auc_bins)
+                          : NAN;
+}
+
+/* R^2 of one output: 1 - SSE / SST with SST = sum y^2 - (sum y)^2 / n.
+ * A constant target (SST ~ 0, up to cancellation in the sums) gives 1 when
+ * the fit is exact and 0 otherwise, as scikit-learn's force_finite. */
+static double r2_one(double sse, double sy, double syy, double n) {
+  const double sst = syy - sy * sy / n;
+  if (!(sst > 1e-12 * syy)) return sse == 0 ? 1.0 : 0.0;
+  return 1.0 - sse / sst;
+}
+
+static void finalize_regression(const nn_metrics_acc *acc, nn_metrics_result *r) {
+  const int T = acc->cfg.target_dim;
+  const double *d = acc->data, n = r->count;
+  double sse = 0, sae = 0, r2 = 0;
+  for (int j = 0; j < T; j++) {
+    sse += d[acc->off_sse + (size_t)j];
+    sae += d[acc->off_sae + (size_t)j];
+    if (n > 0)
+      r2 += r2_one(d[acc->off_sse + (size_t)j], d[acc->off_sy + (size_t)j],
+                   d[acc->off_syy + (size_t)j], n);
+  }
+  r->mse = n > 0 ? sse / (n * T) : NAN;
+  r->mae = n > 0 ? sae / (n * T) : NAN;
+  r->r2 = n > 0 ? r2 / T : NAN;
+}
+
+int nn_metrics_finalize(const nn_metrics_acc *acc, nn_metrics_result *res, nn_error *err) {
+  memset(res, 0, sizeof *res);
+  if (!acc || !acc->data) return nn_error_set(err, NN_EINVAL, "metrics: empty accumulator");
+  const int k = acc->cfg.num_classes;
+  res->num_classes = k;
+  res->target_dim = acc->cfg.target_dim;
+  res->count = acc->data[acc->off_count];
+  res->loss = res->count > 0 ? acc->data[acc->off_loss] / res->count : NAN;
+  res->accuracy = res->roc_auc = NAN;
+  res->macro_precision = res->macro_recall = res->macro_f1 = NAN;
+  res->mse = res->mae = res->r2 = NAN;
+  if (k == 0) {
+    finalize_regression(acc, res);
+    return 0;
+  }
+  /* precision, recall, f1, support: one block of 4k doubles */
+  res->precision = malloc(4 * (size_t)k * sizeof(double));
+  res->flags = malloc((size_t)k * sizeof(int));
+  if (!res->precision || !res->flags) {
+    nn_metrics_result_free(res);
+    return nn_error_set(err, NN_ENOMEM, "metrics: cannot allocate per-class figures for %d "
+                        "classes", k);
+  }
+  res->recall = res->precision + k;
+  res->f1 = res->precision + 2 * (size_t)k;
+  res->support = res->precision + 3 * (size_t)k;
+  finalize_classification(acc, res);
+  return 0;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+/* Appends to a fixed buffer; remembers overflow instead of failing at once. */
+typedef struct json_buf {
+  char *p;       /* [n] destination */
+  size_t n, at;  /* capacity, characters written so far */
+  int full;      /* 1 once something did not fit */
+} json_buf;
+
+static void jb_field(json_buf *b, const char *prefix, const char *name, double v) {
+  if (b->full) return;
+  size_t room = b->n - b->at;
+  int w;
+  const char *sep = b->at ? ", " : "";
+  const char *us = prefix[0] ? "_" : "";
+  if (isfinite(v))
+    w = snprintf(b->p + b->at, room, "%s\"%s%s%s\": %.9g", sep, prefix, us, name, v);
+  else
+    w = snprintf(b->p + b->at, room, "%s\"%s%s%s\": null", sep, prefix, us, name);
+  if (w < 0 || (size_t)w >= room) {
+    b->full = 1;
+    return;
+  }
+  b->at += (size_t)w;
+}
+
+int nn_metrics_json(const nn_metrics_result *res, const char *prefix, char *buf, size_t n,
+                    size_t *len, nn_error *err) {
+  if (len) *len = 0;
+  if (!buf || n == 0) return nn_error_set(err, NN_EINVAL, "metrics: no output buffer");
+  buf[0] = '\0';
+  if (!prefix) prefix = "";
+  for (const char *c = prefix; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+          *c == '_'))
+      return nn_error_set(err, NN_EINVAL,
+                          "metrics: prefix \"%s\" has '%c', expected letters, digits or '_'",
+                          prefix, *c);
+  json_buf b = {buf, n, 0, 0};
+  jb_field(&b, prefix, "loss", res->loss);
+  if (res->num_classes > 0) {
+    jb_field(&b, prefix, "accuracy", res->accuracy);
+    for (int t = 0; t < res->ntopk; t++) {
+      char name[32];
+      snprintf(name, sizeof name, "top%d_accuracy", res->topk[t]);
+      jb_field(&b, prefix, name, res->topk_accuracy[t]);
+    }
+    jb_field(&b, prefix, "macro_precision", res->macro_precision);
+    jb_field(&b, prefix, "macro_recall", res->macro_recall);
+    jb_field(&b, prefix, "macro_f1", res->macro_f1);
+    if (res->has_auc) jb_field(&b, prefix, "roc_auc", res->roc_auc);
+  } else {
+    jb_field(&b, prefix, "mse", res->mse);
+    jb_field(&b, prefix, "mae", res->mae);
+    jb_field(&b, prefix, "r2", res->r2);
+  }
+  if (b.full) {
+    buf[0] = '\0';
+    return nn_error_set(err, NN_EINVAL, "metrics: JSON fields do not fit in %zu bytes", n);
+  }
+  if (len) *len = b.at;
+  return 0;
+}
+
+/* "0.8125" or "nan"; figures set to 0 because undefined get a '*'. */
+static void put_fig(FILE *out, double v, int undefined) {
+  if (isnan(v))
+    fprintf(out, " %9s ", "nan");
+  else
+    fprintf(out, " %9.4f%c", v, undefined ? '*' : ' ');
+}
+
+int nn_metrics_report(FILE *out, const nn_metrics_result *res,
+                      const char *const *class_names, nn_error *err) {
+  if (!out || !res) return nn_error_set(err, NN_EINVAL, "metrics: report needs a stream and a result");
+  fprintf(out, "samples: %.0f\nloss:    %.6g\n", res->count, res->loss);
+  if (res->num_classes == 0) {
+    fprintf(out, "mse:     %.6g\nmae:     %.6g\nr2:      %.6g\n", res->mse, res->mae, res->r2);
+  } else {
+    const int k = res->num_classes;
+    fprintf(out, "accuracy: %.4f\n", res->accuracy);
+    for (int t = 0; t < res->ntopk; t++)
+      fprintf(out, "top-%d accuracy: %.4f\n", res->topk[t], res->topk_accuracy[t]);
+    if (res->has_auc)
+      fprintf(out, "ROC AUC: %.4f (score resolution 1/%d)\n", res->roc_auc, res->auc_bins);
+
+    /* name column as wide as the longest name, at least "class" / "macro avg" */
+    int w = 9;
+    for (int c = 0; c < k; c++) {
+      int l = class_names && class_names[c] ? (int)strlen(class_names[c])
+                                            : snprintf(NULL, 0, "%d", c);
+      if (l > w) w = l;
+    }
+    if (w > 40) w = 40;
+    fprintf(out, "\n%-*s  %9s  %9s  %9s  %9s\n", w, "class", "precision", "recall", "f1",
+            "support");
+    int any_undef = 0;
+    for (int c = 0; c < k; c++) {
+      if (class_names && class_names[c])
+        fprintf(out, "%-*.*s ", w, w, class_names[c]);
+      else
+        fprintf(out, "%-*d ", w, c);
+      const int fl = res->flags[c];
+      put_fig(out, res->precision[c], fl & NN_METRICS_NO_PRED);
+      put_fig(out, res->recall[c], fl & NN_METRICS_NO_TRUE);
+      put_fig(out, res->f1[c], fl & NN_METRICS_ABSENT);
+      fprintf(out, " %9.0f\n", res->support[c]);
+      if (fl) any_undef = 1;
+    }
+    fprintf(out, "%-*s ", w, "macro avg");
+    put_fig(out, res->macro_precision, 0);
+    put_fig(out, res->macro_recall, 0);
+    put_fig(out, res->macro_f1, 0);
+    fprintf(out, " %9.0f\n", res->count);
+    if (any_undef)
+      fprintf(out, "* undefined (no predictions or no samples of the class), reported as 0\n");
+    if (res->macro_classes < k)
+      fprintf(out, "macro averages over the %d classes seen in labels or predictions\n",
+              res->macro_classes);
+
+    if (k <= NN_METRICS_REPORT_MAX_CM && res->confusion) {
+      /* cells as wide as the largest count */
+      double mx = 0;
+      for (size_t i = 0; i < (size_t)k * (size_t)k; i++)
+        if (res->confusion[i] > mx) mx = res->confusion[i];
+      int cw = snprintf(NULL, 0, "%.0f", mx);
+      int hw = snprintf(NULL, 0, "%d", k - 1);
+      if (cw < hw) cw = hw;
+      fprintf(out, "\nconfusion matrix (rows: true class, columns: predicted class; classes numbered in table order)\n%*s",
+              hw + 1, "");
+      for (int c = 0; c < k; c++) fprintf(out, " %*d", cw, c);
+      fputc('\n', out);
+      for (int t = 0; t < k; t++) {
+        fprintf(out, "%*d:", hw, t);
+        for (int c = 0; c < k; c++)
+          fprintf(out, " %*.0f", cw, res->confusion[(size_t)t * (size_t)k + (size_t)c]);
+        fputc('\n', out);
+      }
+    } else if (res->confusion) {
+      fprintf(out, "\n(confusion matrix of %d classes not shown; the limit is %d)\n", k,
+              NN_METRICS_REPORT_MAX_CM);
+    }
+  }
+  if (ferror(out)) return nn_error_set(err, NN_EIO, "metrics: cannot write the report");
+  return 0;
+}

@@ -3,7 +3,9 @@
  * The root attribute "format" says what kind of file it is; each kind has
  * one entry in `kinds` (name, printer). Shards ("nntrain-shard") are
  * handled here; another kind (e.g. checkpoints) is added by writing its
- * printer and adding a row to the table. */
+ * printer and adding a row to the table. Checkpoints
+ * ("nntrain-checkpoint") are read and fully verified before anything is
+ * printed. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,9 +13,12 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "coordinator/checkpoint.h"
+#include "coordinator/job.h"
 #include "worker/dataset.h"
 
 #define INSPECT_MAX_CHANNELS_SHOWN 8
+#define INSPECT_METRICS_SHOWN 3
 
 static void print_doubles(const char *label, const double *v, int n) {
   printf("%-15s", label);
@@ -107,6 +112,90 @@ cleanup:
   return rc;
 }
 
+/* Print the job a checkpoint's spec describes: name, layers, optimizer. */
+static void print_ckpt_job(const nn_ckpt_snapshot *s) {
+  nn_job *job = calloc(1, sizeof *job);
+  nn_error e;
+  nn_error_clear(&e);
+  if (!job || nn_job_unpack(job, s->spec, s->spec_len, &e) != 0) {
+    printf("%-15s%zu bytes, cannot decode: %s\n", "spec", s->spec_len,
+           job ? e.msg : "out of memory");
+    free(job);
+    return;
+  }
+  printf("%-15s%s (%zu bytes of JobSpec)\n", "job", job->name, s->spec_len);
+  printf("%-15s%d epochs, global batch %d, loss %s, seed %lld\n", "train", job->train.epochs,
+         job->train.batch_size, job->train.loss, (long long)job->train.seed);
+  printf("layers         %d\n", job->model.nlayers);
+  for (int i = 0; i < job->model.nlayers; i++) {
+    const nn_layer_cfg *c = &job->model.layers[i];
+    printf("  %12d: %s", i, c->type);
+    if (c->name[0]) printf(" '%s'", c->name);
+    if (c->units > 0) printf(", units %d", c->units);
+    if (c->activation[0] && strcmp(c->activation, "none") != 0)
+      printf(", activation %s", c->activation);
+    printf("\n");
+  }
+  const nn_optim_cfg *o = &job->optimizer;
+  printf("%-15s%s, lr %.6g", "optimizer", o->type, o->lr);
+  if (!strcmp(o->type, "sgd"))
+    printf(", momentum %.6g%s", o->momentum, o->nesterov ? " (nesterov)" : "");
+  else
+    printf(", betas (%.6g, %.6g), eps %.3g", o->beta1, o->beta2, o->eps);
+  printf(", weight_decay %.6g\n", o->weight_decay);
+  free(job);
+}
+
+/* Print a checkpoint: job, state, tensors, the last metrics records. It is
+ * read with every check nn_ckpt_read makes, so a damaged file fails here. */
+static int inspect_ckpt(const char *path, nn_error *err) {
+  nn_ckpt_snapshot s;
+  int rc = nn_ckpt_read(path, &s, err);
+  if (rc) return rc;
+  printf("%-15s%s\n", "file", path);
+  printf("%-15s%s, version %d\n", "format", NN_CKPT_FORMAT, NN_CKPT_VERSION);
+  printf("%-15s%s\n", "created", s.created);
+  printf("%-15s%016llx (verified)\n", "checksum", (unsigned long long)nn_ckpt_checksum(&s));
+  print_ckpt_job(&s);
+  printf("%-15sstep %lld, epoch %d (%lld steps into it)\n", "position", (long long)s.state.step,
+         (int)s.state.epoch, (long long)s.state.epoch_step);
+  printf("state\n");
+  char v[64];
+  for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name; f++)
+    printf("  %16s: %s\n", f->name, nn_ckpt_field_str(&s.state, f, v, sizeof v));
+  printf("%-15s%zu parameters, %zu buffer values\n", "tensors", s.nparams, s.nbuffers);
+  for (int i = 0; i < s.ntensors; i++) {
+    const nn_tensor_ref *t = &s.tensors[i];
+    char shp[64], name[128];
+    shape_text(&t->shape, shp, sizeof shp);
+    snprintf(name, sizeof name, "/%s/%s/%s", t->is_buffer ? "buffers" : "params", t->layer,
+             t->name);
+    printf("  %-40s %-16s %zu\n", name, shp, t->count);
+  }
+  printf("%-15s%s, t %llu, slots:", "optimizer", s.optim_type[0] ? s.optim_type : "(none)",
+         (unsigned long long)s.state.optim_t);
+  if (s.nslots == 0) printf(" none");
+  for (int k = 0; k < s.nslots; k++)
+    printf("%s /optimizer/%s/...", k ? "," : "", s.slot_names[k]);
+  printf("%s\n", s.nslots ? " (each shaped as /params)" : "");
+  /* the last few metrics records (lines) */
+  int lines = 0;
+  for (size_t i = 0; i < s.metrics_len; i++)
+    if (s.metrics[i] == '\n' || i + 1 == s.metrics_len) lines++;
+  printf("%-15s%d record%s%s\n", "metrics", lines, lines == 1 ? "" : "s",
+         lines > INSPECT_METRICS_SHOWN ? ", the last ones:" : "");
+  int skip = lines > INSPECT_METRICS_SHOWN ? lines - INSPECT_METRICS_SHOWN : 0, line = 0;
+  const char *p = s.metrics;
+  while (p && *p) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    if (line++ >= skip) printf("  %.*s\n", (int)len, p);
+    p = nl ? nl + 1 : p + len;
+  }
+  nn_ckpt_snapshot_free(&s);
+  return 0;
+}
+
 /* Kinds of nntrain HDF5 file, by their "format" attribute. */
 typedef struct inspect_kind {
   const char *format;
@@ -115,6 +204,7 @@ typedef struct inspect_kind {
 
 static const inspect_kind kinds[] = {
   {NN_SHARD_FORMAT, inspect_shard},
+  {NN_CKPT_FORMAT, inspect_ckpt},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -124,6 +214,10 @@ static void help(FILE *f) {
           "Print what an nntrain HDF5 file holds. For a data shard: format, split, source,\n"
           "sample shape and type, sample count, classes, feature_scale, mean/std, the\n"
           "chunking and compression of /features, and a per-class label histogram.\n"
+          "For a checkpoint (verified first: format, checksum, structure): the job it\n"
+          "belongs to (name, layers, optimizer), step and epoch, every state field,\n"
+          "every tensor's name and shape, the optimizer slots and the last metrics\n"
+          "records.\n"
           "Exit code 4 if the file is missing, not HDF5, or not an nntrain file.\n");
 }
 

@@ -299,14 +299,15 @@ typedef struct tensor_rec {
   int32_t shape[NN_MAX_DIMS]; /* unused dimensions 0 */
 } tensor_rec;
 
-/* The compound type of tensor_rec (for memory and file); -1 on failure. */
-static hid_t tensor_rec_type(void) {
+/* The compound type of tensor_rec (for memory and file), its strings in
+ * character set cset (HDF5 converts none between sets); -1 on failure. */
+static hid_t tensor_rec_type(H5T_cset_t cset) {
   hid_t str = -1, arr = -1, t = -1;
   hsize_t four = NN_MAX_DIMS;
   str = H5Tcopy(H5T_C_S1);
   if (str < 0) goto fail;
   if (H5Tset_size(str, NN_NAME_MAX) < 0 || H5Tset_strpad(str, H5T_STR_NULLTERM) < 0 ||
-      H5Tset_cset(str, H5T_CSET_UTF8) < 0)
+      H5Tset_cset(str, cset) < 0)
     goto fail;
   arr = H5Tarray_create2(H5T_NATIVE_INT32, 1, &four);
   if (arr < 0) goto fail;
@@ -424,7 +425,7 @@ static int write_content(wctx *w, const nn_ckpt_snapshot *s, uint64_t checksum) 
 
   /* the tensor table */
   recs = calloc((size_t)(s->ntensors > 0 ? s->ntensors : 1), sizeof *recs);
-  rect = tensor_rec_type();
+  rect = tensor_rec_type(H5T_CSET_UTF8);
   if (!recs || rect < 0) {
     rc = ckpt_fail(w->err, recs ? NN_EIO : NN_ENOMEM, w->file, "tensors",
                    "cannot build the tensor table");
@@ -904,7 +905,17 @@ static int r_table(rctx *r, nn_ckpt_snapshot *s, int nslots) {
     goto cleanup;
   }
   recs = calloc(n ? (size_t)n : 1, sizeof *recs);
-  rect = tensor_rec_type();
+  /* names as UTF-8 (ours) or ASCII (e.g. numpy 'S' strings from h5py) */
+  H5T_cset_t cset = H5T_CSET_UTF8;
+  hid_t ft = H5Dget_type(d), mt = -1;
+  int mi = ft >= 0 ? H5Tget_member_index(ft, "layer") : -1;
+  if (mi >= 0 && (mt = H5Tget_member_type(ft, (unsigned)mi)) >= 0 &&
+      H5Tget_class(mt) == H5T_STRING)
+    cset = H5Tget_cset(mt) == H5T_CSET_ASCII ? H5T_CSET_ASCII : H5T_CSET_UTF8;
+  if (mt >= 0) H5Tclose(mt);
+  if (ft >= 0) H5Tclose(ft);
+  H5Eclear2(H5E_DEFAULT);
+  rect = tensor_rec_type(cset);
   if (!recs || rect < 0) {
     rc = nn_error_set(r->err, NN_ENOMEM, "out of memory for the tensor table");
     goto cleanup;

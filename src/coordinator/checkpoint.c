@@ -1,15 +1,16 @@
 /* checkpoint.c: HDF5 checkpoints (see checkpoint.h and docs/checkpoint-format.md).
  *
  * Three parts: the snapshot (owned copies of the arenas, allocated once), the
- * file codec (write_file / read_file, with one canonical checksum computed
+ * file codec (write_content / read_file, with one canonical checksum computed
  * from a snapshot in memory, so the writer hashes what it writes and the
  * reader hashes what it read), and the crash-safe protocol around it
  * (NAME.tmp, close, fsync, verify, rename, fsync directory) plus the
  * background writer thread. It is not a general HDF5 layer: it reads exactly
  * the layout it writes and rejects anything else.
  *
- * HDF5 is built thread-safe on this platform (H5is_library_threadsafe), so
- * the writer thread may run while the data loader reads shards. */
+ * HDF5 is built thread-safe on this platform, so the writer thread may run
+ * while the data loader reads shards; nn_ckpt_writer_start checks it
+ * (H5is_library_threadsafe) and refuses to start otherwise. */
 #include "coordinator/checkpoint.h"
 
 #include <dirent.h>
@@ -1347,6 +1348,11 @@ static void *writer_main(void *arg) {
 
 int nn_ckpt_writer_start(nn_ckpt_writer **wp, const char *dir, int keep, nn_error *err) {
   *wp = NULL;
+  hbool_t safe = 0;
+  if (H5is_library_threadsafe(&safe) < 0 || !safe)
+    return nn_error_set(err, NN_EINTERNAL,
+                        "this HDF5 is not built thread-safe: a background checkpoint writer "
+                        "would race the data loader (write synchronously instead)");
   nn_ckpt_writer *w = calloc(1, sizeof *w);
   if (!w) return nn_error_set(err, NN_ENOMEM, "out of memory for the checkpoint writer");
   if (snprintf(w->dir, sizeof w->dir, "%s", dir) >= (int)sizeof w->dir) {

@@ -11,6 +11,6 @@ scripts/build.sh build-asan -DNN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 # keep them loaded and unwind fully so tests/lsan.supp can name them.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 (cd build-asan && ctest --output-on-failure -j2 -L 'unit|mpi|e2e')

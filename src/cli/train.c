@@ -5,6 +5,7 @@
  * every rank exits with the same code. Errors that every rank agrees on (data,
  * shapes) end the run cleanly; an error inside the step loop on one rank ends
  * the whole job with MPI_Abort, because its peers may be waiting on it. */
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,16 @@ static void train_usage(FILE *f) {
           "  --set SECTION.KEY=VALUE  override a job key (repeatable; VALUE in TOML syntax,\n"
           "                           a bare word is a string); model.layers.N.KEY=VALUE\n"
           "                           sets a key of the N-th layer (from 0)\n"
-          "  --steps N                stop after N optimizer steps (tests, benchmarks)\n"
+          "  --resume [CKPT.h5]       continue from the newest valid checkpoint of the run\n"
+          "                           directory (or from CKPT.h5); exact: the result is the\n"
+          "                           uninterrupted run's, on any number of ranks\n"
+          "  --resume-auto            resume when the run directory has a checkpoint, else\n"
+          "                           start fresh (one command for the first run and requeues)\n"
+          "  --kfold K                k-fold cross-validation on data.train: train K models,\n"
+          "                           report each fold and the mean and standard deviation\n"
+          "  --repeats R              with --kfold: repeat with R different fold draws\n"
+          "  --steps N                stop after N optimizer steps in total (tests, benchmarks);\n"
+          "                           a checkpoint is written there and --resume continues\n"
           "  --timeout SECONDS        end the job if a rank misses a step for this long\n"
           "                           (default 300; 0 = wait forever)\n"
           "  --check-replicas         verify after every step that all ranks hold identical\n"
@@ -35,6 +45,74 @@ static void train_usage(FILE *f) {
           "  --quiet                  no per-epoch lines\n"
           "  -h, --help               this help\n\n"
           "Writes RUN_DIR/metrics.jsonl (run.dir in the job). Exit codes: see 'nntrain --help'.\n");
+}
+
+/* K-fold cross-validation: fold f of repeat r trains on data.train less the
+ * f-th K-th of a permutation drawn from (seed, r) and validates on it, in
+ * RUN_DIR/kfold-r<r>-f<f>. Prints each fold and the mean and standard
+ * deviation of the validation figures; writes RUN_DIR/kfold.json. */
+static int run_kfold(const nn_job *job, MPI_Comm comm, const nn_train_opts *base, int K,
+                     int repeats, nn_error *err, nn_train_result *last) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  int n = K * repeats, rc = 0;
+  double *loss = calloc((size_t)n, sizeof *loss), *acc = calloc((size_t)n, sizeof *acc);
+  if (!loss || !acc) {
+    free(loss);
+    free(acc);
+    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  }
+  char dir[NN_PATH_MAX + 64];
+  for (int r = 0; r < repeats && !rc; r++)
+    for (int f = 0; f < K && !rc; f++) {
+      nn_train_opts o = *base;
+      o.kfold = K;
+      o.fold = f;
+      o.repeat = r;
+      snprintf(dir, sizeof dir, "%s/kfold-r%d-f%d", job->run.dir, r, f);
+      o.run_dir = dir;
+      if (rank == 0 && !o.quiet)
+        printf("== fold %d/%d%s%.0d (run dir %s)\n", f + 1, K, repeats > 1 ? ", repeat " : "",
+               repeats > 1 ? r + 1 : 0, dir);
+      rc = nn_train_run(job, comm, &o, last, err);
+      loss[r * K + f] = last->val_loss;
+      acc[r * K + f] = last->val_acc;
+    }
+  if (!rc && rank == 0) {
+    double ml = 0, ma = 0, sl = 0, sa = 0;
+    for (int i = 0; i < n; i++) {
+      ml += loss[i] / n;
+      ma += acc[i] / n;
+    }
+    for (int i = 0; i < n; i++) {
+      sl += (loss[i] - ml) * (loss[i] - ml);
+      sa += (acc[i] - ma) * (acc[i] - ma);
+    }
+    sl = n > 1 ? sqrt(sl / (n - 1)) : 0;
+    sa = n > 1 ? sqrt(sa / (n - 1)) : 0;
+    printf("k-fold (%d folds x %d repeat%s):\n", K, repeats, repeats == 1 ? "" : "s");
+    for (int i = 0; i < n; i++)
+      printf("  repeat %d fold %d: val_loss %.4f  val_acc %.2f%%\n", i / K + 1, i % K + 1,
+             loss[i], 100 * acc[i]);
+    printf("  mean val_loss %.4f (std %.4f)  mean val_acc %.2f%% (std %.2f)\n", ml, sl,
+           100 * ma, 100 * sa);
+    snprintf(dir, sizeof dir, "%s/kfold.json", job->run.dir);
+    FILE *f = fopen(dir, "w");
+    if (f) {
+      fprintf(f, "{\"folds\": %d, \"repeats\": %d, \"val_loss\": [", K, repeats);
+      for (int i = 0; i < n; i++) fprintf(f, "%s%.9g", i ? ", " : "", loss[i]);
+      fprintf(f, "], \"val_accuracy\": [");
+      for (int i = 0; i < n; i++) fprintf(f, "%s%.9g", i ? ", " : "", acc[i]);
+      fprintf(f, "], \"mean_val_loss\": %.9g, \"std_val_loss\": %.9g, "
+              "\"mean_val_accuracy\": %.9g, \"std_val_accuracy\": %.9g}\n", ml, sl, ma, sa);
+      if (fclose(f) != 0) rc = nn_error_at(err, NN_EIO, dir, 0, 0, "cannot write");
+    } else {
+      rc = nn_error_at(err, NN_EIO, dir, 0, 0, "cannot write");
+    }
+  }
+  free(loss);
+  free(acc);
+  return rc;
 }
 
 /* Parse a non-negative number argument. */
@@ -53,6 +131,7 @@ int nn_cmd_train(int argc, char **argv) {
   const char *sets[MAX_SETS];
   int nsets = 0;
   nn_train_opts opts = {.progress = -1, .timeout_s = 300};
+  int kfold = 0, repeats = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     double v;
@@ -61,6 +140,25 @@ int nn_cmd_train(int argc, char **argv) {
       if (!val) return nn_cli_usage_error("train", "--set needs SECTION.KEY=VALUE");
       if (nsets == MAX_SETS) return nn_cli_usage_error("train", "too many --set options");
       sets[nsets++] = val;
+    } else if (!strcmp(a, "--resume")) {
+      opts.resume = NN_RESUME_LATEST;
+      if (i + 1 < argc && argv[i + 1][0] != '-') {
+        size_t l = strlen(argv[i + 1]);
+        if (l > 3 && !strcmp(argv[i + 1] + l - 3, ".h5")) {
+          opts.resume = NN_RESUME_PATH;
+          opts.resume_path = argv[++i];
+        }
+      }
+    } else if (!strcmp(a, "--resume-auto")) {
+      opts.resume = NN_RESUME_AUTO;
+    } else if (!strcmp(a, "--kfold")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 2 || v != (int)v || v > 1000)
+        return nn_cli_usage_error("train", "--kfold needs a whole number K >= 2");
+      kfold = (int)v;
+    } else if (!strcmp(a, "--repeats")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1 || v != (int)v || v > 1000)
+        return nn_cli_usage_error("train", "--repeats needs a whole number >= 1");
+      repeats = (int)v;
     } else if (!strcmp(a, "--steps")) {
       if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1)
         return nn_cli_usage_error("train", "--steps needs a positive whole number");
@@ -89,6 +187,9 @@ int nn_cmd_train(int argc, char **argv) {
     }
   }
   if (!path) return nn_cli_usage_error("train", "missing the job file");
+  if (repeats > 1 && !kfold) return nn_cli_usage_error("train", "--repeats goes with --kfold");
+  if (kfold && opts.resume)
+    return nn_cli_usage_error("train", "--kfold runs cannot be resumed (run them again)");
 
   /* Single-copy (CMA) transfers are slower and noisier than copy-in/copy-out
    * on the VMs we measured (docs/allreduce.md); a user's own setting wins. */
@@ -155,7 +256,12 @@ int nn_cmd_train(int argc, char **argv) {
   }
 
   nn_train_result res;
-  rc = nn_train_run(job, comm, &opts, &res, &err);
+  memset(&res, 0, sizeof res);
+  if (kfold) {
+    rc = run_kfold(job, comm, &opts, kfold, repeats, &err, &res);
+  } else {
+    rc = nn_train_run(job, comm, &opts, &res, &err);
+  }
   if (rc && res.local_error) {
     /* This rank alone failed inside the run: its peers may be waiting on it. */
     code = nn_cli_fail(&err);

@@ -57,6 +57,73 @@ static const nn_key data_keys[] = {
   {.name = "prefetch", .type = NN_KEY_INT, .offset = offsetof(nn_job_data, prefetch),
    .size = sizeof(int), .min = 0, .max = 64, .def = "4",
    .help = "Batches the loader thread reads ahead (0: read in the training thread)."},
+  {.name = "validation", .type = NN_KEY_STRING, .offset = offsetof(nn_job_data, validation),
+   .size = SZ(nn_job_data, validation), .def = "\"\"",
+   .help = "Glob of validation shards; empty: none (or a validation_split)."},
+  {.name = "validation_split", .type = NN_KEY_FLOAT,
+   .offset = offsetof(nn_job_data, validation_split), .size = sizeof(double), .min = 0,
+   .max = 0.9, .def = "0",
+   .help = "Fraction of the training samples held out for validation, drawn from the job "
+           "seed (the same samples on any number of ranks); 0: none. Not with "
+           "data.validation."},
+  {0},
+};
+
+static const nn_key validation_keys[] = {
+  {.name = "every_epochs", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_validation, every_epochs), .size = sizeof(int), .min = 1,
+   .max = 1000000, .def = "1", .help = "Validate after every N epochs (and after the last)."},
+  {.name = "top_k", .type = NN_KEY_INT, .offset = offsetof(nn_job_validation, top_k),
+   .size = sizeof(int), .min = 0, .max = 1000, .def = "5",
+   .help = "Also report top-k accuracy for this k (0: off; skipped when k >= classes)."},
+  {0},
+};
+
+static const nn_key checkpoint_keys[] = {
+  {.name = "every_steps", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_checkpoint, every_steps), .size = sizeof(int), .min = 0,
+   .max = 1 << 30, .def = "0", .help = "Write a checkpoint every N optimizer steps; 0: off."},
+  {.name = "every_epochs", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_checkpoint, every_epochs), .size = sizeof(int), .min = 0,
+   .max = 1000000, .def = "1", .help = "Write a checkpoint every N epochs; 0: off."},
+  {.name = "every_seconds", .type = NN_KEY_FLOAT,
+   .offset = offsetof(nn_job_checkpoint, every_seconds), .size = sizeof(double), .min = 0,
+   .max = 1e9, .def = "0",
+   .help = "Write a checkpoint when this many seconds passed since the last (rank 0's "
+           "clock decides, every rank follows at the same step); 0: off."},
+  {.name = "keep", .type = NN_KEY_INT, .offset = offsetof(nn_job_checkpoint, keep),
+   .size = sizeof(int), .min = 1, .max = 100000, .def = "3",
+   .help = "Newest checkpoints kept in RUN_DIR/checkpoints; older ones are removed."},
+  {.name = "at_end", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_checkpoint, at_end),
+   .size = sizeof(int), .def = "true", .help = "Write a checkpoint when training ends."},
+  {0},
+};
+
+static const nn_key early_stopping_keys[] = {
+  {.name = "monitor", .type = NN_KEY_ENUM,
+   .offset = offsetof(nn_job_early_stopping, monitor), .size = SZ(nn_job_early_stopping, monitor),
+   .def = "\"val_loss\"",
+   .choices = "val_loss|val_accuracy|val_macro_f1|val_top_k_accuracy|val_auc|val_mse|val_mae|"
+              "loss|accuracy",
+   .help = "The metric watched for improvement (val_*: on the validation set)."},
+  {.name = "mode", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_early_stopping, mode),
+   .size = SZ(nn_job_early_stopping, mode), .def = "\"auto\"", .choices = "auto|min|max",
+   .help = "min: lower is better; max: higher is better; auto: max for accuracy, F1 and "
+           "AUC, min otherwise."},
+  {.name = "patience", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_early_stopping, patience), .size = sizeof(int), .min = 0,
+   .max = 1000000, .def = "0",
+   .help = "Stop after this many validations without improvement; 0: never stop early "
+           "(best.h5 is still kept)."},
+  {.name = "min_delta", .type = NN_KEY_FLOAT,
+   .offset = offsetof(nn_job_early_stopping, min_delta), .size = sizeof(double), .min = 0,
+   .max = 1e30, .def = "0",
+   .help = "An improvement must exceed this absolute amount."},
+  {.name = "restore_best", .type = NN_KEY_BOOL,
+   .offset = offsetof(nn_job_early_stopping, restore_best), .size = sizeof(int),
+   .def = "false",
+   .help = "At the end, continue with the best model's parameters (best.h5) for the final "
+           "test evaluation."},
   {0},
 };
 
@@ -118,6 +185,13 @@ static const nn_job_section sections[] = {
   {"schedule", "How the learning rate changes over the run.", nn_schedule_keys,
    offsetof(nn_job, schedule)},
   {"run", "Where results go and how the run behaves.", run_keys, offsetof(nn_job, run)},
+  {"validation", "How and when the model is validated during training.", validation_keys,
+   offsetof(nn_job, validation)},
+  {"checkpoint", "When checkpoints are written (RUN_DIR/checkpoints) and how many are kept.",
+   checkpoint_keys, offsetof(nn_job, checkpoint)},
+  {"early_stopping", "Keeping the best model (RUN_DIR/best.h5) and stopping when the "
+                     "monitored metric stops improving.",
+   early_stopping_keys, offsetof(nn_job, early_stopping)},
   {NULL, NULL, NULL, 0},
 };
 
@@ -599,6 +673,25 @@ static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
     if (kv) at = kv;
     return perr(c, find_ovr(c, "optimizer", -1, key), at ? at->line : 0, at ? at->col : 0,
                 oe.where, "[optimizer]: %s", oe.msg);
+  }
+  nn_error_clear(&oe);
+  if (nn_schedule_check(&job->schedule, &oe)) {
+    const nn_toml_value *at = nn_toml_get(root, "schedule");
+    const char *key = strncmp(oe.where, "schedule.", 9) ? "" : oe.where + 9;
+    const nn_toml_value *kv = key[0] && at ? nn_toml_get(at, key) : NULL;
+    if (kv) at = kv;
+    return perr(c, find_ovr(c, "schedule", -1, key), at ? at->line : 0, at ? at->col : 0,
+                oe.where, "[schedule]: %s", oe.msg);
+  }
+  {
+    int splits = (job->data.validation[0] != 0) + (job->data.validation_split > 0);
+    if (splits > 1) {
+      const nn_toml_value *at = nn_toml_get(nn_toml_get(root, "data"), "validation_split");
+      return perr(c, find_ovr(c, "data", -1, "validation_split"), at ? at->line : 0,
+                  at ? at->col : 0, "data.validation_split",
+                  "data.validation_split: use either data.validation (separate shards) or "
+                  "data.validation_split, not both");
+    }
   }
   if (nn_loss_parse(job->train.loss) < 0) {
     const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "loss");

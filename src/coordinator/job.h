@@ -28,7 +28,30 @@ typedef struct nn_job_data {
   int normalize;            /* standardize inputs with the shards' mean/std */
   int cache;                /* load the whole data set into memory */
   int prefetch;             /* batches read ahead by the loader thread */
+  char validation[NN_PATH_MAX]; /* glob of validation shards, "" = none */
+  double validation_split;  /* fraction of the training set held out, 0 = none */
 } nn_job_data;
+
+typedef struct nn_job_validation {
+  int every_epochs;         /* validate after every N epochs */
+  int top_k;                /* also report top-k accuracy (0: off) */
+} nn_job_validation;
+
+typedef struct nn_job_checkpoint {
+  int every_steps;          /* 0: off */
+  int every_epochs;         /* 0: off */
+  double every_seconds;     /* 0: off */
+  int keep;                 /* newest checkpoints kept */
+  int at_end;               /* write one when training ends */
+} nn_job_checkpoint;
+
+typedef struct nn_job_early_stopping {
+  char monitor[32];         /* "val_loss", "val_accuracy", ... */
+  char mode[8];             /* "min" | "max" | "auto" */
+  int patience;             /* epochs without improvement before stopping; 0: off */
+  double min_delta;         /* smallest change that counts as an improvement */
+  int restore_best;         /* load best.h5's parameters at the end */
+} nn_job_early_stopping;
 
 typedef struct nn_job_train {
   int epochs;
@@ -61,6 +84,9 @@ typedef struct nn_job {
   nn_optim_cfg optimizer;
   nn_schedule_cfg schedule;
   nn_job_run run;
+  nn_job_validation validation;
+  nn_job_checkpoint checkpoint;
+  nn_job_early_stopping early_stopping;
 } nn_job;
 
 /* Parse and validate a job file. `overrides` are n "section.key=value"

@@ -11,7 +11,14 @@
 typedef struct nn_metrics_log {
   FILE *f;
   char path[1100];
+  char *hist;            /* every line of this run (and of the runs it resumed), for
+                            checkpoints' metrics history; NUL-terminated */
+  size_t hist_len, hist_cap;
 } nn_metrics_log;
+
+/* Put `text` (earlier lines, e.g. a checkpoint's history) in front of the
+ * history; the file is not touched. */
+int nn_metrics_seed_history(nn_metrics_log *log, const char *text, size_t len, nn_error *err);
 
 /* Create the run directory (and parents) and open dir/metrics.jsonl for appending. */
 int nn_metrics_open(nn_metrics_log *log, const char *dir, nn_error *err);

@@ -24,13 +24,31 @@ typedef struct nn_train_opts {
   double timeout_s;       /* watchdog: a rank missing a step for this long ends the job */
   const char *dump_params;/* write the final parameter arena (raw float32) here (rank 0) */
   FILE *out;              /* epoch lines (rank 0); NULL = stdout */
+  int resume;             /* NN_RESUME_* */
+  const char *resume_path;/* NN_RESUME_PATH: the checkpoint to continue from */
+  int kfold;              /* > 1: train on fold `fold` of a kfold split of data.train */
+  int fold;               /* 0 .. kfold-1 */
+  int repeat;             /* iterated k-fold: which reshuffle (0, 1, ...) */
+  const char *run_dir;    /* overrides job->run.dir (k-fold runs each fold in a sub-dir) */
 } nn_train_opts;
+
+enum {
+  NN_RESUME_NONE = 0,     /* start fresh */
+  NN_RESUME_LATEST = 1,   /* newest valid checkpoint of the run dir; error if none */
+  NN_RESUME_AUTO = 2,     /* newest valid checkpoint if there is one, else start fresh */
+  NN_RESUME_PATH = 3,     /* the checkpoint at resume_path */
+};
 
 typedef struct nn_train_result {
   int epochs;             /* epochs completed */
   int64_t steps;          /* global steps taken */
   double train_loss, train_acc;
   double test_loss, test_acc;  /* -1 when there is no test set */
+  double val_loss, val_acc;    /* last validation; -1 when there is none */
+  double best_monitored;       /* early stopping's best value (NaN: none) */
+  int best_epoch;              /* its epoch (1-based), 0: none */
+  int stopped_early;           /* 1 if early stopping ended the run */
+  int resumed_step;            /* step the run resumed from (0: fresh) */
   double samples_per_s;   /* training throughput over the whole run (global samples) */
   double seconds;         /* wall time of the run */
   int local_error;        /* on failure: 1 if only this rank failed (peers may be blocked:

@@ -27,6 +27,7 @@ struct nn_loader {
   nn_loader_cfg cfg;
   nn_dataset_info info;
   size_t feat;           /* floats per sample */
+  int64_t n;             /* samples per epoch (the subset's size, or info.n) */
   int64_t steps;         /* global batches per epoch */
   int max_slice;
   int channels;          /* normalization channels */
@@ -78,7 +79,7 @@ static void normalize(const nn_loader *L, float *x, int n) {
 static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
   const int64_t B = L->cfg.batch_size;
   int64_t first = step * B;
-  int gn = (int)(L->info.n - first < B ? L->info.n - first : B);
+  int gn = (int)(L->n - first < B ? L->n - first : B);
   int lo, hi;
   slice_of(gn, L->cfg.rank, L->cfg.nranks, &lo, &hi);
   int n = hi - lo;
@@ -147,16 +148,23 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     rc = nn_error_set(err, NN_EINVAL, "loader: bad batch size or rank");
     goto fail;
   }
-  if (L->info.n < 1) {
+  L->n = cfg->subset ? cfg->nsubset : L->info.n;
+  if (L->n < 1) {
     rc = nn_error_set(err, NN_EDATA, "the data set has no samples");
     goto fail;
   }
-  L->steps = L->info.n / cfg->batch_size;
-  if (!cfg->drop_last && L->info.n % cfg->batch_size) L->steps++;
+  for (int64_t i = 0; cfg->subset && i < cfg->nsubset; i++)
+    if (cfg->subset[i] < 0 || cfg->subset[i] >= L->info.n) {
+      rc = nn_error_set(err, NN_EINVAL, "loader: subset index %lld out of range",
+                        (long long)cfg->subset[i]);
+      goto fail;
+    }
+  L->steps = L->n / cfg->batch_size;
+  if (!cfg->drop_last && L->n % cfg->batch_size) L->steps++;
   if (L->steps < 1) {
     rc = nn_error_set(err, NN_EDATA,
                       "drop_last is set and the data set (%lld samples) is smaller than one "
-                      "batch (%d)", (long long)L->info.n, cfg->batch_size);
+                      "batch (%d)", (long long)L->n, cfg->batch_size);
     goto fail;
   }
   int lo, hi;
@@ -169,7 +177,7 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
   L->per_channel = L->feat / (size_t)L->channels;
   L->nmean = calloc((size_t)L->channels, sizeof *L->nmean);
   L->ninv = calloc((size_t)L->channels, sizeof *L->ninv);
-  L->order = malloc((size_t)L->info.n * sizeof *L->order);
+  L->order = malloc((size_t)L->n * sizeof *L->order);
   L->depth = cfg->prefetch > 0 ? cfg->prefetch : 1;
   L->nslots = L->depth + 1;
   L->slots = calloc((size_t)L->nslots, sizeof *L->slots);
@@ -246,11 +254,13 @@ int nn_loader_start(nn_loader *L, int epoch, int64_t first_step, nn_error *err) 
                         (long long)first_step);
   pthread_mutex_lock(&L->mu);
   abandon(L);
-  int64_t n = L->info.n;
+  int64_t n = L->n;
   if (L->cfg.shuffle)
     nn_rng_permutation(L->cfg.seed, (uint32_t)epoch, L->order, n);
   else
     for (int64_t i = 0; i < n; i++) L->order[i] = i;
+  if (L->cfg.subset)
+    for (int64_t i = 0; i < n; i++) L->order[i] = L->cfg.subset[L->order[i]];
   L->epoch = epoch;
   L->next_fill = first_step;
   L->next_take = first_step;

@@ -3,7 +3,7 @@
  *
  * Every epoch has one global order of sample indices drawn from (seed, epoch)
  * (or the natural order when shuffle is off); it never depends on the number
- * of ranks. Global batch s holds order[s*B, s*B + B) (the last one may be
+ * of ranks. With a subset, the permutation is of positions in the subset. Global batch s holds order[s*B, s*B + B) (the last one may be
  * shorter unless drop_last). Rank r of N takes the contiguous slice
  * [r*b/N, (r+1)*b/N) of each global batch of b samples, so the same job on 1,
  * 2 or 4 ranks sees the same samples at the same steps. A slice may be empty
@@ -29,6 +29,10 @@ typedef struct nn_loader_cfg {
   int shuffle;        /* 1: order from (seed, epoch); 0: natural order */
   int prefetch;       /* batches read ahead (>= 1) */
   int normalize;      /* standardize with the dataset's per-channel mean/std */
+  const int64_t *subset; /* borrowed: the global indices this loader draws from (a
+                            validation split or k-fold part), in a fixed order;
+                            NULL: every sample of the data set */
+  int64_t nsubset;
 } nn_loader_cfg;
 
 /* One batch slice, valid until the next nn_loader_next call. */

@@ -84,6 +84,10 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   return 0;
 }
 
+double nn_step_loss(nn_stepper *s, const nn_batch *b, const float *out) {
+  return b->n > 0 ? batch_loss(s, b, out, 1.0f, NULL) : 0.0;
+}
+
 void nn_step_eval(nn_stepper *s, const nn_batch *b, uint64_t seed, nn_step_stats *st) {
   if (b->n == 0) return;
   nn_run_ctx ctx = {.training = 0, .seed = seed, .step = 0, .sample0 = b->sample0};

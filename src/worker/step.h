@@ -41,6 +41,9 @@ void nn_stepper_free(nn_stepper *s);
 /* One optimizer step on batch b at learning rate lr; adds to st. */
 int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
                   uint64_t seed, nn_step_stats *st, nn_error *err);
+/* The loss SUM over batch b of the model outputs out [b->n, outputs]
+ * (no gradient): what nn_step_eval adds to loss_sum. */
+double nn_step_loss(nn_stepper *s, const nn_batch *b, const float *out);
 /* Forward only (evaluation mode); adds loss and accuracy to st. */
 void nn_step_eval(nn_stepper *s, const nn_batch *b, uint64_t seed, nn_step_stats *st);
 

@@ -20,6 +20,8 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -171,6 +173,11 @@ static int snap_alloc(nn_ckpt_snapshot *s, int ntensors, size_t nparams, size_t 
                         nparams * (size_t)(1 + nslots) + nbuffers);
   }
   s->metrics[0] = '\0';
+  /* Touch every page now: a snapshot is taken while the step loop waits, and
+   * first-touch page faults there cost milliseconds on some VMs. */
+  memset(s->params, 0, (nparams ? nparams : 1) * sizeof(float));
+  memset(s->buffers, 0, (nbuffers ? nbuffers : 1) * sizeof(float));
+  memset(s->slots, 0, (nslots && nparams ? (size_t)nslots * nparams : 1) * sizeof(float));
   return 0;
 }
 
@@ -1317,6 +1324,10 @@ struct nn_ckpt_writer {
 };
 
 static void *writer_main(void *arg) {
+  /* Below the step loop's priority: on a node whose cores all run ranks the
+   * writer uses idle time instead of preempting the training thread. Linux
+   * applies a thread's nice value to that thread alone. */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0) { /* best effort */ }
   nn_ckpt_writer *w = arg;
   pthread_mutex_lock(&w->mu);
   for (;;) {

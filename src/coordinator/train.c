@@ -140,6 +140,8 @@ typedef struct run {
   nn_plateau_state plateau;
   int64_t steps_per_epoch, total_steps;
   double last_ckpt_time;
+  int ckpt_count;                          /* snapshots handed to the writer */
+  double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
 } run;
 
 /* Both are sorted global indices of a deterministic split of n samples:
@@ -288,6 +290,7 @@ static int es_maximizes(const nn_job_early_stopping *e) {
  * step's checkpoint). The step loop goes on while it is written. */
 static int take_checkpoint(run *R, const char *path, double running_s, nn_error *err) {
   if (!R->lead || !R->ckw) return 0;
+  double t0 = now_s();
   nn_ckpt_snapshot *s = nn_ckpt_writer_slot(R->ckw);
   memcpy(s->params, R->model.params, R->model.nparams * sizeof(float));
   if (R->model.nbuffers) memcpy(s->buffers, R->model.buffers, R->model.nbuffers * sizeof(float));
@@ -308,6 +311,10 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
                                              err);
   if (!rc) rc = nn_ckpt_writer_submit(R->ckw, path, err);
   R->last_ckpt_time = now_s();
+  double pause = R->last_ckpt_time - t0;
+  R->ckpt_count++;
+  R->ckpt_pause_sum += pause;
+  if (pause > R->ckpt_pause_max) R->ckpt_pause_max = pause;
   return rc;
 }
 
@@ -989,6 +996,18 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   }
   res->seconds = now_s() - t_start;
   res->samples_per_s = train_time > 0 ? train_samples / train_time : 0;
+  if (lead && R->ckpt_count) {
+    if (!opts->quiet)
+      fprintf(R->out, "checkpoints: %d written in the background; the step loop paused %.3f ms "
+              "per checkpoint on average (max %.3f ms)\n", R->ckpt_count,
+              1e3 * R->ckpt_pause_sum / R->ckpt_count, 1e3 * R->ckpt_pause_max);
+    char rec[256];
+    snprintf(rec, sizeof rec, "\"event\": \"end\", \"step\": %lld, \"checkpoints\": %d, "
+             "\"checkpoint_pause_ms_mean\": %.4f, \"checkpoint_pause_ms_max\": %.4f",
+             (long long)R->state.step, R->ckpt_count, 1e3 * R->ckpt_pause_sum / R->ckpt_count,
+             1e3 * R->ckpt_pause_max);
+    if ((rc = nn_metrics_write(&R->log, rec, err)) != 0) goto fail_local;
+  }
   if (lead && !opts->quiet && R->test_L && res->epochs > 0) {
     if (nn_dataset_get_info(R->train_ds)->num_classes > 0)
       fprintf(R->out, "test accuracy: %.2f%% (%lld samples), test loss %.4f\n",

@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "coordinator/job.h"
 #include "coordinator/train.h"
+#include "worker/signals.h"
 
 #define MAX_SETS 128
 
@@ -255,6 +256,13 @@ int nn_cmd_train(int argc, char **argv) {
     MPI_Abort(comm, code);
   }
 
+  /* Stop requests: the job's signals, and SIGINT; resume = "auto". */
+  int mask = nn_signals_parse(job->run.stop_signals);
+  if (nn_signals_install((mask > 0 ? mask : 0) | NN_SIG_INT, &err) != 0) {
+    code = nn_cli_fail(&err);
+    MPI_Abort(comm, code);
+  }
+  if (!opts.resume && !kfold && !strcmp(job->run.resume, "auto")) opts.resume = NN_RESUME_AUTO;
   nn_train_result res;
   memset(&res, 0, sizeof res);
   if (kfold) {
@@ -271,6 +279,7 @@ int nn_cmd_train(int argc, char **argv) {
     code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
   }
 out:
+  nn_signals_restore();
   free(buf);
   free(job);
   MPI_Finalize();

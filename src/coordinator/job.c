@@ -169,6 +169,15 @@ static const nn_key run_keys[] = {
   {.name = "progress", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_run, progress),
    .size = sizeof(int), .def = "true",
    .help = "Show a live progress bar when stderr is a terminal."},
+  {.name = "stop_signals", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_run, stop_signals),
+   .size = SZ(nn_job_run, stop_signals), .def = "\"usr1+term\"", .choices = "usr1|term|usr1+term",
+   .help = "Signals that make every rank stop at the next step, write a checkpoint and exit "
+           "with code 75 (resumable); SIGINT always does, and a second SIGINT stops at once."},
+  {.name = "resume", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_run, resume),
+   .size = SZ(nn_job_run, resume), .def = "\"no\"", .choices = "no|auto",
+   .help = "auto: continue from the newest valid checkpoint of the run directory when there "
+           "is one, start fresh otherwise (the same command serves the first run and every "
+           "requeued run); no: start fresh unless --resume is given."},
   {0},
 };
 
@@ -192,6 +201,9 @@ static const nn_job_section sections[] = {
   {"early_stopping", "Keeping the best model (RUN_DIR/best.h5) and stopping when the "
                      "monitored metric stops improving.",
    early_stopping_keys, offsetof(nn_job, early_stopping)},
+  {"augment", "Random transforms of the training samples (never of validation or test "
+              "data), drawn per sample from the job seed.",
+   nn_augment_keys, offsetof(nn_job, augment)},
   {NULL, NULL, NULL, 0},
 };
 

@@ -18,6 +18,7 @@
 #include "core/layer.h"
 #include "core/optim.h"
 #include "coordinator/schedule.h"
+#include "worker/augment.h"
 
 #define NN_JOB_MAX_LAYERS 256
 #define NN_PATH_MAX 1024
@@ -65,6 +66,8 @@ typedef struct nn_job_run {
   char dir[NN_PATH_MAX];    /* run directory: metrics.jsonl, checkpoints */
   int threads;              /* BLAS threads per rank, 0 = cores / ranks on the node */
   int progress;             /* live progress bar when stderr is a terminal */
+  char stop_signals[16];    /* "usr1" | "term" | "usr1+term": stop with a checkpoint */
+  char resume[8];           /* "no" | "auto": continue from the newest checkpoint if any */
 } nn_job_run;
 
 typedef struct nn_job_model {
@@ -87,6 +90,7 @@ typedef struct nn_job {
   nn_job_validation validation;
   nn_job_checkpoint checkpoint;
   nn_job_early_stopping early_stopping;
+  nn_augment_cfg augment;
 } nn_job;
 
 /* Parse and validate a job file. `overrides` are n "section.key=value"

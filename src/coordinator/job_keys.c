@@ -23,6 +23,20 @@ const nn_key nn__layer_common_keys[] = {
    .size = sizeof(((nn_layer_cfg *)0)->name), .def = "\"\"",
    .help = "Unique layer name; parameters are saved as <name>/<param>. "
            "Default: <type><index>, e.g. dense0 (the model's convention)."},
+  {.name = "l1", .type = NN_KEY_FLOAT, .offset = offsetof(nn_layer_cfg, l1), .size = sizeof(double),
+   .min = 0, .max = 1e6, .def = "0",
+   .help = "L1 penalty on this layer's weights: adds l1 * sum|w| to the loss (not biases)."},
+  {.name = "l2", .type = NN_KEY_FLOAT, .offset = offsetof(nn_layer_cfg, l2), .size = sizeof(double),
+   .min = 0, .max = 1e6, .def = "0",
+   .help = "L2 penalty on this layer's weights: adds l2 * sum w^2 to the loss (not biases)."},
+  {.name = "activity_l1", .type = NN_KEY_FLOAT, .offset = offsetof(nn_layer_cfg, activity_l1),
+   .size = sizeof(double), .min = 0, .max = 1e6, .def = "0",
+   .help = "L1 penalty on this layer's output: adds activity_l1 * mean over the batch of "
+           "sum|y| to the loss."},
+  {.name = "activity_l2", .type = NN_KEY_FLOAT, .offset = offsetof(nn_layer_cfg, activity_l2),
+   .size = sizeof(double), .min = 0, .max = 1e6, .def = "0",
+   .help = "L2 penalty on this layer's output: adds activity_l2 * mean over the batch of "
+           "sum y^2 to the loss."},
   {0},
 };
 

@@ -36,6 +36,7 @@
 #include "worker/allreduce.h"
 #include "worker/dataset.h"
 #include "worker/loader.h"
+#include "worker/signals.h"
 #include "worker/step.h"
 
 static double now_s(void) {
@@ -494,17 +495,21 @@ static int broadcast_control(run *R, Nntrain__EpochControl *c, nn_error *err) {
   return 0;
 }
 
-/* Every rank learns whether rank 0's clock says a timed checkpoint is due. */
-static int timed_checkpoint_due(run *R, nn_error *err) {
+/* Per-step control, at every step boundary: every rank learns whether rank
+ * 0's clock says a timed checkpoint is due and whether any rank was asked to
+ * stop (a signal). One two-float all-reduce through the watched ring. */
+static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
   double every = R->job->checkpoint.every_seconds;
-  if (every <= 0) return 0;
-  float due = R->lead && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f;
+  float v[2] = {R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f,
+                nn_signals_pending() > 0 ? 1.0f : 0.0f};
   if (R->ctl) {
     nn_ring_set_step(R->ctl, (long)R->state.step);
-    int rc = nn_ring_allreduce(R->ctl, &due, 1, err);
+    int rc = nn_ring_allreduce(R->ctl, v, 2, err);
     if (rc) return rc;
   }
-  return due > 0.5f;
+  *ckpt_due = v[0] > 0.5f;
+  *stop = v[1] > 0.5f;
+  return 0;
 }
 
 /* ---- the run -------------------------------------------------------------- */
@@ -598,13 +603,14 @@ static int build(run *R, nn_error *err) {
                       .batch_size = job->train.batch_size, .drop_last = job->train.drop_last,
                       .shuffle = 1, .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
                       .normalize = job->data.normalize, .subset = R->train_idx,
-                      .nsubset = R->ntrain};
+                      .nsubset = R->ntrain, .augment = &job->augment};
   int rc = nn_loader_create(&R->train_L, R->train_ds, &lc, err);
   nn_loader_cfg ec = lc;
   ec.shuffle = 0;
   ec.drop_last = 0;
   ec.subset = NULL;
   ec.nsubset = 0;
+  ec.augment = NULL;
   if (!rc && R->test_ds) rc = nn_loader_create(&R->test_L, R->test_ds, &ec, err);
   if (!rc && R->val_ds) {
     ec.subset = R->val_idx;
@@ -629,6 +635,10 @@ static int build(run *R, nn_error *err) {
     R->have_model = !rc;
   }
   if (!rc) rc = check_model_vs_data(job, &R->model, tri, R->loss, err);
+  if (!rc && nn_augment_check(&job->augment, &tri->sample, err) != 0) {
+    nn_error e = *err;
+    rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "%s", e.msg);
+  }
   if (!rc) {
     nn_model_init_params(&R->model, (uint64_t)job->train.seed);
     rc = nn_optim_init(&R->optim, &job->optimizer, R->model.nparams, err);
@@ -648,7 +658,7 @@ static int build(run *R, nn_error *err) {
   }
   if (!rc && R->N > 1)
     rc = nn_gradsync_create(&R->sync, R->comm, R->model.grads, R->model.nparams, 0, err);
-  if (!rc && R->N > 1) rc = nn_ring_create(&R->ctl, R->comm, 1, 0, err);
+  if (!rc && R->N > 1) rc = nn_ring_create(&R->ctl, R->comm, 2, 0, err);
   if (!rc && R->N > 1 && R->opts->timeout_s > 0) {
     nn_gradsync_set_timeout(R->sync, R->opts->timeout_s);
     nn_ring_set_timeout(R->ctl, R->opts->timeout_s);
@@ -842,10 +852,32 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
        * written after its validation. */
       int due = job->checkpoint.every_steps > 0 &&
                 R->state.step % job->checkpoint.every_steps == 0;
-      int timed = timed_checkpoint_due(R, err);
-      if (timed < 0) {
-        rc = timed;
-        goto fail_local;
+      int timed = 0, signalled = 0;
+      if ((rc = step_control(R, &timed, &signalled, err)) != 0) goto fail_local;
+      if (signalled) { /* every rank stops here, at the same step */
+        if (!last_of_epoch) nn_loader_stop(R->train_L);
+        else {
+          R->state.epoch = epoch + 1;
+          R->state.epoch_step = 0;
+        }
+        R->state.elapsed_s += now_s() - t0;
+        if ((rc = take_checkpoint(R, "", 0, err)) != 0) goto fail_local;
+        if (lead && (rc = nn_ckpt_writer_wait(R->ckw, err)) != 0) goto fail_local;
+        if ((rc = watched_barrier(R->ctl, R->state.step, err)) != 0) goto fail_local;
+        char path[NN_PATH_MAX + 64];
+        nn_ckpt_path(R->dir, R->state.step, path, sizeof path);
+        if (lead) {
+          char rec[NN_PATH_MAX + 160];
+          snprintf(rec, sizeof rec, "\"event\": \"stopped\", \"step\": %lld, \"checkpoint\": "
+                   "\"%s\"", (long long)R->state.step, path);
+          if ((rc = nn_metrics_write(&R->log, rec, err)) != 0) goto fail_local;
+        }
+        res->steps = R->state.step;
+        rc = nn_error_set(err, NN_ESTOPPED,
+                          "stopped on a signal at step %lld; checkpoint %s written; continue "
+                          "with --resume (or run.resume = \"auto\")",
+                          (long long)R->state.step, path);
+        goto done;
       }
       if ((due || timed) && !last_of_epoch && !max_reached) {
         if ((rc = take_checkpoint(R, "", now_s() - t0, err)) != 0) goto fail_local;

@@ -75,8 +75,30 @@ typedef struct nn_layer_cfg {
   int use_bias;            /* dense: 1 to add a bias */
   char init[24];           /* weight initializer name, "" = layer default */
   char activation[24];     /* dense: activation added after it, "" = none */
-  double alpha;            /* leaky_relu slope, elu alpha */
-  /* conv/pool/dropout/batchnorm/... fields are added here as layers land. */
+  double alpha;            /* leaky_relu slope, elu alpha, prelu initial slope */
+  /* convolution and pooling (2-d lists: [h, w]; one value means both) */
+  int filters;             /* conv2d: output channels */
+  int kernel_size[2], kernel_size_n;
+  int stride[2], stride_n;             /* conv2d default 1; pools default = pool size */
+  char padding[16];        /* "valid" | "same" | "explicit" (then `pad`) */
+  int pad[2], pad_n;                   /* explicit zero padding [h, w] */
+  int dilation[2], dilation_n;
+  int groups;              /* conv2d: channel groups */
+  int pool_size[2], pool_size_n;       /* maxpool / avgpool window */
+  /* dropout, batch normalization, PReLU */
+  double rate;             /* dropout: probability of zeroing an input */
+  double momentum;         /* batchnorm: running statistics update (PyTorch convention) */
+  double eps;              /* batchnorm: added to the variance */
+  int per_channel;         /* prelu: one slope per channel (else one in all) */
+  /* residual block: the next `block_len` configs (after this one, nested
+   * blocks counted with their own bodies) form the block's body; its output
+   * is added to the block's input (through a 1x1 convolution when
+   * `projection`, needed when the body changes the shape) */
+  int block_len;
+  int projection;
+  /* regularization, any layer */
+  double l1, l2;           /* penalties on the layer's weights (not biases) */
+  double activity_l1, activity_l2; /* penalties on the layer's output */
 } nn_layer_cfg;
 
 /* Per-call context for forward/backward. */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "worker/augment.h"
 #include "worker/dataset.h"
 
 typedef struct nn_loader_cfg {
@@ -33,6 +34,7 @@ typedef struct nn_loader_cfg {
                             validation split or k-fold part), in a fixed order;
                             NULL: every sample of the data set */
   int64_t nsubset;
+  const nn_augment_cfg *augment; /* borrowed; NULL or nothing enabled: no augmentation */
 } nn_loader_cfg;
 
 /* One batch slice, valid until the next nn_loader_next call. */

@@ -24,6 +24,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "coordinator/alloc.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/metrics_log.h"
 #include "coordinator/schedule.h"
@@ -129,6 +130,7 @@ typedef struct run {
   int have_optim;
   nn_gradsync *sync;
   nn_ring *ctl;
+  float *ctlbuf;                           /* [2 + nbuffers]: see step_control */
   nn_stepper st;
   int have_stepper;
   nn_metrics_acc acc;
@@ -216,6 +218,9 @@ static int same_data_kind(const nn_dataset_info *a, const nn_dataset_info *b, co
   return 0;
 }
 
+/* BLAS threads per rank: run.threads; else Slurm's CPUs per task; else the
+ * node's cores over the ranks on it (nn_alloc_blas_threads, coordinator/alloc.h).
+ * A malformed SLURM_* variable is ignored here; the CLI warns about it. */
 static void set_threads(const nn_job *job, MPI_Comm comm) {
   int threads = job->run.threads;
   if (threads <= 0) {
@@ -226,9 +231,9 @@ static void set_threads(const nn_job *job, MPI_Comm comm) {
       MPI_Comm_size(node, &local);
       MPI_Comm_free(&node);
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = (int)(cores > 0 ? cores : 1) / (local > 0 ? local : 1);
-    if (threads < 1) threads = 1;
+    nn_alloc a;
+    if (nn_alloc_detect(&a, NULL) != 0) a.cpus_per_task = 0;
+    threads = nn_alloc_blas_threads(&a, 0, local, sysconf(_SC_NPROCESSORS_ONLN));
   }
   openblas_set_num_threads(threads);
 }
@@ -497,15 +502,23 @@ static int broadcast_control(run *R, Nntrain__EpochControl *c, nn_error *err) {
 
 /* Per-step control, at every step boundary: every rank learns whether rank
  * 0's clock says a timed checkpoint is due and whether any rank was asked to
- * stop (a signal). One two-float all-reduce through the watched ring. */
+ * stop (a signal), and the model's buffers (batch-norm running statistics,
+ * which each rank updates from its own slice) are averaged over the ranks, so
+ * replicas stay identical in everything a checkpoint holds. One all-reduce of
+ * 2 + nbuffers floats through the watched ring. */
 static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
   double every = R->job->checkpoint.every_seconds;
-  float v[2] = {R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f,
-                nn_signals_pending() > 0 ? 1.0f : 0.0f};
+  float *v = R->ctlbuf;
+  v[0] = R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f;
+  v[1] = nn_signals_pending() > 0 ? 1.0f : 0.0f;
   if (R->ctl) {
+    size_t nb = R->model.nbuffers;
+    if (nb) memcpy(v + 2, R->model.buffers, nb * sizeof(float));
     nn_ring_set_step(R->ctl, (long)R->state.step);
-    int rc = nn_ring_allreduce(R->ctl, v, 2, err);
+    int rc = nn_ring_allreduce(R->ctl, v, 2 + nb, err);
     if (rc) return rc;
+    const float inv = 1.0f / (float)R->N;
+    for (size_t i = 0; i < nb; i++) R->model.buffers[i] = v[2 + i] * inv;
   }
   *ckpt_due = v[0] > 0.5f;
   *stop = v[1] > 0.5f;
@@ -532,6 +545,7 @@ static void free_run(run *R) {
   free(R->train_idx);
   free(R->val_idx);
   free(R->spec);
+  free(R->ctlbuf);
 }
 
 /* Open the data sets and carve the validation set; all ranks agree. */
@@ -658,7 +672,11 @@ static int build(run *R, nn_error *err) {
   }
   if (!rc && R->N > 1)
     rc = nn_gradsync_create(&R->sync, R->comm, R->model.grads, R->model.nparams, 0, err);
-  if (!rc && R->N > 1) rc = nn_ring_create(&R->ctl, R->comm, 2, 0, err);
+  if (!rc) {
+    R->ctlbuf = malloc((2 + R->model.nbuffers) * sizeof(float));
+    if (!R->ctlbuf) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+  }
+  if (!rc && R->N > 1) rc = nn_ring_create(&R->ctl, R->comm, 2 + R->model.nbuffers, 0, err);
   if (!rc && R->N > 1 && R->opts->timeout_s > 0) {
     nn_gradsync_set_timeout(R->sync, R->opts->timeout_s);
     nn_ring_set_timeout(R->ctl, R->opts->timeout_s);

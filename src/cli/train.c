@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "coordinator/alloc.h"
 #include "coordinator/job.h"
 #include "coordinator/train.h"
 #include "worker/signals.h"
@@ -263,6 +265,25 @@ int nn_cmd_train(int argc, char **argv) {
     MPI_Abort(comm, code);
   }
   if (!opts.resume && !kfold && !strcmp(job->run.resume, "auto")) opts.resume = NN_RESUME_AUTO;
+
+  /* The batch system's allocation (coordinator/alloc.h): one line on rank 0,
+   * with the BLAS thread count the run will pick. A malformed SLURM_*
+   * variable is a warning: the run does not need it. */
+  if (rank == 0) {
+    nn_alloc alloc;
+    nn_error aerr;
+    nn_error_clear(&aerr);
+    char line[512];
+    if (nn_alloc_detect(&alloc, &aerr) != 0)
+      fprintf(stderr, "nntrain: warning: %s\n", nn_error_format(&aerr, line, sizeof line));
+    int local = alloc.local_size > 0 ? alloc.local_size : nranks;
+    int threads = nn_alloc_blas_threads(&alloc, job->run.threads, local,
+                                        sysconf(_SC_NPROCESSORS_ONLN));
+    if (alloc.in_slurm && !opts.quiet) {
+      printf("nntrain: %s\n", nn_alloc_describe(&alloc, threads, line, sizeof line));
+      fflush(stdout);
+    }
+  }
   nn_train_result res;
   memset(&res, 0, sizeof res);
   if (kfold) {

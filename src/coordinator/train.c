@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -1046,6 +1047,33 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   }
   res->seconds = now_s() - t_start;
   res->samples_per_s = train_time > 0 ? train_samples / train_time : 0;
+  {
+    /* Peak resident memory of every rank, for the report and the log. */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0, rss[64];
+    int nr = N < 64 ? N : 64;
+    double *all = lead ? calloc((size_t)N, sizeof *all) : NULL;
+    MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, comm);
+    if (lead && all) {
+      char list[64 * 12] = "";
+      size_t k = 0;
+      for (int i = 0; i < nr; i++) {
+        rss[i] = all[i];
+        int w = snprintf(list + k, sizeof list - k, "%s%.1f", i ? ", " : "", rss[i]);
+        if (w > 0 && (size_t)w < sizeof list - k) k += (size_t)w;
+      }
+      if (!opts->quiet)
+        fprintf(R->out, "training: %.0f samples/s over %d epochs; peak RSS per rank (MB): %s\n",
+                res->samples_per_s, res->epochs, list);
+      char rec[1024];
+      snprintf(rec, sizeof rec, "\"event\": \"summary\", \"step\": %lld, \"samples_per_s\": %.1f, "
+               "\"peak_rss_mb\": [%s]", (long long)R->state.step, res->samples_per_s, list);
+      rc = nn_metrics_write(&R->log, rec, err);
+    }
+    free(all);
+    if (rc) goto fail_local;
+  }
   if (lead && R->ckpt_count) {
     if (!opts->quiet)
       fprintf(R->out, "checkpoints: %d written in the background; the step loop paused %.3f ms "

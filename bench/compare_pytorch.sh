@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Speed against PyTorch: the classic Fashion-MNIST convnet (jobs/fashion_mnist_cnn.toml,
+# bench/pytorch_cnn.py: the same layers, Adam lr 1e-3, global batch 64 per rank, the same
+# thread count) trained for one epoch by nntrain and by PyTorch (Debian's python3-torch;
+# DistributedDataParallel over gloo on 2 ranks), at 1 and 2 ranks, alternating the two.
+# Prints samples/s of each, the nntrain/PyTorch ratio and peak RSS per rank.
+#
+# usage: bench/compare_pytorch.sh [--reps R] [--threads T] [--epochs E]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps=2 threads=1 epochs=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --reps) reps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "compare_pytorch.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+NNTRAIN=${NNTRAIN:-build/nntrain}
+PY=/usr/bin/python3
+[ -x "$NNTRAIN" ] || { echo "build nntrain first (scripts/build.sh)" >&2; exit 2; }
+$PY -c "import torch" 2>/dev/null || { echo "needs Debian's python3-torch (apt-get install python3-torch)" >&2; exit 2; }
+"$NNTRAIN" prepare fashion-mnist --out data/fashion-mnist >/dev/null
+if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+nn_run() { # ranks -> JSON line like pytorch_cnn.py's
+  local n=$1
+  mpirun -np "$n" --oversubscribe --bind-to none "$NNTRAIN" jobs/fashion_mnist_cnn.toml \
+    --no-progress --set train.epochs="$epochs" --set train.batch_size=$((64 * n)) \
+    --set data.test='""' --set run.threads="$threads" --set run.dir="\"$out/run$n\"" \
+    --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$out/nn.txt"
+  $PY - "$out/run$n/metrics.jsonl" "$n" <<'PYEOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+ep = [r for r in recs if "epoch" in r]
+summ = [r for r in recs if r.get("event") == "summary"][-1]
+t = sum(r["epoch_s"] for r in ep)
+print(json.dumps({"impl": "nntrain", "ranks": int(sys.argv[2]), "samples_per_s": summ["samples_per_s"],
+                  "epoch_s": t / len(ep), "peak_rss_mb": summ["peak_rss_mb"], "loss": ep[-1]["loss"]}))
+PYEOF
+}
+py_run() {
+  $PY bench/pytorch_cnn.py --ranks "$1" --threads "$threads" --epochs "$epochs" --batch-per-rank 64
+}
+
+for rep in $(seq "$reps"); do
+  for n in 1 2; do
+    nn_run "$n" | tee -a "$out/results.jsonl"
+    py_run "$n" | tee -a "$out/results.jsonl"
+  done
+done
+$PY - "$out/results.jsonl" "$threads" <<'PYEOF'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print()
+print("classic convnet, Fashion-MNIST, 1 epoch, batch 64 per rank, %s thread(s) per rank" % sys.argv[2])
+print("%6s %14s %14s %8s %22s %22s" % ("ranks", "nntrain s/s", "pytorch s/s", "ratio",
+                                        "nntrain RSS MB", "pytorch RSS MB"))
+for n in (1, 2):
+    a = [r for r in rows if r["ranks"] == n and r["impl"] == "nntrain"]
+    b = [r for r in rows if r["ranks"] == n and r["impl"] == "pytorch"]
+    sa = statistics.median(r["samples_per_s"] for r in a)
+    sb = statistics.median(r["samples_per_s"] for r in b)
+    print("%6d %14.0f %14.0f %7.2fx %22s %22s" % (n, sa, sb, sa / sb, a[-1]["peak_rss_mb"],
+                                                  b[-1]["peak_rss_mb"]))
+PYEOF

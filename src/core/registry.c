@@ -20,6 +20,14 @@ extern const nn_layer_ops nn_layer_tanh;
 extern const nn_layer_ops nn_layer_sigmoid;
 extern const nn_layer_ops nn_layer_hard_sigmoid;
 extern const nn_layer_ops nn_layer_softmax;
+extern const nn_layer_ops nn_layer_conv2d;
+extern const nn_layer_ops nn_layer_maxpool;
+extern const nn_layer_ops nn_layer_avgpool;
+extern const nn_layer_ops nn_layer_global_avgpool;
+extern const nn_layer_ops nn_layer_dropout;
+extern const nn_layer_ops nn_layer_batchnorm;
+extern const nn_layer_ops nn_layer_prelu;
+extern const nn_layer_ops nn_layer_residual;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -34,6 +42,14 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_sigmoid,
     &nn_layer_hard_sigmoid,
     &nn_layer_softmax,
+    &nn_layer_conv2d,
+    &nn_layer_maxpool,
+    &nn_layer_avgpool,
+    &nn_layer_global_avgpool,
+    &nn_layer_dropout,
+    &nn_layer_batchnorm,
+    &nn_layer_prelu,
+    &nn_layer_residual,
     NULL,
 };
 

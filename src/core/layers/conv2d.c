@@ -1,0 +1,363 @@
+/* conv2d.c: 2-d convolution (cross-correlation, as PyTorch's nn.Conv2d).
+ *
+ * Input [C, H, W] per sample, output [F, Ho, Wo]; parameters in PyTorch's
+ * layout: weight [F, C/groups, kh, kw], bias [F]. Keys: filters,
+ * kernel_size, stride, padding ("valid" | "same" | "explicit" with pad),
+ * dilation, groups, use_bias, init, activation (expanded by the model).
+ *
+ * Padding:
+ *   valid     no padding.
+ *   explicit  pad = [ph, pw] zeros on both sides (PyTorch's padding=(ph, pw)).
+ *   same      out = ceil(in / stride) (TensorFlow's SAME); the total padding
+ *             max((out-1)*stride + dilation*(k-1) + 1 - in, 0) is split with
+ *             the odd element at the bottom/right. For stride 1 this is
+ *             exactly PyTorch's padding='same'.
+ *
+ * Layout (chosen for speed: the whole batch is one GEMM per group):
+ *   forward   im2col: col [K, n*P] with K = C*kh*kw, P = Ho*Wo, column
+ *             s*P + p holds sample s's receptive field of output pixel p;
+ *             yt [F, n*P] = W [F, K] col (one sgemm per group, with the batch
+ *             folded into N); then yt is reordered to y [n, F, P] while the
+ *             bias is added. col is kept in scratch for backward.
+ *   backward  dy [n, F, P] -> dyt [F, n*P] (summing db on the way);
+ *             dW [F, K] += dyt col^T (one sgemm per group);
+ *             dx: dcol [K, n*P] = W^T dyt (one sgemm per group), then col2im
+ *             accumulates dcol into dx [n, C, H, W]. Skipped when dx is NULL.
+ * Folding the batch into N keeps the GEMMs large even for late layers whose
+ * Ho*Wo is tiny (3x3 = 9 columns per sample); the reorders are contiguous
+ * copies of P floats.
+ *
+ * Scratch per sample (floats): col K*P | yt/dyt F*P | dcol K*P, laid out
+ * as whole-batch regions [max_batch*K*P] [max_batch*F*P] [max_batch*K*P].
+ * backward reads the col written by the forward of the same x and n.
+ *
+ * Initialization: weight he_uniform, U(-sqrt(6/fan_in), +) with fan_in =
+ * C/groups*kh*kw (suited to the relu that usually follows; PyTorch's own
+ * default, kaiming_uniform(a=sqrt 5), is U(-1/sqrt(fan_in), +)); bias zeros. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "core/layer.h"
+
+#define CONV__MAXDIM (1 << 16)
+
+static const nn_key conv2d_keys[] = {
+    {"filters", NN_KEY_INT, offsetof(nn_layer_cfg, filters), sizeof(int), 1, 1 << 20, NULL,
+     NULL, NN_KEY_REQUIRED, "number of output channels", 0},
+    {"kernel_size", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, kernel_size), 2, 1, CONV__MAXDIM,
+     NULL, NULL, NN_KEY_REQUIRED, "window [kh, kw]; one value means a square window",
+     offsetof(nn_layer_cfg, kernel_size_n)},
+    {"stride", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, stride), 2, 1, CONV__MAXDIM, "[1]", NULL,
+     0, "step of the window [sh, sw]; one value means both", offsetof(nn_layer_cfg, stride_n)},
+    {"padding", NN_KEY_ENUM, offsetof(nn_layer_cfg, padding),
+     sizeof(((nn_layer_cfg *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
+     "valid: none; same: out = ceil(in/stride) (extra at bottom/right); explicit: `pad`", 0},
+    {"pad", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pad), 2, 0, CONV__MAXDIM, "[0]", NULL, 0,
+     "zeros added on both sides [ph, pw] when padding = \"explicit\"",
+     offsetof(nn_layer_cfg, pad_n)},
+    {"dilation", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, dilation), 2, 1, CONV__MAXDIM, "[1]",
+     NULL, 0, "spacing of the window's taps [dh, dw]", offsetof(nn_layer_cfg, dilation_n)},
+    {"groups", NN_KEY_INT, offsetof(nn_layer_cfg, groups), sizeof(int), 1, 1 << 20, "1", NULL, 0,
+     "channel groups: input channels and filters must both be divisible by it", 0},
+    {"use_bias", NN_KEY_BOOL, offsetof(nn_layer_cfg, use_bias), sizeof(int), 0, 1, "true", NULL,
+     0, "add a learned bias to each output channel", 0},
+    {"init", NN_KEY_ENUM, offsetof(nn_layer_cfg, init), sizeof(((nn_layer_cfg *)0)->init), 0, 0,
+     "\"he_uniform\"", NN_INIT_CHOICES, 0, "weight initializer (the bias starts at zero)", 0},
+    {"activation", NN_KEY_ENUM, offsetof(nn_layer_cfg, activation),
+     sizeof(((nn_layer_cfg *)0)->activation), 0, 0, "\"none\"", NN_ACTIVATION_CHOICES, 0,
+     "activation layer added after this one, named <name>_<activation>", 0},
+    {0},
+};
+
+/* Everything forward/backward need, derived from cfg and the input shape. */
+typedef struct conv_geom {
+  int c, h, w;         /* input channels, height, width */
+  int f, groups;       /* filters, channel groups */
+  int cg, fg, kg;      /* per group: input channels, filters, rows of col (cg*kh*kw) */
+  int kh, kw, sh, sw, dh, dw;
+  int pt, pb, pl, pr;  /* zero padding top, bottom, left, right */
+  int ho, wo;
+  size_t p;            /* ho*wo */
+} conv_geom;
+
+/* A 1- or 2-item list into (a, b); -1 for any other count. */
+static int pair_of(const int *v, int count, int *a, int *b) {
+  if (count == 1) {
+    *a = *b = v[0];
+    return 0;
+  }
+  if (count == 2) {
+    *a = v[0];
+    *b = v[1];
+    return 0;
+  }
+  return -1;
+}
+
+/* Padding of one axis for "same": out = ceil(in/s); lo gets the smaller half. */
+static void same_pad(int in, int s, int ek, int *lo, int *hi) {
+  long out = ((long)in + s - 1) / s;
+  long total = (out - 1) * s + ek - in;
+  if (total < 0) total = 0;
+  *lo = (int)(total / 2);
+  *hi = (int)(total - total / 2);
+}
+
+/* Fill g from l->cfg and l->in. err may be NULL (forward/backward, where
+ * build has already validated). Returns 0 or NN_ESCHEMA/NN_ESHAPE. */
+static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
+  const nn_layer_cfg *c = &l->cfg;
+  char shp[64];
+  memset(g, 0, sizeof *g);
+  if (l->in.ndim != 3)
+    return nn_error_set(err, NN_ESHAPE,
+                        "expects a [channels, height, width] input, got %s",
+                        nn_shape_str(&l->in, shp, sizeof shp));
+  g->c = l->in.dim[0];
+  g->h = l->in.dim[1];
+  g->w = l->in.dim[2];
+  g->f = c->filters;
+  g->groups = c->groups;
+  if (g->f < 1) return nn_error_set(err, NN_ESCHEMA, "filters must be >= 1, got %d", g->f);
+  if (pair_of(c->kernel_size, c->kernel_size_n, &g->kh, &g->kw))
+    return nn_error_set(err, NN_ESCHEMA, "kernel_size must have 1 or 2 items, got %d",
+                        c->kernel_size_n);
+  if (pair_of(c->stride, c->stride_n, &g->sh, &g->sw))
+    return nn_error_set(err, NN_ESCHEMA, "stride must have 1 or 2 items, got %d", c->stride_n);
+  if (pair_of(c->dilation, c->dilation_n, &g->dh, &g->dw))
+    return nn_error_set(err, NN_ESCHEMA, "dilation must have 1 or 2 items, got %d",
+                        c->dilation_n);
+  if (g->kh < 1 || g->kw < 1 || g->kh > CONV__MAXDIM || g->kw > CONV__MAXDIM)
+    return nn_error_set(err, NN_ESCHEMA, "kernel_size must be in [1, %d], got %dx%d",
+                        CONV__MAXDIM, g->kh, g->kw);
+  if (g->sh < 1 || g->sw < 1 || g->sh > CONV__MAXDIM || g->sw > CONV__MAXDIM)
+    return nn_error_set(err, NN_ESCHEMA, "stride must be in [1, %d], got %dx%d", CONV__MAXDIM,
+                        g->sh, g->sw);
+  if (g->dh < 1 || g->dw < 1 || g->dh > CONV__MAXDIM || g->dw > CONV__MAXDIM)
+    return nn_error_set(err, NN_ESCHEMA, "dilation must be in [1, %d], got %dx%d",
+                        CONV__MAXDIM, g->dh, g->dw);
+  if (g->groups < 1) return nn_error_set(err, NN_ESCHEMA, "groups must be >= 1, got %d", g->groups);
+  if (g->c % g->groups || g->f % g->groups)
+    return nn_error_set(err, NN_ESCHEMA,
+                        "groups = %d must divide both the input channels (%d) and filters (%d)",
+                        g->groups, g->c, g->f);
+  int ekh = g->dh * (g->kh - 1) + 1, ekw = g->dw * (g->kw - 1) + 1; /* <= 2^32: see limits */
+  if (strcmp(c->padding, "valid") == 0 || c->padding[0] == '\0') {
+    g->pt = g->pb = g->pl = g->pr = 0;
+  } else if (strcmp(c->padding, "explicit") == 0) {
+    int ph, pw;
+    if (pair_of(c->pad, c->pad_n, &ph, &pw))
+      return nn_error_set(err, NN_ESCHEMA, "pad must have 1 or 2 items, got %d", c->pad_n);
+    if (ph < 0 || pw < 0 || ph > CONV__MAXDIM || pw > CONV__MAXDIM)
+      return nn_error_set(err, NN_ESCHEMA, "pad must be in [0, %d], got %dx%d", CONV__MAXDIM,
+                          ph, pw);
+    g->pt = g->pb = ph;
+    g->pl = g->pr = pw;
+  } else if (strcmp(c->padding, "same") == 0) {
+    same_pad(g->h, g->sh, ekh, &g->pt, &g->pb);
+    same_pad(g->w, g->sw, ekw, &g->pl, &g->pr);
+  } else {
+    return nn_error_set(err, NN_ESCHEMA, "padding '%s' is not one of valid|same|explicit",
+                        c->padding);
+  }
+  long hp = (long)g->h + g->pt + g->pb, wp = (long)g->w + g->pl + g->pr;
+  if (ekh > hp || ekw > wp) {
+    char dil[48] = "";
+    if (g->dh > 1 || g->dw > 1) snprintf(dil, sizeof dil, " (dilated to %dx%d)", ekh, ekw);
+    return nn_error_set(err, NN_ESHAPE, "kernel %dx%d%s is larger than the padded input %ldx%ld",
+                        g->kh, g->kw, dil, hp, wp);
+  }
+  g->ho = (int)((hp - ekh) / g->sh + 1);
+  g->wo = (int)((wp - ekw) / g->sw + 1);
+  g->p = (size_t)g->ho * (size_t)g->wo;
+  g->cg = g->c / g->groups;
+  g->fg = g->f / g->groups;
+  g->kg = g->cg * g->kh * g->kw;
+  return 0;
+}
+
+static int conv2d_build(nn_layer *l, nn_error *err) {
+  conv_geom g;
+  int rc = conv_geometry(l, &g, err);
+  if (rc) return rc;
+  int init = NN_INIT_HE_UNIFORM;
+  if (l->cfg.init[0]) {
+    init = nn_init_parse(l->cfg.init);
+    if (init < 0)
+      return nn_error_set(err, NN_ESCHEMA, "init '%s' is not one of %s", l->cfg.init,
+                          nn_init_choices);
+  }
+  size_t k = (size_t)g.c * g.kh * g.kw;
+  size_t outc = (size_t)g.f * g.p;
+  if (k * g.p > ((size_t)1 << 31) || outc > ((size_t)1 << 31))
+    return nn_error_set(err, NN_ESHAPE, "convolution of %dx%dx%d with %d %dx%d filters is too large",
+                        g.c, g.h, g.w, g.f, g.kh, g.kw);
+  l->out.ndim = 3;
+  l->out.dim[0] = g.f;
+  l->out.dim[1] = g.ho;
+  l->out.dim[2] = g.wo;
+  l->scratch_per_sample = 2 * k * g.p + outc; /* col, dcol [K, P]; yt [F, P] */
+  l->scratch_fixed = 0;
+  int fan_in = g.kg, fan_out = g.fg * g.kh * g.kw;
+  nn_shape ws = {4, {g.f, g.cg, g.kh, g.kw}};
+  rc = nn_layer_add_param(l, "weight", &ws, (nn_init_kind)init, fan_in, fan_out, err);
+  if (rc) return rc;
+  if (l->cfg.use_bias) {
+    nn_shape bs = {1, {g.f}};
+    rc = nn_layer_add_param(l, "bias", &bs, NN_INIT_ZEROS, fan_in, fan_out, err);
+  }
+  return rc;
+}
+
+/* Columns [ow0, ow1) of an output row whose tap at offset `off` (= j*dw - pl)
+ * lands inside [0, w): ow*s + off in [0, w). */
+static void valid_cols(int w, int wo, int s, int off, int *ow0, int *ow1) {
+  int a = off >= 0 ? 0 : (-off + s - 1) / s;
+  int b = w - off <= 0 ? 0 : (w - off + s - 1) / s;
+  if (a > wo) a = wo;
+  if (b > wo) b = wo;
+  if (b < a) b = a;
+  *ow0 = a;
+  *ow1 = b;
+}
+
+/* x [n, C, H, W] -> col [K, n*P]:
+ *   col[(c*kh + i)*kw + j][s*P + oh*wo + ow]
+ *     = x[s][c][oh*sh - pt + i*dh][ow*sw - pl + j*dw], 0 outside the input. */
+static void im2col(const conv_geom *g, const float *x, int n, float *col) {
+  size_t np = (size_t)n * g->p, hw = (size_t)g->h * g->w;
+  for (int c = 0; c < g->c; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++) {
+        float *row = col + ((size_t)(c * g->kh + i) * g->kw + j) * np;
+        int offw = j * g->dw - g->pl, ow0, ow1;
+        valid_cols(g->w, g->wo, g->sw, offw, &ow0, &ow1);
+        for (int s = 0; s < n; s++) {
+          const float *xc = x + ((size_t)s * g->c + c) * hw;
+          float *dst = row + (size_t)s * g->p;
+          for (int oh = 0; oh < g->ho; oh++, dst += g->wo) {
+            int ih = oh * g->sh - g->pt + i * g->dh;
+            if (ih < 0 || ih >= g->h) {
+              memset(dst, 0, sizeof(float) * (size_t)g->wo);
+              continue;
+            }
+            const float *src = xc + (size_t)ih * g->w;
+            for (int ow = 0; ow < ow0; ow++) dst[ow] = 0.0f;
+            if (g->sw == 1) {
+              memcpy(dst + ow0, src + (ow0 + offw), sizeof(float) * (size_t)(ow1 - ow0));
+            } else {
+              for (int ow = ow0; ow < ow1; ow++) dst[ow] = src[ow * g->sw + offw];
+            }
+            for (int ow = ow1; ow < g->wo; ow++) dst[ow] = 0.0f;
+          }
+        }
+      }
+}
+
+/* dcol [K, n*P] -> dx [n, C, H, W]: the adjoint of im2col (dx is overwritten). */
+static void col2im(const conv_geom *g, const float *dcol, int n, float *dx) {
+  size_t np = (size_t)n * g->p, hw = (size_t)g->h * g->w;
+  memset(dx, 0, sizeof(float) * (size_t)n * g->c * hw);
+  for (int c = 0; c < g->c; c++)
+    for (int i = 0; i < g->kh; i++)
+      for (int j = 0; j < g->kw; j++) {
+        const float *row = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * np;
+        int offw = j * g->dw - g->pl, ow0, ow1;
+        valid_cols(g->w, g->wo, g->sw, offw, &ow0, &ow1);
+        for (int s = 0; s < n; s++) {
+          float *xc = dx + ((size_t)s * g->c + c) * hw;
+          const float *src = row + (size_t)s * g->p;
+          for (int oh = 0; oh < g->ho; oh++, src += g->wo) {
+            int ih = oh * g->sh - g->pt + i * g->dh;
+            if (ih < 0 || ih >= g->h) continue;
+            float *dst = xc + (size_t)ih * g->w;
+            if (g->sw == 1) {
+              float *d = dst + offw;
+              for (int ow = ow0; ow < ow1; ow++) d[ow] += src[ow];
+            } else {
+              for (int ow = ow0; ow < ow1; ow++) dst[ow * g->sw + offw] += src[ow];
+            }
+          }
+        }
+      }
+}
+
+/* Scratch regions for a batch of n: col [K, n*P], yt [F, n*P], dcol [K, n*P],
+ * back to back. They sum to n * scratch_per_sample <= the layer's scratch,
+ * and forward and backward of one batch use the same n, so they agree. */
+static void conv_scratch(const nn_layer *l, const conv_geom *g, int n, float **col, float **yt,
+                         float **dcol) {
+  size_t kp = (size_t)g->c * g->kh * g->kw * g->p * (size_t)n;
+  *col = l->scratch;
+  *yt = *col + kp;
+  *dcol = *yt + (size_t)g->f * g->p * (size_t)n;
+}
+
+/* x [n, C, H, W] -> y [n, F, Ho, Wo]; keeps col in scratch for backward. */
+static void conv2d_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
+  conv_geom g;
+  float *col, *yt, *dcol;
+  conv_geometry(l, &g, NULL);
+  conv_scratch(l, &g, n, &col, &yt, &dcol);
+  im2col(&g, x, n, col);
+  int np = n * (int)g.p;
+  for (int gi = 0; gi < g.groups; gi++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.fg, np, g.kg, 1.0f,
+                l->param[0] + (size_t)gi * g.fg * g.kg, g.kg, col + (size_t)gi * g.kg * np, np,
+                0.0f, yt + (size_t)gi * g.fg * np, np);
+  /* yt [F, n, P] -> y [n, F, P] (+ bias) */
+  const float *b = l->nparams > 1 ? l->param[1] : NULL;
+  for (int s = 0; s < n; s++)
+    for (int f = 0; f < g.f; f++) {
+      const float *src = yt + (size_t)f * np + (size_t)s * g.p;
+      float *dst = y + ((size_t)s * g.f + f) * g.p;
+      float bf = b ? b[f] : 0.0f;
+      for (size_t p = 0; p < g.p; p++) dst[p] = src[p] + bf;
+    }
+}
+
+/* dy [n, F, Ho, Wo]: dW += dyt col^T, db += sums of dy, dx = col2im(W^T dyt). */
+static void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                            float *dx, int n, const nn_run_ctx *ctx) {
+  conv_geom g;
+  float *col, *dyt, *dcol;
+  conv_geometry(l, &g, NULL);
+  conv_scratch(l, &g, n, &col, &dyt, &dcol);
+  int np = n * (int)g.p;
+  float *db = l->nparams > 1 ? l->grad[1] : NULL;
+  /* dy [n, F, P] -> dyt [F, n, P], summing the bias gradient */
+  for (int f = 0; f < g.f; f++) {
+    float sum = 0.0f;
+    for (int s = 0; s < n; s++) {
+      const float *src = dy + ((size_t)s * g.f + f) * g.p;
+      float *dst = dyt + (size_t)f * np + (size_t)s * g.p;
+      for (size_t p = 0; p < g.p; p++) {
+        dst[p] = src[p];
+        sum += src[p];
+      }
+    }
+    if (db) db[f] += sum;
+  }
+  for (int gi = 0; gi < g.groups; gi++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, np, 1.0f,
+                dyt + (size_t)gi * g.fg * np, np, col + (size_t)gi * g.kg * np, np, 1.0f,
+                l->grad[0] + (size_t)gi * g.fg * g.kg, g.kg);
+  if (!dx) return;
+  for (int gi = 0; gi < g.groups; gi++)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, np, g.fg, 1.0f,
+                l->param[0] + (size_t)gi * g.fg * g.kg, g.kg, dyt + (size_t)gi * g.fg * np, np,
+                0.0f, dcol + (size_t)gi * g.kg * np, np);
+  col2im(&g, dcol, n, dx);
+}
+
+const nn_layer_ops nn_layer_conv2d = {
+    .type = "conv2d",
+    .help = "2-d convolution [C, H, W] -> [filters, Ho, Wo], weight [filters, C/groups, kh, kw]",
+    .keys = conv2d_keys,
+    .build = conv2d_build,
+    .forward = conv2d_forward,
+    .backward = conv2d_backward,
+};

@@ -1,0 +1,332 @@
+/* pool.c: 2-d pooling layers: maxpool, avgpool and global_avgpool.
+ *
+ * maxpool / avgpool: input [C, H, W] -> [C, Ho, Wo], each channel alone.
+ * Keys: pool_size (required, [ph, pw] or one value for both), stride
+ * (default = pool_size), padding "valid" | "same" | "explicit" (+ pad).
+ *   valid     no padding; windows that would run past the edge are dropped
+ *             (PyTorch ceil_mode=False).
+ *   explicit  pad = [ph, pw] on both sides, at most half the window (as
+ *             PyTorch requires). avgpool counts the padded zeros in the
+ *             divisor (PyTorch's count_include_pad=True): y = sum / (kh*kw).
+ *   same      out = ceil(in / stride), the odd padding element at the
+ *             bottom/right (TensorFlow's SAME); avgpool divides by the number
+ *             of input elements actually in the window (TensorFlow's rule).
+ * Padded positions never win a max. Every window holds at least one input
+ * element under these rules.
+ *
+ * maxpool keeps, per output element, the offset of its argmax inside the
+ * sample's input (int32, in the layer's scratch: [n, C*Ho*Wo]); backward
+ * routes dy there. On ties the first element in row-major window order wins;
+ * a NaN in a window wins over numbers.
+ *
+ * global_avgpool: [C, H, W] -> [C], the mean of each channel. */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/layer.h"
+
+#define POOL__MAXDIM (1 << 16)
+
+_Static_assert(sizeof(int32_t) == sizeof(float), "argmax indices share float scratch");
+
+static const nn_key pool_keys[] = {
+    {"pool_size", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pool_size), 2, 1, POOL__MAXDIM, NULL,
+     NULL, NN_KEY_REQUIRED, "window [ph, pw]; one value means a square window",
+     offsetof(nn_layer_cfg, pool_size_n)},
+    {"stride", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, stride), 2, 1, POOL__MAXDIM, NULL, NULL,
+     0, "step of the window [sh, sw]; default: the pool size", offsetof(nn_layer_cfg, stride_n)},
+    {"padding", NN_KEY_ENUM, offsetof(nn_layer_cfg, padding),
+     sizeof(((nn_layer_cfg *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
+     "valid: none; same: out = ceil(in/stride) (extra at bottom/right); explicit: `pad`", 0},
+    {"pad", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pad), 2, 0, POOL__MAXDIM, "[0]", NULL, 0,
+     "padding on both sides [ph, pw] when padding = \"explicit\" (at most half the window)",
+     offsetof(nn_layer_cfg, pad_n)},
+    {0},
+};
+
+static const nn_key global_avgpool_keys[] = {{0}};
+
+/* Window geometry of a pooling layer over [C, H, W]. */
+typedef struct pool_geom {
+  int c, h, w;
+  int kh, kw, sh, sw;
+  int pt, pl;          /* padding before the first row / column */
+  int ho, wo;
+  int same;            /* 1: avgpool divides by the in-bounds count */
+} pool_geom;
+
+static int pair_of(const int *v, int count, int *a, int *b) {
+  if (count == 1) {
+    *a = *b = v[0];
+    return 0;
+  }
+  if (count == 2) {
+    *a = v[0];
+    *b = v[1];
+    return 0;
+  }
+  return -1;
+}
+
+/* Fill g from l->cfg and l->in; err may be NULL once build has validated. */
+static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
+  const nn_layer_cfg *c = &l->cfg;
+  char shp[64];
+  memset(g, 0, sizeof *g);
+  if (l->in.ndim != 3)
+    return nn_error_set(err, NN_ESHAPE, "expects a [channels, height, width] input, got %s",
+                        nn_shape_str(&l->in, shp, sizeof shp));
+  g->c = l->in.dim[0];
+  g->h = l->in.dim[1];
+  g->w = l->in.dim[2];
+  if (pair_of(c->pool_size, c->pool_size_n, &g->kh, &g->kw))
+    return nn_error_set(err, NN_ESCHEMA, "pool_size must have 1 or 2 items, got %d",
+                        c->pool_size_n);
+  if (g->kh < 1 || g->kw < 1 || g->kh > POOL__MAXDIM || g->kw > POOL__MAXDIM)
+    return nn_error_set(err, NN_ESCHEMA, "pool_size must be in [1, %d], got %dx%d",
+                        POOL__MAXDIM, g->kh, g->kw);
+  if (c->stride_n == 0) {
+    g->sh = g->kh;
+    g->sw = g->kw;
+  } else if (pair_of(c->stride, c->stride_n, &g->sh, &g->sw)) {
+    return nn_error_set(err, NN_ESCHEMA, "stride must have 1 or 2 items, got %d", c->stride_n);
+  }
+  if (g->sh < 1 || g->sw < 1 || g->sh > POOL__MAXDIM || g->sw > POOL__MAXDIM)
+    return nn_error_set(err, NN_ESCHEMA, "stride must be in [1, %d], got %dx%d", POOL__MAXDIM,
+                        g->sh, g->sw);
+  int pt = 0, pb = 0, pl = 0, pr = 0;
+  if (strcmp(c->padding, "valid") == 0 || c->padding[0] == '\0') {
+    /* none */
+  } else if (strcmp(c->padding, "explicit") == 0) {
+    int ph, pw;
+    if (pair_of(c->pad, c->pad_n, &ph, &pw))
+      return nn_error_set(err, NN_ESCHEMA, "pad must have 1 or 2 items, got %d", c->pad_n);
+    if (ph < 0 || pw < 0 || 2 * ph > g->kh || 2 * pw > g->kw)
+      return nn_error_set(err, NN_ESCHEMA,
+                          "pad %dx%d must be at most half the pool size %dx%d", ph, pw, g->kh,
+                          g->kw);
+    pt = pb = ph;
+    pl = pr = pw;
+  } else if (strcmp(c->padding, "same") == 0) {
+    long oh = ((long)g->h + g->sh - 1) / g->sh, ow = ((long)g->w + g->sw - 1) / g->sw;
+    long th = (oh - 1) * g->sh + g->kh - g->h, tw = (ow - 1) * g->sw + g->kw - g->w;
+    if (th < 0) th = 0;
+    if (tw < 0) tw = 0;
+    pt = (int)(th / 2);
+    pb = (int)(th - th / 2);
+    pl = (int)(tw / 2);
+    pr = (int)(tw - tw / 2);
+    g->same = 1;
+  } else {
+    return nn_error_set(err, NN_ESCHEMA, "padding '%s' is not one of valid|same|explicit",
+                        c->padding);
+  }
+  long hp = (long)g->h + pt + pb, wp = (long)g->w + pl + pr;
+  if (g->kh > hp || g->kw > wp)
+    return nn_error_set(err, NN_ESHAPE, "pool window %dx%d is larger than the padded input %ldx%ld",
+                        g->kh, g->kw, hp, wp);
+  g->pt = pt;
+  g->pl = pl;
+  g->ho = (int)((hp - g->kh) / g->sh + 1);
+  g->wo = (int)((wp - g->kw) / g->sw + 1);
+  return 0;
+}
+
+static int pool_build_common(nn_layer *l, int is_max, nn_error *err) {
+  pool_geom g;
+  int rc = pool_geometry(l, &g, err);
+  if (rc) return rc;
+  size_t outc = (size_t)g.c * g.ho * g.wo;
+  if (outc > ((size_t)1 << 31) || (size_t)g.c * g.h * g.w > ((size_t)1 << 31))
+    return nn_error_set(err, NN_ESHAPE, "input of %dx%dx%d is too large", g.c, g.h, g.w);
+  l->out.ndim = 3;
+  l->out.dim[0] = g.c;
+  l->out.dim[1] = g.ho;
+  l->out.dim[2] = g.wo;
+  l->scratch_per_sample = is_max ? outc : 0; /* argmax offsets, int32 */
+  return 0;
+}
+
+static int maxpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, 1, err); }
+static int avgpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, 0, err); }
+
+/* In-bounds range [a, b) of the window starting at `start` of size k in [0, n). */
+static void clip(int start, int k, int n, int *a, int *b) {
+  *a = start < 0 ? 0 : start;
+  *b = start + k > n ? n : start + k;
+}
+
+/* x [n, C, H, W] -> y [n, C, Ho, Wo]; arg [n, C*Ho*Wo] (scratch) = offset of
+ * the maximum inside the sample's input. */
+static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
+  pool_geom g;
+  pool_geometry(l, &g, NULL);
+  int32_t *arg = (int32_t *)(void *)l->scratch;
+  size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo;
+  for (int s = 0; s < n; s++)
+    for (int c = 0; c < g.c; c++) {
+      size_t base = (size_t)c * hw;
+      const float *xc = x + (size_t)s * g.c * hw + base;
+      size_t o = ((size_t)s * g.c + c) * plane;
+      for (int oh = 0; oh < g.ho; oh++) {
+        int h0, h1;
+        clip(oh * g.sh - g.pt, g.kh, g.h, &h0, &h1);
+        for (int ow = 0; ow < g.wo; ow++, o++) {
+          int w0, w1;
+          clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
+          int best_i = h0 * g.w + w0;
+          float best = xc[best_i];
+          for (int ih = h0; ih < h1; ih++) {
+            const float *row = xc + (size_t)ih * g.w;
+            for (int iw = w0; iw < w1; iw++) {
+              float v = row[iw];
+              if (v > best || (isnan(v) && !isnan(best))) {
+                best = v;
+                best_i = ih * g.w + iw;
+              }
+            }
+          }
+          y[o] = best;
+          arg[o] = (int32_t)(base + (size_t)best_i);
+        }
+      }
+    }
+}
+
+/* dx [n, C, H, W] = dy scattered to the argmax of each window. */
+static void maxpool_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                             float *dx, int n, const nn_run_ctx *ctx) {
+  if (!dx) return;
+  size_t in = nn_shape_count(&l->in), out = nn_shape_count(&l->out);
+  const int32_t *arg = (const int32_t *)(const void *)l->scratch;
+  memset(dx, 0, sizeof(float) * in * (size_t)n);
+  for (int s = 0; s < n; s++) {
+    float *dxs = dx + (size_t)s * in;
+    const float *dys = dy + (size_t)s * out;
+    const int32_t *as = arg + (size_t)s * out;
+    for (size_t o = 0; o < out; o++) dxs[as[o]] += dys[o];
+  }
+}
+
+/* Divisor of the window at (h0, w0) (its unclipped top-left corner). */
+static float avg_div(const pool_geom *g, int hs, int ws) {
+  if (!g->same) return (float)(g->kh * g->kw);
+  int h0, h1, w0, w1;
+  clip(hs, g->kh, g->h, &h0, &h1);
+  clip(ws, g->kw, g->w, &w0, &w1);
+  return (float)((h1 - h0) * (w1 - w0));
+}
+
+/* x [n, C, H, W] -> y [n, C, Ho, Wo], window means. */
+static void avgpool_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
+  pool_geom g;
+  pool_geometry(l, &g, NULL);
+  size_t hw = (size_t)g.h * g.w;
+  size_t o = 0;
+  for (int s = 0; s < n; s++)
+    for (int c = 0; c < g.c; c++) {
+      const float *xc = x + ((size_t)s * g.c + c) * hw;
+      for (int oh = 0; oh < g.ho; oh++) {
+        int h0, h1;
+        clip(oh * g.sh - g.pt, g.kh, g.h, &h0, &h1);
+        for (int ow = 0; ow < g.wo; ow++, o++) {
+          int w0, w1;
+          clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
+          float sum = 0.0f;
+          for (int ih = h0; ih < h1; ih++)
+            for (int iw = w0; iw < w1; iw++) sum += xc[(size_t)ih * g.w + iw];
+          y[o] = sum / avg_div(&g, oh * g.sh - g.pt, ow * g.sw - g.pl);
+        }
+      }
+    }
+}
+
+/* dx [n, C, H, W]: each window's elements get dy / divisor. */
+static void avgpool_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                             float *dx, int n, const nn_run_ctx *ctx) {
+  if (!dx) return;
+  pool_geom g;
+  pool_geometry(l, &g, NULL);
+  size_t hw = (size_t)g.h * g.w;
+  memset(dx, 0, sizeof(float) * hw * (size_t)g.c * (size_t)n);
+  size_t o = 0;
+  for (int s = 0; s < n; s++)
+    for (int c = 0; c < g.c; c++) {
+      float *dxc = dx + ((size_t)s * g.c + c) * hw;
+      for (int oh = 0; oh < g.ho; oh++) {
+        int h0, h1;
+        clip(oh * g.sh - g.pt, g.kh, g.h, &h0, &h1);
+        for (int ow = 0; ow < g.wo; ow++, o++) {
+          int w0, w1;
+          clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
+          float d = dy[o] / avg_div(&g, oh * g.sh - g.pt, ow * g.sw - g.pl);
+          for (int ih = h0; ih < h1; ih++)
+            for (int iw = w0; iw < w1; iw++) dxc[(size_t)ih * g.w + iw] += d;
+        }
+      }
+    }
+}
+
+static int global_avgpool_build(nn_layer *l, nn_error *err) {
+  char shp[64];
+  if (l->in.ndim != 3)
+    return nn_error_set(err, NN_ESHAPE, "expects a [channels, height, width] input, got %s",
+                        nn_shape_str(&l->in, shp, sizeof shp));
+  l->out.ndim = 1;
+  l->out.dim[0] = l->in.dim[0];
+  return 0;
+}
+
+/* x [n, C, H, W] -> y [n, C], channel means (summed in double). */
+static void global_avgpool_forward(nn_layer *l, const float *x, float *y, int n,
+                                   const nn_run_ctx *ctx) {
+  size_t hw = (size_t)l->in.dim[1] * l->in.dim[2], rows = (size_t)n * l->in.dim[0];
+  for (size_t r = 0; r < rows; r++) {
+    const float *xc = x + r * hw;
+    double sum = 0.0;
+    for (size_t i = 0; i < hw; i++) sum += xc[i];
+    y[r] = (float)(sum / (double)hw);
+  }
+}
+
+/* dx [n, C, H, W] = dy [n, C] / (H*W) broadcast over each channel. */
+static void global_avgpool_backward(nn_layer *l, const float *x, const float *y,
+                                    const float *dy, float *dx, int n, const nn_run_ctx *ctx) {
+  if (!dx) return;
+  size_t hw = (size_t)l->in.dim[1] * l->in.dim[2], rows = (size_t)n * l->in.dim[0];
+  float inv = 1.0f / (float)hw;
+  for (size_t r = 0; r < rows; r++) {
+    float d = dy[r] * inv;
+    float *dxc = dx + r * hw;
+    for (size_t i = 0; i < hw; i++) dxc[i] = d;
+  }
+}
+
+const nn_layer_ops nn_layer_maxpool = {
+    .type = "maxpool",
+    .help = "2-d max pooling [C, H, W] -> [C, Ho, Wo]; gradient to the window's maximum",
+    .keys = pool_keys,
+    .build = maxpool_build,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+};
+
+const nn_layer_ops nn_layer_avgpool = {
+    .type = "avgpool",
+    .help = "2-d average pooling [C, H, W] -> [C, Ho, Wo]",
+    .keys = pool_keys,
+    .build = avgpool_build,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+};
+
+const nn_layer_ops nn_layer_global_avgpool = {
+    .type = "global_avgpool",
+    .help = "mean of each channel: [C, H, W] -> [C]",
+    .keys = global_avgpool_keys,
+    .build = global_avgpool_build,
+    .forward = global_avgpool_forward,
+    .backward = global_avgpool_backward,
+};

@@ -5,7 +5,13 @@
  * step loop takes them in order and holds batch k until it asks for k+1, so
  * the slot it holds is never refilled under it. A generation counter and a
  * busy flag let nn_loader_start/stop abandon an epoch without racing with a
- * read in flight. */
+ * read in flight.
+ *
+ * Augmentation (training loaders whose cfg.augment enables a transform) runs
+ * in fill() on the thread, AFTER normalization, so the 0 that geometric
+ * transforms and erasing fill in means "the channel mean" and noise_std is
+ * in units of the channel's standard deviation. Each sample is keyed by
+ * (seed, epoch, its global index from order[]), never by batch or rank. */
 #include "worker/loader.h"
 
 #include <pthread.h>
@@ -33,6 +39,8 @@ struct nn_loader {
   int channels;          /* normalization channels */
   size_t per_channel;    /* floats per channel within a sample */
   float *nmean, *ninv;   /* [channels] */
+  int augment;           /* 1: aug is set up and applied to every batch */
+  nn_augmenter aug;      /* owns one scratch image [feat] */
   int64_t *order;        /* [info.n] global order of this epoch */
 
   int depth;             /* batches read ahead */
@@ -90,6 +98,7 @@ static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
                              cls ? NULL : s->targets, err);
     if (rc) return rc;
     if (L->cfg.normalize) normalize(L, s->x, n);
+    if (L->augment) nn_augment_batch(&L->aug, (uint32_t)L->epoch, s->idx, n, s->x);
   }
   s->b.step = step;
   s->b.n = n;
@@ -188,6 +197,11 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     L->nmean[c] = (float)m;
     L->ninv[c] = (float)(sd > 1e-12 ? 1.0 / sd : 1.0);
   }
+  if (cfg->augment && nn_augment_enabled(cfg->augment)) {
+    rc = nn_augmenter_init(&L->aug, cfg->augment, cfg->seed, &L->info.sample, err);
+    if (rc) goto fail;
+    L->augment = 1;
+  }
   size_t tdim = L->info.target_dim > 0 ? (size_t)L->info.target_dim : 1;
   for (int i = 0; i < L->nslots; i++) {
     slot *s = &L->slots[i];
@@ -234,6 +248,7 @@ void nn_loader_free(nn_loader *L) {
     free(L->slots[i].idx);
   }
   free(L->slots);
+  nn_augmenter_free(&L->aug);
   free(L->order);
   free(L->nmean);
   free(L->ninv);

@@ -1,7 +1,7 @@
 /* test_core_optim.c: optimizers (core/optim.h) step by step against an
  * independent double-precision implementation of the PyTorch rules, against
- * literal values computed separately (python, float64), and the key table,
- * validation, slot layout and step counter. */
+ * literal values computed separately (python, float64) and by hand, and the
+ * key table, validation, slot layout, eps defaults and step counter. */
 #include "core/optim.h"
 
 #include <stdint.h>
@@ -24,32 +24,76 @@ static nn_optim_cfg cfg_of(const char *type) {
   c.nesterov = 0;
   c.beta1 = 0.9;
   c.beta2 = 0.999;
-  c.eps = 1e-8;
+  c.eps = 0; /* the type's default */
   c.weight_decay = 0;
+  c.rho = 0.9;
+  c.alpha = 0.99;
+  c.centered = 0;
+  c.initial_accumulator_value = 0;
+  c.lr_decay = 0;
   return c;
 }
 
 /* Reference: the update rules as written in the PyTorch docs, in double.
- * kind 0 sgd, 1 adam, 2 adamw. p, s0, s1: [N], updated for one step t. */
-static void ref_step(int kind, const nn_optim_cfg *c, double *p, double *s0, double *s1,
+ * kind is an nn_optim_kind. p [N] and the slots r[k] [N] (in the library's
+ * slot order) are updated for one step t. */
+static void ref_step(int kind, const nn_optim_cfg *c, double *p, double r[3][N],
                      const double *g, double lr, int t) {
+  double eps = nn_optim_eps(c);
   for (int i = 0; i < N; i++) {
     double gi = g[i];
-    if (kind == 0) {
-      gi += c->weight_decay * p[i];
+    if (kind == NN_OPTIM_ADAMW) p[i] -= lr * c->weight_decay * p[i];
+    else gi += c->weight_decay * p[i];
+    switch (kind) {
+    case NN_OPTIM_SGD:
       if (c->momentum > 0) {
-        s0[i] = c->momentum * s0[i] + gi;
-        gi = c->nesterov ? gi + c->momentum * s0[i] : s0[i];
+        r[0][i] = c->momentum * r[0][i] + gi;
+        gi = c->nesterov ? gi + c->momentum * r[0][i] : r[0][i];
       }
       p[i] -= lr * gi;
-    } else {
-      if (kind == 2) p[i] -= lr * c->weight_decay * p[i];
-      else gi += c->weight_decay * p[i];
-      s0[i] = c->beta1 * s0[i] + (1 - c->beta1) * gi;
-      s1[i] = c->beta2 * s1[i] + (1 - c->beta2) * gi * gi;
-      double mhat = s0[i] / (1 - pow(c->beta1, t));
-      double vhat = s1[i] / (1 - pow(c->beta2, t));
-      p[i] -= lr * mhat / (sqrt(vhat) + c->eps);
+      break;
+    case NN_OPTIM_ADAM:
+    case NN_OPTIM_ADAMW: {
+      r[0][i] = c->beta1 * r[0][i] + (1 - c->beta1) * gi;
+      r[1][i] = c->beta2 * r[1][i] + (1 - c->beta2) * gi * gi;
+      double mhat = r[0][i] / (1 - pow(c->beta1, t));
+      double vhat = r[1][i] / (1 - pow(c->beta2, t));
+      p[i] -= lr * mhat / (sqrt(vhat) + eps);
+      break;
+    }
+    case NN_OPTIM_ADAGRAD: {
+      double clr = lr / (1 + (t - 1) * c->lr_decay);
+      r[0][i] += gi * gi;
+      p[i] -= clr * gi / (sqrt(r[0][i]) + eps);
+      break;
+    }
+    case NN_OPTIM_ADADELTA: {
+      r[0][i] = c->rho * r[0][i] + (1 - c->rho) * gi * gi;
+      double d = sqrt(r[1][i] + eps) / sqrt(r[0][i] + eps) * gi;
+      r[1][i] = c->rho * r[1][i] + (1 - c->rho) * d * d;
+      p[i] -= lr * d;
+      break;
+    }
+    case NN_OPTIM_RMSPROP: {
+      int k = 1;
+      double *buf = c->momentum > 0 ? r[k++] : NULL;
+      double *ga = c->centered ? r[k++] : NULL;
+      r[0][i] = c->alpha * r[0][i] + (1 - c->alpha) * gi * gi;
+      double den;
+      if (ga) {
+        ga[i] = c->alpha * ga[i] + (1 - c->alpha) * gi;
+        den = sqrt(r[0][i] - ga[i] * ga[i]) + eps;
+      } else {
+        den = sqrt(r[0][i]) + eps;
+      }
+      if (buf) {
+        buf[i] = c->momentum * buf[i] + gi / den;
+        p[i] -= lr * buf[i];
+      } else {
+        p[i] -= lr * gi / den;
+      }
+      break;
+    }
     }
   }
 }
@@ -64,23 +108,30 @@ static int run_and_compare(int kind, const nn_optim_cfg *c, float out[N]) {
     fprintf(stderr, "init failed: %s\n", err.msg);
     return 0;
   }
+  if ((int)o.kind != kind) {
+    fprintf(stderr, "kind %d, want %d\n", (int)o.kind, kind);
+    nn_optim_free(&o);
+    return 0;
+  }
   float p[N], g[N];
-  double rp[N], r0[N] = {0}, r1[N] = {0};
+  double rp[N], r[3][N] = {{0}};
+  if (kind == NN_OPTIM_ADAGRAD)
+    for (int i = 0; i < N; i++) r[0][i] = c->initial_accumulator_value;
   for (int i = 0; i < N; i++) p[i] = (float)(rp[i] = P0[i]);
-  int ok = 1;
+  int ok = o.nslots <= 3;
   for (int s = 0; s < STEPS && ok; s++) {
     for (int i = 0; i < N; i++) g[i] = (float)G[s][i];
     nn_optim_step(&o, p, g, LR[s]);
-    ref_step(kind, c, rp, r0, r1, G[s], LR[s], s + 1);
+    ref_step(kind, c, rp, r, G[s], LR[s], s + 1);
     if (o.t != (uint64_t)s + 1) ok = 0;
     for (int i = 0; i < N; i++) {
       double tol = 2e-6 * (1 + fabs(rp[i]));
       if (fabs(p[i] - rp[i]) > tol) ok = 0;
-      if (o.nslots >= 1 && fabs(o.slots[i] - r0[i]) > 2e-6 * (1 + fabs(r0[i]))) ok = 0;
-      if (o.nslots >= 2 && fabs(o.slots[N + i] - r1[i]) > 2e-6 * (1 + fabs(r1[i]))) ok = 0;
+      for (int k = 0; k < o.nslots; k++)
+        if (fabs(o.slots[(size_t)k * N + i] - r[k][i]) > 2e-6 * (1 + fabs(r[k][i]))) ok = 0;
       if (!ok)
         fprintf(stderr, "step %d param %d: got %.9g (slot0 %.9g) want %.9g (slot0 %.9g)\n",
-                s + 1, i, p[i], o.nslots ? o.slots[i] : 0.0, rp[i], r0[i]);
+                s + 1, i, p[i], o.nslots ? o.slots[i] : 0.0, rp[i], r[0][i]);
     }
     /* the gradient is not modified */
     for (int i = 0; i < N; i++)
@@ -182,6 +233,183 @@ static void test_adamw(void) {
   for (int i = 0; i < N; i++) ASSERT_NEAR(p[i], pa[i], 0);
 }
 
+
+static void test_adagrad(void) {
+  nn_optim_cfg c = cfg_of("adagrad");
+  float p[N];
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_ADAGRAD, &c, p));
+  /* by hand, param 0: sum .25 -> .3125 -> .328125;
+   * p = 1 - .1*.5/.5 - .05*.25/sqrt(.3125) + .1*.125/sqrt(.328125) = 0.899461 */
+  ASSERT_NEAR(p[0], 0.899461109, 2e-6);
+  ASSERT_NEAR(p[1], -1.97806928, 2e-6);
+  ASSERT_NEAR(p[2], 0.50527864, 2e-6); /* g = 0 first: eps 1e-10 keeps it at 0/eps = 0 */
+
+  /* weight decay, a starting accumulator and lr decay (python float64) */
+  c.weight_decay = 0.1;
+  c.initial_accumulator_value = 0.5;
+  c.lr_decay = 0.5;
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_ADAGRAD, &c, p));
+  ASSERT_NEAR(p[0], 0.925370065, 2e-6);
+  ASSERT_NEAR(p[1], -1.93926602, 2e-6);
+  ASSERT_NEAR(p[2], 0.501662933, 2e-6);
+
+  /* the "sum" slot starts at initial_accumulator_value */
+  nn_optim o;
+  ASSERT_OK(nn_optim_init(&o, &c, 4, NULL));
+  ASSERT_EQ_INT(o.nslots, 1);
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 0), "sum");
+  for (int i = 0; i < 4; i++) ASSERT_NEAR(o.slots[i], 0.5, 0);
+  ASSERT_NEAR(o.cfg.eps, 1e-10, 0);
+  /* one step by hand: d = 1 + 0.1 * 2 = 1.2, sum = 0.5 + 1.44 = 1.94,
+   * p = 2 - 0.3 * 1.2 / sqrt(1.94) */
+  float q[4] = {2, 2, 2, 2}, g[4] = {1, 1, 1, 1};
+  nn_optim_step(&o, q, g, 0.3);
+  ASSERT_NEAR(o.slots[0], 1.94, 1e-6);
+  ASSERT_NEAR(q[0], 2 - 0.36 / sqrt(1.94), 1e-6);
+  /* step 2 uses lr / (1 + lr_decay) = 0.2: d = 1 + 0.1 q */
+  double d = 1 + 0.1 * q[0], sum = 1.94 + d * d, want = q[0] - 0.2 * d / sqrt(sum);
+  nn_optim_step(&o, q, g, 0.3);
+  ASSERT_NEAR(q[0], want, 1e-6);
+  nn_optim_free(&o);
+}
+
+static void test_adadelta(void) {
+  nn_optim_cfg c = cfg_of("adadelta");
+  c.weight_decay = 0.01;
+  c.rho = 0.5;
+  c.eps = 1e-3;
+  float p[N];
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_ADADELTA, &c, p));
+  /* python float64 */
+  ASSERT_NEAR(p[0], 0.995953459, 2e-6);
+  ASSERT_NEAR(p[1], -2.0022527, 2e-6);
+  ASSERT_NEAR(p[2], 0.49806735, 2e-6);
+  c = cfg_of("adadelta"); /* rho 0.9, eps 1e-6 */
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_ADADELTA, &c, p));
+  ASSERT_NEAR(p[0], 0.999694829, 2e-6);
+  ASSERT_NEAR(p[1], -2.00007475, 2e-6);
+  ASSERT_NEAR(p[2], 0.4999496, 2e-6);
+
+  /* one step by hand, rho 0.9, eps 1e-6, g = 2:
+   * square_avg = 0.1 * 4 = 0.4; delta = sqrt(1e-6) / sqrt(0.4 + 1e-6) * 2;
+   * acc_delta = 0.1 * delta^2; p = 1 - lr * delta */
+  nn_optim o;
+  ASSERT_OK(nn_optim_init(&o, &c, 1, NULL));
+  ASSERT_EQ_INT(o.nslots, 2);
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 0), "square_avg");
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 1), "acc_delta");
+  ASSERT_NEAR(o.cfg.eps, 1e-6, 0);
+  float q = 1, g = 2;
+  nn_optim_step(&o, &q, &g, 1.0);
+  double delta = 1e-3 / sqrt(0.400001) * 2;
+  ASSERT_NEAR(o.slots[0], 0.4, 1e-7);
+  ASSERT_NEAR(o.slots[1], 0.1 * delta * delta, 1e-10);
+  ASSERT_NEAR(q, 1 - delta, 1e-7);
+  nn_optim_free(&o);
+}
+
+static void test_rmsprop(void) {
+  nn_optim_cfg c = cfg_of("rmsprop");
+  float p[N];
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_RMSPROP, &c, p));
+  /* first step by hand: square_avg = 0.01 g^2, so p -= lr * g / (0.1 |g|):
+   * param 0 goes 1 -> 0 in one step */
+  ASSERT_NEAR(p[0], -0.00440223039, 2e-6);
+  ASSERT_NEAR(p[1], -1.78506733, 2e-6);
+  ASSERT_NEAR(p[2], 0.55098674, 2e-6);
+
+  c.momentum = 0.5;
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_RMSPROP, &c, p));
+  ASSERT_NEAR(p[0], -0.728908718, 2e-6);
+  ASSERT_NEAR(p[1], -1.50957398, 2e-6);
+  ASSERT_NEAR(p[2], 1.05098672, 2e-6);
+
+  c = cfg_of("rmsprop");
+  c.alpha = 0.9;
+  c.centered = 1;
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_RMSPROP, &c, p));
+  ASSERT_NEAR(p[0], 0.664962021, 2e-6);
+  ASSERT_NEAR(p[1], -1.92945229, 2e-6);
+  ASSERT_NEAR(p[2], 0.518188198, 2e-6);
+
+  /* everything at once: slots square_avg, momentum_buffer, grad_avg */
+  c.momentum = 0.9;
+  c.weight_decay = 0.01;
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_RMSPROP, &c, p));
+  ASSERT_NEAR(p[0], 0.0940730736, 2e-6);
+  ASSERT_NEAR(p[1], -1.6307909, 2e-6);
+  ASSERT_NEAR(p[2], 0.0644511123, 2e-6);
+  nn_optim o;
+  ASSERT_OK(nn_optim_init(&o, &c, 2, NULL));
+  ASSERT_EQ_INT(o.nslots, 3);
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 0), "square_avg");
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 1), "momentum_buffer");
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 2), "grad_avg");
+  ASSERT_TRUE(nn_optim_slot_name(&o, 3) == NULL);
+  /* centered, first step by hand (wd 0.01, alpha 0.9, p = 1, g = 1):
+   * d = 1.01, sq = 0.1 d^2, ga = 0.1 d, den = sqrt(0.1 d^2 - 0.01 d^2) + eps
+   * = 0.3 d, buf = d / den = 1/0.3, p = 1 - 0.1 / 0.3 */
+  float q[2] = {1, 1}, g[2] = {1, 1};
+  nn_optim_step(&o, q, g, 0.1);
+  /* slot k of parameter i is slots[k * n + i], n = 2 */
+  ASSERT_NEAR(o.slots[0], 0.1 * 1.01 * 1.01, 1e-7);
+  ASSERT_NEAR(o.slots[2], 1 / 0.3, 1e-5);
+  ASSERT_NEAR(o.slots[4], 0.1 * 1.01, 1e-7);
+  ASSERT_NEAR(q[0], 1 - 0.1 / 0.3, 1e-5);
+  nn_optim_free(&o);
+
+  /* centered with a constant gradient: square_avg - grad_avg^2 rounds near 0
+   * and the update stays finite (clamped, where PyTorch could give NaN) */
+  c = cfg_of("rmsprop");
+  c.centered = 1;
+  c.alpha = 0.5;
+  ASSERT_OK(nn_optim_init(&o, &c, 1, NULL));
+  float r = 0, gr = 3;
+  for (int s = 0; s < 200; s++) nn_optim_step(&o, &r, &gr, 1e-3);
+  ASSERT_TRUE(isfinite(r));
+  nn_optim_free(&o);
+
+  /* momentum only: slot 1 is the momentum buffer */
+  c = cfg_of("rmsprop");
+  c.momentum = 0.1;
+  ASSERT_OK(nn_optim_init(&o, &c, 2, NULL));
+  ASSERT_EQ_INT(o.nslots, 2);
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 1), "momentum_buffer");
+  nn_optim_free(&o);
+  c = cfg_of("rmsprop");
+  c.centered = 1;
+  ASSERT_OK(nn_optim_init(&o, &c, 2, NULL));
+  ASSERT_EQ_INT(o.nslots, 2);
+  ASSERT_STR_EQ(nn_optim_slot_name(&o, 1), "grad_avg");
+  nn_optim_free(&o);
+}
+
+/* eps = 0 is each type's PyTorch default; a given eps is kept. */
+static void test_eps_defaults(void) {
+  static const struct {
+    const char *type;
+    double eps;
+  } want[] = {{"sgd", 0},        {"adam", 1e-8},     {"adamw", 1e-8},
+              {"rmsprop", 1e-8}, {"adagrad", 1e-10}, {"adadelta", 1e-6}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    nn_optim_cfg c = cfg_of(want[i].type);
+    ASSERT_NEAR(nn_optim_eps(&c), want[i].eps, 0);
+    nn_optim o;
+    ASSERT_OK(nn_optim_init(&o, &c, 1, NULL));
+    ASSERT_NEAR(o.cfg.eps, want[i].eps, 0);
+    nn_optim_free(&o);
+    c.eps = 0.25;
+    ASSERT_NEAR(nn_optim_eps(&c), 0.25, 0);
+  }
+  /* the default changes the result: adam with eps 1e-8 vs 1e-1 */
+  nn_optim_cfg a = cfg_of("adam"), b = cfg_of("adam");
+  b.eps = 0.1;
+  float pa[N], pb[N];
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_ADAM, &a, pa));
+  ASSERT_TRUE(run_and_compare(NN_OPTIM_ADAM, &b, pb));
+  ASSERT_TRUE(fabs(pa[0] - pb[0]) > 1e-3);
+}
+
 static void test_slot_layout_and_t(void) {
   nn_optim o;
   nn_optim_cfg c = cfg_of("sgd");
@@ -278,9 +506,33 @@ static void test_validation(void) {
   c.momentum = 0.9;
   ASSERT_OK(nn_optim_check(&c, NULL));
 
+  c = cfg_of("adam");
+  c.nesterov = 1;
+  c.momentum = 0.9;
+  expect_bad(&c, "optimizer.nesterov", "sgd");
+  c = cfg_of("lamb");
+  expect_bad(&c, "optimizer.type", "sgd|adam|adamw|adagrad|adadelta|rmsprop");
+  ASSERT_STR_CONTAINS(c.type, "lamb");
+  c = cfg_of("adam");
+  c.centered = 1;
+  expect_bad(&c, "optimizer.centered", "rmsprop");
+  c.type[0] = '\0';
+  snprintf(c.type, sizeof c.type, "rmsprop");
+  ASSERT_OK(nn_optim_check(&c, NULL));
+  c = cfg_of("adadelta");
+  c.rho = 1.5;
+  expect_bad(&c, "optimizer.rho", "[0, 1]");
+  c.rho = 1.0; /* allowed, as in PyTorch */
+  ASSERT_OK(nn_optim_check(&c, NULL));
   c = cfg_of("rmsprop");
-  expect_bad(&c, "optimizer.type", "sgd|adam|adamw");
-  ASSERT_STR_CONTAINS(c.type, "rmsprop");
+  c.alpha = 1.0;
+  expect_bad(&c, "optimizer.alpha", "[0, 1)");
+  c = cfg_of("adagrad");
+  c.initial_accumulator_value = -1;
+  expect_bad(&c, "optimizer.initial_accumulator_value", ">= 0");
+  c = cfg_of("adagrad");
+  c.lr_decay = INFINITY;
+  expect_bad(&c, "optimizer.lr_decay", ">= 0");
   c = cfg_of("adam");
   c.lr = 0;
   expect_bad(&c, "optimizer.lr", "> 0");
@@ -296,8 +548,10 @@ static void test_validation(void) {
   c.beta2 = -0.1;
   expect_bad(&c, "optimizer.beta2", "[0, 1)");
   c = cfg_of("adam");
-  c.eps = 0;
-  expect_bad(&c, "optimizer.eps", "> 0");
+  c.eps = -1e-9;
+  expect_bad(&c, "optimizer.eps", ">= 0");
+  c.eps = 0; /* the type's default */
+  ASSERT_OK(nn_optim_check(&c, NULL));
   c = cfg_of("adamw");
   c.weight_decay = -1e-4;
   expect_bad(&c, "optimizer.weight_decay", ">= 0");
@@ -320,7 +574,10 @@ static void test_key_table(void) {
       {"type", NN_KEY_ENUM, "\"adam\""}, {"lr", NN_KEY_FLOAT, "0.001"},
       {"momentum", NN_KEY_FLOAT, "0"},   {"nesterov", NN_KEY_BOOL, "false"},
       {"beta1", NN_KEY_FLOAT, "0.9"},    {"beta2", NN_KEY_FLOAT, "0.999"},
-      {"eps", NN_KEY_FLOAT, "1e-8"},     {"weight_decay", NN_KEY_FLOAT, "0"},
+      {"eps", NN_KEY_FLOAT, "0"},        {"weight_decay", NN_KEY_FLOAT, "0"},
+      {"rho", NN_KEY_FLOAT, "0.9"},      {"alpha", NN_KEY_FLOAT, "0.99"},
+      {"centered", NN_KEY_BOOL, "false"}, {"initial_accumulator_value", NN_KEY_FLOAT, "0"},
+      {"lr_decay", NN_KEY_FLOAT, "0"},
   };
   int rows = 0;
   for (const nn_key *k = nn_optim_keys; k->name; k++) {
@@ -335,13 +592,13 @@ static void test_key_table(void) {
     ASSERT_STR_EQ(k->def, want[i].def);
   }
   const nn_key *t = find_key("type");
-  ASSERT_STR_EQ(t->choices, "sgd|adam|adamw");
+  ASSERT_STR_EQ(t->choices, "sgd|adam|adamw|adagrad|adadelta|rmsprop");
   ASSERT_EQ_INT(t->offset, offsetof(nn_optim_cfg, type));
   ASSERT_EQ_INT(t->size, sizeof(((nn_optim_cfg *)0)->type));
   const nn_key *lr = find_key("lr");
   ASSERT_TRUE(lr->flags & NN_KEY_MIN_EXCLUSIVE);
   ASSERT_NEAR(lr->min, 0, 0);
-  ASSERT_TRUE(find_key("eps")->flags & NN_KEY_MIN_EXCLUSIVE);
+  ASSERT_TRUE(!(find_key("eps")->flags & NN_KEY_MIN_EXCLUSIVE)); /* 0: type default */
   ASSERT_TRUE(!(find_key("weight_decay")->flags & NN_KEY_MIN_EXCLUSIVE));
   ASSERT_NEAR(find_key("beta2")->max, 1, 0);
 
@@ -355,6 +612,16 @@ static void test_key_table(void) {
   *(double *)((char *)&c + find_key("beta2")->offset) = 0.0625;
   *(double *)((char *)&c + find_key("eps")->offset) = 3.0;
   *(double *)((char *)&c + find_key("weight_decay")->offset) = 7.0;
+  *(double *)((char *)&c + find_key("rho")->offset) = 0.75;
+  *(double *)((char *)&c + find_key("alpha")->offset) = 0.875;
+  *(int *)((char *)&c + find_key("centered")->offset) = 1;
+  *(double *)((char *)&c + find_key("initial_accumulator_value")->offset) = 9.0;
+  *(double *)((char *)&c + find_key("lr_decay")->offset) = 11.0;
+  ASSERT_NEAR(c.rho, 0.75, 0);
+  ASSERT_NEAR(c.alpha, 0.875, 0);
+  ASSERT_EQ_INT(c.centered, 1);
+  ASSERT_NEAR(c.initial_accumulator_value, 9.0, 0);
+  ASSERT_NEAR(c.lr_decay, 11.0, 0);
   ASSERT_NEAR(c.lr, 0.5, 0);
   ASSERT_NEAR(c.momentum, 0.25, 0);
   ASSERT_EQ_INT(c.nesterov, 1);
@@ -367,5 +634,6 @@ static void test_key_table(void) {
 }
 
 TEST_MAIN(TEST(test_sgd_plain), TEST(test_sgd_momentum), TEST(test_sgd_nesterov), TEST(test_adam),
-          TEST(test_adamw), TEST(test_slot_layout_and_t), TEST(test_resume), TEST(test_validation),
+          TEST(test_adamw), TEST(test_adagrad), TEST(test_adadelta), TEST(test_rmsprop),
+          TEST(test_eps_defaults), TEST(test_slot_layout_and_t), TEST(test_resume), TEST(test_validation),
           TEST(test_key_table))

@@ -60,6 +60,8 @@ typedef struct nn_job_train {
   char loss[24];
   int64_t seed;
   int drop_last;            /* drop the final partial batch of each epoch */
+  double clip_value;        /* clip each summed gradient element to +-clip_value; 0 = off */
+  double clip_norm;         /* scale the summed gradients to global norm <= clip_norm; 0 = off */
 } nn_job_train;
 
 typedef struct nn_job_run {

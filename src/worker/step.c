@@ -1,12 +1,14 @@
-/* step.c: forward, loss, backward with overlapped gradient reduction, update
- * (see step.h). */
+/* step.c: forward, loss, backward with overlapped gradient reduction,
+ * penalties, clipping, update (see step.h for the order). */
 #include "worker/step.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/loss.h"
+#include "core/regularize.h"
 
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
                     nn_error *err) {
@@ -16,6 +18,20 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
   s->sync = sync;
   s->loss = loss;
   s->outputs = (int)nn_shape_count(&m->out);
+  s->weight_penalty = nn_reg_has_weight_penalty(m);
+  if (o && nn_reg_has_activity(m)) {
+    for (int i = 0; i < m->nlayers; i++) {
+      const nn_layer *l = &m->layers[i];
+      if (l->cfg.activity_l1 > 0 || l->cfg.activity_l2 > 0) {
+        nn_error_set(err, NN_EINVAL,
+                     "layer '%s' (%s): activity_l1 / activity_l2 are not supported in "
+                     "training yet (the model's backward has no activity hook); remove them",
+                     l->cfg.name, l->ops ? l->ops->type : "?");
+        if (err) snprintf(err->where, sizeof err->where, "%s", l->cfg.name);
+        return NN_EINVAL;
+      }
+    }
+  }
   size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
   s->dout = malloc(n * sizeof(float));
   s->onehot = malloc(n * sizeof(float));
@@ -80,6 +96,14 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
     int r = nn_gradsync_finish(s->sync, err);
     if (r) return r;
   }
+  /* From here on the gradients are the global sum, the same bits on every
+   * rank: penalties, then clipping, then the update (step.h). */
+  if (s->weight_penalty) {
+    double pen = nn_reg_weight_apply(m, m->params, m->grads);
+    st->loss_sum += pen * b->n; /* summed over ranks: pen * global_n */
+  }
+  if (s->clip_value > 0) nn_clip_by_value(m->grads, m->nparams, s->clip_value);
+  if (s->clip_norm > 0) s->grad_norm = nn_clip_by_norm(m->grads, m->nparams, s->clip_norm);
   nn_optim_step(s->optim, m->params, m->grads, lr);
   return 0;
 }

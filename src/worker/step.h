@@ -5,7 +5,18 @@
  * gradient of the mean loss over the global batch), runs backward while the
  * gradient synchronizer reduces finished buckets, and applies the optimizer.
  * Every rank applies the same update to the same summed gradients, so the
- * replicas stay bit-identical. No allocation happens after nn_stepper_init. */
+ * replicas stay bit-identical. No allocation happens after nn_stepper_init.
+ *
+ * After the all-reduce and before the optimizer, in this order, on the
+ * summed gradients (identical on every rank, so every rank does the same):
+ *   1. weight penalties (layers' l1 / l2): grads += l1 sign(w) + 2 l2 w, and
+ *      the penalty value is added to the reported loss (core/regularize.h);
+ *   2. clipping by value (clip_value > 0), then by global norm (clip_norm > 0);
+ *   3. the optimizer step.
+ * Activity penalties (activity_l1 / activity_l2) need the model's backward to
+ * call nn_reg_activity_backward before each layer; until it does, training a
+ * model that has them fails in nn_stepper_init (evaluation ignores them).
+ * Evaluation losses never include penalties. */
 #ifndef NN_WORKER_STEP_H
 #define NN_WORKER_STEP_H
 
@@ -32,13 +43,20 @@ typedef struct nn_stepper {
   int outputs;         /* model output features */
   float *dout;         /* [max_batch, outputs] */
   float *onehot;       /* [max_batch, outputs]: MSE on class labels */
+  int weight_penalty;  /* 1 if some layer has l1/l2 on its weights */
+  /* Gradient clipping, after the all-reduce (0 = off). nn_stepper_init sets
+   * both to 0; the trainer sets them from train.clip_value / clip_norm. */
+  double clip_value;   /* clip each gradient element to [-clip_value, clip_value] */
+  double clip_norm;    /* scale the gradient arena to global L2 norm <= clip_norm */
+  double grad_norm;    /* norm before clipping of the last step with clip_norm > 0 */
 } nn_stepper;
 
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
                     nn_error *err);
 void nn_stepper_free(nn_stepper *s);
 
-/* One optimizer step on batch b at learning rate lr; adds to st. */
+/* One optimizer step on batch b at learning rate lr; adds to st (loss_sum
+ * includes this rank's share, b->n / global_n, of the weight penalty). */
 int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
                   uint64_t seed, nn_step_stats *st, nn_error *err);
 /* The loss SUM over batch b of the model outputs out [b->n, outputs]

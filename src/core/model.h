@@ -11,14 +11,42 @@
  *
  * Building from configs:
  *  - a layer whose cfg.name is empty is named "<type><i>", i its position in
- *    the config list ("dense0", "relu1"); names must be unique;
+ *    its list ("dense0", "relu1"): the top-level list, or the body of the
+ *    block that contains it, whose name and a dot then come first
+ *    ("residual2.dense0"); names must be unique. Given names are used as they
+ *    are (the job parser qualifies nested names itself, job.h);
  *  - a config whose type has an `activation` key (dense) with an activation
  *    other than "none"/"" becomes two layers: the layer itself and an
  *    activation layer named "<name>_<activation>" ("dense0_relu") with that
  *    type's default keys. Both carry src_index = the config's position, which
  *    error messages use: "layer 3 'dense3' (dense): units must be >= 1".
  *  - layer i in the model (after expansion) draws its initial parameters from
- *    (seed, NN_RNG_INIT, i, param slot); buffers use slots NN_MAX_PARAMS + j. */
+ *    (seed, NN_RNG_INIT, i, param slot); buffers use slots NN_MAX_PARAMS + j.
+ *
+ * Composite layers (residual blocks). A config whose type has a `block_len`
+ * key (nn_model_is_composite_type) owns the next block_len configs as its
+ * body (nested blocks counted with their own bodies). In m->layers the
+ * composite comes first, then its body's layers (recursively), then its
+ * shortcut projection if it has one ("<block>.shortcut": a 1x1 conv2d with
+ * the stride that matches the body's output for [C, H, W] outputs, a dense
+ * layer for [F] outputs; no bias). Every one of them is an ordinary nn_layer
+ * with views into the model's arenas (parameters, gradients, buffers,
+ * activations, scratch): there is one arena of each, whatever the nesting.
+ * The composite declares no tensors of its own; its `state` points at an
+ * nn_block (below) through which its forward/backward run the body.
+ * m->top lists the top-level layers: the model's forward/backward iterate
+ * those only and never look inside a block, so the step loop has no special
+ * case. m->parent[i] is the index of the block containing layer i, or -1.
+ *
+ * Running statistics. Every float in m->buffers is a running statistic
+ * (batchnorm's running_mean and running_var): an exponential average over
+ * training batches, updated in forward from the rank's LOCAL slice (not
+ * synchronized, like PyTorch DDP's default BatchNorm). Replicas therefore
+ * drift apart; the trainer restores bit-identical replicas by averaging the
+ * range nn_model_running_stats gives (today the whole buffer arena) across
+ * ranks, in a fixed order, at each epoch end before validation and
+ * checkpoints. A future buffer that is not such an average must be placed
+ * outside that range. */
 #ifndef NN_CORE_MODEL_H
 #define NN_CORE_MODEL_H
 
@@ -33,6 +61,21 @@ typedef struct nn_tensor_ref {
   size_t count;
   int is_buffer;           /* 0: params/grads arena, 1: buffers arena */
 } nn_tensor_ref;
+
+/* The body of one composite layer, owned by the model (m->blocks) and
+ * pointed to by the composite's `state`. Pointers are views into the model:
+ * layers in m->layers, outputs in m->act. */
+typedef struct nn_block {
+  int index;                 /* the composite layer's index in m->layers */
+  int last;                  /* index of its last sub-layer (== index if none) */
+  int nbody;                 /* layers in the body's own list (a nested block is one) */
+  nn_layer **body;           /* [nbody] in order */
+  float **body_out;          /* [nbody] each one's output [max_batch * count(out)] */
+  nn_layer *shortcut;        /* the projection, or NULL for the identity */
+  float *shortcut_out;       /* its output [max_batch * count(out)], or NULL */
+  size_t param_offset;       /* params/grads range of every sub-layer, nested ones too */
+  size_t param_count;
+} nn_block;
 
 typedef struct nn_model {
   int nlayers;
@@ -53,11 +96,23 @@ typedef struct nn_model {
   size_t *act_off;       /* [nlayers] offset of layer i's output in act */
   float *dbuf[2];        /* ping-pong gradient buffers, max_batch * widest */
   float *scratch;        /* layer scratch arena */
+
+  int ntop;              /* layers outside any block, in order */
+  int *top;              /* [ntop] their indices in layers */
+  int *parent;           /* [nlayers] index of the enclosing composite, or -1 */
+  int nblocks;
+  nn_block *blocks;      /* [nblocks] one per composite layer, in layer order */
+  nn_layer **block_refs; /* storage of every block's body list */
+  float **block_outs;    /* storage of every block's body_out list */
 } nn_model;
 
-/* Called by nn_model_backward after layer `layer` has produced all of its
- * parameter gradients: grads[offset, offset+count) are final for this step.
- * Layers finish from last to first, so ready ranges move toward offset 0. */
+/* 1 if layer type `type` is a composite (its key table has `block_len`). */
+int nn_model_is_composite_type(const char *type);
+
+/* Called by nn_model_backward after a top-level layer has produced all of
+ * its parameter gradients: grads[offset, offset+count) are final for this
+ * step. Layers finish from last to first, so ready ranges move toward
+ * offset 0 and cover the arena once (a block reports its whole range). */
 typedef void (*nn_grad_ready_fn)(void *user, size_t offset, size_t count);
 
 /* Build a model for input shape `in` from n layer configs (copied). Shape or
@@ -89,8 +144,13 @@ void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float 
 
 void nn_model_zero_grad(nn_model *m);
 
-/* Range of layer i's parameters in the arena. */
+/* Range of layer i's parameters in the arena. For a composite layer, the
+ * range of all its sub-layers (they also report their own parts). */
 void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count);
+
+/* Range of m->buffers holding running statistics that the trainer averages
+ * across ranks (see "Running statistics" above): [*offset, *offset + *count). */
+void nn_model_running_stats(const nn_model *m, size_t *offset, size_t *count);
 
 /* Index into m->tensors of tensor `name` of layer `layer`, or -1. */
 int nn_model_find_tensor(const nn_model *m, const char *layer, const char *name);

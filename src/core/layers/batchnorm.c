@@ -1,0 +1,183 @@
+/* batchnorm.c: batch normalization (PyTorch's nn.BatchNorm1d / BatchNorm2d).
+ *
+ * Channels are dim 0 of the per-sample input: [C, H, W] normalizes each of
+ * the C channels over the batch and all H*W positions (BatchNorm2d); [F]
+ * normalizes each feature over the batch (BatchNorm1d); [C, L] is
+ * BatchNorm1d on (N, C, L). Elements are laid out [n, C, S], S = H*W or 1.
+ *
+ *   y = weight[c] * (x - mean[c]) / sqrt(var[c] + eps) + bias[c]
+ *
+ * Training (ctx->training = 1): mean and var are the statistics of this
+ * call's batch (var biased, divided by M = n*S), and the running statistics
+ * are updated as PyTorch does:
+ *   running_mean = (1 - momentum) running_mean + momentum mean
+ *   running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)
+ * (the unbiased variance; with M = 1 the biased one, which is 0).
+ * Evaluation: mean = running_mean, var = running_var; nothing is updated.
+ *
+ * Data parallelism: the statistics are those of the rank's LOCAL slice of
+ * the global batch (not synchronized across ranks), as with PyTorch DDP's
+ * default BatchNorm. The normalization therefore depends on the rank count
+ * (a global batch of 64 on 2 ranks normalizes two halves of 32), and the
+ * running statistics drift apart between ranks; the trainer averages the
+ * buffer arena across ranks to make replicas identical again (model.h,
+ * nn_model_running_stats).
+ *
+ * Parameters: weight [C] (gamma, ones), bias [C] (beta, zeros).
+ * Buffers: running_mean [C] (zeros), running_var [C] (ones). No
+ * num_batches_tracked: momentum is always a number here.
+ * Scratch (fixed): mean [C] and 1/sqrt(var + eps) [C] of the last training
+ * forward, which backward uses with x to rebuild xhat. */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "core/layer.h"
+
+static const nn_key batchnorm_keys[] = {
+    {"momentum", NN_KEY_FLOAT, offsetof(nn_layer_cfg, momentum), sizeof(double), 0, 1, "0.1",
+     NULL, 0, "weight of the batch in the running statistics' update (PyTorch convention: "
+     "running = (1 - momentum) running + momentum batch)", 0},
+    {"eps", NN_KEY_FLOAT, offsetof(nn_layer_cfg, eps), sizeof(double), 0, 1, "1e-5", NULL,
+     NN_KEY_MIN_EXCLUSIVE, "added to the variance before the square root", 0},
+    {0},
+};
+
+enum { BN_WEIGHT = 0, BN_BIAS = 1 };
+enum { BN_RUNNING_MEAN = 0, BN_RUNNING_VAR = 1 };
+
+static int batchnorm_build(nn_layer *l, nn_error *err) {
+  if (l->in.ndim < 1) return nn_error_set(err, NN_ESHAPE, "input has no dimensions");
+  if (!(l->cfg.eps > 0.0)) return nn_error_set(err, NN_ESCHEMA, "eps must be > 0, got %g", l->cfg.eps);
+  if (!(l->cfg.momentum >= 0.0 && l->cfg.momentum <= 1.0))
+    return nn_error_set(err, NN_ESCHEMA, "momentum must be in [0, 1], got %g", l->cfg.momentum);
+  int c = l->in.dim[0];
+  nn_shape cs = {1, {c}};
+  int rc = nn_layer_add_param(l, "weight", &cs, NN_INIT_ONES, 0, 0, err);
+  if (!rc) rc = nn_layer_add_param(l, "bias", &cs, NN_INIT_ZEROS, 0, 0, err);
+  if (!rc) rc = nn_layer_add_buffer(l, "running_mean", &cs, NN_INIT_ZEROS, 0.0f, err);
+  if (!rc) rc = nn_layer_add_buffer(l, "running_var", &cs, NN_INIT_ONES, 1.0f, err);
+  if (rc) return rc;
+  l->out = l->in;
+  l->scratch_fixed = 2 * (size_t)c;
+  return 0;
+}
+
+/* Channels C and positions per channel S of one sample. */
+static void geometry(const nn_layer *l, size_t *c, size_t *s) {
+  *c = (size_t)l->in.dim[0];
+  *s = *c ? nn_shape_count(&l->in) / *c : 0;
+}
+
+/* x, y [n, C, S]. Training: batch statistics into scratch (mean [C],
+ * invstd [C]) and the running update; evaluation: running statistics. */
+static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
+                              const nn_run_ctx *ctx) {
+  size_t c, s;
+  geometry(l, &c, &s);
+  const float *gamma = l->param[BN_WEIGHT], *beta = l->param[BN_BIAS];
+  float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
+  float *smean = l->scratch, *sinv = l->scratch + c;
+  double eps = l->cfg.eps, mom = l->cfg.momentum;
+  size_t m = (size_t)n * s;
+  if (n <= 0) return;
+  for (size_t ch = 0; ch < c; ch++) {
+    double mean, var;
+    if (ctx->training) {
+      double sum = 0.0;
+      for (int i = 0; i < n; i++) {
+        const float *xs = x + ((size_t)i * c + ch) * s;
+        for (size_t j = 0; j < s; j++) sum += xs[j];
+      }
+      mean = sum / (double)m;
+      double sq = 0.0;
+      for (int i = 0; i < n; i++) {
+        const float *xs = x + ((size_t)i * c + ch) * s;
+        for (size_t j = 0; j < s; j++) {
+          double d = xs[j] - mean;
+          sq += d * d;
+        }
+      }
+      var = sq / (double)m;
+      double unbiased = m > 1 ? sq / (double)(m - 1) : var;
+      rmean[ch] = (float)((1.0 - mom) * rmean[ch] + mom * mean);
+      rvar[ch] = (float)((1.0 - mom) * rvar[ch] + mom * unbiased);
+      smean[ch] = (float)mean;
+      sinv[ch] = (float)(1.0 / sqrt(var + eps));
+    } else {
+      mean = rmean[ch];
+      var = rvar[ch];
+    }
+    float mu = (float)mean, inv = (float)(1.0 / sqrt(var + eps));
+    if (ctx->training) mu = smean[ch], inv = sinv[ch];
+    float g = gamma[ch] * inv, b = beta[ch] - g * mu;
+    for (int i = 0; i < n; i++) {
+      size_t base = ((size_t)i * c + ch) * s;
+      for (size_t j = 0; j < s; j++) y[base + j] = g * x[base + j] + b;
+    }
+  }
+}
+
+/* dy [n, C, S]; xhat = (x - mean) * inv.
+ *   dweight[c] += sum dy * xhat, dbias[c] += sum dy
+ *   training:   dx = weight * inv / M * (M dy - sum dy - xhat sum(dy xhat))
+ *   evaluation: dx = weight * inv * dy  (the statistics are constants) */
+static void batchnorm_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                               float *dx, int n, const nn_run_ctx *ctx) {
+  (void)y;
+  size_t c, s;
+  geometry(l, &c, &s);
+  const float *gamma = l->param[BN_WEIGHT];
+  float *dgamma = l->grad[BN_WEIGHT], *dbeta = l->grad[BN_BIAS];
+  const float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
+  double m = (double)n * (double)s;
+  if (n <= 0) return;
+  for (size_t ch = 0; ch < c; ch++) {
+    float mu, inv;
+    if (ctx->training) {
+      mu = l->scratch[ch];
+      inv = l->scratch[c + ch];
+    } else {
+      mu = rmean[ch];
+      inv = (float)(1.0 / sqrt((double)rvar[ch] + l->cfg.eps));
+    }
+    double sdy = 0.0, sdyx = 0.0;
+    for (int i = 0; i < n; i++) {
+      size_t base = ((size_t)i * c + ch) * s;
+      for (size_t j = 0; j < s; j++) {
+        double xh = ((double)x[base + j] - mu) * inv;
+        sdy += dy[base + j];
+        sdyx += dy[base + j] * xh;
+      }
+    }
+    dgamma[ch] += (float)sdyx;
+    dbeta[ch] += (float)sdy;
+    if (!dx) continue;
+    double k = (double)gamma[ch] * inv;
+    if (ctx->training) {
+      double mdy = sdy / m, mdyx = sdyx / m;
+      for (int i = 0; i < n; i++) {
+        size_t base = ((size_t)i * c + ch) * s;
+        for (size_t j = 0; j < s; j++) {
+          double xh = ((double)x[base + j] - mu) * inv;
+          dx[base + j] = (float)(k * (dy[base + j] - mdy - xh * mdyx));
+        }
+      }
+    } else {
+      for (int i = 0; i < n; i++) {
+        size_t base = ((size_t)i * c + ch) * s;
+        for (size_t j = 0; j < s; j++) dx[base + j] = (float)(k * dy[base + j]);
+      }
+    }
+  }
+}
+
+const nn_layer_ops nn_layer_batchnorm = {
+    .type = "batchnorm",
+    .help = "batch normalization over dim 0 (channels of [C, H, W], features of [F]); "
+            "weight/bias [C], buffers running_mean/running_var [C]",
+    .keys = batchnorm_keys,
+    .build = batchnorm_build,
+    .forward = batchnorm_forward,
+    .backward = batchnorm_backward,
+};

@@ -24,6 +24,7 @@
 
 #include "coordinator/job_keys.h"
 #include "core/loss.h"
+#include "core/model.h"
 #include "toml/toml.h"
 
 /* ---- the schema ----------------------------------------------------------- */
@@ -496,20 +497,43 @@ static int unknown_type(pctx *c, const ovr *o, const nn_toml_value *v, const cha
               type, list);
 }
 
-static int read_layer(pctx *c, nn_job *job, int i, const nn_toml_value *tab) {
+/* Where each flat layer config came from, while read_layers runs. */
+typedef struct layer_src {
+  const nn_toml_value *tab; /* its table in the file */
+  int top;                  /* its top-level index for --set, -1 if nested */
+  char path[96];            /* "model.layers[2].layers[1]" */
+} layer_src;
+
+/* Read the layer table `tab` at `lpath` into the next flat config and, for
+ * a composite (residual), its nested `layers` after it, setting block_len to
+ * the number of flat configs they take. top: index among the top-level
+ * layers (--set model.layers.N.key applies there), -1 for nested layers,
+ * which no override reaches. prefix: "" or "<block name>." and j the
+ * position in the enclosing list: a nested layer's name is prefix + its
+ * given name, or prefix + "<type><j>" (the model's convention, model.h). */
+static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value *tab,
+                      const char *lpath, int top, const char *prefix, int j, int depth) {
+  char path[160], desc[128];
+  snprintf(desc, sizeof desc, "%s", lpath);
+  if (job->model.nlayers >= NN_JOB_MAX_LAYERS)
+    return perr(c, NULL, tab->line, tab->col, desc,
+                "%s: more than %d layers in the model (nested layers count one each)", desc,
+                NN_JOB_MAX_LAYERS);
+  int i = job->model.nlayers++;
   nn_layer_cfg *cfg = &job->model.layers[i];
-  char path[160], desc[96];
   memset(cfg, 0, sizeof *cfg);
   job->model.layer_line[i] = tab->line;
-  snprintf(desc, sizeof desc, "model.layers[%d]", i);
+  src[i].tab = tab;
+  src[i].top = top;
+  snprintf(src[i].path, sizeof src[i].path, "%s", lpath);
   if (tab->type != NN_TOML_TABLE)
     return perr(c, NULL, tab->line, tab->col, desc, "%s: expected a table, got %s", desc,
                 nn_toml_type_name(tab->type));
 
   /* the type decides which keys the layer has */
-  key_path(path, sizeof path, "model", i, "type");
+  snprintf(path, sizeof path, "%s.type", lpath);
   const nn_key *tkey = nn__keys_find(nn__layer_common_keys, "type");
-  const ovr *o = find_ovr(c, "model", i, "type");
+  const ovr *o = top >= 0 ? find_ovr(c, "model", top, "type") : NULL;
   const nn_toml_value *tv = o ? o->val : nn_toml_get(tab, "type");
   if (!tv)
     return perr(c, NULL, tab->line, tab->col, path, "%s: missing required key 'type'", desc);
@@ -523,24 +547,83 @@ static int read_layer(pctx *c, nn_job *job, int i, const nn_toml_value *tab) {
   if (!rc) rc = nn__keys_defaults(nn__layer_keys(ops), cfg, what, c->err);
   if (rc) return rc;
 
-  snprintf(desc, sizeof desc, "model.layers[%d] (%s)", i, ops->type);
+  int composite = nn_model_is_composite_type(ops->type);
+  snprintf(desc, sizeof desc, "%s (%s)", lpath, ops->type);
   /* all keys of this layer: `type`, `name`, then the type's own */
   nn_key all[NN__LAYER_KEYS_MAX];
   if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0)
     return nn_error_set(c->err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
   /* overrides of keys this type does not have */
-  for (int j = 0; j < c->nov; j++) {
-    const ovr *lo = &c->ov[j];
-    if (lo->layer != i || nn__keys_find(all, lo->key)) continue;
-    key_path(path, sizeof path, "model", i, lo->key);
+  for (int k = 0; top >= 0 && k < c->nov; k++) {
+    const ovr *lo = &c->ov[k];
+    if (lo->layer != top || nn__keys_find(all, lo->key)) continue;
+    key_path(path, sizeof path, "model", top, lo->key);
     return unknown_key(c, lo, 0, 0, desc, path, lo->key, all, NULL);
   }
-  return read_table(c, tab, all, cfg, "model", i, NULL, desc);
+  if (composite) {
+    /* block_len is derived from the nested layers, never written */
+    const ovr *bo = top >= 0 ? find_ovr(c, "model", top, "block_len") : NULL;
+    const nn_toml_value *bv = nn_toml_get(tab, "block_len");
+    snprintf(path, sizeof path, "%s.block_len", lpath);
+    if (bo || bv)
+      return perr(c, bo, bv ? bv->key_line : 0, bv ? bv->key_col : 0, path,
+                  "%s: block_len is set from the nested `layers`; do not write it", path);
+  }
+  rc = top >= 0 ? read_table(c, tab, all, cfg, "model", top, composite ? "layers" : NULL, desc)
+                : read_table(c, tab, all, cfg, lpath, -1, composite ? "layers" : NULL, desc);
+  if (rc) return rc;
+
+  /* the name: default "<type><j>", nested ones qualified by their block */
+  char name[3 * NN_NAME_MAX];
+  if (!cfg->name[0])
+    snprintf(name, sizeof name, "%s%.30s%d", prefix, cfg->type, j);
+  else
+    snprintf(name, sizeof name, "%s%s", prefix, cfg->name);
+  if (strlen(name) >= sizeof cfg->name) {
+    const nn_toml_value *nv = nn_toml_get(tab, "name");
+    snprintf(path, sizeof path, "%s.name", lpath);
+    return perr(c, NULL, nv ? nv->line : tab->line, nv ? nv->col : tab->col, path,
+                "%s: the layer's name \"%s\" is longer than %d characters (nested names "
+                "start with their block's name and a dot)", path, name,
+                (int)sizeof cfg->name - 1);
+  }
+  memcpy(cfg->name, name, strlen(name) + 1);
+  if (!composite) return 0;
+
+  /* the body: [[model.layers.layers]] tables under this one (none: an
+   * empty body, which is the identity) */
+  const nn_toml_value *arr = nn_toml_get(tab, "layers");
+  if (!arr) return 0;
+  if (arr->type != NN_TOML_ARRAY) {
+    char hdr[160] = "model.layers";
+    for (int d = 0; d <= depth && strlen(hdr) + 8 < sizeof hdr; d++) strcat(hdr, ".layers");
+    snprintf(path, sizeof path, "%s.layers", lpath);
+    return perr(c, NULL, arr->line, arr->col, path,
+                "%s: expected an array of tables ([[%s]] after the block's table), got %s",
+                path, hdr, nn_toml_type_name(arr->type));
+  }
+  char pre[NN_NAME_MAX + 1];
+  snprintf(pre, sizeof pre, "%s.", cfg->name);
+  for (size_t k = 0; k < arr->u.arr.n; k++) {
+    char sub[96];
+    int w = snprintf(sub, sizeof sub, "%s.layers[%zu]", lpath, k);
+    if (w < 0 || (size_t)w >= sizeof sub)
+      return perr(c, NULL, arr->line, arr->col, desc, "%s: layers nested too deeply", desc);
+    if ((rc = read_layer(c, job, src, arr->u.arr.items[k], sub, -1, pre, (int)k, depth + 1)))
+      return rc;
+  }
+  job->model.layers[i].block_len = job->model.nlayers - i - 1;
+  return 0;
 }
 
+/* [[model.layers]]: the top-level list, flattened with every block's body
+ * after the block (core/model.h). --set model.layers.N.key names the N-th
+ * top-level layer. */
 static int read_layers(pctx *c, nn_job *job, const nn_toml_value *model) {
   const nn_toml_value *arr = model ? nn_toml_get(model, "layers") : NULL;
   const ovr *bad = NULL;
+  layer_src *src = NULL; /* [NN_JOB_MAX_LAYERS], owned here */
+  int rc = 0;
   if (!arr) {
     if (!model)
       missing(c, 0, 0, "model.layers",
@@ -569,33 +652,42 @@ static int read_layers(pctx *c, nn_job *job, const nn_toml_value *model) {
   for (int j = 0; j < c->nov; j++)
     if (c->ov[j].layer >= (int)arr->u.arr.n) bad = &c->ov[j];
   if (bad)
-    return perr(c, bad, 0, 0, "model.layers", "there is no layer %d (the job has %zu layers)",
-                bad->layer, arr->u.arr.n);
-  job->model.nlayers = (int)arr->u.arr.n;
-  for (int i = 0; i < job->model.nlayers; i++) {
-    int rc = read_layer(c, job, i, arr->u.arr.items[i]);
-    if (rc) return rc;
+    return perr(c, bad, 0, 0, "model.layers",
+                "there is no layer %d (the job has %zu layers)", bad->layer,
+                arr->u.arr.n);
+  src = calloc(NN_JOB_MAX_LAYERS, sizeof *src);
+  if (!src) return nn_error_set(c->err, NN_ENOMEM, "out of memory");
+  job->model.nlayers = 0;
+  for (size_t i = 0; i < arr->u.arr.n; i++) {
+    char lpath[96];
+    snprintf(lpath, sizeof lpath, "model.layers[%zu]", i);
+    if ((rc = read_layer(c, job, src, arr->u.arr.items[i], lpath, (int)i, "", (int)i, 0)))
+      goto done;
   }
-  /* default names: "<type><i>", the model's convention (core/model.h) */
-  for (int i = 0; i < job->model.nlayers; i++) {
-    nn_layer_cfg *cfg = &job->model.layers[i];
-    if (!cfg->name[0]) {
-      char name[sizeof cfg->name];
-      snprintf(name, sizeof name, "%.*s%d", (int)(sizeof name - 12), cfg->type, i);
-      memcpy(cfg->name, name, sizeof name);
+  /* names unique over the flat list, reported with the nested path */
+  for (int i = 0; i < job->model.nlayers; i++)
+    for (int j = 0; j < i; j++) {
+      if (strcmp(job->model.layers[i].name, job->model.layers[j].name)) continue;
+      const nn_toml_value *item = src[i].tab;
+      const nn_toml_value *nv = nn_toml_get(item, "name");
+      const ovr *o = src[i].top >= 0 ? find_ovr(c, "model", src[i].top, "name") : NULL;
+      char path[128];
+      snprintf(path, sizeof path, "%s.name", src[i].path);
+      rc = perr(c, o, o ? 0 : nv ? nv->line : item->line, o ? 0 : nv ? nv->col : item->col,
+                "model.layers", "%s: \"%s\" is already the name of %s", path,
+                job->model.layers[i].name, src[j].path);
+      goto done;
     }
-  }
   int which = 0;
   char msg[300];
   if (nn__job_check_layers(job, &which, msg, sizeof msg)) {
-    const nn_toml_value *item = arr->u.arr.items[which];
-    const nn_toml_value *nv = nn_toml_get(item, "name");
-    const ovr *o = find_ovr(c, "model", which, "name");
-    if (o) return perr(c, o, 0, 0, "model.layers", "%s", msg);
-    if (nv) return perr(c, NULL, nv->line, nv->col, "model.layers", "%s", msg);
-    return perr(c, NULL, item->line, item->col, "model.layers", "%s", msg);
+    const nn_toml_value *item = src[which].tab;
+    rc = perr(c, NULL, item->line, item->col, "model.layers", "%s", msg);
   }
-  return 0;
+
+done:
+  free(src);
+  return rc;
 }
 
 /* ---- the whole job --------------------------------------------------------- */

@@ -51,13 +51,20 @@ int nn_augment_enabled(const nn_augment_cfg *c) {
 }
 
 int nn_augment_check(const nn_augment_cfg *c, const nn_shape *sample, nn_error *err) {
-  int spatial = c->translate > 0 || c->crop_padding > 0 || c->hflip || c->vflip ||
-                c->rotate > 0 || c->erase_prob > 0;
-  if (spatial && sample->ndim != 3) {
+  /* The first spatial key that is on, in table order. */
+  const char *key = c->translate > 0      ? "translate"
+                    : c->crop_padding > 0 ? "crop_padding"
+                    : c->hflip            ? "hflip"
+                    : c->vflip            ? "vflip"
+                    : c->rotate > 0       ? "rotate"
+                    : c->erase_prob > 0   ? "erase_prob"
+                                          : NULL;
+  if (key && sample->ndim != 3) {
     char s[64];
     return nn_error_set(err, NN_EINVAL,
-                        "[augment]: spatial transforms need image samples [C, H, W]; the data's "
-                        "samples are %s", nn_shape_str(sample, s, sizeof s));
+                        "[augment] %s needs image samples [C, H, W]; the data's samples are %s "
+                        "(only noise_std works on other shapes)",
+                        key, nn_shape_str(sample, s, sizeof s));
   }
   return 0;
 }
@@ -170,6 +177,7 @@ void nn_augment_rotate(float *x, int C, int H, int W, double degrees, float *scr
   const double t = degrees * (AUG_PI / 180.0);
   const double ct = snap_unit(cos(t)), st = snap_unit(sin(t));
   const double cx = (W - 1) * 0.5, cy = (H - 1) * 0.5;
+  const double wlast = W - 1, hlast = H - 1, wd = W, hd = H;
   memcpy(scratch, x, (size_t)C * plane * sizeof *x);
   for (int y = 0; y < H; y++) {
     const double v = y - cy;
@@ -179,7 +187,7 @@ void nn_augment_rotate(float *x, int C, int H, int W, double degrees, float *scr
       const double fx0 = floor(sx), fy0 = floor(sy);
       const double fx = sx - fx0, fy = sy - fy0;
       const size_t o = (size_t)y * W + (size_t)xx;
-      if (fx0 >= 0 && fy0 >= 0 && fx0 < W - 1 && fy0 < H - 1) {
+      if (fx0 >= 0 && fy0 >= 0 && fx0 < wlast && fy0 < hlast) {
         const size_t s0 = (size_t)fy0 * W + (size_t)fx0;
         const float w00 = (float)((1 - fx) * (1 - fy)), w01 = (float)(fx * (1 - fy));
         const float w10 = (float)((1 - fx) * fy), w11 = (float)(fx * fy);
@@ -187,7 +195,7 @@ void nn_augment_rotate(float *x, int C, int H, int W, double degrees, float *scr
           const float *p = scratch + (size_t)c * plane + s0;
           x[(size_t)c * plane + o] = w00 * p[0] + w01 * p[1] + w10 * p[W] + w11 * p[W + 1];
         }
-      } else if (fx0 < -1 || fy0 < -1 || fx0 >= W || fy0 >= H) {
+      } else if (fx0 < -1 || fy0 < -1 || fx0 >= wd || fy0 >= hd) {
         for (int c = 0; c < C; c++) x[(size_t)c * plane + o] = 0.0f;
       } else {
         rotate_border(x + o, scratch, C, H, W, plane, (int)fx0, (int)fy0, fx, fy);
@@ -208,37 +216,43 @@ void nn_augment_erase(float *x, int C, int H, int W, int x0, int y0, int w, int 
       memset(x + ((size_t)c * H + y) * W + x0, 0, (size_t)(x1 - x0) * sizeof *x);
 }
 
-/* Gaussian pairs by Marsaglia's polar method: (u, v) uniform in the unit
- * disc, then u * sqrt(-2 ln s / s) and v * ... are independent N(0, 1). No
- * trigonometry, and one 32-bit word gives both coordinates (16 bits each, at
- * odd multiples of 2^-16 in (-1, 1), so never 0): noise is the costliest
- * transform and this keeps it cheap. 21% of the words are rejected; the
- * largest |z| is about 6.4. */
-static inline void normal_pair(nn_rng *r, float *z0, float *z1) {
-  float u, v, s;
-  do {
-    const uint32_t w = nn_rng_u32(r);
-    u = ((float)(w & 0xFFFFu) - 32767.5f) * (1.0f / 32768.0f);
-    v = ((float)(w >> 16) - 32767.5f) * (1.0f / 32768.0f);
-    s = u * u + v * v;
-  } while (s >= 1.0f);
-  const float k = sqrtf(-2.0f * logf(s) / s);
-  *z0 = u * k;
-  *z1 = v * k;
-}
+/* Gaussian noise by Marsaglia's polar method: (u, v) uniform in the unit
+ * disc, s = u^2 + v^2, then u * sqrt(-2 ln s / s) and v * sqrt(-2 ln s / s)
+ * are independent N(0, 1). No trigonometry, and one 32-bit word gives both
+ * coordinates (16 bits each, odd multiples of 2^-16 in (-1, 1), so s > 0);
+ * 21% of the words are rejected; the largest |z| is about 6.4.
+ * Noise is the costliest transform, so it runs in blocks of NOISE_BLOCK
+ * pairs: first the accepted (u, v, s) are collected without a branch on the
+ * rejection (a rejected candidate is overwritten by the next one), then the
+ * square roots and logarithms run over the block in one loop, then the
+ * values are added. The result equals the pair-at-a-time loop. */
+#define NOISE_BLOCK 64
 
 void nn_augment_noise(float *x, size_t n, double std, nn_rng *r) {
   const float sd = (float)std;
-  float z0, z1;
+  float u[NOISE_BLOCK], v[NOISE_BLOCK], k[NOISE_BLOCK];
   size_t i = 0;
-  for (; i + 1 < n; i += 2) {
-    normal_pair(r, &z0, &z1);
-    x[i] += sd * z0;
-    x[i + 1] += sd * z1;
-  }
-  if (i < n) {
-    normal_pair(r, &z0, &z1);
-    x[i] += sd * z0;
+  while (i < n) {
+    size_t pairs = (n - i + 1) / 2;
+    if (pairs > NOISE_BLOCK) pairs = NOISE_BLOCK;
+    for (size_t m = 0; m < pairs;) {
+      const uint32_t w = nn_rng_u32(r);
+      const float a = ((float)(w & 0xFFFFu) - 32767.5f) * (1.0f / 32768.0f);
+      const float b = ((float)(w >> 16) - 32767.5f) * (1.0f / 32768.0f);
+      const float s = a * a + b * b;
+      u[m] = a;
+      v[m] = b;
+      k[m] = s;
+      m += s < 1.0f;
+    }
+    for (size_t m = 0; m < pairs; m++) k[m] = sqrtf(-2.0f * logf(k[m]) / k[m]);
+    const size_t full = (n - i) / 2 < pairs ? (n - i) / 2 : pairs; /* pairs with both values */
+    for (size_t m = 0; m < full; m++) {
+      x[i + 2 * m] += sd * (u[m] * k[m]);
+      x[i + 2 * m + 1] += sd * (v[m] * k[m]);
+    }
+    if (full < pairs) x[i + 2 * full] += sd * (u[full] * k[full]); /* odd n: the last value */
+    i += 2 * pairs;
   }
 }
 

@@ -179,6 +179,21 @@ static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
   return 0;
 }
 
+/* Samples per chunk (S) for a batch of n: enough that the GEMMs are wide
+ * (S*P >= CONV__MIN_COLS columns), few enough that col [K, S*P] stays
+ * within CONV__CHUNK_FLOATS (L2-sized) when one sample allows it. */
+#define CONV__CHUNK_FLOATS (64 * 1024)
+#define CONV__MIN_COLS 256
+static size_t conv_chunk(const conv_geom *g, int n) {
+  size_t k = (size_t)g->c * g->kh * g->kw, per = k * g->p;
+  size_t s = CONV__CHUNK_FLOATS / (per ? per : 1);
+  size_t need = (CONV__MIN_COLS + g->p - 1) / g->p; /* samples for MIN_COLS columns */
+  if (s < need) s = need;
+  if (s < 1) s = 1;
+  if (s > (size_t)n) s = (size_t)n;
+  return s;
+}
+
 static int conv2d_build(nn_layer *l, nn_error *err) {
   conv_geom g;
   int rc = conv_geometry(l, &g, err);
@@ -199,8 +214,9 @@ static int conv2d_build(nn_layer *l, nn_error *err) {
   l->out.dim[0] = g.f;
   l->out.dim[1] = g.ho;
   l->out.dim[2] = g.wo;
-  l->scratch_per_sample = 2 * k * g.p + outc; /* col, dcol [K, P]; yt [F, P] */
-  l->scratch_fixed = 0;
+  size_t chunk = conv_chunk(&g, INT32_MAX);
+  l->scratch_per_sample = 0;
+  l->scratch_fixed = chunk * g.p * (2 * k + (size_t)g.f); /* col, dcol [K, S*P]; yt [F, S*P] */
   int fan_in = g.kg, fan_out = g.fg * g.kh * g.kw;
   nn_shape ws = {4, {g.f, g.cg, g.kh, g.kw}};
   rc = nn_layer_add_param(l, "weight", &ws, (nn_init_kind)init, fan_in, fan_out, err);
@@ -223,6 +239,51 @@ static void valid_cols(int w, int wo, int s, int off, int *ow0, int *ow1) {
   *ow0 = a;
   *ow1 = b;
 }
+
+/* dst[0..len) = src[0..len) / += src[0..len). Rows here are short (Wo is
+ * 3..26 in typical nets) and there are hundreds of thousands per batch, so
+ * the per-row cost matters more than the per-float one: with AVX-512 a row
+ * is one masked load and store per 16 floats; otherwise 8 floats at a time
+ * through fixed-size copies the compiler turns into single vector moves. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline void copy_row(float *restrict dst, const float *restrict src, int len) {
+  int k = 0;
+  for (; k + 16 <= len; k += 16) _mm512_storeu_ps(dst + k, _mm512_loadu_ps(src + k));
+  if (k < len) {
+    __mmask16 mk = (__mmask16)((1u << (len - k)) - 1u);
+    _mm512_mask_storeu_ps(dst + k, mk, _mm512_maskz_loadu_ps(mk, src + k));
+  }
+}
+
+static inline void add_row(float *restrict dst, const float *restrict src, int len) {
+  int k = 0;
+  for (; k + 16 <= len; k += 16)
+    _mm512_storeu_ps(dst + k, _mm512_add_ps(_mm512_loadu_ps(dst + k), _mm512_loadu_ps(src + k)));
+  if (k < len) {
+    __mmask16 mk = (__mmask16)((1u << (len - k)) - 1u);
+    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst + k), _mm512_maskz_loadu_ps(mk, src + k));
+    _mm512_mask_storeu_ps(dst + k, mk, v);
+  }
+}
+#else
+static inline void copy_row(float *restrict dst, const float *restrict src, int len) {
+  int k = 0;
+  for (; k + 8 <= len; k += 8) memcpy(dst + k, src + k, 8 * sizeof(float));
+  for (; k < len; k++) dst[k] = src[k];
+}
+
+static inline void add_row(float *restrict dst, const float *restrict src, int len) {
+  int k = 0;
+  for (; k + 8 <= len; k += 8) {
+    float t[8];
+    memcpy(t, dst + k, sizeof t);
+    for (int q = 0; q < 8; q++) t[q] += src[k + q];
+    memcpy(dst + k, t, sizeof t);
+  }
+  for (; k < len; k++) dst[k] += src[k];
+}
+#endif
 
 /* x [n, C, H, W] -> col [K, n*P]:
  *   col[(c*kh + i)*kw + j][s*P + oh*wo + ow]
@@ -247,7 +308,7 @@ static void im2col(const conv_geom *g, const float *x, int n, float *col) {
             const float *src = xc + (size_t)ih * g->w;
             for (int ow = 0; ow < ow0; ow++) dst[ow] = 0.0f;
             if (g->sw == 1) {
-              memcpy(dst + ow0, src + (ow0 + offw), sizeof(float) * (size_t)(ow1 - ow0));
+              copy_row(dst + ow0, src + ow0 + offw, ow1 - ow0);
             } else {
               for (int ow = ow0; ow < ow1; ow++) dst[ow] = src[ow * g->sw + offw];
             }
@@ -275,8 +336,7 @@ static void col2im(const conv_geom *g, const float *dcol, int n, float *dx) {
             if (ih < 0 || ih >= g->h) continue;
             float *dst = xc + (size_t)ih * g->w;
             if (g->sw == 1) {
-              float *d = dst + offw;
-              for (int ow = ow0; ow < ow1; ow++) d[ow] += src[ow];
+              add_row(dst + ow0 + offw, src + ow0, ow1 - ow0);
             } else {
               for (int ow = ow0; ow < ow1; ow++) dst[ow * g->sw + offw] += src[ow];
             }
@@ -285,72 +345,130 @@ static void col2im(const conv_geom *g, const float *dcol, int n, float *dx) {
       }
 }
 
-/* Scratch regions for a batch of n: col [K, n*P], yt [F, n*P], dcol [K, n*P],
- * back to back. They sum to n * scratch_per_sample <= the layer's scratch,
- * and forward and backward of one batch use the same n, so they agree. */
-static void conv_scratch(const nn_layer *l, const conv_geom *g, int n, float **col, float **yt,
+/* Scratch regions of chunk size S (conv_chunk for max batch): col [K, S*P],
+ * yt [F, S*P], dcol [K, S*P], back to back in the layer's fixed scratch. */
+static void conv_scratch(const nn_layer *l, const conv_geom *g, float **col, float **yt,
                          float **dcol) {
-  size_t kp = (size_t)g->c * g->kh * g->kw * g->p * (size_t)n;
+  size_t smax = conv_chunk(g, INT32_MAX);
+  size_t kp = (size_t)g->c * g->kh * g->kw * g->p * smax;
   *col = l->scratch;
   *yt = *col + kp;
-  *dcol = *yt + (size_t)g->f * g->p * (size_t)n;
+  *dcol = *yt + (size_t)g->f * g->p * smax;
 }
 
-/* x [n, C, H, W] -> y [n, F, Ho, Wo]; keeps col in scratch for backward. */
+/* Samples whose output plane has at least this many pixels get their own
+ * GEMMs, reading and writing NCHW in place (no reorder); smaller planes are
+ * folded together into one GEMM per chunk and reordered. */
+#define CONV__DIRECT_P 64
+
+/* x [n, C, H, W] -> y [n, F, Ho, Wo], S samples at a time: im2col of the
+ * chunk, then per group either one GEMM per sample straight into y (large
+ * planes) or one GEMM over the chunk into yt and a reorder (small planes). */
 static void conv2d_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
   conv_geom g;
   float *col, *yt, *dcol;
   conv_geometry(l, &g, NULL);
-  conv_scratch(l, &g, n, &col, &yt, &dcol);
-  im2col(&g, x, n, col);
-  int np = n * (int)g.p;
-  for (int gi = 0; gi < g.groups; gi++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.fg, np, g.kg, 1.0f,
-                l->param[0] + (size_t)gi * g.fg * g.kg, g.kg, col + (size_t)gi * g.kg * np, np,
-                0.0f, yt + (size_t)gi * g.fg * np, np);
-  /* yt [F, n, P] -> y [n, F, P] (+ bias) */
+  conv_scratch(l, &g, &col, &yt, &dcol);
   const float *b = l->nparams > 1 ? l->param[1] : NULL;
-  for (int s = 0; s < n; s++)
-    for (int f = 0; f < g.f; f++) {
-      const float *src = yt + (size_t)f * np + (size_t)s * g.p;
-      float *dst = y + ((size_t)s * g.f + f) * g.p;
-      float bf = b ? b[f] : 0.0f;
-      for (size_t p = 0; p < g.p; p++) dst[p] = src[p] + bf;
+  const float *w = l->param[0];
+  int chunk = (int)conv_chunk(&g, n), p = (int)g.p;
+  size_t xs = (size_t)g.c * g.h * g.w, ys = (size_t)g.f * g.p;
+  for (int s0 = 0; s0 < n; s0 += chunk) {
+    int m = n - s0 < chunk ? n - s0 : chunk;
+    int np = m * p;
+    im2col(&g, x + (size_t)s0 * xs, m, col);
+    if (p >= CONV__DIRECT_P) {
+      for (int s = 0; s < m; s++) {
+        float *ys0 = y + (size_t)(s0 + s) * ys;
+        if (b) /* start from the bias, GEMM with beta = 1 */
+          for (int f = 0; f < g.f; f++)
+            for (int q = 0; q < p; q++) ys0[(size_t)f * p + q] = b[f];
+        for (int gi = 0; gi < g.groups; gi++)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.fg, p, g.kg, 1.0f,
+                      w + (size_t)gi * g.fg * g.kg, g.kg, col + (size_t)gi * g.kg * np + (size_t)s * p,
+                      np, b ? 1.0f : 0.0f, ys0 + (size_t)gi * g.fg * p, p);
+      }
+      continue;
     }
+    for (int gi = 0; gi < g.groups; gi++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.fg, np, g.kg, 1.0f,
+                  w + (size_t)gi * g.fg * g.kg, g.kg, col + (size_t)gi * g.kg * np, np, 0.0f,
+                  yt + (size_t)gi * g.fg * np, np);
+    /* yt [F, m, P] -> y [m, F, P] (+ bias) */
+    for (int s = 0; s < m; s++)
+      for (int f = 0; f < g.f; f++) {
+        const float *src = yt + (size_t)f * np + (size_t)s * p;
+        float *dst = y + (size_t)(s0 + s) * ys + (size_t)f * p;
+        float bf = b ? b[f] : 0.0f;
+        for (int q = 0; q < p; q++) dst[q] = src[q] + bf;
+      }
+  }
 }
 
-/* dy [n, F, Ho, Wo]: dW += dyt col^T, db += sums of dy, dx = col2im(W^T dyt). */
+/* dy [n, F, Ho, Wo], per chunk of S samples: col again from x (cheaper
+ * than keeping a whole batch of columns, which would not stay in cache);
+ * db += sums of dy; dW += dy col^T; dx = col2im(W^T dy) when dx is not
+ * NULL. Large planes use dy in place per sample, small ones go through
+ * dyt [F, S*P] and one GEMM per chunk. */
 static void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                             float *dx, int n, const nn_run_ctx *ctx) {
   conv_geom g;
   float *col, *dyt, *dcol;
   conv_geometry(l, &g, NULL);
-  conv_scratch(l, &g, n, &col, &dyt, &dcol);
-  int np = n * (int)g.p;
+  conv_scratch(l, &g, &col, &dyt, &dcol);
   float *db = l->nparams > 1 ? l->grad[1] : NULL;
-  /* dy [n, F, P] -> dyt [F, n, P], summing the bias gradient */
-  for (int f = 0; f < g.f; f++) {
-    float sum = 0.0f;
-    for (int s = 0; s < n; s++) {
-      const float *src = dy + ((size_t)s * g.f + f) * g.p;
-      float *dst = dyt + (size_t)f * np + (size_t)s * g.p;
-      for (size_t p = 0; p < g.p; p++) {
-        dst[p] = src[p];
-        sum += src[p];
+  const float *w = l->param[0];
+  float *dw = l->grad[0];
+  int chunk = (int)conv_chunk(&g, n), p = (int)g.p, direct = p >= CONV__DIRECT_P;
+  size_t xs = (size_t)g.c * g.h * g.w, ys = (size_t)g.f * g.p;
+  for (int s0 = 0; s0 < n; s0 += chunk) {
+    int m = n - s0 < chunk ? n - s0 : chunk;
+    int np = m * p;
+    im2col(&g, x + (size_t)s0 * xs, m, col);
+    /* bias gradient; small planes: dy [m, F, P] -> dyt [F, m, P] */
+    for (int f = 0; f < g.f; f++) {
+      float sum = 0.0f;
+      for (int s = 0; s < m; s++) {
+        const float *src = dy + (size_t)(s0 + s) * ys + (size_t)f * p;
+        float *dst = dyt + (size_t)f * np + (size_t)s * p;
+        if (direct) {
+          for (int q = 0; q < p; q++) sum += src[q];
+        } else {
+          for (int q = 0; q < p; q++) {
+            dst[q] = src[q];
+            sum += src[q];
+          }
+        }
+      }
+      if (db) db[f] += sum;
+    }
+    if (direct) {
+      for (int s = 0; s < m; s++) {
+        const float *dys = dy + (size_t)(s0 + s) * ys;
+        for (int gi = 0; gi < g.groups; gi++) {
+          const float *cs = col + (size_t)gi * g.kg * np + (size_t)s * p;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, p, 1.0f,
+                      dys + (size_t)gi * g.fg * p, p, cs, np, 1.0f, dw + (size_t)gi * g.fg * g.kg,
+                      g.kg);
+          if (dx)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, p, g.fg, 1.0f,
+                        w + (size_t)gi * g.fg * g.kg, g.kg, dys + (size_t)gi * g.fg * p, p, 0.0f,
+                        dcol + (size_t)gi * g.kg * np + (size_t)s * p, np);
+        }
+      }
+    } else {
+      for (int gi = 0; gi < g.groups; gi++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, np, 1.0f,
+                    dyt + (size_t)gi * g.fg * np, np, col + (size_t)gi * g.kg * np, np, 1.0f,
+                    dw + (size_t)gi * g.fg * g.kg, g.kg);
+        if (dx)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, np, g.fg, 1.0f,
+                      w + (size_t)gi * g.fg * g.kg, g.kg, dyt + (size_t)gi * g.fg * np, np, 0.0f,
+                      dcol + (size_t)gi * g.kg * np, np);
       }
     }
-    if (db) db[f] += sum;
+    if (dx) col2im(&g, dcol, m, dx + (size_t)s0 * xs);
   }
-  for (int gi = 0; gi < g.groups; gi++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, np, 1.0f,
-                dyt + (size_t)gi * g.fg * np, np, col + (size_t)gi * g.kg * np, np, 1.0f,
-                l->grad[0] + (size_t)gi * g.fg * g.kg, g.kg);
-  if (!dx) return;
-  for (int gi = 0; gi < g.groups; gi++)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, np, g.fg, 1.0f,
-                l->param[0] + (size_t)gi * g.fg * g.kg, g.kg, dyt + (size_t)gi * g.fg * np, np,
-                0.0f, dcol + (size_t)gi * g.kg * np, np);
-  col2im(&g, dcol, n, dx);
 }
 
 const nn_layer_ops nn_layer_conv2d = {

@@ -14,10 +14,13 @@
  * Padded positions never win a max. Every window holds at least one input
  * element under these rules.
  *
- * maxpool keeps, per output element, the offset of its argmax inside the
- * sample's input (int32, in the layer's scratch: [n, C*Ho*Wo]); backward
- * routes dy there. On ties the first element in row-major window order wins;
- * a NaN in a window wins over numbers.
+ * maxpool stores no indices: backward gets x and y and sends each window's
+ * dy to the window's first element (row-major) equal to y, so on ties the
+ * first maximum gets the gradient. The max is a plain compare-and-select
+ * (vectorizable, like vmaxps): a NaN propagates only when it comes first in
+ * the window; a non-finite loss is caught above this layer anyway.
+ * 2x2 windows at stride 2 without padding have branch-free loops the
+ * compiler vectorizes; other windows take a generic loop.
  *
  * global_avgpool: [C, H, W] -> [C], the mean of each channel. */
 #include <math.h>
@@ -28,8 +31,6 @@
 #include "core/layer.h"
 
 #define POOL__MAXDIM (1 << 16)
-
-_Static_assert(sizeof(int32_t) == sizeof(float), "argmax indices share float scratch");
 
 static const nn_key pool_keys[] = {
     {"pool_size", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pool_size), 2, 1, POOL__MAXDIM, NULL,
@@ -134,7 +135,7 @@ static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
   return 0;
 }
 
-static int pool_build_common(nn_layer *l, int is_max, nn_error *err) {
+static int pool_build_common(nn_layer *l, nn_error *err) {
   pool_geom g;
   int rc = pool_geometry(l, &g, err);
   if (rc) return rc;
@@ -145,12 +146,11 @@ static int pool_build_common(nn_layer *l, int is_max, nn_error *err) {
   l->out.dim[0] = g.c;
   l->out.dim[1] = g.ho;
   l->out.dim[2] = g.wo;
-  l->scratch_per_sample = is_max ? outc : 0; /* argmax offsets, int32 */
   return 0;
 }
 
-static int maxpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, 1, err); }
-static int avgpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, 0, err); }
+static int maxpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, err); }
+static int avgpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, err); }
 
 /* In-bounds range [a, b) of the window starting at `start` of size k in [0, n). */
 static void clip(int start, int k, int n, int *a, int *b) {
@@ -158,55 +158,115 @@ static void clip(int start, int k, int n, int *a, int *b) {
   *b = start + k > n ? n : start + k;
 }
 
-/* x [n, C, H, W] -> y [n, C, Ho, Wo]; arg [n, C*Ho*Wo] (scratch) = offset of
- * the maximum inside the sample's input. */
+/* The larger of m and v; m when they are equal or either is NaN. Plain
+ * compare-and-select so that loops of it vectorize (vmaxps semantics). */
+static inline float max2(float m, float v) { return v > m ? v : m; }
+
+/* One channel plane, 2x2 windows at stride 2, no padding (the common case):
+ * xc [H, W] -> y [Ho, Wo]. Branch-free: the compiler vectorizes it. */
+static void maxpool_2x2(const pool_geom *g, const float *restrict xc, float *restrict y) {
+  int w = g->w;
+  for (int oh = 0; oh < g->ho; oh++, y += g->wo) {
+    const float *r0 = xc + (size_t)(2 * oh) * w, *r1 = r0 + w;
+    for (int ow = 0; ow < g->wo; ow++)
+      y[ow] = max2(max2(r0[2 * ow], r0[2 * ow + 1]), max2(r1[2 * ow], r1[2 * ow + 1]));
+  }
+}
+
+/* x [n, C, H, W] -> y [n, C, Ho, Wo]. */
 static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
   pool_geom g;
   pool_geometry(l, &g, NULL);
-  int32_t *arg = (int32_t *)(void *)l->scratch;
-  size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo;
-  for (int s = 0; s < n; s++)
-    for (int c = 0; c < g.c; c++) {
-      size_t base = (size_t)c * hw;
-      const float *xc = x + (size_t)s * g.c * hw + base;
-      size_t o = ((size_t)s * g.c + c) * plane;
-      for (int oh = 0; oh < g.ho; oh++) {
-        int h0, h1;
-        clip(oh * g.sh - g.pt, g.kh, g.h, &h0, &h1);
-        for (int ow = 0; ow < g.wo; ow++, o++) {
-          int w0, w1;
-          clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
-          int best_i = h0 * g.w + w0;
-          float best = xc[best_i];
-          for (int ih = h0; ih < h1; ih++) {
-            const float *row = xc + (size_t)ih * g.w;
-            for (int iw = w0; iw < w1; iw++) {
-              float v = row[iw];
-              if (v > best || (isnan(v) && !isnan(best))) {
-                best = v;
-                best_i = ih * g.w + iw;
-              }
-            }
-          }
-          y[o] = best;
-          arg[o] = (int32_t)(base + (size_t)best_i);
-        }
+  size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo, planes = (size_t)n * g.c;
+  int fast = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0;
+  for (size_t pi = 0; pi < planes; pi++) {
+    const float *xc = x + pi * hw;
+    float *yc = y + pi * plane;
+    if (fast) {
+      maxpool_2x2(&g, xc, yc);
+      continue;
+    }
+    for (int oh = 0; oh < g.ho; oh++) {
+      int h0, h1;
+      clip(oh * g.sh - g.pt, g.kh, g.h, &h0, &h1);
+      for (int ow = 0; ow < g.wo; ow++) {
+        int w0, w1;
+        clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
+        float best = xc[(size_t)h0 * g.w + w0];
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++) best = max2(best, xc[(size_t)ih * g.w + iw]);
+        yc[(size_t)oh * g.wo + ow] = best;
       }
     }
+  }
 }
 
-/* dx [n, C, H, W] = dy scattered to the argmax of each window. */
+/* 2x2 / stride 2 backward of one plane: each window's dy goes to its first
+ * element (row-major) equal to the window's y, the last one if none is
+ * (NaN). dxc [H, W] is fully written (rows/columns no window covers get 0). */
+static void maxpool_2x2_backward(const pool_geom *g, const float *restrict xc,
+                                 const float *restrict yc, const float *restrict dyc,
+                                 float *restrict dxc) {
+  const int w = g->w, h = g->h, ho = g->ho, wo = g->wo;
+  for (int oh = 0; oh < ho; oh++) {
+    const float *r0 = xc + (size_t)(2 * oh) * w, *r1 = r0 + w;
+    const float *yr = yc + (size_t)oh * wo, *dyr = dyc + (size_t)oh * wo;
+    float *d0 = dxc + (size_t)(2 * oh) * w, *d1 = d0 + w;
+    for (int ow = 0; ow < wo; ow++) {
+      /* masks as 0/1 floats: rows are short (Wo ~ 13), so this loop often
+       * runs scalar, where selects would compile to mispredicted branches */
+      float m = yr[ow], gr = dyr[ow];
+      int ea = r0[2 * ow] == m;
+      int eb = !ea & (r0[2 * ow + 1] == m);
+      int ec = !(ea | eb) & (r1[2 * ow] == m);
+      int ed = !(ea | eb | ec);
+      d0[2 * ow] = gr * (float)ea;
+      d0[2 * ow + 1] = gr * (float)eb;
+      d1[2 * ow] = gr * (float)ec;
+      d1[2 * ow + 1] = gr * (float)ed;
+    }
+    if (2 * wo < w) d0[w - 1] = d1[w - 1] = 0.0f; /* odd width: last column uncovered */
+  }
+  if (2 * ho < h) memset(dxc + (size_t)(h - 1) * w, 0, sizeof(float) * (size_t)w);
+}
+
+/* Offset in xc [H, w] of the first element of rows [h0, h1) x columns
+ * [w0, w1) equal to m; the window's first element if none is (m NaN). */
+static size_t find_max(const float *xc, int w, int h0, int h1, int w0, int w1, float m) {
+  for (int ih = h0; ih < h1; ih++)
+    for (int iw = w0; iw < w1; iw++)
+      if (xc[(size_t)ih * w + iw] == m) return (size_t)ih * w + iw;
+  return (size_t)h0 * w + w0;
+}
+
+/* dx [n, C, H, W]: each window's dy added to the first element (row-major)
+ * of the window equal to its output y, found again from x and y (so no
+ * indices are stored); to the window's first element if none is (NaN). */
 static void maxpool_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                              float *dx, int n, const nn_run_ctx *ctx) {
   if (!dx) return;
-  size_t in = nn_shape_count(&l->in), out = nn_shape_count(&l->out);
-  const int32_t *arg = (const int32_t *)(const void *)l->scratch;
-  memset(dx, 0, sizeof(float) * in * (size_t)n);
-  for (int s = 0; s < n; s++) {
-    float *dxs = dx + (size_t)s * in;
-    const float *dys = dy + (size_t)s * out;
-    const int32_t *as = arg + (size_t)s * out;
-    for (size_t o = 0; o < out; o++) dxs[as[o]] += dys[o];
+  pool_geom g;
+  pool_geometry(l, &g, NULL);
+  size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo, planes = (size_t)n * g.c;
+  int fast = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0;
+  if (!fast) memset(dx, 0, sizeof(float) * hw * planes);
+  for (size_t pi = 0; pi < planes; pi++) {
+    const float *xc = x + pi * hw, *yc = y + pi * plane, *dyc = dy + pi * plane;
+    float *dxc = dx + pi * hw;
+    if (fast) {
+      maxpool_2x2_backward(&g, xc, yc, dyc, dxc);
+      continue;
+    }
+    for (int oh = 0; oh < g.ho; oh++) {
+      int h0, h1;
+      clip(oh * g.sh - g.pt, g.kh, g.h, &h0, &h1);
+      for (int ow = 0; ow < g.wo; ow++) {
+        int w0, w1;
+        clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
+        size_t at = find_max(xc, g.w, h0, h1, w0, w1, yc[(size_t)oh * g.wo + ow]);
+        dxc[at] += dyc[(size_t)oh * g.wo + ow];
+      }
+    }
   }
 }
 

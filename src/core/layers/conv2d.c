@@ -39,6 +39,9 @@
 #include <string.h>
 
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/layer.h"
 
@@ -240,13 +243,12 @@ static void valid_cols(int w, int wo, int s, int off, int *ow0, int *ow1) {
   *ow1 = b;
 }
 
-/* dst[0..len) = src[0..len) / += src[0..len). Rows here are short (Wo is
+/* dst[0..len) = src[0..len). Rows here are short (Wo is
  * 3..26 in typical nets) and there are hundreds of thousands per batch, so
  * the per-row cost matters more than the per-float one: with AVX-512 a row
  * is one masked load and store per 16 floats; otherwise 8 floats at a time
  * through fixed-size copies the compiler turns into single vector moves. */
 #if defined(__AVX512F__)
-#include <immintrin.h>
 static inline void copy_row(float *restrict dst, const float *restrict src, int len) {
   int k = 0;
   for (; k + 16 <= len; k += 16) _mm512_storeu_ps(dst + k, _mm512_loadu_ps(src + k));
@@ -255,35 +257,26 @@ static inline void copy_row(float *restrict dst, const float *restrict src, int 
     _mm512_mask_storeu_ps(dst + k, mk, _mm512_maskz_loadu_ps(mk, src + k));
   }
 }
-
-static inline void add_row(float *restrict dst, const float *restrict src, int len) {
-  int k = 0;
-  for (; k + 16 <= len; k += 16)
-    _mm512_storeu_ps(dst + k, _mm512_add_ps(_mm512_loadu_ps(dst + k), _mm512_loadu_ps(src + k)));
-  if (k < len) {
-    __mmask16 mk = (__mmask16)((1u << (len - k)) - 1u);
-    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst + k), _mm512_maskz_loadu_ps(mk, src + k));
-    _mm512_mask_storeu_ps(dst + k, mk, v);
-  }
-}
 #else
 static inline void copy_row(float *restrict dst, const float *restrict src, int len) {
   int k = 0;
   for (; k + 8 <= len; k += 8) memcpy(dst + k, src + k, 8 * sizeof(float));
   for (; k < len; k++) dst[k] = src[k];
 }
-
-static inline void add_row(float *restrict dst, const float *restrict src, int len) {
-  int k = 0;
-  for (; k + 8 <= len; k += 8) {
-    float t[8];
-    memcpy(t, dst + k, sizeof t);
-    for (int q = 0; q < 8; q++) t[q] += src[k + q];
-    memcpy(dst + k, t, sizeof t);
-  }
-  for (; k < len; k++) dst[k] += src[k];
-}
 #endif
+
+/* Sum of v[0..len) with 16 independent partial sums (a single running sum
+ * is one long chain of dependent adds that the compiler may not reorder). */
+static float sum_row(const float *v, int len) {
+  float part[16] = {0};
+  int k = 0;
+  for (; k + 16 <= len; k += 16)
+    for (int q = 0; q < 16; q++) part[q] += v[k + q];
+  float sum = 0.0f;
+  for (; k < len; k++) sum += v[k];
+  for (int q = 0; q < 16; q++) sum += part[q];
+  return sum;
+}
 
 /* x [n, C, H, W] -> col [K, n*P]:
  *   col[(c*kh + i)*kw + j][s*P + oh*wo + ow]
@@ -318,31 +311,34 @@ static void im2col(const conv_geom *g, const float *x, int n, float *col) {
       }
 }
 
-/* dcol [K, n*P] -> dx [n, C, H, W]: the adjoint of im2col (dx is overwritten). */
+/* dcol [K, n*P] -> dx [n, C, H, W]: the adjoint of im2col (dx is
+ * overwritten). One input plane at a time, so the plane being summed into
+ * stays in L1 while its kh*kw shifted rows of dcol are added. */
 static void col2im(const conv_geom *g, const float *dcol, int n, float *dx) {
   size_t np = (size_t)n * g->p, hw = (size_t)g->h * g->w;
-  memset(dx, 0, sizeof(float) * (size_t)n * g->c * hw);
-  for (int c = 0; c < g->c; c++)
-    for (int i = 0; i < g->kh; i++)
-      for (int j = 0; j < g->kw; j++) {
-        const float *row = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * np;
-        int offw = j * g->dw - g->pl, ow0, ow1;
-        valid_cols(g->w, g->wo, g->sw, offw, &ow0, &ow1);
-        for (int s = 0; s < n; s++) {
-          float *xc = dx + ((size_t)s * g->c + c) * hw;
-          const float *src = row + (size_t)s * g->p;
+  for (int s = 0; s < n; s++)
+    for (int c = 0; c < g->c; c++) {
+      float *xc = dx + ((size_t)s * g->c + c) * hw;
+      memset(xc, 0, sizeof(float) * hw);
+      for (int i = 0; i < g->kh; i++)
+        for (int j = 0; j < g->kw; j++) {
+          const float *src =
+              dcol + ((size_t)(c * g->kh + i) * g->kw + j) * np + (size_t)s * g->p;
+          int offw = j * g->dw - g->pl, ow0, ow1;
+          valid_cols(g->w, g->wo, g->sw, offw, &ow0, &ow1);
           for (int oh = 0; oh < g->ho; oh++, src += g->wo) {
             int ih = oh * g->sh - g->pt + i * g->dh;
             if (ih < 0 || ih >= g->h) continue;
             float *dst = xc + (size_t)ih * g->w;
             if (g->sw == 1) {
-              add_row(dst + ow0 + offw, src + ow0, ow1 - ow0);
+              float *d = dst + offw;
+              for (int ow = ow0; ow < ow1; ow++) d[ow] += src[ow];
             } else {
               for (int ow = ow0; ow < ow1; ow++) dst[ow * g->sw + offw] += src[ow];
             }
           }
         }
-      }
+    }
 }
 
 /* Scratch regions of chunk size S (conv_chunk for max batch): col [K, S*P],
@@ -431,14 +427,9 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
       for (int s = 0; s < m; s++) {
         const float *src = dy + (size_t)(s0 + s) * ys + (size_t)f * p;
         float *dst = dyt + (size_t)f * np + (size_t)s * p;
-        if (direct) {
-          for (int q = 0; q < p; q++) sum += src[q];
-        } else {
-          for (int q = 0; q < p; q++) {
-            dst[q] = src[q];
-            sum += src[q];
-          }
-        }
+        if (!direct)
+          for (int q = 0; q < p; q++) dst[q] = src[q];
+        sum += sum_row(src, p);
       }
       if (db) db[f] += sum;
     }

@@ -76,6 +76,12 @@ static void test_grad_identity_block(void) {
   nn_shape in = {1, {4}};
   nn_gradcheck_opts o = opts_of(1, 3, 1);
   CHECK_GRADS(&in, c, 4, &o);
+  /* with its defaults alone (empty body: y = 2x), as test_core_layers checks
+   * every registered type */
+  nn_layer_cfg d = cfg_of("residual");
+  nn_shape in5 = {1, {5}};
+  o = opts_of(9, 3, 1);
+  CHECK_GRADS(&in5, &d, 1, &o);
   /* the block first in the model: the input gradient goes through both paths */
   o = opts_of(2, 2, 0);
   CHECK_GRADS(&in, c, 3, &o);

@@ -640,7 +640,8 @@ static void test_defaults_and_shapes(void) {
   c.kernel_size_n = 1;
   snprintf(c.activation, sizeof c.activation, "relu");
   nn_layer_cfg p = cfg_of("maxpool");
-  ASSERT_EQ_INT(p.stride_n, 0); /* = pool size */
+  ASSERT_EQ_INT(p.stride_n, 1); /* [0] = the pool size */
+  ASSERT_EQ_INT(p.stride[0], 0);
   p.pool_size[0] = 2;
   p.pool_size_n = 1;
   nn_layer_cfg cs[2] = {c, p};

@@ -46,6 +46,7 @@
 #include "core/layer.h"
 
 #define CONV__MAXDIM (1 << 16)
+#define CONV__SLACK 16 /* floats after col that copy_row may spill into */
 
 static const nn_key conv2d_keys[] = {
     {"filters", NN_KEY_INT, offsetof(nn_layer_cfg, filters), sizeof(int), 1, 1 << 20, NULL,
@@ -219,7 +220,8 @@ static int conv2d_build(nn_layer *l, nn_error *err) {
   l->out.dim[2] = g.wo;
   size_t chunk = conv_chunk(&g, INT32_MAX);
   l->scratch_per_sample = 0;
-  l->scratch_fixed = chunk * g.p * (2 * k + (size_t)g.f); /* col, dcol [K, S*P]; yt [F, S*P] */
+  /* col [K, S*P] + slack, yt [F, S*P], dcol [K, S*P] */
+  l->scratch_fixed = chunk * g.p * (2 * k + (size_t)g.f) + CONV__SLACK;
   int fan_in = g.kg, fan_out = g.fg * g.kh * g.kw;
   nn_shape ws = {4, {g.f, g.cg, g.kh, g.kw}};
   rc = nn_layer_add_param(l, "weight", &ws, (nn_init_kind)init, fan_in, fan_out, err);
@@ -249,12 +251,15 @@ static void valid_cols(int w, int wo, int s, int off, int *ow0, int *ow1) {
  * is one masked load and store per 16 floats; otherwise 8 floats at a time
  * through fixed-size copies the compiler turns into single vector moves. */
 #if defined(__AVX512F__)
+/* As described above, and it may write up to 15 floats past dst + len
+ * (zeros): im2col writes each col row in ascending order, so whatever
+ * spills is overwritten next, and col has CONV__SLACK floats after it. */
 static inline void copy_row(float *restrict dst, const float *restrict src, int len) {
   int k = 0;
   for (; k + 16 <= len; k += 16) _mm512_storeu_ps(dst + k, _mm512_loadu_ps(src + k));
-  if (k < len) {
+  if (k < len) { /* masked load (never reads past src + len), full store */
     __mmask16 mk = (__mmask16)((1u << (len - k)) - 1u);
-    _mm512_mask_storeu_ps(dst + k, mk, _mm512_maskz_loadu_ps(mk, src + k));
+    _mm512_storeu_ps(dst + k, _mm512_maskz_loadu_ps(mk, src + k));
   }
 }
 #else
@@ -348,7 +353,7 @@ static void conv_scratch(const nn_layer *l, const conv_geom *g, float **col, flo
   size_t smax = conv_chunk(g, INT32_MAX);
   size_t kp = (size_t)g->c * g->kh * g->kw * g->p * smax;
   *col = l->scratch;
-  *yt = *col + kp;
+  *yt = *col + kp + CONV__SLACK;
   *dcol = *yt + (size_t)g->f * g->p * smax;
 }
 

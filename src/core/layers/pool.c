@@ -2,7 +2,7 @@
  *
  * maxpool / avgpool: input [C, H, W] -> [C, Ho, Wo], each channel alone.
  * Keys: pool_size (required, [ph, pw] or one value for both), stride
- * (default = pool_size), padding "valid" | "same" | "explicit" (+ pad).
+ * (default [0]: 0 means the pool size), padding "valid" | "same" | "explicit" (+ pad).
  *   valid     no padding; windows that would run past the edge are dropped
  *             (PyTorch ceil_mode=False).
  *   explicit  pad = [ph, pw] on both sides, at most half the window (as
@@ -36,8 +36,9 @@ static const nn_key pool_keys[] = {
     {"pool_size", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pool_size), 2, 1, POOL__MAXDIM, NULL,
      NULL, NN_KEY_REQUIRED, "window [ph, pw]; one value means a square window",
      offsetof(nn_layer_cfg, pool_size_n)},
-    {"stride", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, stride), 2, 1, POOL__MAXDIM, NULL, NULL,
-     0, "step of the window [sh, sw]; default: the pool size", offsetof(nn_layer_cfg, stride_n)},
+    {"stride", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, stride), 2, 0, POOL__MAXDIM, "[0]", NULL,
+     0, "step of the window [sh, sw]; 0 (the default) means the pool size",
+     offsetof(nn_layer_cfg, stride_n)},
     {"padding", NN_KEY_ENUM, offsetof(nn_layer_cfg, padding),
      sizeof(((nn_layer_cfg *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
      "valid: none; same: out = ceil(in/stride) (extra at bottom/right); explicit: `pad`", 0},
@@ -89,11 +90,12 @@ static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
     return nn_error_set(err, NN_ESCHEMA, "pool_size must be in [1, %d], got %dx%d",
                         POOL__MAXDIM, g->kh, g->kw);
   if (c->stride_n == 0) {
-    g->sh = g->kh;
-    g->sw = g->kw;
+    g->sh = g->sw = 0;
   } else if (pair_of(c->stride, c->stride_n, &g->sh, &g->sw)) {
     return nn_error_set(err, NN_ESCHEMA, "stride must have 1 or 2 items, got %d", c->stride_n);
   }
+  if (g->sh == 0) g->sh = g->kh; /* 0: the pool size */
+  if (g->sw == 0) g->sw = g->kw;
   if (g->sh < 1 || g->sw < 1 || g->sh > POOL__MAXDIM || g->sw > POOL__MAXDIM)
     return nn_error_set(err, NN_ESCHEMA, "stride must be in [1, %d], got %dx%d", POOL__MAXDIM,
                         g->sh, g->sw);

@@ -120,9 +120,9 @@ printf '[data]\ntrain = "%s"\n[model]\n[[model.layers]]\ntype = "dense"\nunits =
 set +e
 "$NNTRAIN" "$T/flat.toml" >"$T/o" 2>"$T/e"; rc=$?
 set -e
-[ $rc -ne 0 ] || fail "rotate on [3]-shaped samples was accepted"
+[ $rc -eq 3 ] || fail "rotate on [3]-shaped samples: exit $rc, want 3 (bad job)"
 [ "$(wc -l <"$T/e")" -eq 1 ] || { cat "$T/e"; fail "want exactly one error line"; }
-grep -q "\[augment\] rotate" "$T/e" || { cat "$T/e"; fail "error does not name [augment] rotate"; }
+grep -q "flat.toml: .*\[augment\] rotate" "$T/e" || { cat "$T/e"; fail "error does not name the job file and [augment] rotate"; }
 [ ! -s "$T/o" ] || { cat "$T/o"; fail "training started despite the error"; }
 # noise alone works on any shape
 sed -i 's/^rotate = 5$/noise_std = 0.1/' "$T/flat.toml"

@@ -619,7 +619,12 @@ static int build(run *R, nn_error *err) {
                       .shuffle = 1, .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
                       .normalize = job->data.normalize, .subset = R->train_idx,
                       .nsubset = R->ntrain, .augment = &job->augment};
-  int rc = nn_loader_create(&R->train_L, R->train_ds, &lc, err);
+  int rc = 0;
+  if (nn_augment_check(&job->augment, &tri->sample, err) != 0) { /* a job error: name the file */
+    nn_error e = *err;
+    rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "%s", e.msg);
+  }
+  if (!rc) rc = nn_loader_create(&R->train_L, R->train_ds, &lc, err);
   nn_loader_cfg ec = lc;
   ec.shuffle = 0;
   ec.drop_last = 0;
@@ -650,10 +655,7 @@ static int build(run *R, nn_error *err) {
     R->have_model = !rc;
   }
   if (!rc) rc = check_model_vs_data(job, &R->model, tri, R->loss, err);
-  if (!rc && nn_augment_check(&job->augment, &tri->sample, err) != 0) {
-    nn_error e = *err;
-    rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "%s", e.msg);
-  }
+
   if (!rc) {
     nn_model_init_params(&R->model, (uint64_t)job->train.seed);
     rc = nn_optim_init(&R->optim, &job->optimizer, R->model.nparams, err);
@@ -685,6 +687,10 @@ static int build(run *R, nn_error *err) {
   if (!rc) {
     rc = nn_stepper_init(&R->st, &R->model, &R->optim, R->sync, R->loss, err);
     R->have_stepper = !rc;
+    if (!rc) { /* after the all-reduce, the same on every rank (worker/step.h) */
+      R->st.clip_value = job->train.clip_value;
+      R->st.clip_norm = job->train.clip_norm;
+    }
   }
   if (!rc) {
     nn_metrics_config mc = {.num_classes = tri->num_classes, .target_dim = tri->target_dim,

@@ -388,28 +388,44 @@ static void test_step_clip_norm(void) {
   fixture_free(&f);
 }
 
-/* Activity penalties are refused for training until the model's backward
- * calls the hook; evaluation accepts the model. */
-static void test_stepper_refuses_activity(void) {
+/* The model's own backward calls the activity hook when the context carries
+ * act_scale: parameter gradients match finite differences of mean loss +
+ * activity penalty, and differ from the gradients without it. */
+static void test_model_backward_activity(void) {
   nn_model m;
-  ASSERT_OK(build_mlp(&m, 0.1, 0));
-  nn_optim_cfg oc;
-  memset(&oc, 0, sizeof oc);
-  snprintf(oc.type, sizeof oc.type, "sgd");
-  oc.lr = 0.1;
-  nn_optim o;
-  ASSERT_OK(nn_optim_init(&o, &oc, m.nparams, NULL));
-  nn_stepper s;
-  nn_error err;
-  nn_error_clear(&err);
-  ASSERT_EQ_INT(nn_stepper_init(&s, &m, &o, NULL, NN_LOSS_SOFTMAX_CE, &err), NN_EINVAL);
-  ASSERT_STR_CONTAINS(err.msg, "dense0");
-  ASSERT_STR_CONTAINS(err.msg, "activity_l1");
-  ASSERT_STR_EQ(err.where, "dense0");
-  nn_stepper_free(&s);
-  ASSERT_OK(nn_stepper_init(&s, &m, NULL, NULL, NN_LOSS_SOFTMAX_CE, NULL));
-  nn_stepper_free(&s);
-  nn_optim_free(&o);
+  ASSERT_OK(build_mlp(&m, 0.05, 0.2));
+  float x[BATCH * IN];
+  for (int k = 0; k < BATCH * IN; k++) x[k] = (float)cos(0.9 * k + 0.1);
+  const int32_t lab[BATCH] = {1, 0, 1, 1, 0};
+  const int n = BATCH;
+  nn_run_ctx ctx = {.training = 1, .act_scale = 1.0f / n};
+  const float *out = nn_model_forward(&m, x, n, &ctx);
+  float dout[BATCH * OUT];
+  nn_loss_softmax_ce(out, lab, n, OUT, 1.0f / n, dout);
+  nn_model_zero_grad(&m);
+  nn_model_backward(&m, x, dout, n, &ctx, NULL, NULL);
+  float *with = malloc(m.nparams * sizeof(float));
+  memcpy(with, m.grads, m.nparams * sizeof(float));
+  for (size_t k = 0; k < m.nparams; k++) {
+    float keep = m.params[k];
+    const float h = 1e-3f;
+    m.params[k] = keep + h;
+    double up = mlp_loss(&m, x, lab, n);
+    m.params[k] = keep - h;
+    double down = mlp_loss(&m, x, lab, n);
+    m.params[k] = keep;
+    double fd = (up - down) / (2.0 * (double)h);
+    ASSERT_NEAR(with[k], fd, 2e-3 * (1 + fabs(fd)));
+  }
+  /* act_scale 0 (evaluation, gradient checks): no penalty gradient */
+  ctx.act_scale = 0;
+  nn_model_forward(&m, x, n, &ctx);
+  nn_model_zero_grad(&m);
+  nn_model_backward(&m, x, dout, n, &ctx, NULL, NULL);
+  double diff = 0;
+  for (size_t k = 0; k < m.nparams; k++) diff += fabs((double)with[k] - m.grads[k]);
+  ASSERT_TRUE(diff > 1e-3);
+  free(with);
   nn_model_free(&m);
 }
 
@@ -417,4 +433,4 @@ TEST_MAIN(TEST(test_which_tensors), TEST(test_weight_penalty_by_hand),
           TEST(test_weight_penalty_fd), TEST(test_activity_grad_fd),
           TEST(test_activity_hook_fd), TEST(test_clip_value), TEST(test_clip_norm),
           TEST(test_step_order), TEST(test_step_clip_norm),
-          TEST(test_stepper_refuses_activity))
+          TEST(test_model_backward_activity))

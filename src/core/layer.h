@@ -107,6 +107,8 @@ typedef struct nn_run_ctx {
   uint64_t seed;    /* the job seed, for per-sample random draws */
   uint64_t step;    /* global optimizer step */
   int64_t sample0;  /* position of this slice's first sample in the global batch */
+  float act_scale;  /* training: 1/global batch, the scale of activity penalties'
+                       gradients (core/regularize.h); 0: no activity penalties */
 } nn_run_ctx;
 
 typedef struct nn_layer nn_layer;

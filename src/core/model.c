@@ -21,6 +21,7 @@
  * for the first). Layers below the lowest one that has parameters are
  * skipped unless the caller asked for the input gradient. */
 #include "core/model.h"
+#include "core/regularize.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -503,6 +504,13 @@ void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float 
     const float *xin = t ? m->act + m->act_off[m->top[t - 1]] : x;
     const float *y = m->act + m->act_off[i];
     float *dxi = t == 0 ? dx : t == lowest ? NULL : m->dbuf[which];
+    if (ctx->act_scale != 0 && (l->cfg.activity_l1 > 0 || l->cfg.activity_l2 > 0)) {
+      /* the layer's activity penalty adds to the gradient w.r.t. its output */
+      float *w = m->dbuf[which ^ 1];
+      if (dy != w) memcpy(w, dy, (size_t)n * nn_shape_count(&l->out) * sizeof *w);
+      nn_reg_activity_backward(l, y, w, n, ctx->act_scale);
+      dy = w;
+    }
     l->ops->backward(l, xin, y, dy, dxi, n, ctx);
     size_t off, cnt;
     nn_model_layer_range(m, i, &off, &cnt);

@@ -19,19 +19,6 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
   s->loss = loss;
   s->outputs = (int)nn_shape_count(&m->out);
   s->weight_penalty = nn_reg_has_weight_penalty(m);
-  if (o && nn_reg_has_activity(m)) {
-    for (int i = 0; i < m->nlayers; i++) {
-      const nn_layer *l = &m->layers[i];
-      if (l->cfg.activity_l1 > 0 || l->cfg.activity_l2 > 0) {
-        nn_error_set(err, NN_EINVAL,
-                     "layer '%s' (%s): activity_l1 / activity_l2 are not supported in "
-                     "training yet (the model's backward has no activity hook); remove them",
-                     l->cfg.name, l->ops ? l->ops->type : "?");
-        if (err) snprintf(err->where, sizeof err->where, "%s", l->cfg.name);
-        return NN_EINVAL;
-      }
-    }
-  }
   size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
   s->dout = malloc(n * sizeof(float));
   s->onehot = malloc(n * sizeof(float));
@@ -80,14 +67,15 @@ static void on_ready(void *user, size_t offset, size_t count) {
 int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
                   uint64_t seed, nn_step_stats *st, nn_error *err) {
   nn_model *m = s->model;
-  nn_run_ctx ctx = {.training = 1, .seed = seed, .step = step, .sample0 = b->sample0};
+  nn_run_ctx ctx = {.training = 1, .seed = seed, .step = step, .sample0 = b->sample0,
+                    .act_scale = 1.0f / (float)b->global_n};
   nn_model_zero_grad(m);
   ready_ctx rc = {s->sync};
   if (s->sync) nn_gradsync_begin_step(s->sync, (long)step + 1);
   if (b->n > 0) {
     const float *out = nn_model_forward(m, b->x, b->n, &ctx);
     double l = batch_loss(s, b, out, 1.0f / (float)b->global_n, s->dout);
-    st->loss_sum += l;
+    st->loss_sum += l + nn_reg_activity_model_sum(m, b->n); /* activity penalties */
     st->count += b->n;
     count_correct(s, b, out, st);
     nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);

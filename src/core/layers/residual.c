@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "core/regularize.h"
+
 #include "core/layer.h"
 #include "core/model.h"
 
@@ -115,6 +117,12 @@ static void residual_backward(nn_layer *l, const float *x, const float *y, const
     nn_layer *s = b->body[j];
     const float *xj = j ? b->body_out[j - 1] : x;
     float *dxj = j == 0 ? dx : j == lowest ? NULL : buf[which];
+    if (ctx->act_scale != 0 && (s->cfg.activity_l1 > 0 || s->cfg.activity_l2 > 0)) {
+      float *w = buf[which ^ 1]; /* activity penalty of a body layer */
+      if (g != w) memcpy(w, g, (size_t)n * nn_shape_count(&s->out) * sizeof *w);
+      nn_reg_activity_backward(s, b->body_out[j], w, n, ctx->act_scale);
+      g = w;
+    }
     s->ops->backward(s, xj, b->body_out[j], g, dxj, n, ctx);
     g = dxj;
     which ^= 1;

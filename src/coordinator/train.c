@@ -1092,7 +1092,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
              1e3 * R->ckpt_pause_max);
     if ((rc = nn_metrics_write(&R->log, rec, err)) != 0) goto fail_local;
   }
-  if (lead && !opts->quiet && R->test_L && res->epochs > 0) {
+  if (lead && !opts->quiet && R->test_L && res->epochs > 0 && res->test_loss >= 0) {
     if (nn_dataset_get_info(R->train_ds)->num_classes > 0)
       fprintf(R->out, "test accuracy: %.2f%% (%lld samples), test loss %.4f\n",
               100 * res->test_acc, (long long)nn_dataset_get_info(R->test_ds)->n, res->test_loss);

@@ -516,6 +516,44 @@ static void test_pool_literal(void) {
   for (int i = 0; i < 16; i++) ASSERT_NEAR(dx[i], 1.0 / 16, 1e-7);
 }
 
+/* maxpool 2x2 on a 3x5 input (odd sizes: the last row and column belong to
+ * no window and get zero gradient), with ties: the first maximum in
+ * row-major order of each window gets the gradient.
+ *   x:  0 0 | 1 3 | 9      windows: [0 0; 0 0] -> 0 at (0,0)
+ *       0 0 | 3 2 | 9               [1 3; 3 2] -> 3 at (0,3)
+ *       9 9   9 9   9      (the third row and column are dropped) */
+static void test_maxpool_ties_and_edges(void) {
+  static const float x[15] = {0, 0, 1, 3, 9, 0, 0, 3, 2, 9, 9, 9, 9, 9, 9};
+  float y[2], dx[15], dy[2] = {5, 7};
+  nn_model m;
+  nn_error e;
+  nn_run_ctx ctx = {0};
+  nn_layer_cfg c = pool_cfg("maxpool", 2, 0, NULL, 0);
+  ASSERT_OK(build1(&m, &c, chw(1, 3, 5), 1, &e));
+  int ho = m.out.dim[1], wo = m.out.dim[2];
+  memcpy(y, nn_model_forward(&m, x, 1, &ctx), sizeof y);
+  for (int i = 0; i < 15; i++) dx[i] = -1.0f; /* every element must be written */
+  nn_model_backward_dx(&m, x, dy, dx, 1, &ctx, NULL, NULL);
+  nn_model_free(&m);
+  ASSERT_EQ_INT(ho, 1);
+  ASSERT_EQ_INT(wo, 2);
+  ASSERT_NEAR(y[0], 0, 0);
+  ASSERT_NEAR(y[1], 3, 0);
+  float want[15] = {0};
+  want[0] = 5;
+  want[3] = 7;
+  for (int i = 0; i < 15; i++) ASSERT_NEAR(dx[i], want[i], 0);
+  /* the generic path (3x3 windows, stride 1) follows the same tie rule */
+  static const float x2[9] = {2, 1, 2, 0, 2, 0, 1, 1, 1};
+  float dy2[1] = {4}, dx2[9];
+  c = pool_cfg("maxpool", 3, 1, NULL, 0);
+  ASSERT_OK(build1(&m, &c, chw(1, 3, 3), 1, &e));
+  nn_model_forward(&m, x2, 1, &ctx);
+  nn_model_backward_dx(&m, x2, dy2, dx2, 1, &ctx, NULL, NULL);
+  nn_model_free(&m);
+  for (int i = 0; i < 9; i++) ASSERT_NEAR(dx2[i], i == 0 ? 4.0 : 0.0, 0);
+}
+
 /* Padding rules of avgpool: explicit counts the zeros (PyTorch
  * count_include_pad=True), same divides by the in-bounds count (TF). Row
  * x = [1, 2, 3, 4], window 1x3, stride 1:
@@ -759,6 +797,6 @@ TEST_MAIN(TEST(test_grad_conv_valid_stride1), TEST(test_grad_conv_same_stride2),
           TEST(test_grad_conv_no_bias), TEST(test_grad_conv_stack), TEST(test_grad_maxpool),
           TEST(test_grad_avgpool), TEST(test_grad_global_avgpool),
           TEST(test_conv_matches_direct_convolution), TEST(test_conv_literal),
-          TEST(test_conv_same_padding_literal), TEST(test_pool_literal),
+          TEST(test_conv_same_padding_literal), TEST(test_pool_literal), TEST(test_maxpool_ties_and_edges),
           TEST(test_pool_padding_rules), TEST(test_shape_errors), TEST(test_defaults_and_shapes),
           TEST(test_bench_classic_convnet))

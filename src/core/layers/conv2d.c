@@ -186,8 +186,12 @@ static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
 /* Samples per chunk (S) for a batch of n: enough that the GEMMs are wide
  * (S*P >= CONV__MIN_COLS columns), few enough that col [K, S*P] stays
  * within CONV__CHUNK_FLOATS (L2-sized) when one sample allows it. */
+#ifndef CONV__CHUNK_FLOATS /* (overridable for tuning experiments) */
 #define CONV__CHUNK_FLOATS (64 * 1024)
+#endif
+#ifndef CONV__MIN_COLS
 #define CONV__MIN_COLS 256
+#endif
 static size_t conv_chunk(const conv_geom *g, int n) {
   size_t k = (size_t)g->c * g->kh * g->kw, per = k * g->p;
   size_t s = CONV__CHUNK_FLOATS / (per ? per : 1);
@@ -360,7 +364,9 @@ static void conv_scratch(const nn_layer *l, const conv_geom *g, float **col, flo
 /* Samples whose output plane has at least this many pixels get their own
  * GEMMs, reading and writing NCHW in place (no reorder); smaller planes are
  * folded together into one GEMM per chunk and reordered. */
+#ifndef CONV__DIRECT_P
 #define CONV__DIRECT_P 64
+#endif
 
 /* x [n, C, H, W] -> y [n, F, Ho, Wo], S samples at a time: im2col of the
  * chunk, then per group either one GEMM per sample straight into y (large

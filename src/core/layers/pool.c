@@ -14,13 +14,15 @@
  * Padded positions never win a max. Every window holds at least one input
  * element under these rules.
  *
- * maxpool stores no indices: backward gets x and y and sends each window's
- * dy to the window's first element (row-major) equal to y, so on ties the
- * first maximum gets the gradient. The max is a plain compare-and-select
- * (vectorizable, like vmaxps): a NaN propagates only when it comes first in
- * the window; a non-finite loss is caught above this layer anyway.
- * 2x2 windows at stride 2 without padding have branch-free loops the
- * compiler vectorizes; other windows take a generic loop.
+ * maxpool backward sends each window's dy to the window's first element
+ * (row-major) equal to its maximum, so on ties the first maximum gets the
+ * gradient. The max is a plain compare-and-select (vectorizable, like
+ * vmaxps): a NaN propagates only when it comes first in the window; a
+ * non-finite loss is caught above this layer anyway.
+ * 2x2 windows at stride 2 without padding (the common case) have
+ * branch-free loops the compiler vectorizes, and forward stores which of the
+ * four won as a float code in scratch [n, C*Ho*Wo]; other windows take a
+ * generic loop, whose backward finds the maximum again from x and y.
  *
  * global_avgpool: [C, H, W] -> [C], the mean of each channel. */
 #include <math.h>
@@ -151,7 +153,12 @@ static int pool_build_common(nn_layer *l, nn_error *err) {
   return 0;
 }
 
-static int maxpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, err); }
+/* The 2x2 / stride 2 path keeps one float code per output (scratch). */
+static int maxpool_build(nn_layer *l, nn_error *err) {
+  int rc = pool_build_common(l, err);
+  if (rc == 0) l->scratch_per_sample = nn_shape_count(&l->out);
+  return rc;
+}
 static int avgpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, err); }
 
 /* In-bounds range [a, b) of the window starting at `start` of size k in [0, n). */
@@ -165,13 +172,26 @@ static void clip(int start, int k, int n, int *a, int *b) {
 static inline float max2(float m, float v) { return v > m ? v : m; }
 
 /* One channel plane, 2x2 windows at stride 2, no padding (the common case):
- * xc [H, W] -> y [Ho, Wo]. Branch-free: the compiler vectorizes it. */
-static void maxpool_2x2(const pool_geom *g, const float *restrict xc, float *restrict y) {
-  int w = g->w;
-  for (int oh = 0; oh < g->ho; oh++, y += g->wo) {
+ * xc [H, W] -> y [Ho, Wo], and code [Ho, Wo] = which element won, as a
+ * float 0..3 (top-left, top-right, bottom-left, bottom-right; the first
+ * maximum in row-major order on ties). Only float compares and selects, so
+ * the compiler vectorizes it. */
+static void maxpool_2x2(const pool_geom *g, const float *restrict xc, float *restrict y,
+                        float *restrict code) {
+  const int w = g->w, ho = g->ho, wo = g->wo;
+  for (int oh = 0; oh < ho; oh++, y += wo, code += wo) {
     const float *r0 = xc + (size_t)(2 * oh) * w, *r1 = r0 + w;
-    for (int ow = 0; ow < g->wo; ow++)
-      y[ow] = max2(max2(r0[2 * ow], r0[2 * ow + 1]), max2(r1[2 * ow], r1[2 * ow + 1]));
+    for (int ow = 0; ow < wo; ow++) {
+      float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+      /* maxima through max2 (one max instruction each) and the code in
+       * integer arithmetic on the compare results: the scalar remainder of
+       * a short row would otherwise compile to mispredicted branches */
+      int tb = b > a, td = d > c;
+      float top = max2(a, b), bot = max2(c, d);
+      int tt = bot > top;
+      y[ow] = max2(top, bot);
+      code[ow] = (float)(tb + tt * (2 + td - tb));
+    }
   }
 }
 
@@ -185,7 +205,7 @@ static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const 
     const float *xc = x + pi * hw;
     float *yc = y + pi * plane;
     if (fast) {
-      maxpool_2x2(&g, xc, yc);
+      maxpool_2x2(&g, xc, yc, l->scratch + pi * plane);
       continue;
     }
     for (int oh = 0; oh < g.ho; oh++) {
@@ -203,29 +223,30 @@ static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const 
   }
 }
 
-/* 2x2 / stride 2 backward of one plane: each window's dy goes to its first
- * element (row-major) equal to the window's y, the last one if none is
- * (NaN). dxc [H, W] is fully written (rows/columns no window covers get 0). */
-static void maxpool_2x2_backward(const pool_geom *g, const float *restrict xc,
-                                 const float *restrict yc, const float *restrict dyc,
-                                 float *restrict dxc) {
+/* v if cond else +0.0, by masking the bits: no branch even in scalar code
+ * (and exact for any v, unlike v * cond, which turns inf into NaN). */
+static inline float keep_if(float v, int cond) {
+  uint32_t u;
+  memcpy(&u, &v, sizeof u);
+  u &= 0u - (uint32_t)cond;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+/* 2x2 / stride 2 backward of one plane from the forward's codes [Ho, Wo]:
+ * dxc [H, W] is fully written (rows/columns no window covers get 0). The
+ * loop runs over input columns (2*Wo long, not Wo) without branches, so it
+ * vectorizes even for small planes. */
+static void maxpool_2x2_backward(const pool_geom *g, const float *restrict code,
+                                 const float *restrict dyc, float *restrict dxc) {
   const int w = g->w, h = g->h, ho = g->ho, wo = g->wo;
-  for (int oh = 0; oh < ho; oh++) {
-    const float *r0 = xc + (size_t)(2 * oh) * w, *r1 = r0 + w;
-    const float *yr = yc + (size_t)oh * wo, *dyr = dyc + (size_t)oh * wo;
+  for (int oh = 0; oh < ho; oh++, code += wo, dyc += wo) {
     float *d0 = dxc + (size_t)(2 * oh) * w, *d1 = d0 + w;
-    for (int ow = 0; ow < wo; ow++) {
-      /* masks as 0/1 floats: rows are short (Wo ~ 13), so this loop often
-       * runs scalar, where selects would compile to mispredicted branches */
-      float m = yr[ow], gr = dyr[ow];
-      int ea = r0[2 * ow] == m;
-      int eb = !ea & (r0[2 * ow + 1] == m);
-      int ec = !(ea | eb) & (r1[2 * ow] == m);
-      int ed = !(ea | eb | ec);
-      d0[2 * ow] = gr * (float)ea;
-      d0[2 * ow + 1] = gr * (float)eb;
-      d1[2 * ow] = gr * (float)ec;
-      d1[2 * ow + 1] = gr * (float)ed;
+    for (int iw = 0; iw < 2 * wo; iw++) {
+      int k = (int)code[iw >> 1], col = iw & 1;
+      float gr = dyc[iw >> 1];
+      d0[iw] = keep_if(gr, k == col);
+      d1[iw] = keep_if(gr, k == col + 2);
     }
     if (2 * wo < w) d0[w - 1] = d1[w - 1] = 0.0f; /* odd width: last column uncovered */
   }
@@ -256,7 +277,7 @@ static void maxpool_backward(nn_layer *l, const float *x, const float *y, const 
     const float *xc = x + pi * hw, *yc = y + pi * plane, *dyc = dy + pi * plane;
     float *dxc = dx + pi * hw;
     if (fast) {
-      maxpool_2x2_backward(&g, xc, yc, dyc, dxc);
+      maxpool_2x2_backward(&g, l->scratch + pi * plane, dyc, dxc);
       continue;
     }
     for (int oh = 0; oh < g.ho; oh++) {

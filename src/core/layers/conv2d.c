@@ -13,28 +13,30 @@
  *             the odd element at the bottom/right. For stride 1 this is
  *             exactly PyTorch's padding='same'.
  *
- * Layout (chosen for speed: the whole batch is one GEMM per group):
- *   forward   im2col: col [K, n*P] with K = C*kh*kw, P = Ho*Wo, column
- *             s*P + p holds sample s's receptive field of output pixel p;
- *             yt [F, n*P] = W [F, K] col (one sgemm per group, with the batch
- *             folded into N); then yt is reordered to y [n, F, P] while the
- *             bias is added. col is kept in scratch for backward.
- *   backward  dy [n, F, P] -> dyt [F, n*P] (summing db on the way);
- *             dW [F, K] += dyt col^T (one sgemm per group);
- *             dx: dcol [K, n*P] = W^T dyt (one sgemm per group), then col2im
- *             accumulates dcol into dx [n, C, H, W]. Skipped when dx is NULL.
- * Folding the batch into N keeps the GEMMs large even for late layers whose
- * Ho*Wo is tiny (3x3 = 9 columns per sample); the reorders are contiguous
- * copies of P floats.
- *
- * Scratch per sample (floats): col K*P | yt/dyt F*P | dcol K*P, laid out
- * as whole-batch regions [max_batch*K*P] [max_batch*F*P] [max_batch*K*P].
- * backward reads the col written by the forward of the same x and n.
+ * Layout (chosen by measuring the classic Fashion-MNIST convnet, batch 64,
+ * one thread; see docs/layers.md). K = C*kh*kw, P = Ho*Wo.
+ *   The batch is processed in chunks of S samples (conv_chunk): S*K*P
+ *   floats of columns stay in L2 (CONV__CHUNK_FLOATS) while the GEMMs keep
+ *   at least CONV__MIN_COLS columns. im2col fills col [K, S*P], column
+ *   s*P + p holding sample s's receptive field of output pixel p.
+ *   Large planes (P >= CONV__DIRECT_P): per sample and group one sgemm
+ *     y_s [F, P] = W [F, K] col_s (bias pre-filled, beta 1) writes NCHW in
+ *     place; backward dW += dy_s col_s^T and dcol_s = W^T dy_s read dy in
+ *     place. No reorders.
+ *   Small planes (3x3 outputs: 9 columns a sample): the chunk is folded
+ *     into N, yt [F, S*P] = W col, then reordered to y [S, F, P] with the
+ *     bias; backward reorders dy to dyt [F, S*P] and runs two chunk GEMMs.
+ *   Backward computes the chunk's col again from x: a whole batch of
+ *   columns (9 MB for the middle layer of that net) would come back from
+ *   memory, slower than rebuilding it in L2. col2im adds dcol into dx one
+ *   input plane at a time. dx is skipped when NULL (the first layer).
+ * Scratch: fixed, col [K, S*P] + CONV__SLACK | yt [F, S*P] | dcol [K, S*P]
+ * for the largest S; nothing is allocated in forward or backward.
+ * Limits: K*P and F*P must fit an int (BLAS dimensions; checked by build).
  *
  * Initialization: weight he_uniform, U(-sqrt(6/fan_in), +) with fan_in =
  * C/groups*kh*kw (suited to the relu that usually follows; PyTorch's own
  * default, kaiming_uniform(a=sqrt 5), is U(-1/sqrt(fan_in), +)); bias zeros. */
-#include <math.h>
 #include <stddef.h>
 #include <string.h>
 

@@ -25,7 +25,6 @@
  * generic loop, whose backward finds the maximum again from x and y.
  *
  * global_avgpool: [C, H, W] -> [C], the mean of each channel. */
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

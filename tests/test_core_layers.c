@@ -156,6 +156,25 @@ static void test_grad_every_registered_type(void) {
     nn_layer_cfg c = cfg_of((*p)->type);
     if (c.units == 0) c.units = 3;
     nn_shape in = shape1(5);
+    /* Image layers (conv2d, pools) refuse a flat input: give them [2, 4, 4]
+     * and the sizes they require. */
+    nn_model probe;
+    nn_error pe;
+    nn_error_clear(&pe);
+    if (nn_model_build(&probe, &in, &c, 1, 1, &pe) == 0) {
+      nn_model_free(&probe);
+    } else {
+      in = (nn_shape){3, {2, 4, 4}};
+      if (c.filters == 0) c.filters = 2;
+      if (c.kernel_size_n == 0) {
+        c.kernel_size[0] = 3;
+        c.kernel_size_n = 1;
+      }
+      if (c.pool_size_n == 0) {
+        c.pool_size[0] = 2;
+        c.pool_size_n = 1;
+      }
+    }
     nn_gradcheck_opts o = kink_opts(60 + (uint64_t)count);
     fprintf(stderr, "  %s\n", (*p)->type);
     CHECK_GRADS(&in, &c, 1, &o);

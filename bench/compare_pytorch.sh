@@ -33,7 +33,8 @@ nn_run() { # ranks -> JSON line like pytorch_cnn.py's
   mpirun -np "$n" --oversubscribe --bind-to none "$NNTRAIN" jobs/fashion_mnist_cnn.toml \
     --no-progress --set train.epochs="$epochs" --set train.batch_size=$((64 * n)) \
     --set data.test='""' --set run.threads="$threads" --set run.dir="\"$out/run$n\"" \
-    --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$out/nn.txt"
+    --set checkpoint.every_epochs=0 --set checkpoint.at_end=false \
+    --set schedule.type=\"constant\" > "$out/nn.txt"
   $PY - "$out/run$n/metrics.jsonl" "$n" <<'PYEOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]

@@ -19,8 +19,8 @@
 #include "core/optim.h"
 #include "core/rng.h"
 #include "test.h"
+#include "gradcheck_assert.h"
 
-#define GC_TOL 2e-3
 
 static nn_layer_cfg cfg_of(const char *type) {
   nn_layer_cfg c;
@@ -71,19 +71,6 @@ static nn_layer_cfg pool_cfg(const char *type, int k, int s, const char *padding
 
 static nn_shape chw(int c, int h, int w) { return (nn_shape){3, {c, h, w}}; }
 
-#define CHECK_GRADS(in, cfgs, ncfg, opts)                                            \
-  do {                                                                               \
-    nn_gradcheck_result r_;                                                          \
-    nn_error e_;                                                                     \
-    nn_error_clear(&e_);                                                             \
-    int gc_rc_ = nn_gradcheck((in), (cfgs), (ncfg), (opts), &r_, &e_);               \
-    if (gc_rc_) fprintf(stderr, "gradcheck: %s\n", e_.msg);                          \
-    ASSERT_OK(gc_rc_);                                                               \
-    fprintf(stderr, "    max error %.2e over %zu elements\n", r_.max_err, r_.nchecked); \
-    ASSERT_TRUE(r_.nchecked > 0);                                                    \
-    if (!(r_.max_err < GC_TOL)) fprintf(stderr, "worst: %s\n", r_.worst);            \
-    ASSERT_TRUE(r_.max_err < GC_TOL);                                                \
-  } while (0)
 
 static nn_gradcheck_opts gc_opts(uint64_t seed, int n) {
   nn_gradcheck_opts o;

@@ -7,10 +7,10 @@
 #include "core/layer.h"
 #include "core/model.h"
 #include "test.h"
+#include "gradcheck_assert.h"
 
 /* Tolerance on nn_gradcheck's element error (float layers, eps 1e-2; the
  * observed worst is about 4e-4). */
-#define GC_TOL 2e-3
 
 static nn_layer_cfg cfg_of(const char *type) {
   nn_layer_cfg c;
@@ -24,20 +24,6 @@ static nn_layer_cfg cfg_of(const char *type) {
 
 static nn_shape shape1(int a) { return (nn_shape){1, {a}}; }
 
-/* Run nn_gradcheck and assert its worst error is below GC_TOL. */
-#define CHECK_GRADS(in, cfgs, ncfg, opts)                                            \
-  do {                                                                               \
-    nn_gradcheck_result r_;                                                          \
-    nn_error e_;                                                                     \
-    nn_error_clear(&e_);                                                             \
-    int gc_rc_ = nn_gradcheck((in), (cfgs), (ncfg), (opts), &r_, &e_);               \
-    if (gc_rc_) fprintf(stderr, "gradcheck: %s\n", e_.msg);                          \
-    ASSERT_OK(gc_rc_);                                                               \
-    fprintf(stderr, "    max error %.2e over %zu elements\n", r_.max_err, r_.nchecked); \
-    ASSERT_TRUE(r_.nchecked > 0);                                                    \
-    if (!(r_.max_err < GC_TOL)) fprintf(stderr, "worst: %s\n", r_.worst);            \
-    ASSERT_TRUE(r_.max_err < GC_TOL);                                                \
-  } while (0)
 
 /* Options that keep inputs 0.05 away from the corners of relu, leaky_relu,
  * elu, selu (0) and hard_sigmoid (+-2.5), over [-3.5, 3.5]. */

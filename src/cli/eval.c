@@ -17,6 +17,7 @@
 #include "core/loss.h"
 #include "core/metrics.h"
 #include "core/model.h"
+#include "worker/agree.h"
 #include "worker/dataset.h"
 #include "worker/loader.h"
 #include "worker/step.h"
@@ -33,19 +34,6 @@ typedef struct evalctx {
   int have_stepper;
 } evalctx;
 
-/* Agree on a status: the lowest failing rank's record reaches every rank. */
-static int agree(MPI_Comm comm, int rc, nn_error *err) {
-  int rank, n;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &n);
-  int mine = rc ? rank : n, first = n;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-  if (first == n) return 0;
-  nn_error e = *err;
-  MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
-  *err = e;
-  return e.code ? e.code : NN_EINTERNAL;
-}
 
 /* Read the checkpoint (rank 0), share spec and parameters, build the model
  * for the data's samples, open the data with a loader over all of it. */
@@ -58,7 +46,7 @@ static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_e
     rc = nn_ckpt_read(ckpt, &s, err);
     if (!rc) len = (long long)s.spec_len;
   }
-  if ((rc = agree(E->comm, rc, err)) != 0) goto out;
+  if ((rc = nn_agree(E->comm, rc, err)) != 0) goto out;
   MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, E->comm);
   uint8_t *spec = E->rank == 0 ? s.spec : malloc((size_t)len + 1);
   if (!spec) {
@@ -121,7 +109,7 @@ static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_e
     rc = nn_stepper_init(&E->st, &E->model, NULL, NULL, nn_loss_parse(E->job->train.loss), err);
     E->have_stepper = !rc;
   }
-  rc = agree(E->comm, rc, err);
+  rc = nn_agree(E->comm, rc, err);
   if (!rc) {
     MPI_Bcast(E->model.params, (int)E->model.nparams, MPI_FLOAT, 0, E->comm);
     if (E->model.nbuffers)
@@ -232,7 +220,7 @@ int nn_cmd_eval(int argc, char **argv) {
     rc = b->labels ? nn_metrics_add_classification(&acc, out, b->labels, b->n, l, &err)
                    : nn_metrics_add_regression(&acc, out, b->targets, b->n, l, &err);
   }
-  rc = agree(E.comm, rc, &err);
+  rc = nn_agree(E.comm, rc, &err);
   if (!rc) {
     MPI_Allreduce(MPI_IN_PLACE, acc.data, (int)acc.len, MPI_DOUBLE, MPI_SUM, E.comm);
     if (E.rank == 0) {
@@ -296,7 +284,7 @@ int nn_cmd_predict(int argc, char **argv) {
     f = fopen(tmp, "w");
     if (!f) rc = nn_error_at(&err, NN_EIO, tmp, 0, 0, "cannot create");
   }
-  rc = agree(E.comm, rc, &err);
+  rc = nn_agree(E.comm, rc, &err);
   if (!rc && E.rank == 0) {
     fprintf(f, "index");
     if (cls) {
@@ -348,7 +336,7 @@ int nn_cmd_predict(int argc, char **argv) {
       }
     }
   }
-  rc = agree(E.comm, rc, &err);
+  rc = nn_agree(E.comm, rc, &err);
   if (E.rank == 0 && f) {
     int bad = ferror(f) != 0;
     if (fclose(f) != 0) bad = 1;

@@ -35,6 +35,7 @@
 #include "core/optim.h"
 #include "core/rng.h"
 #include "nntrain.pb-c.h"
+#include "worker/agree.h"
 #include "worker/allreduce.h"
 #include "worker/dataset.h"
 #include "worker/loader.h"
@@ -47,24 +48,6 @@ static double now_s(void) {
   return (double)tv.tv_sec + tv.tv_usec * 1e-6;
 }
 
-/* Every rank passes its status; all return the error of the lowest failing
- * rank (its record is broadcast), or 0 when all succeeded. */
-static int agree(MPI_Comm comm, int rc, nn_error *err) {
-  int rank, n;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &n);
-  int mine = rc ? rank : n, first = n;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-  if (first == n) return 0;
-  nn_error e;
-  if (rank == first) {
-    e = *err;
-    if (e.rank < 0 && n > 1) e.rank = rank;
-  }
-  MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
-  *err = e;
-  return e.code ? e.code : NN_EINTERNAL;
-}
 
 /* A barrier the watchdog covers: a one-float ring all-reduce with the run's
  * timeout. Placed before every plain MPI collective of the run (epoch sums,
@@ -413,7 +396,7 @@ static int resume(run *R, nn_error *err) {
     if (found) rc = check_resume(R, &s, path, err);
     if (rc) rc = rc == NN_ENOTFOUND || rc == NN_ENOMEM ? rc : NN_ECKPT;
   }
-  rc = agree(R->comm, rc, err);
+  rc = nn_agree(R->comm, rc, err);
   MPI_Bcast(&found, 1, MPI_INT, 0, R->comm);
   if (rc || !found) goto done;
   /* Everything that makes the continuation exact. */
@@ -452,7 +435,7 @@ static int resume(run *R, nn_error *err) {
              "\"ranks\": %d", path, (long long)R->state.step, R->N);
     if (!rc) rc = nn_metrics_write(&R->log, rec, err);
   }
-  rc = agree(R->comm, rc, err);
+  rc = nn_agree(R->comm, rc, err);
 done:
   nn_ckpt_snapshot_free(&s);
   return rc;
@@ -472,7 +455,7 @@ static int load_params_from(run *R, const char *path, nn_error *err) {
     }
   }
   nn_ckpt_snapshot_free(&s);
-  rc = agree(R->comm, rc, err);
+  rc = nn_agree(R->comm, rc, err);
   if (rc) return rc;
   MPI_Bcast(R->model.params, (int)R->model.nparams, MPI_FLOAT, 0, R->comm);
   if (R->model.nbuffers)
@@ -607,7 +590,7 @@ static int open_data(run *R, nn_error *err) {
     rc = nn_error_at(err, NN_EDATA, job->data.train, 0, 0,
                      "train.drop_last is set and the %lld training samples are fewer than "
                      "one batch (%d)", (long long)ntr, job->train.batch_size);
-  return agree(R->comm, rc, err);
+  return nn_agree(R->comm, rc, err);
 }
 
 /* Model, optimizer, loaders, gradient sync, metrics, writer. */
@@ -709,7 +692,7 @@ static int build(run *R, nn_error *err) {
     rc = nn_ckpt_writer_start(&R->ckw, R->dir, job->checkpoint.keep, err);
     if (!rc) rc = nn_ckpt_writer_init_snapshots(R->ckw, &R->model, R->optim.nslots, err);
   }
-  return agree(R->comm, rc, err);
+  return nn_agree(R->comm, rc, err);
 }
 
 /* Format the epoch line and the metrics record (rank 0). */
@@ -1037,7 +1020,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   /* ---- the end: checkpoint, best model, final figures --------------------- */
   if (lead && job->checkpoint.at_end && (rc = take_checkpoint(R, "", 0, err)) != 0) goto fail_local;
   if (lead && R->ckw && (rc = nn_ckpt_writer_wait(R->ckw, err)) != 0) goto fail_local;
-  rc = agree(comm, 0, err);
+  rc = nn_agree(comm, 0, err);
   if (rc) goto done;
   if (job->early_stopping.restore_best && R->state.es_best_epoch > 0) {
     if ((rc = load_params_from(R, best_path, err)) != 0) goto done;

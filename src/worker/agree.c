@@ -1,0 +1,20 @@
+/* agree.c: agreeing on an outcome across ranks (see agree.h). */
+#include "worker/agree.h"
+
+int nn_agree(MPI_Comm comm, int rc, nn_error *err) {
+  int rank, n;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &n);
+  int mine = rc ? rank : n, first = n;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  if (first == n) return 0;
+  nn_error e;
+  nn_error_clear(&e);
+  if (rank == first) {
+    e = *err;
+    if (e.rank < 0 && n > 1) e.rank = rank;
+  }
+  MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
+  *err = e;
+  return e.code ? e.code : NN_EINTERNAL;
+}

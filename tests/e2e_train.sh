@@ -84,6 +84,17 @@ assert rel < 1e-4, rel
 assert np.abs(a).max() > 0
 PY
 
+# --- 4 ranks (oversubscribed): replicas identical every step, same result as 1 rank --
+$MPI -np 4 "$NNTRAIN" "$T/mlp.toml" --steps 50 --quiet --set run.dir="\"$T/r4\"" \
+  --dump-params "$T/p4" --check-replicas || fail "np4 run"
+$PY - "$T/p1" "$T/p4" <<'PY' || fail "np1 vs np4 parameters differ"
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], dtype=np.float32); b = np.fromfile(sys.argv[2], dtype=np.float32)
+rel = np.abs(a - b).max() / np.abs(a).max()
+print("np1 vs np4 after 50 steps: max|diff|/max|p| = %.3g" % rel)
+assert rel < 1e-4, rel
+PY
+
 # --- bit-identical repeats and identical replicas at 3 ranks (partial last batch) ----
 for i in 1 2; do
   $MPI -np 3 "$NNTRAIN" "$T/mlp.toml" --steps 130 --quiet --set run.dir="\"$T/r3\"" \

@@ -1043,7 +1043,7 @@ static int r_content(rctx *r, nn_ckpt_snapshot *s, uint64_t *stored) {
     rc = R_FAIL(r, "optimizer/type", "'%s' is too long", buf);
     goto cleanup;
   }
-  snprintf(s->optim_type, sizeof s->optim_type, "%s", buf);
+  memcpy(s->optim_type, buf, strlen(buf) + 1); /* length checked above */
   uint64_t optim_t = 0;
   if ((rc = r_attr_num(r, g, "optimizer", "t", H5T_INTEGER, 8, H5T_NATIVE_UINT64, &optim_t)))
     goto cleanup;

@@ -12,23 +12,14 @@ set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 T=$(mktemp -d /tmp/nn_e2e_augment_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 MPI="timeout 300 mpirun --oversubscribe"
-PY=/usr/bin/python3   # Debian's, with numpy
 
 # --- data: 3000 training images, 1000 test images, as IDX files --------------------
-$PY - "$T" <<'PY'
-import gzip, sys, struct
-t = sys.argv[1]
-src = "/usr/share/datasets/fashion-mnist/"
-def rd(name): return gzip.open(src + name).read()
-for split, pre, n in (("train", "train", 3000), ("test", "t10k", 1000)):
-    img, lab = rd(pre + "-images-idx3-ubyte.gz"), rd(pre + "-labels-idx1-ubyte.gz")
-    open(f"{t}/{split}_img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
-    open(f"{t}/{split}_lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
-PY
-"$NNTRAIN" prepare idx "$T/train_img" "$T/train_lab" --out "$T/fm" --split train --shards 2 >/dev/null
-"$NNTRAIN" prepare idx "$T/test_img" "$T/test_lab" --out "$T/fm" --split test \
+fm_idx train 0 3000 "$T/train"
+fm_idx t10k 0 1000 "$T/test"
+"$NNTRAIN" prepare idx "$T/train-img" "$T/train-lab" --out "$T/fm" --split train --shards 2 >/dev/null
+"$NNTRAIN" prepare idx "$T/test-img" "$T/test-lab" --out "$T/fm" --split test \
   --stats "$T/fm/train-000.h5" >/dev/null
 
 write_job() { # write_job FILE WITH_AUGMENT

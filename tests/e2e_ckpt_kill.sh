@@ -17,22 +17,13 @@ set -u
 NNTRAIN=${NNTRAIN:?NNTRAIN must name the nntrain binary}
 T=$(mktemp -d /tmp/nn_e2e_ckpt_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 
 PY=
 for p in /usr/bin/python3 python3; do
   if "$p" -c 'import h5py, numpy' 2>/dev/null; then PY=$p; break; fi
 done
 [ -n "$PY" ] || fail "no python3 with h5py and numpy (apt-get install python3-h5py)"
-
-expect_fail() {
-  local code=$1 word=$2; shift 2
-  "$@" >"$T/so" 2>"$T/se"
-  local rc=$?
-  [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$T/se")"
-  [ "$(wc -l <"$T/se")" = 1 ] || fail "'$*' printed $(wc -l <"$T/se") lines on stderr, expected 1: $(cat "$T/se")"
-  grep -qF -- "$word" "$T/se" || fail "'$*' stderr lacks '$word': $(cat "$T/se")"
-}
 
 # --- 1. a checkpoint written by Python from the documented layout ---------------
 cat >"$T/write.py" <<'EOF'

@@ -5,21 +5,13 @@
 set -euo pipefail
 : "${NNTRAIN:?}" "${NN_SOURCE_DIR:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-PY=/usr/bin/python3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 MPI="timeout 600 mpirun --oversubscribe"
 
-$PY - "$T" <<'PY'
-import gzip, sys, struct
-t, src = sys.argv[1], "/usr/share/datasets/fashion-mnist/"
-def rd(name): return gzip.open(src + name).read()
-img, lab = rd("train-images-idx3-ubyte.gz"), rd("train-labels-idx1-ubyte.gz")
-for name, lo, n in (("train", 0, 1536), ("test", 50000, 512)):
-    open("%s/%s-img" % (t, name), "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16 + lo * 784:16 + (lo + n) * 784])
-    open("%s/%s-lab" % (t, name), "wb").write(struct.pack(">II", 0x801, n) + lab[8 + lo:8 + lo + n])
-PY
+fm_idx train 0 1536 "$T/train"
+fm_idx train 50000 512 "$T/test"   # held out from the train slice
 "$NNTRAIN" prepare idx "$T/train-img" "$T/train-lab" --out "$T/d" --split train >/dev/null
 "$NNTRAIN" prepare idx "$T/test-img" "$T/test-lab" --out "$T/d" --split test \
   --stats "$T/d/train-000.h5" >/dev/null

@@ -11,7 +11,7 @@ set -u
 NNTRAIN=${NNTRAIN:?NNTRAIN must name the nntrain binary}
 T=$(mktemp -d /tmp/nn_e2e_prepare_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 
 # A python3 that has h5py and numpy (Debian's, even when another python3 is first on PATH).
 PY=
@@ -19,16 +19,6 @@ for p in /usr/bin/python3 python3; do
   if "$p" -c 'import h5py, numpy' 2>/dev/null; then PY=$p; break; fi
 done
 [ -n "$PY" ] || fail "no python3 with h5py and numpy (apt-get install python3-h5py)"
-
-# expect_fail CODE WORD CMD...: CMD exits CODE, prints exactly one stderr line containing WORD.
-expect_fail() {
-  local code=$1 word=$2; shift 2
-  "$@" >"$T/so" 2>"$T/se"
-  local rc=$?
-  [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$T/se")"
-  [ "$(wc -l <"$T/se")" = 1 ] || fail "'$*' printed $(wc -l <"$T/se") lines on stderr, expected 1: $(cat "$T/se")"
-  grep -qF -- "$word" "$T/se" || fail "'$*' stderr lacks '$word': $(cat "$T/se")"
-}
 
 SRC=/usr/share/datasets/fashion-mnist
 

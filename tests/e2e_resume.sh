@@ -8,22 +8,14 @@
 set -euo pipefail
 : "${NNTRAIN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-PY=/usr/bin/python3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 MPI="timeout 300 mpirun --oversubscribe"
 SRC=/usr/share/datasets/fashion-mnist
 
-$PY - "$T" "$SRC" <<'PY'
-import gzip, sys, struct
-t, src = sys.argv[1], sys.argv[2] + "/"
-def rd(name): return gzip.open(src + name).read()
-for kind, n, name in (("train", 6000, "train"), ("t10k", 1000, "test")):
-    img, lab = rd(kind + "-images-idx3-ubyte.gz"), rd(kind + "-labels-idx1-ubyte.gz")
-    open(t + "/" + name + "-img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
-    open(t + "/" + name + "-lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
-PY
+fm_idx train 0 6000 "$T/train"
+fm_idx t10k 0 1000 "$T/test"
 "$NNTRAIN" prepare idx "$T/train-img" "$T/train-lab" --out "$T/d" --split train --shards 2 >/dev/null
 "$NNTRAIN" prepare idx "$T/test-img" "$T/test-lab" --out "$T/d" --split test \
   --stats "$T/d/train-000.h5" >/dev/null

@@ -18,7 +18,6 @@
 set -euo pipefail
 : "${NNTRAIN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-PY=/usr/bin/python3
 T=$(mktemp -d)
 MPIPID=
 cleanup() {
@@ -26,7 +25,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 MPI="mpirun --oversubscribe -np 2"
 SRC=/usr/share/datasets/fashion-mnist
 M=6000 # steps of the compared runs; a signal lands long before
@@ -34,16 +33,8 @@ M=6000 # steps of the compared runs; a signal lands long before
 # in their exit-time leak check.
 LIMIT=8000; [ -n "${ASAN_OPTIONS:-}" ] && { LIMIT=60000; M=1500; }
 
-$PY - "$T" "$SRC" <<'PY'
-import gzip, sys, struct
-t, src = sys.argv[1], sys.argv[2] + "/"
-n = 4000
-img = gzip.open(src + "train-images-idx3-ubyte.gz").read()
-lab = gzip.open(src + "train-labels-idx1-ubyte.gz").read()
-open(t + "/img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
-open(t + "/lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
-PY
-"$NNTRAIN" prepare idx "$T/img" "$T/lab" --out "$T/d" --split train --shards 2 >/dev/null
+fm_idx train 0 4000 "$T/sub"
+"$NNTRAIN" prepare idx "$T/sub-img" "$T/sub-lab" --out "$T/d" --split train --shards 2 >/dev/null
 
 job() { # job RUN_DIR: 125 steps per epoch, 300 epochs; runs here stop at M steps or earlier
 cat <<EOF

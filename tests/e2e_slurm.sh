@@ -16,7 +16,7 @@ set -euo pipefail
 : "${NN_SOURCE_DIR:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 skip() { echo "SKIPPED: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 [ "$(id -u)" = 0 ] || skip "needs root to install and run slurmctld, slurmd and munged"
 
 have_slurm() { command -v slurmctld && command -v slurmd && command -v sbatch && command -v munged; } >/dev/null 2>&1
@@ -95,16 +95,8 @@ echo "slurm up in $(( $(date +%s) - T0 )) s: $(sinfo -h -N -o '%N %T %c cpus')"
 
 # ---- data, job and the uninterrupted reference --------------------------------
 SRC=/usr/share/datasets/fashion-mnist
-/usr/bin/python3 - "$D" "$SRC" <<'PY'
-import gzip, sys, struct
-t, src = sys.argv[1], sys.argv[2] + "/"
-n = 4000
-img = gzip.open(src + "train-images-idx3-ubyte.gz").read()
-lab = gzip.open(src + "train-labels-idx1-ubyte.gz").read()
-open(t + "/img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
-open(t + "/lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
-PY
-"$NNTRAIN" prepare idx "$D/img" "$D/lab" --out "$D/d" --split train --shards 2 >/dev/null
+fm_idx train 0 4000 "$D/sub"
+"$NNTRAIN" prepare idx "$D/sub-img" "$D/sub-lab" --out "$D/d" --split train --shards 2 >/dev/null
 cat > "$D/job.toml" <<TOML
 name = "slurm"
 [data]

@@ -8,22 +8,12 @@ set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 MPI="timeout 300 mpirun --oversubscribe"
-PY=/usr/bin/python3   # Debian's, with numpy (a python3 earlier on PATH may lack it)
 
 # --- data: 12k Fashion-MNIST training images (real data), the test set --------------
-$PY - "$T" <<'PY'
-import gzip, sys, struct
-t = sys.argv[1]
-src = "/usr/share/datasets/fashion-mnist/"
-def rd(name): return gzip.open(src + name).read()
-img, lab = rd("train-images-idx3-ubyte.gz"), rd("train-labels-idx1-ubyte.gz")
-n = 12000
-open(t + "/img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
-open(t + "/lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
-PY
-"$NNTRAIN" prepare idx "$T/img" "$T/lab" --out "$T/fm" --split train --shards 3 >/dev/null
+fm_idx train 0 12000 "$T/sub"
+"$NNTRAIN" prepare idx "$T/sub-img" "$T/sub-lab" --out "$T/fm" --split train --shards 3 >/dev/null
 "$NNTRAIN" prepare idx /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
   /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --out "$T/fm" --split test --shards 2 \
   --stats "$T/fm/train-000.h5" >/dev/null

@@ -6,10 +6,9 @@
 set -euo pipefail
 : "${NNTRAIN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-PY=/usr/bin/python3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 MPI="timeout 300 mpirun --oversubscribe"
 
 # Two Gaussian blobs per class, 3 classes, 8 features: learnable, not trivially.

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "core/layer.h"
+#include "core/layers/window.h"
 
 #define POOL__MAXDIM (1 << 16)
 
@@ -60,19 +61,6 @@ typedef struct pool_geom {
   int same;            /* 1: avgpool divides by the in-bounds count */
 } pool_geom;
 
-static int pair_of(const int *v, int count, int *a, int *b) {
-  if (count == 1) {
-    *a = *b = v[0];
-    return 0;
-  }
-  if (count == 2) {
-    *a = v[0];
-    *b = v[1];
-    return 0;
-  }
-  return -1;
-}
-
 /* Fill g from l->cfg and l->in; err may be NULL once build has validated. */
 static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
   const nn_layer_cfg *c = &l->cfg;
@@ -84,7 +72,7 @@ static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
   g->c = l->in.dim[0];
   g->h = l->in.dim[1];
   g->w = l->in.dim[2];
-  if (pair_of(c->pool_size, c->pool_size_n, &g->kh, &g->kw))
+  if (nn_window_pair(c->pool_size, c->pool_size_n, &g->kh, &g->kw))
     return nn_error_set(err, NN_ESCHEMA, "pool_size must have 1 or 2 items, got %d",
                         c->pool_size_n);
   if (g->kh < 1 || g->kw < 1 || g->kh > POOL__MAXDIM || g->kw > POOL__MAXDIM)
@@ -92,7 +80,7 @@ static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
                         POOL__MAXDIM, g->kh, g->kw);
   if (c->stride_n == 0) {
     g->sh = g->sw = 0;
-  } else if (pair_of(c->stride, c->stride_n, &g->sh, &g->sw)) {
+  } else if (nn_window_pair(c->stride, c->stride_n, &g->sh, &g->sw)) {
     return nn_error_set(err, NN_ESCHEMA, "stride must have 1 or 2 items, got %d", c->stride_n);
   }
   if (g->sh == 0) g->sh = g->kh; /* 0: the pool size */
@@ -105,7 +93,7 @@ static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
     /* none */
   } else if (strcmp(c->padding, "explicit") == 0) {
     int ph, pw;
-    if (pair_of(c->pad, c->pad_n, &ph, &pw))
+    if (nn_window_pair(c->pad, c->pad_n, &ph, &pw))
       return nn_error_set(err, NN_ESCHEMA, "pad must have 1 or 2 items, got %d", c->pad_n);
     if (ph < 0 || pw < 0 || 2 * ph > g->kh || 2 * pw > g->kw)
       return nn_error_set(err, NN_ESCHEMA,
@@ -114,14 +102,8 @@ static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
     pt = pb = ph;
     pl = pr = pw;
   } else if (strcmp(c->padding, "same") == 0) {
-    long oh = ((long)g->h + g->sh - 1) / g->sh, ow = ((long)g->w + g->sw - 1) / g->sw;
-    long th = (oh - 1) * g->sh + g->kh - g->h, tw = (ow - 1) * g->sw + g->kw - g->w;
-    if (th < 0) th = 0;
-    if (tw < 0) tw = 0;
-    pt = (int)(th / 2);
-    pb = (int)(th - th / 2);
-    pl = (int)(tw / 2);
-    pr = (int)(tw - tw / 2);
+    nn_window_same_pad(g->h, g->sh, g->kh, &pt, &pb);
+    nn_window_same_pad(g->w, g->sw, g->kw, &pl, &pr);
     g->same = 1;
   } else {
     return nn_error_set(err, NN_ESCHEMA, "padding '%s' is not one of valid|same|explicit",

@@ -1,0 +1,37 @@
+# Shared helpers of the end-to-end tests (tests/e2e_*.sh source this file).
+#
+#   PY                  Debian's python3 (a python3 earlier on PATH may lack numpy/h5py)
+#   fail MSG            print "FAIL: MSG" and exit 1
+#   expect_fail CODE WORD CMD...
+#                       CMD exits CODE and prints exactly one stderr line containing WORD
+#                       (the project's rule for bad input); needs $T
+#   fm_idx KIND FIRST COUNT OUT
+#                       Fashion-MNIST (Debian's dataset-fashion-mnist) KIND = train|t10k,
+#                       images FIRST .. FIRST+COUNT-1 and their labels, as the IDX pair
+#                       OUT-img, OUT-lab: real data, small enough for a test
+PY=/usr/bin/python3
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+expect_fail() {
+  local code=$1 word=$2; shift 2
+  "$@" >"$T/so" 2>"$T/se"
+  local rc=$?
+  [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code; stderr: $(cat "$T/se")"
+  [ "$(wc -l <"$T/se")" = 1 ] || fail "'$*' printed $(wc -l <"$T/se") lines on stderr, expected 1: $(cat "$T/se")"
+  grep -qF -- "$word" "$T/se" || fail "'$*' stderr lacks '$word': $(cat "$T/se")"
+}
+
+fm_idx() {
+  "$PY" - "$@" <<'PYEOF'
+import gzip, struct, sys
+kind, first, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+src = "/usr/share/datasets/fashion-mnist/"
+img = gzip.open(src + kind + "-images-idx3-ubyte.gz").read()
+lab = gzip.open(src + kind + "-labels-idx1-ubyte.gz").read()
+assert 16 + (first + n) * 784 <= len(img), "fm_idx: past the end of " + kind
+open(out + "-img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28)
+                               + img[16 + first * 784:16 + (first + n) * 784])
+open(out + "-lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8 + first:8 + first + n])
+PYEOF
+}

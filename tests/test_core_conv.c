@@ -284,18 +284,23 @@ static int rand_in(nn_rng *g, int lo, int hi) { return lo + (int)nn_rng_below(g,
 
 /* Random shapes and configurations: forward, dW, db and dx against the naive
  * definition. The model is built for max_batch = n + 2 and run on n. */
-static void test_conv_matches_direct_convolution(void) {
+/* `trials` random configurations against ref_forward/ref_backward. stride1:
+ * stride 1 and padding "same" or explicit, which is where the shift path
+ * (a tap's col row as one shifted copy of the plane) applies whenever the
+ * output is as wide as the input. *cases: how many built and matched. */
+static void check_random_convs(uint64_t seed, int trials, int stride1, int *cases_out) {
   nn_rng g;
-  nn_rng_init(&g, 2024, NN_RNG_TEST, 77, 0, 0);
+  nn_rng_init(&g, seed, NN_RNG_TEST, 77, 0, 0);
   static const char *const pads[] = {"valid", "same", "explicit"};
   int cases = 0;
-  for (int t = 0; t < 60; t++) {
+  for (int t = 0; t < trials; t++) {
     int groups = rand_in(&g, 1, 3);
     int c = groups * rand_in(&g, 1, 3), f = groups * rand_in(&g, 1, 3);
-    nn_layer_cfg cfg = conv_cfg(f, rand_in(&g, 1, 4), rand_in(&g, 1, 4), rand_in(&g, 1, 3),
-                                rand_in(&g, 1, 3), pads[rand_in(&g, 0, 2)], rand_in(&g, 0, 2),
-                                rand_in(&g, 0, 2), rand_in(&g, 1, 2), rand_in(&g, 1, 2), groups,
-                                rand_in(&g, 0, 1));
+    int smax = stride1 ? 1 : 3;
+    nn_layer_cfg cfg = conv_cfg(f, rand_in(&g, 1, 4), rand_in(&g, 1, 4), rand_in(&g, 1, smax),
+                                rand_in(&g, 1, smax), pads[rand_in(&g, stride1, 2)],
+                                rand_in(&g, 0, 2), rand_in(&g, 0, 2), rand_in(&g, 1, 2),
+                                rand_in(&g, 1, 2), groups, rand_in(&g, 0, 1));
     nn_shape in = chw(c, rand_in(&g, 1, 9), rand_in(&g, 1, 9));
     int n = rand_in(&g, 1, 3);
     ref_conv r;
@@ -359,9 +364,22 @@ static void test_conv_matches_direct_convolution(void) {
               cfg.pad[1], r.dh, r.dw, groups, n);
     ASSERT_TRUE(worst <= 1e-4);
     cases++;
+    *cases_out = cases;
   }
+}
+
+static void test_conv_matches_direct_convolution(void) {
+  int cases = 0;
+  check_random_convs(2024, 60, 0, &cases);
   fprintf(stderr, "    %d random configurations matched\n", cases);
   ASSERT_TRUE(cases >= 30);
+}
+
+static void test_conv_stride1_matches_direct_convolution(void) {
+  int cases = 0;
+  check_random_convs(2025, 60, 1, &cases);
+  fprintf(stderr, "    %d random stride-1 configurations matched\n", cases);
+  ASSERT_TRUE(cases >= 40);
 }
 
 /* ---- literal values -------------------------------------------------------- */
@@ -783,7 +801,8 @@ TEST_MAIN(TEST(test_grad_conv_valid_stride1), TEST(test_grad_conv_same_stride2),
           TEST(test_grad_conv_dilation2), TEST(test_grad_conv_groups2),
           TEST(test_grad_conv_no_bias), TEST(test_grad_conv_stack), TEST(test_grad_maxpool),
           TEST(test_grad_avgpool), TEST(test_grad_global_avgpool),
-          TEST(test_conv_matches_direct_convolution), TEST(test_conv_literal),
+          TEST(test_conv_matches_direct_convolution),
+          TEST(test_conv_stride1_matches_direct_convolution), TEST(test_conv_literal),
           TEST(test_conv_same_padding_literal), TEST(test_pool_literal), TEST(test_maxpool_ties_and_edges),
           TEST(test_pool_padding_rules), TEST(test_shape_errors), TEST(test_defaults_and_shapes),
           TEST(test_bench_classic_convnet))

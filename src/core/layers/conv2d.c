@@ -18,7 +18,10 @@
  *   The batch is processed in chunks of S samples (conv_chunk): S*K*P
  *   floats of columns stay in L2 (CONV__CHUNK_FLOATS) while the GEMMs keep
  *   at least CONV__MIN_COLS columns. im2col fills col [K, S*P], column
- *   s*P + p holding sample s's receptive field of output pixel p.
+ *   s*P + p holding sample s's receptive field of output pixel p. With
+ *   stride 1 and an output as wide as the input ("same"), a tap's row is
+ *   the input plane shifted: one contiguous copy per sample and tap, and
+ *   col2im one contiguous add (shift_of); otherwise a copy per output row.
  *   Large planes (P >= CONV__DIRECT_P): per sample and group one sgemm
  *     y_s [F, P] = W [F, K] col_s (bias pre-filled, beta 1) writes NCHW in
  *     place; backward dW += dy_s col_s^T and dcol_s = W^T dy_s read dy in
@@ -46,6 +49,7 @@
 #endif
 
 #include "core/layer.h"
+#include "core/layers/window.h"
 
 #define CONV__MAXDIM (1 << 16)
 #define CONV__SLACK 16 /* floats after col that copy_row may spill into */
@@ -89,29 +93,6 @@ typedef struct conv_geom {
   size_t p;            /* ho*wo */
 } conv_geom;
 
-/* A 1- or 2-item list into (a, b); -1 for any other count. */
-static int pair_of(const int *v, int count, int *a, int *b) {
-  if (count == 1) {
-    *a = *b = v[0];
-    return 0;
-  }
-  if (count == 2) {
-    *a = v[0];
-    *b = v[1];
-    return 0;
-  }
-  return -1;
-}
-
-/* Padding of one axis for "same": out = ceil(in/s); lo gets the smaller half. */
-static void same_pad(int in, int s, int ek, int *lo, int *hi) {
-  long out = ((long)in + s - 1) / s;
-  long total = (out - 1) * s + ek - in;
-  if (total < 0) total = 0;
-  *lo = (int)(total / 2);
-  *hi = (int)(total - total / 2);
-}
-
 /* Fill g from l->cfg and l->in. err may be NULL (forward/backward, where
  * build has already validated). Returns 0 or NN_ESCHEMA/NN_ESHAPE. */
 static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
@@ -128,12 +109,12 @@ static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
   g->f = c->filters;
   g->groups = c->groups;
   if (g->f < 1) return nn_error_set(err, NN_ESCHEMA, "filters must be >= 1, got %d", g->f);
-  if (pair_of(c->kernel_size, c->kernel_size_n, &g->kh, &g->kw))
+  if (nn_window_pair(c->kernel_size, c->kernel_size_n, &g->kh, &g->kw))
     return nn_error_set(err, NN_ESCHEMA, "kernel_size must have 1 or 2 items, got %d",
                         c->kernel_size_n);
-  if (pair_of(c->stride, c->stride_n, &g->sh, &g->sw))
+  if (nn_window_pair(c->stride, c->stride_n, &g->sh, &g->sw))
     return nn_error_set(err, NN_ESCHEMA, "stride must have 1 or 2 items, got %d", c->stride_n);
-  if (pair_of(c->dilation, c->dilation_n, &g->dh, &g->dw))
+  if (nn_window_pair(c->dilation, c->dilation_n, &g->dh, &g->dw))
     return nn_error_set(err, NN_ESCHEMA, "dilation must have 1 or 2 items, got %d",
                         c->dilation_n);
   if (g->kh < 1 || g->kw < 1 || g->kh > CONV__MAXDIM || g->kw > CONV__MAXDIM)
@@ -155,7 +136,7 @@ static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
     g->pt = g->pb = g->pl = g->pr = 0;
   } else if (strcmp(c->padding, "explicit") == 0) {
     int ph, pw;
-    if (pair_of(c->pad, c->pad_n, &ph, &pw))
+    if (nn_window_pair(c->pad, c->pad_n, &ph, &pw))
       return nn_error_set(err, NN_ESCHEMA, "pad must have 1 or 2 items, got %d", c->pad_n);
     if (ph < 0 || pw < 0 || ph > CONV__MAXDIM || pw > CONV__MAXDIM)
       return nn_error_set(err, NN_ESCHEMA, "pad must be in [0, %d], got %dx%d", CONV__MAXDIM,
@@ -163,8 +144,8 @@ static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
     g->pt = g->pb = ph;
     g->pl = g->pr = pw;
   } else if (strcmp(c->padding, "same") == 0) {
-    same_pad(g->h, g->sh, ekh, &g->pt, &g->pb);
-    same_pad(g->w, g->sw, ekw, &g->pl, &g->pr);
+    nn_window_same_pad(g->h, g->sh, ekh, &g->pt, &g->pb);
+    nn_window_same_pad(g->w, g->sw, ekw, &g->pl, &g->pr);
   } else {
     return nn_error_set(err, NN_ESCHEMA, "padding '%s' is not one of valid|same|explicit",
                         c->padding);
@@ -289,17 +270,77 @@ static float sum_row(const float *v, int len) {
   return sum;
 }
 
+/* dst[0..len) += src[0..len). */
+static inline void add_row(float *restrict dst, const float *restrict src, size_t len) {
+  for (size_t k = 0; k < len; k++) dst[k] += src[k];
+}
+
+/* The shift path: with stride 1 and an output as wide as the input (padding
+ * "same", or explicit padding that keeps the width), output pixel q = oh*W
+ * + ow of tap (i, j) reads input pixel q + off, off = di*W + dj. So a tap's
+ * col row for one sample is the input plane shifted by off: one contiguous
+ * copy, with the rows outside the input and the columns that wrapped around
+ * a row edge zeroed. That replaces a short copy per output row (the 3x3
+ * convolutions of residual networks on 7x7 to 28x28 planes spend most of
+ * im2col on per-row overhead otherwise). */
+typedef struct plane_shift {
+  long off;      /* di*W + dj */
+  int oh0, oh1;  /* output rows whose input row exists */
+  size_t lo, hi; /* output pixels [lo, hi) read inside the plane; the rest are zero */
+} plane_shift;
+
+static int shift_path(const conv_geom *g) { return g->sh == 1 && g->sw == 1 && g->wo == g->w; }
+
+static void shift_of(const conv_geom *g, int i, int offw, plane_shift *sh) {
+  int di = i * g->dh - g->pt;
+  long hw = (long)g->h * g->w, lo, hi;
+  valid_cols(g->h, g->ho, 1, di, &sh->oh0, &sh->oh1); /* rows: the same rule */
+  sh->off = (long)di * g->w + offw;
+  lo = (long)sh->oh0 * g->w;
+  hi = (long)sh->oh1 * g->w;
+  if (lo + sh->off < 0) lo = -sh->off; /* clipped pixels are wrapped columns */
+  if (hi + sh->off > hw) hi = hw - sh->off;
+  if (lo > (long)sh->oh1 * g->w) lo = (long)sh->oh1 * g->w;
+  if (hi < lo) hi = lo;
+  sh->lo = (size_t)lo;
+  sh->hi = (size_t)hi;
+}
+
+/* Zero columns [0, ow0) and [ow1, wo) of rows [oh0, oh1) of a [*, wo] plane. */
+static void zero_cols(float *plane, int wo, int oh0, int oh1, int ow0, int ow1) {
+  if (ow0 == 0 && ow1 == wo) return;
+  for (int oh = oh0; oh < oh1; oh++) {
+    float *r = plane + (size_t)oh * wo;
+    for (int ow = 0; ow < ow0; ow++) r[ow] = 0.0f;
+    for (int ow = ow1; ow < wo; ow++) r[ow] = 0.0f;
+  }
+}
+
 /* x [n, C, H, W] -> col [K, n*P]:
  *   col[(c*kh + i)*kw + j][s*P + oh*wo + ow]
  *     = x[s][c][oh*sh - pt + i*dh][ow*sw - pl + j*dw], 0 outside the input. */
 static void im2col(const conv_geom *g, const float *x, int n, float *col) {
   size_t np = (size_t)n * g->p, hw = (size_t)g->h * g->w;
+  int shift = shift_path(g);
   for (int c = 0; c < g->c; c++)
     for (int i = 0; i < g->kh; i++)
       for (int j = 0; j < g->kw; j++) {
         float *row = col + ((size_t)(c * g->kh + i) * g->kw + j) * np;
         int offw = j * g->dw - g->pl, ow0, ow1;
         valid_cols(g->w, g->wo, g->sw, offw, &ow0, &ow1);
+        if (shift) {
+          plane_shift sh;
+          shift_of(g, i, offw, &sh);
+          for (int s = 0; s < n; s++) {
+            const float *xc = x + ((size_t)s * g->c + c) * hw;
+            float *dst = row + (size_t)s * g->p;
+            memset(dst, 0, sizeof(float) * sh.lo);
+            memcpy(dst + sh.lo, xc + (sh.lo + sh.off), sizeof(float) * (sh.hi - sh.lo));
+            memset(dst + sh.hi, 0, sizeof(float) * (g->p - sh.hi));
+            zero_cols(dst, g->wo, sh.oh0, sh.oh1, ow0, ow1);
+          }
+          continue;
+        }
         for (int s = 0; s < n; s++) {
           const float *xc = x + ((size_t)s * g->c + c) * hw;
           float *dst = row + (size_t)s * g->p;
@@ -325,25 +366,31 @@ static void im2col(const conv_geom *g, const float *x, int n, float *col) {
 /* dcol [K, n*P] -> dx [n, C, H, W]: the adjoint of im2col (dx is
  * overwritten). One input plane at a time, so the plane being summed into
  * stays in L1 while its kh*kw shifted rows of dcol are added. */
-static void col2im(const conv_geom *g, const float *dcol, int n, float *dx) {
+static void col2im(const conv_geom *g, float *dcol, int n, float *dx) {
   size_t np = (size_t)n * g->p, hw = (size_t)g->h * g->w;
+  int shift = shift_path(g);
   for (int s = 0; s < n; s++)
     for (int c = 0; c < g->c; c++) {
       float *xc = dx + ((size_t)s * g->c + c) * hw;
       memset(xc, 0, sizeof(float) * hw);
       for (int i = 0; i < g->kh; i++)
         for (int j = 0; j < g->kw; j++) {
-          const float *src =
-              dcol + ((size_t)(c * g->kh + i) * g->kw + j) * np + (size_t)s * g->p;
+          float *src = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * np + (size_t)s * g->p;
           int offw = j * g->dw - g->pl, ow0, ow1;
           valid_cols(g->w, g->wo, g->sw, offw, &ow0, &ow1);
+          if (shift) { /* drop the taps outside the input, then one shifted add */
+            plane_shift sh;
+            shift_of(g, i, offw, &sh);
+            zero_cols(src, g->wo, sh.oh0, sh.oh1, ow0, ow1);
+            add_row(xc + (sh.lo + sh.off), src + sh.lo, sh.hi - sh.lo);
+            continue;
+          }
           for (int oh = 0; oh < g->ho; oh++, src += g->wo) {
             int ih = oh * g->sh - g->pt + i * g->dh;
             if (ih < 0 || ih >= g->h) continue;
             float *dst = xc + (size_t)ih * g->w;
             if (g->sw == 1) {
-              float *d = dst + offw;
-              for (int ow = ow0; ow < ow1; ow++) d[ow] += src[ow];
+              add_row(dst + offw + ow0, src + ow0, (size_t)(ow1 - ow0));
             } else {
               for (int ow = ow0; ow < ow1; ow++) dst[ow * g->sw + offw] += src[ow];
             }

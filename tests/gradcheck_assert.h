@@ -4,7 +4,8 @@
  * model of ncfg layers for input shape *in and fails the test unless every
  * analytic gradient (input and parameters) is within GC_TOL (relative) of
  * central finite differences, printing the worst element. Define GC_TOL
- * before including this header to change the tolerance (default 2e-3). */
+ * before including this header to change the tolerance (default 2e-3);
+ * CHECK_GRADS_TOL(..., tol) takes it per call. */
 #ifndef NN_TESTS_GRADCHECK_ASSERT_H
 #define NN_TESTS_GRADCHECK_ASSERT_H
 
@@ -15,7 +16,8 @@
 #define GC_TOL 2e-3
 #endif
 
-#define CHECK_GRADS(in, cfgs, ncfg, opts)                                            \
+#define CHECK_GRADS(in, cfgs, ncfg, opts) CHECK_GRADS_TOL(in, cfgs, ncfg, opts, GC_TOL)
+#define CHECK_GRADS_TOL(in, cfgs, ncfg, opts, tol)                                   \
   do {                                                                               \
     nn_gradcheck_result r_;                                                          \
     nn_error e_;                                                                     \
@@ -25,8 +27,8 @@
     ASSERT_OK(gc_rc_);                                                               \
     fprintf(stderr, "    max error %.2e over %zu elements\n", r_.max_err, r_.nchecked); \
     ASSERT_TRUE(r_.nchecked > 0);                                                    \
-    if (!(r_.max_err < GC_TOL)) fprintf(stderr, "worst: %s\n", r_.worst);            \
-    ASSERT_TRUE(r_.max_err < GC_TOL);                                                \
+    if (!(r_.max_err < (tol))) fprintf(stderr, "worst: %s\n", r_.worst);            \
+    ASSERT_TRUE(r_.max_err < (tol));                                                \
   } while (0)
 
 #endif

@@ -37,10 +37,12 @@ static const nn_key residual_keys[] = {
 
 extern const nn_layer_ops nn_layer_residual;
 
-/* Largest per-sample float count of a body layer's input (the size of the
- * gradients passed between body layers). */
+/* Largest per-sample float count of a gradient passed between body layers:
+ * every body layer's input, and the last one's output (a copy of dy when
+ * that layer has an activity penalty; with a projection it may be wider
+ * than anything before it). */
 static size_t body_wide(const nn_block *b) {
-  size_t w = 0;
+  size_t w = b->nbody ? nn_shape_count(&b->body[b->nbody - 1]->out) : 0;
   for (int j = 0; j < b->nbody; j++) {
     size_t c = nn_shape_count(&b->body[j]->in);
     if (c > w) w = c;

@@ -27,14 +27,7 @@ write_job() { # write_job FILE WITH_AUGMENT
 [data]
 train = "$T/fm/train-*.h5"
 test = "$T/fm/test-*.h5"
-[model]
-[[model.layers]]
-type = "dense"
-units = 64
-activation = "relu"
-[[model.layers]]
-type = "dense"
-units = 10
+$(mlp_model)
 [train]
 epochs = 3
 batch_size = 50

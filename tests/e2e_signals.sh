@@ -41,14 +41,7 @@ cat <<EOF
 name = "signals"
 [data]
 train = "$T/d/train-*.h5"
-[model]
-[[model.layers]]
-type = "dense"
-units = 64
-activation = "relu"
-[[model.layers]]
-type = "dense"
-units = 10
+$(mlp_model)
 [train]
 epochs = 300
 batch_size = 32

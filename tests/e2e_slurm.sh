@@ -101,14 +101,7 @@ cat > "$D/job.toml" <<TOML
 name = "slurm"
 [data]
 train = "$D/d/train-*.h5"
-[model]
-[[model.layers]]
-type = "dense"
-units = 64
-activation = "relu"
-[[model.layers]]
-type = "dense"
-units = 10
+$(mlp_model)
 [train]
 epochs = 48
 batch_size = 32

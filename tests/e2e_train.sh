@@ -23,14 +23,7 @@ name = "e2e_mlp"
 [data]
 train = "$T/fm/train-*.h5"
 test = "$T/fm/test-*.h5"
-[model]
-[[model.layers]]
-type = "dense"
-units = 64
-activation = "relu"
-[[model.layers]]
-type = "dense"
-units = 10
+$(mlp_model)
 [train]
 epochs = 2
 batch_size = 96

@@ -9,6 +9,8 @@
 #                       Fashion-MNIST (Debian's dataset-fashion-mnist) KIND = train|t10k,
 #                       images FIRST .. FIRST+COUNT-1 and their labels, as the IDX pair
 #                       OUT-img, OUT-lab: real data, small enough for a test
+#   mlp_model           the [model] section of the small MLP the e2e jobs train
+#                       (784 -> dense 64 relu -> dense 10), for a job's heredoc
 PY=/usr/bin/python3
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -34,4 +36,17 @@ open(out + "-img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28)
                                + img[16 + first * 784:16 + (first + n) * 784])
 open(out + "-lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8 + first:8 + first + n])
 PYEOF
+}
+
+mlp_model() {
+  cat <<'EOF'
+[model]
+[[model.layers]]
+type = "dense"
+units = 64
+activation = "relu"
+[[model.layers]]
+type = "dense"
+units = 10
+EOF
 }

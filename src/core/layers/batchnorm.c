@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "core/layer.h"
+#include "core/layers/rows.h"
 
 static const nn_key batchnorm_keys[] = {
     {"momentum", NN_KEY_FLOAT, offsetof(nn_layer_cfg, momentum), sizeof(double), 0, 1, "0.1",
@@ -69,39 +70,6 @@ static void geometry(const nn_layer *l, size_t *c, size_t *s) {
   *s = *c ? nn_shape_count(&l->in) / *c : 0;
 }
 
-/* Row reductions over one sample's plane of one channel: sixteen float
- * partial sums the compiler keeps in vector registers (a single double
- * running sum is one long chain of dependent adds, several times slower),
- * added up in double. Each partial sum holds at most a few hundred terms.
- *   row_sum:  sum of u[j]
- *   row_dev2: sum of (u[j] - mu)^2
- *   row_devv: sum of (u[j] - mu) * v[j] */
-enum { ROW_SUM, ROW_DEV2, ROW_DEVV };
-static inline double row_reduce(int kind, const float *restrict u, const float *restrict v,
-                                float mu, size_t len) {
-  float part[16] = {0};
-  size_t k = 0;
-  for (; k + 16 <= len; k += 16)
-    for (int q = 0; q < 16; q++) {
-      float d = u[k + q] - mu;
-      part[q] += kind == ROW_SUM ? u[k + q] : kind == ROW_DEV2 ? d * d : d * v[k + q];
-    }
-  double sum = 0.0;
-  for (; k < len; k++) {
-    double d = (double)u[k] - mu;
-    sum += kind == ROW_SUM ? (double)u[k] : kind == ROW_DEV2 ? d * d : d * v[k];
-  }
-  for (int q = 0; q < 16; q++) sum += part[q];
-  return sum;
-}
-static double row_sum(const float *u, size_t len) { return row_reduce(ROW_SUM, u, NULL, 0.0f, len); }
-static double row_dev2(const float *u, float mu, size_t len) {
-  return row_reduce(ROW_DEV2, u, NULL, mu, len);
-}
-static double row_devv(const float *u, float mu, const float *v, size_t len) {
-  return row_reduce(ROW_DEVV, u, v, mu, len);
-}
-
 /* x, y [n, C, S]. Training: batch statistics into scratch (mean [C],
  * invstd [C]) and the running update; evaluation: running statistics. */
 static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
@@ -118,10 +86,10 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
     double mean, var;
     if (ctx->training) {
       double sum = 0.0;
-      for (int i = 0; i < n; i++) sum += row_sum(x + ((size_t)i * c + ch) * s, s);
+      for (int i = 0; i < n; i++) sum += nn_row_sum(x + ((size_t)i * c + ch) * s, s);
       mean = sum / (double)m;
       double sq = 0.0;
-      for (int i = 0; i < n; i++) sq += row_dev2(x + ((size_t)i * c + ch) * s, (float)mean, s);
+      for (int i = 0; i < n; i++) sq += nn_row_dev2(x + ((size_t)i * c + ch) * s, (float)mean, s);
       var = sq / (double)m;
       double unbiased = m > 1 ? sq / (double)(m - 1) : var;
       rmean[ch] = (float)((1.0 - mom) * rmean[ch] + mom * mean);
@@ -169,8 +137,8 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
     double sdy = 0.0, sdyx = 0.0; /* sums of dy and of dy * xhat */
     for (int i = 0; i < n; i++) {
       size_t base = ((size_t)i * c + ch) * s;
-      sdy += row_sum(dy + base, s);
-      sdyx += row_devv(x + base, mu, dy + base, s);
+      sdy += nn_row_sum(dy + base, s);
+      sdyx += nn_row_devv(x + base, mu, dy + base, s);
     }
     sdyx *= inv;
     dgamma[ch] += (float)sdyx;

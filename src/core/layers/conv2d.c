@@ -49,6 +49,7 @@
 #endif
 
 #include "core/layer.h"
+#include "core/layers/rows.h"
 #include "core/layers/window.h"
 
 #define CONV__MAXDIM (1 << 16)
@@ -256,19 +257,6 @@ static inline void copy_row(float *restrict dst, const float *restrict src, int 
   for (; k < len; k++) dst[k] = src[k];
 }
 #endif
-
-/* Sum of v[0..len) with 16 independent partial sums (a single running sum
- * is one long chain of dependent adds that the compiler may not reorder). */
-static float sum_row(const float *v, int len) {
-  float part[16] = {0};
-  int k = 0;
-  for (; k + 16 <= len; k += 16)
-    for (int q = 0; q < 16; q++) part[q] += v[k + q];
-  float sum = 0.0f;
-  for (; k < len; k++) sum += v[k];
-  for (int q = 0; q < 16; q++) sum += part[q];
-  return sum;
-}
 
 /* dst[0..len) += src[0..len). */
 static inline void add_row(float *restrict dst, const float *restrict src, size_t len) {
@@ -482,16 +470,14 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
     int np = m * p;
     im2col(&g, x + (size_t)s0 * xs, m, col);
     /* bias gradient; small planes: dy [m, F, P] -> dyt [F, m, P] */
-    for (int f = 0; f < g.f; f++) {
-      float sum = 0.0f;
+    for (int f = 0; f < g.f && (db || !direct); f++) {
+      double sum = 0.0;
       for (int s = 0; s < m; s++) {
         const float *src = dy + (size_t)(s0 + s) * ys + (size_t)f * p;
-        float *dst = dyt + (size_t)f * np + (size_t)s * p;
-        if (!direct)
-          for (int q = 0; q < p; q++) dst[q] = src[q];
-        sum += sum_row(src, p);
+        if (!direct) memcpy(dyt + (size_t)f * np + (size_t)s * p, src, sizeof(float) * (size_t)p);
+        if (db) sum += nn_row_sum(src, (size_t)p);
       }
-      if (db) db[f] += sum;
+      if (db) db[f] += (float)sum;
     }
     if (direct) {
       for (int s = 0; s < m; s++) {

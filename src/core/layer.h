@@ -117,6 +117,7 @@ typedef struct nn_layer_ops {
   const char *type;      /* name in job files */
   const char *help;      /* one line for docs */
   const nn_key *keys;    /* keys this type accepts besides type/name; ends with {0} */
+  int penalize_weight;   /* its "weight" tensor is a linear map the l1 / l2 keys penalize */
   int (*build)(nn_layer *l, nn_error *err);
   void (*bind)(nn_layer *l);
   /* x: [n, in], y: [n, out] */

@@ -9,8 +9,7 @@
 
 int nn_reg_is_weight(const nn_layer *l, int p) {
   if (p < 0 || p >= l->nparams || !l->ops) return 0;
-  if (strcmp(l->pspec[p].name, "weight") != 0) return 0;
-  return strcmp(l->ops->type, "dense") == 0 || strcmp(l->ops->type, "conv2d") == 0;
+  return l->ops->penalize_weight && strcmp(l->pspec[p].name, "weight") == 0;
 }
 
 /* 1 if layer l has a weight penalty. */

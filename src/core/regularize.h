@@ -13,8 +13,8 @@
  * Activity penalties act inside backward (their gradient enters each layer's
  * output gradient before that layer's backward: nn_reg_activity_backward).
  *
- * Which tensors are "weights": the tensors named "weight" of layers of type
- * dense and conv2d (the linear maps). Biases are not, and neither are the
+ * Which tensors are "weights": the tensors named "weight" of layer types
+ * whose ops set penalize_weight (dense and conv2d: the linear maps). Biases are not, and neither are the
  * "weight" tensors of batchnorm (its scale) or prelu (its slopes), which
  * PyTorch also names "weight" but which Keras's kernel_regularizer does not
  * touch. A layer's l1 / l2 keys apply to its own weights; the model's

@@ -512,6 +512,7 @@ const nn_layer_ops nn_layer_conv2d = {
     .type = "conv2d",
     .help = "2-d convolution [C, H, W] -> [filters, Ho, Wo], weight [filters, C/groups, kh, kw]",
     .keys = conv2d_keys,
+    .penalize_weight = 1,
     .build = conv2d_build,
     .forward = conv2d_forward,
     .backward = conv2d_backward,

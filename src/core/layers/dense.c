@@ -91,6 +91,7 @@ const nn_layer_ops nn_layer_dense = {
     .type = "dense",
     .help = "fully connected: y = x W^T + b, weight [out, in]; flattens its input",
     .keys = dense_keys,
+    .penalize_weight = 1,
     .build = dense_build,
     .forward = dense_forward,
     .backward = dense_backward,

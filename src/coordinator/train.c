@@ -496,13 +496,15 @@ static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
   v[0] = R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f;
   v[1] = nn_signals_pending() > 0 ? 1.0f : 0.0f;
   if (R->ctl) {
-    size_t nb = R->model.nbuffers;
-    if (nb) memcpy(v + 2, R->model.buffers, nb * sizeof(float));
+    size_t off, nb;
+    nn_model_running_stats(&R->model, &off, &nb);
+    float *stats = R->model.buffers + off;
+    if (nb) memcpy(v + 2, stats, nb * sizeof(float));
     nn_ring_set_step(R->ctl, (long)R->state.step);
     int rc = nn_ring_allreduce(R->ctl, v, 2 + nb, err);
     if (rc) return rc;
     const float inv = 1.0f / (float)R->N;
-    for (size_t i = 0; i < nb; i++) R->model.buffers[i] = v[2 + i] * inv;
+    for (size_t i = 0; i < nb; i++) stats[i] = v[2 + i] * inv;
   }
   *ckpt_due = v[0] > 0.5f;
   *stop = v[1] > 0.5f;

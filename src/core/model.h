@@ -44,8 +44,8 @@
  * synchronized, like PyTorch DDP's default BatchNorm). Replicas therefore
  * drift apart; the trainer restores bit-identical replicas by averaging the
  * range nn_model_running_stats gives (today the whole buffer arena) across
- * ranks, in a fixed order, at each epoch end before validation and
- * checkpoints. A future buffer that is not such an average must be placed
+ * ranks, in a fixed order, after every step (riding the step's control
+ * all-reduce, src/coordinator/train.c:step_control). A future buffer that is not such an average must be placed
  * outside that range. */
 #ifndef NN_CORE_MODEL_H
 #define NN_CORE_MODEL_H

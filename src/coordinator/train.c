@@ -115,6 +115,8 @@ typedef struct run {
   nn_gradsync *sync;
   nn_ring *ctl;
   float *ctlbuf;                           /* [2 + nbuffers]: see step_control */
+  double *rss_all;                         /* [N] on the lead: peak RSS per rank, MB */
+  char *rss_list;                          /* the summary record that lists it */
   nn_stepper st;
   int have_stepper;
   nn_metrics_acc acc;
@@ -532,6 +534,8 @@ static void free_run(run *R) {
   free(R->val_idx);
   free(R->spec);
   free(R->ctlbuf);
+  free(R->rss_all);
+  free(R->rss_list);
 }
 
 /* Open the data sets and carve the validation set; all ranks agree. */
@@ -662,7 +666,12 @@ static int build(run *R, nn_error *err) {
     rc = nn_gradsync_create(&R->sync, R->comm, R->model.grads, R->model.nparams, 0, err);
   if (!rc) {
     R->ctlbuf = malloc((2 + R->model.nbuffers) * sizeof(float));
-    if (!R->ctlbuf) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    if (R->lead) { /* the end-of-run summary's, before any rank can depend on it */
+      R->rss_all = malloc((size_t)R->N * sizeof *R->rss_all);
+      R->rss_list = malloc((size_t)R->N * 24 + 256);
+    }
+    if (!R->ctlbuf || (R->lead && (!R->rss_all || !R->rss_list)))
+      rc = nn_error_set(err, NN_ENOMEM, "out of memory");
   }
   if (!rc && R->N > 1) rc = nn_ring_create(&R->ctl, R->comm, 2 + R->model.nbuffers, 0, err);
   if (!rc && R->N > 1 && R->opts->timeout_s > 0) {
@@ -1042,27 +1051,23 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
     /* Peak resident memory of every rank, for the report and the log. */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double mine = (double)ru.ru_maxrss / 1024.0, rss[64];
-    int nr = N < 64 ? N : 64;
-    double *all = lead ? calloc((size_t)N, sizeof *all) : NULL;
-    MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, comm);
-    if (lead && all) {
-      char list[64 * 12] = "";
-      size_t k = 0;
-      for (int i = 0; i < nr; i++) {
-        rss[i] = all[i];
-        int w = snprintf(list + k, sizeof list - k, "%s%.1f", i ? ", " : "", rss[i]);
-        if (w > 0 && (size_t)w < sizeof list - k) k += (size_t)w;
-      }
+    double mine = (double)ru.ru_maxrss / 1024.0;
+    if ((rc = watched_barrier(R->ctl, R->state.step, err)) != 0) goto fail_local;
+    MPI_Gather(&mine, 1, MPI_DOUBLE, R->rss_all, 1, MPI_DOUBLE, 0, comm);
+    if (lead) { /* {"event": "summary", ..., "peak_rss_mb": [r0, r1, ...]} */
+      char *rec = R->rss_list;
+      size_t cap = (size_t)N * 24 + 256;
+      int k = snprintf(rec, cap, "\"event\": \"summary\", \"step\": %lld, \"samples_per_s\": "
+                       "%.1f, \"peak_rss_mb\": [", (long long)R->state.step, res->samples_per_s);
+      int list = k; /* each item takes at most 24 bytes: cap always suffices */
+      for (int i = 0; i < N; i++)
+        k += snprintf(rec + k, cap - (size_t)k, "%s%.1f", i ? ", " : "", R->rss_all[i]);
       if (!opts->quiet)
         fprintf(R->out, "training: %.0f samples/s over %d epochs; peak RSS per rank (MB): %s\n",
-                res->samples_per_s, res->epochs, list);
-      char rec[1024];
-      snprintf(rec, sizeof rec, "\"event\": \"summary\", \"step\": %lld, \"samples_per_s\": %.1f, "
-               "\"peak_rss_mb\": [%s]", (long long)R->state.step, res->samples_per_s, list);
+                res->samples_per_s, res->epochs, rec + list);
+      snprintf(rec + k, cap - (size_t)k, "]");
       rc = nn_metrics_write(&R->log, rec, err);
     }
-    free(all);
     if (rc) goto fail_local;
   }
   if (lead && R->ckpt_count) {

@@ -19,6 +19,7 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
   s->loss = loss;
   s->outputs = (int)nn_shape_count(&m->out);
   s->weight_penalty = nn_reg_has_weight_penalty(m);
+  s->activity_penalty = nn_reg_has_activity(m);
   size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
   s->dout = malloc(n * sizeof(float));
   s->onehot = malloc(n * sizeof(float));
@@ -75,7 +76,8 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   if (b->n > 0) {
     const float *out = nn_model_forward(m, b->x, b->n, &ctx);
     double l = batch_loss(s, b, out, 1.0f / (float)b->global_n, s->dout);
-    st->loss_sum += l + nn_reg_activity_model_sum(m, b->n); /* activity penalties */
+    st->loss_sum += l;
+    if (s->activity_penalty) st->loss_sum += nn_reg_activity_model_sum(m, b->n);
     st->count += b->n;
     count_correct(s, b, out, st);
     nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);

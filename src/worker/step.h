@@ -13,9 +13,9 @@
  *      the penalty value is added to the reported loss (core/regularize.h);
  *   2. clipping by value (clip_value > 0), then by global norm (clip_norm > 0);
  *   3. the optimizer step.
- * Activity penalties (activity_l1 / activity_l2) need the model's backward to
- * call nn_reg_activity_backward before each layer; until it does, training a
- * model that has them fails in nn_stepper_init (evaluation ignores them).
+ * Activity penalties (activity_l1 / activity_l2) act inside the model's
+ * backward (nn_reg_activity_backward before each such layer, scaled by the
+ * run context's act_scale); their value joins the reported loss.
  * Evaluation losses never include penalties. */
 #ifndef NN_WORKER_STEP_H
 #define NN_WORKER_STEP_H
@@ -44,11 +44,12 @@ typedef struct nn_stepper {
   float *dout;         /* [max_batch, outputs] */
   float *onehot;       /* [max_batch, outputs]: MSE on class labels */
   int weight_penalty;  /* 1 if some layer has l1/l2 on its weights */
+  int activity_penalty; /* 1 if some layer has activity_l1/l2 */
+  double grad_norm;    /* norm before clipping of the last step with clip_norm > 0 */
   /* Gradient clipping, after the all-reduce (0 = off). nn_stepper_init sets
    * both to 0; the trainer sets them from train.clip_value / clip_norm. */
   double clip_value;   /* clip each gradient element to [-clip_value, clip_value] */
   double clip_norm;    /* scale the gradient arena to global L2 norm <= clip_norm */
-  double grad_norm;    /* norm before clipping of the last step with clip_norm > 0 */
 } nn_stepper;
 
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,

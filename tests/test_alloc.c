@@ -14,7 +14,6 @@ static void test_outside_slurm(void) {
   ASSERT_EQ_INT(a.cpus_per_task, 0);
   ASSERT_EQ_INT(a.array_task_id, -1);
   ASSERT_EQ_INT(a.restart_count, 0);
-  ASSERT_EQ_INT(a.local_size, 0);
   char line[256];
   ASSERT_STR_EQ(nn_alloc_describe(&a, 4, line, sizeof line), "");
   ASSERT_OK(nn_alloc_parse(&a, NULL, &err)); /* an empty environment */
@@ -29,7 +28,6 @@ static void test_full_allocation(void) {
                        "SLURM_JOB_NODELIST=node[1-2]",
                        "SLURM_ARRAY_TASK_ID=0",
                        "SLURM_RESTART_COUNT=1",
-                       "OMPI_COMM_WORLD_LOCAL_SIZE=2",
                        "SLURM_JOB_IDX=9", /* a longer name is not SLURM_JOB_ID */
                        NULL};
   nn_alloc a;
@@ -43,7 +41,6 @@ static void test_full_allocation(void) {
   ASSERT_STR_EQ(a.nodelist, "node[1-2]");
   ASSERT_EQ_INT(a.array_task_id, 0);
   ASSERT_EQ_INT(a.restart_count, 1);
-  ASSERT_EQ_INT(a.local_size, 2);
   char line[256];
   ASSERT_STR_EQ(nn_alloc_describe(&a, 3, line, sizeof line),
                 "slurm job 123 (array task 0, restart 1): 2 tasks x 3 cpus on node[1-2]; "
@@ -88,7 +85,6 @@ static void test_malformed(void) {
       {"SLURM_CPUS_PER_TASK=99999999999", "SLURM_CPUS_PER_TASK"},
       {"SLURM_ARRAY_TASK_ID=", "SLURM_ARRAY_TASK_ID"},
       {"SLURM_RESTART_COUNT=-1", "SLURM_RESTART_COUNT"},
-      {"OMPI_COMM_WORLD_LOCAL_SIZE=0", "OMPI_COMM_WORLD_LOCAL_SIZE"},
       {"SLURM_JOB_ID=12a", "SLURM_JOB_ID"},
       {"SLURM_JOB_ID=", "SLURM_JOB_ID"},
   };
@@ -107,8 +103,18 @@ static void test_malformed(void) {
     ASSERT_EQ_INT(a.ntasks, 0);
     ASSERT_EQ_INT(a.cpus_per_task, 0);
     ASSERT_EQ_INT(a.array_task_id, -1);
-    ASSERT_EQ_INT(a.local_size, 0);
   }
+  /* a malformed variable hides nothing else: the job is still seen as Slurm's */
+  const char *env[] = {"SLURM_NTASKS=abc", "SLURM_JOB_ID=5", "SLURM_CPUS_PER_TASK=2", NULL};
+  nn_alloc a;
+  nn_error err;
+  nn_error_clear(&err);
+  ASSERT_EQ_INT(nn_alloc_parse(&a, env, &err), NN_EINVAL);
+  ASSERT_STR_CONTAINS(err.msg, "SLURM_NTASKS");
+  ASSERT_EQ_INT(a.in_slurm, 1);
+  ASSERT_STR_CONTAINS(a.job_id, "5");
+  ASSERT_EQ_INT(a.cpus_per_task, 2);
+  ASSERT_EQ_INT(a.ntasks, 0);
 }
 
 static void test_blas_threads(void) {

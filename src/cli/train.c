@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "coordinator/alloc.h"
@@ -269,6 +268,7 @@ int nn_cmd_train(int argc, char **argv) {
   /* The batch system's allocation (coordinator/alloc.h): one line on rank 0,
    * with the BLAS thread count the run will pick. A malformed SLURM_*
    * variable is a warning: the run does not need it. */
+  int threads = nn_train_blas_threads(job, comm);
   if (rank == 0) {
     nn_alloc alloc;
     nn_error aerr;
@@ -276,9 +276,6 @@ int nn_cmd_train(int argc, char **argv) {
     char line[512];
     if (nn_alloc_detect(&alloc, &aerr) != 0)
       fprintf(stderr, "nntrain: warning: %s\n", nn_error_format(&aerr, line, sizeof line));
-    int local = alloc.local_size > 0 ? alloc.local_size : nranks;
-    int threads = nn_alloc_blas_threads(&alloc, job->run.threads, local,
-                                        sysconf(_SC_NPROCESSORS_ONLN));
     if (alloc.in_slurm && !opts.quiet) {
       printf("nntrain: %s\n", nn_alloc_describe(&alloc, threads, line, sizeof line));
       fflush(stdout);

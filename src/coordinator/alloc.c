@@ -42,7 +42,6 @@ static const var_rule rules[] = {
     STR_FIELD("SLURM_NODELIST", KIND_TEXT, nodelist),
     INT_FIELD("SLURM_ARRAY_TASK_ID", 0, -1, array_task_id),
     INT_FIELD("SLURM_RESTART_COUNT", 0, 0, restart_count),
-    INT_FIELD("OMPI_COMM_WORLD_LOCAL_SIZE", 1, 0, local_size),
 };
 
 /* The value of `name` in envp (first match, as getenv), or NULL. */
@@ -69,6 +68,7 @@ int nn_alloc_parse(nn_alloc *a, const char *const *envp, nn_error *err) {
   memset(a, 0, sizeof *a);
   a->array_task_id = -1;
   char *base = (char *)a;
+  int rc = 0; /* the first bad variable; the others are still read */
   for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
     const var_rule *r = &rules[i];
     const char *v = env_lookup(envp, r->name);
@@ -78,7 +78,8 @@ int nn_alloc_parse(nn_alloc *a, const char *const *envp, nn_error *err) {
       if (*field != r->unset) continue; /* a fallback, and the main name was set */
       if (parse_int(v, r->min, field) != 0) {
         *field = r->unset;
-        return nn_error_set(err, NN_EINVAL,
+        if (!rc)
+          rc = nn_error_set(err, NN_EINVAL,
                             "environment variable %s='%.64s': expected a whole number >= %d",
                             r->name, v, r->min);
       }
@@ -87,15 +88,18 @@ int nn_alloc_parse(nn_alloc *a, const char *const *envp, nn_error *err) {
       if (field[0]) continue;
       size_t len = strlen(v);
       if (r->kind == KIND_ID &&
-          (len == 0 || len >= r->size || strspn(v, "0123456789") != len))
-        return nn_error_set(err, NN_EINVAL,
+          (len == 0 || len >= r->size || strspn(v, "0123456789") != len)) {
+        if (!rc)
+          rc = nn_error_set(err, NN_EINVAL,
                             "environment variable %s='%.64s': expected a job number", r->name,
                             v);
+        continue;
+      }
       snprintf(field, r->size, "%s", v);
     }
   }
   a->in_slurm = a->job_id[0] != '\0';
-  return 0;
+  return rc;
 }
 
 int nn_alloc_detect(nn_alloc *a, nn_error *err) {

@@ -19,14 +19,14 @@ typedef struct nn_alloc {
   char nodelist[256];      /* SLURM_JOB_NODELIST (or SLURM_NODELIST), truncated; "" unknown */
   int array_task_id;       /* SLURM_ARRAY_TASK_ID; -1: not an array job */
   int restart_count;       /* SLURM_RESTART_COUNT: times the job was requeued; 0 if unset */
-  int local_size;          /* OMPI_COMM_WORLD_LOCAL_SIZE: ranks on this node; 0: unknown */
 } nn_alloc;
 
 /* Fill *a from an environment given as "NAME=VALUE" strings (envp ends with
  * NULL, like environ). Variables that are absent leave their field at its
  * "unknown" value. A variable that is present but malformed (SLURM_NTASKS=abc)
- * returns NN_EINVAL naming it and what was expected; the fields read before it
- * stay filled and the rest keep "unknown", so a caller may warn and go on. */
+ * returns NN_EINVAL naming the first such one and what was expected; its field
+ * keeps "unknown" and every other variable is still read, so a caller may warn
+ * and go on. */
 int nn_alloc_parse(nn_alloc *a, const char *const *envp, nn_error *err);
 
 /* nn_alloc_parse on this process's environment. */

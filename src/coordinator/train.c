@@ -204,24 +204,17 @@ static int same_data_kind(const nn_dataset_info *a, const nn_dataset_info *b, co
   return 0;
 }
 
-/* BLAS threads per rank: run.threads; else Slurm's CPUs per task; else the
- * node's cores over the ranks on it (nn_alloc_blas_threads, coordinator/alloc.h).
- * A malformed SLURM_* variable is ignored here; the CLI warns about it. */
-static void set_threads(const nn_job *job, MPI_Comm comm) {
-  int threads = job->run.threads;
-  if (threads <= 0) {
-    MPI_Comm node;
-    int local = 1;
-    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
-        MPI_SUCCESS) {
-      MPI_Comm_size(node, &local);
-      MPI_Comm_free(&node);
-    }
-    nn_alloc a;
-    if (nn_alloc_detect(&a, NULL) != 0) a.cpus_per_task = 0;
-    threads = nn_alloc_blas_threads(&a, 0, local, sysconf(_SC_NPROCESSORS_ONLN));
+int nn_train_blas_threads(const nn_job *job, MPI_Comm comm) {
+  if (job->run.threads > 0) return job->run.threads;
+  MPI_Comm node;
+  int local = 1;
+  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
   }
-  openblas_set_num_threads(threads);
+  nn_alloc a; /* a malformed variable keeps its "unknown" value; the CLI warns */
+  (void)nn_alloc_detect(&a, NULL);
+  return nn_alloc_blas_threads(&a, 0, local, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 /* ---- evaluation ----------------------------------------------------------- */
@@ -777,7 +770,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   memset(&vres, 0, sizeof vres);
   memset(&tres, 0, sizeof tres);
 
-  set_threads(job, comm);
+  openblas_set_num_threads(nn_train_blas_threads(job, comm));
   R->loss = nn_loss_parse(job->train.loss);
   if (R->loss < 0) {
     rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);

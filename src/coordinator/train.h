@@ -55,6 +55,12 @@ typedef struct nn_train_result {
                              end the job), 0 if every rank returned the same error */
 } nn_train_result;
 
+/* BLAS threads per rank a run of job uses: run.threads; else Slurm's CPUs
+ * per task; else the node's cores over the ranks on it, counted with
+ * MPI_Comm_split_type (coordinator/alloc.h: nn_alloc_blas_threads).
+ * Collective over comm. */
+int nn_train_blas_threads(const nn_job *job, MPI_Comm comm);
+
 int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
                  nn_train_result *res, nn_error *err);
 

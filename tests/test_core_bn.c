@@ -11,16 +11,6 @@
 #include "gradcheck_assert.h"
 
 
-static nn_layer_cfg cfg_of(const char *type) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "%s", type);
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  return c;
-}
-
 
 static nn_gradcheck_opts opts_of(uint64_t seed, int n, int training) {
   nn_gradcheck_opts o;

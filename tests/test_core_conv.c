@@ -22,16 +22,6 @@
 #include "gradcheck_assert.h"
 
 
-static nn_layer_cfg cfg_of(const char *type) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "%s", type);
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  return c;
-}
-
 /* A conv2d config; padding NULL = default ("valid"). */
 static nn_layer_cfg conv_cfg(int filters, int kh, int kw, int sh, int sw, const char *padding,
                              int ph, int pw, int dh, int dw, int groups, int bias) {

@@ -12,15 +12,6 @@
 /* Tolerance on nn_gradcheck's element error (float layers, eps 1e-2; the
  * observed worst is about 4e-4). */
 
-static nn_layer_cfg cfg_of(const char *type) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "%s", type);
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  return c;
-}
 
 static nn_shape shape1(int a) { return (nn_shape){1, {a}}; }
 

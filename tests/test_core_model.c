@@ -7,16 +7,8 @@
 #include "core/model.h"
 #include "core/rng.h"
 #include "test.h"
+#include "gradcheck_assert.h"
 
-static nn_layer_cfg cfg_of(const char *type) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "%s", type);
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  return c;
-}
 
 static nn_layer_cfg dense(int units, int bias, const char *act) {
   nn_layer_cfg c = cfg_of("dense");

@@ -11,15 +11,6 @@
 #include "gradcheck_assert.h"
 #include "core/regularize.h"
 
-static nn_layer_cfg cfg_of(const char *type) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "%s", type);
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  return c;
-}
 
 static nn_layer_cfg dense(int units, const char *act) {
   nn_layer_cfg c = cfg_of("dense");

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev zlib1g-dev
-      libprotobuf-c-dev protobuf-c-compiler
+      libprotobuf-c-dev protobuf-c-compiler libjansson-dev
       dataset-fashion-mnist python3 python3-numpy python3-h5py)
 missing=()
 for p in "${pkgs[@]}"; do

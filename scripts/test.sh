@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-scripts/build.sh build
+scripts/build.sh build -DNN_FAULT_INJECTION=ON
 (cd build && ctest --output-on-failure -j2)
-scripts/build.sh build-asan -DNN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+scripts/build.sh build-asan -DNN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DNN_FAULT_INJECTION=ON
 # Leak checking stays on. Open MPI's plugins keep process-lifetime allocations:
 # keep them loaded and unwind fully so tests/lsan.supp can name them.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0

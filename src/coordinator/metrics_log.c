@@ -1,31 +1,13 @@
 /* metrics_log.c: the JSON-lines metrics log (see metrics_log.h). */
 #include "coordinator/metrics_log.h"
 
+#include "worker/fsutil.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-
-int nn_mkdirs(const char *dir, nn_error *err) {
-  char p[1100];
-  if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-    return nn_error_at(err, NN_EINVAL, dir, 0, 0, "path too long");
-  for (char *s = p + 1; ; s++) {
-    if (*s == '/' || *s == '\0') {
-      char c = *s;
-      *s = '\0';
-      if (mkdir(p, 0777) != 0 && errno != EEXIST)
-        return nn_error_at(err, NN_EIO, p, 0, 0, "cannot create directory: %s", strerror(errno));
-      struct stat st;
-      if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-        return nn_error_at(err, NN_EIO, p, 0, 0, "exists and is not a directory");
-      *s = c;
-      if (c == '\0') break;
-    }
-  }
-  return 0;
-}
 
 int nn_metrics_open(nn_metrics_log *log, const char *dir, nn_error *err) {
   memset(log, 0, sizeof *log);

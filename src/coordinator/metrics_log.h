@@ -27,7 +27,5 @@ int nn_metrics_open(nn_metrics_log *log, const char *dir, nn_error *err);
 int nn_metrics_write(nn_metrics_log *log, const char *json_fields, nn_error *err);
 void nn_metrics_close(nn_metrics_log *log);
 
-/* mkdir -p. */
-int nn_mkdirs(const char *dir, nn_error *err);
 
 #endif

@@ -11,7 +11,7 @@
 
 #include "cli/cli.h"
 #include "coordinator/job.h"
-#include "core/loss.h"
+#include "coordinator/run/replica.h"
 #include "core/model.h"
 #include "worker/dataset.h"
 
@@ -68,35 +68,6 @@ static void print_data(const char *what, const char *pattern, const data_found *
     printf("regression, %d targets\n", in->target_dim);
 }
 
-/* Does the model's output fit the training data and the loss? 0 or NN_ESCHEMA. */
-static int check_output(const nn_job *job, const nn_model *m, const nn_dataset_info *in,
-                        nn_error *err) {
-  size_t out = nn_shape_count(&m->out);
-  int loss = nn_loss_parse(job->train.loss);
-  if (loss == NN_LOSS_SOFTMAX_CE) {
-    if (in->num_classes <= 0)
-      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
-                         "train.loss = cross_entropy needs class labels, but the training "
-                         "data has regression targets (use loss = \"mse\")");
-    if (out != (size_t)in->num_classes)
-      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
-                         "the model outputs %zu values per sample but the training data has "
-                         "%d classes (train.loss = cross_entropy needs one logit per class)",
-                         out, in->num_classes);
-  } else if (loss == NN_LOSS_MSE) {
-    size_t want = in->num_classes > 0 ? 0 : (size_t)in->target_dim;
-    if (in->num_classes > 0)
-      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
-                         "train.loss = mse needs regression targets, but the training data "
-                         "has %d classes (use loss = \"cross_entropy\")", in->num_classes);
-    if (out != want)
-      return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
-                         "the model outputs %zu values per sample but the training data has "
-                         "%zu targets", out, want);
-  }
-  return 0;
-}
-
 static void print_summary(const nn_job *job, const nn_model *m) {
   char sh[64];
   printf("input  %s\n\n", nn_shape_str(&m->in, sh, sizeof sh));
@@ -149,9 +120,9 @@ int nn_cmd_check(int argc, char **argv) {
 
   nn_error err;
   nn_error_clear(&err);
-  nn_model m;
-  memset(&m, 0, sizeof m);
-  int built = 0, code = NN_EXIT_OK;
+  nn_replica rep;
+  memset(&rep, 0, sizeof rep);
+  int code = NN_EXIT_OK;
   data_found train, test;
   memset(&test, 0, sizeof test);
   nn_job *job = calloc(1, sizeof *job);
@@ -200,45 +171,29 @@ int nn_cmd_check(int argc, char **argv) {
     }
   }
 
-  /* the model, for the input shape the job gives or the data has */
+  /* the model, for the input shape the job gives or the data has, by the
+   * trainer's rules (coordinator/run/replica.h) */
   nn_shape in = {0};
-  if (job->model.input_ndim > 0) {
+  if (train.ok) {
+    rc = nn_replica_input_shape(job, &train.info.sample, job->source, &in, &err);
+  } else {
     in.ndim = job->model.input_ndim;
     for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
-    if (train.ok && !nn_shape_equal(&in, &train.info.sample)) {
-      char a[64], b[64];
-      nn_error_at(&err, NN_ESCHEMA, job->source, 0, 0,
-                  "model.input_shape %s does not match the training data's sample shape %s",
-                  nn_shape_str(&in, a, sizeof a), nn_shape_str(&train.info.sample, b, sizeof b));
-      code = nn_cli_fail(&err);
-      goto done;
-    }
-  } else {
-    in = train.info.sample;
   }
-  rc = nn_model_build(&m, &in, job->model.layers, job->model.nlayers, 1, &err);
+  nn_replica_opts ro = {.train = 0, .max_batch = 1};
+  if (!rc) rc = nn_replica_build(&rep, "model", 0, job, &in, &ro, &err);
   if (rc) {
-    if (!err.file[0]) {
-      snprintf(err.file, sizeof err.file, "%.255s", job->source);
-      /* the layer the model names, if it says which */
-      for (int i = 0; i < job->model.nlayers && !err.line; i++) {
-        char tag[80];
-        snprintf(tag, sizeof tag, "'%s'", job->model.layers[i].name);
-        if (strstr(err.msg, tag) || !strcmp(err.where, job->model.layers[i].name))
-          err.line = job->model.layer_line[i];
-      }
-    }
     nn_cli_fail(&err);
     code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
     goto done;
   }
-  built = 1;
   printf("\n");
-  print_summary(job, &m);
-  if (train.ok && check_output(job, &m, &train.info, &err)) code = nn_cli_fail(&err);
+  print_summary(job, &rep.model);
+  if (train.ok && nn_replica_check_data(job, &rep.model, &train.info, job->source, &err))
+    code = nn_cli_fail(&err);
 
 done:
-  if (built) nn_model_free(&m);
+  nn_replica_free(&rep);
   free(job);
   return code;
 }

@@ -14,12 +14,15 @@
 #include "cli/cli.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
+#include "coordinator/run/evaluate.h"
+#include "coordinator/run/replica.h"
 #include "core/loss.h"
 #include "core/metrics.h"
 #include "core/model.h"
 #include "worker/agree.h"
 #include "worker/dataset.h"
 #include "worker/loader.h"
+#include "worker/collective.h"
 #include "worker/step.h"
 
 typedef struct evalctx {
@@ -28,36 +31,52 @@ typedef struct evalctx {
   nn_job *job;
   nn_dataset *ds;
   nn_loader *L;
-  nn_model model;
-  int have_model;
-  nn_stepper st;
-  int have_stepper;
+  nn_replica rep;            /* the checkpoint's model, evaluation only */
 } evalctx;
 
+/* Rank 0 read the checkpoint; every rank gets its job spec. */
+static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, nn_error *err) {
+  long long len = E->rank == 0 ? (long long)s->spec_len : 0;
+  int rc = nn_bcast_bytes(E->comm, &len, sizeof len, 0, err);
+  if (rc) return rc;
+  uint8_t *spec = E->rank == 0 ? s->spec : malloc((size_t)len + 1);
+  if (!spec) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  rc = nn_bcast_bytes(E->comm, spec, (size_t)len, 0, err);
+  if (!rc && (rc = nn_job_unpack(E->job, spec, (size_t)len, err)) != 0)
+    rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "its job spec does not decode: %s", err->msg);
+  if (E->rank != 0) free(spec);
+  return rc;
+}
 
-/* Read the checkpoint (rank 0), share spec and parameters, build the model
- * for the data's samples, open the data with a loader over all of it. */
+/* The replica for the data's samples, with the checkpoint's values (rank 0).
+ * The rules are the trainer's (run/replica.h); a mismatch is the data's fault. */
+static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *data, nn_error *err) {
+  const nn_dataset_info *di = nn_dataset_get_info(E->ds);
+  nn_shape in;
+  int rc = nn_replica_input_shape(E->job, &di->sample, data, &in, err);
+  nn_replica_opts o = {.train = 0, .max_batch = nn_loader_max_slice(E->L), .comm = E->comm};
+  if (!rc) rc = nn_replica_build(&E->rep, "model", 0, E->job, &in, &o, err);
+  if (!rc) rc = nn_replica_check_data(E->job, &E->rep.model, di, data, err);
+  if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
+  if (!rc && E->rank == 0) {
+    if (nn_replica_check_ckpt(&E->rep, s, data, 0, err) != 0)
+      rc = nn_error_at(err, NN_ESHAPE, data, 0, 0,
+                       "the data's samples do not fit the checkpoint's model (%zu parameters "
+                       "stored, %zu for these samples)", s->nparams, E->rep.model.nparams);
+    else
+      nn_replica_load_ckpt(&E->rep, s, 0);
+  }
+  return rc;
+}
+
+/* Read the checkpoint (rank 0), share spec and parameters, open the data with
+ * a loader over all of it, build the model for the data's samples. */
 static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
   nn_ckpt_snapshot s;
   memset(&s, 0, sizeof s);
-  int rc = 0;
-  long long len = 0;
-  if (E->rank == 0) {
-    rc = nn_ckpt_read(ckpt, &s, err);
-    if (!rc) len = (long long)s.spec_len;
-  }
+  int rc = E->rank == 0 ? nn_ckpt_read(ckpt, &s, err) : 0;
   if ((rc = nn_agree(E->comm, rc, err)) != 0) goto out;
-  MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, E->comm);
-  uint8_t *spec = E->rank == 0 ? s.spec : malloc((size_t)len + 1);
-  if (!spec) {
-    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-  } else {
-    MPI_Bcast(spec, (int)len, MPI_BYTE, 0, E->comm);
-    rc = nn_job_unpack(E->job, spec, (size_t)len, err);
-    if (rc) rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "its job spec does not decode: %s",
-                             err->msg);
-    if (E->rank != 0) free(spec);
-  }
+  rc = share_spec(E, &s, ckpt, err);
   if (!rc) rc = nn_dataset_open(&E->ds, data, NULL, err);
   if (!rc) {
     nn_loader_cfg lc = {.seed = (uint64_t)E->job->train.seed, .rank = E->rank, .nranks = E->N,
@@ -65,64 +84,16 @@ static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_e
                         .normalize = E->job->data.normalize};
     rc = nn_loader_create(&E->L, E->ds, &lc, err);
   }
-  if (!rc) {
-    nn_shape in = nn_dataset_get_info(E->ds)->sample;
-    if (E->job->model.input_ndim > 0) {
-      nn_shape want = {.ndim = E->job->model.input_ndim};
-      for (int i = 0; i < want.ndim; i++) want.dim[i] = E->job->model.input_shape[i];
-      if (nn_shape_count(&want) != nn_shape_count(&in)) {
-        char a[64], b[64];
-        rc = nn_error_at(err, NN_ESHAPE, data, 0, 0,
-                         "samples are %s but the checkpoint's model takes %s",
-                         nn_shape_str(&in, b, sizeof b), nn_shape_str(&want, a, sizeof a));
-      }
-      in = want;
-    }
-    if (!rc) rc = nn_model_build(&E->model, &in, E->job->model.layers, E->job->model.nlayers,
-                                 nn_loader_max_slice(E->L), err);
-    E->have_model = !rc;
-  }
-  if (!rc && E->rank == 0) {
-    int ok = s.nparams == E->model.nparams && s.nbuffers == E->model.nbuffers;
-    for (int i = 0; ok && i < E->model.ntensors; i++)
-      ok = nn_shape_equal(&s.tensors[i].shape, &E->model.tensors[i].shape);
-    if (!ok)
-      rc = nn_error_at(err, NN_ESHAPE, data, 0, 0,
-                       "the data's samples do not fit the checkpoint's model (%zu parameters "
-                       "stored, %zu for these samples)", s.nparams, E->model.nparams);
-    else {
-      memcpy(E->model.params, s.params, s.nparams * sizeof(float));
-      if (s.nbuffers) memcpy(E->model.buffers, s.buffers, s.nbuffers * sizeof(float));
-    }
-  }
-  if (!rc) {
-    const nn_dataset_info *di = nn_dataset_get_info(E->ds);
-    int k = (int)nn_shape_count(&E->model.out);
-    if (di->num_classes > 0 && k != di->num_classes)
-      rc = nn_error_at(err, NN_EDATA, data, 0, 0, "the data has %d classes, the model %d outputs",
-                       di->num_classes, k);
-    if (di->num_classes == 0 && k != di->target_dim)
-      rc = nn_error_at(err, NN_EDATA, data, 0, 0, "the data has %d targets, the model %d outputs",
-                       di->target_dim, k);
-  }
-  if (!rc) {
-    rc = nn_stepper_init(&E->st, &E->model, NULL, NULL, nn_loss_parse(E->job->train.loss), err);
-    E->have_stepper = !rc;
-  }
+  if (!rc) rc = build_model(E, &s, data, err);
   rc = nn_agree(E->comm, rc, err);
-  if (!rc) {
-    MPI_Bcast(E->model.params, (int)E->model.nparams, MPI_FLOAT, 0, E->comm);
-    if (E->model.nbuffers)
-      MPI_Bcast(E->model.buffers, (int)E->model.nbuffers, MPI_FLOAT, 0, E->comm);
-  }
+  if (!rc) rc = nn_replica_bcast(&E->rep, E->comm, 0, err);
 out:
   nn_ckpt_snapshot_free(&s);
   return rc;
 }
 
 static void teardown(evalctx *E) {
-  if (E->have_stepper) nn_stepper_free(&E->st);
-  if (E->have_model) nn_model_free(&E->model);
+  nn_replica_free(&E->rep);
   nn_loader_free(E->L);
   nn_dataset_close(E->ds);
   free(E->job);
@@ -201,35 +172,15 @@ int nn_cmd_eval(int argc, char **argv) {
   memset(&res, 0, sizeof res);
   int rc = setup(&E, ckpt, data, batch, &err);
   if (!rc) {
-    const nn_dataset_info *di = nn_dataset_get_info(E.ds);
-    nn_metrics_config mc = {.num_classes = di->num_classes, .target_dim = di->target_dim};
-    if (di->num_classes > 5) {
-      mc.ntopk = 1;
-      mc.topk[0] = 5;
-    }
+    nn_metrics_config mc = nn_eval_metrics_config(nn_dataset_get_info(E.ds), 5);
     rc = nn_metrics_acc_init(&acc, &mc, &err);
   }
-  if (!rc) rc = nn_loader_start(E.L, 0, 0, &err);
-  nn_run_ctx ctx = {.training = 0};
-  const nn_batch *b;
-  while (!rc && (rc = nn_loader_next(E.L, &b, &err)) == 0 && b) {
-    if (b->n == 0) continue;
-    ctx.sample0 = b->sample0;
-    const float *out = nn_model_forward(&E.model, b->x, b->n, &ctx);
-    double l = nn_step_loss(&E.st, b, out);
-    rc = b->labels ? nn_metrics_add_classification(&acc, out, b->labels, b->n, l, &err)
-                   : nn_metrics_add_regression(&acc, out, b->targets, b->n, l, &err);
-  }
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc) {
-    MPI_Allreduce(MPI_IN_PLACE, acc.data, (int)acc.len, MPI_DOUBLE, MPI_SUM, E.comm);
-    if (E.rank == 0) {
-      rc = nn_metrics_finalize(&acc, &res, &err);
-      if (!rc) {
-        printf("checkpoint %s, data %s: %.0f samples\n", ckpt, data, res.count);
-        rc = nn_metrics_report(stdout, &res, NULL, &err);
-      }
-    }
+  if (!rc) rc = nn_evaluate(&E.rep, E.L, &acc, E.comm, NULL, 0, &res, &err);
+  rc = nn_agree(E.comm, rc, &err);
+  if (!rc && E.rank == 0) {
+    printf("checkpoint %s, data %s: %.0f samples\n", ckpt, data, res.count);
+    rc = nn_metrics_report(stdout, &res, NULL, &err);
   }
   if (rc && E.rank == 0) code = nn_cli_fail(&err);
   else code = rc ? nn_exit_code(rc) : NN_EXIT_OK;
@@ -269,7 +220,7 @@ int nn_cmd_predict(int argc, char **argv) {
   int *counts = NULL, *displs = NULL;
   int rc = setup(&E, ckpt, data, batch, &err);
   const nn_dataset_info *di = rc ? NULL : nn_dataset_get_info(E.ds);
-  int k = rc ? 0 : (int)nn_shape_count(&E.model.out);
+  int k = rc ? 0 : (int)nn_shape_count(&E.rep.model.out);
   int cls = di && di->num_classes > 0;
   if (!rc) {
     int gmax = batch * E.N;
@@ -308,7 +259,7 @@ int nn_cmd_predict(int argc, char **argv) {
     const float *out = NULL;
     if (b->n > 0) {
       ctx.sample0 = b->sample0;
-      out = nn_model_forward(&E.model, b->x, b->n, &ctx);
+      out = nn_model_forward(&E.rep.model, b->x, b->n, &ctx);
       if (cls) nn_softmax_rows(out, probs, b->n, k);
       else memcpy(probs, out, sizeof(float) * (size_t)b->n * (size_t)k);
     }

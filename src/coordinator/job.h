@@ -62,6 +62,7 @@ typedef struct nn_job_train {
   int drop_last;            /* drop the final partial batch of each epoch */
   double clip_value;        /* clip each summed gradient element to +-clip_value; 0 = off */
   double clip_norm;         /* scale the summed gradients to global norm <= clip_norm; 0 = off */
+  char task[24];            /* task kind (coordinator/run/task.h): "supervised", ... */
 } nn_job_train;
 
 typedef struct nn_job_run {

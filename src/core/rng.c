@@ -148,3 +148,11 @@ void nn_rng_permutation(uint64_t seed, uint32_t epoch, int64_t *perm, int64_t n)
     perm[j] = t;
   }
 }
+
+uint64_t nn_rng_replica_seed(uint64_t seed, uint32_t k) {
+  if (k == 0) return seed;
+  nn_rng r;
+  nn_rng_init(&r, seed, NN_RNG_REPLICA, k, 0, 0);
+  uint64_t hi = nn_rng_u32(&r);
+  return hi << 32 | nn_rng_u32(&r);
+}

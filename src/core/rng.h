@@ -18,6 +18,7 @@ enum nn_rng_purpose {
   NN_RNG_DROPOUT = 3,   /* a = layer, b = global step, c = global sample */
   NN_RNG_AUGMENT = 4,   /* a = epoch, b = global sample */
   NN_RNG_SPLIT = 5,     /* validation split / k-fold assignment */
+  NN_RNG_REPLICA = 6,   /* the seed of a run's replica k > 0: a = k (core/rng.c) */
   NN_RNG_TEST = 99,
 };
 
@@ -46,5 +47,10 @@ float nn_rng_normal(nn_rng *r);
 /* Fill perm[0..n) with a permutation of 0..n-1 drawn from (seed, NN_RNG_SHUFFLE, epoch).
  * The result depends only on (seed, epoch, n). */
 void nn_rng_permutation(uint64_t seed, uint32_t epoch, int64_t *perm, int64_t n);
+
+/* The seed replica k of a run draws everything from: the job seed itself for
+ * k = 0 (a one-model run is unchanged), a value drawn from (seed,
+ * NN_RNG_REPLICA, k) otherwise, so two replicas never share a stream. */
+uint64_t nn_rng_replica_seed(uint64_t seed, uint32_t k);
 
 #endif

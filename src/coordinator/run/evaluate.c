@@ -1,0 +1,43 @@
+/* evaluate.c: the evaluation loop (see evaluate.h). */
+#include "coordinator/run/evaluate.h"
+
+#include <string.h>
+
+#include "worker/agree.h"
+#include "worker/collective.h"
+
+nn_metrics_config nn_eval_metrics_config(const nn_dataset_info *di, int top_k) {
+  nn_metrics_config mc = {.num_classes = di->num_classes, .target_dim = di->target_dim,
+                          .scores = NN_METRICS_LOGITS};
+  if (di->num_classes > 0 && top_k > 1 && top_k < di->num_classes) {
+    mc.ntopk = 1;
+    mc.topk[0] = top_k;
+  }
+  return mc;
+}
+
+int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl,
+                int64_t step, nn_metrics_result *res, nn_error *err) {
+  memset(res, 0, sizeof *res);
+  nn_metrics_acc_reset(acc);
+  int rc = nn_loader_start(L, 0, 0, err);
+  const nn_batch *b;
+  nn_run_ctx ctx = {.training = 0, .seed = r->seed};
+  while (!rc) {
+    if ((rc = nn_loader_next(L, &b, err)) != 0 || !b) break;
+    if (b->n == 0) continue;
+    ctx.sample0 = b->sample0;
+    const float *out = nn_model_forward(&r->model, b->x, b->n, &ctx);
+    double l = nn_step_loss(&r->st, b, out);
+    if (b->labels)
+      rc = nn_metrics_add_classification(acc, out, b->labels, b->n, l, err);
+    else
+      rc = nn_metrics_add_regression(acc, out, b->targets, b->n, l, err);
+  }
+  /* Every rank reaches the reduction, or all return the first failure. */
+  int brc = nn_watched_barrier(ctl, step, err);
+  if (brc) return brc;
+  if ((rc = nn_agree(comm, rc, err)) != 0) return rc;
+  if ((rc = nn_allreduce_sum_f64(comm, acc->data, acc->len, err)) != 0) return rc;
+  return nn_metrics_finalize(acc, res, err);
+}

@@ -1,0 +1,169 @@
+/* replica.c: building, checking and restoring one replica (see replica.h). */
+#include "coordinator/run/replica.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/loss.h"
+#include "core/rng.h"
+#include "worker/collective.h"
+
+int nn_replica_input_shape(const nn_job *job, const nn_shape *sample, const char *where,
+                           nn_shape *in, nn_error *err) {
+  *in = *sample;
+  if (job->model.input_ndim <= 0) return 0;
+  nn_shape want = {.ndim = job->model.input_ndim};
+  for (int i = 0; i < want.ndim; i++) want.dim[i] = job->model.input_shape[i];
+  if (nn_shape_count(&want) != nn_shape_count(sample)) {
+    char a[64], b[64];
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                       "model.input_shape %s does not match the data's sample shape %s",
+                       nn_shape_str(&want, a, sizeof a), nn_shape_str(sample, b, sizeof b));
+  }
+  *in = want;
+  return 0;
+}
+
+int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset_info *di,
+                          const char *where, nn_error *err) {
+  size_t k = nn_shape_count(&m->out);
+  int loss = nn_loss_parse(job->train.loss);
+  if (loss < 0)
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);
+  if (di->num_classes > 0) {
+    if (k != (size_t)di->num_classes)
+      return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                         "the model has %zu outputs but the data has %d classes (set the last "
+                         "layer's units to %d)", k, di->num_classes, di->num_classes);
+    return 0; /* cross_entropy on logits, or mse against one-hot targets */
+  }
+  if (loss != NN_LOSS_MSE)
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                       "the data is regression (targets, no classes): train.loss = \"%s\" "
+                       "needs class labels; use train.loss = \"mse\"", job->train.loss);
+  if (k != (size_t)di->target_dim)
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                       "the model has %zu outputs but the data's targets have %d values", k,
+                       di->target_dim);
+  return 0;
+}
+
+void nn_replica_locate_error(const nn_job *job, nn_error *err) {
+  if (err->file[0]) return;
+  snprintf(err->file, sizeof err->file, "%.255s", job->source);
+  for (int i = 0; i < job->model.nlayers && !err->line; i++) {
+    char tag[80];
+    snprintf(tag, sizeof tag, "'%s'", job->model.layers[i].name);
+    if (strstr(err->msg, tag) || !strcmp(err->where, job->model.layers[i].name))
+      err->line = job->model.layer_line[i];
+  }
+}
+
+/* The optimizer, the gradient sync and the stepper of a training replica. */
+static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err) {
+  const nn_job *job = r->job;
+  int N = 1, rc = nn_optim_init(&r->optim, &job->optimizer, r->model.nparams, err);
+  r->have_optim = !rc;
+  if (!rc) rc = MPI_Comm_size(o->comm, &N) == MPI_SUCCESS ? 0 : nn_error_set(err, NN_EMPI,
+                                                                            "MPI_Comm_size failed");
+  if (!rc && N > 1) {
+    rc = nn_gradsync_create(&r->sync, o->comm, r->model.grads, r->model.nparams, 0, err);
+    if (!rc && o->timeout_s > 0) nn_gradsync_set_timeout(r->sync, o->timeout_s);
+  }
+  return rc;
+}
+
+int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *job,
+                     const nn_shape *in, const nn_replica_opts *o, nn_error *err) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->index = index;
+  r->job = job;
+  r->seed = nn_rng_replica_seed((uint64_t)job->train.seed, (uint32_t)index);
+  int rc = nn_model_build(&r->model, in, job->model.layers, job->model.nlayers, o->max_batch, err);
+  r->have_model = !rc;
+  if (rc) {
+    nn_replica_locate_error(job, err);
+    return rc;
+  }
+  nn_model_init_params(&r->model, r->seed);
+  if (o->train && (rc = build_training(r, o, err)) != 0) return rc;
+  int loss = nn_loss_parse(job->train.loss);
+  if (loss < 0)
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);
+  rc = nn_stepper_init(&r->st, &r->model, r->have_optim ? &r->optim : NULL, r->sync, loss, err);
+  r->have_stepper = !rc;
+  if (!rc) { /* after the all-reduce, the same on every rank (worker/step.h) */
+    r->st.clip_value = job->train.clip_value;
+    r->st.clip_norm = job->train.clip_norm;
+  }
+  return rc;
+}
+
+void nn_replica_free(nn_replica *r) {
+  if (r->have_stepper) nn_stepper_free(&r->st);
+  nn_gradsync_free(r->sync);
+  if (r->have_optim) nn_optim_free(&r->optim);
+  if (r->have_model) nn_model_free(&r->model);
+  memset(r, 0, sizeof *r);
+}
+
+int nn_replica_bcast(nn_replica *r, MPI_Comm comm, int training, nn_error *err) {
+  nn_model *m = &r->model;
+  int rc = nn_bcast_floats(comm, m->params, m->nparams, 0, err);
+  if (!rc) rc = nn_bcast_floats(comm, m->buffers, m->nbuffers, 0, err);
+  if (rc || !training || !r->have_optim) return rc;
+  rc = nn_bcast_floats(comm, r->optim.slots, (size_t)r->optim.nslots * r->optim.n, 0, err);
+  if (!rc) rc = nn_bcast_bytes(comm, &r->optim.t, sizeof r->optim.t, 0, err);
+  return rc;
+}
+
+int nn_replica_check_ckpt(const nn_replica *r, const nn_ckpt_snapshot *s, const char *path,
+                          int training, nn_error *err) {
+  const nn_model *m = &r->model;
+  const char *why = training ? "model shapes may not change on resume" : "the models differ";
+  char a[64], b[64];
+  if (s->ntensors != m->ntensors || s->nparams != m->nparams || s->nbuffers != m->nbuffers)
+    return nn_error_at(err, NN_ECKPT, path, 0, 0,
+                       "the checkpoint's model (%d tensors, %zu parameters) is not the job's "
+                       "(%d tensors, %zu parameters): %s",
+                       s->ntensors, s->nparams, m->ntensors, m->nparams, why);
+  for (int i = 0; i < m->ntensors; i++) {
+    const nn_tensor_ref *x = &s->tensors[i], *y = &m->tensors[i];
+    if (strcmp(x->layer, y->layer) || strcmp(x->name, y->name) ||
+        !nn_shape_equal(&x->shape, &y->shape) || x->is_buffer != y->is_buffer)
+      return nn_error_at(err, NN_ECKPT, path, 0, 0,
+                         "checkpoint tensor %s/%s %s does not match the job's %s/%s %s: %s",
+                         x->layer, x->name, nn_shape_str(&x->shape, a, sizeof a), y->layer,
+                         y->name, nn_shape_str(&y->shape, b, sizeof b), why);
+  }
+  if (training && (strcmp(s->optim_type, r->optim.cfg.type) || s->nslots != r->optim.nslots))
+    return nn_error_at(err, NN_ECKPT, path, 0, 0,
+                       "the checkpoint was trained with optimizer '%s', the job asks for '%s': "
+                       "the optimizer may not change on resume", s->optim_type,
+                       r->optim.cfg.type);
+  return 0;
+}
+
+void nn_replica_load_ckpt(nn_replica *r, const nn_ckpt_snapshot *s, int training) {
+  nn_model *m = &r->model;
+  memcpy(m->params, s->params, s->nparams * sizeof(float));
+  if (s->nbuffers) memcpy(m->buffers, s->buffers, s->nbuffers * sizeof(float));
+  if (!training || !r->have_optim) return;
+  if (s->nslots) memcpy(r->optim.slots, s->slots, (size_t)s->nslots * s->nparams * sizeof(float));
+  r->optim.t = s->state.optim_t;
+}
+
+void nn_replica_save_ckpt(const nn_replica *r, nn_ckpt_snapshot *s) {
+  const nn_model *m = &r->model;
+  memcpy(s->params, m->params, m->nparams * sizeof(float));
+  if (m->nbuffers) memcpy(s->buffers, m->buffers, m->nbuffers * sizeof(float));
+  if (r->have_optim) {
+    if (r->optim.nslots)
+      memcpy(s->slots, r->optim.slots, (size_t)r->optim.nslots * m->nparams * sizeof(float));
+    snprintf(s->optim_type, sizeof s->optim_type, "%s", r->optim.cfg.type);
+    for (int i = 0; i < r->optim.nslots && i < NN_CKPT_MAX_SLOTS; i++)
+      snprintf(s->slot_names[i], sizeof s->slot_names[i], "%s", nn_optim_slot_name(&r->optim, i));
+    s->state.optim_t = r->optim.t;
+  }
+}

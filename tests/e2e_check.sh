@@ -93,9 +93,11 @@ rm -f data/train-999.h5
 
 # --- the model does not fit the data: exit 3 ---------------------------------
 run classes 3 check mlp.toml --set model.layers.2.units=5
-has classes classes.err "outputs 5 values per sample but the training data has 10 classes"
-run shape 3 check mlp.toml --set 'model.input_shape=[784]'
-has shape shape.err "model.input_shape [784] does not match the training data's sample shape [1, 28, 28]"
+has classes classes.err "the model has 5 outputs but the data has 10 classes"
+# the trainer's rule (run/replica.h): input_shape may reshape the samples, not resize them
+run reshape 0 check mlp.toml --set 'model.input_shape=[784]'
+run shape 3 check mlp.toml --set 'model.input_shape=[783]'
+has shape shape.err "model.input_shape [783] does not match the data's sample shape [1, 28, 28]"
 
 # --- bad job files: exit 3, one line with file:line:col ------------------------
 printf '[data]\ntrain = "data/train-*.h5"\n[[model.layers]]\ntype = "dense"\nunits = 10\n[train]\nbacth_size = 3\n' >typo.toml

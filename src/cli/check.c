@@ -176,7 +176,8 @@ int nn_cmd_check(int argc, char **argv) {
   nn_shape in = {0};
   if (train.ok) {
     rc = nn_replica_input_shape(job, &train.info.sample, job->source, &in, &err);
-  } else {
+  } else { /* no data: model.input_shape alone (probe_data said so) */
+    rc = 0;
     in.ndim = job->model.input_ndim;
     for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
   }

@@ -336,68 +336,6 @@ int nn_metrics_finalize(const nn_metrics_acc *acc, nn_metrics_result *res, nn_er
 
 /* ---- output ------------------------------------------------------------- */
 
-/* Appends to a fixed buffer; remembers overflow instead of failing at once. */
-typedef struct json_buf {
-  char *p;       /* [n] destination */
-  size_t n, at;  /* capacity, characters written so far */
-  int full;      /* 1 once something did not fit */
-} json_buf;
-
-static void jb_field(json_buf *b, const char *prefix, const char *name, double v) {
-  if (b->full) return;
-  size_t room = b->n - b->at;
-  int w;
-  const char *sep = b->at ? ", " : "";
-  const char *us = prefix[0] ? "_" : "";
-  if (isfinite(v))
-    w = snprintf(b->p + b->at, room, "%s\"%s%s%s\": %.9g", sep, prefix, us, name, v);
-  else
-    w = snprintf(b->p + b->at, room, "%s\"%s%s%s\": null", sep, prefix, us, name);
-  if (w < 0 || (size_t)w >= room) {
-    b->full = 1;
-    return;
-  }
-  b->at += (size_t)w;
-}
-
-int nn_metrics_json(const nn_metrics_result *res, const char *prefix, char *buf, size_t n,
-                    size_t *len, nn_error *err) {
-  if (len) *len = 0;
-  if (!buf || n == 0) return nn_error_set(err, NN_EINVAL, "metrics: no output buffer");
-  buf[0] = '\0';
-  if (!prefix) prefix = "";
-  for (const char *c = prefix; *c; c++)
-    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-          *c == '_'))
-      return nn_error_set(err, NN_EINVAL,
-                          "metrics: prefix \"%s\" has '%c', expected letters, digits or '_'",
-                          prefix, *c);
-  json_buf b = {buf, n, 0, 0};
-  jb_field(&b, prefix, "loss", res->loss);
-  if (res->num_classes > 0) {
-    jb_field(&b, prefix, "accuracy", res->accuracy);
-    for (int t = 0; t < res->ntopk; t++) {
-      char name[32];
-      snprintf(name, sizeof name, "top%d_accuracy", res->topk[t]);
-      jb_field(&b, prefix, name, res->topk_accuracy[t]);
-    }
-    jb_field(&b, prefix, "macro_precision", res->macro_precision);
-    jb_field(&b, prefix, "macro_recall", res->macro_recall);
-    jb_field(&b, prefix, "macro_f1", res->macro_f1);
-    if (res->has_auc) jb_field(&b, prefix, "roc_auc", res->roc_auc);
-  } else {
-    jb_field(&b, prefix, "mse", res->mse);
-    jb_field(&b, prefix, "mae", res->mae);
-    jb_field(&b, prefix, "r2", res->r2);
-  }
-  if (b.full) {
-    buf[0] = '\0';
-    return nn_error_set(err, NN_EINVAL, "metrics: JSON fields do not fit in %zu bytes", n);
-  }
-  if (len) *len = b.at;
-  return 0;
-}
-
 /* "0.8125" or "nan"; figures set to 0 because undefined get a '*'. */
 static void put_fig(FILE *out, double v, int undefined) {
   if (isnan(v))

@@ -148,18 +148,6 @@ typedef struct nn_metrics_result {
 int nn_metrics_finalize(const nn_metrics_acc *acc, nn_metrics_result *res, nn_error *err);
 void nn_metrics_result_free(nn_metrics_result *res);
 
-/* Write the figures as the inside of a JSON object, for metrics.jsonl:
- *   "<p>_loss": .., "<p>_accuracy": .., "<p>_top5_accuracy": ..,
- *   "<p>_macro_precision": .., "<p>_macro_recall": .., "<p>_macro_f1": ..,
- *   "<p>_roc_auc": .. (binary)            classification
- *   "<p>_loss": .., "<p>_mse": .., "<p>_mae": .., "<p>_r2": ..   regression
- * where <p>_ is prefix followed by '_' ("val" -> "val_loss"; "" or NULL ->
- * "loss"). Numbers use %.9g; NaN and infinities are written as null. buf
- * gets a NUL-terminated string; *len (if not NULL) its length. NN_EINVAL
- * when the buffer is too small (buf is then "") or the prefix is not
- * [A-Za-z0-9_]*. */
-int nn_metrics_json(const nn_metrics_result *res, const char *prefix, char *buf, size_t n,
-                    size_t *len, nn_error *err);
 
 /* Human-readable report into out (opened by the caller): summary figures,
  * then for classification a per-class table (precision, recall, F1,

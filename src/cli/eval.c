@@ -138,8 +138,11 @@ static int init_mpi(int *argc, char ***argv, evalctx *E) {
     return NN_EXIT_COMM;
   }
   E->comm = MPI_COMM_WORLD;
-  MPI_Comm_rank(E->comm, &E->rank);
-  MPI_Comm_size(E->comm, &E->N);
+  MPI_Comm_set_errhandler(E->comm, MPI_ERRORS_RETURN);
+  if (MPI_Comm_rank(E->comm, &E->rank) != MPI_SUCCESS || MPI_Comm_size(E->comm, &E->N) != MPI_SUCCESS) {
+    fprintf(stderr, "nntrain: cannot query MPI_COMM_WORLD\n");
+    return NN_EXIT_COMM;
+  }
   E->job = calloc(1, sizeof *E->job);
   return E->job ? 0 : NN_EXIT_FAILURE;
 }
@@ -189,6 +192,39 @@ int nn_cmd_eval(int argc, char **argv) {
   teardown(&E);
   MPI_Finalize();
   return code;
+}
+
+/* Gather one global batch's rows (probabilities or outputs [n, k] of every
+ * rank, and labels) on rank 0 in data order and write them as CSV rows.
+ * counts and displs hold 2 * N ints. Collective; every MPI call checked. */
+static int gather_rows(evalctx *E, const nn_batch *b, const float *probs, float *all,
+                       int32_t *labs, int *counts, int *displs, int k, int cls, FILE *f,
+                       int64_t *index, nn_error *err) {
+  int n = b->n, N = E->N;
+  NN_MPI_RETURN(err, MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, E->comm));
+  if (E->rank == 0) {
+    for (int r = 0, o = 0; r < N; r++) {
+      displs[N + r] = o;
+      counts[N + r] = counts[r];
+      o += counts[r];
+      counts[r] *= k;
+      displs[r] = displs[N + r] * k;
+    }
+  }
+  NN_MPI_RETURN(err, MPI_Gatherv(probs, n * k, MPI_FLOAT, all, counts, displs, MPI_FLOAT, 0,
+                                 E->comm));
+  if (cls)
+    NN_MPI_RETURN(err, MPI_Gatherv(b->labels, n, MPI_INT32_T, labs, counts + N, displs + N,
+                                   MPI_INT32_T, 0, E->comm));
+  if (E->rank != 0) return 0;
+  for (int i = 0; i < b->global_n; i++, (*index)++) {
+    const float *p = all + (size_t)i * k;
+    fprintf(f, "%lld", (long long)*index);
+    if (cls) fprintf(f, ",%d,%d", labs[i], nn_argmax(p, k));
+    for (int j = 0; j < k; j++) fprintf(f, ",%.9g", p[j]);
+    fprintf(f, "\n");
+  }
+  return 0;
 }
 
 int nn_cmd_predict(int argc, char **argv) {
@@ -254,8 +290,9 @@ int nn_cmd_predict(int argc, char **argv) {
     rc = nn_loader_next(E.L, &b, &err);
     int more = !rc && b;
     int all_more = 0;
-    MPI_Allreduce(&more, &all_more, 1, MPI_INT, MPI_MIN, E.comm);
-    if (!all_more) break;
+    int mrc = MPI_Allreduce(&more, &all_more, 1, MPI_INT, MPI_MIN, E.comm);
+    if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Allreduce(more)", __FILE__, __LINE__, &err);
+    if (rc || !all_more) break;
     const float *out = NULL;
     if (b->n > 0) {
       ctx.sample0 = b->sample0;
@@ -263,29 +300,7 @@ int nn_cmd_predict(int argc, char **argv) {
       if (cls) nn_softmax_rows(out, probs, b->n, k);
       else memcpy(probs, out, sizeof(float) * (size_t)b->n * (size_t)k);
     }
-    int n = b->n;
-    MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, E.comm);
-    if (E.rank == 0) {
-      for (int r = 0, o = 0; r < E.N; r++) {
-        displs[E.N + r] = o;
-        counts[E.N + r] = counts[r];
-        o += counts[r];
-        counts[r] *= k;
-        displs[r] = displs[E.N + r] * k;
-      }
-    }
-    MPI_Gatherv(probs, n * k, MPI_FLOAT, all, counts, displs, MPI_FLOAT, 0, E.comm);
-    if (cls) MPI_Gatherv(b->labels, n, MPI_INT32_T, labs, counts + E.N, displs + E.N,
-                         MPI_INT32_T, 0, E.comm);
-    if (E.rank == 0) {
-      for (int i = 0; i < b->global_n; i++, index++) {
-        const float *p = all + (size_t)i * k;
-        fprintf(f, "%lld", (long long)index);
-        if (cls) fprintf(f, ",%d,%d", labs[i], nn_argmax(p, k));
-        for (int j = 0; j < k; j++) fprintf(f, ",%.9g", p[j]);
-        fprintf(f, "\n");
-      }
-    }
+    rc = gather_rows(&E, b, probs, all, labs, counts, displs, k, cls, f, &index, &err);
   }
   rc = nn_agree(E.comm, rc, &err);
   if (E.rank == 0 && f) {

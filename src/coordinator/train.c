@@ -99,7 +99,7 @@ int nn_train_blas_threads(const nn_job *job, MPI_Comm comm) {
   MPI_Comm node;
   int local = 1;
   if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-    MPI_Comm_size(node, &local);
+    if (MPI_Comm_size(node, &local) != MPI_SUCCESS) local = 1; /* a guess for BLAS only */
     MPI_Comm_free(&node);
   }
   nn_alloc a; /* a malformed variable keeps its "unknown" value; the CLI warns */
@@ -793,8 +793,12 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   R->opts = opts;
   R->res = res;
   R->comm = comm;
-  MPI_Comm_rank(comm, &R->rank);
-  MPI_Comm_size(comm, &R->N);
+  int mrc = MPI_Comm_rank(comm, &R->rank);
+  if (mrc == MPI_SUCCESS) mrc = MPI_Comm_size(comm, &R->N);
+  if (mrc != MPI_SUCCESS) {
+    free(R);
+    return nn_mpi_fail(mrc, "MPI_Comm_rank/size", __FILE__, __LINE__, err);
+  }
   R->lead = R->rank == 0;
   snprintf(R->dir, sizeof R->dir, "%s", opts->run_dir ? opts->run_dir : job->run.dir);
   R->t_start = now_s();

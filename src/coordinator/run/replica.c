@@ -64,8 +64,8 @@ static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err
   const nn_job *job = r->job;
   int N = 1, rc = nn_optim_init(&r->optim, &job->optimizer, r->model.nparams, err);
   r->have_optim = !rc;
-  if (!rc) rc = MPI_Comm_size(o->comm, &N) == MPI_SUCCESS ? 0 : nn_error_set(err, NN_EMPI,
-                                                                            "MPI_Comm_size failed");
+  int mrc = rc ? MPI_SUCCESS : MPI_Comm_size(o->comm, &N);
+  if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Comm_size", __FILE__, __LINE__, err);
   if (!rc && N > 1) {
     rc = nn_gradsync_create(&r->sync, o->comm, r->model.grads, r->model.nparams, 0, err);
     if (!rc && o->timeout_s > 0) nn_gradsync_set_timeout(r->sync, o->timeout_s);

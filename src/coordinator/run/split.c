@@ -7,6 +7,7 @@
 
 #include "core/rng.h"
 #include "worker/agree.h"
+#include "worker/collective.h"
 
 int nn_split_carve(int64_t n, uint64_t seed, uint32_t which, int64_t lo, int64_t hi,
                    int64_t **train, int64_t *ntrain, int64_t **val, int64_t *nval,
@@ -129,7 +130,7 @@ int nn_run_data_open(nn_run_data *d, const nn_job *job, const nn_split_opts *so,
                      nn_error *err) {
   memset(d, 0, sizeof *d);
   int N = 1;
-  MPI_Comm_size(comm, &N);
+  NN_MPI_RETURN(err, MPI_Comm_size(comm, &N));
   return nn_agree(comm, open_all(d, job, so, N, err), err);
 }
 

@@ -156,19 +156,9 @@ static int in_choices(const char *s, const char *choices) {
   return 0;
 }
 
-int nn_schedule_check(const nn_schedule_cfg *c, nn_error *err) {
-  char buf[64]; /* > the largest char field of nn_schedule_cfg */
-  /* strings, in table order */
-  for (const nn_key *k = nn_schedule_keys; k->name; k++) {
-    if (k->type != NN_KEY_ENUM) continue;
-    const char *s = field_str((const char *)c + k->offset, k->size, buf);
-    if (strlen(s) >= k->size || !in_choices(s, k->choices))
-      return bad(err, k->name, " = \"%s\": expected one of %s", s, k->choices);
-  }
-  nn_schedule_kind kind = (nn_schedule_kind)nn_schedule_parse_kind(c->type);
-
-  /* every value in its key's range, whatever the type; the negated forms
-   * also reject NaN */
+/* Warmup, step and multistep keys; every value in its key's range, whatever
+ * the type (the negated forms also reject NaN). */
+static int check_decay_keys(const nn_schedule_cfg *c, nn_schedule_kind kind, nn_error *err) {
   if (c->warmup_steps < 0 || c->warmup_steps > (int64_t)1 << 53)
     return bad(err, "warmup_steps", " = %lld: expected an integer in [0, 2^53]",
                (long long)c->warmup_steps);
@@ -206,6 +196,11 @@ int nn_schedule_check(const nn_schedule_cfg *c, nn_error *err) {
   if (kind == NN_SCHED_MULTISTEP && c->nmilestones == 0)
     return bad(err, "milestones",
                ": type \"multistep\" needs at least one milestone, e.g. [30, 60]");
+  return 0;
+}
+
+/* Warm restarts and one-cycle keys. */
+static int check_cycle_keys(const nn_schedule_cfg *c, nn_schedule_kind kind, nn_error *err) {
   if (c->restart_epochs < 0 || c->restart_epochs > 1000000)
     return bad(err, "restart_epochs", " = %d: expected an integer in [0, 1000000]",
                c->restart_epochs);
@@ -226,6 +221,11 @@ int nn_schedule_check(const nn_schedule_cfg *c, nn_error *err) {
                c->final_div_factor);
   if (c->three_phase != 0 && c->three_phase != 1)
     return bad(err, "three_phase", " = %d: expected true or false", c->three_phase);
+  return 0;
+}
+
+/* Reduce-on-plateau keys. */
+static int check_plateau_keys(const nn_schedule_cfg *c, nn_schedule_kind kind, nn_error *err) {
   if (!(c->factor > 0 && c->factor < 1))
     return bad(err, "factor", " = %g: expected a number in (0, 1)", c->factor);
   if (c->patience < 0 || c->patience > 1000000)
@@ -240,6 +240,23 @@ int nn_schedule_check(const nn_schedule_cfg *c, nn_error *err) {
   if (c->cooldown < 0 || c->cooldown > 1000000)
     return bad(err, "cooldown", " = %d: expected an integer in [0, 1000000]", c->cooldown);
   return 0;
+}
+
+int nn_schedule_check(const nn_schedule_cfg *c, nn_error *err) {
+  char buf[64]; /* > the largest char field of nn_schedule_cfg */
+  /* strings, in table order */
+  for (const nn_key *k = nn_schedule_keys; k->name; k++) {
+    if (k->type != NN_KEY_ENUM) continue;
+    const char *s = field_str((const char *)c + k->offset, k->size, buf);
+    if (strlen(s) >= k->size || !in_choices(s, k->choices))
+      return bad(err, k->name, " = \"%s\": expected one of %s", s, k->choices);
+  }
+  nn_schedule_kind kind = (nn_schedule_kind)nn_schedule_parse_kind(c->type);
+
+  int rc = check_decay_keys(c, kind, err);
+  if (!rc) rc = check_cycle_keys(c, kind, err);
+  if (!rc) rc = check_plateau_keys(c, kind, err);
+  return rc;
 }
 
 /* Steps of linear warmup for a run with spe steps per epoch. */

@@ -99,6 +99,10 @@ run reshape 0 check mlp.toml --set 'model.input_shape=[784]'
 run shape 3 check mlp.toml --set 'model.input_shape=[783]'
 has shape shape.err "model.input_shape [783] does not match the data's sample shape [1, 28, 28]"
 
+# the task kind comes from the task table
+run task 3 check mlp.toml --set train.task=bogus
+has task task.err 'train.task = "bogus": expected one of "supervised", "test_twin"'
+
 # --- bad job files: exit 3, one line with file:line:col ------------------------
 printf '[data]\ntrain = "data/train-*.h5"\n[[model.layers]]\ntype = "dense"\nunits = 10\n[train]\nbacth_size = 3\n' >typo.toml
 run typo 3 check typo.toml

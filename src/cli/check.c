@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "coordinator/job.h"
 #include "coordinator/run/replica.h"
+#include "coordinator/run/task.h"
 #include "core/model.h"
 #include "worker/dataset.h"
 
@@ -136,6 +137,11 @@ int nn_cmd_check(int argc, char **argv) {
     nn_cli_fail(&err);
     /* an unreadable job file is a bad job, not bad data */
     code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
+    goto done;
+  }
+  const nn_task_ops *task;
+  if ((rc = nn_task_for_job(job, &task, &err)) != 0) {
+    code = nn_cli_fail(&err);
     goto done;
   }
   printf("job    %s (%s): valid\n", job->name, job->source);

@@ -165,11 +165,11 @@ static const nn_key train_keys[] = {
    .size = sizeof(double), .min = 0, .max = 1e30, .def = "0",
    .help = "Scale the summed gradient (all parameters as one vector) so its L2 norm is at "
            "most clip_norm, as torch.nn.utils.clip_grad_norm_; after clip_value; 0: off."},
-  {.name = "task", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, task),
-   .size = SZ(nn_job_train, task), .def = "\"supervised\"", .choices = "supervised|test_twin",
-   .help = "Kind of training (src/coordinator/run/task.h): supervised, one model learning "
-           "the data's labels or targets. test_twin is for the test suite only (two "
-           "replicas of the model trained in alternation)."},
+  {.name = "task", .type = NN_KEY_STRING, .offset = offsetof(nn_job_train, task),
+   .size = SZ(nn_job_train, task), .def = "\"supervised\"",
+   .help = "Kind of training, a row of the task table (src/coordinator/run/task.c; "
+           "docs/tasks.md): \"supervised\", one model learning the data's labels or "
+           "targets. \"test_twin\" is for the test suite only."},
   {0},
 };
 

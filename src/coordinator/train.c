@@ -319,13 +319,10 @@ static int open_outputs(run *R, nn_error *err) {
 static int setup(run *R, nn_error *err) {
   const nn_job *job = R->job;
   openblas_set_num_threads(nn_train_blas_threads(job, R->comm));
-  R->task = nn_task_find(job->train.task);
-  if (!R->task)
-    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown train.task '%s'",
-                       job->train.task);
+  int rc = nn_task_for_job(job, &R->task, err);
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
-  int rc = nn_run_data_open(&R->data, job, &so, R->comm, err);
-  if (rc) return rc;
+  if ((rc = nn_run_data_open(&R->data, job, &so, R->comm, err)) != 0) return rc;
   rc = nn_run_data_loaders(&R->data, job, R->rank, R->N, err);
   if (!rc) rc = build_replicas(R, err);
   if (!rc) rc = check_schedule(R, err);

@@ -1,6 +1,7 @@
 /* task.c: the table of task kinds (see task.h). */
 #include "coordinator/run/task.h"
 
+#include <stdio.h>
 #include <string.h>
 
 extern const nn_task_ops nn_task_supervised;
@@ -19,3 +20,13 @@ const nn_task_ops *nn_task_find(const char *name) {
 }
 
 const nn_task_ops *const *nn_task_kinds(void) { return kinds; }
+
+int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err) {
+  *ops = nn_task_find(job->train.task);
+  if (*ops) return 0;
+  char list[256] = "";
+  for (int i = 0, k = 0; kinds[i] && k < (int)sizeof list; i++)
+    k += snprintf(list + k, sizeof list - (size_t)k, "%s\"%s\"", i ? ", " : "", kinds[i]->name);
+  return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
+                     "train.task = \"%s\": expected one of %s", job->train.task, list);
+}

@@ -6,11 +6,12 @@
  * decides the same way whatever the kind: it knows no kind by name.
  *
  * Adding a kind: one file in run/tasks/ defining an nn_task_ops, and one row
- * in the table of task.c. The job chooses it with train.task (the choices
- * come from the table). */
+ * in the table of task.c. The job chooses it with train.task, checked
+ * against the table (nn_task_for_job), so nothing else lists the kinds. */
 #ifndef NN_COORDINATOR_RUN_TASK_H
 #define NN_COORDINATOR_RUN_TASK_H
 
+#include "coordinator/job.h"
 #include "coordinator/run/replica.h"
 #include "worker/loader.h"
 #include "worker/step.h"
@@ -34,6 +35,9 @@ typedef struct nn_task_ops {
 
 /* The kind called name, or NULL. */
 const nn_task_ops *nn_task_find(const char *name);
+/* The kind the job's train.task names; NN_ESCHEMA naming the job file and
+ * listing the kinds when there is none. */
+int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err);
 /* NULL-terminated list of every kind, for choices and docs. */
 const nn_task_ops *const *nn_task_kinds(void);
 

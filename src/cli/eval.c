@@ -83,16 +83,21 @@ static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_e
     E->have_model = !rc;
   }
   if (!rc && E->rank == 0) {
-    int ok = s.nparams == E->model.nparams && s.nbuffers == E->model.nbuffers;
+    int ri = nn_ckpt_find_replica(&s, "model");
+    const nn_ckpt_replica *rp = ri >= 0 ? &s.rep[ri] : NULL;
+    int ok = rp && rp->nparams == E->model.nparams && rp->nbuffers == E->model.nbuffers &&
+             rp->ntensors == E->model.ntensors;
     for (int i = 0; ok && i < E->model.ntensors; i++)
-      ok = nn_shape_equal(&s.tensors[i].shape, &E->model.tensors[i].shape);
-    if (!ok)
+      ok = nn_shape_equal(&rp->tensors[i].shape, &E->model.tensors[i].shape);
+    if (!rp)
+      rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "no replica called 'model' in the checkpoint");
+    else if (!ok)
       rc = nn_error_at(err, NN_ESHAPE, data, 0, 0,
                        "the data's samples do not fit the checkpoint's model (%zu parameters "
-                       "stored, %zu for these samples)", s.nparams, E->model.nparams);
+                       "stored, %zu for these samples)", rp->nparams, E->model.nparams);
     else {
-      memcpy(E->model.params, s.params, s.nparams * sizeof(float));
-      if (s.nbuffers) memcpy(E->model.buffers, s.buffers, s.nbuffers * sizeof(float));
+      memcpy(E->model.params, rp->params, rp->nparams * sizeof(float));
+      if (rp->nbuffers) memcpy(E->model.buffers, rp->buffers, rp->nbuffers * sizeof(float));
     }
   }
   if (!rc) {

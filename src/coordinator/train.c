@@ -277,16 +277,17 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   if (!R->lead || !R->ckw) return 0;
   double t0 = now_s();
   nn_ckpt_snapshot *s = nn_ckpt_writer_slot(R->ckw);
-  memcpy(s->params, R->model.params, R->model.nparams * sizeof(float));
-  if (R->model.nbuffers) memcpy(s->buffers, R->model.buffers, R->model.nbuffers * sizeof(float));
+  nn_ckpt_replica *rp = &s->rep[0]; /* the one replica, "model" */
+  memcpy(rp->params, R->model.params, R->model.nparams * sizeof(float));
+  if (R->model.nbuffers) memcpy(rp->buffers, R->model.buffers, R->model.nbuffers * sizeof(float));
   if (R->optim.nslots)
-    memcpy(s->slots, R->optim.slots, (size_t)R->optim.nslots * R->model.nparams * sizeof(float));
-  snprintf(s->optim_type, sizeof s->optim_type, "%s", R->optim.cfg.type);
+    memcpy(rp->slots, R->optim.slots, (size_t)R->optim.nslots * R->model.nparams * sizeof(float));
+  snprintf(rp->optim_type, sizeof rp->optim_type, "%s", R->optim.cfg.type);
   for (int i = 0; i < R->optim.nslots && i < NN_CKPT_MAX_SLOTS; i++)
-    snprintf(s->slot_names[i], sizeof s->slot_names[i], "%s", nn_optim_slot_name(&R->optim, i));
+    snprintf(rp->slot_names[i], sizeof rp->slot_names[i], "%s", nn_optim_slot_name(&R->optim, i));
+  rp->optim_t = R->optim.t;
   s->state = R->state;
   s->state.elapsed_s += running_s; /* the epoch in progress */
-  s->state.optim_t = R->optim.t;
   s->state.plateau_scale = R->plateau.scale;
   s->state.plateau_best = R->plateau.best;
   s->state.plateau_bad = R->plateau.bad_epochs;
@@ -305,10 +306,16 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
 
 /* The checkpoint must describe the job's model: same tensors, same shapes,
  * same optimizer; batch size and seed fix the data order and may not change. */
-static int check_resume(const run *R, const nn_ckpt_snapshot *s, const char *path,
+static int check_resume(const run *R, const nn_ckpt_snapshot *snap, const char *path,
                         nn_error *err) {
   const nn_model *m = &R->model;
   char a[64], b[64];
+  int ri = nn_ckpt_find_replica(snap, "model");
+  if (ri < 0 || snap->nreplicas != 1)
+    return nn_error_at(err, NN_ECKPT, path, 0, 0, "the checkpoint holds %d replicas%s, the job "
+                       "trains one called 'model'", snap->nreplicas,
+                       ri < 0 ? " and none called 'model'" : "");
+  const nn_ckpt_replica *s = &snap->rep[ri];
   if (s->ntensors != m->ntensors || s->nparams != m->nparams || s->nbuffers != m->nbuffers)
     return nn_error_at(err, NN_ECKPT, path, 0, 0,
                        "the checkpoint's model (%d tensors, %zu parameters) is not the job's "
@@ -324,13 +331,14 @@ static int check_resume(const run *R, const nn_ckpt_snapshot *s, const char *pat
                          nn_shape_str(&x->shape, a, sizeof a), y->layer, y->name,
                          nn_shape_str(&y->shape, b, sizeof b));
   }
-  if (strcmp(s->optim_type, R->optim.cfg.type) || s->nslots != R->optim.nslots)
+  if (strcmp(s->optim_type, R->optim.cfg.type) || s->nslots != R->optim.nslots ||
+      s->ntrainable != m->nparams)
     return nn_error_at(err, NN_ECKPT, path, 0, 0,
                        "the checkpoint was trained with optimizer '%s', the job asks for '%s': "
                        "the optimizer may not change on resume", s->optim_type, R->optim.cfg.type);
   nn_job *old = calloc(1, sizeof *old);
   if (!old) return nn_error_set(err, NN_ENOMEM, "out of memory");
-  int rc = nn_job_unpack(old, s->spec, s->spec_len, err);
+  int rc = nn_job_unpack(old, snap->spec, snap->spec_len, err);
   if (!rc && old->train.batch_size != R->job->train.batch_size)
     rc = nn_error_at(err, NN_ECKPT, path, 0, 0,
                      "train.batch_size was %d in the checkpointed run and is %d now: the "
@@ -386,7 +394,7 @@ static int resume(run *R, nn_error *err) {
         rc = nn_error_at(err, NN_ENOTFOUND, R->dir, 0, 0,
                          "no checkpoint to resume from (looked in %s/checkpoints)", R->dir);
       }
-      found = !rc && s.params;
+      found = !rc && s.nreplicas > 0;
     }
     if (found) rc = check_resume(R, &s, path, err);
     if (rc) rc = rc == NN_ENOTFOUND || rc == NN_ENOMEM ? rc : NN_ECKPT;
@@ -396,10 +404,13 @@ static int resume(run *R, nn_error *err) {
   if (rc || !found) goto done;
   /* Everything that makes the continuation exact. */
   if (R->lead) {
-    memcpy(R->model.params, s.params, s.nparams * sizeof(float));
-    if (s.nbuffers) memcpy(R->model.buffers, s.buffers, s.nbuffers * sizeof(float));
-    if (s.nslots) memcpy(R->optim.slots, s.slots, (size_t)s.nslots * s.nparams * sizeof(float));
+    const nn_ckpt_replica *rp = &s.rep[0]; /* check_resume: the one replica, "model" */
+    memcpy(R->model.params, rp->params, rp->nparams * sizeof(float));
+    if (rp->nbuffers) memcpy(R->model.buffers, rp->buffers, rp->nbuffers * sizeof(float));
+    if (rp->nslots)
+      memcpy(R->optim.slots, rp->slots, (size_t)rp->nslots * rp->ntrainable * sizeof(float));
     R->state = s.state;
+    R->state.optim_t = rp->optim_t; /* v2 keeps it per replica */
   }
   MPI_Bcast(&R->state, (int)sizeof R->state, MPI_BYTE, 0, R->comm);
   size_t chunk = (size_t)1 << 28; /* floats per broadcast: under INT_MAX */
@@ -445,8 +456,9 @@ static int load_params_from(run *R, const char *path, nn_error *err) {
     rc = nn_ckpt_read(path, &s, err);
     if (!rc) rc = check_resume(R, &s, path, err);
     if (!rc) {
-      memcpy(R->model.params, s.params, s.nparams * sizeof(float));
-      if (s.nbuffers) memcpy(R->model.buffers, s.buffers, s.nbuffers * sizeof(float));
+      const nn_ckpt_replica *rp = &s.rep[0];
+      memcpy(R->model.params, rp->params, rp->nparams * sizeof(float));
+      if (rp->nbuffers) memcpy(R->model.buffers, rp->buffers, rp->nbuffers * sizeof(float));
     }
   }
   nn_ckpt_snapshot_free(&s);
@@ -694,7 +706,12 @@ static int build(run *R, nn_error *err) {
   if (!rc && R->lead) rc = nn_job_pack(job, &R->spec, &R->spec_len, err);
   if (!rc && R->lead) {
     rc = nn_ckpt_writer_start(&R->ckw, R->dir, job->checkpoint.keep, err);
-    if (!rc) rc = nn_ckpt_writer_init_snapshots(R->ckw, &R->model, R->optim.nslots, err);
+    if (!rc) {
+      const char *names[1] = {"model"};
+      const nn_model *models[1] = {&R->model};
+      int nslots[1] = {R->optim.nslots};
+      rc = nn_ckpt_writer_init_snapshots(R->ckw, 1, names, models, nslots, err);
+    }
   }
   return nn_agree(R->comm, rc, err);
 }

@@ -232,7 +232,8 @@ CKF static int rep_same(const nn_ckpt_replica *a, const nn_ckpt_replica *b) {
     DIFF("sizes");
   for (int i = 0; i < a->ntensors; i++) {
     const nn_tensor_ref *x = &a->tensors[i], *y = &b->tensors[i];
-    if (strcmp(x->layer, y->layer) || strcmp(x->name, y->name) || !nn_shape_equal(&x->shape, &y->shape) ||
+    if (strcmp(x->layer, y->layer) || strcmp(x->name, y->name) || !nn_shape_equal(&x->shape,
+                                                                                  &y->shape) ||
         x->offset != y->offset || x->count != y->count || x->is_buffer != y->is_buffer)
       DIFF("tensor table");
   }
@@ -258,7 +259,8 @@ CKF static int snap_same(const nn_ckpt_snapshot *a, const nn_ckpt_snapshot *b) {
     if (!rep_same(&a->rep[i], &b->rep[i])) return 0;
   const char *what = memcmp(&a->state, &b->state, sizeof a->state) ? "state"
                      : a->spec_len != b->spec_len || memcmp(a->spec, b->spec, a->spec_len) ? "spec"
-                     : a->metrics_len != b->metrics_len || strcmp(a->metrics, b->metrics) ? "metrics"
+                     : a->metrics_len != b->metrics_len || strcmp(a->metrics,
+                                                                  b->metrics) ? "metrics"
                      : NULL;
   if (what) fprintf(stderr, "snapshots differ: %s\n", what);
   return what == NULL;

@@ -576,7 +576,8 @@ static int set_names_attr(const char *path, const char *obj, const char *name,
   hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
   if (f < 0) return -1;
   hsize_t ns = (hsize_t)n;
-  hid_t o = H5Oopen(f, obj, H5P_DEFAULT), t = H5Tcopy(H5T_C_S1), sp = H5Screate_simple(1, &ns, NULL);
+  hid_t o = H5Oopen(f, obj, H5P_DEFAULT), t = H5Tcopy(H5T_C_S1), sp = H5Screate_simple(1, &ns,
+                                                                                       NULL);
   int ok = o >= 0 && H5Adelete(o, name) >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 &&
            H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
   hid_t a = ok ? H5Acreate2(o, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;

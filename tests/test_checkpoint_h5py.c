@@ -97,7 +97,8 @@ static void test_h5py_layout(void) {
   fputs(k_py, f);
   fclose(f);
   /* dense0.weight [5, 6] row-major: element [1, 2] is at 1 * 6 + 2 */
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' %.9g", py, p, (double)s.rep[0].params[1 * 6 + 2]);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' %.9g", py, p,
+           (double)s.rep[0].params[1 * 6 + 2]);
   int rc = system(cmd);
   nn_ckpt_snapshot_free(&s);
   fixture_free(&fx);

@@ -259,7 +259,8 @@ static json_t *ckpt_json(const nn_ckpt_snapshot *s) {
     for (int k = 0; k < r->ntensors; k++) {
       const nn_tensor_ref *t = &r->tensors[k];
       json_t *jt = json_object(), *shape = json_array();
-      for (int d = 0; d < t->shape.ndim; d++) json_array_append_new(shape, json_integer(t->shape.dim[d]));
+      for (int d = 0; d < t->shape.ndim; d++)
+        json_array_append_new(shape, json_integer(t->shape.dim[d]));
       json_object_set_new(jt, "layer", json_string(t->layer));
       json_object_set_new(jt, "name", json_string(t->name));
       json_object_set_new(jt, "kind", json_string(t->is_buffer ? "buffer" : "param"));

@@ -15,8 +15,6 @@
 
 #define RFAIL NN__CKPT_RFAIL
 
-static const char *tensor_group(const nn_tensor_ref *t) { return t->is_buffer ? "buffers" : "params"; }
-
 /* Group `prefix` (e.g. "replicas/m/params", "optimizer/exp_avg") holds
  * exactly the tensors of rep's table with is_buffer == buffers (slots: only
  * the trained ones): one group per layer, no more, no fewer. */
@@ -168,7 +166,8 @@ static int read_tensors(nn__ckpt_r *r, nn_ckpt_replica *rep, const char *pre) {
   if (!rc) rc = check_counts(r, rep, path, 1, 0);
   for (int i = 0; i < rep->ntensors && !rc; i++) {
     const nn_tensor_ref *t = &rep->tensors[i];
-    nn__ckpt_pathf(path, sizeof path, "%s%s/%s/%s", pre, tensor_group(t), t->layer, t->name);
+    nn__ckpt_pathf(path, sizeof path, "%s%s/%s/%s", pre, nn__ckpt_tensor_group(t), t->layer,
+                   t->name);
     rc = nn__ckpt_r_floats(r, path, &t->shape, (t->is_buffer ? rep->buffers : rep->params) +
                                                    t->offset);
   }
@@ -234,7 +233,8 @@ static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
   hid_t g = H5Lexists(r->f, gp, H5P_DEFAULT) > 0 ? H5Gopen2(r->f, gp, H5P_DEFAULT) : -1;
   if (g < 0) return RFAIL(r, gp, "missing replica group (root attribute 'replicas' lists it)");
   int rc = nn__ckpt_r_attr_names(r, g, gp, "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0], &nslots);
-  if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "ntrainable", H5T_INTEGER, 8, H5T_NATIVE_UINT64, &ntr);
+  if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "ntrainable", H5T_INTEGER, 8, H5T_NATIVE_UINT64,
+                                    &ntr);
   if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "optim_t", H5T_INTEGER, 8, H5T_NATIVE_UINT64,
                                     &optim_t);
   nn__ckpt_pathf(path, sizeof path, "%s/tensors", gp);

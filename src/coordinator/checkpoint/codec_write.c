@@ -24,8 +24,6 @@ static void hash_item(uint64_t *h, const char *name, const void *data, size_t n)
   if (n) *h = nn_fnv1a64(*h, data, n);
 }
 
-static const char *tensor_group(const nn_tensor_ref *t) { return t->is_buffer ? "buffers" : "params"; }
-
 /* Replica r's items; names start with pre ("" in v1, "replicas/<name>/" in
  * v2). v1 names the optimizer items "optimizer/type", "optimizer/t",
  * "optimizer/slot" and takes t from /state; v2 names them optim_type,
@@ -37,9 +35,11 @@ static void hash_replica(uint64_t *h, const nn_ckpt_replica *r, const char *pre,
     const nn_tensor_ref *t = &r->tensors[i];
     int64_t dims[NN_MAX_DIMS];
     for (int d = 0; d < t->shape.ndim; d++) dims[d] = t->shape.dim[d];
-    nn__ckpt_pathf(name, sizeof name, "%s%s/%s/%s:shape", pre, tensor_group(t), t->layer, t->name);
+    nn__ckpt_pathf(name, sizeof name, "%s%s/%s/%s:shape", pre, nn__ckpt_tensor_group(t), t->layer,
+                   t->name);
     hash_item(h, name, dims, 8 * (size_t)t->shape.ndim);
-    nn__ckpt_pathf(name, sizeof name, "%s%s/%s/%s", pre, tensor_group(t), t->layer, t->name);
+    nn__ckpt_pathf(name, sizeof name, "%s%s/%s/%s", pre, nn__ckpt_tensor_group(t), t->layer,
+                   t->name);
     const float *base = t->is_buffer ? r->buffers : r->params;
     hash_item(h, name, base + t->offset, 4 * t->count);
   }
@@ -227,16 +227,18 @@ static int write_replica(nn__ckpt_w *w, const nn_ckpt_replica *r, int first) {
   if (!rc) rc = write_table(w, r, dpath);
   for (int i = 0; i < r->ntensors && !rc; i++) {
     const nn_tensor_ref *t = &r->tensors[i];
-    nn__ckpt_pathf(dpath, sizeof dpath, "%s/%s/%s/%s", g_path, tensor_group(t), t->layer, t->name);
-    rc = nn__ckpt_w_floats(w, dpath, &t->shape, (t->is_buffer ? r->buffers : r->params) + t->offset);
+    nn__ckpt_pathf(dpath, sizeof dpath, "%s/%s/%s/%s", g_path, nn__ckpt_tensor_group(t), t->layer,
+                   t->name);
+    rc = nn__ckpt_w_floats(w, dpath, &t->shape,
+                           (t->is_buffer ? r->buffers : r->params) + t->offset);
   }
   if (!rc && first) nn__ckpt_kill_at("data");
   for (int k = 0; k < r->nslots && !rc; k++)
     for (int i = 0; i < r->ntensors && !rc; i++) {
       const nn_tensor_ref *t = &r->tensors[i];
       if (t->is_buffer || t->offset >= r->ntrainable) continue;
-      nn__ckpt_pathf(dpath, sizeof dpath, "%s/optimizer/%s/%s/%s", g_path, r->slot_names[k], t->layer,
-               t->name);
+      nn__ckpt_pathf(dpath, sizeof dpath, "%s/optimizer/%s/%s/%s", g_path, r->slot_names[k],
+                     t->layer, t->name);
       rc = nn__ckpt_w_floats(w, dpath, &t->shape, r->slots + (size_t)k * r->ntrainable + t->offset);
     }
   return rc;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "worker/h5err.h"
 
 int nn__ckpt_pathf(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;
@@ -27,37 +28,6 @@ hid_t nn__ckpt_ftype_h5(nn_ckpt_ftype t) {
   case NN_CKPT_U64: return H5T_NATIVE_UINT64;
   default: return H5T_NATIVE_DOUBLE;
   }
-}
-
-typedef struct h5_msg {
-  char text[200];
-} h5_msg;
-
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-  h5_msg *m = data;
-  if (n == 0 && e->desc && e->desc[0]) snprintf(m->text, sizeof m->text, "%s", e->desc);
-  return 0;
-}
-
-/* Record a failure about `file` and `what` (dataset/attribute, may be NULL),
- * with HDF5's innermost message appended when there is one. */
-int nn__ckpt_fail(nn_error *err, int code, const char *file, const char *what,
-                     const char *fmt, ...) {
-  h5_msg m = {{0}};
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &m);
-  H5Eclear2(H5E_DEFAULT);
-  char msg[400];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (m.text[0])
-    nn_error_at(err, code, file, 0, 0, "%s%s%s (HDF5: %s)", what ? what : "", what ? ": " : "",
-                msg, m.text);
-  else
-    nn_error_at(err, code, file, 0, 0, "%s%s%s", what ? what : "", what ? ": " : "", msg);
-  if (err && what) snprintf(err->where, sizeof err->where, "%s", what);
-  return code;
 }
 
 /* A name usable as one HDF5 path component: non-empty, no '/', not "." or "..". */
@@ -174,11 +144,13 @@ int nn__ckpt_r_attr_num(nn__ckpt_r *r, hid_t loc, const char *locname, const cha
   sp = H5Aget_space(a);
   if (t < 0 || sp < 0 || H5Tget_class(t) != cls || H5Tget_size(t) != size ||
       H5Sget_simple_extent_npoints(sp) != 1) {
-    rc = NN__CKPT_RFAIL(r, name, "attribute of %s has the wrong type or size, expected one %zu-byte %s",
+    rc = NN__CKPT_RFAIL(r, name,
+                        "attribute of %s has the wrong type or size, expected one %zu-byte %s",
                 locname, size, cls == H5T_FLOAT ? "float" : "integer");
     goto cleanup;
   }
-  if (H5Aread(a, mtype, v) < 0) rc = NN__CKPT_RFAIL(r, name, "cannot read the attribute of %s", locname);
+  if (H5Aread(a, mtype, v) < 0)
+    rc = NN__CKPT_RFAIL(r, name, "cannot read the attribute of %s", locname);
 cleanup:
   if (sp >= 0) H5Sclose(sp);
   if (t >= 0) H5Tclose(t);

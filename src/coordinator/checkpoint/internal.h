@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "coordinator/checkpoint.h"
+#include "worker/h5err.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the checkpoint checksum hashes little-endian bytes straight from memory"
@@ -32,8 +33,7 @@
 
 /* Record a failure about `file` and `what` (dataset/attribute, may be NULL),
  * with HDF5's innermost message appended when there is one; returns code. */
-int nn__ckpt_fail(nn_error *err, int code, const char *file, const char *what,
-                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define nn__ckpt_fail nn_h5_fail
 /* A name usable as one HDF5 path component: non-empty, shorter than max,
  * no '/', not "." or "..". */
 int nn__ckpt_name_ok(const char *s, size_t max);
@@ -136,5 +136,10 @@ void nn__ckpt_kill_at(const char *stage);
 #else
 static inline void nn__ckpt_kill_at(const char *stage) { (void)stage; }
 #endif
+
+/* "buffers" or "params": the group of tensor t. */
+static inline const char *nn__ckpt_tensor_group(const nn_tensor_ref *t) {
+  return t->is_buffer ? "buffers" : "params";
+}
 
 #endif

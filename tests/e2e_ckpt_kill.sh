@@ -11,8 +11,14 @@
 # 2. The same file with one value changed behind the checksum's back, cut
 #    short, replaced by garbage, or killed mid-write by h5py (a .tmp left,
 #    never renamed) is rejected with exit 5 and one line naming the file.
-# The C side of the kill injection (SIGKILL at every stage of nntrain's own
-# writer) is tests/test_checkpoint.c:test_kill_injection.
+# 3. nntrain itself killed (SIGKILL, NN_CKPT_KILL_AT) while writing a
+#    checkpoint at three stages: only complete checkpoints carry a final
+#    name, and --resume ends with parameters byte-identical to the
+#    uninterrupted run. This part needs a build with -DNN_FAULT_INJECTION=ON
+#    (`nntrain --version` then prints "build: fault injection"); without it
+#    the script exits 77 after parts 1 and 2 (CTest: skipped).
+# The C side of the kill injection (SIGKILL at every stage of the writer) is
+# tests/test_checkpoint_kill.c.
 set -u
 NNTRAIN=${NNTRAIN:?NNTRAIN must name the nntrain binary}
 T=$(mktemp -d /tmp/nn_e2e_ckpt_XXXXXX)
@@ -162,4 +168,45 @@ expect_fail 5 "$T/killed.h5.tmp" "$NNTRAIN" inspect "$T/killed.h5.tmp"
 "$PY" -c "import h5py,sys; h5py.File(sys.argv[1],'w').attrs['format']='other'" "$T/other.h5"
 expect_fail 4 "not one inspect knows" "$NNTRAIN" inspect "$T/other.h5"
 
+# --- 3. nntrain killed while writing a checkpoint -----------------------------------
+if ! "$NNTRAIN" --version | grep -qF "build: fault injection"; then
+  echo "e2e_ckpt_kill: parts 1-2 ok; SKIPPED part 3: $NNTRAIN was built without -DNN_FAULT_INJECTION=ON"
+  exit 77
+fi
+export OPENBLAS_NUM_THREADS=1
+fm_idx train 0 1200 "$T/train"
+"$NNTRAIN" prepare idx "$T/train-img" "$T/train-lab" --out "$T/d" --split train --shards 1 >/dev/null
+job() { # job RUN_DIR: 3 epochs of 12 steps, a checkpoint at the end of each
+  printf 'name = "kill"\n[data]\ntrain = "%s/d/train-*.h5"\n' "$T"
+  mlp_model
+  printf '[train]\nepochs = 3\nbatch_size = 100\nseed = 3\n[optimizer]\ntype = "adam"\n'
+  printf '[checkpoint]\nevery_epochs = 1\nkeep = 5\n[run]\ndir = "%s"\n' "$1"
+}
+job "$T/ref" > "$T/ref.toml"
+"$NNTRAIN" "$T/ref.toml" --quiet --dump-params "$T/p_ref" || fail "reference run"
+for stage in data verify rename; do
+  R=$T/run_$stage
+  job "$R" > "$T/$stage.toml"
+  "$NNTRAIN" "$T/$stage.toml" --quiet --steps 12 >/dev/null || fail "$stage: first part"
+  NN_CKPT_KILL_AT=$stage "$NNTRAIN" "$T/$stage.toml" --quiet --resume >"$T/$stage.out" 2>&1
+  rc=$?
+  [ $rc = 137 ] || fail "$stage: nntrain exited $rc, expected 137 (SIGKILL while writing step 24): $(cat "$T/$stage.out")"
+  for f in "$R"/checkpoints/step-*.h5; do
+    "$NNTRAIN" inspect "$f" >/dev/null 2>&1 || fail "$stage: $f carries a final name but does not verify"
+  done
+  if [ $stage = rename ]; then want=2; else want=1; fi
+  n=$(ls "$R"/checkpoints/step-*.h5 | wc -l)
+  [ "$n" = $want ] || fail "$stage: $n complete checkpoints, expected $want: $(ls "$R/checkpoints")"
+  if [ $stage != rename ]; then
+    ls "$R"/checkpoints/*.tmp >/dev/null 2>&1 || fail "$stage: the killed write left no .tmp"
+  fi
+  "$NNTRAIN" "$T/$stage.toml" --resume --dump-params "$T/p_$stage" >"$T/$stage.out2" 2>&1 ||
+    fail "$stage: resume after the kill: $(cat "$T/$stage.out2")"
+  resumed=$([ $stage = rename ] && echo 24 || echo 12)
+  grep -q "resuming from .*step-0000000000$resumed.h5" "$T/$stage.out2" ||
+    fail "$stage: did not resume from step $resumed: $(cat "$T/$stage.out2")"
+  cmp "$T/p_ref" "$T/p_$stage" || fail "$stage: killed and resumed run differs from the uninterrupted one"
+  ls "$R"/checkpoints/*.tmp >/dev/null 2>&1 && fail "$stage: a .tmp survived the next checkpoint's prune"
+  echo "killed at '$stage' while writing step 24: $want complete checkpoint(s) left, resumed from $resumed, parameters identical"
+done
 echo "e2e_ckpt_kill: ok"

@@ -78,7 +78,8 @@ def tensors(f, root):
     out = {}
     f[root].visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
     return out
-for root in ("params", "optimizer"):
+assert a.attrs["version"] == 2 and list(a.attrs["replicas"]) == ["model"], dict(a.attrs)
+for root in ("replicas/model/params", "replicas/model/optimizer"):
     ta, tb = tensors(a, root), tensors(b, root)
     assert ta.keys() == tb.keys() and ta, (root, ta.keys(), tb.keys())
     for k in ta:
@@ -89,6 +90,7 @@ for k in a["state"].attrs:
     va, vb = a["state"].attrs[k], b["state"].attrs[k]
     assert np.array_equal(va, vb, equal_nan=True), (k, va, vb)
 assert int(a["state"].attrs["step"]) == 171 and int(a["state"].attrs["epoch"]) == 3
+assert int(a["replicas/model"].attrs["optim_t"]) == int(b["replicas/model"].attrs["optim_t"]) == 171
 print("final checkpoints identical: params, optimizer slots, state")
 PY
 
@@ -130,8 +132,9 @@ CK="$T/A/checkpoints/step-000000000171.h5"
 $PY - "$CK" "$T/d/test-000.h5" "$T/pred.csv" <<'PY' || fail "predictions from h5py differ"
 import sys, csv, h5py, numpy as np
 ck, shard = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-W0 = ck["params/dense0/weight"][()]; b0 = ck["params/dense0/bias"][()]
-W1 = ck["params/dense1/weight"][()]; b1 = ck["params/dense1/bias"][()]
+m = ck["replicas/model"]
+W0 = m["params/dense0/weight"][()]; b0 = m["params/dense0/bias"][()]
+W1 = m["params/dense1/weight"][()]; b1 = m["params/dense1/bias"][()]
 assert W0.shape == (32, 784) and W1.shape == (10, 32), (W0.shape, W1.shape)
 x = shard["features"][()].reshape(len(shard["features"]), -1).astype(np.float64)
 x *= float(shard.attrs["feature_scale"])

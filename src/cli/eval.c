@@ -16,6 +16,7 @@
 #include "coordinator/job.h"
 #include "coordinator/run/evaluate.h"
 #include "coordinator/run/replica.h"
+#include "coordinator/run/task.h"
 #include "core/loss.h"
 #include "core/metrics.h"
 #include "core/model.h"
@@ -50,19 +51,27 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
 
 /* The replica for the data's samples, with the checkpoint's values (rank 0).
  * The rules are the trainer's (run/replica.h); a mismatch is the data's fault. */
-static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *data, nn_error *err) {
+static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, const char *data,
+                       nn_error *err) {
   const nn_dataset_info *di = nn_dataset_get_info(E->ds);
   nn_shape in;
   int rc = nn_replica_input_shape(E->job, &di->sample, data, &in, err);
   nn_replica_opts o = {.train = 0, .max_batch = nn_loader_max_slice(E->L), .comm = E->comm};
-  if (!rc) rc = nn_replica_build(&E->rep, "model", 0, E->job, &in, &o, err);
+  /* the replica the job's task evaluates ("model" for supervised runs) */
+  const nn_task_ops *task = NULL;
+  if (!rc && nn_task_for_job(E->job, &task, err) != 0) rc = NN_ECKPT;
+  if (!rc) rc = nn_replica_build(&E->rep, task->replicas[task->eval_replica], task->eval_replica,
+                                 E->job, &in, &o, err);
   if (!rc) rc = nn_replica_check_data(E->job, &E->rep.model, di, data, err);
   if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
   if (!rc && E->rank == 0) {
-    if (nn_replica_check_ckpt(&E->rep, s, data, 0, err) != 0)
+    int g = nn_ckpt_find_replica(s, E->rep.name);
+    if (g < 0)
+      rc = nn_replica_check_ckpt(&E->rep, s, ckpt, 0, err); /* names the gap */
+    else if (nn_replica_check_ckpt(&E->rep, s, data, 0, err) != 0)
       rc = nn_error_at(err, NN_ESHAPE, data, 0, 0,
                        "the data's samples do not fit the checkpoint's model (%zu parameters "
-                       "stored, %zu for these samples)", s->nparams, E->rep.model.nparams);
+                       "stored, %zu for these samples)", s->rep[g].nparams, E->rep.model.nparams);
     else
       nn_replica_load_ckpt(&E->rep, s, 0);
   }
@@ -84,7 +93,7 @@ static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_e
                         .normalize = E->job->data.normalize};
     rc = nn_loader_create(&E->L, E->ds, &lc, err);
   }
-  if (!rc) rc = build_model(E, &s, data, err);
+  if (!rc) rc = build_model(E, &s, ckpt, data, err);
   rc = nn_agree(E->comm, rc, err);
   if (!rc) rc = nn_replica_bcast(&E->rep, E->comm, 0, err);
 out:

@@ -6,6 +6,7 @@
  * printer and adding a row to the table. Checkpoints
  * ("nntrain-checkpoint") are read and fully verified before anything is
  * printed. */
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -146,14 +147,56 @@ static void print_ckpt_job(const nn_ckpt_snapshot *s) {
   free(job);
 }
 
-/* Print a checkpoint: job, state, tensors, the last metrics records. It is
- * read with every check nn_ckpt_read makes, so a damaged file fails here. */
+/* Print replica r of a checkpoint of version `version`: its tensors with
+ * their paths in the file, and its optimizer. */
+static void print_replica(const nn_ckpt_replica *r, int version) {
+  char pre[NN_NAME_MAX + 16] = "";
+  if (version >= 2) snprintf(pre, sizeof pre, "/replicas/%s", r->name);
+  printf("%-15s%s: %zu parameters (%zu trained), %zu buffer values\n", "replica", r->name,
+         r->nparams, r->ntrainable, r->nbuffers);
+  for (int i = 0; i < r->ntensors; i++) {
+    const nn_tensor_ref *t = &r->tensors[i];
+    char shp[64], name[NN_NAME_MAX * 3 + 32];
+    shape_text(&t->shape, shp, sizeof shp);
+    snprintf(name, sizeof name, "%s/%s/%s/%s", pre, t->is_buffer ? "buffers" : "params", t->layer,
+             t->name);
+    printf("  %-40s %-16s %zu%s\n", name, shp, t->count,
+           !t->is_buffer && t->offset >= r->ntrainable ? " (frozen)" : "");
+  }
+  printf("%-15s%s, t %llu, slots:", "optimizer", r->optim_type[0] ? r->optim_type : "(none)",
+         (unsigned long long)r->optim_t);
+  if (r->nslots == 0) printf(" none");
+  for (int k = 0; k < r->nslots; k++)
+    printf("%s %s/optimizer/%s/...", k ? "," : "", pre, r->slot_names[k]);
+  printf("%s\n", r->nslots ? " (each shaped as its parameter)" : "");
+}
+
+/* Print the last INSPECT_METRICS_SHOWN metrics records (lines). */
+static void print_metrics_tail(const char *text, size_t len) {
+  int lines = 0;
+  for (size_t i = 0; i < len; i++)
+    if (text[i] == '\n' || i + 1 == len) lines++;
+  printf("%-15s%d record%s%s\n", "metrics", lines, lines == 1 ? "" : "s",
+         lines > INSPECT_METRICS_SHOWN ? ", the last ones:" : "");
+  int skip = lines > INSPECT_METRICS_SHOWN ? lines - INSPECT_METRICS_SHOWN : 0, line = 0;
+  const char *p = text;
+  while (p && *p) {
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) : strlen(p);
+    if (line++ >= skip) printf("  %.*s\n", (int)n, p);
+    p = nl ? nl + 1 : p + n;
+  }
+}
+
+/* Print a checkpoint: job, state, replicas (tensors, optimizer), the last
+ * metrics records. It is read with every check nn_ckpt_read makes, so a
+ * damaged file fails here. */
 static int inspect_ckpt(const char *path, nn_error *err) {
   nn_ckpt_snapshot s;
   int rc = nn_ckpt_read(path, &s, err);
   if (rc) return rc;
   printf("%-15s%s\n", "file", path);
-  printf("%-15s%s, version %d\n", "format", NN_CKPT_FORMAT, NN_CKPT_VERSION);
+  printf("%-15s%s, version %d\n", "format", NN_CKPT_FORMAT, s.version);
   printf("%-15s%s\n", "created", s.created);
   printf("%-15s%016llx (verified)\n", "checksum", (unsigned long long)nn_ckpt_checksum(&s));
   print_ckpt_job(&s);
@@ -162,62 +205,115 @@ static int inspect_ckpt(const char *path, nn_error *err) {
   printf("state\n");
   char v[64];
   for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name; f++)
-    printf("  %16s: %s\n", f->name, nn_ckpt_field_str(&s.state, f, v, sizeof v));
-  printf("%-15s%zu parameters, %zu buffer values\n", "tensors", s.nparams, s.nbuffers);
-  for (int i = 0; i < s.ntensors; i++) {
-    const nn_tensor_ref *t = &s.tensors[i];
-    char shp[64], name[128];
-    shape_text(&t->shape, shp, sizeof shp);
-    snprintf(name, sizeof name, "/%s/%s/%s", t->is_buffer ? "buffers" : "params", t->layer,
-             t->name);
-    printf("  %-40s %-16s %zu\n", name, shp, t->count);
-  }
-  printf("%-15s%s, t %llu, slots:", "optimizer", s.optim_type[0] ? s.optim_type : "(none)",
-         (unsigned long long)s.state.optim_t);
-  if (s.nslots == 0) printf(" none");
-  for (int k = 0; k < s.nslots; k++)
-    printf("%s /optimizer/%s/...", k ? "," : "", s.slot_names[k]);
-  printf("%s\n", s.nslots ? " (each shaped as /params)" : "");
-  /* the last few metrics records (lines) */
-  int lines = 0;
-  for (size_t i = 0; i < s.metrics_len; i++)
-    if (s.metrics[i] == '\n' || i + 1 == s.metrics_len) lines++;
-  printf("%-15s%d record%s%s\n", "metrics", lines, lines == 1 ? "" : "s",
-         lines > INSPECT_METRICS_SHOWN ? ", the last ones:" : "");
-  int skip = lines > INSPECT_METRICS_SHOWN ? lines - INSPECT_METRICS_SHOWN : 0, line = 0;
-  const char *p = s.metrics;
-  while (p && *p) {
-    const char *nl = strchr(p, '\n');
-    size_t len = nl ? (size_t)(nl - p) : strlen(p);
-    if (line++ >= skip) printf("  %.*s\n", (int)len, p);
-    p = nl ? nl + 1 : p + len;
-  }
+    if (!f->v1_only || s.version == 1)
+      printf("  %16s: %s\n", f->name, nn_ckpt_field_str(&s.state, f, v, sizeof v));
+  printf("%-15s%d:", "replicas", s.nreplicas);
+  for (int i = 0; i < s.nreplicas; i++) printf("%s %s", i ? "," : "", s.rep[i].name);
+  printf("%s\n", s.version == 1 ? " (a version 1 file: its one model)" : "");
+  for (int i = 0; i < s.nreplicas; i++) print_replica(&s.rep[i], s.version);
+  print_metrics_tail(s.metrics, s.metrics_len);
   nn_ckpt_snapshot_free(&s);
   return 0;
+}
+
+/* The checkpoint as one JSON object (jansson): version, created, checksum,
+ * step, the state fields, and per replica its tensors and optimizer. */
+static json_t *ckpt_json(const nn_ckpt_snapshot *s) {
+  char v[64];
+  json_t *o = json_object(), *st = json_object(), *reps = json_array();
+  json_object_set_new(o, "format", json_string(NN_CKPT_FORMAT));
+  json_object_set_new(o, "version", json_integer(s->version));
+  json_object_set_new(o, "created", json_string(s->created));
+  snprintf(v, sizeof v, "%016llx", (unsigned long long)nn_ckpt_checksum(s));
+  json_object_set_new(o, "checksum", json_string(v));
+  for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name; f++) {
+    if (f->v1_only && s->version != 1) continue;
+    const char *p = (const char *)&s->state + f->offset;
+    double d;
+    int32_t i32;
+    int64_t i64;
+    uint64_t u64;
+    json_t *x;
+    switch (f->type) {
+    case NN_CKPT_I32: memcpy(&i32, p, 4); x = json_integer(i32); break;
+    case NN_CKPT_I64: memcpy(&i64, p, 8); x = json_integer((json_int_t)i64); break;
+    case NN_CKPT_U64: memcpy(&u64, p, 8); x = json_integer((json_int_t)u64); break;
+    default: /* JSON has no NaN or infinity: those become strings */
+      memcpy(&d, p, 8);
+      x = isfinite(d) ? json_real(d) : json_string(nn_ckpt_field_str(&s->state, f, v, sizeof v));
+    }
+    json_object_set_new(st, f->name, x);
+  }
+  json_object_set_new(o, "state", st);
+  for (int i = 0; i < s->nreplicas; i++) {
+    const nn_ckpt_replica *r = &s->rep[i];
+    json_t *jr = json_object(), *ts = json_array(), *sl = json_array();
+    json_object_set_new(jr, "name", json_string(r->name));
+    json_object_set_new(jr, "nparams", json_integer((json_int_t)r->nparams));
+    json_object_set_new(jr, "ntrainable", json_integer((json_int_t)r->ntrainable));
+    json_object_set_new(jr, "nbuffers", json_integer((json_int_t)r->nbuffers));
+    json_object_set_new(jr, "optim_type", json_string(r->optim_type));
+    json_object_set_new(jr, "optim_t", json_integer((json_int_t)r->optim_t));
+    for (int k = 0; k < r->nslots; k++) json_array_append_new(sl, json_string(r->slot_names[k]));
+    json_object_set_new(jr, "slots", sl);
+    for (int k = 0; k < r->ntensors; k++) {
+      const nn_tensor_ref *t = &r->tensors[k];
+      json_t *jt = json_object(), *shape = json_array();
+      for (int d = 0; d < t->shape.ndim; d++)
+        json_array_append_new(shape, json_integer(t->shape.dim[d]));
+      json_object_set_new(jt, "layer", json_string(t->layer));
+      json_object_set_new(jt, "name", json_string(t->name));
+      json_object_set_new(jt, "kind", json_string(t->is_buffer ? "buffer" : "param"));
+      json_object_set_new(jt, "shape", shape);
+      json_array_append_new(ts, jt);
+    }
+    json_object_set_new(jr, "tensors", ts);
+    json_array_append_new(reps, jr);
+  }
+  json_object_set_new(o, "replicas", reps);
+  return o;
+}
+
+static int inspect_ckpt_json(const char *path, nn_error *err) {
+  nn_ckpt_snapshot s;
+  int rc = nn_ckpt_read(path, &s, err);
+  if (rc) return rc;
+  json_t *o = ckpt_json(&s);
+  json_object_set_new(o, "file", json_string(path));
+  char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+  if (!text) rc = nn_error_set(err, NN_ENOMEM, "out of memory for the JSON text");
+  else printf("%s\n", text);
+  free(text);
+  json_decref(o);
+  nn_ckpt_snapshot_free(&s);
+  return rc;
 }
 
 /* Kinds of nntrain HDF5 file, by their "format" attribute. */
 typedef struct inspect_kind {
   const char *format;
   int (*print)(const char *path, nn_error *err);
+  int (*print_json)(const char *path, nn_error *err); /* --json, NULL: not offered */
 } inspect_kind;
 
 static const inspect_kind kinds[] = {
-  {NN_SHARD_FORMAT, inspect_shard},
-  {NN_CKPT_FORMAT, inspect_ckpt},
+  {NN_SHARD_FORMAT, inspect_shard, NULL},
+  {NN_CKPT_FORMAT, inspect_ckpt, inspect_ckpt_json},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
 static void help(FILE *f) {
   fprintf(f,
-          "usage: nntrain inspect FILE.h5\n\n"
+          "usage: nntrain inspect [--json] FILE.h5\n\n"
           "Print what an nntrain HDF5 file holds. For a data shard: format, split, source,\n"
           "sample shape and type, sample count, classes, feature_scale, mean/std, the\n"
           "chunking and compression of /features, and a per-class label histogram.\n"
           "For a checkpoint (verified first: format, checksum, structure): the job it\n"
           "belongs to (name, layers, optimizer), step and epoch, every state field,\n"
-          "every tensor's name and shape, the optimizer slots and the last metrics\n"
-          "records.\n"
+          "its replicas (one, \"model\", for a one-model run or a version 1 file) with\n"
+          "every tensor's name and shape and the optimizer slots, and the last metrics\n"
+          "records. --json (checkpoints): the version, state, replicas and tensors as\n"
+          "one JSON object.\n"
           "Exit code 4 if the file is missing, not HDF5, or not an nntrain file.\n");
 }
 
@@ -227,7 +323,12 @@ int nn_cmd_inspect(int argc, char **argv) {
     return NN_EXIT_OK;
   }
   const char *path = NULL;
+  int json = 0;
   for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json")) {
+      json = 1;
+      continue;
+    }
     if (argv[i][0] == '-' && argv[i][1] != '\0')
       return nn_cli_usage_error("inspect", "unknown option '%s'", argv[i]);
     if (path) return nn_cli_usage_error("inspect", "expected one FILE, got '%s' too", argv[i]);
@@ -246,7 +347,10 @@ int nn_cmd_inspect(int argc, char **argv) {
   }
   for (size_t i = 0; i < NKINDS; i++) {
     if (strcmp(fmt, kinds[i].format) != 0) continue;
-    rc = kinds[i].print(path, &err);
+    if (json && !kinds[i].print_json)
+      return nn_cli_usage_error("inspect", "--json is offered for checkpoints, not '%s' files",
+                                kinds[i].format);
+    rc = (json ? kinds[i].print_json : kinds[i].print)(path, &err);
     return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
   }
   char known[256];

@@ -57,6 +57,9 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(a, "--version") || !strcmp(a, "version")) {
     printf("nntrain %s\n", NN_VERSION);
+#ifdef NN_FAULT_INJECTION
+    printf("build: fault injection (NN_CKPT_KILL_AT)\n"); /* tests/e2e_ckpt_kill.sh asks */
+#endif
     return NN_EXIT_OK;
   }
   for (size_t i = 0; i < NCOMMANDS; i++)

@@ -1,13 +1,15 @@
 /* checkpoint.h: HDF5 checkpoints: what they hold, crash-safe writing on a
  * background thread, validating reads, and finding the newest good one.
  *
- * A checkpoint is self-describing: the serialized JobSpec, every parameter and
- * buffer tensor under /params/<layer>/<name> and /buffers/<layer>/<name> with
- * PyTorch's names and shapes, the optimizer slots under
- * /optimizer/<slot>/<layer>/<name>, the run state (step, epoch, data position,
- * seed, schedule and early-stopping state) as attributes of /state, the
- * metrics history (metrics.jsonl lines) and a checksum over all of it. The
- * layout is documented in docs/checkpoint-format.md.
+ * A checkpoint is self-describing: the serialized JobSpec, one group per
+ * named replica (/replicas/<name>/: every parameter and buffer tensor under
+ * params/<layer>/<name> and buffers/<layer>/<name> with PyTorch's names and
+ * shapes, the optimizer slots under optimizer/<slot>/<layer>/<name>), the run
+ * state (step, epoch, data position, seed, schedule and early-stopping state)
+ * as attributes of /state, the metrics history (metrics.jsonl lines) and a
+ * checksum over all of it. Version 1 files (one model at the root) still
+ * read, as one replica named "model". The layout is documented in
+ * docs/checkpoint-format.md; the code is in src/coordinator/checkpoint/.
  *
  * Writing is crash-safe: the file is written as NAME.tmp, closed, fsync'ed,
  * re-opened and verified (checksum), renamed to NAME, and the directory is
@@ -26,11 +28,13 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "coordinator/run/decide_state.h"
 #include "core/model.h"
 
 #define NN_CKPT_FORMAT "nntrain-checkpoint"
-#define NN_CKPT_VERSION 1
+#define NN_CKPT_VERSION 2       /* the version written; 1 and 2 are read */
 #define NN_CKPT_MAX_SLOTS 4
+#define NN_CKPT_MAX_REPLICAS 4
 
 /* The run's scalar state; identical on every rank. Saved as attributes of
  * /state, one per field, by name. */
@@ -39,47 +43,60 @@ typedef struct nn_ckpt_state {
   int32_t epoch;           /* epoch of the next step (0-based) */
   int64_t epoch_step;      /* steps of `epoch` already done: the data position */
   uint64_t seed;           /* train.seed: with (epoch, step, sample) it keys every draw */
-  uint64_t optim_t;        /* optimizer step counter (Adam bias correction) */
+  uint64_t optim_t;        /* v1 files only: the optimizer step counter (v2 keeps
+                              it per replica, nn_ckpt_replica.optim_t) */
   int32_t nranks;          /* ranks of the run that wrote it (information) */
   double lr;               /* learning rate of the last step */
   double elapsed_s;        /* training wall time so far */
-  /* reduce-on-plateau schedule */
-  double plateau_scale;    /* factor applied to the base lr (1 at start) */
-  double plateau_best;     /* best monitored value so far */
-  int32_t plateau_bad;     /* epochs without improvement */
-  int32_t plateau_cooldown;/* epochs of cooldown left */
-  /* early stopping */
-  double es_best;          /* best monitored value so far (NaN: none yet) */
-  int32_t es_bad;          /* epochs without improvement */
-  int32_t es_best_epoch;   /* epoch (1-based) of the best value, 0: none */
+  nn_decide_state decide;  /* early stopping and reduce-on-plateau (run/decide.h); saved
+                              as plateau_scale, plateau_best, plateau_bad, plateau_cooldown,
+                              es_best, es_bad, es_best_epoch */
 } nn_ckpt_state;
 
-/* Everything a checkpoint holds, in memory. Owned buffers; a snapshot is
- * allocated once for a model (nn_ckpt_snapshot_init) and refilled by copying,
- * so taking one allocates nothing in the step loop. */
-typedef struct nn_ckpt_snapshot {
-  uint8_t *spec;           /* serialized JobSpec */
-  size_t spec_len, spec_cap;
+/* One named replica: a model's tensors and its optimizer. Owned buffers. */
+typedef struct nn_ckpt_replica {
+  char name[NN_NAME_MAX];  /* "model" in a one-model run; v1 files read as "model" */
   int ntensors;            /* parameters then buffers, as in nn_model.tensors */
   nn_tensor_ref *tensors;  /* [ntensors] */
   size_t nparams;
   float *params;           /* [nparams] */
+  size_t ntrainable;       /* params [0, ntrainable) are trained; == nparams unless
+                              layers are frozen (they sit at the arena's end) */
   size_t nbuffers;
   float *buffers;          /* [nbuffers] */
   char optim_type[16];     /* "sgd", "adam", ... */
-  int nslots;              /* optimizer slot tensors per parameter */
+  int nslots;              /* optimizer slot tensors per trained parameter */
   char slot_names[NN_CKPT_MAX_SLOTS][32]; /* "momentum_buffer", "exp_avg", ... */
-  float *slots;            /* [nslots * nparams], slot-major as nn_optim.slots */
-  nn_ckpt_state state;
+  float *slots;            /* [nslots * ntrainable], slot-major as nn_optim.slots */
+  uint64_t optim_t;        /* optimizer step counter (Adam bias correction) */
+} nn_ckpt_replica;
+
+/* Everything a checkpoint holds, in memory. Owned buffers; a snapshot is
+ * allocated once for its models (nn_ckpt_snapshot_init) and refilled by
+ * copying, so taking one allocates nothing in the step loop. */
+typedef struct nn_ckpt_snapshot {
+  int version;             /* set by nn_ckpt_read: 1 or 2; writes are always 2 */
+  uint8_t *spec;           /* serialized JobSpec */
+  size_t spec_len, spec_cap;
+  int nreplicas;           /* 1 .. NN_CKPT_MAX_REPLICAS */
+  nn_ckpt_replica rep[NN_CKPT_MAX_REPLICAS]; /* in the run's order */
+  nn_ckpt_state state;     /* run-level (optim_t is only read from v1 files) */
   char *metrics;           /* metrics history: metrics.jsonl lines, NUL-terminated */
   size_t metrics_len, metrics_cap;
   char created[32];        /* set by nn_ckpt_read: the file's "created" attribute
                               (UTC, ISO 8601); ignored by writes, which stamp now */
 } nn_ckpt_snapshot;
 
-/* Allocate a snapshot for a model (tensor table copied) with `nslots` slots. */
-int nn_ckpt_snapshot_init(nn_ckpt_snapshot *s, const nn_model *m, int nslots, nn_error *err);
+/* Allocate a snapshot for n replicas (1 .. NN_CKPT_MAX_REPLICAS): replica i
+ * is called names[i] (a non-empty HDF5 path component, unique), gets a copy
+ * of models[i]'s tensor table and current values, and room for nslots[i]
+ * optimizer slots over its trained parameters (ntrainable: see
+ * nn__ckpt_model_ntrainable in checkpoint/snapshot.c). */
+int nn_ckpt_snapshot_init(nn_ckpt_snapshot *s, int n, const char *const *names,
+                          const nn_model *const *models, const int *nslots, nn_error *err);
 void nn_ckpt_snapshot_free(nn_ckpt_snapshot *s);
+/* Index of the replica called name in s, or -1. */
+int nn_ckpt_find_replica(const nn_ckpt_snapshot *s, const char *name);
 /* Set the spec / metrics text (copied; grows the buffers as needed). */
 int nn_ckpt_snapshot_set_spec(nn_ckpt_snapshot *s, const uint8_t *spec, size_t len,
                               nn_error *err);
@@ -99,14 +116,16 @@ typedef struct nn_ckpt_field {
   nn_ckpt_ftype type;
   size_t offset;           /* offsetof(nn_ckpt_state, name) */
   const char *help;        /* one line for docs and inspect */
+  int v1_only;             /* 1: in version 1 files only (not written, not hashed in v2) */
 } nn_ckpt_field;
 const nn_ckpt_field *nn_ckpt_state_fields(void);
 /* Value of field f of st as text ("12", "0.001", "nan") into buf; returns buf. */
 char *nn_ckpt_field_str(const nn_ckpt_state *st, const nn_ckpt_field *f, char *buf, size_t n);
 
 /* The checksum of a snapshot's content (64-bit FNV-1a over the canonical
- * serialization in docs/checkpoint-format.md); what the file's root
- * "checksum" attribute holds as 16 hex digits. */
+ * serialization in docs/checkpoint-format.md) by the rules of s->version
+ * (1: a v1 file's, one replica; anything else: version 2's); what the file's
+ * root "checksum" attribute holds as 16 hex digits. */
 uint64_t nn_ckpt_checksum(const nn_ckpt_snapshot *s);
 
 /* Write s to `path` crash-safely (see above), synchronously. The parent
@@ -157,12 +176,17 @@ int nn_ckpt_writer_submit(nn_ckpt_writer *w, const char *path, nn_error *err);
 int nn_ckpt_writer_wait(nn_ckpt_writer *w, nn_error *err);
 /* Wait, stop the thread, free the snapshots. */
 void nn_ckpt_writer_free(nn_ckpt_writer *w);
-/* Initialize both snapshots of the writer for a model (before the first slot;
- * waits for pending writes first). */
-int nn_ckpt_writer_init_snapshots(nn_ckpt_writer *w, const nn_model *m, int nslots,
+/* Initialize both snapshots of the writer for n replicas, as
+ * nn_ckpt_snapshot_init (before the first slot; waits for pending writes). */
+int nn_ckpt_writer_init_snapshots(nn_ckpt_writer *w, int n, const char *const *names,
+                                  const nn_model *const *models, const int *nslots,
                                   nn_error *err);
 
-/* Test hook: when the environment variable NN_CKPT_KILL_AT names a stage
+/* Test hook, compiled only with -DNN_FAULT_INJECTION=ON (the CMake option
+ * defines NN_FAULT_INJECTION=1; `nntrain --version` then prints a line
+ * "build: fault injection (NN_CKPT_KILL_AT)"). nn_ckpt_fault_injection()
+ * says whether this build has it. When the environment variable
+ * NN_CKPT_KILL_AT names a stage
  * ("data", "close", "sync", "verify", "rename", "dirsync", "prune"), the
  * writing process kills itself with SIGKILL at that stage:
  *   data     the parameters are written into NAME.tmp, the rest not yet
@@ -172,5 +196,7 @@ int nn_ckpt_writer_init_snapshots(nn_ckpt_writer *w, const nn_model *m, int nslo
  *   rename   NAME exists, the directory is not yet fsync'ed
  *   dirsync  the directory is fsync'ed (the write is complete)
  *   prune    nn_ckpt_prune removed its first file (or found none to remove) */
+
+int nn_ckpt_fault_injection(void);
 
 #endif

@@ -74,8 +74,8 @@ typedef struct run {
   nn_ckpt_writer *ckw;
   uint8_t *spec;                           /* the packed job, for checkpoints */
   size_t spec_len;
-  nn_ckpt_state state;                     /* identical on every rank */
-  nn_decide_state decide;                  /* early stopping + plateau, identical too */
+  nn_ckpt_state state;                     /* identical on every rank (with the decisions'
+                                              state, state.decide) */
   int64_t steps_per_epoch, total_steps;
   double t_start, last_ckpt_time;
   double train_time, train_samples;        /* over the epochs of this process */
@@ -117,8 +117,7 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   nn_ckpt_snapshot *s = nn_ckpt_writer_slot(R->ckw);
   s->state = R->state;
   s->state.elapsed_s += running_s; /* the epoch in progress */
-  nn_decide_to_ckpt(&R->decide, &s->state);
-  nn_replica_save_ckpt(&R->rep[0], s);
+  for (int i = 0; i < R->nrep; i++) nn_replica_save_ckpt(&R->rep[i], s);
   int rc = nn_ckpt_snapshot_set_spec(s, R->spec, R->spec_len, err);
   if (!rc) rc = nn_ckpt_snapshot_set_metrics(s, R->log.hist ? R->log.hist : "", R->log.hist_len,
                                              err);
@@ -164,6 +163,10 @@ static int check_resume_job(const run *R, const nn_ckpt_snapshot *s, const char 
 /* Every replica against its checkpoint group, then the job's data order. */
 static int check_resume(const run *R, const nn_ckpt_snapshot *s, const char *path,
                         nn_error *err) {
+  if (s->nreplicas != R->nrep)
+    return nn_error_at(err, NN_ECKPT, path, 0, 0, "the checkpoint holds %d replica%s, the job's "
+                       "task '%s' trains %d", s->nreplicas, s->nreplicas == 1 ? "" : "s",
+                       R->task->name, R->nrep);
   for (int i = 0; i < R->nrep; i++) {
     int rc = nn_replica_check_ckpt(&R->rep[i], s, path, 1, err);
     if (rc) return rc;
@@ -210,14 +213,12 @@ static int resume(run *R, nn_error *err) {
     if (found) { /* everything that makes the continuation exact */
       for (int i = 0; i < R->nrep; i++) nn_replica_load_ckpt(&R->rep[i], &s, 1);
       R->state = s.state;
-      nn_decide_from_ckpt(&R->decide, &s.state);
     }
   }
   rc = nn_agree(R->comm, rc, err);
   if (!rc) rc = nn_bcast_bytes(R->comm, &found, sizeof found, 0, err);
   if (rc || !found) goto done;
   if ((rc = nn_bcast_bytes(R->comm, &R->state, sizeof R->state, 0, err)) != 0) goto done;
-  if ((rc = nn_bcast_bytes(R->comm, &R->decide, sizeof R->decide, 0, err)) != 0) goto done;
   for (int i = 0; i < R->nrep && !rc; i++) rc = nn_replica_bcast(&R->rep[i], R->comm, 1, err);
   if (rc) goto done;
   if (R->lead) {
@@ -246,7 +247,7 @@ static int load_params_from(run *R, const char *path, nn_error *err) {
   int rc = 0;
   if (R->lead) {
     rc = nn_ckpt_read(path, &s, err);
-    for (int i = 0; i < R->nrep && !rc; i++) rc = nn_replica_check_ckpt(&R->rep[i], &s, path, 1, err);
+    if (!rc) rc = check_resume(R, &s, path, err);
     for (int i = 0; i < R->nrep && !rc; i++) nn_replica_load_ckpt(&R->rep[i], &s, 0);
   }
   nn_ckpt_snapshot_free(&s);
@@ -311,8 +312,15 @@ static int open_outputs(run *R, nn_error *err) {
   int rc = nn_runlog_open(&R->log, R->dir, R->opts->out, R->opts->quiet, err);
   if (!rc) rc = nn_job_pack(R->job, &R->spec, &R->spec_len, err);
   if (!rc) rc = nn_ckpt_writer_start(&R->ckw, R->dir, R->job->checkpoint.keep, err);
-  if (!rc) rc = nn_ckpt_writer_init_snapshots(R->ckw, &R->rep[0].model, R->rep[0].optim.nslots,
-                                              err);
+  const char *names[NN_TASK_MAX_REPLICAS];
+  const nn_model *models[NN_TASK_MAX_REPLICAS];
+  int nslots[NN_TASK_MAX_REPLICAS];
+  for (int i = 0; i < R->nrep; i++) {
+    names[i] = R->rep[i].name;
+    models[i] = &R->rep[i].model;
+    nslots[i] = R->rep[i].optim.nslots;
+  }
+  if (!rc) rc = nn_ckpt_writer_init_snapshots(R->ckw, R->nrep, names, models, nslots, err);
   return rc;
 }
 
@@ -334,7 +342,7 @@ static int setup(run *R, nn_error *err) {
   }
   if (!rc) rc = open_outputs(R, err);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
-  nn_decide_init(&R->decide, job);
+  nn_decide_init(&R->state.decide, job);
   R->state.seed = (uint64_t)job->train.seed;
   R->state.nranks = R->N;
   R->last_ckpt_time = now_s();
@@ -498,7 +506,7 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
   while (!rc && !leave) {
     if ((rc = nn_loader_next(R->data.train_L, &b, err)) != 0 || !b) break;
     double lr = nn_schedule_lr_at(&job->schedule, job->optimizer.lr, R->state.step,
-                                  R->steps_per_epoch, R->total_steps, &R->decide.plateau);
+                                  R->steps_per_epoch, R->total_steps, &R->state.decide.plateau);
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
     if (rc) break;
     R->state.step++;
@@ -622,9 +630,9 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
                         nn_error *err) {
   const nn_job *job = R->job;
   nn_decision dec = {0};
-  if (R->lead) dec = nn_decide_epoch(&R->decide, job, f);
+  if (R->lead) dec = nn_decide_epoch(&R->state.decide, job, f);
   int rc = nn_watched_barrier(R->ctl, R->state.step, err);
-  if (!rc) rc = nn_decide_share(&R->decide, &dec, R->comm, err);
+  if (!rc) rc = nn_decide_share(&R->state.decide, &dec, R->comm, err);
   if (rc) return rc;
   if (dec.stop) {
     *stop = 1;
@@ -642,8 +650,8 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
     return rc;
   if (dec.stop)
     nn_runlog_say(&R->log, "early stopping: %s has not improved for %d epochs (best %.6g at "
-                  "epoch %d)\n", job->early_stopping.monitor, R->decide.es.bad,
-                  R->decide.es.best, R->decide.es.best_epoch);
+                  "epoch %d)\n", job->early_stopping.monitor, R->state.decide.es.bad,
+                  R->state.decide.es.best, R->state.decide.es.best_epoch);
   return 0;
 }
 
@@ -652,14 +660,14 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
 /* Load best.h5 when asked and evaluate it on the test set. */
 static int restore_best(run *R, nn_error *err) {
   const nn_job *job = R->job;
-  if (!job->early_stopping.restore_best || R->decide.es.best_epoch <= 0) return 0;
+  if (!job->early_stopping.restore_best || R->state.decide.es.best_epoch <= 0) return 0;
   char best[NN_PATH_MAX + 16];
   snprintf(best, sizeof best, "%s/best.h5", R->dir);
   int rc = load_params_from(R, best, err);
   if (rc) return rc;
   if (R->lead)
     nn_runlog_say(&R->log, "restored the best model (epoch %d, %s %.6g) from %s\n",
-                  R->decide.es.best_epoch, job->early_stopping.monitor, R->decide.es.best, best);
+                  R->state.decide.es.best_epoch, job->early_stopping.monitor, R->state.decide.es.best, best);
   if (!R->data.test_L) return 0;
   nn_metrics_result_free(&R->tres);
   rc = nn_evaluate(R->ev, R->data.test_L, &R->acc, R->comm, R->ctl, R->state.step, &R->tres, err);
@@ -736,8 +744,8 @@ static int dump_params(run *R, nn_error *err) {
 static int finish(run *R, nn_error *err) {
   nn_train_result *res = R->res;
   res->steps = R->state.step;
-  res->best_monitored = R->decide.es.best;
-  res->best_epoch = R->decide.es.best_epoch;
+  res->best_monitored = R->state.decide.es.best;
+  res->best_epoch = R->state.decide.es.best_epoch;
   int rc = 0;
   if (R->lead && R->job->checkpoint.at_end) rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead && R->ckw) rc = nn_ckpt_writer_wait(R->ckw, err);

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NN_FNV1A64_INIT 1469598103934665603ull
-#define NN_FNV1A64_PRIME 1099511628211ull
+#define NN_FNV1A64_INIT 0xcbf29ce484222325ull /* 14695981039346656037, the FNV offset basis */
+#define NN_FNV1A64_PRIME 0x100000001b3ull     /* 1099511628211 */
 
 /* h updated with the n bytes at p. */
 static inline uint64_t nn_fnv1a64(uint64_t h, const void *p, size_t n) {

@@ -14,26 +14,6 @@ void nn_decide_init(nn_decide_state *d, const nn_job *job) {
   d->es.best = NAN;
 }
 
-void nn_decide_from_ckpt(nn_decide_state *d, const nn_ckpt_state *s) {
-  d->plateau.scale = s->plateau_scale;
-  d->plateau.best = s->plateau_best;
-  d->plateau.bad_epochs = s->plateau_bad;
-  d->plateau.cooldown_left = s->plateau_cooldown;
-  d->es.best = s->es_best;
-  d->es.bad = s->es_bad;
-  d->es.best_epoch = s->es_best_epoch;
-}
-
-void nn_decide_to_ckpt(const nn_decide_state *d, nn_ckpt_state *s) {
-  s->plateau_scale = d->plateau.scale;
-  s->plateau_best = d->plateau.best;
-  s->plateau_bad = d->plateau.bad_epochs;
-  s->plateau_cooldown = d->plateau.cooldown_left;
-  s->es_best = d->es.best;
-  s->es_bad = d->es.bad;
-  s->es_best_epoch = d->es.best_epoch;
-}
-
 int nn_es_maximizes(const nn_job_early_stopping *e) {
   if (!strcmp(e->mode, "max")) return 1;
   if (!strcmp(e->mode, "min")) return 0;

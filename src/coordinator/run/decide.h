@@ -3,28 +3,18 @@
  * sent to every rank as one EpochControl message, so all ranks take the same
  * branch at the same step.
  *
- * Their state is one struct (nn_decide_state), saved in every checkpoint's
- * run state, so a resumed run decides exactly as the uninterrupted one. */
+ * Their state is one struct (nn_decide_state, run/decide_state.h), part of
+ * every checkpoint's run state (nn_ckpt_state.decide), so a resumed run
+ * decides exactly as the uninterrupted one. */
 #ifndef NN_COORDINATOR_RUN_DECIDE_H
 #define NN_COORDINATOR_RUN_DECIDE_H
 
 #include <mpi.h>
 
-#include "coordinator/checkpoint.h"
+#include "coordinator/run/decide_state.h"
 #include "coordinator/job.h"
 #include "coordinator/schedule.h"
 #include "core/metrics.h"
-
-typedef struct nn_es_state {
-  double best;          /* best monitored value so far (NaN: none yet) */
-  int bad;              /* epochs without improvement */
-  int best_epoch;       /* epoch (1-based) of the best value, 0: none */
-} nn_es_state;
-
-typedef struct nn_decide_state {
-  nn_plateau_state plateau;
-  nn_es_state es;
-} nn_decide_state;
 
 /* What one epoch produced, as the decisions see it. */
 typedef struct nn_epoch_figures {
@@ -41,9 +31,6 @@ typedef struct nn_decision {
 } nn_decision;
 
 void nn_decide_init(nn_decide_state *d, const nn_job *job);
-/* The state in / out of a checkpoint's run state. */
-void nn_decide_from_ckpt(nn_decide_state *d, const nn_ckpt_state *s);
-void nn_decide_to_ckpt(const nn_decide_state *d, nn_ckpt_state *s);
 
 /* 1 if early stopping's monitor improves upward (mode, or "auto" by name). */
 int nn_es_maximizes(const nn_job_early_stopping *e);

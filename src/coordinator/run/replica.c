@@ -118,10 +118,21 @@ int nn_replica_bcast(nn_replica *r, MPI_Comm comm, int training, nn_error *err) 
   return rc;
 }
 
-int nn_replica_check_ckpt(const nn_replica *r, const nn_ckpt_snapshot *s, const char *path,
+/* The checkpoint group of replica r, or NULL. */
+static const nn_ckpt_replica *group_of(const nn_replica *r, const nn_ckpt_snapshot *s) {
+  int i = nn_ckpt_find_replica(s, r->name);
+  return i < 0 ? NULL : &s->rep[i];
+}
+
+int nn_replica_check_ckpt(const nn_replica *r, const nn_ckpt_snapshot *snap, const char *path,
                           int training, nn_error *err) {
   const nn_model *m = &r->model;
   const char *why = training ? "model shapes may not change on resume" : "the models differ";
+  const nn_ckpt_replica *s = group_of(r, snap);
+  if (!s)
+    return nn_error_at(err, NN_ECKPT, path, 0, 0, "the checkpoint has no replica called '%s' "
+                       "(it holds %d, the first '%s')", r->name, snap->nreplicas,
+                       snap->nreplicas > 0 ? snap->rep[0].name : "");
   char a[64], b[64];
   if (s->ntensors != m->ntensors || s->nparams != m->nparams || s->nbuffers != m->nbuffers)
     return nn_error_at(err, NN_ECKPT, path, 0, 0,
@@ -137,33 +148,40 @@ int nn_replica_check_ckpt(const nn_replica *r, const nn_ckpt_snapshot *s, const 
                          x->layer, x->name, nn_shape_str(&x->shape, a, sizeof a), y->layer,
                          y->name, nn_shape_str(&y->shape, b, sizeof b), why);
   }
-  if (training && (strcmp(s->optim_type, r->optim.cfg.type) || s->nslots != r->optim.nslots))
+  if (!training || !r->have_optim) return 0;
+  if (strcmp(s->optim_type, r->optim.cfg.type) || s->nslots != r->optim.nslots)
     return nn_error_at(err, NN_ECKPT, path, 0, 0,
                        "the checkpoint was trained with optimizer '%s', the job asks for '%s': "
                        "the optimizer may not change on resume", s->optim_type,
                        r->optim.cfg.type);
+  if (s->ntrainable != r->optim.n)
+    return nn_error_at(err, NN_ECKPT, path, 0, 0,
+                       "the checkpoint trained %zu of replica '%s''s parameters, the job trains "
+                       "%zu: which layers are frozen may not change on resume", s->ntrainable,
+                       r->name, r->optim.n);
   return 0;
 }
 
-void nn_replica_load_ckpt(nn_replica *r, const nn_ckpt_snapshot *s, int training) {
+void nn_replica_load_ckpt(nn_replica *r, const nn_ckpt_snapshot *snap, int training) {
+  const nn_ckpt_replica *s = group_of(r, snap); /* nn_replica_check_ckpt found it */
   nn_model *m = &r->model;
   memcpy(m->params, s->params, s->nparams * sizeof(float));
   if (s->nbuffers) memcpy(m->buffers, s->buffers, s->nbuffers * sizeof(float));
   if (!training || !r->have_optim) return;
-  if (s->nslots) memcpy(r->optim.slots, s->slots, (size_t)s->nslots * s->nparams * sizeof(float));
-  r->optim.t = s->state.optim_t;
+  if (s->nslots) memcpy(r->optim.slots, s->slots, (size_t)s->nslots * s->ntrainable * sizeof(float));
+  r->optim.t = s->optim_t;
 }
 
-void nn_replica_save_ckpt(const nn_replica *r, nn_ckpt_snapshot *s) {
+void nn_replica_save_ckpt(const nn_replica *r, nn_ckpt_snapshot *snap) {
+  nn_ckpt_replica *s = &snap->rep[r->index]; /* prepared in the run's replica order */
   const nn_model *m = &r->model;
   memcpy(s->params, m->params, m->nparams * sizeof(float));
   if (m->nbuffers) memcpy(s->buffers, m->buffers, m->nbuffers * sizeof(float));
-  if (r->have_optim) {
-    if (r->optim.nslots)
-      memcpy(s->slots, r->optim.slots, (size_t)r->optim.nslots * m->nparams * sizeof(float));
-    snprintf(s->optim_type, sizeof s->optim_type, "%s", r->optim.cfg.type);
-    for (int i = 0; i < r->optim.nslots && i < NN_CKPT_MAX_SLOTS; i++)
-      snprintf(s->slot_names[i], sizeof s->slot_names[i], "%s", nn_optim_slot_name(&r->optim, i));
-    s->state.optim_t = r->optim.t;
-  }
+  if (!r->have_optim) return;
+  if (r->optim.nslots)
+    memcpy(s->slots, r->optim.slots, (size_t)r->optim.nslots * r->optim.n * sizeof(float));
+  snprintf(s->optim_type, sizeof s->optim_type, "%s", r->optim.cfg.type);
+  for (int i = 0; i < r->optim.nslots && i < NN_CKPT_MAX_SLOTS; i++)
+    snprintf(s->slot_names[i], sizeof s->slot_names[i], "%s", nn_optim_slot_name(&r->optim, i));
+  s->optim_t = r->optim.t;
 }

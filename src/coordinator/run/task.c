@@ -22,7 +22,8 @@ const nn_task_ops *nn_task_find(const char *name) {
 const nn_task_ops *const *nn_task_kinds(void) { return kinds; }
 
 int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err) {
-  *ops = nn_task_find(job->train.task);
+  /* "": a job spec from before train.task existed (a version 1 checkpoint) */
+  *ops = nn_task_find(job->train.task[0] ? job->train.task : "supervised");
   if (*ops) return 0;
   char list[256] = "";
   for (int i = 0, k = 0; kinds[i] && k < (int)sizeof list; i++)

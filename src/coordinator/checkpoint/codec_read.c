@@ -1,0 +1,423 @@
+/* codec_read.c: the checkpoint layout, reading side. It reads exactly the
+ * layouts nntrain writes (version 2: /replicas/<name>/...; version 1: one
+ * model at the root, read as the replica "model") and trusts nothing until
+ * it has checked it: every name, count, type and shape, then the checksum
+ * over everything read. Every failure is one NN_ECKPT line naming the file
+ * and the dataset or attribute. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "coordinator/checkpoint/internal.h"
+
+#define RFAIL NN__CKPT_RFAIL
+
+/* Group `prefix` (e.g. "replicas/m/params", "optimizer/exp_avg") holds
+ * exactly the tensors of rep's table with is_buffer == buffers (slots: only
+ * the trained ones): one group per layer, no more, no fewer. */
+static int check_counts(nn__ckpt_r *r, const nn_ckpt_replica *rep, const char *prefix,
+                        int buffers, int slots) {
+  int nlayers = 0, any = 0;
+  char path[CKPT_DSET_MAX];
+#define IN_GROUP(u) \
+  ((((u)->is_buffer != 0) == buffers) && (!slots || (u)->offset < rep->ntrainable))
+  for (int i = 0; i < rep->ntensors; i++) {
+    const nn_tensor_ref *t = &rep->tensors[i];
+    if (!IN_GROUP(t)) continue;
+    any = 1;
+    int first = 1, count = 0;
+    for (int j = 0; j < rep->ntensors; j++) {
+      const nn_tensor_ref *u = &rep->tensors[j];
+      if (!IN_GROUP(u) || strcmp(u->layer, t->layer) != 0) continue;
+      if (j < i) first = 0;
+      count++;
+    }
+    if (!first) continue;
+    nlayers++;
+    hsize_t n = 0;
+    nn__ckpt_pathf(path, sizeof path, "%s/%s", prefix, t->layer);
+    int rc = nn__ckpt_r_group_links(r, path, &n);
+    if (rc) return rc;
+    if (n != (hsize_t)count)
+      return RFAIL(r, path, "holds %llu tensors, the tensor table lists %d",
+                   (unsigned long long)n, count);
+  }
+#undef IN_GROUP
+  if (!any) return 0; /* the group may be absent when it would be empty */
+  hsize_t n = 0;
+  int rc = nn__ckpt_r_group_links(r, prefix, &n);
+  if (rc) return rc;
+  if (n != (hsize_t)nlayers)
+    return RFAIL(r, prefix, "holds %llu layers, the tensor table lists %d", (unsigned long long)n,
+                 nlayers);
+  return 0;
+}
+
+/* Validate the records of a tensor table; next[2] gets the parameter and
+ * buffer float counts. */
+static int check_records(nn__ckpt_r *r, const char *path, nn__ckpt_tensor_rec *recs, hsize_t n,
+                         size_t next[2]) {
+  int seen_buffer = 0;
+  next[0] = next[1] = 0;
+  for (hsize_t i = 0; i < n; i++) {
+    nn__ckpt_tensor_rec *t = &recs[i];
+    t->layer[NN_NAME_MAX - 1] = t->name[NN_NAME_MAX - 1] = '\0';
+    if (!nn__ckpt_name_ok(t->layer, NN_NAME_MAX) || !nn__ckpt_name_ok(t->name, NN_NAME_MAX) ||
+        (t->is_buffer != 0 && t->is_buffer != 1) || t->ndim < 0 || t->ndim > NN_MAX_DIMS)
+      return RFAIL(r, path, "record %llu is malformed", (unsigned long long)i);
+    if (seen_buffer && !t->is_buffer)
+      return RFAIL(r, path, "record %llu: a parameter after the buffers", (unsigned long long)i);
+    seen_buffer |= t->is_buffer;
+    size_t count = 1;
+    for (int k = 0; k < t->ndim; k++) {
+      if (t->shape[k] < 1 || count > (SIZE_MAX / 8) / (size_t)t->shape[k] ||
+          count * (size_t)t->shape[k] > ((size_t)1 << 34))
+        return RFAIL(r, path, "record %llu (%s/%s): bad dimension %d", (unsigned long long)i,
+                     t->layer, t->name, (int)t->shape[k]);
+      count *= (size_t)t->shape[k];
+    }
+    for (hsize_t j = 0; j < i; j++)
+      if (recs[j].is_buffer == t->is_buffer && !strcmp(recs[j].layer, t->layer) &&
+          !strcmp(recs[j].name, t->name))
+        return RFAIL(r, path, "%s/%s is listed twice", t->layer, t->name);
+    next[t->is_buffer] += count;
+  }
+  return 0;
+}
+
+/* Read the tensor table at `path` and allocate rep for it with nslots slots
+ * over ntrainable parameters (SIZE_MAX: all of them, version 1). */
+static int read_table(nn__ckpt_r *r, const char *path, nn_ckpt_replica *rep, int nslots,
+                      size_t ntrainable) {
+  hid_t d = -1, rect = -1;
+  nn__ckpt_tensor_rec *recs = NULL;
+  hsize_t n = 0;
+  int rc = nn__ckpt_r_dset_open(r, path, H5T_COMPOUND, 0, -1, NULL, &n, &d);
+  if (rc) return rc;
+  if (n > 1000000) {
+    rc = RFAIL(r, path, "%llu tensors: implausible", (unsigned long long)n);
+    goto cleanup;
+  }
+  recs = calloc(n ? (size_t)n : 1, sizeof *recs);
+  /* names as UTF-8 (ours) or ASCII (e.g. numpy 'S' strings from h5py) */
+  H5T_cset_t cset = H5T_CSET_UTF8;
+  hid_t ft = H5Dget_type(d), mt = -1;
+  int mi = ft >= 0 ? H5Tget_member_index(ft, "layer") : -1;
+  if (mi >= 0 && (mt = H5Tget_member_type(ft, (unsigned)mi)) >= 0 &&
+      H5Tget_class(mt) == H5T_STRING)
+    cset = H5Tget_cset(mt) == H5T_CSET_ASCII ? H5T_CSET_ASCII : H5T_CSET_UTF8;
+  if (mt >= 0) H5Tclose(mt);
+  if (ft >= 0) H5Tclose(ft);
+  H5Eclear2(H5E_DEFAULT);
+  rect = nn__ckpt_tensor_rec_type(cset);
+  if (!recs || rect < 0) {
+    rc = nn_error_set(r->err, NN_ENOMEM, "out of memory for the tensor table");
+    goto cleanup;
+  }
+  if (n && H5Dread(d, rect, H5S_ALL, H5S_ALL, H5P_DEFAULT, recs) < 0) {
+    rc = RFAIL(r, path, "cannot read the tensor table");
+    goto cleanup;
+  }
+  size_t next[2];
+  if ((rc = check_records(r, path, recs, n, next))) goto cleanup;
+  if (ntrainable == SIZE_MAX) ntrainable = next[0];
+  if (ntrainable > next[0]) {
+    rc = RFAIL(r, path, "ntrainable is %zu, more than the table's %zu parameters", ntrainable,
+               next[0]);
+    goto cleanup;
+  }
+  char name[NN_NAME_MAX];
+  memcpy(name, rep->name, sizeof name);
+  if ((rc = nn__ckpt_replica_alloc(rep, (int)n, next[0], ntrainable, next[1], nslots, r->err)))
+    goto cleanup;
+  memcpy(rep->name, name, sizeof name);
+  next[0] = next[1] = 0;
+  for (hsize_t i = 0; i < n; i++) {
+    nn_tensor_ref *t = &rep->tensors[i];
+    nn__ckpt_pathf(t->layer, sizeof t->layer, "%s", recs[i].layer);
+    nn__ckpt_pathf(t->name, sizeof t->name, "%s", recs[i].name);
+    t->is_buffer = recs[i].is_buffer;
+    t->shape.ndim = recs[i].ndim;
+    for (int k = 0; k < t->shape.ndim; k++) t->shape.dim[k] = recs[i].shape[k];
+    t->count = nn_shape_count(&t->shape);
+    t->offset = next[t->is_buffer];
+    next[t->is_buffer] += t->count;
+  }
+  if (!nn__ckpt_trainable_ok(rep->tensors, rep->ntensors, ntrainable))
+    rc = RFAIL(r, path, "ntrainable %zu does not end on a parameter tensor (%zu parameters)",
+               ntrainable, rep->nparams);
+cleanup:
+  if (rect >= 0) H5Tclose(rect);
+  if (d >= 0) H5Dclose(d);
+  free(recs);
+  return rc;
+}
+
+/* Every tensor and slot of rep (table already read), under prefix pre
+ * ("" or "replicas/<name>/"): group contents checked, then the data. */
+static int read_tensors(nn__ckpt_r *r, nn_ckpt_replica *rep, const char *pre) {
+  char path[CKPT_DSET_MAX];
+  nn__ckpt_pathf(path, sizeof path, "%sparams", pre);
+  int rc = check_counts(r, rep, path, 0, 0);
+  nn__ckpt_pathf(path, sizeof path, "%sbuffers", pre);
+  if (!rc) rc = check_counts(r, rep, path, 1, 0);
+  for (int i = 0; i < rep->ntensors && !rc; i++) {
+    const nn_tensor_ref *t = &rep->tensors[i];
+    nn__ckpt_pathf(path, sizeof path, "%s%s/%s/%s", pre, nn__ckpt_tensor_group(t), t->layer,
+                   t->name);
+    rc = nn__ckpt_r_floats(r, path, &t->shape, (t->is_buffer ? rep->buffers : rep->params) +
+                                                   t->offset);
+  }
+  for (int k = 0; k < rep->nslots && !rc; k++) {
+    nn__ckpt_pathf(path, sizeof path, "%soptimizer/%s", pre, rep->slot_names[k]);
+    rc = check_counts(r, rep, path, 0, 1);
+    for (int i = 0; i < rep->ntensors && !rc; i++) {
+      const nn_tensor_ref *t = &rep->tensors[i];
+      if (t->is_buffer || t->offset >= rep->ntrainable) continue;
+      nn__ckpt_pathf(path, sizeof path, "%soptimizer/%s/%s/%s", pre, rep->slot_names[k], t->layer,
+               t->name);
+      rc = nn__ckpt_r_floats(r, path, &t->shape, rep->slots + (size_t)k * rep->ntrainable +
+                                                     t->offset);
+    }
+  }
+  return rc;
+}
+
+/* Optimizer type into rep (checked for length). */
+static int read_optim_type(nn__ckpt_r *r, hid_t g, const char *gname, const char *attr,
+                           nn_ckpt_replica *rep) {
+  char buf[96], what[CKPT_DSET_MAX];
+  int rc = nn__ckpt_r_attr_str(r, g, gname, attr, buf, sizeof buf);
+  if (rc) return rc;
+  nn__ckpt_pathf(what, sizeof what, "%s/%s", gname, attr);
+  if (strlen(buf) >= sizeof rep->optim_type) return RFAIL(r, what, "'%s' is too long", buf);
+  memcpy(rep->optim_type, buf, strlen(buf) + 1);
+  return 0;
+}
+
+/* Version 1: /optimizer (type, t, slots), /tensors, /params, /buffers,
+ * /optimizer/<slot>: one replica called "model"; *t gets /optimizer t. */
+static int read_v1_model(nn__ckpt_r *r, nn_ckpt_replica *rep, uint64_t *t) {
+  char slots[NN_CKPT_MAX_SLOTS][32];
+  int nslots = 0;
+  hid_t g = H5Lexists(r->f, "optimizer", H5P_DEFAULT) > 0
+                ? H5Gopen2(r->f, "optimizer", H5P_DEFAULT) : -1;
+  if (g < 0) return RFAIL(r, "optimizer", "missing group");
+  nn__ckpt_pathf(rep->name, sizeof rep->name, "%s", CKPT_MODEL_NAME);
+  int rc = nn__ckpt_r_attr_names(r, g, "optimizer", "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0],
+                                 &nslots);
+  if (!rc) rc = read_table(r, "tensors", rep, nslots, SIZE_MAX);
+  if (!rc) rc = read_optim_type(r, g, "optimizer", "type", rep);
+  if (!rc) rc = nn__ckpt_r_attr_num(r, g, "optimizer", "t", H5T_INTEGER, 8, H5T_NATIVE_UINT64, t);
+  H5Gclose(g);
+  if (rc) return rc;
+  memcpy(rep->slot_names, slots, sizeof slots);
+  hsize_t ng = 0;
+  if ((rc = nn__ckpt_r_group_links(r, "optimizer", &ng))) return rc;
+  if (ng != (hsize_t)(rep->nparams ? nslots : 0))
+    return RFAIL(r, "optimizer", "holds %llu slot groups, attribute 'slots' lists %d",
+                 (unsigned long long)ng, nslots);
+  rep->optim_t = *t;
+  return read_tensors(r, rep, "");
+}
+
+/* Version 2: group replicas/<name> (name already in rep->name). */
+static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
+  char gp[CKPT_DSET_MAX], path[CKPT_DSET_MAX], slots[NN_CKPT_MAX_SLOTS][32];
+  int nslots = 0;
+  uint64_t ntr = 0, optim_t = 0;
+  nn__ckpt_pathf(gp, sizeof gp, "replicas/%s", rep->name);
+  hid_t g = H5Lexists(r->f, gp, H5P_DEFAULT) > 0 ? H5Gopen2(r->f, gp, H5P_DEFAULT) : -1;
+  if (g < 0) return RFAIL(r, gp, "missing replica group (root attribute 'replicas' lists it)");
+  int rc = nn__ckpt_r_attr_names(r, g, gp, "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0], &nslots);
+  if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "ntrainable", H5T_INTEGER, 8, H5T_NATIVE_UINT64,
+                                    &ntr);
+  if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "optim_t", H5T_INTEGER, 8, H5T_NATIVE_UINT64,
+                                    &optim_t);
+  nn__ckpt_pathf(path, sizeof path, "%s/tensors", gp);
+  if (!rc) rc = read_table(r, path, rep, nslots, ntr >= SIZE_MAX ? SIZE_MAX - 1 : (size_t)ntr);
+  if (!rc) rc = read_optim_type(r, g, gp, "optim_type", rep);
+  H5Gclose(g);
+  if (rc) return rc;
+  memcpy(rep->slot_names, slots, sizeof slots);
+  rep->optim_t = optim_t;
+  /* the group holds the table and the groups its tables imply, nothing else */
+  int nbuf = 0;
+  for (int i = 0; i < rep->ntensors; i++) nbuf += rep->tensors[i].is_buffer;
+  hsize_t want = 1 + (rep->ntensors > nbuf) + (nbuf > 0) + (nslots && rep->ntrainable), got = 0;
+  if ((rc = nn__ckpt_r_group_links(r, gp, &got))) return rc;
+  if (got != want)
+    return RFAIL(r, gp, "holds %llu members, expected %llu (tensors, params, buffers, optimizer)",
+                 (unsigned long long)got, (unsigned long long)want);
+  if (nslots && rep->ntrainable) {
+    nn__ckpt_pathf(path, sizeof path, "%s/optimizer", gp);
+    if ((rc = nn__ckpt_r_group_links(r, path, &got))) return rc;
+    if (got != (hsize_t)nslots)
+      return RFAIL(r, path, "holds %llu slot groups, attribute 'slots' lists %d",
+                   (unsigned long long)got, nslots);
+  }
+  nn__ckpt_pathf(path, sizeof path, "%s/", gp);
+  return read_tensors(r, rep, path);
+}
+
+/* Version 2: the root list 'replicas', the /replicas group, each replica. */
+static int read_v2_replicas(nn__ckpt_r *r, nn_ckpt_snapshot *s) {
+  char names[NN_CKPT_MAX_REPLICAS][NN_NAME_MAX];
+  int n = 0;
+  int rc = nn__ckpt_r_attr_names(r, r->f, "/", "replicas", NN_CKPT_MAX_REPLICAS, NN_NAME_MAX,
+                                 &names[0][0], &n);
+  if (rc) return rc;
+  if (n < 1) return RFAIL(r, "replicas", "lists no replica");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < i; j++)
+      if (!strcmp(names[i], names[j]))
+        return RFAIL(r, "replicas", "lists the replica '%s' twice", names[i]);
+  hsize_t got = 0;
+  if ((rc = nn__ckpt_r_group_links(r, "replicas", &got))) return rc;
+  if (got != (hsize_t)n)
+    return RFAIL(r, "replicas", "the group holds %llu replicas, the root attribute lists %d",
+                 (unsigned long long)got, n);
+  for (int i = 0; i < n && !rc; i++) {
+    nn__ckpt_pathf(s->rep[i].name, sizeof s->rep[i].name, "%s", names[i]);
+    rc = read_v2_replica(r, &s->rep[i]);
+    s->nreplicas = i + 1; /* freed on failure */
+  }
+  return rc;
+}
+
+/* /spec, /state (the fields of version `version`) and /metrics. */
+static int read_run(nn__ckpt_r *r, nn_ckpt_snapshot *s, int version) {
+  hid_t d = -1, g = -1, mt = -1;
+  char *text = NULL;
+  hsize_t n = 0;
+  int rc = nn__ckpt_r_dset_open(r, "spec", H5T_INTEGER, 1, -1, NULL, &n, &d);
+  if (rc) return rc;
+  if (n > ((hsize_t)1 << 30) || nn__ckpt_grow(&s->spec, &s->spec_cap, n ? (size_t)n : 1, r->err)) {
+    rc = RFAIL(r, "spec", "%llu bytes: too large", (unsigned long long)n);
+    goto cleanup;
+  }
+  if (n && H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->spec) < 0) {
+    rc = RFAIL(r, "spec", "cannot read the data");
+    goto cleanup;
+  }
+  s->spec_len = (size_t)n;
+  H5Dclose(d);
+  d = -1;
+  g = H5Lexists(r->f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(r->f, "state", H5P_DEFAULT) : -1;
+  if (g < 0) {
+    rc = RFAIL(r, "state", "missing group");
+    goto cleanup;
+  }
+  for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name && !rc; f++)
+    if (!f->v1_only || version == 1)
+      rc = nn__ckpt_r_attr_num(r, g, "state", f->name,
+                               f->type == NN_CKPT_F64 ? H5T_FLOAT : H5T_INTEGER,
+                               nn__ckpt_ftype_size(f->type), nn__ckpt_ftype_h5(f->type),
+                               (char *)&s->state + f->offset);
+  if (rc) goto cleanup;
+  if ((rc = nn__ckpt_r_dset_open(r, "metrics", H5T_STRING, 0, 0, NULL, NULL, &d))) goto cleanup;
+  mt = H5Tcopy(H5T_C_S1);
+  if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5T_CSET_UTF8) < 0 ||
+      H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0) {
+    rc = RFAIL(r, "metrics", "cannot read the text");
+    goto cleanup;
+  }
+  rc = nn_ckpt_snapshot_set_metrics(s, text ? text : "", text ? strlen(text) : 0, r->err);
+cleanup:
+  if (text) H5free_memory(text);
+  if (mt >= 0) H5Tclose(mt);
+  if (d >= 0) H5Dclose(d);
+  if (g >= 0) H5Gclose(g);
+  return rc;
+}
+
+/* Root attributes: format, version (1 or 2), checksum, created. */
+static int read_root(nn__ckpt_r *r, nn_ckpt_snapshot *s, uint64_t *stored) {
+  char buf[96];
+  int32_t version = 0;
+  int rc = nn__ckpt_r_attr_str(r, r->f, "/", "format", buf, sizeof buf);
+  if (rc) return rc;
+  if (strcmp(buf, NN_CKPT_FORMAT) != 0)
+    return RFAIL(r, "format", "is '%s', expected '%s'", buf, NN_CKPT_FORMAT);
+  if ((rc = nn__ckpt_r_attr_num(r, r->f, "/", "version", H5T_INTEGER, 4, H5T_NATIVE_INT32,
+                                &version)))
+    return rc;
+  if (version != 1 && version != 2)
+    return RFAIL(r, "version", "is %d, this nntrain reads versions 1 and 2", (int)version);
+  s->version = version;
+  if ((rc = nn__ckpt_r_attr_str(r, r->f, "/", "checksum", buf, sizeof buf))) return rc;
+  char *end = NULL;
+  errno = 0;
+  *stored = strtoull(buf, &end, 16);
+  if (strlen(buf) != 16 || *end || errno)
+    return RFAIL(r, "checksum", "is '%s', expected 16 hex digits", buf);
+  return nn__ckpt_r_attr_str(r, r->f, "/", "created", s->created, sizeof s->created);
+}
+
+static int read_content(nn__ckpt_r *r, nn_ckpt_snapshot *s, uint64_t *stored) {
+  uint64_t v1_t = 0;
+  int rc = read_root(r, s, stored);
+  if (!rc) rc = nn__ckpt_snapshot_alloc_text(s, r->err);
+  if (rc) return rc;
+  if (s->version == 1) {
+    s->nreplicas = 1;
+    rc = read_v1_model(r, &s->rep[0], &v1_t);
+  } else {
+    rc = read_v2_replicas(r, s);
+  }
+  if (!rc) rc = read_run(r, s, s->version);
+  if (rc) return rc;
+  if (s->version == 1 && s->state.optim_t != v1_t)
+    return RFAIL(r, "optimizer/t", "is %" PRIu64 " but state/optim_t is %" PRIu64, v1_t,
+                 s->state.optim_t);
+  uint64_t sum = nn_ckpt_checksum(s);
+  if (sum != *stored)
+    return RFAIL(r, "checksum", "content hashes to %016" PRIx64 ", the file says %016" PRIx64
+                 " (damaged or modified)", sum, *stored);
+  return 0;
+}
+
+int nn__ckpt_read_file(const char *path, nn_ckpt_snapshot *s, uint64_t *stored, nn_error *err) {
+  struct stat st;
+  hid_t fapl = -1;
+  nn__ckpt_r r = {-1, path, err};
+  int rc = 0;
+  memset(s, 0, sizeof *s);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT) return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such checkpoint");
+    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot read: %s", strerror(errno));
+  }
+  htri_t is = H5Fis_hdf5(path);
+  H5Eclear2(H5E_DEFAULT);
+  if (is <= 0)
+    return nn_error_at(err, NN_ECKPT, path, 0, 0,
+                       "not an HDF5 file (%lld bytes): not a checkpoint, or damaged",
+                       (long long)st.st_size);
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    rc = nn__ckpt_fail(err, NN_EIO, path, NULL, "cannot make a property list");
+    goto cleanup;
+  }
+  r.f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (r.f < 0) {
+    rc = nn__ckpt_fail(err, NN_ECKPT, path, NULL,
+                       "cannot open: the HDF5 file is truncated or damaged");
+    goto cleanup;
+  }
+  rc = read_content(&r, s, stored);
+cleanup:
+  if (r.f >= 0) H5Fclose(r.f);
+  if (fapl >= 0) H5Pclose(fapl);
+  H5Eclear2(H5E_DEFAULT);
+  if (rc) nn_ckpt_snapshot_free(s);
+  return rc;
+}
+
+int nn_ckpt_read(const char *path, nn_ckpt_snapshot *s, nn_error *err) {
+  uint64_t stored;
+  return nn__ckpt_read_file(path, s, &stored, err);
+}

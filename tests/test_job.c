@@ -510,9 +510,14 @@ static void test_unpack_garbage(void) {
       failures++;
       if (rc != NN_ECKPT) fprintf(stderr, "  cut %zu: %s\n", cut, fmt(&err));
       ASSERT_EQ_INT(rc, NN_ECKPT);
+    } else {
+      /* the one cut that drops the whole [init] message (the last section) is
+       * a spec written before [init] existed: it decodes to the same job,
+       * [init] at its defaults (full_job has none) */
+      ASSERT_TRUE(nn_job_equal(&job_a, &job_b));
     }
   }
-  ASSERT_EQ_INT(failures, (long long)len);
+  ASSERT_EQ_INT(failures, (long long)len - 1);
   /* a value out of range in an otherwise valid message */
   job_a.train.epochs = 0;
   free(buf);

@@ -27,6 +27,7 @@
 
 #include "coordinator/alloc.h"
 #include "coordinator/checkpoint.h"
+#include "coordinator/init_from.h"
 #include "coordinator/metrics_log.h"
 #include "coordinator/schedule.h"
 #include "core/loss.h"
@@ -279,8 +280,7 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   nn_ckpt_snapshot *s = nn_ckpt_writer_slot(R->ckw);
   memcpy(s->params, R->model.params, R->model.nparams * sizeof(float));
   if (R->model.nbuffers) memcpy(s->buffers, R->model.buffers, R->model.nbuffers * sizeof(float));
-  if (R->optim.nslots)
-    memcpy(s->slots, R->optim.slots, (size_t)R->optim.nslots * R->model.nparams * sizeof(float));
+  nn_optim_slots_export(&R->optim, s->slots, R->model.nparams); /* frozen layers: zeros */
   snprintf(s->optim_type, sizeof s->optim_type, "%s", R->optim.cfg.type);
   for (int i = 0; i < R->optim.nslots && i < NN_CKPT_MAX_SLOTS; i++)
     snprintf(s->slot_names[i], sizeof s->slot_names[i], "%s", nn_optim_slot_name(&R->optim, i));
@@ -398,7 +398,7 @@ static int resume(run *R, nn_error *err) {
   if (R->lead) {
     memcpy(R->model.params, s.params, s.nparams * sizeof(float));
     if (s.nbuffers) memcpy(R->model.buffers, s.buffers, s.nbuffers * sizeof(float));
-    if (s.nslots) memcpy(R->optim.slots, s.slots, (size_t)s.nslots * s.nparams * sizeof(float));
+    if (s.nslots) nn_optim_slots_import(&R->optim, s.slots, s.nparams);
     R->state = s.state;
   }
   MPI_Bcast(&R->state, (int)sizeof R->state, MPI_BYTE, 0, R->comm);
@@ -409,7 +409,7 @@ static int resume(run *R, nn_error *err) {
   }
   if (R->model.nbuffers)
     MPI_Bcast(R->model.buffers, (int)R->model.nbuffers, MPI_FLOAT, 0, R->comm);
-  size_t nslot = (size_t)R->optim.nslots * R->model.nparams;
+  size_t nslot = (size_t)R->optim.nslots * R->optim.n;
   for (size_t o = 0; o < nslot; o += chunk) {
     size_t c = nslot - o < chunk ? nslot - o : chunk;
     MPI_Bcast(R->optim.slots + o, (int)c, MPI_FLOAT, 0, R->comm);
@@ -640,7 +640,7 @@ static int build(run *R, nn_error *err) {
 
   if (!rc) {
     nn_model_init_params(&R->model, (uint64_t)job->train.seed);
-    rc = nn_optim_init(&R->optim, &job->optimizer, R->model.nparams, err);
+    rc = nn_optim_init(&R->optim, &job->optimizer, R->model.ntrainable, err);
     R->have_optim = !rc;
   }
   if (!rc) {
@@ -656,7 +656,7 @@ static int build(run *R, nn_error *err) {
     nn_plateau_init(&R->plateau, &job->schedule);
   }
   if (!rc && R->N > 1)
-    rc = nn_gradsync_create(&R->sync, R->comm, R->model.grads, R->model.nparams, 0, err);
+    rc = nn_gradsync_create(&R->sync, R->comm, R->model.grads, R->model.ntrainable, 0, err);
   if (!rc) {
     R->ctlbuf = malloc((2 + R->model.nbuffers) * sizeof(float));
     if (R->lead) { /* the end-of-run summary's, before any rank can depend on it */
@@ -784,6 +784,10 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   R->state.es_best = NAN;
   R->last_ckpt_time = now_s();
   if ((rc = resume(R, err)) != 0) goto done;
+  /* [init] from: on a fresh run only (resume is known only here, after build) */
+  if (R->state.step == 0 &&
+      (rc = nn_init_from(job, &R->model, R->comm, lead && !opts->quiet ? R->out : NULL, err)))
+    goto done;
   R->state.nranks = N;
   res->resumed_step = (int)R->state.step;
 

@@ -432,6 +432,31 @@ static int64_t keep_samples(uint8_t *img, int32_t *lab, int64_t n, size_t rowbyt
   return kept;
 }
 
+/* Read one split's images and labels (IDX), then keep the samples of the
+ * classes `map` lists (NULL: all), relabelled, at most `limit` of them
+ * (0: all); at least k must be left (one per shard). *lab is malloc'ed. */
+static int fmnist_read_split(const char *img_path, const char *lab_path, const int *map,
+                             int limit, int k, nn_idx *img, nn_idx *lbl, int32_t **lab,
+                             nn_error *err) {
+  int rc;
+  if ((rc = nn_idx_read(img_path, img, err))) return rc;
+  if ((rc = nn_idx_read(lab_path, lbl, err))) return rc;
+  if (img->ndim != 3 || img->dim[1] != 28 || img->dim[2] != 28)
+    return nn_error_at(err, NN_EDATA, img_path, 0, 0,
+                       "expected Fashion-MNIST images [N, 28, 28], found %d dimensions", img->ndim);
+  if (!(*lab = malloc(sizeof(int32_t) * (size_t)img->dim[0])))
+    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  int classes = 10;
+  if ((rc = idx_labels(lab_path, lbl, img->dim[0], img_path, &classes, *lab, err))) return rc;
+  if (!map && limit <= 0) return 0;
+  img->dim[0] = keep_samples(img->data, *lab, img->dim[0], 28 * 28, map, limit);
+  if (img->dim[0] < k)
+    return nn_error_at(err, NN_EDATA, img_path, 0, 0,
+                       "%lld samples are left after --classes/--limit, fewer than the %d shards",
+                       (long long)img->dim[0], k);
+  return 0;
+}
+
 static int cmd_fmnist(int argc, char **argv) {
   const char *cmd = "prepare fashion-mnist";
   if (nn_cli_wants_help(argc, argv)) {
@@ -476,29 +501,9 @@ static int cmd_fmnist(int argc, char **argv) {
   int32_t *lab[2] = {NULL, NULL};
   double mean[1], sd[1];
   int channels = 0;
-  for (int s = 0; s < 2 && !rc; s++) {
-    if ((rc = nn_idx_read(paths[2 * s], &img[s], &err))) break;
-    if ((rc = nn_idx_read(paths[2 * s + 1], &lbl[s], &err))) break;
-    if (img[s].ndim != 3 || img[s].dim[1] != 28 || img[s].dim[2] != 28) {
-      rc = nn_error_at(&err, NN_EDATA, paths[2 * s], 0, 0,
-                       "expected Fashion-MNIST images [N, 28, 28], found %d dimensions", img[s].ndim);
-      break;
-    }
-    if (!(lab[s] = malloc(sizeof(int32_t) * (size_t)img[s].dim[0]))) {
-      rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
-      break;
-    }
-    int classes = 10;
-    rc = idx_labels(paths[2 * s + 1], &lbl[s], img[s].dim[0], paths[2 * s], &classes, lab[s], &err);
-    if (!rc && (classes_s || (s == 0 && limit > 0))) {
-      img[s].dim[0] = keep_samples(img[s].data, lab[s], img[s].dim[0], 28 * 28,
-                                   classes_s ? map : NULL, s == 0 ? limit : 0);
-      if (img[s].dim[0] < k)
-        rc = nn_error_at(&err, NN_EDATA, paths[2 * s], 0, 0,
-                         "%lld samples are left after --classes/--limit, fewer than the %d shards",
-                         (long long)img[s].dim[0], k);
-    }
-  }
+  for (int s = 0; s < 2 && !rc; s++)
+    rc = fmnist_read_split(paths[2 * s], paths[2 * s + 1], classes_s ? map : NULL,
+                           s == 0 ? limit : 0, k, &img[s], &lbl[s], &lab[s], &err);
   nn_shape sample = {3, {1, 28, 28}};
   if (!rc)
     rc = nn_shard_stats(img[0].data, NN_FEAT_U8, img[0].dim[0], &sample, 1.0 / 255, &channels,

@@ -152,8 +152,9 @@ void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
 
 /* As nn_model_backward, and also writes dx [n, in], the gradient w.r.t. the
  * input x (a GAN's generator, gradient checks). dx may be NULL, which is
- * nn_model_backward. Layers below the first one with parameters are skipped
- * when dx is NULL. */
+ * nn_model_backward. Layers below the first one that fills gradients (one
+ * with parameters, not frozen; none in a frozen pass, ctx->frozen) are
+ * skipped when dx is NULL. */
 void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
                           const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
 

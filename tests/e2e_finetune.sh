@@ -7,7 +7,8 @@
 # resuming ignores [init] (its file may be gone) and is exact; a shape
 # mismatch fails with exit code 5 naming the dataset and both shapes; a file
 # written by h5py from NumPy arrays in the /params layout loads, float64 is
-# refused. All but the prepare checks need python3-h5py and NumPy (exit 77, reported as
+# refused; the shipped pretrain and finetune jobs run together for a few steps
+# and `check` marks the frozen layers. All but the prepare checks need python3-h5py and NumPy (exit 77, reported as
 # skipped, without them).
 set -uo pipefail   # no -e: expect_fail needs the failing status; checks use || fail
 : "${NNTRAIN:?}"
@@ -185,4 +186,22 @@ assert np.array_equal(dump[-len(want):], want)
 PYEOF
 job ft "$T/b" "$T/np64" false 32 "$T/np64.h5" >"$T/np64.toml"
 expect_fail 5 "/params/body/weight: expected float32" "$NNTRAIN" "$T/np64.toml"
+
+# ---- the shipped example jobs work together (a few steps each) --------------------------
+"$NNTRAIN" prepare fashion-mnist --out "$T/c" --classes 5,6,7,8,9 --limit 200 --shards 2 >/dev/null ||
+  fail "prepare --classes 5,6,7,8,9 --limit 200 failed"
+J="$NN_SOURCE_DIR/jobs"
+$MPI -np 2 "$NNTRAIN" "$J/fashion_mnist_pretrain.toml" --quiet --steps 4 \
+  --set data.train="\"$T/a/train-*.h5\"" --set data.test="\"$T/a/test-*.h5\"" \
+  --set run.dir="\"$T/expre\"" >"$T/ex1.out" 2>&1 || fail "pretrain job: $(cat "$T/ex1.out")"
+EXK=$(ls "$T/expre/checkpoints/"step-*.h5 | tail -1)
+$MPI -np 2 "$NNTRAIN" "$J/fashion_mnist_finetune.toml" --steps 4 --no-progress \
+  --set data.train="\"$T/c/train-*.h5\"" --set data.test="\"$T/c/test-*.h5\"" \
+  --set init.from="\"$EXK\"" --set run.dir="\"$T/exft\"" >"$T/ex2.out" 2>&1 ||
+  fail "finetune job: $(cat "$T/ex2.out")"
+grep -qF "8 tensors of 4 layers copied (conv1, conv2, conv3, fc1); new: head_5to9" "$T/ex2.out" ||
+  fail "finetune job: unexpected [init] line: $(cat "$T/ex2.out")"
+"$NNTRAIN" check "$J/fashion_mnist_finetune.toml" --set data.train="\"$T/c/train-*.h5\"" \
+  --set data.test="\"$T/c/test-*.h5\"" >"$T/ex3.out" 2>&1 || fail "check finetune job: $(cat "$T/ex3.out")"
+[ "$(grep -c " frozen$" "$T/ex3.out")" = 3 ] || fail "check does not mark the 3 frozen convolutions"
 echo "e2e_finetune: ok"

@@ -8,8 +8,8 @@
 # mismatch fails with exit code 5 naming the dataset and both shapes; a file
 # written by h5py from NumPy arrays in the /params layout loads, float64 is
 # refused; the shipped pretrain and finetune jobs run together for a few steps
-# and `check` marks the frozen layers. All but the prepare checks need python3-h5py and NumPy (exit 77, reported as
-# skipped, without them).
+# and `check` marks the frozen layers. All but the prepare checks need
+# python3-h5py and NumPy (exit 77, reported as skipped, without them).
 set -uo pipefail   # no -e: expect_fail needs the failing status; checks use || fail
 : "${NNTRAIN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1

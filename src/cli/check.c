@@ -77,10 +77,13 @@ static void print_summary(const nn_job *job, const nn_model *m) {
     const nn_layer *l = &m->layers[i];
     size_t off, count;
     nn_model_layer_range(m, i, &off, &count);
-    printf("%5d  %-24s %-14s %-18s %12zu\n", i, l->cfg.name, l->ops->type,
-           nn_shape_str(&l->out, sh, sizeof sh), count);
+    printf("%5d  %-24s %-14s %-18s %12zu%s\n", i, l->cfg.name, l->ops->type,
+           nn_shape_str(&l->out, sh, sizeof sh), count, l->frozen && count ? "  frozen" : "");
   }
   printf("\ntotal params: %zu (%zu bytes as float32)\n", m->nparams, m->nparams * sizeof(float));
+  if (m->ntrainable != m->nparams)
+    printf("trainable params: %zu (frozen: %zu, trainable = false)\n", m->ntrainable,
+           m->nparams - m->ntrainable);
   if (m->nbuffers)
     printf("buffers: %zu (%zu bytes)\n", m->nbuffers, m->nbuffers * sizeof(float));
   printf("optimizer: %s, lr %g; %d epochs, global batch %d, loss %s\n", job->optimizer.type,

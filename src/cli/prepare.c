@@ -1,6 +1,7 @@
 /* prepare.c: `nntrain prepare`: convert a data set into HDF5 shards.
  *
  *   nntrain prepare fashion-mnist --out DIR [--shards K] [--source DIR] [--force]
+ *                                 [--classes LIST] [--limit N]
  *   nntrain prepare idx IMAGES LABELS --out DIR [--split NAME] [--shards K]
  *                       [--classes N] [--stats SHARD]
  *   nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]
@@ -371,8 +372,89 @@ static void help_fmnist(FILE *f) {
           "  --out DIR      output directory (created if needed)\n"
           "  --shards K     shards per split (default 4)\n"
           "  --source DIR   where the four *-ubyte.gz files are (default %s)\n"
-          "  --force        rewrite even if up to date\n",
+          "  --force        rewrite even if up to date\n"
+          "  --classes LIST keep only these classes (e.g. 5,6,7,8,9), relabelled 0..k-1 in the\n"
+          "                 order given, in both splits\n"
+          "  --limit N      keep the first N training samples (after --classes); the test split\n"
+          "                 is kept whole. With --classes or --limit the files are always\n"
+          "                 rewritten and mean/std come from the kept training samples.\n",
           FMNIST_PACKAGE, FMNIST_DEFAULT_SOURCE);
+}
+
+/* Parse --classes "a,b,c" (distinct class ids in [0, nclasses)) into
+ * map[nclasses]: map[c] = its position in the list, -1 if not listed.
+ * Returns the number listed, or an exit code < 0 after a usage error. */
+static int parse_class_list(const char *cmd, const char *v, int nclasses, int *map) {
+  for (int c = 0; c < nclasses; c++) map[c] = -1;
+  int k = 0;
+  const char *p = v;
+  for (;;) {
+    char *end;
+    errno = 0;
+    long c = strtol(p, &end, 10);
+    if (end == p || errno || c < 0 || c >= nclasses) {
+      nn_cli_usage_error(cmd, "--classes '%s': expected distinct class ids from 0 to %d "
+                         "separated by commas", v, nclasses - 1);
+      return -1;
+    }
+    if (map[c] >= 0) {
+      nn_cli_usage_error(cmd, "--classes '%s': class %ld is listed twice", v, c);
+      return -1;
+    }
+    map[c] = k++;
+    if (*end == '\0') break;
+    if (*end != ',') {
+      nn_cli_usage_error(cmd, "--classes '%s': expected a comma after %ld", v, c);
+      return -1;
+    }
+    p = end + 1;
+  }
+  if (k < 2) {
+    nn_cli_usage_error(cmd, "--classes '%s': at least 2 classes are needed", v);
+    return -1;
+  }
+  return k;
+}
+
+/* Keep, in place and in order, the samples of img/lab [n] whose class is
+ * listed in map (relabelled map[label]; map NULL: every sample), at most
+ * `limit` of them (<= 0: no limit). rowbytes: bytes per image. Returns the
+ * number kept. */
+static int64_t keep_samples(uint8_t *img, int32_t *lab, int64_t n, size_t rowbytes,
+                            const int *map, int64_t limit) {
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n && (limit <= 0 || kept < limit); i++) {
+    int to = map ? map[lab[i]] : lab[i];
+    if (to < 0) continue;
+    if (kept != i) memmove(img + (size_t)kept * rowbytes, img + (size_t)i * rowbytes, rowbytes);
+    lab[kept++] = to;
+  }
+  return kept;
+}
+
+/* Read one split's images and labels (IDX), then keep the samples of the
+ * classes `map` lists (NULL: all), relabelled, at most `limit` of them
+ * (0: all); at least k must be left (one per shard). *lab is malloc'ed. */
+static int fmnist_read_split(const char *img_path, const char *lab_path, const int *map,
+                             int limit, int k, nn_idx *img, nn_idx *lbl, int32_t **lab,
+                             nn_error *err) {
+  int rc;
+  if ((rc = nn_idx_read(img_path, img, err))) return rc;
+  if ((rc = nn_idx_read(lab_path, lbl, err))) return rc;
+  if (img->ndim != 3 || img->dim[1] != 28 || img->dim[2] != 28)
+    return nn_error_at(err, NN_EDATA, img_path, 0, 0,
+                       "expected Fashion-MNIST images [N, 28, 28], found %d dimensions", img->ndim);
+  if (!(*lab = malloc(sizeof(int32_t) * (size_t)img->dim[0])))
+    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  int classes = 10;
+  if ((rc = idx_labels(lab_path, lbl, img->dim[0], img_path, &classes, *lab, err))) return rc;
+  if (!map && limit <= 0) return 0;
+  img->dim[0] = keep_samples(img->data, *lab, img->dim[0], 28 * 28, map, limit);
+  if (img->dim[0] < k)
+    return nn_error_at(err, NN_EDATA, img_path, 0, 0,
+                       "%lld samples are left after --classes/--limit, fewer than the %d shards",
+                       (long long)img->dim[0], k);
+  return 0;
 }
 
 static int cmd_fmnist(int argc, char **argv) {
@@ -382,13 +464,18 @@ static int cmd_fmnist(int argc, char **argv) {
     return NN_EXIT_OK;
   }
   const char *out = NULL, *shards = NULL, *source = NULL, *force = NULL, *pos[1];
-  const prep_flag flags[] = {{"--out", 1, &out}, {"--shards", 1, &shards},
-                             {"--source", 1, &source}, {"--force", 0, &force}};
-  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 4, pos, 0, &npos);
+  const char *classes_s = NULL, *limit_s = NULL;
+  const prep_flag flags[] = {{"--out", 1, &out},         {"--shards", 1, &shards},
+                             {"--source", 1, &source},   {"--force", 0, &force},
+                             {"--classes", 1, &classes_s}, {"--limit", 1, &limit_s}};
+  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 6, pos, 0, &npos);
   if (rc) return rc;
   if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
-  int k = 4;
+  int k = 4, limit = 0, map[10], nclasses = 10;
   if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (limit_s && (rc = parse_int_flag(cmd, "--limit", limit_s, 1, INT32_MAX, &limit))) return rc;
+  if (classes_s && (nclasses = parse_class_list(cmd, classes_s, 10, map)) < 0) return NN_EXIT_USAGE;
+  if (classes_s || limit_s) force = "1"; /* the up-to-date check knows whole splits only */
   if (!source) source = FMNIST_DEFAULT_SOURCE;
 
   nn_error err;
@@ -414,21 +501,9 @@ static int cmd_fmnist(int argc, char **argv) {
   int32_t *lab[2] = {NULL, NULL};
   double mean[1], sd[1];
   int channels = 0;
-  for (int s = 0; s < 2 && !rc; s++) {
-    if ((rc = nn_idx_read(paths[2 * s], &img[s], &err))) break;
-    if ((rc = nn_idx_read(paths[2 * s + 1], &lbl[s], &err))) break;
-    if (img[s].ndim != 3 || img[s].dim[1] != 28 || img[s].dim[2] != 28) {
-      rc = nn_error_at(&err, NN_EDATA, paths[2 * s], 0, 0,
-                       "expected Fashion-MNIST images [N, 28, 28], found %d dimensions", img[s].ndim);
-      break;
-    }
-    if (!(lab[s] = malloc(sizeof(int32_t) * (size_t)img[s].dim[0]))) {
-      rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
-      break;
-    }
-    int classes = 10;
-    rc = idx_labels(paths[2 * s + 1], &lbl[s], img[s].dim[0], paths[2 * s], &classes, lab[s], &err);
-  }
+  for (int s = 0; s < 2 && !rc; s++)
+    rc = fmnist_read_split(paths[2 * s], paths[2 * s + 1], classes_s ? map : NULL,
+                           s == 0 ? limit : 0, k, &img[s], &lbl[s], &lab[s], &err);
   nn_shape sample = {3, {1, 28, 28}};
   if (!rc)
     rc = nn_shard_stats(img[0].data, NN_FEAT_U8, img[0].dim[0], &sample, 1.0 / 255, &channels,
@@ -438,7 +513,7 @@ static int cmd_fmnist(int argc, char **argv) {
     snprintf(src, sizeof src, "fashion-mnist: %.200s + %.200s", base_name(paths[2 * s]),
              base_name(paths[2 * s + 1]));
     prep_set set = {s == 0 ? "train" : "test", src, sample, NN_FEAT_U8, img[s].data, lab[s],
-                    NULL, img[s].dim[0], 10, 0, 1.0 / 255, channels, mean, sd};
+                    NULL, img[s].dim[0], nclasses, 0, 1.0 / 255, channels, mean, sd};
     rc = write_split(&set, out, k, &err);
   }
   for (int s = 0; s < 2; s++) {

@@ -195,6 +195,21 @@ static const nn_key run_keys[] = {
   {0},
 };
 
+static const nn_key init_keys[] = {
+  {.name = "from", .type = NN_KEY_STRING, .offset = offsetof(nn_job_init, from),
+   .size = SZ(nn_job_init, from), .def = "\"\"",
+   .help = "HDF5 file (a checkpoint, or any file in its /params/<layer>/<name> layout, e.g. "
+           "written by h5py from a PyTorch state_dict) whose parameters and buffers replace "
+           "the fresh initialization of every layer with the same name; shapes must match. "
+           "Layers not in the file keep their initialization (a new head). Only on a fresh "
+           "run, never on resume. Empty: off."},
+  {.name = "replica", .type = NN_KEY_STRING, .offset = offsetof(nn_job_init, replica),
+   .size = SZ(nn_job_init, replica), .def = "\"model\"",
+   .help = "In a checkpoint with replica groups (/replicas/<replica>/params/...), the "
+           "replica to copy from; files without /replicas ignore it."},
+  {0},
+};
+
 static const nn_job_section sections[] = {
   {"", "Keys at the top of the file, before any [section].", top_keys, 0},
   {"data", "Where the training and test shards are and how they are read.", data_keys,
@@ -218,6 +233,9 @@ static const nn_job_section sections[] = {
   {"augment", "Random transforms of the training samples (never of validation or test "
               "data), drawn per sample from the job seed.",
    nn_augment_keys, offsetof(nn_job, augment)},
+  {"init", "Initialize a fresh run from another model's parameters (fine-tuning, "
+           "docs/finetuning.md).",
+   init_keys, offsetof(nn_job, init)},
   {NULL, NULL, NULL, 0},
 };
 

@@ -73,6 +73,13 @@ typedef struct nn_job_run {
   char resume[8];           /* "no" | "auto": continue from the newest checkpoint if any */
 } nn_job_run;
 
+/* [init]: start a fresh run from another model's tensors (fine-tuning,
+ * coordinator/init_from.h). Ignored on resume. */
+typedef struct nn_job_init {
+  char from[NN_PATH_MAX];   /* HDF5 file in the checkpoint layout, "" = none */
+  char replica[64];         /* replica group of a replica-group checkpoint */
+} nn_job_init;
+
 typedef struct nn_job_model {
   int input_ndim;           /* 0 = take the input shape from the data */
   int input_shape[NN_MAX_DIMS];
@@ -94,6 +101,7 @@ typedef struct nn_job {
   nn_job_checkpoint checkpoint;
   nn_job_early_stopping early_stopping;
   nn_augment_cfg augment;
+  nn_job_init init;
 } nn_job;
 
 /* Parse and validate a job file. `overrides` are n "section.key=value"

@@ -37,6 +37,11 @@ const nn_key nn__layer_common_keys[] = {
    .size = sizeof(double), .min = 0, .max = 1e6, .def = "0",
    .help = "L2 penalty on this layer's output: adds activity_l2 * mean over the batch of "
            "sum y^2 to the loss."},
+  {.name = "trainable", .type = NN_KEY_BOOL, .offset = offsetof(nn_layer_cfg, frozen),
+   .size = sizeof(int), .def = "true", .flags = NN_KEY_NEGATED,
+   .help = "false: freeze the layer (on a residual block: the whole block): its parameters get "
+           "no gradient, no optimizer state and no all-reduce traffic, and keep their values "
+           "(see docs/finetuning.md)."},
   {0},
 };
 
@@ -224,7 +229,9 @@ void nn__key_format(const nn_key *k, const void *base, char *buf, size_t n) {
   case NN_KEY_INT: snprintf(buf, n, "%d", *(const int *)f); break;
   case NN_KEY_INT64: snprintf(buf, n, "%lld", (long long)*(const int64_t *)f); break;
   case NN_KEY_FLOAT: snprintf(buf, n, "%.17g", *(const double *)f); break;
-  case NN_KEY_BOOL: snprintf(buf, n, "%s", *(const int *)f ? "true" : "false"); break;
+  case NN_KEY_BOOL:
+    snprintf(buf, n, "%s", (!*(const int *)f) != !(k->flags & NN_KEY_NEGATED) ? "true" : "false");
+    break;
   case NN_KEY_STRING:
   case NN_KEY_ENUM: snprintf(buf, n, "%s", (const char *)f); break;
   case NN_KEY_INT_LIST: {
@@ -277,7 +284,7 @@ int nn__key_parse_text(const nn_key *k, void *base, const char *text, char *msg,
       snprintf(msg, n, "expected true or false, got \"%.40s\"", text);
       return -1;
     }
-    *(int *)f = !strcmp(text, "true");
+    *(int *)f = !strcmp(text, "true") != !!(k->flags & NN_KEY_NEGATED);
     return 0;
   case NN_KEY_STRING:
   case NN_KEY_ENUM:
@@ -441,7 +448,7 @@ int nn__key_set_toml(const nn_key *k, void *base, const nn_toml_value *v, char *
   }
   case NN_KEY_BOOL:
     if (v->type != NN_TOML_BOOL) break;
-    *(int *)f = v->u.b ? 1 : 0;
+    *(int *)f = !v->u.b != !(k->flags & NN_KEY_NEGATED);
     return 0;
   case NN_KEY_STRING:
   case NN_KEY_ENUM:

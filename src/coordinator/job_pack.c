@@ -374,6 +374,10 @@ int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err) {
     const ProtobufCMessage *m = &root->base;
     if (f) {
       m = *(ProtobufCMessage *const *)((const char *)root + f->offset);
+      if (!m && !strcmp(s->name, "init")) { /* added later: older specs keep the defaults */
+        if ((rc = nn__keys_defaults(s->keys, (char *)job + s->offset, s->name, err))) goto done;
+        continue;
+      }
       if (!m) {
         rc = nn_error_set(err, NN_ECKPT, "JobSpec: the [%s] section is missing", s->name);
         goto done;

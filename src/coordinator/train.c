@@ -32,6 +32,7 @@
 
 #include "coordinator/alloc.h"
 #include "coordinator/checkpoint.h"
+#include "coordinator/init_from.h"
 #include "coordinator/run/decide.h"
 #include "coordinator/run/evaluate.h"
 #include "coordinator/run/replica.h"
@@ -347,6 +348,11 @@ static int setup(run *R, nn_error *err) {
   R->state.nranks = R->N;
   R->last_ckpt_time = now_s();
   if ((rc = resume(R, err)) != 0) return rc;
+  /* [init] from: on a fresh run only (a resumed run has its own values) */
+  for (int i = 0; i < R->nrep && R->state.step == 0 && !rc; i++)
+    rc = nn_init_from(job, &R->rep[i].model, R->comm, R->lead && !R->opts->quiet ? R->log.out : NULL,
+                      err);
+  if (rc) return rc;
   R->state.nranks = R->N;
   R->res->resumed_step = (int)R->state.step;
   return 0;

@@ -71,7 +71,7 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   x = malloc(nx * sizeof *x);
   dx = malloc(nx * sizeof *dx);
   g = malloc(ny * sizeof *g);
-  grads = malloc((m.nparams ? m.nparams : 1) * sizeof *grads);
+  grads = malloc((m.ntrainable ? m.ntrainable : 1) * sizeof *grads);
   if (!x || !dx || !g || !grads) {
     rc = nn_error_set(err, NN_ENOMEM, "gradcheck: out of memory");
     goto done;
@@ -98,7 +98,7 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   nn_model_zero_grad(&m);
   nn_model_forward(&m, x, o.n, &ctx);
   nn_model_backward_dx(&m, x, g, dx, o.n, &ctx, NULL, NULL);
-  if (m.nparams) memcpy(grads, m.grads, m.nparams * sizeof *grads);
+  if (m.ntrainable) memcpy(grads, m.grads, m.ntrainable * sizeof *grads);
 
   for (size_t i = 0; i < nx; i++) {
     double d = numeric_grad(&m, &x[i], o.eps, x, g, o.n, &ctx);
@@ -113,7 +113,7 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   }
   for (int t = 0; t < m.ntensors; t++) {
     const nn_tensor_ref *tr = &m.tensors[t];
-    if (tr->is_buffer) continue;
+    if (tr->is_buffer || tr->offset >= m.ntrainable) continue; /* frozen: dx only */
     for (size_t j = 0; j < tr->count; j++) {
       size_t i = tr->offset + j;
       double d = numeric_grad(&m, &m.params[i], o.eps, x, g, o.n, &ctx);

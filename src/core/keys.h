@@ -23,6 +23,9 @@ typedef enum nn_key_type {
 enum {
   NN_KEY_MIN_EXCLUSIVE = 1, /* value must be > min, not >= */
   NN_KEY_REQUIRED = 2,      /* no default: must be given */
+  NN_KEY_NEGATED = 4,       /* NN_KEY_BOOL: the field holds the opposite of the key, so a
+                               zeroed struct means the key's `true` (layer `trainable`
+                               is stored as nn_layer_cfg.frozen) */
 };
 
 typedef struct nn_key {

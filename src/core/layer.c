@@ -286,6 +286,7 @@ int nn_keys_apply_defaults(const nn_key *keys, void *obj, nn_error *err) {
     case NN_KEY_BOOL: {
       int v = strcmp(k->def, "true") == 0 ? 1 : strcmp(k->def, "false") == 0 ? 0 : -1;
       bad = v < 0;
+      if (!bad && (k->flags & NN_KEY_NEGATED)) v = !v;
       if (!bad) memcpy(field, &v, sizeof v);
       break;
     }

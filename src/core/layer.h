@@ -16,7 +16,15 @@
  *
  * backward ADDS parameter gradients into l->grad (the model zeroes them once
  * per step) and WRITES dx (the gradient w.r.t. the input) unless dx is NULL.
- * Neither forward nor backward allocates: all memory comes from the arenas. */
+ * Neither forward nor backward allocates: all memory comes from the arenas.
+ *
+ * Frozen layers and frozen passes. A layer with l->frozen (job key
+ * `trainable = false`, or inside a frozen block) has no gradient views
+ * (l->grad[p] == NULL), and a backward with ctx->frozen set (a frozen pass:
+ * a GAN's generator step through the discriminator) must not touch any
+ * parameter gradient. A layer with parameters therefore asks
+ * nn_layer_param_grads(l, ctx) before it adds into l->grad, and returns at
+ * once when that is 0 and dx is NULL. dx is the same either way. */
 #ifndef NN_CORE_LAYER_H
 #define NN_CORE_LAYER_H
 
@@ -99,6 +107,8 @@ typedef struct nn_layer_cfg {
   /* regularization, any layer */
   double l1, l2;           /* penalties on the layer's weights (not biases) */
   double activity_l1, activity_l2; /* penalties on the layer's output */
+  int frozen;              /* job key `trainable = false`: no parameter gradients, optimizer
+                              slots or all-reduce for this layer (a block: its whole body) */
 } nn_layer_cfg;
 
 /* Per-call context for forward/backward. */
@@ -109,6 +119,8 @@ typedef struct nn_run_ctx {
   int64_t sample0;  /* position of this slice's first sample in the global batch */
   float act_scale;  /* training: 1/global batch, the scale of activity penalties'
                        gradients (core/regularize.h); 0: no activity penalties */
+  int frozen;       /* 1: a frozen pass: backward computes input gradients only and
+                       touches no parameter gradient (nor calls the model's `ready`) */
 } nn_run_ctx;
 
 typedef struct nn_layer nn_layer;
@@ -147,7 +159,15 @@ struct nn_layer {
   int src_index;                      /* position of the config it came from (messages) */
   size_t param_offset, param_count;   /* this layer's range in params/grads (floats) */
   size_t buffer_offset, buffer_count; /* this layer's range in buffers (floats) */
+  int frozen;                         /* cfg.frozen or inside a frozen block: parameters
+                                         in [ntrainable, nparams), grad[p] == NULL */
 };
+
+/* 1 if backward must add into l's parameter gradients: the layer is not
+ * frozen and the pass is not a frozen pass. */
+static inline int nn_layer_param_grads(const nn_layer *l, const nn_run_ctx *ctx) {
+  return !l->frozen && !ctx->frozen;
+}
 
 /* For build(): declare a trainable tensor / a buffer. Returns 0, or
  * NN_EINTERNAL with a message when more than NN_MAX_PARAMS are declared. */

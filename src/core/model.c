@@ -1,8 +1,10 @@
 /* model.c: a sequential stack of layers over contiguous arenas (model.h).
  *
  * nn_model_build does all the allocation a model will ever do:
- *   params, grads [nparams]     every layer's tensors in layer order, each
+ *   params [nparams]            the trainable layers' tensors in layer order,
+ *                               then the frozen layers' (model.h), each
  *                               layer's tensors contiguous (its "range")
+ *   grads [ntrainable]          the trainable prefix of params
  *   buffers [nbuffers]          non-trainable state, same order
  *   act                         each layer's output, [max_batch * count(out_i)]
  *   dbuf[0], dbuf[1]            [max_batch * widest] gradient ping-pong
@@ -111,6 +113,27 @@ int nn_model_is_composite_type(const char *type) {
 }
 
 static int is_composite(const nn_layer *l) { return l->ops && type_has_key(l->ops, "block_len"); }
+
+/* Set every layer's `frozen`: its config's, or its enclosing block's (a
+ * block's slot comes before its body's). A block is frozen whole: a frozen
+ * layer inside a trainable block is refused, so each block's parameters stay
+ * one contiguous range in one part of the arena. */
+static int mark_frozen(nn_model *m, nn_error *err) {
+  for (int i = 0; i < m->nlayers; i++) {
+    nn_layer *l = &m->layers[i];
+    const nn_layer *p = m->parent[i] >= 0 ? &m->layers[m->parent[i]] : NULL;
+    if (p && l->cfg.frozen && !p->frozen) {
+      nn_error_set(err, NN_ESCHEMA,
+                   "layer %d '%s' (%s): trainable = false inside the trainable block '%s'; a "
+                   "block is frozen whole: set trainable = false on '%s'", l->src_index,
+                   l->cfg.name, l->cfg.type, p->cfg.name, p->cfg.name);
+      set_where(err, l->cfg.name);
+      return NN_ESCHEMA;
+    }
+    l->frozen = l->cfg.frozen || (p && p->frozen);
+  }
+  return 0;
+}
 
 /* State of one nn_model_build while it walks the config list. */
 typedef struct build_ctx {
@@ -274,6 +297,7 @@ static int build_list(build_ctx *b, int first, int count, const char *prefix, in
       memset(&a, 0, sizeof a);
       snprintf(a.type, sizeof a.type, "%s", c.activation);
       if ((rc = nn_layer_cfg_defaults(&a, b->err))) return rc;
+      a.frozen = c.frozen;
       if ((rc = make_name(b, a.name, i, c.type, "%s_%s", c.name, c.activation, -1))) return rc;
       int ai = take_slot(b, parent);
       if (ai < 0) return NN_EINTERNAL;
@@ -321,6 +345,7 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   int nl = m->nlayers;
   for (int i = 0; i < nl; i++)
     if (m->parent[i] < 0) m->top[m->ntop++] = i;
+  if ((rc = mark_frozen(m, err))) goto fail;
   for (int i = 0; i < nl; i++)
     for (int j = 0; j < i; j++)
       if (strcmp(m->layers[i].cfg.name, m->layers[j].cfg.name) == 0) {
@@ -340,11 +365,19 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     goto fail;
   }
+  /* parameters: trainable layers first, then frozen ones (model.h) */
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < nl; i++) {
+      nn_layer *l = &m->layers[i];
+      if (l->frozen != pass) continue;
+      l->param_offset = np;
+      for (int p = 0; p < l->nparams; p++) np = add_sat(np, nn_shape_count(&l->pspec[p].shape));
+      l->param_count = np - l->param_offset;
+    }
+    if (pass == 0) m->ntrainable = np;
+  }
   for (int i = 0; i < nl; i++) {
     nn_layer *l = &m->layers[i];
-    l->param_offset = np;
-    for (int p = 0; p < l->nparams; p++) np = add_sat(np, nn_shape_count(&l->pspec[p].shape));
-    l->param_count = np - l->param_offset;
     l->buffer_offset = nb;
     for (int q = 0; q < l->nbuffers; q++) nb = add_sat(nb, nn_shape_count(&l->bspec[q].shape));
     l->buffer_count = nb - l->buffer_offset;
@@ -373,7 +406,7 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   m->nparams = np;
   m->nbuffers = nb;
   m->params = alloc_floats(np);
-  m->grads = alloc_floats(np);
+  m->grads = alloc_floats(m->ntrainable);
   m->buffers = alloc_floats(nb);
   m->act = alloc_floats(act);
   m->dbuf[0] = alloc_floats(dsz);
@@ -388,10 +421,12 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
     goto fail;
   }
 
-  /* 4. Views and the tensor table (parameters first, then buffers). */
+  /* 4. Views and the tensor table (parameters first, then buffers), in
+   * arena order: the trainable layers' parameters, then the frozen ones'. */
   size_t so = 0;
-  for (int i = 0; i < nl; i++) {
-    nn_layer *l = &m->layers[i];
+  for (int k = 0; k < 2 * nl; k++) {
+    nn_layer *l = &m->layers[k % nl];
+    if (l->frozen != k / nl) continue;
     size_t off = l->param_offset;
     for (int p = 0; p < l->nparams; p++) {
       nn_tensor_ref *t = &m->tensors[m->ntensors++];
@@ -401,9 +436,12 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
       t->offset = off;
       t->count = nn_shape_count(&t->shape);
       l->param[p] = m->params + off;
-      l->grad[p] = m->grads + off;
+      l->grad[p] = l->frozen ? NULL : m->grads + off;
       off += t->count;
     }
+  }
+  for (int i = 0; i < nl; i++) {
+    nn_layer *l = &m->layers[i];
     l->scratch = m->scratch + so;
     so += (size_t)max_batch * l->scratch_per_sample + l->scratch_fixed;
   }
@@ -482,15 +520,22 @@ const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_run_c
   return cur;
 }
 
+/* Floats of the gradient arena that backward of layer i fills in this pass
+ * (0 for a frozen layer or in a frozen pass); its offset in *offset. */
+static size_t grad_range(const nn_model *m, int i, const nn_run_ctx *ctx, size_t *offset) {
+  size_t cnt;
+  nn_model_layer_range(m, i, offset, &cnt);
+  return nn_layer_param_grads(&m->layers[i], ctx) ? cnt : 0;
+}
+
 void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
                           const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user) {
   int lowest = 0; /* position in m->top */
   if (!dx) {
-    lowest = m->ntop; /* no layer with parameters: nothing to do */
+    lowest = m->ntop; /* no layer fills gradients: nothing to do */
     for (int t = 0; t < m->ntop; t++) {
-      size_t cnt;
-      nn_model_layer_range(m, m->top[t], NULL, &cnt);
-      if (cnt > 0) {
+      size_t off;
+      if (grad_range(m, m->top[t], ctx, &off) > 0) {
         lowest = t;
         break;
       }
@@ -512,8 +557,7 @@ void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float 
       dy = w;
     }
     l->ops->backward(l, xin, y, dy, dxi, n, ctx);
-    size_t off, cnt;
-    nn_model_layer_range(m, i, &off, &cnt);
+    size_t off, cnt = grad_range(m, i, ctx, &off);
     if (ready && cnt > 0) ready(user, off, cnt);
     dy = dxi;
     which ^= 1;
@@ -526,7 +570,7 @@ void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
 }
 
 void nn_model_zero_grad(nn_model *m) {
-  if (m->nparams) memset(m->grads, 0, m->nparams * sizeof *m->grads);
+  if (m->ntrainable) memset(m->grads, 0, m->ntrainable * sizeof *m->grads);
 }
 
 void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count) {

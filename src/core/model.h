@@ -38,6 +38,15 @@
  * those only and never look inside a block, so the step loop has no special
  * case. m->parent[i] is the index of the block containing layer i, or -1.
  *
+ * Frozen layers (job key `trainable = false`; nn_layer.frozen, core/layer.h). The
+ * parameter arena holds the trainable layers' tensors first, in layer order,
+ * then the frozen layers', in layer order: params[0, ntrainable) is what is
+ * trained. grads has ntrainable floats and a frozen layer's grad views are
+ * NULL; its backward computes dx only (core/layer.h). A block is frozen
+ * whole (a frozen layer inside a trainable block is refused), so a block's
+ * range stays contiguous. With no frozen layer, ntrainable == nparams and
+ * the layout is the one without the key. m->tensors follows the arena.
+ *
  * Running statistics. Every float in m->buffers is a running statistic
  * (batchnorm's running_mean and running_var): an exponential average over
  * training batches, updated in forward from the rank's LOCAL slice (not
@@ -83,13 +92,18 @@ typedef struct nn_model {
   nn_shape in, out;      /* per-sample input and output shapes */
   int max_batch;         /* largest n forward/backward accept */
 
-  size_t nparams;        /* floats in params and in grads */
+  size_t nparams;        /* floats in params */
+  size_t ntrainable;     /* floats of params in trainable layers: params[0, ntrainable);
+                            the frozen layers' follow, [ntrainable, nparams). grads,
+                            the optimizer and the gradient sync cover [0, ntrainable).
+                            == nparams when no layer is frozen (today's layout) */
   float *params;
-  float *grads;
+  float *grads;          /* [ntrainable] */
   size_t nbuffers;       /* floats in buffers */
   float *buffers;
 
-  int ntensors;          /* parameters then buffers, in layer order */
+  int ntensors;          /* parameters then buffers, in arena order: layer order, the
+                            frozen layers' parameters after the trainable ones' */
   nn_tensor_ref *tensors;
 
   float *act;            /* outputs of every layer: [max_batch * out_i] each */
@@ -112,7 +126,8 @@ int nn_model_is_composite_type(const char *type);
 /* Called by nn_model_backward after a top-level layer has produced all of
  * its parameter gradients: grads[offset, offset+count) are final for this
  * step. Layers finish from last to first, so ready ranges move toward
- * offset 0 and cover the arena once (a block reports its whole range). */
+ * offset 0 and cover grads[0, ntrainable) once (a block reports its whole
+ * range). Frozen layers and frozen passes (ctx->frozen) report nothing. */
 typedef void (*nn_grad_ready_fn)(void *user, size_t offset, size_t count);
 
 /* Build a model for input shape `in` from n layer configs (copied). Shape or
@@ -137,15 +152,18 @@ void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
 
 /* As nn_model_backward, and also writes dx [n, in], the gradient w.r.t. the
  * input x (a GAN's generator, gradient checks). dx may be NULL, which is
- * nn_model_backward. Layers below the first one with parameters are skipped
- * when dx is NULL. */
+ * nn_model_backward. Layers below the first one that fills gradients (one
+ * with parameters, not frozen; none in a frozen pass, ctx->frozen) are
+ * skipped when dx is NULL. */
 void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
                           const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
 
+/* Zero grads[0, ntrainable). */
 void nn_model_zero_grad(nn_model *m);
 
 /* Range of layer i's parameters in the arena. For a composite layer, the
- * range of all its sub-layers (they also report their own parts). */
+ * range of all its sub-layers (they also report their own parts). A frozen
+ * layer's range lies in [ntrainable, nparams). */
 void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count);
 
 /* Range of m->buffers holding running statistics that the trainer averages

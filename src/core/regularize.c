@@ -12,9 +12,10 @@ int nn_reg_is_weight(const nn_layer *l, int p) {
   return l->ops->penalize_weight && strcmp(l->pspec[p].name, "weight") == 0;
 }
 
-/* 1 if layer l has a weight penalty. */
+/* 1 if layer l has a weight penalty (a frozen layer has none: its penalty
+ * would be a constant with no gradient to take). */
 static int has_weight_penalty(const nn_layer *l) {
-  return l->cfg.l1 > 0 || l->cfg.l2 > 0;
+  return !l->frozen && (l->cfg.l1 > 0 || l->cfg.l2 > 0);
 }
 
 int nn_reg_has_weight_penalty(const nn_model *m) {

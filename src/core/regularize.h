@@ -35,7 +35,8 @@
 /* 1 if parameter p of layer l is a weight that its l1/l2 penalize. */
 int nn_reg_is_weight(const nn_layer *l, int p);
 
-/* 1 if some layer of m has l1 or l2 > 0 and a weight tensor. */
+/* 1 if some layer of m has l1 or l2 > 0 and a weight tensor. Frozen layers
+ * (core/model.h) have no weight penalty: they are skipped here and below. */
 int nn_reg_has_weight_penalty(const nn_model *m);
 
 /* The weight penalty sum over layers of l1 sum|w| + l2 sum w^2, summed in
@@ -43,7 +44,7 @@ int nn_reg_has_weight_penalty(const nn_model *m);
  * m->params, [m->nparams]). */
 double nn_reg_weight_penalty(const nn_model *m, const float *params);
 
-/* grads [m->nparams] += l1 sign(w) + 2 l2 w for every weight w of params
+/* grads [m->ntrainable] += l1 sign(w) + 2 l2 w for every weight w of params
  * [m->nparams] (arenas laid out as m's). Returns the penalty value, as
  * nn_reg_weight_penalty. Deterministic: the same inputs give the same bits. */
 double nn_reg_weight_apply(const nn_model *m, const float *params, float *grads);

@@ -576,6 +576,8 @@ void nn_gradsync_free(nn_gradsync *g) {
   free(g);
 }
 
+size_t nn_gradsync_count(const nn_gradsync *g) { return g->n; }
+
 void nn_gradsync_set_timeout(nn_gradsync *g, double seconds) {
   pthread_mutex_lock(&g->mu);
   g->timeout = seconds;

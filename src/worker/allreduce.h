@@ -67,6 +67,9 @@ typedef struct nn_gradsync nn_gradsync;
 int nn_gradsync_create(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
                        size_t bucket_bytes, nn_error *err);
 void nn_gradsync_free(nn_gradsync *g);
+/* n of nn_gradsync_create: the floats every step reduces (a model's
+ * trainable prefix, core/model.h). */
+size_t nn_gradsync_count(const nn_gradsync *g);
 /* Start a step: no range is final yet. The step number for watchdog
  * messages counts calls (1-based); nn_gradsync_begin_step names it. */
 void nn_gradsync_begin(nn_gradsync *g);

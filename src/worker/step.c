@@ -13,6 +13,13 @@
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
                     nn_error *err) {
   memset(s, 0, sizeof *s);
+  /* Frozen layers (core/model.h): optimizer and sync cover grads[0, ntrainable) */
+  if (o && o->n != m->ntrainable)
+    return nn_error_set(err, NN_EINTERNAL, "the optimizer has %zu parameters, the model %zu "
+                        "trainable ones", o->n, m->ntrainable);
+  if (sync && nn_gradsync_count(sync) != m->ntrainable)
+    return nn_error_set(err, NN_EINTERNAL, "the gradient sync covers %zu floats, the model has "
+                        "%zu trainable ones", nn_gradsync_count(sync), m->ntrainable);
   s->model = m;
   s->optim = o;
   s->sync = sync;
@@ -92,8 +99,8 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
     double pen = nn_reg_weight_apply(m, m->params, m->grads);
     st->loss_sum += pen * b->n; /* summed over ranks: pen * global_n */
   }
-  if (s->clip_value > 0) nn_clip_by_value(m->grads, m->nparams, s->clip_value);
-  if (s->clip_norm > 0) s->grad_norm = nn_clip_by_norm(m->grads, m->nparams, s->clip_norm);
+  if (s->clip_value > 0) nn_clip_by_value(m->grads, m->ntrainable, s->clip_value);
+  if (s->clip_norm > 0) s->grad_norm = nn_clip_by_norm(m->grads, m->ntrainable, s->clip_norm);
   nn_optim_step(s->optim, m->params, m->grads, lr);
   return 0;
 }

@@ -7,6 +7,10 @@
  * Every rank applies the same update to the same summed gradients, so the
  * replicas stay bit-identical. No allocation happens after nn_stepper_init.
  *
+ * Frozen layers (core/model.h) take no part: the optimizer (o->n), the
+ * gradient sync, zero-grad, penalties and clipping all cover the trainable
+ * prefix grads[0, m->ntrainable); nn_stepper_init checks the first two.
+ *
  * After the all-reduce and before the optimizer, in this order, on the
  * summed gradients (identical on every rank, so every rank does the same):
  *   1. weight penalties (layers' l1 / l2): grads += l1 sign(w) + 2 l2 w, and

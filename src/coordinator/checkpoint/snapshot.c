@@ -111,7 +111,7 @@ int nn__ckpt_trainable_ok(const nn_tensor_ref *t, int ntensors, size_t ntrainabl
 /* The parameters of m that are trained: all of them until nn_model says
  * otherwise. When the model gains a count of trained parameters (frozen
  * layers at the arena's end), return it here: this is the one place. */
-static size_t model_ntrainable(const nn_model *m) { return m->nparams; }
+static size_t model_ntrainable(const nn_model *m) { return m->ntrainable; }
 
 /* Replica r for model m: the tensor table and the current values copied. */
 static int replica_init(nn_ckpt_replica *r, const char *name, const nn_model *m, int nslots,

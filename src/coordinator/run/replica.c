@@ -62,12 +62,12 @@ void nn_replica_locate_error(const nn_job *job, nn_error *err) {
 /* The optimizer, the gradient sync and the stepper of a training replica. */
 static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err) {
   const nn_job *job = r->job;
-  int N = 1, rc = nn_optim_init(&r->optim, &job->optimizer, r->model.nparams, err);
+  int N = 1, rc = nn_optim_init(&r->optim, &job->optimizer, r->model.ntrainable, err);
   r->have_optim = !rc;
   int mrc = rc ? MPI_SUCCESS : MPI_Comm_size(o->comm, &N);
   if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Comm_size", __FILE__, __LINE__, err);
   if (!rc && N > 1) {
-    rc = nn_gradsync_create(&r->sync, o->comm, r->model.grads, r->model.nparams, 0, err);
+    rc = nn_gradsync_create(&r->sync, o->comm, r->model.grads, r->model.ntrainable, 0, err);
     if (!rc && o->timeout_s > 0) nn_gradsync_set_timeout(r->sync, o->timeout_s);
   }
   return rc;

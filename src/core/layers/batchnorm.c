@@ -124,7 +124,8 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
   float *dgamma = l->grad[BN_WEIGHT], *dbeta = l->grad[BN_BIAS];
   const float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
   double m = (double)n * (double)s;
-  if (n <= 0) return;
+  int pg = nn_layer_param_grads(l, ctx);
+  if (n <= 0 || (!pg && !dx)) return;
   for (size_t ch = 0; ch < c; ch++) {
     float mu, inv;
     if (ctx->training) {
@@ -141,8 +142,10 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
       sdyx += nn_row_devv(x + base, mu, dy + base, s);
     }
     sdyx *= inv;
-    dgamma[ch] += (float)sdyx;
-    dbeta[ch] += (float)sdy;
+    if (pg) {
+      dgamma[ch] += (float)sdyx;
+      dbeta[ch] += (float)sdy;
+    }
     if (!dx) continue;
     double k = (double)gamma[ch] * inv;
     if (ctx->training) {

@@ -458,17 +458,19 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
                             float *dx, int n, const nn_run_ctx *ctx) {
   conv_geom g;
   float *col, *dyt, *dcol;
+  int pg = nn_layer_param_grads(l, ctx);
+  if (!pg && !dx) return;
   conv_geometry(l, &g, NULL);
   conv_scratch(l, &g, &col, &dyt, &dcol);
-  float *db = l->nparams > 1 ? l->grad[1] : NULL;
+  float *db = pg && l->nparams > 1 ? l->grad[1] : NULL;
   const float *w = l->param[0];
-  float *dw = l->grad[0];
+  float *dw = pg ? l->grad[0] : NULL; /* NULL: dx only (frozen) */
   int chunk = (int)conv_chunk(&g, n), p = (int)g.p, direct = p >= CONV__DIRECT_P;
   size_t xs = (size_t)g.c * g.h * g.w, ys = (size_t)g.f * g.p;
   for (int s0 = 0; s0 < n; s0 += chunk) {
     int m = n - s0 < chunk ? n - s0 : chunk;
     int np = m * p;
-    im2col(&g, x + (size_t)s0 * xs, m, col);
+    if (dw) im2col(&g, x + (size_t)s0 * xs, m, col); /* only dW reads the columns */
     /* bias gradient; small planes: dy [m, F, P] -> dyt [F, m, P] */
     for (int f = 0; f < g.f && (db || !direct); f++) {
       double sum = 0.0;
@@ -484,9 +486,10 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
         const float *dys = dy + (size_t)(s0 + s) * ys;
         for (int gi = 0; gi < g.groups; gi++) {
           const float *cs = col + (size_t)gi * g.kg * np + (size_t)s * p;
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, p, 1.0f,
-                      dys + (size_t)gi * g.fg * p, p, cs, np, 1.0f, dw + (size_t)gi * g.fg * g.kg,
-                      g.kg);
+          if (dw)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, p, 1.0f,
+                        dys + (size_t)gi * g.fg * p, p, cs, np, 1.0f,
+                        dw + (size_t)gi * g.fg * g.kg, g.kg);
           if (dx)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, p, g.fg, 1.0f,
                         w + (size_t)gi * g.fg * g.kg, g.kg, dys + (size_t)gi * g.fg * p, p, 0.0f,
@@ -495,9 +498,10 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
       }
     } else {
       for (int gi = 0; gi < g.groups; gi++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, np, 1.0f,
-                    dyt + (size_t)gi * g.fg * np, np, col + (size_t)gi * g.kg * np, np, 1.0f,
-                    dw + (size_t)gi * g.fg * g.kg, g.kg);
+        if (dw)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, np, 1.0f,
+                      dyt + (size_t)gi * g.fg * np, np, col + (size_t)gi * g.kg * np, np, 1.0f,
+                      dw + (size_t)gi * g.fg * g.kg, g.kg);
         if (dx)
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, np, g.fg, 1.0f,
                       w + (size_t)gi * g.fg * g.kg, g.kg, dyt + (size_t)gi * g.fg * np, np, 0.0f,

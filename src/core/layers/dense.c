@@ -73,9 +73,11 @@ static void dense_forward(nn_layer *l, const float *x, float *y, int n,
 static void dense_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                            float *dx, int n, const nn_run_ctx *ctx) {
   int in = l->pspec[0].shape.dim[1], out = l->pspec[0].shape.dim[0];
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f,
-              l->grad[0], in);
-  if (l->nparams > 1) {
+  int pg = nn_layer_param_grads(l, ctx);
+  if (pg)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f,
+                l->grad[0], in);
+  if (pg && l->nparams > 1) {
     float *db = l->grad[1];
     for (int i = 0; i < n; i++) {
       const float *row = dy + (size_t)i * out;

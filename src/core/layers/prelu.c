@@ -63,8 +63,9 @@ static void prelu_forward(nn_layer *l, const float *x, float *y, int n, const nn
 static void prelu_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                            float *dx, int n, const nn_run_ctx *ctx) {
   (void)y;
-  (void)ctx;
   size_t c, s;
+  int pg = nn_layer_param_grads(l, ctx);
+  if (!pg && !dx) return;
   geometry(l, &c, &s);
   const float *a = l->param[0];
   float *da = l->grad[0];
@@ -84,7 +85,7 @@ static void prelu_backward(nn_layer *l, const float *x, const float *y, const fl
         }
       }
     }
-    da[per ? ch : 0] += (float)acc;
+    if (pg) da[per ? ch : 0] += (float)acc;
   }
 }
 

@@ -50,8 +50,11 @@ static size_t body_wide(const nn_block *b) {
   return w;
 }
 
-/* 1 if layer l (a body entry) has parameters, its own or its sub-layers'. */
-static int has_params(const nn_layer *l) {
+/* 1 if backward of layer l (a body entry) adds into parameter gradients:
+ * it has parameters, its own or its sub-layers', is not frozen and the pass
+ * is not a frozen pass. */
+static int has_params(const nn_layer *l, const nn_run_ctx *ctx) {
+  if (!nn_layer_param_grads(l, ctx)) return 0;
   if (l->ops == &nn_layer_residual && l->state) return ((const nn_block *)l->state)->param_count > 0;
   return l->param_count > 0;
 }
@@ -108,7 +111,7 @@ static void residual_backward(nn_layer *l, const float *x, const float *y, const
   if (!dx) {
     lowest = b->nbody;
     for (int j = 0; j < b->nbody; j++)
-      if (has_params(b->body[j])) {
+      if (has_params(b->body[j], ctx)) {
         lowest = j;
         break;
       }
@@ -130,7 +133,7 @@ static void residual_backward(nn_layer *l, const float *x, const float *y, const
     which ^= 1;
   }
   if (dx && b->nbody == 0) memcpy(dx, dy, kin * sizeof *dx);
-  if (b->shortcut) {
+  if (b->shortcut && (dx || has_params(b->shortcut, ctx))) {
     b->shortcut->ops->backward(b->shortcut, x, b->shortcut_out, dy, dx ? scdx : NULL, n, ctx);
     if (dx)
       for (size_t i = 0; i < kin; i++) dx[i] += scdx[i];

@@ -1,6 +1,8 @@
-/* common.c: exit codes and error printing shared by the subcommands. */
+/* common.c: what the subcommands share: exit codes, error printing, and
+ * writing JSON lines through jansson. */
 #include "cli/cli.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,5 +48,16 @@ int nn_cli_usage_error(const char *cmd, const char *fmt, ...) {
 int nn_cli_wants_help(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+  return 0;
+}
+
+json_t *nn_cli_json_real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err) {
+  if (!obj) return nn_error_set(err, NN_ENOMEM, "out of memory building JSON");
+  int bad = json_dumpf(obj, f, JSON_COMPACT | JSON_REAL_PRECISION(NN_CLI_JSON_DIGITS)) != 0 ||
+            fputc('\n', f) == EOF;
+  json_decref(obj);
+  if (bad) return nn_error_at(err, NN_EIO, path ? path : "(stdout)", 0, 0, "cannot write JSON");
   return 0;
 }

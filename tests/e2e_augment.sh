@@ -13,6 +13,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 T=$(mktemp -d /tmp/nn_e2e_augment_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
+need_py numpy
 MPI="timeout 300 mpirun --oversubscribe"
 
 # --- data: 3000 training images, 1000 test images, as IDX files --------------------

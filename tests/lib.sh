@@ -2,6 +2,11 @@
 #
 #   PY                  Debian's python3 (a python3 earlier on PATH may lack numpy/h5py)
 #   fail MSG            print "FAIL: MSG" and exit 1
+#   skip MSG            print "SKIPPED: MSG" and exit 77: a tool or data set the test
+#                       needs is missing (CTest SKIP_RETURN_CODE 77 shows it as
+#                       skipped; a missing tool must never count as a pass)
+#   need_py MOD...      skip unless $PY imports every module (e.g. need_py h5py numpy)
+#   need_fashion_mnist  skip unless Debian's dataset-fashion-mnist is installed
 #   expect_fail CODE WORD CMD...
 #                       CMD exits CODE and prints exactly one stderr line containing WORD
 #                       (the project's rule for bad input); needs $T
@@ -15,6 +20,21 @@ PY=/usr/bin/python3
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+skip() { echo "SKIPPED: $*"; exit 77; }
+
+need_py() {
+  local mods
+  mods=$(IFS=,; echo "$*")
+  "$PY" -c "import $mods" 2>/dev/null ||
+    skip "$PY cannot import $mods (Debian: apt-get install ${*/#/python3-})"
+}
+
+FASHION_MNIST_DIR=/usr/share/datasets/fashion-mnist
+need_fashion_mnist() {
+  [ -r "$FASHION_MNIST_DIR/train-images-idx3-ubyte.gz" ] ||
+    skip "Fashion-MNIST is not installed in $FASHION_MNIST_DIR (apt-get install dataset-fashion-mnist)"
+}
+
 expect_fail() {
   local code=$1 word=$2; shift 2
   "$@" >"$T/so" 2>"$T/se"
@@ -25,6 +45,7 @@ expect_fail() {
 }
 
 fm_idx() {
+  need_fashion_mnist
   "$PY" - "$@" <<'PYEOF'
 import gzip, struct, sys
 kind, first, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

@@ -266,19 +266,12 @@ int nn_cmd_bench(int argc, char **argv) {
   int rc = bench_parse(argc, argv, &o);
   if (rc) return rc;
   int provided = 0, me = 0, N = 1;
-  /* CMA single-copy is much slower than copy-in/copy-out through shared
-   * memory in this kind of VM (docs/allreduce.md); default it off for both
-   * the ring and MPI_Allreduce unless the user chose. */
-  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
   nn_error err;
   nn_error_clear(&err);
-  if ((rc = NN_MPI_CHECK(&err, MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided))))
-    return nn_cli_fail(&err);
-  /* Failed calls return an error code (checked) instead of aborting. */
-  if ((rc = NN_MPI_CHECK(&err, MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN))) ||
-      (rc = NN_MPI_CHECK(&err, MPI_Comm_rank(MPI_COMM_WORLD, &me))) ||
-      (rc = NN_MPI_CHECK(&err, MPI_Comm_size(MPI_COMM_WORLD, &N))))
+  if ((rc = nn_cli_mpi_init(&argc, &argv, &provided, &me, &N, &err))) {
+    if (rc == NN_EMPI && me < 0) return nn_cli_fail(&err); /* MPI_Init_thread itself */
     goto done;
+  }
   err.rank = me;
   size_t maxb = 0;
   for (int i = 0; i < o.nsizes; i++)

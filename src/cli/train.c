@@ -291,23 +291,15 @@ int nn_cmd_train(int argc, char **argv) {
   if (code) return code;
   nn_train_opts opts = a.opts;
 
-  /* Single-copy (CMA) transfers are slower and noisier than copy-in/copy-out
-   * on the VMs we measured (docs/allreduce.md); a user's own setting wins. */
-  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
   int provided = 0, rank = 0, nranks = 1, rc;
   nn_error err;
   nn_error_clear(&err);
-  if (NN_MPI_CHECK(&err, MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided)))
-    return nn_cli_fail(&err);
-  MPI_Comm comm = MPI_COMM_WORLD;
-  /* Failed calls return an error code (checked) instead of aborting. */
-  if ((rc = NN_MPI_CHECK(&err, MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN))) ||
-      (rc = NN_MPI_CHECK(&err, MPI_Comm_rank(comm, &rank))) ||
-      (rc = NN_MPI_CHECK(&err, MPI_Comm_size(comm, &nranks)))) {
+  if ((rc = nn_cli_mpi_init(&argc, &argv, &provided, &rank, &nranks, &err))) {
     code = nn_cli_fail(&err);
-    MPI_Abort(comm, code);
+    if (rank >= 0) MPI_Abort(MPI_COMM_WORLD, code);
     return code;
   }
+  MPI_Comm comm = MPI_COMM_WORLD;
   nn_job *job = calloc(1, sizeof *job);
   if (!job) {
     fprintf(stderr, "nntrain: out of memory\n");

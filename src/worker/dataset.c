@@ -193,7 +193,7 @@ static int shard_check_labels(const nn__ds_shard *s, nn_dataset_info *info, int6
 static int shard_open(nn__ds_shard *s, size_t cache_bytes, nn_dataset_info *info, nn_error *err) {
   int64_t nsamp = 0;
   int rc = nn_h5_open_read(s->path, NN__DS_KIND,
-                           "expected an HDF5 shard or a glob such as DIR/train-*.h5", &s->file, err);
+                           "an HDF5 shard or a glob such as DIR/train-*.h5", &s->file, err);
   if (rc || (rc = shard_read_attrs(s, info, &nsamp, err)) ||
       (rc = shard_open_features(s, cache_bytes, info, err)) ||
       (rc = shard_check_features(s, info, nsamp, err)))

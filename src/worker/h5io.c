@@ -2,12 +2,13 @@
  * nn_error, opening a file for reading, and attribute reading and writing. */
 #include "worker/h5io.h"
 
+#include "worker/fsutil.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 void nn_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -48,30 +49,22 @@ int nn_h5_fail(nn_error *err, int code, const char *path, const char *what, cons
 
 int nn_h5_open_read(const char *path, const char *expected, const char *dir_hint, hid_t *file,
                     nn_error *err) {
-  struct stat st;
   *file = -1;
   nn_h5_quiet();
-  if (stat(path, &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such file");
-    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot access: %s", strerror(errno));
-  }
-  if (S_ISDIR(st.st_mode))
-    return nn_error_at(err, NN_EDATA, path, 0, 0, "is a directory%s%s", dir_hint ? "; " : "",
-                       dir_hint ? dir_hint : "");
+  const char *want = expected ? expected : "an HDF5 file";
+  int rc = nn_stat_file(path, dir_hint ? dir_hint : want, NULL, err);
+  if (rc) return rc;
   if (access(path, R_OK) != 0)
     return nn_error_at(err, NN_EIO, path, 0, 0, "cannot read: %s", strerror(errno));
   htri_t is = H5Fis_hdf5(path);
   if (is <= 0) {
     H5Eclear2(H5E_DEFAULT);
-    return nn_error_at(err, NN_EDATA, path, 0, 0, "not an HDF5 file (expected %s)",
-                       expected ? expected : "an HDF5 file");
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "not an HDF5 file (expected %s)", want);
   }
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0) return nn_h5_fail(err, NN_EIO, path, NULL, "cannot make a property list");
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
   *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  int rc = 0;
   if (*file < 0) /* before any other HDF5 call, which would clear the error stack */
     rc = nn_h5_fail(err, NN_EDATA, path, NULL, "cannot open: the HDF5 file is truncated or damaged");
   H5Pclose(fapl);
@@ -137,17 +130,26 @@ static int attr_open(const nn_h5_file *f, hid_t loc, const char *name, hid_t *ou
   return 0;
 }
 
+/* attr_open, then the attribute's file type and dataspace. On failure the
+ * handles that were opened stay in *a, *ft, *space for the caller to close
+ * (the others are -1). */
+static int attr_open_typed(const nn_h5_file *f, hid_t loc, const char *name, hid_t *a,
+                           hid_t *ft, hid_t *space, nn_error *err) {
+  *a = *ft = *space = -1;
+  int rc = attr_open(f, loc, name, a, err);
+  if (rc) return rc;
+  *ft = H5Aget_type(*a);
+  *space = H5Aget_space(*a);
+  if (*ft < 0 || *space < 0)
+    return nn_h5_fail(err, f->code, f->path, name, "cannot read the attribute's type");
+  return 0;
+}
+
 int nn_h5_attr_read_num(const nn_h5_file *f, hid_t loc, const char *name, hid_t mtype, void *v,
                         int max, int exact, int *count, nn_error *err) {
-  hid_t a = -1, space = -1, ft = -1;
-  int rc = attr_open(f, loc, name, &a, err);
-  if (rc) return rc;
-  ft = H5Aget_type(a);
-  space = H5Aget_space(a);
-  if (ft < 0 || space < 0) {
-    rc = nn_h5_fail(err, f->code, f->path, name, "cannot read the attribute's type");
-    goto cleanup;
-  }
+  hid_t a, space, ft;
+  int rc = attr_open_typed(f, loc, name, &a, &ft, &space, err);
+  if (rc) goto cleanup;
   H5T_class_t cls = H5Tget_class(ft);
   if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
     rc = nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' is not numeric", name);
@@ -206,16 +208,10 @@ static int attr_read_str_as(hid_t a, hid_t ft, hid_t mt, char *buf, size_t n) {
 
 int nn_h5_attr_read_str(const nn_h5_file *f, hid_t loc, const char *name, char *buf, size_t n,
                         nn_error *err) {
-  hid_t a = -1, ft = -1, mt = -1, space = -1;
+  hid_t a, ft, mt = -1, space;
   buf[0] = '\0';
-  int rc = attr_open(f, loc, name, &a, err);
-  if (rc) return rc;
-  ft = H5Aget_type(a);
-  space = H5Aget_space(a);
-  if (ft < 0 || space < 0) {
-    rc = nn_h5_fail(err, f->code, f->path, name, "cannot read the attribute's type");
-    goto cleanup;
-  }
+  int rc = attr_open_typed(f, loc, name, &a, &ft, &space, err);
+  if (rc) goto cleanup;
   if (H5Tget_class(ft) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1) {
     rc = nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' is not a single string", name);
     goto cleanup;

@@ -47,12 +47,13 @@ void nn_h5_quiet(void);
 int nn_h5_fail(nn_error *err, int code, const char *path, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* Open `path` read-only after checking that it exists (NN_ENOTFOUND), is
- * not a directory and is readable (NN_EIO / NN_EDATA), and is HDF5 (NN_EDATA
- * "not an HDF5 file (expected <expected>)"). `expected` names what the file
- * should be ("an nntrain shard"); `dir_hint` is added to the message when
- * path is a directory (may be NULL). The file is opened with
- * H5F_CLOSE_STRONG, so H5Fclose also closes objects left open in it. */
+/* Open `path` read-only after checking that it is a regular file
+ * (nn_stat_file: NN_ENOTFOUND, NN_EIO, NN_EDATA), readable (NN_EIO) and HDF5
+ * (NN_EDATA "not an HDF5 file (expected <expected>)"). `expected` names what
+ * the file should be ("an nntrain shard"); `dir_hint`, if not NULL, replaces
+ * it in the message for a directory ("an HDF5 shard or a glob such as
+ * DIR/train-*.h5"). The file is opened with H5F_CLOSE_STRONG, so H5Fclose
+ * also closes objects left open in it. */
 int nn_h5_open_read(const char *path, const char *expected, const char *dir_hint, hid_t *file,
                     nn_error *err);
 

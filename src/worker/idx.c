@@ -3,11 +3,12 @@
  * to word messages ("decompressed data" vs "file"). */
 #include "worker/idx.h"
 
+#include "worker/fsutil.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zlib.h>
 
 /* Largest payload we accept (bytes); a header claiming more is damaged. */
@@ -62,15 +63,9 @@ int nn_idx_read(const char *path, nn_idx *a, nn_error *err) {
   uint8_t *data = NULL;
   const char *zmsg = NULL;
   memset(a, 0, sizeof *a);
+  int64_t fsize = 0;
 
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such file");
-    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot access: %s", strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode))
-    return nn_error_at(err, NN_EDATA, path, 0, 0, "is not a regular file (expected an IDX file)");
+  if ((rc = nn_stat_file(path, "an IDX file", &fsize, err))) return rc;
 
   /* Peek at the magic to know whether this is gzip. */
   uint8_t head[4] = {0};
@@ -151,16 +146,16 @@ int nn_idx_read(const char *path, nn_idx *a, nn_error *err) {
   int64_t header = 4 + (int64_t)dimbytes;
 
   /* A plain file's size tells us up front whether the payload is complete. */
-  if (!gz && (int64_t)st.st_size != header + total) {
-    if ((int64_t)st.st_size < header + total)
+  if (!gz && fsize != header + total) {
+    if (fsize < header + total)
       rc = nn_error_at(err, NN_EDATA, path, 0, 0,
                        "truncated: dimensions %s need %lld bytes of data after the %lld-byte header, "
                        "the file has %lld",
-                       dims, (long long)total, (long long)header, (long long)(st.st_size - header));
+                       dims, (long long)total, (long long)header, (long long)(fsize - header));
     else
       rc = nn_error_at(err, NN_EDATA, path, 0, 0,
                        "%lld bytes of trailing data: dimensions %s need %lld bytes after the header",
-                       (long long)(st.st_size - header - total), dims, (long long)total);
+                       (long long)(fsize - header - total), dims, (long long)total);
     goto cleanup;
   }
 
@@ -239,14 +234,7 @@ int nn_idx_peek(const char *path, nn_idx *a, nn_error *err) {
   const char *zmsg = NULL;
   uint8_t head[4 + 4 * NN_IDX_MAX_DIMS];
   memset(a, 0, sizeof *a);
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such file");
-    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot access: %s", strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode))
-    return nn_error_at(err, NN_EDATA, path, 0, 0, "is not a regular file (expected an IDX file)");
+  if ((rc = nn_stat_file(path, "an IDX file", NULL, err))) return rc;
   g = gzopen(path, "rb");
   if (!g) return nn_error_at(err, NN_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
   a->gzipped = !gzdirect(g);

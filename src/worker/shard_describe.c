@@ -6,7 +6,7 @@
 
 #include "worker/dataset_internal.h"
 
-#define DESC_DIR_HINT "expected an HDF5 shard or a glob such as DIR/train-*.h5"
+#define DESC_DIR_HINT "an HDF5 shard or a glob such as DIR/train-*.h5"
 
 int nn_h5_format(const char *path, char *buf, size_t n, nn_error *err) {
   hid_t f = -1;

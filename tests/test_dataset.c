@@ -1,4 +1,5 @@
-/* test_dataset.c: HDF5 shard writer and reader (src/worker/dataset.c).
+/* test_dataset.c: HDF5 shard writer and reader (src/worker/shard_write.c,
+ * dataset.c, dataset_chunk.c, dataset_read.c, shard_describe.c).
  *
  * Writes small synthetic shards into a fresh temp dir, reads them back in
  * random and repeated order and compares exactly; checks that broken or

@@ -74,12 +74,18 @@ int nn_h5_open_read(const char *path, const char *expected, const char *dir_hint
 /* ---- writing attributes -------------------------------------------------- */
 
 /* Create attribute `name` of type t and the given space on loc and write v
- * (memory type t). 0 or -1 (HDF5's stack holds the reason). */
-static int attr_put(hid_t loc, const char *name, hid_t t, hid_t space, const void *v) {
-  if (space < 0) return -1;
+ * (memory type t). The failure is recorded at once, before any other HDF5
+ * call: every HDF5 API call clears the error stack on entry, so a close
+ * first would lose HDF5's reason. */
+static int attr_put(const nn_h5_file *f, hid_t loc, const char *name, hid_t t, hid_t space,
+                    const void *v, nn_error *err) {
+  if (t < 0 || space < 0)
+    return nn_h5_fail(err, NN_EIO, f->path, name, "cannot make the attribute's type or space");
   hid_t a = H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0) return -1;
-  int rc = H5Awrite(a, t, v) < 0 ? -1 : 0;
+  if (a < 0) return nn_h5_fail(err, NN_EIO, f->path, name, "cannot write the attribute");
+  int rc = 0;
+  if (H5Awrite(a, t, v) < 0)
+    rc = nn_h5_fail(err, NN_EIO, f->path, name, "cannot write the attribute");
   H5Aclose(a);
   return rc;
 }
@@ -88,25 +94,24 @@ int nn_h5_attr_write(const nn_h5_file *f, hid_t loc, const char *name, hid_t mty
                      const void *v, int n, nn_error *err) {
   hsize_t d = (hsize_t)n;
   hid_t space = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &d, NULL);
-  int rc = attr_put(loc, name, mtype, space, v);
+  int rc = attr_put(f, loc, name, mtype, space, v, err);
   if (space >= 0) H5Sclose(space);
-  if (rc) return nn_h5_fail(err, NN_EIO, f->path, name, "cannot write the attribute");
-  return 0;
+  return rc;
 }
 
 int nn_h5_attr_write_str(const nn_h5_file *f, hid_t loc, const char *name, const char *v,
                          nn_error *err) {
   hid_t t = H5Tcopy(H5T_C_S1), space = -1;
-  int rc = -1;
   const char *p = v ? v : "";
-  if (t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0) {
-    space = H5Screate(H5S_SCALAR);
-    rc = attr_put(loc, name, t, space, &p);
+  if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+    H5Tclose(t);
+    t = -1;
   }
+  if (t >= 0) space = H5Screate(H5S_SCALAR);
+  int rc = attr_put(f, loc, name, t, space, &p, err);
   if (space >= 0) H5Sclose(space);
   if (t >= 0) H5Tclose(t);
-  if (rc) return nn_h5_fail(err, NN_EIO, f->path, name, "cannot write the attribute");
-  return 0;
+  return rc;
 }
 
 /* ---- reading attributes -------------------------------------------------- */

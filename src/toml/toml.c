@@ -724,6 +724,29 @@ static int scan_digits(parser *p, int base, char *buf, size_t cap, size_t *len,
 }
 
 /* Integers (all bases), floats, inf and nan, starting at the read position. */
+/* At "0x", "0o" or "0b": an unsigned hexadecimal, octal or binary integer. */
+static int parse_radix_int(parser *p, tpos at, int depth, nn_toml_value **out) {
+  char buf[1100];
+  size_t len = 0;
+  int base = peekc(p, 1) == 'x' ? 16 : peekc(p, 1) == 'o' ? 8 : 2;
+  p->i += 2;
+  int rc = scan_digits(p, base, buf, sizeof buf, &len,
+                       base == 16  ? "hexadecimal integer"
+                       : base == 8 ? "octal integer"
+                                   : "binary integer");
+  if (rc) return rc;
+  uint64_t acc = 0;
+  for (size_t k = 0; k < len; k++) {
+    uint64_t d = (uint64_t)hexval((unsigned char)buf[k]);
+    if (acc > ((uint64_t)INT64_MAX - d) / (uint64_t)base)
+      return fail_at(p, at, "integer does not fit in 64 bits");
+    acc = acc * (uint64_t)base + d;
+  }
+  rc = mk(p, NN_TOML_INTEGER, at, depth, out);
+  if (!rc) (*out)->u.i = (int64_t)acc;
+  return rc;
+}
+
 static int parse_number(parser *p, tpos at, int depth, nn_toml_value **out) {
   char fbuf_[24];
   char buf[1100];
@@ -747,24 +770,9 @@ static int parse_number(parser *p, tpos at, int depth, nn_toml_value **out) {
     return rc;
   }
   if (c == '0' && (peekc(p, 1) == 'x' || peekc(p, 1) == 'o' || peekc(p, 1) == 'b')) {
-    int base = peekc(p, 1) == 'x' ? 16 : peekc(p, 1) == 'o' ? 8 : 2;
     if (sign)
       return fail_at(p, at, "a sign is not allowed on a hexadecimal, octal or binary integer");
-    p->i += 2;
-    rc = scan_digits(p, base, buf, sizeof buf, &len,
-                     base == 16 ? "hexadecimal integer" : base == 8 ? "octal integer"
-                                                                     : "binary integer");
-    if (rc) return rc;
-    uint64_t acc = 0;
-    for (size_t k = 0; k < len; k++) {
-      uint64_t d = (uint64_t)hexval((unsigned char)buf[k]);
-      if (acc > ((uint64_t)INT64_MAX - d) / (uint64_t)base)
-        return fail_at(p, at, "integer does not fit in 64 bits");
-      acc = acc * (uint64_t)base + d;
-    }
-    rc = mk(p, NN_TOML_INTEGER, at, depth, out);
-    if (!rc) (*out)->u.i = (int64_t)acc;
-    return rc;
+    return parse_radix_int(p, at, depth, out);
   }
   size_t int_start = len;
   rc = scan_digits(p, 10, buf, sizeof buf, &len, "number");

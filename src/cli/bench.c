@@ -235,6 +235,17 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
   return 0;
 }
 
+/* The ring's chunk for a buffer of `bytes` on N ranks: --chunk, else one
+ * block per rank up to 256 KiB (a single message per block and step for
+ * small sizes, pipelined above). */
+static size_t bench_chunk(const bench_opts *o, size_t bytes, int N) {
+  if (o->chunk_bytes) return o->chunk_bytes;
+  size_t chunk = (bytes / (size_t)N + 3) / 4 * 4;
+  if (chunk > ((size_t)256 << 10)) chunk = (size_t)256 << 10;
+  if (chunk < 1024) chunk = 1024;
+  return chunk;
+}
+
 /* v rounded to `decimals` places (what the JSON line shows: microseconds to
  * 0.01, bandwidth to 0.001 GB/s). */
 static double rounded(double v, int decimals) {
@@ -299,14 +310,7 @@ int nn_cmd_bench(int argc, char **argv) {
     int iters = o.iters;
     if (!iters) iters = b >= (16u << 20) ? 10 : b >= (4u << 20) ? 20 : 30;
     bench_result res = {0, 0, 0, 0, 0};
-    /* The ring's chunk: --chunk, else one block per rank up to 256 KiB (a
-     * single message per block and step for small sizes, pipelined above). */
-    size_t chunk = o.chunk_bytes;
-    if (!chunk) {
-      chunk = (b / (size_t)N + 3) / 4 * 4;
-      if (chunk > ((size_t)256 << 10)) chunk = (size_t)256 << 10;
-      if (chunk < 1024) chunk = 1024;
-    }
+    size_t chunk = bench_chunk(&o, b, N);
     rc = nn_ring_create(&ring, MPI_COMM_WORLD, b / 4, chunk, &err);
     if (rc) goto done;
     nn_ring_set_timeout(ring, o.timeout);

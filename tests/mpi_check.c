@@ -6,26 +6,10 @@
 #include <mpi.h>
 #include <stdlib.h>
 
+#include "mpi_test.h"
 #include "test.h"
 #include "worker/agree.h"
 #include "worker/mpi_check.h"
-
-static void mpi_up(void) {
-  int init = 0;
-  MPI_Initialized(&init);
-  if (init) return;
-  int provided = 0;
-  MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
-  /* As the CLI does: a failed call returns its code instead of aborting. */
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  atexit((void (*)(void))MPI_Finalize);
-}
-
-static int rank_of(void) {
-  int r = -1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 /* A successful call is 0 and leaves the record alone. */
 static void test_success_is_zero(void) {
@@ -36,8 +20,7 @@ static void test_success_is_zero(void) {
   ASSERT_EQ_INT(NN_MPI_CHECK(&err, MPI_Allreduce(&x, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD)),
                 0);
   ASSERT_EQ_INT(err.code, 0);
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  int n = size_of();
   ASSERT_EQ_INT(sum, n * (n - 1) / 2);
 }
 
@@ -99,8 +82,7 @@ static void test_agree(void) {
   nn_error err;
   nn_error_clear(&err);
   ASSERT_EQ_INT(nn_agree(MPI_COMM_WORLD, 0, &err), 0);
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  int n = size_of();
   int bad = n - 1; /* the last rank fails */
   nn_error_clear(&err);
   int rc = 0;

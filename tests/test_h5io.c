@@ -12,28 +12,13 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_tmp.h"
 #include "worker/h5io.h"
 
-static char g_dir[256];
-
-static void remove_tmpdir(void) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-}
-
-/* path of `name` in a fresh temp dir (removed at exit). */
+/* path of `name` in the program's temp dir (a static buffer). */
 static const char *path_of(const char *name) {
   static char buf[512];
-  if (!g_dir[0]) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/nn_test_h5io_XXXXXX");
-    if (!mkdtemp(g_dir)) {
-      perror("mkdtemp");
-      exit(1);
-    }
-    atexit(remove_tmpdir);
-  }
-  snprintf(buf, sizeof buf, "%s/%s", g_dir, name);
+  snprintf(buf, sizeof buf, "%s/%s", nn_test_tmpdir("h5io"), name);
   return buf;
 }
 

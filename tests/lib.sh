@@ -14,6 +14,8 @@
 #                       Fashion-MNIST (Debian's dataset-fashion-mnist) KIND = train|t10k,
 #                       images FIRST .. FIRST+COUNT-1 and their labels, as the IDX pair
 #                       OUT-img, OUT-lab: real data, small enough for a test
+#   tiny_csv OUT N      a small two-class CSV: header "a,b,c,label", N rows of three
+#                       uniform features in [-1, 1] (seed 3), label = (a + b > 0)
 #   mlp_model           the [model] section of the small MLP the e2e jobs train
 #                       (784 -> dense 64 relu -> dense 10), for a job's heredoc
 PY=/usr/bin/python3
@@ -56,6 +58,18 @@ assert 16 + (first + n) * 784 <= len(img), "fm_idx: past the end of " + kind
 open(out + "-img", "wb").write(struct.pack(">IIII", 0x803, n, 28, 28)
                                + img[16 + first * 784:16 + (first + n) * 784])
 open(out + "-lab", "wb").write(struct.pack(">II", 0x801, n) + lab[8 + first:8 + first + n])
+PYEOF
+}
+
+tiny_csv() {
+  "$PY" - "$@" <<'PYEOF'
+import random, sys
+random.seed(3)
+with open(sys.argv[1], "w") as f:
+    f.write("a,b,c,label\n")
+    for i in range(int(sys.argv[2])):
+        x = [random.uniform(-1, 1) for _ in range(3)]
+        f.write("%f,%f,%f,%d\n" % (*x, int(x[0] + x[1] > 0)))
 PYEOF
 }
 

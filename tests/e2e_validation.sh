@@ -74,7 +74,8 @@ grep -q "mean val_loss" "$T/kfout" || { cat "$T/kfout"; fail "no k-fold summary"
 [ "$(grep -c 'repeat [12] fold [123]:' "$T/kfout")" -eq 6 ] || { cat "$T/kfout"; fail "want 6 fold lines"; }
 $PY - "$T/kf/kfold.json" <<'PY' || fail "kfold.json"
 import json, sys, statistics
-k = json.load(open(sys.argv[1]))
+# strict JSON: NaN / Infinity are not JSON (nntrain writes null)
+k = json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit("not JSON: " + c))
 assert k["folds"] == 3 and k["repeats"] == 2 and len(k["val_accuracy"]) == 6
 assert abs(statistics.mean(k["val_accuracy"]) - k["mean_val_accuracy"]) < 1e-9
 assert abs(statistics.stdev(k["val_accuracy"]) - k["std_val_accuracy"]) < 1e-9

@@ -13,6 +13,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 T=$(mktemp -d /tmp/nn_e2e_augment_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
+need_py numpy
 MPI="timeout 300 mpirun --oversubscribe"
 
 # --- data: 3000 training images, 1000 test images, as IDX files --------------------
@@ -89,15 +90,7 @@ assert r0 > 1e-3, r0
 PY
 
 # --- a spatial transform on non-image data: one message, no training -------------------
-$PY - "$T" <<'PY'
-import random, sys
-random.seed(3)
-with open(sys.argv[1] + "/tiny.csv", "w") as f:
-    f.write("a,b,c,label\n")
-    for i in range(64):
-        x = [random.uniform(-1, 1) for _ in range(3)]
-        f.write("%f,%f,%f,%d\n" % (*x, int(x[0] + x[1] > 0)))
-PY
+tiny_csv "$T/tiny.csv" 64
 "$NNTRAIN" prepare csv "$T/tiny.csv" --label label --out "$T/tiny" --classes 2 >/dev/null
 printf '[data]\ntrain = "%s"\n[model]\n[[model.layers]]\ntype = "dense"\nunits = 2\n[train]\nbatch_size = 16\n[run]\ndir = "%s"\n[augment]\nrotate = 5\n' \
   "$T/tiny/train-*.h5" "$T/tinyrun" > "$T/flat.toml"

@@ -21,7 +21,7 @@ np_ = int(sys.argv[2])
 assert len(lines) == 3, f"expected 3 JSON lines, got {len(lines)}"
 want = [4096, 102400, 1048576]
 for l, b in zip(lines, want):
-    o = json.loads(l)
+    o = json.loads(l, parse_constant=lambda c: sys.exit("not JSON: " + c))
     for k in ("bytes", "ring_us", "mpi_us", "ring_busbw_gbps", "mpi_busbw_gbps"):
         assert k in o, f"missing {k} in {l}"
     assert o["bytes"] == b, o

@@ -13,14 +13,11 @@ T=$(mktemp -d /tmp/nn_e2e_prepare_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
 
-# A python3 that has h5py and numpy (Debian's, even when another python3 is first on PATH).
-PY=
-for p in /usr/bin/python3 python3; do
-  if "$p" -c 'import h5py, numpy' 2>/dev/null; then PY=$p; break; fi
-done
-[ -n "$PY" ] || fail "no python3 with h5py and numpy (apt-get install python3-h5py)"
-
-SRC=/usr/share/datasets/fashion-mnist
+# Debian's python3 with h5py and numpy, and Debian's Fashion-MNIST: without
+# them the test is skipped (exit 77), not passed.
+need_py h5py numpy
+need_fashion_mnist
+SRC=$FASHION_MNIST_DIR
 
 # ---- fashion-mnist --------------------------------------------------------
 "$NNTRAIN" prepare fashion-mnist --out "$T/fm" --shards 3 >"$T/out1" 2>"$T/err1" ||

@@ -9,6 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
+need_py numpy
 MPI="timeout 300 mpirun --oversubscribe"
 
 # --- data: 12k Fashion-MNIST training images (real data), the test set --------------
@@ -86,15 +87,7 @@ done
 cmp -s "$T/p3_1" "$T/p3_2" || fail "repeated -np 3 runs differ"
 
 # --- a final batch of one sample: two of three ranks get an empty slice ------------
-$PY - "$T" <<'PY'
-import random, sys
-random.seed(3)
-with open(sys.argv[1] + "/tiny.csv", "w") as f:
-    f.write("a,b,c,label\n")
-    for i in range(97):
-        x = [random.uniform(-1, 1) for _ in range(3)]
-        f.write("%f,%f,%f,%d\n" % (*x, int(x[0] + x[1] > 0)))
-PY
+tiny_csv "$T/tiny.csv" 97
 "$NNTRAIN" prepare csv "$T/tiny.csv" --label label --out "$T/tiny" --classes 2 >/dev/null
 cat > "$T/tiny.toml" <<EOF2
 [data]

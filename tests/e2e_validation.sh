@@ -74,10 +74,17 @@ grep -q "mean val_loss" "$T/kfout" || { cat "$T/kfout"; fail "no k-fold summary"
 [ "$(grep -c 'repeat [12] fold [123]:' "$T/kfout")" -eq 6 ] || { cat "$T/kfout"; fail "want 6 fold lines"; }
 $PY - "$T/kf/kfold.json" <<'PY' || fail "kfold.json"
 import json, sys, statistics
-k = json.load(open(sys.argv[1]))
+# strict JSON: NaN / Infinity are not JSON (nntrain writes null)
+k = json.load(open(sys.argv[1]), parse_constant=lambda c: sys.exit("not JSON: " + c))
 assert k["folds"] == 3 and k["repeats"] == 2 and len(k["val_accuracy"]) == 6
 assert abs(statistics.mean(k["val_accuracy"]) - k["mean_val_accuracy"]) < 1e-9
 assert abs(statistics.stdev(k["val_accuracy"]) - k["std_val_accuracy"]) < 1e-9
+# Each repeat must draw its own folds. Training is deterministic, so a repeat
+# that reused repeat 1's folds (in any order) would reproduce its validation
+# losses exactly: the two repeats' sets of losses must differ, fold by fold.
+r0, r1 = k["val_loss"][:3], k["val_loss"][3:]
+assert len(set(r0)) == 3, ("folds of one repeat gave equal losses", r0)
+assert not set(r0) & set(r1), ("a fold of repeat 2 repeats one of repeat 1", r0, r1)
 PY
 grep -q '"train_samples": 800' "$T/kf/kfold-r0-f0/metrics.jsonl" || fail "fold sizes"
 

@@ -5,36 +5,9 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "mpi_test.h"
 #include "test.h"
 #include "worker/allreduce.h"
-
-static void mpi_up(void) {
-  int init = 0;
-  MPI_Initialized(&init);
-  if (init) return;
-  int provided = 0;
-  MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
-  atexit((void (*)(void))MPI_Finalize);
-}
-
-static int rank_of(void) {
-  int r;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-static int size_of(void) {
-  int n;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-/* 1 if ok on every rank. */
-static int all_ok(int ok) {
-  int all = 0;
-  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  return all;
-}
 
 /* Deterministic pseudo-random float in [-1, 1) for (rank, i, salt). */
 static float val(int rank, size_t i, uint32_t salt) {

@@ -4,8 +4,13 @@
  *   TEST_MAIN(TEST(test_xxx), TEST(test_yyy))
  * Each ASSERT_* prints both sides and the place on failure, marks the test
  * failed and returns from the test function. main exits non-zero if any test
- * failed, and prints "N passed, M failed" last. Run one test by name with
- * `./test_foo test_xxx`. */
+ * failed, and prints "N passed, M failed, K skipped" last. Run one test by
+ * name with `./test_foo test_xxx`.
+ *
+ * A test that needs a tool the machine lacks (e.g. python3 with h5py) calls
+ * SKIP_TEST("reason"): it is reported "[skip]", never "[ ok ]", and when no
+ * test failed the program exits 77, which CTest (SKIP_RETURN_CODE 77, set in
+ * tests/CMakeLists.txt) shows as "Not Run (Skipped)", not as passed. */
 #ifndef NN_TESTS_TEST_H
 #define NN_TESTS_TEST_H
 
@@ -20,6 +25,19 @@ typedef struct nn_test_case {
 } nn_test_case;
 
 static int nn__test_failed;
+static int nn__test_skipped;
+
+/* Exit code CTest reads as "skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt). */
+#define NN_TEST_SKIP_CODE 77
+
+#define SKIP_TEST(...)                                                     \
+  do {                                                                     \
+    fprintf(stderr, "SKIPPED: ");                                          \
+    fprintf(stderr, __VA_ARGS__);                                          \
+    fprintf(stderr, "\n");                                                 \
+    nn__test_skipped = 1;                                                  \
+    return;                                                                \
+  } while (0)
 
 #define NN__FAIL(...)                                                      \
   do {                                                                     \
@@ -72,21 +90,26 @@ static int nn__test_failed;
 #define TEST_MAIN(...)                                                     \
   int main(int argc, char **argv) {                                        \
     static const nn_test_case cases_[] = {__VA_ARGS__};                    \
-    int passed_ = 0, failed_ = 0;                                          \
+    int passed_ = 0, failed_ = 0, skipped_ = 0;                            \
     for (size_t i_ = 0; i_ < sizeof cases_ / sizeof cases_[0]; i_++) {    \
       if (argc > 1 && strcmp(argv[1], cases_[i_].name) != 0) continue;    \
-      nn__test_failed = 0;                                                 \
+      nn__test_failed = nn__test_skipped = 0;                              \
       cases_[i_].fn();                                                     \
       if (nn__test_failed) {                                               \
         failed_++;                                                         \
         fprintf(stderr, "[FAIL] %s\n", cases_[i_].name);                   \
+      } else if (nn__test_skipped) {                                       \
+        skipped_++;                                                        \
+        fprintf(stderr, "[skip] %s\n", cases_[i_].name);                   \
       } else {                                                             \
         passed_++;                                                         \
         fprintf(stderr, "[ ok ] %s\n", cases_[i_].name);                   \
       }                                                                    \
     }                                                                      \
-    printf("%d passed, %d failed\n", passed_, failed_);                    \
-    return (failed_ || passed_ == 0) ? 1 : 0;                              \
+    printf("%d passed, %d failed, %d skipped\n", passed_, failed_,         \
+           skipped_);                                                      \
+    if (failed_ || (passed_ == 0 && skipped_ == 0)) return 1;              \
+    return skipped_ ? NN_TEST_SKIP_CODE : 0;                               \
   }
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "core/rng.h"
 #include "test.h"
+#include "test_tmp.h"
 #include "worker/augment.h"
 #include "worker/dataset.h"
 #include "worker/loader.h"
@@ -378,14 +379,6 @@ static void test_check_shapes(void) {
 
 /* ---- the loader ---------------------------------------------------------------- */
 
-static char g_dir[256];
-
-static void remove_tmpdir(void) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-}
-
 enum { LN = 23, LC = 2, LH = 6, LW = 5, LFEAT = LC * LH * LW };
 static const double L_MEAN[LC] = {2.0, -1.0}, L_STD[LC] = {4.0, 0.5};
 
@@ -393,12 +386,7 @@ static float raw_val(int64_t i, int k) { return (float)((i * 37 + k * 11) % 29) 
 
 /* A float32 shard of LN samples [LC, LH, LW] in a temp dir; returns its path. */
 static int make_shard(char *path, size_t n, nn_error *err) {
-  if (!g_dir[0]) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/nn_test_augment_XXXXXX");
-    if (!mkdtemp(g_dir)) return nn_error_set(err, NN_EIO, "mkdtemp failed");
-    atexit(remove_tmpdir);
-  }
-  snprintf(path, n, "%s/train-000.h5", g_dir);
+  snprintf(path, n, "%s/train-000.h5", nn_test_tmpdir("augment"));
   if (access(path, F_OK) == 0) return 0;
   float x[LN * LFEAT];
   int32_t lab[LN];
@@ -543,7 +531,7 @@ static void test_loader_refuses_flat_data(void) {
   nn_error_clear(&err);
   ASSERT_OK(make_shard(path, sizeof path, &err)); /* makes the temp dir */
   char flat_path[300];
-  snprintf(flat_path, sizeof flat_path, "%s/flat-000.h5", g_dir);
+  snprintf(flat_path, sizeof flat_path, "%s/flat-000.h5", nn_test_tmpdir("augment"));
   float x[4 * 6] = {0};
   int32_t lab[4] = {0, 1, 0, 1};
   double mean[6] = {0}, sd[6] = {1, 1, 1, 1, 1, 1}; /* flat samples: one entry per feature */

@@ -1,4 +1,5 @@
-/* test_dataset.c: HDF5 shard writer and reader (src/worker/dataset.c).
+/* test_dataset.c: HDF5 shard writer and reader (src/worker/shard_write.c,
+ * dataset.c, dataset_chunk.c, dataset_read.c, shard_describe.c).
  *
  * Writes small synthetic shards into a fresh temp dir, reads them back in
  * random and repeated order and compares exactly; checks that broken or
@@ -12,35 +13,15 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "test_tmp.h"
 #include "worker/dataset.h"
 
 /* A deterministic byte / float for sample i, element k. */
 static uint8_t val_u8(int64_t i, size_t k) { return (uint8_t)((i * 131 + (int64_t)k * 7 + 3) % 251); }
 static float val_f32(int64_t i, size_t k) { return (float)(i * 0.5 - (double)k * 0.25 + 0.125); }
 
-static char g_dir[256];
-
-/* Remove the temp dir at exit (also when a single test is run by name). */
-static void remove_tmpdir(void) {
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-}
-
-static const char *tmpdir(void) {
-  if (!g_dir[0]) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/nn_test_dataset_XXXXXX");
-    if (!mkdtemp(g_dir)) {
-      perror("mkdtemp");
-      exit(1);
-    }
-    atexit(remove_tmpdir);
-  }
-  return g_dir;
-}
-
 static void path_in(char *buf, size_t n, const char *name) {
-  snprintf(buf, n, "%s/%s", tmpdir(), name);
+  snprintf(buf, n, "%s/%s", nn_test_tmpdir("dataset"), name);
 }
 
 typedef struct spec {

@@ -9,6 +9,7 @@
  * object per size. Hidden options for the watchdog tests make one rank stop
  * (SIGSTOP) or die (SIGKILL) before an all-reduce. */
 #include <limits.h>
+#include <math.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "worker/allreduce.h"
+#include "worker/mpi_check.h"
 
 #define BENCH_MAX_SIZES 32
 
@@ -168,8 +170,9 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
                       const float *src, float *rbuf, float *mbuf, double *t_ring, double *t_mpi,
                       bench_result *res, nn_error *err) {
   int me, N, rc = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &me);
-  MPI_Comm_size(MPI_COMM_WORLD, &N);
+  if ((rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &me))) ||
+      (rc = NN_MPI_CHECK(err, MPI_Comm_size(MPI_COMM_WORLD, &N))))
+    return rc;
   size_t n = bytes / 4;
   int faults = o->stall_rank >= 0 || o->kill_rank >= 0;
   int warm = 2;
@@ -179,8 +182,7 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
       if (!do_ring && faults) continue; /* fault runs time the ring only */
       float *b = do_ring ? rbuf : mbuf;
       memcpy(b, src, n * sizeof *b);
-      if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS)
-        return nn_error_set(err, NN_EMPI, "bench: MPI_Barrier failed on rank %d", me);
+      if ((rc = NN_MPI_CHECK(err, MPI_Barrier(MPI_COMM_WORLD)))) return rc;
       double t0 = MPI_Wtime();
       if (do_ring) {
         if (it + 1 == o->fault_iter && me == o->stall_rank) raise(SIGSTOP);
@@ -188,9 +190,9 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
         nn_ring_set_step(ring, it + 1);
         rc = nn_ring_allreduce(ring, b, n, err);
         if (rc) return rc;
-      } else if (MPI_Allreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
-                 MPI_SUCCESS) {
-        return nn_error_set(err, NN_EMPI, "bench: MPI_Allreduce failed on rank %d", me);
+      } else if ((rc = NN_MPI_CHECK(err, MPI_Allreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT,
+                                                        MPI_SUM, MPI_COMM_WORLD)))) {
+        return rc;
       }
       double t = MPI_Wtime() - t0;
       if (it >= warm) (do_ring ? t_ring : t_mpi)[it - warm] = t;
@@ -199,8 +201,13 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
   /* Slowest rank per iteration, then the median. */
   double *mx = malloc(2 * (size_t)iters * sizeof *mx);
   if (!mx) return nn_error_set(err, NN_ENOMEM, "bench: out of memory");
-  MPI_Reduce(t_ring, mx, iters, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-  MPI_Reduce(t_mpi, mx + iters, iters, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  if ((rc = NN_MPI_CHECK(err, MPI_Reduce(t_ring, mx, iters, MPI_DOUBLE, MPI_MAX, 0,
+                                         MPI_COMM_WORLD))) ||
+      (rc = NN_MPI_CHECK(err, MPI_Reduce(t_mpi, mx + iters, iters, MPI_DOUBLE, MPI_MAX, 0,
+                                         MPI_COMM_WORLD)))) {
+    free(mx);
+    return rc;
+  }
   qsort(mx, (size_t)iters, sizeof *mx, cmp_double);
   qsort(mx + iters, (size_t)iters, sizeof *mx, cmp_double);
   res->ring_us = 1e6 * mx[iters / 2];
@@ -218,13 +225,47 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
       if (e > 1e-5 * N * (1 + (mbuf[i] < 0 ? -mbuf[i] : mbuf[i]))) bad = 1;
     }
   int anybad = 0;
-  MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if ((rc = NN_MPI_CHECK(err, MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD))))
+    return rc;
   res->max_diff = d;
   if (anybad)
     return nn_error_set(err, NN_EINTERNAL,
                         "bench: ring and MPI_Allreduce disagree at %zu bytes (max |diff| %g)",
                         bytes, d);
   return 0;
+}
+
+/* The ring's chunk for a buffer of `bytes` on N ranks: --chunk, else one
+ * block per rank up to 256 KiB (a single message per block and step for
+ * small sizes, pipelined above). */
+static size_t bench_chunk(const bench_opts *o, size_t bytes, int N) {
+  if (o->chunk_bytes) return o->chunk_bytes;
+  size_t chunk = (bytes / (size_t)N + 3) / 4 * 4;
+  if (chunk > ((size_t)256 << 10)) chunk = (size_t)256 << 10;
+  if (chunk < 1024) chunk = 1024;
+  return chunk;
+}
+
+/* v rounded to `decimals` places (what the JSON line shows: microseconds to
+ * 0.01, bandwidth to 0.001 GB/s). */
+static double rounded(double v, int decimals) {
+  double s = pow(10.0, decimals);
+  return round(v * s) / s;
+}
+
+/* One size's result as a JSON object (a new reference; NULL if out of
+ * memory). Non-finite figures (e.g. a bandwidth over a zero time) are null. */
+static json_t *bench_json(size_t bytes, int N, int iters, size_t chunk, const bench_result *res,
+                          double rbw, double mbw) {
+  return json_pack("{s:I, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "bytes",
+                   (json_int_t)bytes, "ranks", N, "iters", iters, "ring_us",
+                   nn_cli_json_real(rounded(res->ring_us, 2)), "mpi_us",
+                   nn_cli_json_real(rounded(res->mpi_us, 2)), "ring_busbw_gbps",
+                   nn_cli_json_real(rounded(rbw, 3)), "mpi_busbw_gbps",
+                   nn_cli_json_real(rounded(mbw, 3)), "max_abs_diff",
+                   nn_cli_json_real(res->max_diff), "chunk", (json_int_t)chunk, "ring_min_us",
+                   nn_cli_json_real(rounded(res->ring_min_us, 2)), "mpi_min_us",
+                   nn_cli_json_real(rounded(res->mpi_min_us, 2)));
 }
 
 int nn_cmd_bench(int argc, char **argv) {
@@ -236,18 +277,12 @@ int nn_cmd_bench(int argc, char **argv) {
   int rc = bench_parse(argc, argv, &o);
   if (rc) return rc;
   int provided = 0, me = 0, N = 1;
-  /* CMA single-copy is much slower than copy-in/copy-out through shared
-   * memory in this kind of VM (docs/allreduce.md); default it off for both
-   * the ring and MPI_Allreduce unless the user chose. */
-  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
-  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
-    fprintf(stderr, "nntrain bench: MPI_Init_thread failed\n");
-    return NN_EXIT_COMM;
-  }
-  MPI_Comm_rank(MPI_COMM_WORLD, &me);
-  MPI_Comm_size(MPI_COMM_WORLD, &N);
   nn_error err;
   nn_error_clear(&err);
+  if ((rc = nn_cli_mpi_init(&argc, &argv, &provided, &me, &N, &err))) {
+    if (rc == NN_EMPI && me < 0) return nn_cli_fail(&err); /* MPI_Init_thread itself */
+    goto done;
+  }
   err.rank = me;
   size_t maxb = 0;
   for (int i = 0; i < o.nsizes; i++)
@@ -275,14 +310,7 @@ int nn_cmd_bench(int argc, char **argv) {
     int iters = o.iters;
     if (!iters) iters = b >= (16u << 20) ? 10 : b >= (4u << 20) ? 20 : 30;
     bench_result res = {0, 0, 0, 0, 0};
-    /* The ring's chunk: --chunk, else one block per rank up to 256 KiB (a
-     * single message per block and step for small sizes, pipelined above). */
-    size_t chunk = o.chunk_bytes;
-    if (!chunk) {
-      chunk = (b / (size_t)N + 3) / 4 * 4;
-      if (chunk > ((size_t)256 << 10)) chunk = (size_t)256 << 10;
-      if (chunk < 1024) chunk = 1024;
-    }
+    size_t chunk = bench_chunk(&o, b, N);
     rc = nn_ring_create(&ring, MPI_COMM_WORLD, b / 4, chunk, &err);
     if (rc) goto done;
     nn_ring_set_timeout(ring, o.timeout);
@@ -293,12 +321,10 @@ int nn_cmd_bench(int argc, char **argv) {
     if (me != 0) continue;
     double f = N > 1 ? 2.0 * (N - 1) / N * (double)b : 0;
     double rbw = f / (res.ring_us * 1e3), mbw = f / (res.mpi_us * 1e3);
-    if (o.json)
-      printf("{\"bytes\": %zu, \"ranks\": %d, \"iters\": %d, \"ring_us\": %.2f, \"mpi_us\": %.2f, "
-             "\"ring_busbw_gbps\": %.3f, \"mpi_busbw_gbps\": %.3f, \"max_abs_diff\": %.3g, "
-             "\"chunk\": %zu, \"ring_min_us\": %.2f, \"mpi_min_us\": %.2f}\n",
-             b, N, iters, res.ring_us, res.mpi_us, rbw, mbw, res.max_diff, chunk, res.ring_min_us, res.mpi_min_us);
-    else
+    if (o.json) {
+      rc = nn_cli_json_line(stdout, bench_json(b, N, iters, chunk, &res, rbw, mbw), NULL, &err);
+      if (rc) goto done;
+    } else
       printf("%10zu %6d %8zu %11.1f %11.1f %11.2f %11.2f %8.2f\n", b, iters, chunk, res.ring_us,
              res.mpi_us,
              rbw, mbw, res.mpi_us / res.ring_us);
@@ -319,6 +345,6 @@ done:
   free(mbuf);
   free(t_ring);
   free(t_mpi);
-  MPI_Finalize();
+  if (NN_MPI_CHECK(&err, MPI_Finalize())) return nn_cli_fail(&err);
   return NN_EXIT_OK;
 }

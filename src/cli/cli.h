@@ -6,6 +6,10 @@
 #ifndef NN_CLI_CLI_H
 #define NN_CLI_CLI_H
 
+#include <stdio.h>
+
+#include <jansson.h>
+
 #include "core/err.h"
 
 /* Exit codes (documented in README.md, "Exit codes"). */
@@ -35,6 +39,27 @@ int nn_cli_usage_error(const char *cmd, const char *fmt, ...)
 
 /* 1 if argv[i] is -h or --help for any i >= 1. */
 int nn_cli_wants_help(int argc, char **argv);
+
+/* MPI start-up shared by the MPI subcommands: defaults Open MPI's single-copy
+ * mechanism off (a user's setting wins), MPI_Init_thread(SERIALIZED) into
+ * *provided, MPI_ERRORS_RETURN on MPI_COMM_WORLD (every later call is
+ * checked: worker/mpi_check.h), *rank and *nranks in MPI_COMM_WORLD, and
+ * err->rank. NN_EMPI with *rank == -1 if MPI_Init_thread itself failed (no
+ * MPI to abort); NN_EMPI with *rank >= 0: MPI is up, the caller must
+ * MPI_Abort. */
+int nn_cli_mpi_init(int *argc, char ***argv, int *provided, int *rank, int *nranks,
+                    nn_error *err);
+
+/* JSON output (bench --json, kfold.json) goes through jansson (README.md,
+ * "Dependencies"): strings are escaped correctly whatever they hold. Numbers
+ * are written with NN_CLI_JSON_DIGITS significant digits. */
+#define NN_CLI_JSON_DIGITS 9
+/* A JSON number for v, or null when v is NaN or infinite (JSON has neither).
+ * A new reference (NULL only when out of memory). */
+json_t *nn_cli_json_real(double v);
+/* Write obj as one compact line to f and release it (obj may be NULL: out of
+ * memory while building it). NN_EIO names `path` (NULL: standard output). */
+int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err);
 
 int nn_cmd_train(int argc, char **argv);
 int nn_cmd_check(int argc, char **argv);

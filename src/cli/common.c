@@ -1,9 +1,15 @@
-/* common.c: exit codes and error printing shared by the subcommands. */
+/* common.c: what the subcommands share: exit codes, error printing, MPI
+ * start-up, and writing JSON lines through jansson. */
 #include "cli/cli.h"
 
+#include <math.h>
+#include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "worker/mpi_check.h"
 
 int nn_exit_code(int status) {
   switch (status) {
@@ -47,4 +53,36 @@ int nn_cli_wants_help(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
   return 0;
+}
+
+json_t *nn_cli_json_real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err) {
+  if (!obj) return nn_error_set(err, NN_ENOMEM, "out of memory building JSON");
+  int bad = json_dumpf(obj, f, JSON_COMPACT | JSON_REAL_PRECISION(NN_CLI_JSON_DIGITS)) != 0 ||
+            fputc('\n', f) == EOF;
+  json_decref(obj);
+  if (bad) return nn_error_at(err, NN_EIO, path ? path : "(stdout)", 0, 0, "cannot write JSON");
+  return 0;
+}
+
+int nn_cli_mpi_init(int *argc, char ***argv, int *provided, int *rank, int *nranks,
+                    nn_error *err) {
+  /* Single-copy (CMA) transfers are slower and noisier than copy-in/copy-out
+   * through shared memory on the VMs we measured (docs/allreduce.md); a
+   * user's own setting wins. */
+  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  *rank = -1;
+  *nranks = 0;
+  int rc = NN_MPI_CHECK(err, MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, provided));
+  if (rc) return rc;
+  /* Failed calls return an error code (checked) instead of aborting. */
+  int me = 0;
+  if ((rc = NN_MPI_CHECK(err, MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN))) ||
+      (rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &me))) ||
+      (rc = NN_MPI_CHECK(err, MPI_Comm_size(MPI_COMM_WORLD, nranks))))
+    me = 0; /* MPI is up: the caller must MPI_Abort */
+  *rank = me;
+  if (err) err->rank = rc ? err->rank : me;
+  return rc;
 }

@@ -5,6 +5,7 @@
  * every rank exits with the same code. Errors that every rank agrees on (data,
  * shapes) end the run cleanly; an error inside the step loop on one rank ends
  * the whole job with MPI_Abort, because its peers may be waiting on it. */
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "coordinator/alloc.h"
 #include "coordinator/job.h"
 #include "coordinator/train.h"
+#include "worker/mpi_check.h"
 #include "worker/signals.h"
 
 #define MAX_SETS 128
@@ -49,15 +51,66 @@ static void train_usage(FILE *f) {
           "Writes RUN_DIR/metrics.jsonl (run.dir in the job). Exit codes: see 'nntrain --help'.\n");
 }
 
+/* Mean and sample standard deviation (0 for one value) of v[0..n). */
+static void mean_std(const double *v, int n, double *mean, double *sd) {
+  double m = 0, s = 0;
+  for (int i = 0; i < n; i++) m += v[i] / n;
+  for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+  *mean = m;
+  *sd = n > 1 ? sqrt(s / (n - 1)) : 0;
+}
+
+/* v[0..n) as a JSON array (NaN/Inf as null); a new reference or NULL. */
+static json_t *json_reals(const double *v, int n) {
+  json_t *a = json_array();
+  for (int i = 0; a && i < n; i++)
+    if (json_array_append_new(a, nn_cli_json_real(v[i])) != 0) {
+      json_decref(a);
+      return NULL;
+    }
+  return a;
+}
+
+/* Rank 0, after a k-fold run: print each fold and the mean and standard
+ * deviation of the validation figures, and write RUN_DIR/kfold.json. */
+static int kfold_report(const nn_job *job, int K, int repeats, const double *loss,
+                        const double *acc, nn_error *err) {
+  int n = K * repeats;
+  double ml, sl, ma, sa;
+  mean_std(loss, n, &ml, &sl);
+  mean_std(acc, n, &ma, &sa);
+  printf("k-fold (%d folds x %d repeat%s):\n", K, repeats, repeats == 1 ? "" : "s");
+  for (int i = 0; i < n; i++)
+    printf("  repeat %d fold %d: val_loss %.4f  val_acc %.2f%%\n", i / K + 1, i % K + 1, loss[i],
+           100 * acc[i]);
+  printf("  mean val_loss %.4f (std %.4f)  mean val_acc %.2f%% (std %.2f)\n", ml, sl, 100 * ma,
+         100 * sa);
+  char path[NN_PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/kfold.json", job->run.dir);
+  json_t *o = json_pack("{s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "folds", K, "repeats",
+                        repeats, "val_loss", json_reals(loss, n), "val_accuracy",
+                        json_reals(acc, n), "mean_val_loss", nn_cli_json_real(ml),
+                        "std_val_loss", nn_cli_json_real(sl), "mean_val_accuracy",
+                        nn_cli_json_real(ma), "std_val_accuracy", nn_cli_json_real(sa));
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    json_decref(o);
+    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot write: %s", strerror(errno));
+  }
+  int rc = nn_cli_json_line(f, o, path, err);
+  if (fclose(f) != 0 && !rc) rc = nn_error_at(err, NN_EIO, path, 0, 0, "cannot write");
+  return rc;
+}
+
 /* K-fold cross-validation: fold f of repeat r trains on data.train less the
  * f-th K-th of a permutation drawn from (seed, r) and validates on it, in
  * RUN_DIR/kfold-r<r>-f<f>. Prints each fold and the mean and standard
  * deviation of the validation figures; writes RUN_DIR/kfold.json. */
 static int run_kfold(const nn_job *job, MPI_Comm comm, const nn_train_opts *base, int K,
                      int repeats, nn_error *err, nn_train_result *last) {
-  int rank;
-  MPI_Comm_rank(comm, &rank);
-  int n = K * repeats, rc = 0;
+  int rank, n = K * repeats;
+  int rc = NN_MPI_CHECK(err, MPI_Comm_rank(comm, &rank));
+  if (rc) return rc;
   double *loss = calloc((size_t)n, sizeof *loss), *acc = calloc((size_t)n, sizeof *acc);
   if (!loss || !acc) {
     free(loss);
@@ -80,38 +133,7 @@ static int run_kfold(const nn_job *job, MPI_Comm comm, const nn_train_opts *base
       loss[r * K + f] = last->val_loss;
       acc[r * K + f] = last->val_acc;
     }
-  if (!rc && rank == 0) {
-    double ml = 0, ma = 0, sl = 0, sa = 0;
-    for (int i = 0; i < n; i++) {
-      ml += loss[i] / n;
-      ma += acc[i] / n;
-    }
-    for (int i = 0; i < n; i++) {
-      sl += (loss[i] - ml) * (loss[i] - ml);
-      sa += (acc[i] - ma) * (acc[i] - ma);
-    }
-    sl = n > 1 ? sqrt(sl / (n - 1)) : 0;
-    sa = n > 1 ? sqrt(sa / (n - 1)) : 0;
-    printf("k-fold (%d folds x %d repeat%s):\n", K, repeats, repeats == 1 ? "" : "s");
-    for (int i = 0; i < n; i++)
-      printf("  repeat %d fold %d: val_loss %.4f  val_acc %.2f%%\n", i / K + 1, i % K + 1,
-             loss[i], 100 * acc[i]);
-    printf("  mean val_loss %.4f (std %.4f)  mean val_acc %.2f%% (std %.2f)\n", ml, sl,
-           100 * ma, 100 * sa);
-    snprintf(dir, sizeof dir, "%s/kfold.json", job->run.dir);
-    FILE *f = fopen(dir, "w");
-    if (f) {
-      fprintf(f, "{\"folds\": %d, \"repeats\": %d, \"val_loss\": [", K, repeats);
-      for (int i = 0; i < n; i++) fprintf(f, "%s%.9g", i ? ", " : "", loss[i]);
-      fprintf(f, "], \"val_accuracy\": [");
-      for (int i = 0; i < n; i++) fprintf(f, "%s%.9g", i ? ", " : "", acc[i]);
-      fprintf(f, "], \"mean_val_loss\": %.9g, \"std_val_loss\": %.9g, "
-              "\"mean_val_accuracy\": %.9g, \"std_val_accuracy\": %.9g}\n", ml, sl, ma, sa);
-      if (fclose(f) != 0) rc = nn_error_at(err, NN_EIO, dir, 0, 0, "cannot write");
-    } else {
-      rc = nn_error_at(err, NN_EIO, dir, 0, 0, "cannot write");
-    }
-  }
+  if (!rc && rank == 0) rc = kfold_report(job, K, repeats, loss, acc, err);
   free(loss);
   free(acc);
   return rc;
@@ -124,95 +146,161 @@ static int parse_num(const char *s, double *v) {
   return end != s && *end == '\0' && *v >= 0;
 }
 
+/* The command line of `nntrain train`. */
+typedef struct train_args {
+  const char *path;          /* the job file */
+  const char *sets[MAX_SETS];/* --set overrides */
+  int nsets;
+  int kfold, repeats;        /* --kfold K (0: off), --repeats R */
+  nn_train_opts opts;
+} train_args;
+
+/* Parse argv into *a: 0, or NN_EXIT_USAGE after printing the usage error. */
+static int train_parse(int argc, char **argv, train_args *a) {
+  memset(a, 0, sizeof *a);
+  a->opts = (nn_train_opts){.progress = -1, .timeout_s = 300};
+  a->repeats = 1;
+  nn_train_opts *o = &a->opts;
+  for (int i = 1; i < argc; i++) {
+    const char *s = argv[i];
+    double v;
+    if (!strcmp(s, "--set") || !strncmp(s, "--set=", 6)) {
+      const char *val = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!val) return nn_cli_usage_error("train", "--set needs SECTION.KEY=VALUE");
+      if (a->nsets == MAX_SETS) return nn_cli_usage_error("train", "too many --set options");
+      a->sets[a->nsets++] = val;
+    } else if (!strcmp(s, "--resume")) {
+      o->resume = NN_RESUME_LATEST;
+      if (i + 1 < argc && argv[i + 1][0] != '-') {
+        size_t l = strlen(argv[i + 1]);
+        if (l > 3 && !strcmp(argv[i + 1] + l - 3, ".h5")) {
+          o->resume = NN_RESUME_PATH;
+          o->resume_path = argv[++i];
+        }
+      }
+    } else if (!strcmp(s, "--resume-auto")) {
+      o->resume = NN_RESUME_AUTO;
+    } else if (!strcmp(s, "--kfold")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 2 || v != (int)v || v > 1000)
+        return nn_cli_usage_error("train", "--kfold needs a whole number K >= 2");
+      a->kfold = (int)v;
+    } else if (!strcmp(s, "--repeats")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1 || v != (int)v || v > 1000)
+        return nn_cli_usage_error("train", "--repeats needs a whole number >= 1");
+      a->repeats = (int)v;
+    } else if (!strcmp(s, "--steps")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1)
+        return nn_cli_usage_error("train", "--steps needs a positive whole number");
+      o->max_steps = (int64_t)v;
+    } else if (!strcmp(s, "--timeout")) {
+      if (i + 1 >= argc || !parse_num(argv[++i], &v))
+        return nn_cli_usage_error("train", "--timeout needs a number of seconds >= 0");
+      o->timeout_s = v;
+    } else if (!strcmp(s, "--dump-params")) {
+      if (i + 1 >= argc) return nn_cli_usage_error("train", "--dump-params needs a FILE");
+      o->dump_params = argv[++i];
+    } else if (!strcmp(s, "--check-replicas")) {
+      o->check_replicas = 1;
+    } else if (!strcmp(s, "--progress") || !strcmp(s, "--no-progress")) {
+      o->progress = !strcmp(s, "--progress");
+    } else if (!strcmp(s, "--quiet")) {
+      o->quiet = 1;
+    } else if (s[0] == '-' && s[1]) {
+      return nn_cli_usage_error("train", "unknown option '%s'", s);
+    } else if (!a->path) {
+      a->path = s;
+    } else {
+      return nn_cli_usage_error("train", "unexpected argument '%s' (one job file only)", s);
+    }
+  }
+  if (!a->path) return nn_cli_usage_error("train", "missing the job file");
+  if (a->repeats > 1 && !a->kfold)
+    return nn_cli_usage_error("train", "--repeats goes with --kfold");
+  if (a->kfold && o->resume)
+    return nn_cli_usage_error("train", "--kfold runs cannot be resumed (run them again)");
+  return 0;
+}
+
+/* Rank 0 reads the job file; every rank learns the outcome, then the spec.
+ * Returns the exit code every rank agrees on (NN_EXIT_OK: *job is loaded on
+ * every rank). A rank that fails alone after the outcome is shared (out of
+ * memory, a damaged spec, a failed broadcast) ends the job with MPI_Abort. */
+static int share_job(const train_args *a, MPI_Comm comm, int rank, nn_job *job, nn_error *err) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int code = NN_EXIT_OK, rc;
+  if (rank == 0) {
+    rc = nn_job_load(job, a->path, a->sets, a->nsets, err);
+    if (rc) {
+      nn_cli_fail(err);
+      /* A missing or unreadable job file is a bad job, as in `check`. */
+      code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
+    } else if ((rc = nn_job_pack(job, &buf, &len, err)) != 0) {
+      code = nn_cli_fail(err);
+    }
+  }
+  long long hdr[2] = {code, (long long)len};
+  if ((rc = NN_MPI_CHECK(err, MPI_Bcast(hdr, 2, MPI_LONG_LONG, 0, comm)))) goto abort;
+  if (hdr[0] != NN_EXIT_OK) {
+    free(buf);
+    return (int)hdr[0];
+  }
+  if (rank != 0) {
+    len = (size_t)hdr[1];
+    buf = malloc(len ? len : 1);
+    if (!buf) {
+      rc = nn_error_set(err, NN_ENOMEM, "out of memory for the job spec");
+      goto abort;
+    }
+  }
+  if ((rc = NN_MPI_CHECK(err, MPI_Bcast(buf, (int)len, MPI_BYTE, 0, comm)))) goto abort;
+  if (rank != 0 && (rc = nn_job_unpack(job, buf, len, err)) != 0) goto abort;
+  free(buf);
+  return NN_EXIT_OK;
+abort:
+  free(buf);
+  err->rank = rank;
+  code = nn_cli_fail(err);
+  MPI_Abort(comm, code);
+  return code;
+}
+
+/* rank 0: the batch system's allocation (coordinator/alloc.h), one line,
+ * with the BLAS thread count the run will pick. A malformed SLURM_*
+ * variable is a warning: the run does not need it. */
+static void print_alloc(int threads, int quiet) {
+  nn_alloc alloc;
+  nn_error aerr;
+  nn_error_clear(&aerr);
+  char line[512];
+  if (nn_alloc_detect(&alloc, &aerr) != 0)
+    fprintf(stderr, "nntrain: warning: %s\n", nn_error_format(&aerr, line, sizeof line));
+  if (alloc.in_slurm && !quiet) {
+    printf("nntrain: %s\n", nn_alloc_describe(&alloc, threads, line, sizeof line));
+    fflush(stdout);
+  }
+}
+
 int nn_cmd_train(int argc, char **argv) {
   if (nn_cli_wants_help(argc, argv)) {
     train_usage(stdout);
     return NN_EXIT_OK;
   }
-  const char *path = NULL;
-  const char *sets[MAX_SETS];
-  int nsets = 0;
-  nn_train_opts opts = {.progress = -1, .timeout_s = 300};
-  int kfold = 0, repeats = 1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    double v;
-    if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
-      const char *val = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
-      if (!val) return nn_cli_usage_error("train", "--set needs SECTION.KEY=VALUE");
-      if (nsets == MAX_SETS) return nn_cli_usage_error("train", "too many --set options");
-      sets[nsets++] = val;
-    } else if (!strcmp(a, "--resume")) {
-      opts.resume = NN_RESUME_LATEST;
-      if (i + 1 < argc && argv[i + 1][0] != '-') {
-        size_t l = strlen(argv[i + 1]);
-        if (l > 3 && !strcmp(argv[i + 1] + l - 3, ".h5")) {
-          opts.resume = NN_RESUME_PATH;
-          opts.resume_path = argv[++i];
-        }
-      }
-    } else if (!strcmp(a, "--resume-auto")) {
-      opts.resume = NN_RESUME_AUTO;
-    } else if (!strcmp(a, "--kfold")) {
-      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 2 || v != (int)v || v > 1000)
-        return nn_cli_usage_error("train", "--kfold needs a whole number K >= 2");
-      kfold = (int)v;
-    } else if (!strcmp(a, "--repeats")) {
-      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1 || v != (int)v || v > 1000)
-        return nn_cli_usage_error("train", "--repeats needs a whole number >= 1");
-      repeats = (int)v;
-    } else if (!strcmp(a, "--steps")) {
-      if (i + 1 >= argc || !parse_num(argv[++i], &v) || v < 1)
-        return nn_cli_usage_error("train", "--steps needs a positive whole number");
-      opts.max_steps = (int64_t)v;
-    } else if (!strcmp(a, "--timeout")) {
-      if (i + 1 >= argc || !parse_num(argv[++i], &v))
-        return nn_cli_usage_error("train", "--timeout needs a number of seconds >= 0");
-      opts.timeout_s = v;
-    } else if (!strcmp(a, "--dump-params")) {
-      if (i + 1 >= argc) return nn_cli_usage_error("train", "--dump-params needs a FILE");
-      opts.dump_params = argv[++i];
-    } else if (!strcmp(a, "--check-replicas")) {
-      opts.check_replicas = 1;
-    } else if (!strcmp(a, "--progress")) {
-      opts.progress = 1;
-    } else if (!strcmp(a, "--no-progress")) {
-      opts.progress = 0;
-    } else if (!strcmp(a, "--quiet")) {
-      opts.quiet = 1;
-    } else if (a[0] == '-' && a[1]) {
-      return nn_cli_usage_error("train", "unknown option '%s'", a);
-    } else if (!path) {
-      path = a;
-    } else {
-      return nn_cli_usage_error("train", "unexpected argument '%s' (one job file only)", a);
-    }
-  }
-  if (!path) return nn_cli_usage_error("train", "missing the job file");
-  if (repeats > 1 && !kfold) return nn_cli_usage_error("train", "--repeats goes with --kfold");
-  if (kfold && opts.resume)
-    return nn_cli_usage_error("train", "--kfold runs cannot be resumed (run them again)");
+  train_args a;
+  int code = train_parse(argc, argv, &a);
+  if (code) return code;
+  nn_train_opts opts = a.opts;
 
-  /* Single-copy (CMA) transfers are slower and noisier than copy-in/copy-out
-   * on the VMs we measured (docs/allreduce.md); a user's own setting wins. */
-  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
-  int provided = 0;
-  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
-    fprintf(stderr, "nntrain: cannot initialize MPI\n");
-    return NN_EXIT_COMM;
-  }
-  MPI_Comm comm = MPI_COMM_WORLD;
-  int rank, nranks;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &nranks);
-  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-
+  int provided = 0, rank = 0, nranks = 1, rc;
   nn_error err;
   nn_error_clear(&err);
+  if ((rc = nn_cli_mpi_init(&argc, &argv, &provided, &rank, &nranks, &err))) {
+    code = nn_cli_fail(&err);
+    if (rank >= 0) MPI_Abort(MPI_COMM_WORLD, code);
+    return code;
+  }
+  MPI_Comm comm = MPI_COMM_WORLD;
   nn_job *job = calloc(1, sizeof *job);
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  int code = NN_EXIT_OK, rc = 0;
   if (!job) {
     fprintf(stderr, "nntrain: out of memory\n");
     MPI_Abort(comm, NN_EXIT_FAILURE);
@@ -224,38 +312,7 @@ int nn_cmd_train(int argc, char **argv) {
     code = NN_EXIT_COMM;
     goto out;
   }
-
-  /* Rank 0 parses; everyone learns the outcome, then the spec. */
-  if (rank == 0) {
-    rc = nn_job_load(job, path, sets, nsets, &err);
-    if (rc) {
-      nn_cli_fail(&err);
-      /* A missing or unreadable job file is a bad job, as in `check`. */
-      code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
-    } else if ((rc = nn_job_pack(job, &buf, &len, &err)) != 0) {
-      code = nn_cli_fail(&err);
-    }
-  }
-  long long hdr[2] = {code, (long long)len};
-  MPI_Bcast(hdr, 2, MPI_LONG_LONG, 0, comm);
-  if (hdr[0] != NN_EXIT_OK) {
-    code = (int)hdr[0];
-    goto out;
-  }
-  if (rank != 0) {
-    len = (size_t)hdr[1];
-    buf = malloc(len ? len : 1);
-    if (!buf) {
-      fprintf(stderr, "nntrain: rank %d: out of memory\n", rank);
-      MPI_Abort(comm, NN_EXIT_FAILURE);
-    }
-  }
-  MPI_Bcast(buf, (int)len, MPI_BYTE, 0, comm);
-  if (rank != 0 && nn_job_unpack(job, buf, len, &err) != 0) {
-    err.rank = rank;
-    code = nn_cli_fail(&err);
-    MPI_Abort(comm, code);
-  }
+  if ((code = share_job(&a, comm, rank, job, &err)) != NN_EXIT_OK) goto out;
 
   /* Stop requests: the job's signals, and SIGINT; resume = "auto". */
   int mask = nn_signals_parse(job->run.stop_signals);
@@ -263,31 +320,15 @@ int nn_cmd_train(int argc, char **argv) {
     code = nn_cli_fail(&err);
     MPI_Abort(comm, code);
   }
-  if (!opts.resume && !kfold && !strcmp(job->run.resume, "auto")) opts.resume = NN_RESUME_AUTO;
-
-  /* The batch system's allocation (coordinator/alloc.h): one line on rank 0,
-   * with the BLAS thread count the run will pick. A malformed SLURM_*
-   * variable is a warning: the run does not need it. */
+  if (!opts.resume && !a.kfold && !strcmp(job->run.resume, "auto")) opts.resume = NN_RESUME_AUTO;
   int threads = nn_train_blas_threads(job, comm);
-  if (rank == 0) {
-    nn_alloc alloc;
-    nn_error aerr;
-    nn_error_clear(&aerr);
-    char line[512];
-    if (nn_alloc_detect(&alloc, &aerr) != 0)
-      fprintf(stderr, "nntrain: warning: %s\n", nn_error_format(&aerr, line, sizeof line));
-    if (alloc.in_slurm && !opts.quiet) {
-      printf("nntrain: %s\n", nn_alloc_describe(&alloc, threads, line, sizeof line));
-      fflush(stdout);
-    }
-  }
+  if (rank == 0) print_alloc(threads, opts.quiet);
   nn_train_result res;
   memset(&res, 0, sizeof res);
-  if (kfold) {
-    rc = run_kfold(job, comm, &opts, kfold, repeats, &err, &res);
-  } else {
+  if (a.kfold)
+    rc = run_kfold(job, comm, &opts, a.kfold, a.repeats, &err, &res);
+  else
     rc = nn_train_run(job, comm, &opts, &res, &err);
-  }
   if (rc && res.local_error) {
     /* This rank alone failed inside the run: its peers may be waiting on it. */
     code = nn_cli_fail(&err);
@@ -298,8 +339,7 @@ int nn_cmd_train(int argc, char **argv) {
   }
 out:
   nn_signals_restore();
-  free(buf);
   free(job);
-  MPI_Finalize();
+  if (NN_MPI_CHECK(&err, MPI_Finalize()) && code == NN_EXIT_OK) code = nn_cli_fail(&err);
   return code;
 }

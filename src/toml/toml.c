@@ -724,6 +724,29 @@ static int scan_digits(parser *p, int base, char *buf, size_t cap, size_t *len,
 }
 
 /* Integers (all bases), floats, inf and nan, starting at the read position. */
+/* At "0x", "0o" or "0b": an unsigned hexadecimal, octal or binary integer. */
+static int parse_radix_int(parser *p, tpos at, int depth, nn_toml_value **out) {
+  char buf[1100];
+  size_t len = 0;
+  int base = peekc(p, 1) == 'x' ? 16 : peekc(p, 1) == 'o' ? 8 : 2;
+  p->i += 2;
+  int rc = scan_digits(p, base, buf, sizeof buf, &len,
+                       base == 16  ? "hexadecimal integer"
+                       : base == 8 ? "octal integer"
+                                   : "binary integer");
+  if (rc) return rc;
+  uint64_t acc = 0;
+  for (size_t k = 0; k < len; k++) {
+    uint64_t d = (uint64_t)hexval((unsigned char)buf[k]);
+    if (acc > ((uint64_t)INT64_MAX - d) / (uint64_t)base)
+      return fail_at(p, at, "integer does not fit in 64 bits");
+    acc = acc * (uint64_t)base + d;
+  }
+  rc = mk(p, NN_TOML_INTEGER, at, depth, out);
+  if (!rc) (*out)->u.i = (int64_t)acc;
+  return rc;
+}
+
 static int parse_number(parser *p, tpos at, int depth, nn_toml_value **out) {
   char fbuf_[24];
   char buf[1100];
@@ -747,24 +770,9 @@ static int parse_number(parser *p, tpos at, int depth, nn_toml_value **out) {
     return rc;
   }
   if (c == '0' && (peekc(p, 1) == 'x' || peekc(p, 1) == 'o' || peekc(p, 1) == 'b')) {
-    int base = peekc(p, 1) == 'x' ? 16 : peekc(p, 1) == 'o' ? 8 : 2;
     if (sign)
       return fail_at(p, at, "a sign is not allowed on a hexadecimal, octal or binary integer");
-    p->i += 2;
-    rc = scan_digits(p, base, buf, sizeof buf, &len,
-                     base == 16 ? "hexadecimal integer" : base == 8 ? "octal integer"
-                                                                     : "binary integer");
-    if (rc) return rc;
-    uint64_t acc = 0;
-    for (size_t k = 0; k < len; k++) {
-      uint64_t d = (uint64_t)hexval((unsigned char)buf[k]);
-      if (acc > ((uint64_t)INT64_MAX - d) / (uint64_t)base)
-        return fail_at(p, at, "integer does not fit in 64 bits");
-      acc = acc * (uint64_t)base + d;
-    }
-    rc = mk(p, NN_TOML_INTEGER, at, depth, out);
-    if (!rc) (*out)->u.i = (int64_t)acc;
-    return rc;
+    return parse_radix_int(p, at, depth, out);
   }
   size_t int_start = len;
   rc = scan_digits(p, 10, buf, sizeof buf, &len, "number");
@@ -1123,6 +1131,103 @@ done:
   return rc;
 }
 
+/* Walk the header key's prefix k.v[0..n-1) from root, creating implicit
+ * tables; *t gets the table the last part belongs in. */
+static int header_prefix(parser *p, const keypath *k, nn_toml_value *root, nn_toml_value **t) {
+  char name[256];
+  *t = root;
+  for (size_t j = 0; j + 1 < k->n; j++) {
+    keypart *kp = &k->v[j];
+    nn_toml_value *v = nn_toml_get(*t, kp->s);
+    if (!v) {
+      int rc = new_subtable(p, *t, kp, kp->at, F_IMPLICIT, t);
+      if (rc) return rc;
+      continue;
+    }
+    tpos d = defpos(v);
+    key_path(k, j, name, sizeof name);
+    if (v->type == NN_TOML_TABLE && !(v->flags & F_INLINE))
+      *t = v;
+    else if (v->type == NN_TOML_ARRAY && (v->flags & F_AOT))
+      *t = v->u.arr.items[v->u.arr.n - 1];
+    else if (v->type == NN_TOML_TABLE)
+      return fail_at(p, kp->at, "cannot extend inline table '%s' (defined at %d:%d)", name,
+                     d.line, d.col);
+    else if (v->type == NN_TOML_ARRAY)
+      return fail_at(p, kp->at,
+                     "cannot extend static array '%s' (defined at %d:%d): only arrays made "
+                     "with [[...]] can",
+                     name, d.line, d.col);
+    else
+      return fail_at(p, kp->at, "key '%s' is already %s (defined at %d:%d), not a table", name,
+                     a_type(v), d.line, d.col);
+  }
+  return 0;
+}
+
+/* [table] (header at hpos, last key part `last`, full name `name`) in t:
+ * define it, or take over an implicit table; *cur gets it. */
+static int header_table(parser *p, nn_toml_value *t, keypart *last, const char *name,
+                        tpos hpos, nn_toml_value **cur) {
+  nn_toml_value *v = nn_toml_get(t, last->s);
+  if (!v) return new_subtable(p, t, last, hpos, F_DEFINED, cur);
+  if (v->type == NN_TOML_TABLE && !(v->flags & (F_DEFINED | F_DOTTED | F_INLINE))) {
+    v->flags = (v->flags & ~(unsigned)F_IMPLICIT) | F_DEFINED;
+    v->line = hpos.line;
+    v->col = hpos.col;
+    v->key_line = last->at.line;
+    v->key_col = last->at.col;
+    *cur = v;
+    return 0;
+  }
+  tpos d = defpos(v);
+  if (v->type == NN_TOML_TABLE && (v->flags & F_DEFINED))
+    return fail_at(p, last->at, "table '%s' already defined at %d:%d", name, v->line, v->col);
+  if (v->type == NN_TOML_TABLE && (v->flags & F_INLINE))
+    return fail_at(p, last->at, "table '%s' already defined as an inline table at %d:%d", name,
+                   d.line, d.col);
+  if (v->type == NN_TOML_TABLE)
+    return fail_at(p, last->at, "table '%s' already defined by dotted keys at %d:%d", name,
+                   d.line, d.col);
+  return fail_at(p, last->at, "key '%s' is already %s (defined at %d:%d), not a table", name,
+                 a_type(v), d.line, d.col);
+}
+
+/* [[array of tables]] (as header_table): append a new table to the array
+ * `last` names in t, creating the array; *cur gets the new table. */
+static int header_aot(parser *p, nn_toml_value *t, keypart *last, const char *name, tpos hpos,
+                      nn_toml_value **cur) {
+  nn_toml_value *arr = nn_toml_get(t, last->s), *item = NULL;
+  int rc;
+  if (!arr) {
+    if ((rc = mk(p, NN_TOML_ARRAY, hpos, depth_of(t) + 1, &arr))) return rc;
+    arr->flags |= F_AOT;
+    arr->key_line = last->at.line;
+    arr->key_col = last->at.col;
+    char *key = strdup(last->s);
+    if (!key || (rc = tab_add(p, t, key, arr))) {
+      free(key);
+      nn_toml_free(arr);
+      return rc ? rc : nomem(p);
+    }
+  } else if (!(arr->type == NN_TOML_ARRAY && (arr->flags & F_AOT))) {
+    tpos d = defpos(arr);
+    return fail_at(p, last->at, "cannot append to '%s' with [[...]]: it is %s (defined at %d:%d)",
+                   name, arr->type == NN_TOML_ARRAY ? "a static array" : a_type(arr), d.line,
+                   d.col);
+  }
+  if ((rc = mk(p, NN_TOML_TABLE, hpos, depth_of(arr) + 1, &item))) return rc;
+  item->flags |= F_DEFINED;
+  item->key_line = last->at.line;
+  item->key_col = last->at.col;
+  if ((rc = arr_add(p, arr, item))) {
+    nn_toml_free(item);
+    return rc;
+  }
+  *cur = item;
+  return 0;
+}
+
 /* At '[': a [table] or [[array of tables]] header. Sets *cur to the table
  * that the following key/values fill. */
 static int parse_header(parser *p, nn_toml_value *root, nn_toml_value **cur) {
@@ -1130,7 +1235,7 @@ static int parse_header(parser *p, nn_toml_value *root, nn_toml_value **cur) {
   tpos hpos = here(p);
   int aot = peekc(p, 1) == '[';
   keypath k = {0};
-  nn_toml_value *t = root, *v;
+  nn_toml_value *t = root;
   int rc;
   p->i += aot ? 2 : 1;
   skip_ws(p);
@@ -1141,97 +1246,10 @@ static int parse_header(parser *p, nn_toml_value *root, nn_toml_value **cur) {
     goto done;
   }
   p->i += aot ? 2 : 1;
-  /* Walk the prefix, creating implicit tables. */
-  for (size_t j = 0; j + 1 < k.n; j++) {
-    keypart *kp = &k.v[j];
-    v = nn_toml_get(t, kp->s);
-    if (!v) {
-      if ((rc = new_subtable(p, t, kp, kp->at, F_IMPLICIT, &t))) goto done;
-      continue;
-    }
-    tpos d = defpos(v);
-    key_path(&k, j, name, sizeof name);
-    if (v->type == NN_TOML_TABLE && !(v->flags & F_INLINE)) {
-      t = v;
-    } else if (v->type == NN_TOML_ARRAY && (v->flags & F_AOT)) {
-      t = v->u.arr.items[v->u.arr.n - 1];
-    } else if (v->type == NN_TOML_TABLE) {
-      rc = fail_at(p, kp->at, "cannot extend inline table '%s' (defined at %d:%d)", name,
-                   d.line, d.col);
-      goto done;
-    } else if (v->type == NN_TOML_ARRAY) {
-      rc = fail_at(p, kp->at,
-                   "cannot extend static array '%s' (defined at %d:%d): only arrays made "
-                   "with [[...]] can",
-                   name, d.line, d.col);
-      goto done;
-    } else {
-      rc = fail_at(p, kp->at, "key '%s' is already %s (defined at %d:%d), not a table",
-                   name, a_type(v), d.line, d.col);
-      goto done;
-    }
-  }
+  if ((rc = header_prefix(p, &k, root, &t))) goto done;
   keypart *last = &k.v[k.n - 1];
   key_path(&k, k.n - 1, name, sizeof name);
-  v = nn_toml_get(t, last->s);
-  if (!aot) {
-    if (!v) {
-      if ((rc = new_subtable(p, t, last, hpos, F_DEFINED, &t))) goto done;
-    } else if (v->type == NN_TOML_TABLE &&
-               !(v->flags & (F_DEFINED | F_DOTTED | F_INLINE))) {
-      v->flags = (v->flags & ~(unsigned)F_IMPLICIT) | F_DEFINED;
-      v->line = hpos.line;
-      v->col = hpos.col;
-      v->key_line = last->at.line;
-      v->key_col = last->at.col;
-      t = v;
-    } else {
-      tpos d = defpos(v);
-      if (v->type == NN_TOML_TABLE && (v->flags & F_DEFINED))
-        rc = fail_at(p, last->at, "table '%s' already defined at %d:%d", name, v->line, v->col);
-      else if (v->type == NN_TOML_TABLE && (v->flags & F_INLINE))
-        rc = fail_at(p, last->at, "table '%s' already defined as an inline table at %d:%d",
-                     name, d.line, d.col);
-      else if (v->type == NN_TOML_TABLE)
-        rc = fail_at(p, last->at, "table '%s' already defined by dotted keys at %d:%d", name,
-                     d.line, d.col);
-      else
-        rc = fail_at(p, last->at, "key '%s' is already %s (defined at %d:%d), not a table",
-                     name, a_type(v), d.line, d.col);
-      goto done;
-    }
-  } else {
-    nn_toml_value *arr = v, *item = NULL;
-    if (!arr) {
-      if ((rc = mk(p, NN_TOML_ARRAY, hpos, depth_of(t) + 1, &arr))) goto done;
-      arr->flags |= F_AOT;
-      arr->key_line = last->at.line;
-      arr->key_col = last->at.col;
-      char *key = strdup(last->s);
-      if (!key || (rc = tab_add(p, t, key, arr))) {
-        free(key);
-        nn_toml_free(arr);
-        if (!rc) rc = nomem(p);
-        goto done;
-      }
-    } else if (!(arr->type == NN_TOML_ARRAY && (arr->flags & F_AOT))) {
-      tpos d = defpos(arr);
-      rc = fail_at(p, last->at, "cannot append to '%s' with [[...]]: it is %s (defined at %d:%d)",
-                   name, arr->type == NN_TOML_ARRAY ? "a static array" : a_type(arr),
-                   d.line, d.col);
-      goto done;
-    }
-    if ((rc = mk(p, NN_TOML_TABLE, hpos, depth_of(arr) + 1, &item))) goto done;
-    item->flags |= F_DEFINED;
-    item->key_line = last->at.line;
-    item->key_col = last->at.col;
-    if ((rc = arr_add(p, arr, item))) {
-      nn_toml_free(item);
-      goto done;
-    }
-    t = item;
-  }
-  *cur = t;
+  rc = aot ? header_aot(p, t, last, name, hpos, cur) : header_table(p, t, last, name, hpos, cur);
 done:
   key_free(&k);
   return rc;

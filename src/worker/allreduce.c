@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/mpi_check.h"
+
 #define NN__RING_DEFAULT_CHUNK_BYTES ((size_t)256 << 10)
 #define NN__RING_SEND_WINDOW 4      /* sends in flight per rank */
 #define NN__RING_SPIN_POLLS 256     /* idle polls before each sched_yield */
@@ -64,20 +66,12 @@ static void ring_sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-static int ring_mpi_fail(nn_ring *r, nn_error *err, int mrc, const char *what) {
-  char s[MPI_MAX_ERROR_STRING];
-  int n = 0;
-  if (MPI_Error_string(mrc, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", mrc);
-  nn_error_set(err, NN_EMPI, "all-reduce: %s failed on rank %d: %s", what, r->rank, s);
-  if (err) err->rank = r->rank;
-  return NN_EMPI;
-}
-
+/* Every MPI call of the ring goes through worker/mpi_check.h; `what` says
+ * which step of the ring it was. */
 #define RING_MPI(call, what)                                                  \
   do {                                                                        \
-    int mrc_ = (call);                                                        \
-    if (mrc_ != MPI_SUCCESS) {                                                \
-      rc = ring_mpi_fail(r, err, mrc_, what);                                 \
+    if ((rc = nn_mpi_check((call), #call, __FILE__, __LINE__, err)) != 0) {    \
+      nn_error_prefix(err, "all-reduce (%s)", what);                          \
       goto done;                                                              \
     }                                                                         \
   } while (0)

@@ -173,9 +173,95 @@ static int resolve_label(const char *path, const char *label, nn_csv_data *d, nn
                      list);
 }
 
+/* The first non-blank row (fields[0..nf)): fixes the column count, decides
+ * whether it is a header (o->header, or AUTO: any field that is not a
+ * number), keeps the names and resolves the label column. *header gets the
+ * decision. */
+static int csv_first_row(const char *path, const nn_csv_opts *o, const csv_field *fields, int nf,
+                         nn_csv_data *d, int *header, nn_error *err) {
+  d->cols = nf;
+  *header = o->header;
+  if (*header == NN_CSV_HEADER_AUTO) {
+    *header = 0;
+    for (int c = 0; c < nf; c++) {
+      double v;
+      if (parse_number(fields[c].text, &v)) *header = 1;
+    }
+  }
+  if (*header) {
+    d->names = calloc((size_t)nf, sizeof *d->names);
+    if (!d->names) return nn_error_set(err, NN_ENOMEM, "out of memory");
+    for (int c = 0; c < nf; c++)
+      if (!(d->names[c] = strdup(fields[c].text)))
+        return nn_error_set(err, NN_ENOMEM, "out of memory");
+  }
+  d->nfeat = nf;
+  if (o->label) {
+    int rc = resolve_label(path, o->label, d, err);
+    if (rc) return rc;
+    d->nfeat = nf - 1;
+  }
+  d->has_header = *header;
+  return 0;
+}
+
+/* One data row (line `lineno`, fields[0..nf)) appended to g as row d->rows:
+ * the field count must match, every field must be a finite number, and a
+ * feature must fit a float. */
+static int csv_data_row(const char *path, int64_t lineno, int64_t first_line,
+                        const csv_field *fields, int nf, nn_csv_data *d, csv_grow *g,
+                        nn_error *err) {
+  if (nf != d->cols) {
+    int col = nf > d->cols ? fields[d->cols].col : 0;
+    return nn_error_at(err, NN_EDATA, path, (int)lineno, col,
+                       "expected %d fields (as on line %lld), found %d", d->cols,
+                       (long long)first_line, nf);
+  }
+  if (grow(g, d->rows + 1, d->nfeat, d->label_col >= 0))
+    return nn_error_at(err, NN_ENOMEM, path, (int)lineno, 0, "out of memory after %lld rows",
+                       (long long)d->rows);
+  float *xr = g->x + (size_t)d->rows * (size_t)d->nfeat;
+  for (int c = 0, k = 0; c < nf; c++) {
+    double v;
+    if (parse_number(fields[c].text, &v)) {
+      char shown[48];
+      show_field(fields[c].text, shown, sizeof shown);
+      const char *name = d->names ? d->names[c] : NULL;
+      if (!fields[c].text[0])
+        return nn_error_at(err, NN_EDATA, path, (int)lineno, fields[c].col,
+                           "field %d%s%s%s: expected a number, found an empty field", c + 1,
+                           name ? " ('" : "", name ? name : "", name ? "')" : "");
+      return nn_error_at(err, NN_EDATA, path, (int)lineno, fields[c].col,
+                         "field %d%s%s%s: expected a finite number, found '%s'", c + 1,
+                         name ? " ('" : "", name ? name : "", name ? "')" : "", shown);
+    }
+    if (c == d->label_col) {
+      g->y[d->rows] = v;
+      g->line[d->rows] = lineno;
+      continue;
+    }
+    if (fabs(v) > FLT_MAX)
+      return nn_error_at(err, NN_EDATA, path, (int)lineno, fields[c].col,
+                         "field %d: %s does not fit in a 32-bit float", c + 1, fields[c].text);
+    xr[k++] = (float)v;
+  }
+  d->rows++;
+  return 0;
+}
+
+/* After the last line: what a usable file must have had. */
+static int csv_check_end(const char *path, int started, const nn_csv_data *d, nn_error *err) {
+  if (!started)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "the file is empty: expected CSV rows of numbers");
+  if (d->rows == 0) return nn_error_at(err, NN_EDATA, path, 0, 0, "no data rows after the header");
+  if (d->nfeat == 0)
+    return nn_error_at(err, NN_EDATA, path, 0, 0,
+                       "no feature columns: the only column is the label");
+  return 0;
+}
+
 int nn_csv_read(const char *path, const nn_csv_opts *opts, nn_csv_data *d, nn_error *err) {
   int rc = 0;
-  FILE *f = NULL;
   char *line = NULL;
   size_t linecap = 0;
   csv_field *fields = NULL;
@@ -186,13 +272,12 @@ int nn_csv_read(const char *path, const nn_csv_opts *opts, nn_csv_data *d, nn_er
   memset(d, 0, sizeof *d);
   d->label_col = -1;
 
-  f = fopen(path, "r");
+  FILE *f = fopen(path, "r");
   if (!f) {
     if (errno == ENOENT || errno == ENOTDIR)
       return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such file");
     return nn_error_at(err, NN_EIO, path, 0, 0, "cannot open: %s", strerror(errno));
   }
-
   int64_t lineno = 0, first_line = 0;
   int started = 0;
   ssize_t len;
@@ -206,7 +291,6 @@ int nn_csv_read(const char *path, const nn_csv_opts *opts, nn_csv_data *d, nn_er
     const char *s = line;
     while (*s == ' ' || *s == '\t') s++;
     if (!*s) continue; /* blank line */
-
     int bad_col = 0;
     int nf = split_fields(line, &fields, &fcap, &bad_col);
     if (nf == -2) {
@@ -218,112 +302,29 @@ int nn_csv_read(const char *path, const nn_csv_opts *opts, nn_csv_data *d, nn_er
                        "bad quoting: expected a closing '\"' followed by ',' or the end of the line");
       goto cleanup;
     }
-
     if (!started) {
+      int header = 0;
       started = 1;
       first_line = lineno;
-      d->cols = nf;
-      int header = o.header;
-      if (header == NN_CSV_HEADER_AUTO) {
-        header = 0;
-        for (int c = 0; c < nf; c++) {
-          double v;
-          if (parse_number(fields[c].text, &v)) header = 1;
-        }
-      }
-      if (header) {
-        d->names = calloc((size_t)nf, sizeof *d->names);
-        if (!d->names) {
-          rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-          goto cleanup;
-        }
-        for (int c = 0; c < nf; c++) {
-          d->names[c] = strdup(fields[c].text);
-          if (!d->names[c]) {
-            rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-            goto cleanup;
-          }
-        }
-      }
-      d->nfeat = nf;
-      if (o.label) {
-        rc = resolve_label(path, o.label, d, err);
-        if (rc) goto cleanup;
-        d->nfeat = nf - 1;
-      }
-      d->has_header = header;
+      if ((rc = csv_first_row(path, &o, fields, nf, d, &header, err))) goto cleanup;
       if (header) continue;
     }
-
-    if (nf != d->cols) {
-      int col = nf > d->cols ? fields[d->cols].col : 0;
-      rc = nn_error_at(err, NN_EDATA, path, (int)lineno, col,
-                       "expected %d fields (as on line %lld), found %d", d->cols,
-                       (long long)first_line, nf);
-      goto cleanup;
-    }
-    if (grow(&g, d->rows + 1, d->nfeat, d->label_col >= 0)) {
-      rc = nn_error_at(err, NN_ENOMEM, path, (int)lineno, 0, "out of memory after %lld rows",
-                       (long long)d->rows);
-      goto cleanup;
-    }
-    float *xr = g.x + (size_t)d->rows * (size_t)d->nfeat;
-    for (int c = 0, k = 0; c < nf; c++) {
-      double v;
-      if (parse_number(fields[c].text, &v)) {
-        char shown[48];
-        show_field(fields[c].text, shown, sizeof shown);
-        const char *name = d->names ? d->names[c] : NULL;
-        if (!fields[c].text[0])
-          rc = nn_error_at(err, NN_EDATA, path, (int)lineno, fields[c].col,
-                           "field %d%s%s%s: expected a number, found an empty field", c + 1,
-                           name ? " ('" : "", name ? name : "", name ? "')" : "");
-        else
-          rc = nn_error_at(err, NN_EDATA, path, (int)lineno, fields[c].col,
-                           "field %d%s%s%s: expected a finite number, found '%s'", c + 1,
-                           name ? " ('" : "", name ? name : "", name ? "')" : "", shown);
-        goto cleanup;
-      }
-      if (c == d->label_col) {
-        g.y[d->rows] = v;
-        g.line[d->rows] = lineno;
-        continue;
-      }
-      if (fabs(v) > FLT_MAX) {
-        rc = nn_error_at(err, NN_EDATA, path, (int)lineno, fields[c].col,
-                         "field %d: %s does not fit in a 32-bit float", c + 1, fields[c].text);
-        goto cleanup;
-      }
-      xr[k++] = (float)v;
-    }
-    d->rows++;
+    if ((rc = csv_data_row(path, lineno, first_line, fields, nf, d, &g, err))) goto cleanup;
     errno = 0;
   }
   if (ferror(f)) {
     rc = nn_error_at(err, NN_EIO, path, (int)lineno, 0, "read error: %s", strerror(errno));
     goto cleanup;
   }
-  if (!started) {
-    rc = nn_error_at(err, NN_EDATA, path, 0, 0, "the file is empty: expected CSV rows of numbers");
-    goto cleanup;
-  }
-  if (d->rows == 0) {
-    rc = nn_error_at(err, NN_EDATA, path, 0, 0, "no data rows after the header");
-    goto cleanup;
-  }
-  if (d->nfeat == 0) {
-    rc = nn_error_at(err, NN_EDATA, path, 0, 0, "no feature columns: the only column is the label");
-    goto cleanup;
-  }
+  if ((rc = csv_check_end(path, started, d, err))) goto cleanup;
   d->x = g.x;
   d->y = g.y;
   d->y_line = g.line;
   g.x = NULL;
   g.y = NULL;
   g.line = NULL;
-
 cleanup:
-  if (f) fclose(f);
+  fclose(f);
   free(line);
   free(fields);
   free(g.x);

@@ -39,6 +39,21 @@ int nn_mkdirs_parent(const char *path, nn_error *err) {
   return nn_mkdirs(buf, err);
 }
 
+int nn_stat_file(const char *path, const char *expected, int64_t *size, nn_error *err) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such file");
+    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot access: %s", strerror(errno));
+  }
+  if (S_ISREG(st.st_mode)) {
+    if (size) *size = (int64_t)st.st_size;
+    return 0;
+  }
+  return nn_error_at(err, NN_EDATA, path, 0, 0, "%s (expected %s)",
+                     S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file", expected);
+}
+
 int nn_fsync_path(const char *path, int dir, nn_error *err) {
   int fd = open(path, O_RDONLY | (dir ? O_DIRECTORY : 0));
   if (fd < 0)

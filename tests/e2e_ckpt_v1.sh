@@ -17,6 +17,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail, fm_idx
+need_py h5py numpy
 FIX=$(cd "$(dirname "${BASH_SOURCE[0]}")/fixtures/ckpt_v1" && pwd)
 CK=$FIX/step-000000000017.h5
 cd "$T"   # the fixture's job names its data and run directory relative to here

@@ -25,7 +25,7 @@ typedef struct nn_test_case {
 } nn_test_case;
 
 static int nn__test_failed;
-static int nn__test_skipped;
+static int nn__test_skipped __attribute__((unused));
 
 /* Exit code CTest reads as "skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt). */
 #define NN_TEST_SKIP_CODE 77

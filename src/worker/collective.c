@@ -3,19 +3,6 @@
 
 #include <stdio.h>
 
-int nn_mpi_fail(int mrc, const char *call, const char *file, int line, nn_error *err) {
-  char s[MPI_MAX_ERROR_STRING];
-  int n = 0, rank = -1;
-  if (MPI_Error_string(mrc, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "MPI error %d", mrc);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const char *base = file;
-  for (const char *p = file; *p; p++)
-    if (*p == '/') base = p + 1;
-  nn_error_set(err, NN_EMPI, "%.160s failed at %s:%d on rank %d: %s", call, base, line, rank, s);
-  if (err) err->rank = rank;
-  return NN_EMPI;
-}
-
 int nn_watched_barrier(nn_ring *ctl, int64_t step, nn_error *err) {
   if (!ctl) return 0;
   float one = 1.0f;

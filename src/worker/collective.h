@@ -1,7 +1,8 @@
 /* collective.h: the checked MPI helpers the coordinator and the commands share
  * (beside the ring in allreduce.h): a failed MPI call becomes an NN_EMPI
- * error value naming the call, the source line and the rank, never a skipped
- * step; broadcasts are chunked so counts stay under INT_MAX.
+ * error value naming the call, the source line and the rank (through
+ * worker/mpi_check.h, the one check), never a skipped step; broadcasts are
+ * chunked so counts stay under INT_MAX.
  *
  * Every caller sets MPI_ERRORS_RETURN on its communicator (the CLI does, at
  * start), so a failing call returns here instead of aborting. */
@@ -14,12 +15,10 @@
 
 #include "core/err.h"
 #include "worker/allreduce.h"
+#include "worker/mpi_check.h"
 
-/* Record a failed MPI call (mrc != MPI_SUCCESS) in err: "MPI_Bcast(...) failed
- * at file:line on rank R: <MPI_Error_string>". Returns NN_EMPI. */
-int nn_mpi_fail(int mrc, const char *call, const char *file, int line, nn_error *err);
-
-/* Run an MPI call; on failure record it and return NN_EMPI from the caller. */
+/* Run an MPI call; on failure record it (worker/mpi_check.h: the call, the
+ * line, the rank, MPI's reason) and return NN_EMPI from the caller. */
 #define NN_MPI_RETURN(err, call)                                            \
   do {                                                                      \
     int nn_mrc_ = (call);                                                   \

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "coordinator/checkpoint/internal.h"
-#include "worker/h5err.h"
+#include "worker/h5io.h"
 
 int nn__ckpt_pathf(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;

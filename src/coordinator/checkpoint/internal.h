@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "coordinator/checkpoint.h"
-#include "worker/h5err.h"
+#include "worker/h5io.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the checkpoint checksum hashes little-endian bytes straight from memory"

@@ -24,6 +24,7 @@
 #include "cli/cli.h"
 #include "worker/csv.h"
 #include "worker/dataset.h"
+#include "worker/fsutil.h"
 #include "worker/idx.h"
 
 #define FMNIST_DEFAULT_SOURCE "/usr/share/datasets/fashion-mnist"
@@ -130,27 +131,6 @@ static void shard_path(char *buf, size_t n, const char *dir, const char *split, 
   snprintf(buf, n, "%s/%s-%03d.h5", dir, split, i);
 }
 
-/* mkdir -p dir. */
-static int make_dir(const char *dir, nn_error *err) {
-  char p[4096];
-  if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-    return nn_error_at(err, NN_EINVAL, dir, 0, 0, "path too long");
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == '\0') {
-      char c = *s;
-      *s = '\0';
-      if (mkdir(p, 0777) != 0 && errno != EEXIST)
-        return nn_error_at(err, NN_EIO, p, 0, 0, "cannot create directory: %s", strerror(errno));
-      *s = c;
-      if (!c) break;
-    }
-  }
-  struct stat st;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-    return nn_error_at(err, NN_EIO, dir, 0, 0, "is not a directory");
-  return 0;
-}
-
 /* Remove DIR/SPLIT-NNN.h5 with NNN >= k (left from a run with more shards),
  * so a glob over the split sees only this run's files. */
 static int remove_stale(const char *dir, const char *split, int k, nn_error *err) {
@@ -187,7 +167,7 @@ static void fmt_bytes(double b, char *buf, size_t n) {
 
 /* Write set s as k shards in dir; one line per file. */
 static int write_split(const prep_set *s, const char *dir, int k, nn_error *err) {
-  int rc = make_dir(dir, err);
+  int rc = nn_mkdirs(dir, err);
   if (rc) return rc;
   size_t rowlen = 1;
   for (int i = 0; i < s->sample.ndim; i++) rowlen *= (size_t)s->sample.dim[i];

@@ -20,6 +20,8 @@
  * bounds the recursion of the parser, of nn_toml_free and of any reader. */
 #include "toml/toml.h"
 
+#include "core/hash.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -366,8 +368,7 @@ void nn_toml_free(nn_toml_value *v) {
 #define NN__INDEX_MIN 16
 
 static size_t key_hash(const char *k) {
-  size_t h = 1469598103934665603u; /* FNV-1a */
-  for (; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211u;
+  size_t h = (size_t)nn_fnv1a64(NN_FNV1A64_INIT, k, strlen(k));
   return h;
 }
 

@@ -69,8 +69,8 @@ has valid valid.out "test   data/test-*.h5: 20 samples in 1 file, sample [1, 28,
 has valid valid.out "input  [1, 28, 28]"
 # 784*256+256 + 256*10+10
 has valid valid.out "total params: $((784 * 256 + 256 + 256 * 10 + 10)) ($(((784 * 256 + 256 + 256 * 10 + 10) * 4)) bytes as float32)"
-grep -Eq '^ +1 +dense1 +dense +\[256\] +200960$' valid.out || bad "valid: no row for dense1"
-grep -Eq '^ +3 +dense2 +dense +\[10\] +2570$' valid.out || bad "valid: no row for dense2"
+grep -Eq '^ +1 +dense1 +dense +\[256\] +200960( |$)' valid.out || bad "valid: no row for dense1"
+grep -Eq '^ +3 +dense2 +dense +\[10\] +2570( |$)' valid.out || bad "valid: no row for dense2"
 
 # --set changes the model
 run set_units 0 check mlp.toml --set model.layers.1.units=32 --set train.epochs=1

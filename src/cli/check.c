@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/graph.h"
 #include "coordinator/job.h"
 #include "core/loss.h"
 #include "core/model.h"
@@ -98,19 +99,7 @@ static int check_output(const nn_job *job, const nn_model *m, const nn_dataset_i
 }
 
 static void print_summary(const nn_job *job, const nn_model *m) {
-  char sh[64];
-  printf("input  %s\n\n", nn_shape_str(&m->in, sh, sizeof sh));
-  printf("%5s  %-24s %-14s %-18s %12s\n", "layer", "name", "type", "output", "params");
-  for (int i = 0; i < m->nlayers; i++) {
-    const nn_layer *l = &m->layers[i];
-    size_t off, count;
-    nn_model_layer_range(m, i, &off, &count);
-    printf("%5d  %-24s %-14s %-18s %12zu\n", i, l->cfg.name, l->ops->type,
-           nn_shape_str(&l->out, sh, sizeof sh), count);
-  }
-  printf("\ntotal params: %zu (%zu bytes as float32)\n", m->nparams, m->nparams * sizeof(float));
-  if (m->nbuffers)
-    printf("buffers: %zu (%zu bytes)\n", m->nbuffers, m->nbuffers * sizeof(float));
+  nn_cli_print_graph(stdout, m);
   printf("optimizer: %s, lr %g; %d epochs, global batch %d, loss %s\n", job->optimizer.type,
          job->optimizer.lr, job->train.epochs, job->train.batch_size, job->train.loss);
 }
@@ -218,16 +207,7 @@ int nn_cmd_check(int argc, char **argv) {
   }
   rc = nn_model_build(&m, &in, job->model.layers, job->model.nlayers, 1, &err);
   if (rc) {
-    if (!err.file[0]) {
-      snprintf(err.file, sizeof err.file, "%.255s", job->source);
-      /* the layer the model names, if it says which */
-      for (int i = 0; i < job->model.nlayers && !err.line; i++) {
-        char tag[80];
-        snprintf(tag, sizeof tag, "'%s'", job->model.layers[i].name);
-        if (strstr(err.msg, tag) || !strcmp(err.where, job->model.layers[i].name))
-          err.line = job->model.layer_line[i];
-      }
-    }
+    nn_job_model_error(job, &err);
     nn_cli_fail(&err);
     code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
     goto done;

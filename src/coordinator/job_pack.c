@@ -72,6 +72,7 @@ static int compatible(const nn_key *k, const ProtobufCFieldDescriptor *f) {
   case NN_KEY_ENUM: return !repeated && f->type == PROTOBUF_C_TYPE_STRING;
   case NN_KEY_INT_LIST:
     return repeated && (f->type == PROTOBUF_C_TYPE_INT32 || f->type == PROTOBUF_C_TYPE_SINT32);
+  case NN_KEY_STRING_LIST: return repeated && f->type == PROTOBUF_C_TYPE_STRING;
   }
   return 0;
 }
@@ -131,6 +132,23 @@ static int keys_to_msg(pk *a, const nn_key *keys, const void *base, ProtobufCMes
         return nn_error_set(err, NN_EINVAL, "%s.%s: %d items", what, k->name, count);
       *(size_t *)(mb + f->quantifier_offset) = (size_t)count;
       *(const int32_t **)dst = count ? (const int32_t *)src : NULL;
+      break;
+    }
+    case NN_KEY_STRING_LIST: {
+      int count = *(const int *)((const char *)base + k->count_offset);
+      if (count < 0 || (size_t)count > k->size)
+        return nn_error_set(err, NN_EINVAL, "%s.%s: %d items", what, k->name, count);
+      char **arr = pk_alloc(a, (count ? (size_t)count : 1) * sizeof *arr);
+      if (!arr) return nn_error_set(err, NN_ENOMEM, "out of memory");
+      for (int j = 0; j < count; j++) {
+        const char *item = src + (size_t)j * NN_KEY_ITEM_MAX;
+        size_t len = strnlen(item, NN_KEY_ITEM_MAX);
+        if (!(arr[j] = pk_alloc(a, len + 1))) return nn_error_set(err, NN_ENOMEM, "out of memory");
+        memcpy(arr[j], item, len);
+        arr[j][len] = '\0';
+      }
+      *(size_t *)(mb + f->quantifier_offset) = (size_t)count;
+      *(char ***)dst = count ? arr : NULL;
       break;
     }
     }
@@ -234,6 +252,27 @@ static int msg_to_keys(const nn_key *keys, void *base, const ProtobufCMessage *m
         for (size_t j = 0; j < n && !rc; j++) {
           rc = nn__key_check_int(&one, items[j], msg, sizeof msg);
           if (!rc) ((int *)dst)[j] = items[j];
+        }
+        if (!rc) *(int *)((char *)base + k->count_offset) = (int)n;
+        break;
+      }
+      case NN_KEY_STRING_LIST: {
+        size_t n = *(const size_t *)(mb + f->quantifier_offset);
+        char *const *items = *(char *const *const *)src;
+        if (n > k->size) {
+          snprintf(msg, sizeof msg, "%zu items, at most %zu allowed", n, k->size);
+          rc = -1;
+          break;
+        }
+        for (size_t j = 0; j < n && !rc; j++) {
+          const char *s = items[j] ? items[j] : "";
+          if (!s[0] || strlen(s) >= NN_KEY_ITEM_MAX) {
+            snprintf(msg, sizeof msg, "item %zu: \"%.40s\" is not a name", j, s);
+            rc = -1;
+          } else {
+            memset(dst + j * NN_KEY_ITEM_MAX, 0, NN_KEY_ITEM_MAX);
+            memcpy(dst + j * NN_KEY_ITEM_MAX, s, strlen(s));
+          }
         }
         if (!rc) *(int *)((char *)base + k->count_offset) = (int)n;
         break;

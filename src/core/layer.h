@@ -106,6 +106,7 @@ typedef struct nn_layer_cfg {
   char inputs[NN_MAX_INPUTS][NN_NAME_MAX];
   int ninputs;
 } nn_layer_cfg;
+_Static_assert(NN_KEY_ITEM_MAX == NN_NAME_MAX, "inputs is an NN_KEY_STRING_LIST of names");
 
 /* Per-call context for forward/backward. */
 typedef struct nn_run_ctx {

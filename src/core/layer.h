@@ -7,7 +7,7 @@
  *              buffers (bspec, non-trainable state such as running means) and
  *              scratch needs; reject bad configurations with a message.
  *   [the model allocates the arenas and points l->param/grad/buffer/scratch]
- *   bind(l)    optional: the views are set (composite layers hand them on).
+ *   bind(l)    optional: the views are set.
  *   forward / backward, many times.
  *   destroy(l) optional: free what build allocated in l->state.
  *

@@ -34,8 +34,8 @@
  *  - every layer's resolved inputs are written back into its cfg.inputs
  *    (names, "input" for the model's input) and l->src[] (indices, -1).
  *
- * Residual blocks are sugar (ops->expands). A config whose type has a
- * `block_len` key owns the next block_len configs as its body (nested blocks
+ * Residual blocks are sugar. A config whose type expands (ops->expands:
+ * residual) owns the next cfg.block_len configs as its body (nested blocks
  * counted with their own bodies) and becomes: the body's layers (the first
  * reads the block's input), then the projection if `projection`
  * ("<block>.shortcut": a 1x1 conv2d with the stride that matches the body's

@@ -69,8 +69,8 @@ has valid valid.out "test   data/test-*.h5: 20 samples in 1 file, sample [1, 28,
 has valid valid.out "input  [1, 28, 28]"
 # 784*256+256 + 256*10+10
 has valid valid.out "total params: $((784 * 256 + 256 + 256 * 10 + 10)) ($(((784 * 256 + 256 + 256 * 10 + 10) * 4)) bytes as float32)"
-grep -Eq '^ +1 +dense1 +dense +\[256\] +200960$' valid.out || bad "valid: no row for dense1"
-grep -Eq '^ +3 +dense2 +dense +\[10\] +2570$' valid.out || bad "valid: no row for dense2"
+grep -Eq '^ +1 +dense1 +dense +\[256\] +200960( |$)' valid.out || bad "valid: no row for dense1"
+grep -Eq '^ +3 +dense2 +dense +\[10\] +2570( |$)' valid.out || bad "valid: no row for dense2"
 
 # --set changes the model
 run set_units 0 check mlp.toml --set model.layers.1.units=32 --set train.epochs=1
@@ -141,6 +141,57 @@ has badset badset.err "--set train.epochs=x: train.epochs: expected an integer, 
 run nofile 3 check missing.toml
 one_line nofile
 has nofile nofile.err "missing.toml"
+
+# --- layer graphs: check prints each layer's inputs; graph errors name the line --
+cat >graph.toml <<'EOF2'
+name = "tiny_graph"
+[data]
+train = "data/train-*.h5"
+test = "data/test-*.h5"
+[[model.layers]]
+name = "stem"
+type = "conv2d"
+filters = 4
+kernel_size = [3, 3]
+[[model.layers]]
+name = "wide"
+type = "conv2d"
+filters = 6
+kernel_size = [1, 1]
+[[model.layers]]
+name = "deep"
+type = "conv2d"
+inputs = ["stem"]
+filters = 2
+kernel_size = [3, 3]
+padding = "same"
+[[model.layers]]
+name = "cat"
+type = "concat"
+inputs = ["wide", "deep"]
+[[model.layers]]
+type = "global_avgpool"
+[[model.layers]]
+type = "dense"
+units = 10
+EOF2
+run graph 0 check graph.toml
+grep -Eq '^ +2 +deep +conv2d +\[2, 26, 26\] +74 +stem$' graph.out || { bad "graph: no row for deep"; cat graph.out >&2; }
+grep -Eq '^ +3 +cat +concat +\[8, 26, 26\] +0 +wide, deep$' graph.out || { bad "graph: no row for cat"; cat graph.out >&2; }
+has graph graph.out "input  [1, 28, 28]"
+# a spatial mismatch: deep without 'same' padding is 24x24
+run graph_shape 3 check graph.toml --set 'model.layers.2.padding="valid"'
+one_line graph_shape
+has graph_shape graph_shape.err "graph.toml:22: layer 3 'cat' (concat): input 'deep' is [2, 24, 24], 'wide' is [6, 26, 26]: spatial sizes differ"
+# an input that is not above the layer
+run graph_order 3 check graph.toml --set 'model.layers.1.inputs=["cat"]'
+one_line graph_order
+has graph_order graph_order.err "graph.toml:10: layer 1 'wide' (conv2d): input 'cat' is not a layer above this one"
+# the example Inception job: four branches concatenated, twice
+run inception 0 check "$NN_SOURCE_DIR/jobs/fashion_mnist_inception.toml" \
+  --set 'data.train="data/train-*.h5"' --set 'data.test="data/test-*.h5"'
+grep -Eq '^ +[0-9]+ +a +concat +\[64, 14, 14\] +0 +a_b1, a_b2, a_b3, a_b4$' inception.out ||
+  { bad "inception: no row for module a"; cat inception.out >&2; }
 
 # --- usage ------------------------------------------------------------------
 run help 0 check --help

@@ -16,7 +16,7 @@ fm_idx train 50000 512 "$T/test"   # held out from the train slice
 "$NNTRAIN" prepare idx "$T/test-img" "$T/test-lab" --out "$T/d" --split test \
   --stats "$T/d/train-000.h5" >/dev/null
 
-for job in fashion_mnist_mlp fashion_mnist_cnn fashion_mnist_resnet; do
+for job in fashion_mnist_mlp fashion_mnist_cnn fashion_mnist_resnet fashion_mnist_inception; do
   "$NNTRAIN" check "$NN_SOURCE_DIR/jobs/$job.toml" --set data.train="\"$T/d/train-*.h5\"" \
     --set data.test="\"$T/d/test-*.h5\"" > "$T/check" || { cat "$T/check"; fail "$job: check"; }
   $MPI -np 2 "$NNTRAIN" "$NN_SOURCE_DIR/jobs/$job.toml" --quiet --set train.epochs=2 \

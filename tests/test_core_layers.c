@@ -132,6 +132,11 @@ static void test_grad_every_registered_type(void) {
   for (const nn_layer_ops *const *p = nn_layer_types(); *p; p++) {
     nn_layer_cfg c = cfg_of((*p)->type);
     if (c.units == 0) c.units = 3;
+    if ((*p)->forward_n) { /* merge layers: the input twice (both gradients add up) */
+      c.ninputs = 2;
+      snprintf(c.inputs[0], sizeof c.inputs[0], "input");
+      snprintf(c.inputs[1], sizeof c.inputs[1], "input");
+    }
     nn_shape in = shape1(5);
     /* Image layers (conv2d, pools) refuse a flat input: give them [2, 4, 4]
      * and the sizes they require. */

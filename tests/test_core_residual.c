@@ -204,7 +204,7 @@ static void test_forward_values(void) {
   nn_layer_cfg c[2] = {block(1, 0), dense(2, "none")};
   BUILD(&m, c, 2, &in, 1);
   static const float w[4] = {1, 2, 3, 4};
-  memcpy(m.layers[1].param[0], w, sizeof w);
+  memcpy(m.layers[0].param[0], w, sizeof w); /* the body, then the add */
   y = nn_model_forward(&m, x, 1, &ctx);
   ASSERT_NEAR(y[0], (1.5 - 4) + 1.5, 1e-6);
   ASSERT_NEAR(y[1], (4.5 - 8) - 2, 1e-6);
@@ -240,9 +240,10 @@ static void on_ready(void *user, size_t offset, size_t count) {
   r->n++;
 }
 
-/* Layers, names, parents and arena ranges of
+/* Layers, names, inputs, init keys and arena ranges of
  *   0 dense(4, tanh)  1 residual(len 5): [2 dense(4, tanh)  3 residual(len 1,
- *   projection): [4 dense(3)]  5 dense(4)]  6 dense(2) */
+ *   projection): [4 dense(3)]  5 dense(4)]  6 dense(2)
+ * expanded into a graph (core/model.h): body, shortcut, add per block. */
 static void test_layout(void) {
   nn_layer_cfg c[7] = {dense(4, "tanh"), block(4, 0), dense(4, "tanh"), block(1, 1),
                        dense(3, "none"), dense(4, "none"), dense(2, "none")};
@@ -250,33 +251,39 @@ static void test_layout(void) {
   nn_model m;
   BUILD(&m, c, 7, &in, 2);
   static const char *const names[] = {
-      "dense0", "dense0_tanh", "residual1", "residual1.dense0", "residual1.dense0_tanh",
-      "residual1.residual1", "residual1.residual1.dense0", "residual1.residual1.shortcut",
-      "residual1.dense2", "dense2"};
-  static const int parents[] = {-1, -1, -1, 2, 2, 2, 5, 5, 2, -1};
+      "dense0", "dense0_tanh", "residual1.dense0", "residual1.dense0_tanh",
+      "residual1.residual1.dense0", "residual1.residual1.shortcut", "residual1.residual1",
+      "residual1.dense2", "residual1", "dense2"};
+  static const char *const types[] = {"dense", "tanh", "dense", "tanh", "dense",
+                                      "dense", "add",  "dense", "add",  "dense"};
+  /* the numbering of the nested layout (block, body, shortcut) */
+  static const int init[] = {0, 1, 3, 4, 6, 7, 5, 8, 2, 9};
   ASSERT_EQ_INT(m.nlayers, 10);
   for (int i = 0; i < 10; i++) {
     ASSERT_STR_EQ(m.layers[i].cfg.name, names[i]);
-    ASSERT_EQ_INT(m.parent[i], parents[i]);
+    ASSERT_STR_EQ(m.layers[i].ops->type, types[i]);
     ASSERT_EQ_INT(m.layers[i].index, i);
+    ASSERT_EQ_INT(m.layers[i].init_index, init[i]);
   }
-  ASSERT_EQ_INT(m.layers[8].src_index, 5);
-  ASSERT_EQ_INT(m.layers[7].src_index, 3); /* the shortcut belongs to its block's config */
-  ASSERT_EQ_INT(m.ntop, 4);
-  ASSERT_EQ_INT(m.top[2], 2);
-  ASSERT_EQ_INT(m.top[3], 9);
-  ASSERT_EQ_INT(m.nblocks, 2);
-  ASSERT_EQ_INT(m.blocks[0].nbody, 4); /* dense, its tanh, the inner block, dense */
-  ASSERT_TRUE(m.blocks[0].body[2] == &m.layers[5]);
-  ASSERT_TRUE(m.blocks[0].shortcut == NULL);
-  ASSERT_EQ_INT(m.blocks[1].nbody, 1);
-  ASSERT_TRUE(m.blocks[1].shortcut == &m.layers[7]);
+  ASSERT_EQ_INT(m.layers[7].src_index, 5);
+  ASSERT_EQ_INT(m.layers[5].src_index, 3); /* the shortcut belongs to its block's config */
+  ASSERT_EQ_INT(m.layers[8].src_index, 1); /* so does the add */
+  /* inputs: the body starts from the block's input (the tanh that dense0 adds) */
+  ASSERT_EQ_INT(m.layers[2].src[0], 1);
+  ASSERT_STR_EQ(m.layers[2].cfg.inputs[0], "dense0_tanh");
+  ASSERT_EQ_INT(m.layers[6].nin, 2);
+  ASSERT_EQ_INT(m.layers[6].src[0], 4);
+  ASSERT_EQ_INT(m.layers[6].src[1], 5);
+  ASSERT_EQ_INT(m.layers[5].src[0], 3);
+  ASSERT_EQ_INT(m.layers[8].src[0], 7);
+  ASSERT_EQ_INT(m.layers[8].src[1], 1); /* identity shortcut */
+  ASSERT_STR_EQ(m.layers[8].cfg.inputs[1], "dense0_tanh");
+  ASSERT_EQ_INT(m.layers[9].src[0], 8);
   ASSERT_EQ_INT(m.tensors[nn_model_find_tensor(&m, "residual1.residual1.shortcut", "weight")]
                     .shape.dim[1], 4);
   ASSERT_EQ_INT(m.out.dim[0], 2);
 
-  /* own ranges tile the arena in layer order; a block's range is the union
-   * of its sub-layers' */
+  /* own ranges tile the arena in layer order */
   size_t expect = 0;
   for (int i = 0; i < m.nlayers; i++) {
     const nn_layer *l = &m.layers[i];
@@ -289,23 +296,21 @@ static void test_layout(void) {
    * residual1.dense2 16 | dense2 10 */
   ASSERT_EQ_INT(m.nparams, 16 + 20 + 15 + 12 + 16 + 10);
   size_t off, cnt;
-  nn_model_layer_range(&m, 2, &off, &cnt);
-  ASSERT_EQ_INT(off, 16);
-  ASSERT_EQ_INT(cnt, 20 + 15 + 12 + 16);
   nn_model_layer_range(&m, 5, &off, &cnt);
-  ASSERT_EQ_INT(off, 36);
-  ASSERT_EQ_INT(cnt, 15 + 12);
-  ASSERT_EQ_INT(m.layers[2].param_count, 0);
+  ASSERT_EQ_INT(off, 16 + 20 + 15);
+  ASSERT_EQ_INT(cnt, 12);
+  ASSERT_EQ_INT(m.layers[8].param_count, 0);
 
-  /* grad-ready: top-level ranges, last to first, covering the arena once */
-  nn_model_init_params(&m, 3);
-  float x[6] = {0.1f, 0.2f, -0.3f, 0.5f, -0.5f, 0.9f}, dy[4] = {1, -1, 0.5f, 2};
+  /* grad-ready: each layer with parameters once, last to first, the ranges
+   * tiling the arena downward */
+  float x[2 * 3] = {0.1f, -0.2f, 0.3f, 0.4f, 0.5f, -0.6f}, dy[2 * 2] = {1, -1, 0.5f, 2};
   nn_run_ctx ctx = {.training = 1};
+  nn_model_init_params(&m, 3);
+  nn_model_zero_grad(&m);
   nn_model_forward(&m, x, 2, &ctx);
   ready_log r = {0};
-  nn_model_zero_grad(&m);
   nn_model_backward(&m, x, dy, 2, &ctx, on_ready, &r);
-  ASSERT_EQ_INT(r.n, 3);
+  ASSERT_EQ_INT(r.n, 6);
   size_t end = m.nparams;
   for (int k = 0; k < r.n; k++) {
     ASSERT_EQ_INT(r.off[k] + r.cnt[k], end);
@@ -322,8 +327,8 @@ static void test_no_block_layout_unchanged(void) {
   nn_shape in = {1, {2}};
   nn_model m;
   BUILD(&m, c, 2, &in, 1);
-  ASSERT_EQ_INT(m.ntop, 3);
-  ASSERT_EQ_INT(m.nblocks, 0);
+  ASSERT_EQ_INT(m.nlayers, 3);
+  for (int i = 0; i < 3; i++) ASSERT_EQ_INT(m.layers[i].init_index, i);
   ASSERT_STR_EQ(m.layers[2].cfg.name, "dense1");
   nn_model_free(&m);
 }

@@ -377,6 +377,14 @@ static void other_value(const nn_key *k, void *base) {
     if (*count > 1) items[1] = ranged ? (int)k->min + 2 : 3;
     break;
   }
+  case NN_KEY_STRING_LIST: {
+    char(*items)[NN_KEY_ITEM_MAX] = (void *)f;
+    int *count = (int *)((char *)base + k->count_offset);
+    *count = k->size > 1 ? 2 : 1;
+    snprintf(items[0], NN_KEY_ITEM_MAX, "a%d", items[0][0] == 'a');
+    if (*count > 1) snprintf(items[1], NN_KEY_ITEM_MAX, "input");
+    break;
+  }
   }
 }
 
@@ -394,6 +402,8 @@ static void test_round_trip_every_layer_key(void) {
     snprintf(cfg->name, sizeof cfg->name, "l%d", n);
     ASSERT_OK(nn_layer_cfg_defaults(cfg, &err));
     for (const nn_key *k = types[i]->keys; k && k->name; k++) other_value(k, cfg);
+    other_value(nn__keys_find(nn__layer_common_keys, "inputs"), cfg); /* a graph key */
+    ASSERT_EQ_INT(cfg->ninputs, 2);
     job_a.model.layer_line[n] = 100 + n;
   }
   job_a.model.nlayers = n;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/graph.h"
 #include "coordinator/job.h"
 #include "coordinator/run/replica.h"
 #include "coordinator/run/task.h"
@@ -69,23 +70,14 @@ static void print_data(const char *what, const char *pattern, const data_found *
     printf("regression, %d targets\n", in->target_dim);
 }
 
+/* The model checks' warnings (coordinator/lint.h). */
+static void check_warn(void *user, const char *msg) {
+  (void)user;
+  fprintf(stderr, "nntrain: warning: %s\n", msg);
+}
+
 static void print_summary(const nn_job *job, const nn_model *m) {
-  char sh[64];
-  printf("input  %s\n\n", nn_shape_str(&m->in, sh, sizeof sh));
-  printf("%5s  %-24s %-14s %-18s %12s\n", "layer", "name", "type", "output", "params");
-  for (int i = 0; i < m->nlayers; i++) {
-    const nn_layer *l = &m->layers[i];
-    size_t off, count;
-    nn_model_layer_range(m, i, &off, &count);
-    printf("%5d  %-24s %-14s %-18s %12zu%s\n", i, l->cfg.name, l->ops->type,
-           nn_shape_str(&l->out, sh, sizeof sh), count, l->frozen && count ? "  frozen" : "");
-  }
-  printf("\ntotal params: %zu (%zu bytes as float32)\n", m->nparams, m->nparams * sizeof(float));
-  if (m->ntrainable != m->nparams)
-    printf("trainable params: %zu (frozen: %zu, trainable = false)\n", m->ntrainable,
-           m->nparams - m->ntrainable);
-  if (m->nbuffers)
-    printf("buffers: %zu (%zu bytes)\n", m->nbuffers, m->nbuffers * sizeof(float));
+  nn_cli_print_graph(stdout, m);
   printf("optimizer: %s, lr %g; %d epochs, global batch %d, loss %s\n", job->optimizer.type,
          job->optimizer.lr, job->train.epochs, job->train.batch_size, job->train.loss);
 }
@@ -190,7 +182,7 @@ int nn_cmd_check(int argc, char **argv) {
     in.ndim = job->model.input_ndim;
     for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
   }
-  nn_replica_opts ro = {.train = 0, .max_batch = 1};
+  nn_replica_opts ro = {.train = 0, .max_batch = 1, .lint = 1, .warn = check_warn};
   if (!rc) rc = nn_replica_build(&rep, "model", 0, job, &in, &ro, &err);
   if (rc) {
     nn_cli_fail(&err);

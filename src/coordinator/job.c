@@ -917,6 +917,29 @@ done:
   return rc;
 }
 
+int nn_job_model_error(const nn_job *job, nn_error *err) {
+  if (!err || err->file[0]) return err ? err->code : 0;
+  snprintf(err->file, sizeof err->file, "%.*s", (int)sizeof err->file - 1, job->source);
+  int best = -1;
+  size_t best_len = 0;
+  for (int i = 0; i < job->model.nlayers; i++) {
+    const char *name = job->model.layers[i].name;
+    size_t len = strlen(name);
+    if (!strcmp(err->where, name)) {
+      best = i;
+      break;
+    }
+    /* "<config>.shortcut" of a block, "<config>_<activation>" of a dense */
+    if (len > best_len && !strncmp(err->where, name, len) &&
+        (err->where[len] == '.' || err->where[len] == '_')) {
+      best = i;
+      best_len = len;
+    }
+  }
+  if (best >= 0) err->line = job->model.layer_line[best];
+  return err->code;
+}
+
 int nn_job_equal(const nn_job *a, const nn_job *b) {
   for (const nn_job_section *s = sections; s->name; s++)
     for (size_t k = 0; s->keys[k].name; k++)

@@ -116,6 +116,14 @@ int nn_job_load(nn_job *job, const char *path, const char *const *overrides,
 int nn_job_parse(nn_job *job, const char *text, size_t len, const char *filename,
                  const char *const *overrides, int noverrides, nn_error *err);
 
+/* Point an error from nn_model_build(job->model.layers, ...) at the job file:
+ * err->file = job->source and err->line = the line of the layer config that
+ * err->where names (an expanded layer, "dense0_relu" or "residual2.shortcut",
+ * counts as its config's). A message with a file already is left alone.
+ * Returns err->code. Every command that builds a job's model calls this on
+ * failure, so a graph or shape error reads "job.toml:12: layer 3 ...". */
+int nn_job_model_error(const nn_job *job, nn_error *err);
+
 /* Serialize to a JobSpec protobuf. *buf is malloc'ed (caller frees). */
 int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err);
 /* Deserialize a JobSpec protobuf (from nn_job_pack, a broadcast or a checkpoint). */

@@ -42,6 +42,8 @@ static void key_row(FILE *f, const nn_key *k) {
     }
   } else if (k->type == NN_KEY_STRING) {
     fprintf(f, "at most %zu bytes", k->size - 1);
+  } else if (k->type == NN_KEY_STRING_LIST) {
+    fprintf(f, "up to %zu names", k->size);
   } else if (k->type == NN_KEY_INT_LIST) {
     nn__key_range_str(k, range, sizeof range);
     fprintf(f, "up to %zu items%s%s", k->size, range[0] ? ", each in " : "", range);

@@ -42,6 +42,12 @@ const nn_key nn__layer_common_keys[] = {
    .help = "false: freeze the layer (on a residual block: the whole block): its parameters get "
            "no gradient, no optimizer state and no all-reduce traffic, and keep their values "
            "(see docs/finetuning.md)."},
+  {.name = "inputs", .type = NN_KEY_STRING_LIST, .offset = offsetof(nn_layer_cfg, inputs),
+   .size = NN_MAX_INPUTS, .def = "[]", .count_offset = offsetof(nn_layer_cfg, ninputs),
+   .help = "Names of the layers whose outputs this layer reads (\"input\": the model's "
+           "input); layers above this one only. Default []: the previous layer. Merge layers "
+           "(add, concat, multiply) read two or more; several layers may read one. See "
+           "docs/layers.md."},
   {0},
 };
 
@@ -87,6 +93,7 @@ const char *nn__key_type_name(const nn_key *k) {
   case NN_KEY_STRING:
   case NN_KEY_ENUM: return "string";
   case NN_KEY_INT_LIST: return "array of integers";
+  case NN_KEY_STRING_LIST: return "array of strings";
   }
   return "value";
 }
@@ -100,6 +107,7 @@ const char *nn__key_type_article(const nn_key *k) {
   case NN_KEY_STRING:
   case NN_KEY_ENUM: return "a string";
   case NN_KEY_INT_LIST: return "an array of integers";
+  case NN_KEY_STRING_LIST: return "an array of strings";
   }
   return "a value";
 }
@@ -242,6 +250,15 @@ void nn__key_format(const nn_key *k, const void *base, char *buf, size_t n) {
       o += (size_t)snprintf(buf + o, n - o, "%s%d", i ? "," : "", ((const int *)f)[i]);
     break;
   }
+  case NN_KEY_STRING_LIST: {
+    int count = *(const int *)cfield(base, k->count_offset);
+    const char(*items)[NN_KEY_ITEM_MAX] = f;
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < count && o < n; i++)
+      o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? "," : "", items[i]);
+    break;
+  }
   }
 }
 
@@ -319,6 +336,24 @@ int nn__key_parse_text(const nn_key *k, void *base, const char *text, char *msg,
     *(int *)field(base, k->count_offset) = count;
     return 0;
   }
+  case NN_KEY_STRING_LIST: { /* "a,b,c" (items hold no commas) */
+    char(*items)[NN_KEY_ITEM_MAX] = f;
+    int count = 0;
+    for (const char *p = text; *p;) {
+      const char *comma = strchr(p, ',');
+      size_t w = comma ? (size_t)(comma - p) : strlen(p);
+      if (w == 0 || w >= NN_KEY_ITEM_MAX || (size_t)count >= k->size) {
+        snprintf(msg, n, "bad string list \"%.40s\" (at most %zu items of %d bytes)", text,
+                 k->size, NN_KEY_ITEM_MAX - 1);
+        return -1;
+      }
+      memset(items[count], 0, NN_KEY_ITEM_MAX);
+      memcpy(items[count++], p, w);
+      p = comma ? comma + 1 : p + w;
+    }
+    *(int *)field(base, k->count_offset) = count;
+    return 0;
+  }
   }
   snprintf(msg, n, "unsupported key type %d", (int)k->type);
   return -1;
@@ -337,6 +372,15 @@ int nn__key_equal(const nn_key *k, const void *a, const void *b) {
     int ca = *(const int *)cfield(a, k->count_offset);
     int cb = *(const int *)cfield(b, k->count_offset);
     return ca == cb && !memcmp(fa, fb, (size_t)ca * sizeof(int));
+  }
+  case NN_KEY_STRING_LIST: {
+    int ca = *(const int *)cfield(a, k->count_offset);
+    int cb = *(const int *)cfield(b, k->count_offset);
+    const char(*ia)[NN_KEY_ITEM_MAX] = fa, (*ib)[NN_KEY_ITEM_MAX] = fb;
+    if (ca != cb) return 0;
+    for (int i = 0; i < ca; i++)
+      if (strncmp(ia[i], ib[i], NN_KEY_ITEM_MAX)) return 0;
+    return 1;
   }
   }
   return 0;
@@ -485,6 +529,33 @@ int nn__key_set_toml(const nn_key *k, void *base, const nn_toml_value *v, char *
         return -1;
       }
       items[i] = (int)it->u.i;
+    }
+    *(int *)field(base, k->count_offset) = (int)v->u.arr.n;
+    return 0;
+  }
+  case NN_KEY_STRING_LIST: {
+    if (v->type != NN_TOML_ARRAY) break;
+    if (v->u.arr.n > k->size) {
+      snprintf(msg, n, "expected at most %zu items, got %zu", k->size, v->u.arr.n);
+      return -1;
+    }
+    char(*items)[NN_KEY_ITEM_MAX] = f;
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+      const nn_toml_value *it = v->u.arr.items[i];
+      *line = it->line;
+      *col = it->col;
+      if (it->type != NN_TOML_STRING) {
+        snprintf(msg, n, "item %zu: expected a string, got %s", i, nn_toml_type_name(it->type));
+        return -1;
+      }
+      if (strlen(it->u.s.ptr) != it->u.s.len || !it->u.s.len || it->u.s.len >= NN_KEY_ITEM_MAX ||
+          strchr(it->u.s.ptr, ',')) {
+        snprintf(msg, n, "item %zu: \"%.40s\" is not a name (1 to %d bytes, no commas or NULs)",
+                 i, it->u.s.ptr, NN_KEY_ITEM_MAX - 1);
+        return -1;
+      }
+      memset(items[i], 0, NN_KEY_ITEM_MAX);
+      memcpy(items[i], it->u.s.ptr, it->u.s.len);
     }
     *(int *)field(base, k->count_offset) = (int)v->u.arr.n;
     return 0;

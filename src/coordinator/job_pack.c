@@ -72,6 +72,7 @@ static int compatible(const nn_key *k, const ProtobufCFieldDescriptor *f) {
   case NN_KEY_ENUM: return !repeated && f->type == PROTOBUF_C_TYPE_STRING;
   case NN_KEY_INT_LIST:
     return repeated && (f->type == PROTOBUF_C_TYPE_INT32 || f->type == PROTOBUF_C_TYPE_SINT32);
+  case NN_KEY_STRING_LIST: return repeated && f->type == PROTOBUF_C_TYPE_STRING;
   }
   return 0;
 }
@@ -84,6 +85,53 @@ static const ProtobufCFieldDescriptor *key_field(const ProtobufCMessageDescripto
   const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, k->name);
   *bad = f && !compatible(k, f);
   return *bad ? NULL : f;
+}
+
+/* An NN_KEY_STRING_LIST key of `base` into repeated string field f of the
+ * message at mb (strings copied into a). */
+static int strlist_to_msg(pk *a, const nn_key *k, const void *base,
+                          const ProtobufCFieldDescriptor *f, char *mb, const char *what,
+                          nn_error *err) {
+  const char *src = (const char *)base + k->offset;
+  int count = *(const int *)((const char *)base + k->count_offset);
+  if (count < 0 || (size_t)count > k->size)
+    return nn_error_set(err, NN_EINVAL, "%s.%s: %d items", what, k->name, count);
+  char **arr = pk_alloc(a, (count ? (size_t)count : 1) * sizeof *arr);
+  if (!arr) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  for (int j = 0; j < count; j++) {
+    const char *item = src + (size_t)j * NN_KEY_ITEM_MAX;
+    size_t len = strnlen(item, NN_KEY_ITEM_MAX);
+    if (!(arr[j] = pk_alloc(a, len + 1))) return nn_error_set(err, NN_ENOMEM, "out of memory");
+    memcpy(arr[j], item, len);
+    arr[j][len] = '\0';
+  }
+  *(size_t *)(mb + f->quantifier_offset) = (size_t)count;
+  *(char ***)(mb + f->offset) = count ? arr : NULL;
+  return 0;
+}
+
+/* The repeated string field f of the message at mb into NN_KEY_STRING_LIST
+ * key k of `base`; -1 and msg for an item that is not a name. */
+static int strlist_from_msg(const nn_key *k, void *base, const ProtobufCFieldDescriptor *f,
+                            const char *mb, char *msg, size_t n) {
+  size_t cnt = *(const size_t *)(mb + f->quantifier_offset);
+  char *const *items = *(char *const *const *)(mb + f->offset);
+  char *dst = (char *)base + k->offset;
+  if (cnt > k->size) {
+    snprintf(msg, n, "%zu items, at most %zu allowed", cnt, k->size);
+    return -1;
+  }
+  for (size_t j = 0; j < cnt; j++) {
+    const char *s = items[j] ? items[j] : "";
+    if (!s[0] || strlen(s) >= NN_KEY_ITEM_MAX) {
+      snprintf(msg, n, "item %zu: \"%.40s\" is not a name", j, s);
+      return -1;
+    }
+    memset(dst + j * NN_KEY_ITEM_MAX, 0, NN_KEY_ITEM_MAX);
+    memcpy(dst + j * NN_KEY_ITEM_MAX, s, strlen(s));
+  }
+  *(int *)((char *)base + k->count_offset) = (int)cnt;
+  return 0;
 }
 
 /* Write the keys of struct `base` into message m (allocations in a). */
@@ -131,6 +179,11 @@ static int keys_to_msg(pk *a, const nn_key *keys, const void *base, ProtobufCMes
         return nn_error_set(err, NN_EINVAL, "%s.%s: %d items", what, k->name, count);
       *(size_t *)(mb + f->quantifier_offset) = (size_t)count;
       *(const int32_t **)dst = count ? (const int32_t *)src : NULL;
+      break;
+    }
+    case NN_KEY_STRING_LIST: {
+      int rc = strlist_to_msg(a, k, base, f, mb, what, err);
+      if (rc) return rc;
       break;
     }
     }
@@ -238,6 +291,7 @@ static int msg_to_keys(const nn_key *keys, void *base, const ProtobufCMessage *m
         if (!rc) *(int *)((char *)base + k->count_offset) = (int)n;
         break;
       }
+      case NN_KEY_STRING_LIST: rc = strlist_from_msg(k, base, f, mb, msg, sizeof msg); break;
       }
     }
     if (rc) return nn_error_set(err, NN_ECKPT, "JobSpec: %s.%s: %s", what, k->name, msg);

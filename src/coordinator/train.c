@@ -259,6 +259,11 @@ static int load_params_from(run *R, const char *path, nn_error *err) {
 
 /* ---- setup ---------------------------------------------------------------- */
 
+/* Rank 0 prints the model checks' warnings (coordinator/lint.h) once. */
+static void warn_model(void *user, const char *msg) {
+  if (user) fprintf(stderr, "nntrain: warning: %s\n", msg);
+}
+
 /* The task's replicas, for the training data's samples. */
 static int build_replicas(run *R, nn_error *err) {
   const nn_job *job = R->job;
@@ -266,8 +271,10 @@ static int build_replicas(run *R, nn_error *err) {
   nn_shape in;
   int rc = nn_replica_input_shape(job, &tri->sample, job->source, &in, err);
   nn_replica_opts o = {.train = 1, .max_batch = nn_loader_max_slice(R->data.train_L),
-                       .comm = R->comm, .timeout_s = R->opts->timeout_s};
+                       .comm = R->comm, .timeout_s = R->opts->timeout_s, .lint = 1,
+                       .warn = warn_model};
   for (int i = 0; i < R->task->nreplicas && !rc; i++) {
+    o.warn_user = R->lead && i == 0 ? R : NULL; /* once, on rank 0 */
     rc = nn_replica_build(&R->rep[i], R->task->replicas[i], i, job, &in, &o, err);
     R->nrep = i + 1;
     if (!rc) rc = nn_replica_check_data(job, &R->rep[i].model, tri, job->source, err);

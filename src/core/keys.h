@@ -18,7 +18,11 @@ typedef enum nn_key_type {
   NN_KEY_STRING,   /* char[size] field */
   NN_KEY_ENUM,     /* char[size] field, one of `choices` ("a|b|c") */
   NN_KEY_INT_LIST, /* int[max_items] field + count in `count_offset` */
+  NN_KEY_STRING_LIST, /* char[max_items][NN_KEY_ITEM_MAX] field + count in `count_offset` */
 } nn_key_type;
+
+/* Bytes of one item of an NN_KEY_STRING_LIST (with its NUL): a layer name. */
+#define NN_KEY_ITEM_MAX 48
 
 enum {
   NN_KEY_MIN_EXCLUSIVE = 1, /* value must be > min, not >= */

@@ -300,6 +300,12 @@ int nn_keys_apply_defaults(const nn_key *keys, void *obj, nn_error *err) {
       if (!bad) memcpy(base + k->count_offset, &cnt, sizeof cnt);
       break;
     }
+    case NN_KEY_STRING_LIST: { /* only the empty list "[]" as a default */
+      int cnt = 0;
+      bad = strcmp(k->def, "[]") != 0;
+      if (!bad) memcpy(base + k->count_offset, &cnt, sizeof cnt);
+      break;
+    }
     }
     if (bad)
       return nn_error_set(err, NN_EINTERNAL, "key '%s': default '%s' does not parse as its type",

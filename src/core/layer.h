@@ -2,11 +2,12 @@
  *
  * A layer type is one file in src/core/layers/ that fills an nn_layer_ops and
  * is listed once in registry.c. The model calls, in order:
- *   build(l)   read l->cfg and l->in; set l->out, declare parameters (pspec),
+ *   build(l)   read l->cfg and l->in (multi-input layers: l->nin, l->ins[]
+ *              and l->cfg.inputs[] for names in messages); set l->out, declare parameters (pspec),
  *              buffers (bspec, non-trainable state such as running means) and
  *              scratch needs; reject bad configurations with a message.
  *   [the model allocates the arenas and points l->param/grad/buffer/scratch]
- *   bind(l)    optional: the views are set (composite layers hand them on).
+ *   bind(l)    optional: the views are set.
  *   forward / backward, many times.
  *   destroy(l) optional: free what build allocated in l->state.
  *
@@ -37,6 +38,7 @@
 #define NN_MAX_DIMS 4
 #define NN_MAX_PARAMS 8
 #define NN_NAME_MAX 48
+#define NN_MAX_INPUTS 8 /* inputs of one layer (merge layers read several) */
 
 /* Shape of one sample (no batch dimension). */
 typedef struct nn_shape {
@@ -109,7 +111,12 @@ typedef struct nn_layer_cfg {
   double activity_l1, activity_l2; /* penalties on the layer's output */
   int frozen;              /* job key `trainable = false`: no parameter gradients, optimizer
                               slots or all-reduce for this layer (a block: its whole body) */
+  /* graph, any layer: the names of the layers whose outputs this one reads
+   * ("input" = the model's input); none = the previous layer (model.h) */
+  char inputs[NN_MAX_INPUTS][NN_NAME_MAX];
+  int ninputs;
 } nn_layer_cfg;
+_Static_assert(NN_KEY_ITEM_MAX == NN_NAME_MAX, "inputs is an NN_KEY_STRING_LIST of names");
 
 /* Per-call context for forward/backward. */
 typedef struct nn_run_ctx {
@@ -138,13 +145,27 @@ typedef struct nn_layer_ops {
   void (*backward)(nn_layer *l, const float *x, const float *y, const float *dy,
                    float *dx, int n, const nn_run_ctx *ctx);
   void (*destroy)(nn_layer *l);
+  /* Multi-input layers (merge: add, concat, multiply) set these instead of
+   * forward/backward and read l->nin, l->ins[] in build. xs[k]: [n, ins[k]];
+   * dxs[k]: [n, ins[k]] or NULL (that input's gradient is not wanted). The
+   * model never passes one buffer twice in dxs. */
+  void (*forward_n)(nn_layer *l, const float *const *xs, float *y, int n,
+                    const nn_run_ctx *ctx);
+  void (*backward_n)(nn_layer *l, const float *const *xs, const float *y, const float *dy,
+                     float *const *dxs, int n, const nn_run_ctx *ctx);
+  /* 1 for a block whose nested configs nn_model_build expands into a graph
+   * (residual); its forward/backward are never called */
+  int expands;
 } nn_layer_ops;
 
 struct nn_layer {
   const nn_layer_ops *ops;
   nn_layer_cfg cfg;
   int index;                          /* position in the model */
-  nn_shape in, out;                   /* per-sample shapes */
+  nn_shape in, out;                   /* per-sample shapes (in == ins[0]) */
+  int nin;                            /* inputs: 1, or more for forward_n layers */
+  nn_shape ins[NN_MAX_INPUTS];        /* their per-sample shapes */
+  int src[NN_MAX_INPUTS];             /* their producers in the model, -1 = model input */
   int nparams;                        /* trainable tensors */
   nn_param_spec pspec[NN_MAX_PARAMS];
   float *param[NN_MAX_PARAMS];        /* views into the parameter arena */
@@ -157,6 +178,7 @@ struct nn_layer {
   float *scratch;                     /* view: max_batch*scratch_per_sample + scratch_fixed */
   void *state;                        /* private, owned by the layer (destroy frees) */
   int src_index;                      /* position of the config it came from (messages) */
+  int init_index;                     /* stable key: initial values, dropout (model.h) */
   size_t param_offset, param_count;   /* this layer's range in params/grads (floats) */
   size_t buffer_offset, buffer_count; /* this layer's range in buffers (floats) */
   int frozen;                         /* cfg.frozen or inside a frozen block: parameters

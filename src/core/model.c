@@ -1,27 +1,24 @@
-/* model.c: a sequential stack of layers over contiguous arenas (model.h).
+/* model.c: a graph of layers run in job order over contiguous arenas
+ * (model.h).
  *
  * nn_model_build does all the allocation a model will ever do:
- *   params [nparams]            the trainable layers' tensors in layer order,
- *                               then the frozen layers' (model.h), each
+ *   params, grads [nparams]     every layer's tensors in layer order, each
  *                               layer's tensors contiguous (its "range")
- *   grads [ntrainable]          the trainable prefix of params
  *   buffers [nbuffers]          non-trainable state, same order
- *   act                         each layer's output, [max_batch * count(out_i)]
- *   dbuf[0], dbuf[1]            [max_batch * widest] gradient ping-pong
+ *   act, dact                   each layer's output and its gradient,
+ *                               [max_batch * count(out_i)] each
+ *   dtmp                        one layer's input gradients that are added to
+ *                               gradients other readers wrote
  *   scratch                     per layer max_batch*scratch_per_sample + fixed
  * forward/backward then run with no allocation and no per-sample loops here.
  *
- * Composite layers (residual blocks) are built recursively by build_list:
- * the block's slot first, its body's layers after it, its shortcut last, so
- * a block's tensors are one contiguous range of each arena. Only the
- * top-level layers (m->top) are run by forward/backward here; a block runs
- * its body itself through its nn_block.
+ * Configs become layers in build_list: plain configs in build_one (with the
+ * activation layer a dense `activation` adds), residual blocks in
+ * build_block (body, projection, add). Each layer's inputs are resolved by
+ * name while it is built, so only layers above it can be named.
  *
- * Backward order over the top-level layers: the last reads dout and writes
- * dbuf[0], the one before reads dbuf[0] and writes dbuf[1], and so on; a
- * layer's input is the previous top-level layer's output (or the caller's x
- * for the first). Layers below the lowest one that has parameters are
- * skipped unless the caller asked for the input gradient. */
+ * Backward runs the layers from last to first; a layer's output gradient is
+ * complete when it runs because every reader comes after it. */
 #include "core/model.h"
 #include "core/regularize.h"
 
@@ -57,19 +54,25 @@ static void set_where(nn_error *err, const char *name) {
   if (err) snprintf(err->where, sizeof err->where, "%s", name);
 }
 
-/* Set up layer l (index i in the model) from cfg and input shape, calling the
- * type's build. `state` is handed to the layer before build (a composite's
- * nn_block; NULL otherwise). On failure the message is prefixed with the
- * layer. */
-static int layer_build(nn_layer *l, const nn_layer_cfg *cfg, int i, int src_index,
-                       const nn_shape *in, void *state, nn_error *err) {
+/* Set up layer l (index i in the model) from cfg, reading the outputs of
+ * the layers srcs[nin] (-1: the model's input), calling the type's build. On
+ * failure the message is prefixed with the layer. */
+static int layer_build(nn_model *m, nn_layer *l, const nn_layer_cfg *cfg, int i, int src_index,
+                       int init_index, const int *srcs, int nin, nn_error *err) {
   memset(l, 0, sizeof *l);
   l->cfg = *cfg;
+  l->frozen = cfg->frozen;
   l->index = i;
   l->src_index = src_index;
-  l->in = *in;
-  l->state = state;
+  l->init_index = init_index;
+  l->nin = nin;
+  for (int k = 0; k < nin; k++) {
+    l->src[k] = srcs[k];
+    l->ins[k] = srcs[k] < 0 ? m->in : m->layers[srcs[k]].out;
+  }
+  l->in = l->ins[0];
   l->ops = nn_layer_find(cfg->type);
+  int rc = 0;
   if (!l->ops) {
     char types[512];
     size_t k = 0;
@@ -83,7 +86,10 @@ static int layer_build(nn_layer *l, const nn_layer_cfg *cfg, int i, int src_inde
     set_where(err, cfg->name);
     return NN_ESCHEMA;
   }
-  int rc = l->ops->build(l, err);
+  if (l->ops->expands || (nin > 1 && !l->ops->forward_n))
+    rc = nn_error_set(err, NN_ESCHEMA, "takes one input, got %d (inputs = [\"%s\", \"%s\"%s])",
+                      nin, cfg->inputs[0], cfg->inputs[1], nin > 2 ? ", ..." : "");
+  if (rc == 0) rc = l->ops->build(l, err);
   if (rc == 0) {
     for (int p = 0; p < l->nparams && rc == 0; p++)
       if (l->pspec[p].shape.ndim < 1 || nn_shape_count(&l->pspec[p].shape) == 0)
@@ -109,30 +115,8 @@ static int type_has_key(const nn_layer_ops *ops, const char *key) {
 }
 
 int nn_model_is_composite_type(const char *type) {
-  return type_has_key(nn_layer_find(type), "block_len");
-}
-
-static int is_composite(const nn_layer *l) { return l->ops && type_has_key(l->ops, "block_len"); }
-
-/* Set every layer's `frozen`: its config's, or its enclosing block's (a
- * block's slot comes before its body's). A block is frozen whole: a frozen
- * layer inside a trainable block is refused, so each block's parameters stay
- * one contiguous range in one part of the arena. */
-static int mark_frozen(nn_model *m, nn_error *err) {
-  for (int i = 0; i < m->nlayers; i++) {
-    nn_layer *l = &m->layers[i];
-    const nn_layer *p = m->parent[i] >= 0 ? &m->layers[m->parent[i]] : NULL;
-    if (p && l->cfg.frozen && !p->frozen) {
-      nn_error_set(err, NN_ESCHEMA,
-                   "layer %d '%s' (%s): trainable = false inside the trainable block '%s'; a "
-                   "block is frozen whole: set trainable = false on '%s'", l->src_index,
-                   l->cfg.name, l->cfg.type, p->cfg.name, p->cfg.name);
-      set_where(err, l->cfg.name);
-      return NN_ESCHEMA;
-    }
-    l->frozen = l->cfg.frozen || (p && p->frozen);
-  }
-  return 0;
+  const nn_layer_ops *ops = nn_layer_find(type);
+  return ops && ops->expands;
 }
 
 /* State of one nn_model_build while it walks the config list. */
@@ -140,20 +124,22 @@ typedef struct build_ctx {
   nn_model *m;
   const nn_layer_cfg *cfgs; /* [ncfg] the caller's configs */
   int ncfg;
-  int cap;                  /* slots in m->layers, m->parent */
-  int nrefs;                /* used entries of m->block_refs */
+  int cap;                  /* slots in m->layers */
+  int ninit;                /* next init_index (model.h: "Initial values") */
+  int frozen;               /* inside a block with trainable = false: its layers are frozen */
+  int *alias;               /* [cap] the layer a reference to layer i's name reads */
   nn_error *err;
 } build_ctx;
 
 /* Reserve the next slot of m->layers; -1 (and an internal error) if full. */
-static int take_slot(build_ctx *b, int parent) {
+static int take_slot(build_ctx *b) {
   nn_model *m = b->m;
   if (m->nlayers >= b->cap) {
     nn_error_set(b->err, NN_EINTERNAL, "more layers than the %d slots counted", b->cap);
     return -1;
   }
   int i = m->nlayers++; /* an unbuilt slot has ops == NULL: nn_model_free skips it */
-  m->parent[i] = parent;
+  b->alias[i] = i;
   return i;
 }
 
@@ -176,6 +162,54 @@ static int make_name(build_ctx *b, char *dst, int src, const char *type, const c
   return 0;
 }
 
+/* The name by which a layer reads producer `p` (-1: the model's input). */
+static const char *producer_name(const build_ctx *b, int p) {
+  return p < 0 ? "input" : b->m->layers[p].cfg.name;
+}
+
+static nn_shape producer_shape(const build_ctx *b, int p) {
+  return p < 0 ? b->m->in : b->m->layers[p].out;
+}
+
+/* Resolve c->inputs (config `src`) to producers srcs[*nin]: each name is a
+ * layer built so far (through its alias) or "input"; no names means `prev`.
+ * The resolved names are written back into c->inputs. */
+static int resolve_inputs(build_ctx *b, nn_layer_cfg *c, int src, int prev, int *srcs,
+                          int *nin) {
+  if (c->ninputs < 0 || c->ninputs > NN_MAX_INPUTS) {
+    nn_error_set(b->err, NN_ESCHEMA, "layer %d '%s' (%s): %d inputs (at most %d)", src,
+                 c->name, c->type, c->ninputs, NN_MAX_INPUTS);
+    set_where(b->err, c->name);
+    return NN_ESCHEMA;
+  }
+  if (c->ninputs == 0) {
+    srcs[0] = prev;
+    *nin = 1;
+  } else {
+    *nin = c->ninputs;
+    for (int k = 0; k < c->ninputs; k++) {
+      const char *want = c->inputs[k];
+      int found = -2;
+      for (int j = 0; j < b->m->nlayers && found == -2; j++)
+        if (b->m->layers[j].ops && strcmp(b->m->layers[j].cfg.name, want) == 0)
+          found = b->alias[j];
+      if (found == -2 && strcmp(want, "input") == 0) found = -1;
+      if (found == -2) {
+        nn_error_set(b->err, NN_ESCHEMA,
+                     "layer %d '%s' (%s): input '%s' is not a layer above this one (inputs "
+                     "name earlier layers, or \"input\" for the model's input)", src, c->name,
+                     c->type, want);
+        set_where(b->err, c->name);
+        return NN_ESCHEMA;
+      }
+      srcs[k] = found;
+    }
+  }
+  c->ninputs = *nin;
+  for (int k = 0; k < *nin; k++)
+    snprintf(c->inputs[k], sizeof c->inputs[k], "%s", producer_name(b, srcs[k]));
+  return 0;
+}
 /* The projection of a residual block from input shape `in` to the body's
  * output `out`: a 1x1 conv2d with a matching stride (images, when conv2d is
  * registered) or a dense layer ([F] outputs). No bias (He et al., eq. 2). */
@@ -228,23 +262,122 @@ static int shortcut_cfg(build_ctx *b, const nn_layer_cfg *blk, int src, const nn
   return make_name(b, sc->name, src, blk->type, "%s%s", blk->name, ".shortcut", -1);
 }
 
-/* Build the configs [first, first + count) as one list (the top level, or a
- * block's body) on input shape *cur, which becomes the list's output shape.
- * prefix: "" or "<block>." for default names; parent: the enclosing
- * composite's layer index or -1. */
-static int build_list(build_ctx *b, int first, int count, const char *prefix, int parent,
-                      nn_shape *cur) {
+static int build_list(build_ctx *b, int first, int count, const char *prefix, int prev,
+                      int *out);
+
+/* The residual block config c (config i, body configs i+1 .. i+bl), reading
+ * producer `prev` unless it names inputs: its body, its projection, then an
+ * `add` named like the block (model.h). *out: the add's index. */
+static int build_block(build_ctx *b, nn_layer_cfg *c, int i, int prev, int *out) {
   nn_model *m = b->m;
-  int rc = 0;
+  int rc, bin, nin, body_out, sc = -1;
+  if ((rc = resolve_inputs(b, c, i, prev, &bin, &nin))) return rc;
+  if (nin != 1) {
+    nn_error_set(b->err, NN_ESCHEMA, "layer %d '%s' (%s): a block reads one input, got %d", i,
+                 c->name, c->type, nin);
+    set_where(b->err, c->name);
+    return NN_ESCHEMA;
+  }
+  int blk_init = b->ninit++; /* the block's own number, before its body's */
+  char pre[NN_NAME_MAX + 1];
+  snprintf(pre, sizeof pre, "%s.", c->name);
+  int outer_frozen = b->frozen;
+  b->frozen |= c->frozen; /* trainable = false on a block freezes its whole body */
+  rc = build_list(b, i + 1, c->block_len, pre, bin, &body_out);
+  b->frozen = outer_frozen;
+  if (rc) return rc;
+  nn_shape in = producer_shape(b, bin), bout = producer_shape(b, body_out);
+  if (c->projection) {
+    nn_layer_cfg scc;
+    if ((rc = shortcut_cfg(b, c, i, &in, &bout, &scc))) return rc;
+    scc.frozen = b->frozen || c->frozen;
+    int nsc;
+    if ((rc = resolve_inputs(b, &scc, i, bin, &sc, &nsc))) return rc;
+    int si = take_slot(b);
+    if (si < 0) return NN_EINTERNAL;
+    if ((rc = layer_build(m, &m->layers[si], &scc, si, i, b->ninit++, &bin, 1, b->err)))
+      return rc;
+    sc = si;
+  } else if (!nn_shape_equal(&bout, &in)) {
+    char si[64], so[64];
+    nn_error_set(b->err, NN_ESHAPE,
+                 "layer %d '%s' (%s): the body's output %s differs from the block's input %s; "
+                 "set projection = true for a learned shortcut", i, c->name, c->type,
+                 nn_shape_str(&bout, so, sizeof so), nn_shape_str(&in, si, sizeof si));
+    set_where(b->err, c->name);
+    return NN_ESHAPE;
+  }
+  nn_layer_cfg add;
+  memset(&add, 0, sizeof add);
+  snprintf(add.type, sizeof add.type, "add");
+  if ((rc = nn_layer_cfg_defaults(&add, b->err))) return rc;
+  memcpy(add.name, c->name, sizeof add.name);
+  add.frozen = b->frozen || c->frozen;
+  add.activity_l1 = c->activity_l1;
+  add.activity_l2 = c->activity_l2;
+  int srcs[2] = {body_out, sc >= 0 ? sc : bin};
+  add.ninputs = 2;
+  for (int k = 0; k < 2; k++)
+    snprintf(add.inputs[k], sizeof add.inputs[k], "%s", producer_name(b, srcs[k]));
+  int ai = take_slot(b);
+  if (ai < 0) return NN_EINTERNAL;
+  if ((rc = layer_build(m, &m->layers[ai], &add, ai, i, blk_init, srcs, 2, b->err))) return rc;
+  *out = ai;
+  return 0;
+}
+
+/* A plain config c (config i) reading `prev` unless it names inputs, and its
+ * activation layer if it has one. *out: the index of the config's output. */
+static int build_one(build_ctx *b, nn_layer_cfg *c, int i, int prev, int *out) {
+  nn_model *m = b->m;
+  int rc, srcs[NN_MAX_INPUTS], nin;
+  if ((rc = resolve_inputs(b, c, i, prev, srcs, &nin))) return rc;
+  int idx = take_slot(b);
+  if (idx < 0) return NN_EINTERNAL;
+  if ((rc = layer_build(m, &m->layers[idx], c, idx, i, b->ninit++, srcs, nin, b->err))) return rc;
+  *out = idx;
+  if (!type_has_key(m->layers[idx].ops, "activation") || !c->activation[0] ||
+      !strcmp(c->activation, "none"))
+    return 0;
+  if (!nn_is_activation(c->activation)) {
+    rc = nn_error_set(b->err, NN_ESCHEMA, "layer %d '%s' (%s): activation '%s' is not one of %s",
+                      i, c->name, c->type, c->activation, nn_activation_choices);
+    set_where(b->err, c->name);
+    return rc;
+  }
+  nn_layer_cfg a;
+  memset(&a, 0, sizeof a);
+  snprintf(a.type, sizeof a.type, "%s", c->activation);
+  if ((rc = nn_layer_cfg_defaults(&a, b->err))) return rc;
+  if ((rc = make_name(b, a.name, i, c->type, "%s_%s", c->name, c->activation, -1))) return rc;
+  a.frozen = c->frozen;
+  a.ninputs = 1;
+  memcpy(a.inputs[0], c->name, sizeof a.inputs[0]);
+  int ai = take_slot(b);
+  if (ai < 0) return NN_EINTERNAL;
+  if ((rc = layer_build(m, &m->layers[ai], &a, ai, i, b->ninit++, &idx, 1, b->err))) return rc;
+  b->alias[idx] = ai; /* naming the config reads its activation's output */
+  *out = ai;
+  return 0;
+}
+
+/* Build the configs [first, first + count) as one list (the top level, or a
+ * block's body), the first reading producer `prev` by default, each next one
+ * the one before. prefix: "" or "<block>." for default names. *out: the
+ * list's output (prev for an empty list). */
+static int build_list(build_ctx *b, int first, int count, const char *prefix, int prev,
+                      int *out) {
+  int rc = 0, cur = prev;
   for (int i = first, j = 0; i < first + count; j++) {
     nn_layer_cfg c = b->cfgs[i];
     c.type[sizeof c.type - 1] = '\0';
     c.name[sizeof c.name - 1] = '\0';
     c.activation[sizeof c.activation - 1] = '\0';
+    for (int k = 0; k < NN_MAX_INPUTS; k++) c.inputs[k][NN_NAME_MAX - 1] = '\0';
     if (!c.name[0] && (rc = make_name(b, c.name, i, c.type, "%s%.30s%d", prefix, c.type, j)))
       return rc;
-    const nn_layer_ops *ops = nn_layer_find(c.type);
-    if (type_has_key(ops, "block_len")) {
+    c.frozen |= b->frozen;
+    if (nn_model_is_composite_type(c.type)) {
       int bl = c.block_len, left = first + count - i - 1;
       if (bl < 0 || bl > left) {
         rc = nn_error_set(b->err, NN_ESCHEMA,
@@ -253,180 +386,95 @@ static int build_list(build_ctx *b, int first, int count, const char *prefix, in
         set_where(b->err, c.name);
         return rc;
       }
-      int idx = take_slot(b, parent);
-      if (idx < 0) return NN_EINTERNAL;
-      nn_block *blk = &m->blocks[m->nblocks++];
-      memset(blk, 0, sizeof *blk);
-      blk->index = idx;
-      char pre[NN_NAME_MAX + 1];
-      snprintf(pre, sizeof pre, "%s.", c.name);
-      nn_shape body = *cur;
-      if ((rc = build_list(b, i + 1, bl, pre, idx, &body))) return rc;
-      /* the body's own list: direct children, in order */
-      blk->body = m->block_refs + b->nrefs;
-      blk->body_out = m->block_outs + b->nrefs;
-      for (int k = idx + 1; k < m->nlayers; k++)
-        if (m->parent[k] == idx) blk->body[blk->nbody++] = &m->layers[k];
-      b->nrefs += blk->nbody;
-      if (c.projection) {
-        nn_layer_cfg sc;
-        if ((rc = shortcut_cfg(b, &c, i, cur, &body, &sc))) return rc;
-        int si = take_slot(b, idx);
-        if (si < 0) return NN_EINTERNAL;
-        if ((rc = layer_build(&m->layers[si], &sc, si, i, cur, NULL, b->err))) return rc;
-        blk->shortcut = &m->layers[si];
-      }
-      blk->last = m->nlayers - 1;
-      if ((rc = layer_build(&m->layers[idx], &c, idx, i, cur, blk, b->err))) return rc;
-      *cur = m->layers[idx].out;
+      if ((rc = build_block(b, &c, i, cur, &cur))) return rc;
       i += 1 + bl;
       continue;
     }
-    int idx = take_slot(b, parent);
-    if (idx < 0) return NN_EINTERNAL;
-    if ((rc = layer_build(&m->layers[idx], &c, idx, i, cur, NULL, b->err))) return rc;
-    *cur = m->layers[idx].out;
-    if (type_has_key(ops, "activation") && c.activation[0] && strcmp(c.activation, "none")) {
-      if (!nn_is_activation(c.activation)) {
-        rc = nn_error_set(b->err, NN_ESCHEMA, "layer %d '%s' (%s): activation '%s' is not one of %s",
-                          i, c.name, c.type, c.activation, nn_activation_choices);
-        set_where(b->err, c.name);
-        return rc;
-      }
-      nn_layer_cfg a;
-      memset(&a, 0, sizeof a);
-      snprintf(a.type, sizeof a.type, "%s", c.activation);
-      if ((rc = nn_layer_cfg_defaults(&a, b->err))) return rc;
-      a.frozen = c.frozen;
-      if ((rc = make_name(b, a.name, i, c.type, "%s_%s", c.name, c.activation, -1))) return rc;
-      int ai = take_slot(b, parent);
-      if (ai < 0) return NN_EINTERNAL;
-      if ((rc = layer_build(&m->layers[ai], &a, ai, i, cur, NULL, b->err))) return rc;
-      *cur = m->layers[ai].out;
-    }
+    if ((rc = build_one(b, &c, i, cur, &cur))) return rc;
     i++;
   }
+  *out = cur;
   return 0;
 }
 
-int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, int n,
-                   int max_batch, nn_error *err) {
-  int rc = 0;
-  memset(m, 0, sizeof *m);
-
-  if (n < 1) return nn_error_set(err, NN_ESCHEMA, "model has no layers");
-  if (max_batch < 1) return nn_error_set(err, NN_EINVAL, "max_batch must be >= 1, got %d", max_batch);
-  if (!in || in->ndim < 1 || in->ndim > NN_MAX_DIMS || nn_shape_count(in) == 0) {
-    char shp[64];
-    return nn_error_set(err, NN_ESHAPE, "model input shape %s is empty or invalid",
-                        in ? nn_shape_str(in, shp, sizeof shp) : "(null)");
-  }
-  if (n > (INT32_MAX - 1) / 2) return nn_error_set(err, NN_EINVAL, "%d layer configs", n);
-
-  /* 1. Build every layer in order (each config gives at most two: itself and
-   * its activation, or a block and its shortcut). */
-  int cap = 2 * n;
-  build_ctx b = {m, cfgs, n, cap, 0, err};
-  m->layers = calloc((size_t)cap, sizeof *m->layers);
-  m->parent = calloc((size_t)cap, sizeof *m->parent);
-  m->top = calloc((size_t)cap, sizeof *m->top);
-  m->blocks = calloc((size_t)n, sizeof *m->blocks);
-  m->block_refs = calloc((size_t)cap, sizeof *m->block_refs);
-  m->block_outs = calloc((size_t)cap, sizeof *m->block_outs);
-  if (!m->layers || !m->parent || !m->top || !m->blocks || !m->block_refs || !m->block_outs) {
-    rc = nn_error_set(err, NN_ENOMEM, "out of memory for %d layers", cap);
-    goto fail;
-  }
-  m->in = *in;
-  m->max_batch = max_batch;
-  nn_shape cur = *in;
-  if ((rc = build_list(&b, 0, n, "", -1, &cur))) goto fail;
-  m->out = cur;
+/* After every layer is built: unique names, and every output but the last
+ * read by some layer. */
+static int check_graph(nn_model *m, nn_error *err) {
   int nl = m->nlayers;
-  for (int i = 0; i < nl; i++)
-    if (m->parent[i] < 0) m->top[m->ntop++] = i;
-  if ((rc = mark_frozen(m, err))) goto fail;
   for (int i = 0; i < nl; i++)
     for (int j = 0; j < i; j++)
       if (strcmp(m->layers[i].cfg.name, m->layers[j].cfg.name) == 0) {
         const nn_layer *a = &m->layers[i], *z = &m->layers[j];
-        rc = nn_error_set(err, NN_ESCHEMA,
-                          "layer %d '%s' (%s): name already used by layer %d (%s)", a->src_index,
-                          a->cfg.name, a->cfg.type, z->src_index, z->cfg.type);
+        nn_error_set(err, NN_ESCHEMA, "layer %d '%s' (%s): name already used by layer %d (%s)",
+                     a->src_index, a->cfg.name, a->cfg.type, z->src_index, z->cfg.type);
         set_where(err, a->cfg.name);
-        goto fail;
+        return NN_ESCHEMA;
       }
-
-  /* 2. Sizes and offsets. */
-  size_t np = 0, nb = 0, act = 0, scratch = 0, widest = nn_shape_count(in);
-  int ntensors = 0;
-  m->act_off = calloc(nl > 0 ? (size_t)nl : 1, sizeof *m->act_off);
-  if (!m->act_off) {
-    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-    goto fail;
+  for (int i = 0; i + 1 < nl; i++) {
+    int used = 0;
+    for (int j = i + 1; j < nl && !used; j++)
+      for (int k = 0; k < m->layers[j].nin; k++) used |= m->layers[j].src[k] == i;
+    if (!used) {
+      const nn_layer *a = &m->layers[i];
+      nn_error_set(err, NN_ESCHEMA,
+                   "layer %d '%s' (%s): its output is not read by any layer (name it in a later "
+                   "layer's inputs, or remove it; the model's output is the last layer's)",
+                   a->src_index, a->cfg.name, a->cfg.type);
+      set_where(err, a->cfg.name);
+      return NN_ESCHEMA;
+    }
   }
-  /* parameters: trainable layers first, then frozen ones (model.h) */
+  return 0;
+}
+
+/* Offsets of every layer's tensors, output and scratch, and the sizes of the
+ * arenas (SIZE_MAX on overflow); need[] for backward. */
+typedef struct sizes {
+  size_t np, nb, act, scratch, dtmp;
+  int ntensors;
+} sizes;
+
+static void layout(nn_model *m, sizes *z) {
+  memset(z, 0, sizeof *z);
+  size_t mb = (size_t)m->max_batch;
+  /* parameters: the trainable layers' first, then the frozen layers' (model.h) */
   for (int pass = 0; pass < 2; pass++) {
-    for (int i = 0; i < nl; i++) {
+    for (int i = 0; i < m->nlayers; i++) {
       nn_layer *l = &m->layers[i];
       if (l->frozen != pass) continue;
-      l->param_offset = np;
-      for (int p = 0; p < l->nparams; p++) np = add_sat(np, nn_shape_count(&l->pspec[p].shape));
-      l->param_count = np - l->param_offset;
+      l->param_offset = z->np;
+      for (int p = 0; p < l->nparams; p++)
+        z->np = add_sat(z->np, nn_shape_count(&l->pspec[p].shape));
+      l->param_count = z->np - l->param_offset;
     }
-    if (pass == 0) m->ntrainable = np;
+    if (pass == 0) m->ntrainable = z->np;
   }
-  for (int i = 0; i < nl; i++) {
+  for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
-    l->buffer_offset = nb;
-    for (int q = 0; q < l->nbuffers; q++) nb = add_sat(nb, nn_shape_count(&l->bspec[q].shape));
-    l->buffer_count = nb - l->buffer_offset;
-    ntensors += l->nparams + l->nbuffers;
-    size_t oc = nn_shape_count(&l->out);
-    if (oc > widest) widest = oc;
-    m->act_off[i] = act;
-    act = add_sat(act, mul_sat((size_t)max_batch, oc));
-    scratch = add_sat(scratch, add_sat(mul_sat((size_t)max_batch, l->scratch_per_sample),
-                                       l->scratch_fixed));
+    l->buffer_offset = z->nb;
+    for (int q = 0; q < l->nbuffers; q++) z->nb = add_sat(z->nb, nn_shape_count(&l->bspec[q].shape));
+    l->buffer_count = z->nb - l->buffer_offset;
+    z->ntensors += l->nparams + l->nbuffers;
+    m->act_off[i] = z->act;
+    z->act = add_sat(z->act, mul_sat(mb, nn_shape_count(&l->out)));
+    z->scratch = add_sat(z->scratch, add_sat(mul_sat(mb, l->scratch_per_sample), l->scratch_fixed));
+    size_t ins = 0;
+    for (int k = 0; k < l->nin; k++) ins = add_sat(ins, mul_sat(mb, nn_shape_count(&l->ins[k])));
+    if (ins > z->dtmp) z->dtmp = ins;
+    m->need[i] = l->param_count > 0 && !l->frozen;
+    for (int k = 0; k < l->nin; k++)
+      if (l->src[k] >= 0 && m->need[l->src[k]]) m->need[i] = 1;
   }
-  for (int k = 0; k < m->nblocks; k++) {
-    nn_block *blk = &m->blocks[k];
-    const nn_layer *last = &m->layers[blk->last];
-    blk->param_offset = m->layers[blk->index].param_offset;
-    blk->param_count = last->param_offset + last->param_count - blk->param_offset;
-  }
-  size_t dsz = mul_sat((size_t)max_batch, widest);
-  if (np == SIZE_MAX || nb == SIZE_MAX || act == SIZE_MAX || scratch == SIZE_MAX ||
-      dsz == SIZE_MAX) {
-    rc = nn_error_set(err, NN_ENOMEM, "model arenas overflow the address space");
-    goto fail;
-  }
+}
 
-  /* 3. Arenas. */
-  m->nparams = np;
-  m->nbuffers = nb;
-  m->params = alloc_floats(np);
-  m->grads = alloc_floats(m->ntrainable);
-  m->buffers = alloc_floats(nb);
-  m->act = alloc_floats(act);
-  m->dbuf[0] = alloc_floats(dsz);
-  m->dbuf[1] = alloc_floats(dsz);
-  m->scratch = alloc_floats(scratch);
-  m->tensors = calloc(ntensors ? (size_t)ntensors : 1, sizeof *m->tensors);
-  if (!m->params || !m->grads || !m->buffers || !m->act || !m->dbuf[0] || !m->dbuf[1] ||
-      !m->scratch || !m->tensors) {
-    rc = nn_error_set(err, NN_ENOMEM,
-                      "out of memory for the model arenas (%zu parameters, %zu activation "
-                      "floats at max_batch %d)", np, act, max_batch);
-    goto fail;
-  }
-
-  /* 4. Views and the tensor table (parameters first, then buffers), in
-   * arena order: the trainable layers' parameters, then the frozen ones'. */
+/* Point every layer's tensors at the arenas and fill the tensor table
+ * (parameters first, in arena order: the trainable layers', then the frozen
+ * layers'; then buffers). A frozen layer's gradient views are NULL. */
+static void bind_views(nn_model *m) {
   size_t so = 0;
-  for (int k = 0; k < 2 * nl; k++) {
-    nn_layer *l = &m->layers[k % nl];
-    if (l->frozen != k / nl) continue;
+  for (int k = 0; k < 2 * m->nlayers; k++) {
+    nn_layer *l = &m->layers[k % m->nlayers];
+    if (l->frozen != k / m->nlayers) continue;
     size_t off = l->param_offset;
     for (int p = 0; p < l->nparams; p++) {
       nn_tensor_ref *t = &m->tensors[m->ntensors++];
@@ -440,12 +488,12 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
       off += t->count;
     }
   }
-  for (int i = 0; i < nl; i++) {
+  for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
     l->scratch = m->scratch + so;
-    so += (size_t)max_batch * l->scratch_per_sample + l->scratch_fixed;
+    so += (size_t)m->max_batch * l->scratch_per_sample + l->scratch_fixed;
   }
-  for (int i = 0; i < nl; i++) {
+  for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
     size_t off = l->buffer_offset;
     for (int q = 0; q < l->nbuffers; q++) {
@@ -460,16 +508,84 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
       off += t->count;
     }
   }
-  for (int k = 0; k < m->nblocks; k++) {
-    nn_block *blk = &m->blocks[k];
-    for (int j = 0; j < blk->nbody; j++) blk->body_out[j] = m->act + m->act_off[blk->body[j]->index];
-    if (blk->shortcut) blk->shortcut_out = m->act + m->act_off[blk->shortcut->index];
-  }
-  for (int i = 0; i < nl; i++)
+  for (int i = 0; i < m->nlayers; i++)
     if (m->layers[i].ops->bind) m->layers[i].ops->bind(&m->layers[i]);
+}
+
+int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, int n,
+                   int max_batch, nn_error *err) {
+  int rc = 0, *alias = NULL;
+  memset(m, 0, sizeof *m);
+
+  if (n < 1) return nn_error_set(err, NN_ESCHEMA, "model has no layers");
+  if (max_batch < 1) return nn_error_set(err, NN_EINVAL, "max_batch must be >= 1, got %d", max_batch);
+  if (!in || in->ndim < 1 || in->ndim > NN_MAX_DIMS || nn_shape_count(in) == 0) {
+    char shp[64];
+    return nn_error_set(err, NN_ESHAPE, "model input shape %s is empty or invalid",
+                        in ? nn_shape_str(in, shp, sizeof shp) : "(null)");
+  }
+  if (n > (INT32_MAX - 1) / 2) return nn_error_set(err, NN_EINVAL, "%d layer configs", n);
+
+  /* 1. Build every layer in order (each config gives at most two: itself and
+   * its activation, or a block's add and its shortcut). */
+  int cap = 2 * n;
+  m->layers = calloc((size_t)cap, sizeof *m->layers);
+  alias = calloc((size_t)cap, sizeof *alias);
+  if (!m->layers || !alias) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory for %d layers", cap);
+    goto fail;
+  }
+  build_ctx b = {.m = m, .cfgs = cfgs, .ncfg = n, .cap = cap, .alias = alias, .err = err};
+  m->in = *in;
+  m->max_batch = max_batch;
+  int last;
+  if ((rc = build_list(&b, 0, n, "", -1, &last))) goto fail;
+  if ((rc = check_graph(m, err))) goto fail;
+  int nl = m->nlayers;
+  m->out = m->layers[nl - 1].out;
+
+  /* 2. Sizes and offsets. */
+  m->act_off = calloc((size_t)nl, sizeof *m->act_off);
+  m->need = calloc((size_t)nl, 1);
+  m->gset = calloc((size_t)nl, 1);
+  if (!m->act_off || !m->need || !m->gset) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    goto fail;
+  }
+  sizes z;
+  layout(m, &z);
+  if (z.np == SIZE_MAX || z.nb == SIZE_MAX || z.act == SIZE_MAX || z.scratch == SIZE_MAX ||
+      z.dtmp == SIZE_MAX) {
+    rc = nn_error_set(err, NN_ENOMEM, "model arenas overflow the address space");
+    goto fail;
+  }
+
+  /* 3. Arenas. */
+  m->nparams = z.np;
+  m->nbuffers = z.nb;
+  m->params = alloc_floats(z.np);
+  m->grads = alloc_floats(m->ntrainable);
+  m->buffers = alloc_floats(z.nb);
+  m->act = alloc_floats(z.act);
+  m->dact = alloc_floats(z.act);
+  m->dtmp = alloc_floats(z.dtmp);
+  m->scratch = alloc_floats(z.scratch);
+  m->tensors = calloc(z.ntensors ? (size_t)z.ntensors : 1, sizeof *m->tensors);
+  if (!m->params || !m->grads || !m->buffers || !m->act || !m->dact || !m->dtmp ||
+      !m->scratch || !m->tensors) {
+    rc = nn_error_set(err, NN_ENOMEM,
+                      "out of memory for the model arenas (%zu parameters, %zu activation "
+                      "floats at max_batch %d)", z.np, z.act, max_batch);
+    goto fail;
+  }
+
+  /* 4. Views and the tensor table. */
+  bind_views(m);
+  free(alias);
   return 0;
 
 fail:
+  free(alias);
   nn_model_free(m);
   return rc;
 }
@@ -487,80 +603,100 @@ void nn_model_free(nn_model *m) {
   free(m->tensors);
   free(m->act);
   free(m->act_off);
-  free(m->dbuf[0]);
-  free(m->dbuf[1]);
+  free(m->dact);
+  free(m->dtmp);
+  free(m->need);
+  free(m->gset);
   free(m->scratch);
-  free(m->top);
-  free(m->parent);
-  free(m->blocks);
-  free(m->block_refs);
-  free(m->block_outs);
   memset(m, 0, sizeof *m);
 }
 
 void nn_model_init_params(nn_model *m, uint64_t seed) {
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
+    uint32_t key = (uint32_t)l->init_index;
     for (int p = 0; p < l->nparams; p++)
-      nn_param_init(&l->pspec[p], l->param[p], seed, (uint32_t)i, (uint32_t)p);
+      nn_param_init(&l->pspec[p], l->param[p], seed, key, (uint32_t)p);
     for (int b = 0; b < l->nbuffers; b++)
-      nn_param_init(&l->bspec[b], l->buffer[b], seed, (uint32_t)i,
-                    (uint32_t)(NN_MAX_PARAMS + b));
+      nn_param_init(&l->bspec[b], l->buffer[b], seed, key, (uint32_t)(NN_MAX_PARAMS + b));
   }
+}
+
+/* Input k of layer l for a forward over x. */
+static const float *input_of(const nn_model *m, const nn_layer *l, int k, const float *x) {
+  return l->src[k] < 0 ? x : m->act + m->act_off[l->src[k]];
 }
 
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_run_ctx *ctx) {
-  const float *cur = x;
-  for (int t = 0; t < m->ntop; t++) {
-    nn_layer *l = &m->layers[m->top[t]];
-    float *y = m->act + m->act_off[m->top[t]];
-    l->ops->forward(l, cur, y, n, ctx);
-    cur = y;
+  for (int i = 0; i < m->nlayers; i++) {
+    nn_layer *l = &m->layers[i];
+    float *y = m->act + m->act_off[i];
+    if (l->ops->forward_n) {
+      const float *xs[NN_MAX_INPUTS];
+      for (int k = 0; k < l->nin; k++) xs[k] = input_of(m, l, k, x);
+      l->ops->forward_n(l, xs, y, n, ctx);
+    } else {
+      l->ops->forward(l, input_of(m, l, 0, x), y, n, ctx);
+    }
   }
-  return cur;
+  return m->act + m->act_off[m->nlayers - 1];
 }
 
-/* Floats of the gradient arena that backward of layer i fills in this pass
- * (0 for a frozen layer or in a frozen pass); its offset in *offset. */
-static size_t grad_range(const nn_model *m, int i, const nn_run_ctx *ctx, size_t *offset) {
-  size_t cnt;
-  nn_model_layer_range(m, i, offset, &cnt);
-  return nn_layer_param_grads(&m->layers[i], ctx) ? cnt : 0;
+/* Run layer l's backward from dy. Each input gradient that is wanted goes
+ * straight into its producer's dact (or the caller's dx) if nothing was
+ * written there yet in this pass, else into m->dtmp and is then added: a
+ * tensor with several readers gets the sum, the last reader's first.
+ * *dx_set: whether dx was written. */
+static void layer_backward(nn_model *m, nn_layer *l, const float *x, float *dx, int *dx_set,
+                           const float *dy, int n, const nn_run_ctx *ctx) {
+  float *target[NN_MAX_INPUTS], *dxs[NN_MAX_INPUTS];
+  const float *xs[NN_MAX_INPUTS];
+  size_t tmp = 0;
+  for (int k = 0; k < l->nin; k++) {
+    int s = l->src[k];
+    xs[k] = input_of(m, l, k, x);
+    target[k] = dxs[k] = s < 0 ? dx : (dx || m->need[s]) ? m->dact + m->act_off[s] : NULL;
+    if (!target[k]) continue;
+    if (s < 0 ? *dx_set : m->gset[s]) {
+      dxs[k] = m->dtmp + tmp;
+      tmp += (size_t)n * nn_shape_count(&l->ins[k]);
+    } else if (s < 0) {
+      *dx_set = 1;
+    } else {
+      m->gset[s] = 1;
+    }
+  }
+  const float *y = m->act + m->act_off[l->index];
+  if (l->ops->backward_n)
+    l->ops->backward_n(l, xs, y, dy, dxs, n, ctx);
+  else
+    l->ops->backward(l, xs[0], y, dy, dxs[0], n, ctx);
+  for (int k = 0; k < l->nin; k++) {
+    if (dxs[k] == target[k]) continue;
+    size_t cnt = (size_t)n * nn_shape_count(&l->ins[k]);
+    for (size_t e = 0; e < cnt; e++) target[k][e] += dxs[k][e];
+  }
 }
 
 void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
                           const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user) {
-  int lowest = 0; /* position in m->top */
-  if (!dx) {
-    lowest = m->ntop; /* no layer fills gradients: nothing to do */
-    for (int t = 0; t < m->ntop; t++) {
-      size_t off;
-      if (grad_range(m, m->top[t], ctx, &off) > 0) {
-        lowest = t;
-        break;
-      }
-    }
-  }
-  const float *dy = dout;
-  int which = 0;
-  for (int t = m->ntop - 1; t >= lowest; t--) {
-    int i = m->top[t];
+  int nl = m->nlayers, dx_set = 0;
+  memset(m->gset, 0, (size_t)nl);
+  for (int i = nl - 1; i >= 0; i--) {
     nn_layer *l = &m->layers[i];
-    const float *xin = t ? m->act + m->act_off[m->top[t - 1]] : x;
-    const float *y = m->act + m->act_off[i];
-    float *dxi = t == 0 ? dx : t == lowest ? NULL : m->dbuf[which];
+    if (!dx && (!m->need[i] || ctx->frozen)) continue; /* no gradient to fill below */
+    /* every reader of a layer that runs has run and written its dact */
+    float *g = m->dact + m->act_off[i];
+    const float *dy = i == nl - 1 ? dout : g;
     if (ctx->act_scale != 0 && (l->cfg.activity_l1 > 0 || l->cfg.activity_l2 > 0)) {
       /* the layer's activity penalty adds to the gradient w.r.t. its output */
-      float *w = m->dbuf[which ^ 1];
-      if (dy != w) memcpy(w, dy, (size_t)n * nn_shape_count(&l->out) * sizeof *w);
-      nn_reg_activity_backward(l, y, w, n, ctx->act_scale);
-      dy = w;
+      if (dy != g) memcpy(g, dy, (size_t)n * nn_shape_count(&l->out) * sizeof *g);
+      nn_reg_activity_backward(l, m->act + m->act_off[i], g, n, ctx->act_scale);
+      dy = g;
     }
-    l->ops->backward(l, xin, y, dy, dxi, n, ctx);
-    size_t off, cnt = grad_range(m, i, ctx, &off);
-    if (ready && cnt > 0) ready(user, off, cnt);
-    dy = dxi;
-    which ^= 1;
+    layer_backward(m, l, x, dx, &dx_set, dy, n, ctx);
+    if (ready && l->param_count > 0 && nn_layer_param_grads(l, ctx))
+      ready(user, l->param_offset, l->param_count);
   }
 }
 
@@ -575,14 +711,8 @@ void nn_model_zero_grad(nn_model *m) {
 
 void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count) {
   const nn_layer *l = &m->layers[i];
-  size_t off = l->param_offset, cnt = l->param_count;
-  if (is_composite(l) && l->state) {
-    const nn_block *blk = l->state;
-    off = blk->param_offset;
-    cnt = blk->param_count;
-  }
-  if (offset) *offset = off;
-  if (count) *count = cnt;
+  if (offset) *offset = l->param_offset;
+  if (count) *count = l->param_count;
 }
 
 void nn_model_running_stats(const nn_model *m, size_t *offset, size_t *count) {

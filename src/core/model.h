@@ -1,13 +1,24 @@
-/* model.h: a sequential stack of layers over three arenas.
+/* model.h: a graph of layers (a DAG run in job order) over one arena each
+ * for parameters, gradients, buffers, activations and scratch.
  *
  * All parameters live in one contiguous float array (params), all their
  * gradients in another of the same length (grads), laid out in layer order;
  * layers hold views into them. An all-reduce or a checkpoint is one call over
  * the arena and the optimizer is one loop. Non-trainable state (running
- * statistics) lives in a third arena (buffers). Activations for a batch of up
- * to max_batch samples are preallocated: the step loop allocates nothing.
- * Composite layers (residual blocks) contain their own sub-stacks, so the
- * step loop never special-cases them.
+ * statistics) lives in a third arena (buffers). Activations (each layer's
+ * output) and their gradients for a batch of up to max_batch samples are
+ * preallocated: the step loop allocates nothing.
+ *
+ * The graph. Each layer reads the outputs of the layers its config names in
+ * `inputs` (cfg.inputs, by name; "input" is the model's input when no layer
+ * has that name), or by default the previous layer of its list (the model's
+ * input for the first). Inputs must name layers above it, so job order is an
+ * execution order. Several layers may read one tensor (branches); merge
+ * layers (add, concat, multiply: ops->forward_n) read several. The model's
+ * output is the last layer's; every other layer's output must be read by
+ * some layer. Naming a config whose dense `activation` was expanded (below)
+ * reads the activation's output. Shapes are checked while building, each
+ * error naming the layer (its config index, name and type).
  *
  * Building from configs:
  *  - a layer whose cfg.name is empty is named "<type><i>", i its position in
@@ -20,32 +31,37 @@
  *    activation layer named "<name>_<activation>" ("dense0_relu") with that
  *    type's default keys. Both carry src_index = the config's position, which
  *    error messages use: "layer 3 'dense3' (dense): units must be >= 1".
- *  - layer i in the model (after expansion) draws its initial parameters from
- *    (seed, NN_RNG_INIT, i, param slot); buffers use slots NN_MAX_PARAMS + j.
+ *  - every layer's resolved inputs are written back into its cfg.inputs
+ *    (names, "input" for the model's input) and l->src[] (indices, -1).
  *
- * Composite layers (residual blocks). A config whose type has a `block_len`
- * key (nn_model_is_composite_type) owns the next block_len configs as its
- * body (nested blocks counted with their own bodies). In m->layers the
- * composite comes first, then its body's layers (recursively), then its
- * shortcut projection if it has one ("<block>.shortcut": a 1x1 conv2d with
- * the stride that matches the body's output for [C, H, W] outputs, a dense
- * layer for [F] outputs; no bias). Every one of them is an ordinary nn_layer
- * with views into the model's arenas (parameters, gradients, buffers,
- * activations, scratch): there is one arena of each, whatever the nesting.
- * The composite declares no tensors of its own; its `state` points at an
- * nn_block (below) through which its forward/backward run the body.
- * m->top lists the top-level layers: the model's forward/backward iterate
- * those only and never look inside a block, so the step loop has no special
- * case. m->parent[i] is the index of the block containing layer i, or -1.
+ * Residual blocks are sugar. A config whose type expands (ops->expands:
+ * residual) owns the next cfg.block_len configs as its body (nested blocks
+ * counted with their own bodies) and becomes: the body's layers (the first
+ * reads the block's input), then the projection if `projection`
+ * ("<block>.shortcut": a 1x1 conv2d with the stride that matches the body's
+ * output for [C, H, W], a dense layer for [F]; no bias), then an `add` layer
+ * named like the block reading [body output, shortcut or the block's input].
  *
- * Frozen layers (job key `trainable = false`; nn_layer.frozen, core/layer.h). The
+ * Initial values. Layer i draws its initial parameters from (seed,
+ * NN_RNG_INIT, l->init_index, param slot); buffers use slots NN_MAX_PARAMS +
+ * j. init_index numbers the layers as the model did before blocks became
+ * graphs (the block first, then its body, then its shortcut), which for a
+ * model without blocks is the layer's index: a job's initial parameters and
+ * its arena order do not depend on the expansion.
+ *
+ * Backward runs the layers from last to first. A tensor read by several
+ * layers gets the sum of their gradients, added in that order (last reader
+ * first). Layers whose parameters and inputs need no gradient are skipped
+ * unless the caller asked for the input gradient.
+ *
+ * Frozen layers (job key `trainable = false`; nn_layer.frozen, core/layer.h;
+ * on a residual block it freezes every layer the block expands to). The
  * parameter arena holds the trainable layers' tensors first, in layer order,
  * then the frozen layers', in layer order: params[0, ntrainable) is what is
  * trained. grads has ntrainable floats and a frozen layer's grad views are
- * NULL; its backward computes dx only (core/layer.h). A block is frozen
- * whole (a frozen layer inside a trainable block is refused), so a block's
- * range stays contiguous. With no frozen layer, ntrainable == nparams and
- * the layout is the one without the key. m->tensors follows the arena.
+ * NULL; its backward computes dx only, as every layer's does in a frozen pass
+ * (ctx->frozen). Frozen layers and frozen passes report no grad-ready range.
+ * With no frozen layer, ntrainable == nparams and the layout is unchanged.
  *
  * Running statistics. Every float in m->buffers is a running statistic
  * (batchnorm's running_mean and running_var): an exponential average over
@@ -71,21 +87,6 @@ typedef struct nn_tensor_ref {
   int is_buffer;           /* 0: params/grads arena, 1: buffers arena */
 } nn_tensor_ref;
 
-/* The body of one composite layer, owned by the model (m->blocks) and
- * pointed to by the composite's `state`. Pointers are views into the model:
- * layers in m->layers, outputs in m->act. */
-typedef struct nn_block {
-  int index;                 /* the composite layer's index in m->layers */
-  int last;                  /* index of its last sub-layer (== index if none) */
-  int nbody;                 /* layers in the body's own list (a nested block is one) */
-  nn_layer **body;           /* [nbody] in order */
-  float **body_out;          /* [nbody] each one's output [max_batch * count(out)] */
-  nn_layer *shortcut;        /* the projection, or NULL for the identity */
-  float *shortcut_out;       /* its output [max_batch * count(out)], or NULL */
-  size_t param_offset;       /* params/grads range of every sub-layer, nested ones too */
-  size_t param_count;
-} nn_block;
-
 typedef struct nn_model {
   int nlayers;
   nn_layer *layers;      /* [nlayers] */
@@ -96,7 +97,7 @@ typedef struct nn_model {
   size_t ntrainable;     /* floats of params in trainable layers: params[0, ntrainable);
                             the frozen layers' follow, [ntrainable, nparams). grads,
                             the optimizer and the gradient sync cover [0, ntrainable).
-                            == nparams when no layer is frozen (today's layout) */
+                            == nparams when no layer is frozen */
   float *params;
   float *grads;          /* [ntrainable] */
   size_t nbuffers;       /* floats in buffers */
@@ -107,27 +108,22 @@ typedef struct nn_model {
   nn_tensor_ref *tensors;
 
   float *act;            /* outputs of every layer: [max_batch * out_i] each */
-  size_t *act_off;       /* [nlayers] offset of layer i's output in act */
-  float *dbuf[2];        /* ping-pong gradient buffers, max_batch * widest */
+  size_t *act_off;       /* [nlayers] offset of layer i's output in act (and dact) */
+  float *dact;           /* gradients w.r.t. those outputs, same layout */
+  float *dtmp;           /* [max_batch * widest sum of one layer's inputs]: input
+                            gradients that are added into an already written one */
+  unsigned char *need;   /* [nlayers] 1 if backward must run it without dx */
+  unsigned char *gset;   /* [nlayers] backward: its dact written this pass */
   float *scratch;        /* layer scratch arena */
-
-  int ntop;              /* layers outside any block, in order */
-  int *top;              /* [ntop] their indices in layers */
-  int *parent;           /* [nlayers] index of the enclosing composite, or -1 */
-  int nblocks;
-  nn_block *blocks;      /* [nblocks] one per composite layer, in layer order */
-  nn_layer **block_refs; /* storage of every block's body list */
-  float **block_outs;    /* storage of every block's body_out list */
 } nn_model;
 
-/* 1 if layer type `type` is a composite (its key table has `block_len`). */
+/* 1 if layer type `type` is a block the model expands (residual). */
 int nn_model_is_composite_type(const char *type);
 
-/* Called by nn_model_backward after a top-level layer has produced all of
- * its parameter gradients: grads[offset, offset+count) are final for this
- * step. Layers finish from last to first, so ready ranges move toward
- * offset 0 and cover grads[0, ntrainable) once (a block reports its whole
- * range). Frozen layers and frozen passes (ctx->frozen) report nothing. */
+/* Called by nn_model_backward after a layer has produced all of its
+ * parameter gradients: grads[offset, offset+count) are final for this step.
+ * Layers finish from last to first, so ready ranges move toward offset 0 and
+ * cover the arena once. */
 typedef void (*nn_grad_ready_fn)(void *user, size_t offset, size_t count);
 
 /* Build a model for input shape `in` from n layer configs (copied). Shape or
@@ -152,18 +148,14 @@ void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
 
 /* As nn_model_backward, and also writes dx [n, in], the gradient w.r.t. the
  * input x (a GAN's generator, gradient checks). dx may be NULL, which is
- * nn_model_backward. Layers below the first one that fills gradients (one
- * with parameters, not frozen; none in a frozen pass, ctx->frozen) are
- * skipped when dx is NULL. */
+ * nn_model_backward. Layers that neither have parameters nor read a layer
+ * that needs a gradient are skipped when dx is NULL. */
 void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
                           const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
 
-/* Zero grads[0, ntrainable). */
 void nn_model_zero_grad(nn_model *m);
 
-/* Range of layer i's parameters in the arena. For a composite layer, the
- * range of all its sub-layers (they also report their own parts). A frozen
- * layer's range lies in [ntrainable, nparams). */
+/* Range of layer i's parameters in the arena. */
 void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *count);
 
 /* Range of m->buffers holding running statistics that the trainer averages

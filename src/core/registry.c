@@ -3,7 +3,8 @@
  * Adding a layer type: write src/core/layers/<type>.c defining a
  * `const nn_layer_ops nn_layer_<type>`, declare it below and list it in
  * `table`. Its key table, help line and gradient check (tests/
- * test_core_layers.c) go with it. Order here is the order in docs. */
+ * test_core_layers.c) go with it. Order here is the order in docs
+ * (docs/adding-a-layer.md has the whole recipe). */
 #include <string.h>
 
 #include "core/layer.h"
@@ -28,6 +29,9 @@ extern const nn_layer_ops nn_layer_dropout;
 extern const nn_layer_ops nn_layer_batchnorm;
 extern const nn_layer_ops nn_layer_prelu;
 extern const nn_layer_ops nn_layer_residual;
+extern const nn_layer_ops nn_layer_add;
+extern const nn_layer_ops nn_layer_concat;
+extern const nn_layer_ops nn_layer_multiply;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -50,6 +54,9 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_batchnorm,
     &nn_layer_prelu,
     &nn_layer_residual,
+    &nn_layer_add,
+    &nn_layer_concat,
+    &nn_layer_multiply,
     NULL,
 };
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/lint.h"
 #include "core/loss.h"
 #include "core/rng.h"
 #include "worker/collective.h"
@@ -48,17 +49,6 @@ int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset
   return 0;
 }
 
-void nn_replica_locate_error(const nn_job *job, nn_error *err) {
-  if (err->file[0]) return;
-  snprintf(err->file, sizeof err->file, "%.255s", job->source);
-  for (int i = 0; i < job->model.nlayers && !err->line; i++) {
-    char tag[80];
-    snprintf(tag, sizeof tag, "'%s'", job->model.layers[i].name);
-    if (strstr(err->msg, tag) || !strcmp(err->where, job->model.layers[i].name))
-      err->line = job->model.layer_line[i];
-  }
-}
-
 /* The optimizer, the gradient sync and the stepper of a training replica. */
 static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err) {
   const nn_job *job = r->job;
@@ -83,14 +73,16 @@ int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *j
   int rc = nn_model_build(&r->model, in, job->model.layers, job->model.nlayers, o->max_batch, err);
   r->have_model = !rc;
   if (rc) {
-    nn_replica_locate_error(job, err);
+    nn_job_model_error(job, err); /* the job file and the layer's line */
     return rc;
   }
-  nn_model_init_params(&r->model, r->seed);
-  if (o->train && (rc = build_training(r, o, err)) != 0) return rc;
   int loss = nn_loss_parse(job->train.loss);
   if (loss < 0)
     return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);
+  if (o->lint && (rc = nn_lint_model(job, &r->model, loss, o->warn, o->warn_user, err)) != 0)
+    return rc;
+  nn_model_init_params(&r->model, r->seed);
+  if (o->train && (rc = build_training(r, o, err)) != 0) return rc;
   rc = nn_stepper_init(&r->st, &r->model, r->have_optim ? &r->optim : NULL, r->sync, loss, err);
   r->have_stepper = !rc;
   if (!rc) { /* after the all-reduce, the same on every rank (worker/step.h) */

@@ -51,6 +51,9 @@ typedef struct nn_replica_opts {
   int max_batch;            /* largest slice forward/backward will see */
   MPI_Comm comm;            /* the ranks that hold the replica (gradient sync) */
   double timeout_s;         /* watchdog of the gradient sync (0: none) */
+  int lint;                 /* apply the model checks of coordinator/lint.h (train, check) */
+  void (*warn)(void *user, const char *msg); /* their warnings (NULL: dropped) */
+  void *warn_user;
 } nn_replica_opts;
 
 /* The model's input shape for data samples of shape `sample`: the job's
@@ -66,13 +69,16 @@ int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset
 /* Build replica `index` called `name` for input shape `in` from the job:
  * model (parameters initialized from the replica's seed), and when o->train
  * the optimizer, the gradient sync (comm size > 1) and the clipping settings.
+ * With o->lint, the model checks of coordinator/lint.h run too (a softmax
+ * before cross_entropy is refused, a non-negative classifier output warned).
  * Configuration errors name the job file and, when known, the layer's line. */
 int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *job,
                      const nn_shape *in, const nn_replica_opts *o, nn_error *err);
 void nn_replica_free(nn_replica *r);
 
 /* Broadcast from rank 0 what a checkpoint restores: parameters and buffers,
- * and with `training` the optimizer slots and step counter. Collective on comm; every MPI call checked. */
+ * and with `training` the optimizer slots and step counter. Collective on
+ * comm; every MPI call checked. */
 int nn_replica_bcast(nn_replica *r, MPI_Comm comm, int training, nn_error *err);
 
 /* Does checkpoint `path`'s group for this replica describe the same model
@@ -84,9 +90,5 @@ int nn_replica_check_ckpt(const nn_replica *r, const nn_ckpt_snapshot *s, const 
 void nn_replica_load_ckpt(nn_replica *r, const nn_ckpt_snapshot *s, int training);
 /* Copy the replica's state into a snapshot prepared for it. */
 void nn_replica_save_ckpt(const nn_replica *r, nn_ckpt_snapshot *s);
-
-/* Attach a failure in building the model to the job file and the line of the
- * layer the message names. */
-void nn_replica_locate_error(const nn_job *job, nn_error *err);
 
 #endif

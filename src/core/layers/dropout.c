@@ -7,7 +7,7 @@
  *
  * The mask is not drawn from a stream whose state depends on call order: the
  * elements of global sample s (s = ctx->sample0 + i) in optimizer step t come
- * from the counter-based stream (ctx->seed, NN_RNG_DROPOUT, layer index, t, s),
+ * from the counter-based stream (ctx->seed, NN_RNG_DROPOUT, l->init_index, t, s),
  * one uniform per element in order. The same job on 1 or 2 ranks (where a
  * sample sits in another rank's slice) and a resumed run therefore draw the
  * same masks. Steps and samples are taken modulo 2^32.
@@ -48,7 +48,7 @@ static void dropout_forward(nn_layer *l, const float *x, float *y, int n,
   float p = (float)l->cfg.rate, scale = (float)(1.0 / (1.0 - l->cfg.rate));
   for (int i = 0; i < n; i++) {
     nn_rng r;
-    nn_rng_init(&r, ctx->seed, NN_RNG_DROPOUT, (uint32_t)l->index, (uint32_t)ctx->step,
+    nn_rng_init(&r, ctx->seed, NN_RNG_DROPOUT, (uint32_t)l->init_index, (uint32_t)ctx->step,
                 (uint32_t)(ctx->sample0 + i));
     float *mask = l->scratch + (size_t)i * k;
     const float *xs = x + (size_t)i * k;

@@ -208,5 +208,5 @@ grep -qF "8 tensors of 4 layers copied (conv1, conv2, conv3, fc1); new: head_5to
   fail "finetune job: unexpected [init] line: $(cat "$T/ex2.out")"
 "$NNTRAIN" check "$J/fashion_mnist_finetune.toml" --set data.train="\"$T/c/train-*.h5\"" \
   --set data.test="\"$T/c/test-*.h5\"" >"$T/ex3.out" 2>&1 || fail "check finetune job: $(cat "$T/ex3.out")"
-[ "$(grep -c " frozen$" "$T/ex3.out")" = 3 ] || fail "check does not mark the 3 frozen convolutions"
+[ "$(grep -c " (frozen)$" "$T/ex3.out")" = 3 ] || fail "check does not mark the 3 frozen convolutions: $(cat "$T/ex3.out")"
 echo "e2e_finetune: ok"

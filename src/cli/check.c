@@ -82,119 +82,120 @@ static void print_summary(const nn_job *job, const nn_model *m) {
          job->optimizer.lr, job->train.epochs, job->train.batch_size, job->train.loss);
 }
 
-int nn_cmd_check(int argc, char **argv) {
-  if (nn_cli_wants_help(argc, argv)) {
-    check_usage(stdout);
-    return NN_EXIT_OK;
-  }
-  const char *path = NULL;
-  const char *sets[MAX_SETS];
-  int nsets = 0, reference = 0;
+/* The command line: the job file and its --set overrides, or --reference.
+ * Returns an exit code, or -1 to go on. */
+static int parse_args(int argc, char **argv, const char **path, const char **sets, int *nsets) {
+  int reference = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
       const char *val = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
       if (!val) return nn_cli_usage_error("check", "--set needs SECTION.KEY=VALUE");
-      if (nsets == MAX_SETS) return nn_cli_usage_error("check", "too many --set options");
-      sets[nsets++] = val;
+      if (*nsets == MAX_SETS) return nn_cli_usage_error("check", "too many --set options");
+      sets[(*nsets)++] = val;
     } else if (!strcmp(a, "--reference")) {
       reference = 1;
     } else if (a[0] == '-' && a[1]) {
       return nn_cli_usage_error("check", "unknown option '%s'", a);
-    } else if (path) {
-      return nn_cli_usage_error("check", "one job file at a time ('%s' and '%s')", path, a);
+    } else if (*path) {
+      return nn_cli_usage_error("check", "one job file at a time ('%s' and '%s')", *path, a);
     } else {
-      path = a;
+      *path = a;
     }
   }
   if (reference) {
-    if (path || nsets) return nn_cli_usage_error("check", "--reference takes no job file");
+    if (*path || *nsets) return nn_cli_usage_error("check", "--reference takes no job file");
     nn_job_write_reference(stdout);
     return fflush(stdout) == 0 ? NN_EXIT_OK : NN_EXIT_FAILURE;
   }
-  if (!path) return nn_cli_usage_error("check", "missing the job file");
+  if (!*path) return nn_cli_usage_error("check", "missing the job file");
+  return -1;
+}
 
-  nn_error err;
-  nn_error_clear(&err);
-  nn_replica rep;
-  memset(&rep, 0, sizeof rep);
-  int code = NN_EXIT_OK;
-  data_found train, test;
-  memset(&test, 0, sizeof test);
-  nn_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    nn_error_set(&err, NN_ENOMEM, "out of memory");
-    code = nn_cli_fail(&err);
-    goto done;
-  }
-  int rc = nn_job_load(job, path, sets, nsets, &err);
-  if (rc) {
-    nn_cli_fail(&err);
-    /* an unreadable job file is a bad job, not bad data */
-    code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
-    goto done;
-  }
-  const nn_task_ops *task;
-  if ((rc = nn_task_for_job(job, &task, &err)) != 0) {
-    code = nn_cli_fail(&err);
-    goto done;
-  }
-  printf("job    %s (%s): valid\n", job->name, job->source);
-
-  /* data: metadata of the shards */
-  rc = probe_data(job->data.train, &train, &err);
+/* The data sets' metadata (printed); train->missing / test->missing when no
+ * file matches but model.input_shape makes the model checkable without. */
+static int check_data(const nn_job *job, data_found *train, data_found *test, nn_error *err) {
+  int rc = probe_data(job->data.train, train, err);
   if (rc == NN_ENOTFOUND && job->model.input_ndim > 0) {
-    train.missing = 1; /* input_shape makes the model checkable without data */
+    train->missing = 1;
   } else if (rc) {
-    nn_error_prefix(&err, "data.train");
-    code = nn_cli_fail(&err);
-    goto done;
+    nn_error_prefix(err, "data.train");
+    return rc;
   }
-  print_data("train", job->data.train, &train);
-  if (job->data.test[0]) {
-    rc = probe_data(job->data.test, &test, &err);
-    if (rc == NN_ENOTFOUND && train.missing) {
-      test.missing = 1;
-    } else if (rc) {
-      nn_error_prefix(&err, "data.test");
-      code = nn_cli_fail(&err);
-      goto done;
-    }
-    print_data("test", job->data.test, &test);
-    if (train.ok && test.ok &&
-        (!nn_shape_equal(&train.info.sample, &test.info.sample) ||
-         train.info.num_classes != test.info.num_classes ||
-         train.info.target_dim != test.info.target_dim)) {
-      nn_error_at(&err, NN_EDATA, job->source, 0, 0,
-                  "data.test does not match data.train (sample shape, classes or targets)");
-      code = nn_cli_fail(&err);
-      goto done;
-    }
+  print_data("train", job->data.train, train);
+  if (!job->data.test[0]) return 0;
+  rc = probe_data(job->data.test, test, err);
+  if (rc == NN_ENOTFOUND && train->missing) {
+    test->missing = 1;
+  } else if (rc) {
+    nn_error_prefix(err, "data.test");
+    return rc;
   }
+  print_data("test", job->data.test, test);
+  if (train->ok && test->ok &&
+      (!nn_shape_equal(&train->info.sample, &test->info.sample) ||
+       train->info.num_classes != test->info.num_classes ||
+       train->info.target_dim != test->info.target_dim))
+    return nn_error_at(err, NN_EDATA, job->source, 0, 0,
+                       "data.test does not match data.train (sample shape, classes or targets)");
+  return 0;
+}
 
-  /* the model, for the input shape the job gives or the data has, by the
-   * trainer's rules (coordinator/run/replica.h) */
+/* The model, for the input shape the job gives or the data has, by the
+ * trainer's rules (coordinator/run/replica.h), printed; then the rules
+ * against the training data. Returns the exit code. */
+static int check_model(const nn_job *job, const data_found *train, nn_replica *rep,
+                       nn_error *err) {
   nn_shape in = {0};
-  if (train.ok) {
-    rc = nn_replica_input_shape(job, &train.info.sample, job->source, &in, &err);
-  } else { /* no data: model.input_shape alone (probe_data said so) */
-    rc = 0;
+  int rc = 0;
+  if (train->ok) {
+    rc = nn_replica_input_shape(job, &train->info.sample, job->source, &in, err);
+  } else { /* no data: model.input_shape alone (check_data said so) */
     in.ndim = job->model.input_ndim;
     for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
   }
   nn_replica_opts ro = {.train = 0, .max_batch = 1, .lint = 1, .warn = check_warn};
-  if (!rc) rc = nn_replica_build(&rep, "model", 0, job, &in, &ro, &err);
+  if (!rc) rc = nn_replica_build(rep, "model", 0, job, &in, &ro, err);
   if (rc) {
-    nn_cli_fail(&err);
-    code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
-    goto done;
+    nn_cli_fail(err);
+    return rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
   }
   printf("\n");
-  print_summary(job, &rep.model);
-  if (train.ok && nn_replica_check_data(job, &rep.model, &train.info, job->source, &err))
-    code = nn_cli_fail(&err);
+  print_summary(job, &rep->model);
+  if (train->ok && nn_replica_check_data(job, &rep->model, &train->info, job->source, err))
+    return nn_cli_fail(err);
+  return NN_EXIT_OK;
+}
 
-done:
+int nn_cmd_check(int argc, char **argv) {
+  if (nn_cli_wants_help(argc, argv)) {
+    check_usage(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *path = NULL, *sets[MAX_SETS];
+  int nsets = 0, code = parse_args(argc, argv, &path, sets, &nsets);
+  if (code >= 0) return code;
+  nn_error err;
+  nn_error_clear(&err);
+  nn_replica rep;
+  memset(&rep, 0, sizeof rep);
+  data_found train, test;
+  memset(&train, 0, sizeof train);
+  memset(&test, 0, sizeof test);
+  nn_job *job = calloc(1, sizeof *job);
+  int rc = job ? nn_job_load(job, path, sets, nsets, &err)
+               : nn_error_set(&err, NN_ENOMEM, "out of memory");
+  const nn_task_ops *task;
+  if (rc) { /* an unreadable job file is a bad job, not bad data */
+    nn_cli_fail(&err);
+    code = rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
+  } else if (nn_task_for_job(job, &task, &err) != 0) {
+    code = nn_cli_fail(&err);
+  } else {
+    printf("job    %s (%s): valid\n", job->name, job->source);
+    if (check_data(job, &train, &test, &err) != 0) code = nn_cli_fail(&err);
+    else code = check_model(job, &train, &rep, &err);
+  }
   nn_replica_free(&rep);
   free(job);
   return code;

@@ -203,13 +203,57 @@ int nn_cmd_eval(int argc, char **argv) {
   return code;
 }
 
-/* Gather one global batch's rows (probabilities or outputs [n, k] of every
- * rank, and labels) on rank 0 in data order and write them as CSV rows.
- * counts and displs hold 2 * N ints. Collective; every MPI call checked. */
-static int gather_rows(evalctx *E, const nn_batch *b, const float *probs, float *all,
-                       int32_t *labs, int *counts, int *displs, int k, int cls, FILE *f,
-                       int64_t *index, nn_error *err) {
-  int n = b->n, N = E->N;
+/* predict's buffers and output: probabilities (or outputs) of this rank's
+ * slice, the global batch gathered on rank 0, its labels, the gather counts. */
+typedef struct pred {
+  float *probs;             /* [batch, k] this rank's rows */
+  float *all;               /* [batch * N, k] rank 0: the global batch's rows */
+  int32_t *labs;            /* [batch * N] rank 0: their labels */
+  int *counts, *displs;     /* [2 * N] gather counts and offsets: rows * k, then labels */
+  int k, cls;               /* outputs per sample; 1 for class labels */
+  FILE *f;                  /* rank 0: FILE.csv.tmp */
+  int64_t index;            /* rows written */
+} pred;
+
+static int pred_alloc(pred *P, const evalctx *E, int batch, nn_error *err) {
+  const nn_dataset_info *di = nn_dataset_get_info(E->ds);
+  P->k = (int)nn_shape_count(&E->rep.model.out);
+  P->cls = di->num_classes > 0;
+  size_t gmax = (size_t)batch * (size_t)E->N, k = (size_t)P->k;
+  P->all = malloc(sizeof(float) * gmax * k + 1);
+  P->probs = malloc(sizeof(float) * (size_t)batch * k + 1);
+  P->labs = malloc(sizeof(int32_t) * gmax + 1);
+  P->counts = malloc(sizeof(int) * (size_t)E->N * 2);
+  P->displs = malloc(sizeof(int) * (size_t)E->N * 2);
+  if (!P->all || !P->probs || !P->labs || !P->counts || !P->displs)
+    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  return 0;
+}
+
+static void pred_free(pred *P) {
+  free(P->all);
+  free(P->probs);
+  free(P->labs);
+  free(P->counts);
+  free(P->displs);
+}
+
+/* Rank 0: create FILE.csv.tmp and write the header row. */
+static int pred_open(pred *P, const char *tmp, nn_error *err) {
+  P->f = fopen(tmp, "w");
+  if (!P->f) return nn_error_at(err, NN_EIO, tmp, 0, 0, "cannot create");
+  fprintf(P->f, "index");
+  if (P->cls) fprintf(P->f, ",label,pred");
+  for (int j = 0; j < P->k; j++) fprintf(P->f, P->cls ? ",p%d" : ",out%d", j);
+  fprintf(P->f, "\n");
+  return 0;
+}
+
+/* Gather one global batch's rows (this rank's P->probs and labels) on rank 0
+ * in data order and write them as CSV rows. Collective; every MPI call
+ * checked. */
+static int gather_rows(evalctx *E, const nn_batch *b, pred *P, nn_error *err) {
+  int n = b->n, N = E->N, k = P->k, *counts = P->counts, *displs = P->displs;
   NN_MPI_RETURN(err, MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, E->comm));
   if (E->rank == 0) {
     for (int r = 0, o = 0; r < N; r++) {
@@ -220,20 +264,55 @@ static int gather_rows(evalctx *E, const nn_batch *b, const float *probs, float 
       displs[r] = displs[N + r] * k;
     }
   }
-  NN_MPI_RETURN(err, MPI_Gatherv(probs, n * k, MPI_FLOAT, all, counts, displs, MPI_FLOAT, 0,
-                                 E->comm));
-  if (cls)
-    NN_MPI_RETURN(err, MPI_Gatherv(b->labels, n, MPI_INT32_T, labs, counts + N, displs + N,
+  NN_MPI_RETURN(err, MPI_Gatherv(P->probs, n * k, MPI_FLOAT, P->all, counts, displs, MPI_FLOAT,
+                                 0, E->comm));
+  if (P->cls)
+    NN_MPI_RETURN(err, MPI_Gatherv(b->labels, n, MPI_INT32_T, P->labs, counts + N, displs + N,
                                    MPI_INT32_T, 0, E->comm));
   if (E->rank != 0) return 0;
-  for (int i = 0; i < b->global_n; i++, (*index)++) {
-    const float *p = all + (size_t)i * k;
-    fprintf(f, "%lld", (long long)*index);
-    if (cls) fprintf(f, ",%d,%d", labs[i], nn_argmax(p, k));
-    for (int j = 0; j < k; j++) fprintf(f, ",%.9g", p[j]);
-    fprintf(f, "\n");
+  for (int i = 0; i < b->global_n; i++, P->index++) {
+    const float *p = P->all + (size_t)i * k;
+    fprintf(P->f, "%lld", (long long)P->index);
+    if (P->cls) fprintf(P->f, ",%d,%d", P->labs[i], nn_argmax(p, k));
+    for (int j = 0; j < k; j++) fprintf(P->f, ",%.9g", p[j]);
+    fprintf(P->f, "\n");
   }
   return 0;
+}
+
+/* Every batch of the data: forward, softmax for classes, gathered rows. The
+ * ranks stop together when every rank's loader is done (or one failed). */
+static int predict_all(evalctx *E, pred *P, nn_error *err) {
+  int rc = nn_loader_start(E->L, 0, 0, err);
+  nn_run_ctx ctx = {.training = 0, .seed = E->rep.seed};
+  const nn_batch *b;
+  while (!rc) {
+    rc = nn_loader_next(E->L, &b, err);
+    int more = !rc && b, all_more = 0;
+    int mrc = MPI_Allreduce(&more, &all_more, 1, MPI_INT, MPI_MIN, E->comm);
+    if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Allreduce(more)", __FILE__, __LINE__, err);
+    if (rc || !all_more) break;
+    if (b->n > 0) {
+      ctx.sample0 = b->sample0;
+      const float *out = nn_model_forward(&E->rep.model, b->x, b->n, &ctx);
+      if (P->cls) nn_softmax_rows(out, P->probs, b->n, P->k);
+      else memcpy(P->probs, out, sizeof(float) * (size_t)b->n * (size_t)P->k);
+    }
+    rc = gather_rows(E, b, P, err);
+  }
+  return rc;
+}
+
+/* Rank 0: close FILE.csv.tmp and rename it to FILE.csv when all went well,
+ * else remove it (a partial file never takes the final name). */
+static int pred_close(pred *P, int rc, const char *tmp, const char *outp, nn_error *err) {
+  int bad = ferror(P->f) != 0;
+  if (fclose(P->f) != 0) bad = 1;
+  if (!rc && bad) rc = nn_error_at(err, NN_EIO, tmp, 0, 0, "cannot write");
+  if (!rc && rename(tmp, outp) != 0) rc = nn_error_at(err, NN_EIO, outp, 0, 0, "cannot rename");
+  if (rc) remove(tmp);
+  else printf("wrote %s: %lld rows\n", outp, (long long)P->index);
+  return rc;
 }
 
 int nn_cmd_predict(int argc, char **argv) {
@@ -257,76 +336,20 @@ int nn_cmd_predict(int argc, char **argv) {
   }
   nn_error err;
   nn_error_clear(&err);
-  FILE *f = NULL;
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", outp);
-  float *all = NULL, *probs = NULL;
-  int32_t *labs = NULL;
-  int *counts = NULL, *displs = NULL;
+  pred P;
+  memset(&P, 0, sizeof P);
   int rc = setup(&E, ckpt, data, batch, &err);
-  const nn_dataset_info *di = rc ? NULL : nn_dataset_get_info(E.ds);
-  int k = rc ? 0 : (int)nn_shape_count(&E.rep.model.out);
-  int cls = di && di->num_classes > 0;
-  if (!rc) {
-    int gmax = batch * E.N;
-    all = malloc(sizeof(float) * (size_t)gmax * (size_t)k + 1);
-    probs = malloc(sizeof(float) * (size_t)batch * (size_t)k + 1);
-    labs = malloc(sizeof(int32_t) * (size_t)gmax + 1);
-    counts = malloc(sizeof(int) * (size_t)E.N * 2);
-    displs = malloc(sizeof(int) * (size_t)E.N * 2);
-    if (!all || !probs || !labs || !counts || !displs) rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
-  }
-  if (!rc && E.rank == 0) {
-    f = fopen(tmp, "w");
-    if (!f) rc = nn_error_at(&err, NN_EIO, tmp, 0, 0, "cannot create");
-  }
+  if (!rc) rc = pred_alloc(&P, &E, batch, &err);
+  if (!rc && E.rank == 0) rc = pred_open(&P, tmp, &err);
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc && E.rank == 0) {
-    fprintf(f, "index");
-    if (cls) {
-      fprintf(f, ",label,pred");
-      for (int j = 0; j < k; j++) fprintf(f, ",p%d", j);
-    } else {
-      for (int j = 0; j < k; j++) fprintf(f, ",out%d", j);
-    }
-    fprintf(f, "\n");
-  }
-  if (!rc) rc = nn_loader_start(E.L, 0, 0, &err);
-  nn_run_ctx ctx = {.training = 0};
-  const nn_batch *b;
-  int64_t index = 0;
-  while (!rc) {
-    rc = nn_loader_next(E.L, &b, &err);
-    int more = !rc && b;
-    int all_more = 0;
-    int mrc = MPI_Allreduce(&more, &all_more, 1, MPI_INT, MPI_MIN, E.comm);
-    if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Allreduce(more)", __FILE__, __LINE__, &err);
-    if (rc || !all_more) break;
-    const float *out = NULL;
-    if (b->n > 0) {
-      ctx.sample0 = b->sample0;
-      out = nn_model_forward(&E.rep.model, b->x, b->n, &ctx);
-      if (cls) nn_softmax_rows(out, probs, b->n, k);
-      else memcpy(probs, out, sizeof(float) * (size_t)b->n * (size_t)k);
-    }
-    rc = gather_rows(&E, b, probs, all, labs, counts, displs, k, cls, f, &index, &err);
-  }
+  if (!rc) rc = predict_all(&E, &P, &err);
   rc = nn_agree(E.comm, rc, &err);
-  if (E.rank == 0 && f) {
-    int bad = ferror(f) != 0;
-    if (fclose(f) != 0) bad = 1;
-    if (!rc && bad) rc = nn_error_at(&err, NN_EIO, tmp, 0, 0, "cannot write");
-    if (!rc && rename(tmp, outp) != 0) rc = nn_error_at(&err, NN_EIO, outp, 0, 0, "cannot rename");
-    if (rc) remove(tmp);
-    else printf("wrote %s: %lld rows\n", outp, (long long)index);
-  }
+  if (E.rank == 0 && P.f) rc = pred_close(&P, rc, tmp, outp, &err);
   if (rc && E.rank == 0) code = nn_cli_fail(&err);
   else code = rc ? nn_exit_code(rc) : NN_EXIT_OK;
-  free(all);
-  free(probs);
-  free(labs);
-  free(counts);
-  free(displs);
+  pred_free(&P);
   teardown(&E);
   MPI_Finalize();
   return code;

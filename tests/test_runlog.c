@@ -48,7 +48,7 @@ static void test_hostile_strings_and_numbers(void) {
   snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
   char *text = slurp(path);
   ASSERT_TRUE(text != NULL);
-  ASSERT_STR_EQ(text, log.hist); /* the history is the file */
+  ASSERT_STR_EQ(text, log.hist.p); /* the history is the file */
   int line = 0;
   for (char *p = text, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1, line++) {
     json_error_t je;

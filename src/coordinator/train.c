@@ -120,8 +120,8 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   s->state.elapsed_s += running_s; /* the epoch in progress */
   for (int i = 0; i < R->nrep; i++) nn_replica_save_ckpt(&R->rep[i], s);
   int rc = nn_ckpt_snapshot_set_spec(s, R->spec, R->spec_len, err);
-  if (!rc) rc = nn_ckpt_snapshot_set_metrics(s, R->log.hist ? R->log.hist : "", R->log.hist_len,
-                                             err);
+  if (!rc) rc = nn_ckpt_snapshot_set_metrics(s, R->log.hist.p ? R->log.hist.p : "",
+                                             R->log.hist.n, err);
   if (!rc) rc = nn_ckpt_writer_submit(R->ckw, path, err);
   R->last_ckpt_time = now_s();
   double pause = R->last_ckpt_time - t0;

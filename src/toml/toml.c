@@ -21,6 +21,7 @@
 #include "toml/toml.h"
 
 #include "core/hash.h"
+#include "core/strbuf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -60,11 +61,8 @@ typedef struct parser {
   nn_error *err;
 } parser;
 
-/* A growable byte buffer; p is owned by whoever holds the struct. */
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-} sbuf;
+/* A growable byte buffer (core/strbuf.h); p is owned by whoever holds it. */
+typedef nn_strbuf sbuf;
 
 /* One part of a dotted key: s is owned (NUL-terminated), at is where it starts. */
 typedef struct keypart {
@@ -243,18 +241,7 @@ static int check_bytes(parser *p) {
 /* ---- small helpers ------------------------------------------------------- */
 
 static int sb_put(parser *p, sbuf *b, const char *d, size_t k) {
-  if (b->n + k + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 32;
-    while (cap < b->n + k + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) return nomem(p);
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, d, k);
-  b->n += k;
-  b->p[b->n] = '\0';
-  return 0;
+  return nn_strbuf_put(b, d, k, 32) ? nomem(p) : 0;
 }
 
 /* Append code point cp (a Unicode scalar value) as UTF-8. */

@@ -32,35 +32,23 @@ int nn_runlog_open(nn_runlog *log, const char *dir, FILE *out, int quiet, nn_err
 void nn_runlog_close(nn_runlog *log) {
   if (log->f) fclose(log->f);
   log->f = NULL;
-  free(log->hist);
-  log->hist = NULL;
-  log->hist_len = log->hist_cap = 0;
+  free(log->hist.p);
+  memset(&log->hist, 0, sizeof log->hist);
 }
 
 /* Append len bytes to the in-memory history. */
 static int hist_append(nn_runlog *log, const char *text, size_t len, nn_error *err) {
-  if (log->hist_len + len + 1 > log->hist_cap) {
-    size_t cap = log->hist_cap ? log->hist_cap : 4096;
-    while (cap < log->hist_len + len + 1) cap *= 2;
-    char *h = realloc(log->hist, cap);
-    if (!h) return nn_error_set(err, NN_ENOMEM, "out of memory for the metrics history");
-    log->hist = h;
-    log->hist_cap = cap;
-  }
-  memcpy(log->hist + log->hist_len, text, len);
-  log->hist_len += len;
-  log->hist[log->hist_len] = '\0';
+  if (nn_strbuf_put(&log->hist, text, len, 4096))
+    return nn_error_set(err, NN_ENOMEM, "out of memory for the metrics history");
   return 0;
 }
 
 int nn_runlog_seed_history(nn_runlog *log, const char *text, size_t len, nn_error *err) {
-  char *old = log->hist;
-  size_t old_len = log->hist_len;
-  log->hist = NULL;
-  log->hist_len = log->hist_cap = 0;
+  nn_strbuf old = log->hist;
+  memset(&log->hist, 0, sizeof log->hist);
   int rc = hist_append(log, text, len, err);
-  if (!rc && old_len) rc = hist_append(log, old, old_len, err);
-  free(old);
+  if (!rc && old.n) rc = hist_append(log, old.p, old.n, err);
+  free(old.p);
   return rc;
 }
 

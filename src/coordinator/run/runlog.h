@@ -15,13 +15,13 @@
 
 #include "core/err.h"
 #include "core/metrics.h"
+#include "core/strbuf.h"
 
 typedef struct nn_runlog {
   FILE *f;               /* RUN_DIR/metrics.jsonl, or NULL (not opened: records dropped) */
   char path[1100];
-  char *hist;            /* every line of this run (and of the runs it resumed), for the
+  nn_strbuf hist;        /* every line of this run (and of the runs it resumed), for the
                             checkpoints' metrics history; NUL-terminated */
-  size_t hist_len, hist_cap;
   FILE *out;             /* console lines (stdout unless the caller says otherwise) */
   int quiet;             /* no console lines */
 } nn_runlog;

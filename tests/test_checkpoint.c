@@ -616,6 +616,18 @@ static int edit_copy(const char *path, int what) {
     if (g >= 0) H5Gclose(g);
   } else if (what == 4) { /* the whole replica group gone */
     ok = H5Ldelete(f, "replicas/gen", H5P_DEFAULT) >= 0;
+  } else if (what == 5 || what == 6) { /* same value, other type: int64 version, float optim_t */
+    const char *obj = what == 5 ? "/" : "replicas/gen", *name = what == 5 ? "version" : "optim_t";
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT), sp = H5Screate(H5S_SCALAR);
+    hid_t t = what == 5 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
+    double v = 2; /* version 2; optim_t 2 */
+    int64_t iv = 2;
+    hid_t a = o >= 0 && H5Adelete(o, name) >= 0
+                  ? H5Acreate2(o, name, t, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    ok = a >= 0 && H5Awrite(a, t, what == 5 ? (const void *)&iv : (const void *)&v) >= 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    if (o >= 0) H5Oclose(o);
   }
   H5Fclose(f);
   return ok ? 0 : -1;
@@ -647,6 +659,10 @@ static void test_v2_damage(void) {
       {2, "replicas/disc/optimizer/momentum_buffer/dense0: holds 1 tensors"},
       {3, "replicas/disc/tensors: ntrainable 13 does not end on a parameter tensor"},
       {4, "replicas: the group holds 1 replicas, the root attribute lists 2"},
+      /* the reader trusts no type: a value HDF5 could convert is still refused */
+      {5, "attribute 'version' has the wrong type or size, expected one 4-byte integer"},
+      {6, "attribute 'replicas/gen/optim_t' has the wrong type or size, expected one 8-byte "
+          "integer"},
   };
   for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
     ASSERT_OK(system(cmd));

@@ -1,9 +1,11 @@
 /* test_h5io.c: the shared HDF5 helpers (src/worker/h5io.c): attributes
  * written and read back (numeric scalars and arrays, strings of any length,
- * UTF-8, fixed-length strings as h5py writes them), content errors with the
- * caller's code naming file and attribute, HDF5's own message appended to
- * failures, and the checks before opening a file (missing, directory, not
- * HDF5). */
+ * UTF-8, fixed-length strings as h5py writes them, lists of strings), the
+ * strict numeric read, content errors with the caller's code naming file
+ * and attribute (by its path inside the file), HDF5's own message appended
+ * to failures, datasets written into new groups and opened only when type
+ * and shape match, group member counts, and the checks before opening a
+ * file (missing, directory, not HDF5). */
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -147,4 +149,144 @@ static void test_open_errors(void) {
   ASSERT_STR_CONTAINS(err.msg, "not an HDF5 file (expected a checkpoint)");
 }
 
-TEST_MAIN(TEST(test_roundtrip), TEST(test_content_errors), TEST(test_open_errors))
+/* One-line message naming the file; no HDF5 object left open but the
+ * test's own `mine` (its file, and a group it holds). */
+static int clean_error(const nn_error *e, const char *path, ssize_t mine) {
+  int ok = strcmp(e->file, path) == 0 && !strchr(e->msg, '\n');
+  ssize_t open_ids = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+  if (!ok || open_ids != mine)
+    fprintf(stderr, "file '%s', msg '%s', %zd objects open\n", e->file, e->msg, open_ids);
+  return ok && open_ids == mine;
+}
+
+/* A file with group g/sub holding attributes, a list, and datasets. */
+static int write_groups(const char *p, nn_error *err) {
+  nn_h5_quiet();
+  hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return nn_h5_fail(err, NN_EIO, p, NULL, "cannot create");
+  nn_h5_file hf = {f, p, NN_EIO, NULL};
+  hsize_t d2[2] = {2, 3}, n4 = 4;
+  float m[6] = {1, 2, 3, 4, 5, 6};
+  uint8_t bytes[4] = {9, 8, 7, 6};
+  uint64_t u = 42;
+  int32_t small = 5;
+  const char *names[3] = {"alpha", "caf\xc3\xa9", ""};
+  int rc = nn_h5_dset_write(&hf, "g/sub/m", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, m, err);
+  if (!rc) rc = nn_h5_dset_write(&hf, "g/bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &n4, bytes,
+                                 err);
+  hid_t g = rc ? -1 : H5Gopen2(f, "g/sub", H5P_DEFAULT);
+  if (!rc && g < 0) rc = nn_h5_fail(err, NN_EIO, p, "g/sub", "cannot open");
+  if (!rc) rc = nn_h5_attr_write(&hf, g, "u", H5T_NATIVE_UINT64, &u, 0, err);
+  if (!rc) rc = nn_h5_attr_write(&hf, g, "small", H5T_NATIVE_INT32, &small, 0, err);
+  if (!rc) rc = nn_h5_attr_write_strs(&hf, g, "names", names, 3, err);
+  if (!rc) rc = nn_h5_attr_write_strs(&hf, g, "none", NULL, 0, err);
+  if (!rc) rc = nn_h5_attr_write_str(&hf, g, "one", "x", err);
+  if (g >= 0) H5Gclose(g);
+  H5Fclose(f);
+  return rc;
+}
+
+/* Strict reads, lists, attribute paths in messages. */
+static void test_group_attrs(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  char path[512], out[4][8];
+  snprintf(path, sizeof path, "%s", path_of("g.h5"));
+  ASSERT_OK(write_groups(path, &err));
+  hid_t f = -1;
+  ASSERT_OK(nn_h5_open_read(path, "a test file", NULL, &f, &err));
+  nn_h5_file hf = {f, path, NN_ECKPT, NULL};
+  hid_t g = H5Gopen2(f, "g/sub", H5P_DEFAULT);
+  ASSERT_TRUE(g >= 0);
+  uint64_t u = 0;
+  int64_t i64 = 0;
+  double dbl = 0;
+  int n = -1;
+  ASSERT_OK(nn_h5_attr_read_exact(&hf, g, "u", H5T_NATIVE_UINT64, &u, &err));
+  ASSERT_TRUE(u == 42);
+  /* the lenient read converts an int32; the strict one refuses it */
+  ASSERT_OK(nn_h5_attr_read_num(&hf, g, "small", H5T_NATIVE_INT64, &i64, 1, 1, NULL, &err));
+  ASSERT_TRUE(i64 == 5);
+  ASSERT_EQ_INT(nn_h5_attr_read_exact(&hf, g, "small", H5T_NATIVE_INT64, &i64, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "attribute 'g/sub/small' has the wrong type or size, expected one "
+                         "8-byte integer");
+  ASSERT_TRUE(clean_error(&err, path, 2));
+  ASSERT_EQ_INT(nn_h5_attr_read_exact(&hf, g, "u", H5T_NATIVE_DOUBLE, &dbl, &err), NN_ECKPT);
+  ASSERT_STR_CONTAINS(err.msg, "expected one 8-byte float");
+  ASSERT_EQ_INT(nn_h5_attr_read_exact(&hf, g, "names", H5T_NATIVE_INT32, &i64, &err),
+                NN_ECKPT);
+  ASSERT_EQ_INT(nn_h5_attr_read_exact(&hf, g, "gone", H5T_NATIVE_UINT64, &u, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "missing attribute 'g/sub/gone'");
+  ASSERT_STR_EQ(err.where, "g/sub/gone");
+  /* lists */
+  ASSERT_OK(nn_h5_attr_read_strs(&hf, g, "names", 4, 8, &out[0][0], &n, &err));
+  ASSERT_EQ_INT(n, 3);
+  ASSERT_STR_EQ(out[0], "alpha");
+  ASSERT_STR_EQ(out[1], "caf\xc3\xa9");
+  ASSERT_STR_EQ(out[2], "");
+  ASSERT_OK(nn_h5_attr_read_strs(&hf, g, "none", 4, 8, &out[0][0], &n, &err));
+  ASSERT_EQ_INT(n, 0);
+  ASSERT_EQ_INT(nn_h5_attr_read_strs(&hf, g, "names", 2, 8, &out[0][0], &n, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "attribute 'g/sub/names': expected a list of at most 2 strings");
+  ASSERT_EQ_INT(nn_h5_attr_read_strs(&hf, g, "names", 4, 5, &out[0][0], &n, &err), NN_ECKPT);
+  ASSERT_STR_CONTAINS(err.msg, "entry 0 ('alpha') is 5 bytes or longer");
+  ASSERT_EQ_INT(nn_h5_attr_read_strs(&hf, g, "one", 4, 8, &out[0][0], &n, &err), NN_ECKPT);
+  ASSERT_EQ_INT(nn_h5_attr_read_strs(&hf, g, "u", 4, 8, &out[0][0], &n, &err), NN_ECKPT);
+  ASSERT_TRUE(clean_error(&err, path, 2));
+  /* a write failure names the attribute by its path */
+  ASSERT_EQ_INT(nn_h5_attr_write(&hf, g, "new", H5T_NATIVE_UINT64, &u, 0, &err), NN_EIO);
+  ASSERT_STR_CONTAINS(err.msg, "g/sub/new: cannot write the attribute (HDF5: ");
+  ASSERT_STR_EQ(err.where, "g/sub/new");
+  H5Gclose(g);
+  H5Fclose(f);
+}
+
+/* Datasets: read back; wrong type, shape or rank refused naming the dataset. */
+static void test_datasets(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  char path[512];
+  snprintf(path, sizeof path, "%s", path_of("d.h5"));
+  ASSERT_OK(write_groups(path, &err));
+  hid_t f = -1, d = 123;
+  ASSERT_OK(nn_h5_open_read(path, "a test file", NULL, &f, &err));
+  nn_h5_file hf = {f, path, NN_ECKPT, NULL};
+  hsize_t d2[2] = {2, 3}, d3[2] = {3, 2}, len = 0, links = 0;
+  float m[6] = {0};
+  const nn_h5_want fl = {H5T_FLOAT, 4, "float32", 2, d2, NULL};
+  ASSERT_OK(nn_h5_dset_read(&hf, "g/sub/m", &fl, H5T_NATIVE_FLOAT, m, &err));
+  ASSERT_TRUE(m[0] == 1 && m[5] == 6);
+  const nn_h5_want flip = {H5T_FLOAT, 4, "float32", 2, d3, "the table"};
+  ASSERT_EQ_INT(nn_h5_dset_read(&hf, "g/sub/m", &flip, H5T_NATIVE_FLOAT, m, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "g/sub/m: shape [2, 3], expected [3, 2] (from the table)");
+  ASSERT_STR_EQ(err.where, "g/sub/m");
+  ASSERT_TRUE(clean_error(&err, path, 1));
+  const nn_h5_want dbl = {H5T_FLOAT, 8, "float64", 2, d2, NULL};
+  ASSERT_EQ_INT(nn_h5_dset_read(&hf, "g/sub/m", &dbl, H5T_NATIVE_DOUBLE, m, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "g/sub/m: wrong element type, expected float64");
+  const nn_h5_want bytes = {H5T_INTEGER, 1, "uint8", -1, NULL, NULL};
+  ASSERT_OK(nn_h5_dset_open(&hf, "g/bytes", &bytes, &len, &d, &err));
+  ASSERT_TRUE(d >= 0 && len == 4);
+  H5Dclose(d);
+  ASSERT_EQ_INT(nn_h5_dset_open(&hf, "g/sub/m", &(nn_h5_want){H5T_FLOAT, 4, "float32", -1, NULL,
+                                NULL}, &len, &d, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "g/sub/m: has 2 dimensions, expected 1");
+  ASSERT_EQ_INT(d, -1);
+  ASSERT_EQ_INT(nn_h5_dset_open(&hf, "g/nope", &bytes, &len, &d, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "g/nope: missing dataset");
+  ASSERT_TRUE(clean_error(&err, path, 1));
+  /* group members */
+  ASSERT_OK(nn_h5_group_links(&hf, "g", &links, &err));
+  ASSERT_TRUE(links == 2);
+  ASSERT_EQ_INT(nn_h5_group_links(&hf, "g/other", &links, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "g/other: missing group");
+  /* writing into a read-only file: NN_EIO naming the dataset */
+  ASSERT_EQ_INT(nn_h5_dset_write(&hf, "g/new", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, d2, m, &err),
+                NN_EIO);
+  ASSERT_STR_CONTAINS(err.msg, "g/new: cannot write the dataset (HDF5: ");
+  ASSERT_TRUE(clean_error(&err, path, 1));
+  H5Fclose(f);
+}
+
+TEST_MAIN(TEST(test_roundtrip), TEST(test_content_errors), TEST(test_group_attrs),
+          TEST(test_datasets), TEST(test_open_errors))

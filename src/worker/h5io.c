@@ -1,5 +1,8 @@
 /* h5io.c: shared HDF5 helpers (see h5io.h): quiet mode, HDF5 errors into
- * nn_error, opening a file for reading, and attribute reading and writing. */
+ * nn_error, opening a file for reading, attribute reading and writing,
+ * checked dataset writing, opening and reading, group member counts. Used by
+ * the shard reader/writer (worker/) and the checkpoint codec
+ * (coordinator/checkpoint/). */
 #include "worker/h5io.h"
 
 #include "worker/fsutil.h"
@@ -71,6 +74,17 @@ int nn_h5_open_read(const char *path, const char *expected, const char *dir_hint
   return rc;
 }
 
+/* ---- attribute paths ------------------------------------------------------ */
+
+void nn_h5_attr_path(hid_t loc, const char *name, char *buf, size_t n) {
+  char obj[512];
+  ssize_t k = H5Iget_name(loc, obj, sizeof obj);
+  if (k < 0) H5Eclear2(H5E_DEFAULT);
+  const char *o = k > 0 && (size_t)k < sizeof obj ? obj : "";
+  while (*o == '/') o++;
+  if (snprintf(buf, n, "%s%s%s", o, *o ? "/" : "", name) < 0) buf[0] = '\0'; /* cut if long */
+}
+
 /* ---- writing attributes -------------------------------------------------- */
 
 /* Create attribute `name` of type t and the given space on loc and write v
@@ -79,15 +93,26 @@ int nn_h5_open_read(const char *path, const char *expected, const char *dir_hint
  * first would lose HDF5's reason. */
 static int attr_put(const nn_h5_file *f, hid_t loc, const char *name, hid_t t, hid_t space,
                     const void *v, nn_error *err) {
+  char what[512];
+  nn_h5_attr_path(loc, name, what, sizeof what);
   if (t < 0 || space < 0)
-    return nn_h5_fail(err, NN_EIO, f->path, name, "cannot make the attribute's type or space");
+    return nn_h5_fail(err, NN_EIO, f->path, what, "cannot make the attribute's type or space");
   hid_t a = H5Acreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
-  if (a < 0) return nn_h5_fail(err, NN_EIO, f->path, name, "cannot write the attribute");
+  if (a < 0) return nn_h5_fail(err, NN_EIO, f->path, what, "cannot write the attribute");
   int rc = 0;
-  if (H5Awrite(a, t, v) < 0)
-    rc = nn_h5_fail(err, NN_EIO, f->path, name, "cannot write the attribute");
+  if (H5Sget_simple_extent_npoints(space) > 0 && H5Awrite(a, t, v) < 0)
+    rc = nn_h5_fail(err, NN_EIO, f->path, what, "cannot write the attribute");
   H5Aclose(a);
   return rc;
+}
+
+hid_t nn_h5_str_type(void) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+    H5Tclose(t);
+    t = -1;
+  }
+  return t;
 }
 
 int nn_h5_attr_write(const nn_h5_file *f, hid_t loc, const char *name, hid_t mtype,
@@ -101,12 +126,8 @@ int nn_h5_attr_write(const nn_h5_file *f, hid_t loc, const char *name, hid_t mty
 
 int nn_h5_attr_write_str(const nn_h5_file *f, hid_t loc, const char *name, const char *v,
                          nn_error *err) {
-  hid_t t = H5Tcopy(H5T_C_S1), space = -1;
+  hid_t t = nn_h5_str_type(), space = -1;
   const char *p = v ? v : "";
-  if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
-    H5Tclose(t);
-    t = -1;
-  }
   if (t >= 0) space = H5Screate(H5S_SCALAR);
   int rc = attr_put(f, loc, name, t, space, &p, err);
   if (space >= 0) H5Sclose(space);
@@ -114,72 +135,108 @@ int nn_h5_attr_write_str(const nn_h5_file *f, hid_t loc, const char *name, const
   return rc;
 }
 
+int nn_h5_attr_write_strs(const nn_h5_file *f, hid_t loc, const char *name,
+                          const char *const *v, int n, nn_error *err) {
+  hsize_t d = (hsize_t)(n > 0 ? n : 0);
+  hid_t t = nn_h5_str_type(), space = -1;
+  if (t >= 0) space = H5Screate_simple(1, &d, NULL);
+  int rc = attr_put(f, loc, name, t, space, v, err);
+  if (space >= 0) H5Sclose(space);
+  if (t >= 0) H5Tclose(t);
+  return rc;
+}
+
 /* ---- reading attributes -------------------------------------------------- */
 
-/* Open attribute `name` of loc into *out; f->code if it does not exist. */
-static int attr_open(const nn_h5_file *f, hid_t loc, const char *name, hid_t *out,
-                     nn_error *err) {
+/* Open attribute `name` of loc (path `what`, for messages) into *out;
+ * f->code if it does not exist. */
+static int attr_open(const nn_h5_file *f, hid_t loc, const char *name, const char *what,
+                     hid_t *out, nn_error *err) {
   htri_t ex = H5Aexists(loc, name);
-  if (ex < 0) return nn_h5_fail(err, f->code, f->path, name, "cannot look up the attribute");
+  if (ex < 0) return nn_h5_fail(err, f->code, f->path, what, "cannot look up the attribute");
   if (ex == 0) {
     if (f->kind)
       nn_error_at(err, f->code, f->path, 0, 0,
-                  "missing attribute '%s': not %s, or written incompletely", name, f->kind);
+                  "missing attribute '%s': not %s, or written incompletely", what, f->kind);
     else
-      nn_error_at(err, f->code, f->path, 0, 0, "missing attribute '%s'", name);
-    if (err) snprintf(err->where, sizeof err->where, "%s", name);
+      nn_error_at(err, f->code, f->path, 0, 0, "missing attribute '%s'", what);
+    if (err && snprintf(err->where, sizeof err->where, "%s", what) < 0) err->where[0] = '\0';
     return f->code;
   }
   *out = H5Aopen(loc, name, H5P_DEFAULT);
-  if (*out < 0) return nn_h5_fail(err, f->code, f->path, name, "cannot open the attribute");
+  if (*out < 0) return nn_h5_fail(err, f->code, f->path, what, "cannot open the attribute");
   return 0;
 }
 
+/* An attribute being read: its handle, file type, dataspace and path. */
+typedef struct attr_in {
+  hid_t a, ft, space;
+  char what[512];
+} attr_in;
+
 /* attr_open, then the attribute's file type and dataspace. On failure the
- * handles that were opened stay in *a, *ft, *space for the caller to close
- * (the others are -1). */
-static int attr_open_typed(const nn_h5_file *f, hid_t loc, const char *name, hid_t *a,
-                           hid_t *ft, hid_t *space, nn_error *err) {
-  *a = *ft = *space = -1;
-  int rc = attr_open(f, loc, name, a, err);
+ * handles that were opened stay in *in for attr_close (the others -1). */
+static int attr_open_typed(const nn_h5_file *f, hid_t loc, const char *name, attr_in *in,
+                           nn_error *err) {
+  in->a = in->ft = in->space = -1;
+  nn_h5_attr_path(loc, name, in->what, sizeof in->what);
+  int rc = attr_open(f, loc, name, in->what, &in->a, err);
   if (rc) return rc;
-  *ft = H5Aget_type(*a);
-  *space = H5Aget_space(*a);
-  if (*ft < 0 || *space < 0)
-    return nn_h5_fail(err, f->code, f->path, name, "cannot read the attribute's type");
+  in->ft = H5Aget_type(in->a);
+  in->space = H5Aget_space(in->a);
+  if (in->ft < 0 || in->space < 0)
+    return nn_h5_fail(err, f->code, f->path, in->what, "cannot read the attribute's type");
+  return 0;
+}
+
+static void attr_close(attr_in *in) {
+  if (in->ft >= 0) H5Tclose(in->ft);
+  if (in->space >= 0) H5Sclose(in->space);
+  if (in->a >= 0) H5Aclose(in->a);
+}
+
+/* Read numeric attribute in (see nn_h5_attr_read_num); strict: the file
+ * type must have mtype's class and size, and exact must be 1. */
+static int attr_read_num(const nn_h5_file *f, attr_in *in, hid_t mtype, void *v, int max,
+                         int exact, int *count, int strict, nn_error *err) {
+  H5T_class_t cls = H5Tget_class(in->ft), want = H5Tget_class(mtype);
+  hssize_t np = H5Sget_simple_extent_npoints(in->space);
+  if (strict && (cls != want || H5Tget_size(in->ft) != H5Tget_size(mtype) || np != 1))
+    return nn_error_at(err, f->code, f->path, 0, 0,
+                       "attribute '%s' has the wrong type or size, expected one %zu-byte %s",
+                       in->what, H5Tget_size(mtype), want == H5T_FLOAT ? "float" : "integer");
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
+    return nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' is not numeric", in->what);
+  if (np < 1 || np > max || (exact > 0 && np != exact)) {
+    if (exact > 0)
+      return nn_error_at(err, f->code, f->path, 0, 0,
+                         "attribute '%s' has %lld values, expected %d", in->what, (long long)np,
+                         exact);
+    return nn_error_at(err, f->code, f->path, 0, 0,
+                       "attribute '%s' has %lld values, expected 1 to %d", in->what,
+                       (long long)np, max);
+  }
+  if (H5Aread(in->a, mtype, v) < 0)
+    return nn_h5_fail(err, f->code, f->path, in->what, "cannot read the attribute");
+  if (count) *count = (int)np;
   return 0;
 }
 
 int nn_h5_attr_read_num(const nn_h5_file *f, hid_t loc, const char *name, hid_t mtype, void *v,
                         int max, int exact, int *count, nn_error *err) {
-  hid_t a, space, ft;
-  int rc = attr_open_typed(f, loc, name, &a, &ft, &space, err);
-  if (rc) goto cleanup;
-  H5T_class_t cls = H5Tget_class(ft);
-  if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
-    rc = nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' is not numeric", name);
-    goto cleanup;
-  }
-  hssize_t np = H5Sget_simple_extent_npoints(space);
-  if (np < 1 || np > max || (exact > 0 && np != exact)) {
-    if (exact > 0)
-      rc = nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' has %lld values, expected %d",
-                       name, (long long)np, exact);
-    else
-      rc = nn_error_at(err, f->code, f->path, 0, 0,
-                       "attribute '%s' has %lld values, expected 1 to %d", name, (long long)np,
-                       max);
-    goto cleanup;
-  }
-  if (H5Aread(a, mtype, v) < 0) {
-    rc = nn_h5_fail(err, f->code, f->path, name, "cannot read the attribute");
-    goto cleanup;
-  }
-  if (count) *count = (int)np;
-cleanup:
-  if (ft >= 0) H5Tclose(ft);
-  if (space >= 0) H5Sclose(space);
-  if (a >= 0) H5Aclose(a);
+  attr_in in;
+  int rc = attr_open_typed(f, loc, name, &in, err);
+  if (!rc) rc = attr_read_num(f, &in, mtype, v, max, exact, count, 0, err);
+  attr_close(&in);
+  return rc;
+}
+
+int nn_h5_attr_read_exact(const nn_h5_file *f, hid_t loc, const char *name, hid_t mtype,
+                          void *v, nn_error *err) {
+  attr_in in;
+  int rc = attr_open_typed(f, loc, name, &in, err);
+  if (!rc) rc = attr_read_num(f, &in, mtype, v, 1, 1, NULL, 1, err);
+  attr_close(&in);
   return rc;
 }
 
@@ -211,25 +268,188 @@ static int attr_read_str_as(hid_t a, hid_t ft, hid_t mt, char *buf, size_t n) {
   return rc;
 }
 
+/* A copy of H5T_C_S1 in the character set of file type ft (HDF5 converts
+ * no string between character sets: read in the file's), or -1. */
+static hid_t str_mem_type(hid_t ft) {
+  hid_t mt = H5Tcopy(H5T_C_S1);
+  if (mt >= 0 && H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
+    H5Tclose(mt);
+    mt = -1;
+  }
+  return mt;
+}
+
 int nn_h5_attr_read_str(const nn_h5_file *f, hid_t loc, const char *name, char *buf, size_t n,
                         nn_error *err) {
-  hid_t a, ft, mt = -1, space;
+  attr_in in;
+  hid_t mt = -1;
   buf[0] = '\0';
-  int rc = attr_open_typed(f, loc, name, &a, &ft, &space, err);
+  int rc = attr_open_typed(f, loc, name, &in, err);
   if (rc) goto cleanup;
-  if (H5Tget_class(ft) != H5T_STRING || H5Sget_simple_extent_npoints(space) != 1) {
-    rc = nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' is not a single string", name);
+  if (H5Tget_class(in.ft) != H5T_STRING || H5Sget_simple_extent_npoints(in.space) != 1) {
+    rc = nn_error_at(err, f->code, f->path, 0, 0, "attribute '%s' is not a single string",
+                     in.what);
     goto cleanup;
   }
-  /* HDF5 converts no string between character sets: read in the file's. */
-  mt = H5Tcopy(H5T_C_S1);
-  if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0 ||
-      attr_read_str_as(a, ft, mt, buf, n) != 0)
-    rc = nn_h5_fail(err, f->code, f->path, name, "cannot read the attribute");
+  mt = str_mem_type(in.ft);
+  if (mt < 0 || attr_read_str_as(in.a, in.ft, mt, buf, n) != 0)
+    rc = nn_h5_fail(err, f->code, f->path, in.what, "cannot read the attribute");
 cleanup:
   if (mt >= 0) H5Tclose(mt);
-  if (ft >= 0) H5Tclose(ft);
-  if (space >= 0) H5Sclose(space);
-  if (a >= 0) H5Aclose(a);
+  attr_close(&in);
   return rc;
+}
+
+/* Copy the k strings v[] into out[k][len]; f->code if one is too long. */
+static int copy_strs(const nn_h5_file *f, const char *what, char *const *v, int k, size_t len,
+                     char *out, nn_error *err) {
+  for (int i = 0; i < k; i++) {
+    const char *s = v[i] ? v[i] : "";
+    if (strlen(s) >= len)
+      return nn_error_at(err, f->code, f->path, 0, 0,
+                         "attribute '%s': entry %d ('%.60s') is %zu bytes or longer", what, i, s,
+                         len);
+    snprintf(out + (size_t)i * len, len, "%s", s);
+  }
+  return 0;
+}
+
+int nn_h5_attr_read_strs(const nn_h5_file *f, hid_t loc, const char *name, int max, size_t len,
+                         char *out, int *n, nn_error *err) {
+  attr_in in;
+  hid_t mt = -1;
+  char **v = NULL;
+  hssize_t k = 0;
+  int rc = attr_open_typed(f, loc, name, &in, err);
+  if (rc) goto cleanup;
+  k = H5Sget_simple_extent_npoints(in.space);
+  if (H5Tget_class(in.ft) != H5T_STRING || H5Tis_variable_str(in.ft) <= 0 ||
+      H5Sget_simple_extent_ndims(in.space) != 1 || k < 0 || k > max) {
+    rc = nn_error_at(err, f->code, f->path, 0, 0,
+                     "attribute '%s': expected a list of at most %d strings", in.what, max);
+    goto cleanup;
+  }
+  v = calloc((size_t)k + 1, sizeof *v);
+  if (!v) {
+    rc = nn_error_at(err, NN_ENOMEM, f->path, 0, 0, "attribute '%s': out of memory", in.what);
+    goto cleanup;
+  }
+  mt = str_mem_type(in.ft);
+  if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || (k > 0 && H5Aread(in.a, mt, v) < 0)) {
+    rc = nn_h5_fail(err, f->code, f->path, in.what, "cannot read the attribute");
+    goto cleanup;
+  }
+  rc = copy_strs(f, in.what, v, (int)k, len, out, err);
+  if (!rc) *n = (int)k;
+cleanup:
+  for (int i = 0; v && i < (int)k; i++)
+    if (v[i]) H5free_memory(v[i]);
+  free(v);
+  if (mt >= 0) H5Tclose(mt);
+  attr_close(&in);
+  return rc;
+}
+
+/* ---- datasets ------------------------------------------------------------ */
+
+int nn_h5_dset_write(const nn_h5_file *f, const char *path, hid_t ftype, hid_t mtype, int ndim,
+                     const hsize_t *dims, const void *data, nn_error *err) {
+  hid_t space = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR), d = -1;
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  int rc = 0;
+  if (space < 0 || lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) goto fail;
+  d = H5Dcreate2(f->id, path, ftype, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  if (d < 0) goto fail;
+  if (H5Sget_simple_extent_npoints(space) > 0 &&
+      H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    goto fail;
+  goto cleanup;
+fail: /* at once: the closes below would clear HDF5's error stack */
+  rc = nn_h5_fail(err, NN_EIO, f->path, path, "cannot write the dataset");
+cleanup:
+  if (d >= 0) H5Dclose(d);
+  if (lcpl >= 0) H5Pclose(lcpl);
+  if (space >= 0) H5Sclose(space);
+  return rc;
+}
+
+/* "a, b, c" of dims[nd] into buf[n]. */
+static void dims_text(char *buf, size_t n, const hsize_t *dims, int nd) {
+  size_t k = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < nd && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+}
+
+/* Check dataspace sp of dataset `path` against want (see nn_h5_dset_open). */
+static int check_shape(const nn_h5_file *f, const char *path, hid_t sp, const nn_h5_want *want,
+                       hsize_t *len, nn_error *err) {
+  hsize_t got[H5S_MAX_RANK] = {0};
+  int nd = H5Sget_simple_extent_ndims(sp);
+  if (nd < 0 || H5Sget_simple_extent_dims(sp, got, NULL) < 0)
+    return nn_h5_fail(err, f->code, f->path, path, "cannot read the dataset's shape");
+  if (want->ndim < 0) {
+    if (nd != 1)
+      return nn_h5_fail(err, f->code, f->path, path, "has %d dimensions, expected 1", nd);
+    *len = got[0];
+    return 0;
+  }
+  int same = nd == want->ndim;
+  for (int i = 0; same && i < nd; i++) same = got[i] == want->dims[i];
+  if (same) return 0;
+  char a[96], b[96];
+  dims_text(a, sizeof a, got, nd);
+  dims_text(b, sizeof b, want->dims, want->ndim);
+  return nn_h5_fail(err, f->code, f->path, path, "shape [%s], expected [%s]%s%s%s", a, b,
+                    want->dims_from ? " (from " : "", want->dims_from ? want->dims_from : "",
+                    want->dims_from ? ")" : "");
+}
+
+int nn_h5_dset_open(const nn_h5_file *f, const char *path, const nn_h5_want *want, hsize_t *len,
+                    hid_t *d, nn_error *err) {
+  hid_t t = -1, sp = -1;
+  int rc = 0;
+  *d = -1;
+  if (H5Lexists(f->id, path, H5P_DEFAULT) <= 0)
+    return nn_h5_fail(err, f->code, f->path, path, "missing dataset");
+  *d = H5Dopen2(f->id, path, H5P_DEFAULT);
+  if (*d < 0) return nn_h5_fail(err, f->code, f->path, path, "cannot open the dataset");
+  t = H5Dget_type(*d);
+  sp = H5Dget_space(*d);
+  if (t < 0 || sp < 0)
+    rc = nn_h5_fail(err, f->code, f->path, path, "cannot read the dataset's type");
+  else if (H5Tget_class(t) != want->cls || (want->size && H5Tget_size(t) != want->size))
+    rc = nn_h5_fail(err, f->code, f->path, path, "wrong element type, expected %s",
+                    want->type ? want->type : "another type");
+  else
+    rc = check_shape(f, path, sp, want, len, err);
+  if (sp >= 0) H5Sclose(sp);
+  if (t >= 0) H5Tclose(t);
+  if (rc) {
+    H5Dclose(*d);
+    *d = -1;
+  }
+  return rc;
+}
+
+int nn_h5_dset_read(const nn_h5_file *f, const char *path, const nn_h5_want *want, hid_t mtype,
+                    void *dst, nn_error *err) {
+  hid_t d = -1;
+  hsize_t len = 0;
+  int rc = nn_h5_dset_open(f, path, want, &len, &d, err);
+  if (rc) return rc;
+  if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+    rc = nn_h5_fail(err, f->code, f->path, path, "cannot read the data (file truncated or damaged)");
+  H5Dclose(d);
+  return rc;
+}
+
+int nn_h5_group_links(const nn_h5_file *f, const char *path, hsize_t *n, nn_error *err) {
+  H5G_info_t info;
+  if (H5Lexists(f->id, path, H5P_DEFAULT) <= 0)
+    return nn_h5_fail(err, f->code, f->path, path, "missing group");
+  if (H5Gget_info_by_name(f->id, path, &info, H5P_DEFAULT) < 0)
+    return nn_h5_fail(err, f->code, f->path, path, "cannot read the group");
+  *n = info.nlinks;
+  return 0;
 }

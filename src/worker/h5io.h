@@ -1,5 +1,5 @@
 /* h5io.h: the HDF5 helpers every nntrain file format shares (data shards
- * today; checkpoints are meant to use them too).
+ * and checkpoints: the one home of generic HDF5 reading and writing).
  *
  * What they do for a caller:
  *   - keep HDF5 quiet (nn_h5_quiet): HDF5 prints its error stack to stderr
@@ -9,7 +9,19 @@
  *   - open an existing file read-only with a clear error when it is missing,
  *     a directory, unreadable or not HDF5 at all (nn_h5_open_read);
  *   - write and read root or group attributes: numeric scalars and 1-d
- *     arrays, and UTF-8 strings (fixed or variable length on reading).
+ *     arrays, UTF-8 strings (fixed or variable length on reading) and
+ *     lists of strings; numbers either converted from any numeric type
+ *     (nn_h5_attr_read_num) or, for readers that trust nothing
+ *     (checkpoints), only from exactly the expected class and byte size
+ *     (nn_h5_attr_read_exact);
+ *   - write datasets (intermediate groups created), and open or read them
+ *     after checking element type and shape (nn_h5_dset_open/_read);
+ *   - count a group's members.
+ *
+ * Messages are one line naming the file (err->file) and the dataset or
+ * attribute by its path inside the file ("replicas/a/slots"; a root
+ * attribute by its bare name), also copied to err->where where HDF5 failed
+ * or the object is missing.
  *
  * Every function that can fail returns 0 or a negative NN_E* code and fills
  * *err (err may be NULL). Content errors (a missing or malformed attribute)
@@ -78,5 +90,63 @@ int nn_h5_attr_read_int(const nn_h5_file *f, hid_t loc, const char *name, int *v
  * buf[n], always NUL-terminated (truncated if longer). */
 int nn_h5_attr_read_str(const nn_h5_file *f, hid_t loc, const char *name, char *buf, size_t n,
                         nn_error *err);
+
+/* The path of attribute `name` of loc for messages: "name" on the root
+ * group, "group/sub/name" elsewhere. Call it before an HDF5 call whose
+ * failure you report: it is an HDF5 call itself (it clears the error
+ * stack). */
+void nn_h5_attr_path(hid_t loc, const char *name, char *buf, size_t n);
+
+/* A new variable-length UTF-8 string type (the caller closes it), or -1. */
+hid_t nn_h5_str_type(void);
+
+/* Write a 1-d attribute of n (>= 0) variable-length UTF-8 strings. */
+int nn_h5_attr_write_strs(const nn_h5_file *f, hid_t loc, const char *name,
+                          const char *const *v, int n, nn_error *err);
+
+/* Strict numeric read: attribute `name` must hold exactly one value whose
+ * file type has the class (integer or float) and byte size of mtype; read as
+ * mtype into v. f->code otherwise ("has the wrong type or size, expected
+ * one 8-byte integer"). For readers that trust nothing: no conversion from
+ * a narrower or wider type is silently accepted. */
+int nn_h5_attr_read_exact(const nn_h5_file *f, hid_t loc, const char *name, hid_t mtype,
+                          void *v, nn_error *err);
+
+/* Read a 1-d attribute of at most max variable-length strings, each
+ * shorter than len bytes, into out[max][len] (row i at out + i * len);
+ * *n gets the count (0 allowed). f->code if it is anything else. */
+int nn_h5_attr_read_strs(const nn_h5_file *f, hid_t loc, const char *name, int max, size_t len,
+                         char *out, int *n, nn_error *err);
+
+/* ---- datasets ------------------------------------------------------------ */
+
+/* Write dataset `path` (from f->id; missing groups on the way are created)
+ * of file type ftype, ndim dims (ndim 0: a scalar), from data in memory
+ * type mtype. Nothing is written for an empty extent. NN_EIO on failure. */
+int nn_h5_dset_write(const nn_h5_file *f, const char *path, hid_t ftype, hid_t mtype, int ndim,
+                     const hsize_t *dims, const void *data, nn_error *err);
+
+/* What nn_h5_dset_open requires of a dataset. */
+typedef struct nn_h5_want {
+  H5T_class_t cls;       /* element type class */
+  size_t size;           /* element bytes; 0: any */
+  const char *type;      /* the element type for messages: "float32", "a string" */
+  int ndim;              /* -1: 1-d of any length; 0: scalar; else dims[ndim] */
+  const hsize_t *dims;   /* the exact dimensions when ndim > 0 */
+  const char *dims_from; /* for messages: where dims come from; may be NULL */
+} nn_h5_want;
+
+/* Open dataset `path` (from f->id) into *d after checking it exists and
+ * matches *want; with want->ndim -1, *len gets its length. f->code (the
+ * dataset named) otherwise, and *d is -1. The caller closes *d. */
+int nn_h5_dset_open(const nn_h5_file *f, const char *path, const nn_h5_want *want, hsize_t *len,
+                    hid_t *d, nn_error *err);
+
+/* nn_h5_dset_open, then read the whole dataset as mtype into dst. */
+int nn_h5_dset_read(const nn_h5_file *f, const char *path, const nn_h5_want *want, hid_t mtype,
+                    void *dst, nn_error *err);
+
+/* Number of members (links) of group `path`; f->code if it is missing. */
+int nn_h5_group_links(const nn_h5_file *f, const char *path, hsize_t *n, nn_error *err);
 
 #endif

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "coordinator/checkpoint/internal.h"
 
@@ -39,7 +38,7 @@ static int check_counts(nn__ckpt_r *r, const nn_ckpt_replica *rep, const char *p
     nlayers++;
     hsize_t n = 0;
     nn__ckpt_pathf(path, sizeof path, "%s/%s", prefix, t->layer);
-    int rc = nn__ckpt_r_group_links(r, path, &n);
+    int rc = nn_h5_group_links(&r->h, path, &n, r->err);
     if (rc) return rc;
     if (n != (hsize_t)count)
       return RFAIL(r, path, "holds %llu tensors, the tensor table lists %d",
@@ -48,7 +47,7 @@ static int check_counts(nn__ckpt_r *r, const nn_ckpt_replica *rep, const char *p
 #undef IN_GROUP
   if (!any) return 0; /* the group may be absent when it would be empty */
   hsize_t n = 0;
-  int rc = nn__ckpt_r_group_links(r, prefix, &n);
+  int rc = nn_h5_group_links(&r->h, prefix, &n, r->err);
   if (rc) return rc;
   if (n != (hsize_t)nlayers)
     return RFAIL(r, prefix, "holds %llu layers, the tensor table lists %d", (unsigned long long)n,
@@ -95,7 +94,8 @@ static int read_table(nn__ckpt_r *r, const char *path, nn_ckpt_replica *rep, int
   hid_t d = -1, rect = -1;
   nn__ckpt_tensor_rec *recs = NULL;
   hsize_t n = 0;
-  int rc = nn__ckpt_r_dset_open(r, path, H5T_COMPOUND, 0, -1, NULL, &n, &d);
+  static const nn_h5_want table = {H5T_COMPOUND, 0, "the tensor table record", -1, NULL, NULL};
+  int rc = nn_h5_dset_open(&r->h, path, &table, &n, &d, r->err);
   if (rc) return rc;
   if (n > 1000000) {
     rc = RFAIL(r, path, "%llu tensors: implausible", (unsigned long long)n);
@@ -190,7 +190,7 @@ static int read_tensors(nn__ckpt_r *r, nn_ckpt_replica *rep, const char *pre) {
 static int read_optim_type(nn__ckpt_r *r, hid_t g, const char *gname, const char *attr,
                            nn_ckpt_replica *rep) {
   char buf[96], what[CKPT_DSET_MAX];
-  int rc = nn__ckpt_r_attr_str(r, g, gname, attr, buf, sizeof buf);
+  int rc = nn_h5_attr_read_str(&r->h, g, attr, buf, sizeof buf, r->err);
   if (rc) return rc;
   nn__ckpt_pathf(what, sizeof what, "%s/%s", gname, attr);
   if (strlen(buf) >= sizeof rep->optim_type) return RFAIL(r, what, "'%s' is too long", buf);
@@ -203,20 +203,19 @@ static int read_optim_type(nn__ckpt_r *r, hid_t g, const char *gname, const char
 static int read_v1_model(nn__ckpt_r *r, nn_ckpt_replica *rep, uint64_t *t) {
   char slots[NN_CKPT_MAX_SLOTS][32];
   int nslots = 0;
-  hid_t g = H5Lexists(r->f, "optimizer", H5P_DEFAULT) > 0
-                ? H5Gopen2(r->f, "optimizer", H5P_DEFAULT) : -1;
+  hid_t g = H5Lexists(r->h.id, "optimizer", H5P_DEFAULT) > 0
+                ? H5Gopen2(r->h.id, "optimizer", H5P_DEFAULT) : -1;
   if (g < 0) return RFAIL(r, "optimizer", "missing group");
   nn__ckpt_pathf(rep->name, sizeof rep->name, "%s", CKPT_MODEL_NAME);
-  int rc = nn__ckpt_r_attr_names(r, g, "optimizer", "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0],
-                                 &nslots);
+  int rc = nn__ckpt_r_names(r, g, "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0], &nslots);
   if (!rc) rc = read_table(r, "tensors", rep, nslots, SIZE_MAX);
   if (!rc) rc = read_optim_type(r, g, "optimizer", "type", rep);
-  if (!rc) rc = nn__ckpt_r_attr_num(r, g, "optimizer", "t", H5T_INTEGER, 8, H5T_NATIVE_UINT64, t);
+  if (!rc) rc = nn_h5_attr_read_exact(&r->h, g, "t", H5T_NATIVE_UINT64, t, r->err);
   H5Gclose(g);
   if (rc) return rc;
   memcpy(rep->slot_names, slots, sizeof slots);
   hsize_t ng = 0;
-  if ((rc = nn__ckpt_r_group_links(r, "optimizer", &ng))) return rc;
+  if ((rc = nn_h5_group_links(&r->h, "optimizer", &ng, r->err))) return rc;
   if (ng != (hsize_t)(rep->nparams ? nslots : 0))
     return RFAIL(r, "optimizer", "holds %llu slot groups, attribute 'slots' lists %d",
                  (unsigned long long)ng, nslots);
@@ -230,13 +229,11 @@ static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
   int nslots = 0;
   uint64_t ntr = 0, optim_t = 0;
   nn__ckpt_pathf(gp, sizeof gp, "replicas/%s", rep->name);
-  hid_t g = H5Lexists(r->f, gp, H5P_DEFAULT) > 0 ? H5Gopen2(r->f, gp, H5P_DEFAULT) : -1;
+  hid_t g = H5Lexists(r->h.id, gp, H5P_DEFAULT) > 0 ? H5Gopen2(r->h.id, gp, H5P_DEFAULT) : -1;
   if (g < 0) return RFAIL(r, gp, "missing replica group (root attribute 'replicas' lists it)");
-  int rc = nn__ckpt_r_attr_names(r, g, gp, "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0], &nslots);
-  if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "ntrainable", H5T_INTEGER, 8, H5T_NATIVE_UINT64,
-                                    &ntr);
-  if (!rc) rc = nn__ckpt_r_attr_num(r, g, gp, "optim_t", H5T_INTEGER, 8, H5T_NATIVE_UINT64,
-                                    &optim_t);
+  int rc = nn__ckpt_r_names(r, g, "slots", NN_CKPT_MAX_SLOTS, 32, &slots[0][0], &nslots);
+  if (!rc) rc = nn_h5_attr_read_exact(&r->h, g, "ntrainable", H5T_NATIVE_UINT64, &ntr, r->err);
+  if (!rc) rc = nn_h5_attr_read_exact(&r->h, g, "optim_t", H5T_NATIVE_UINT64, &optim_t, r->err);
   nn__ckpt_pathf(path, sizeof path, "%s/tensors", gp);
   if (!rc) rc = read_table(r, path, rep, nslots, ntr >= SIZE_MAX ? SIZE_MAX - 1 : (size_t)ntr);
   if (!rc) rc = read_optim_type(r, g, gp, "optim_type", rep);
@@ -248,13 +245,13 @@ static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
   int nbuf = 0;
   for (int i = 0; i < rep->ntensors; i++) nbuf += rep->tensors[i].is_buffer;
   hsize_t want = 1 + (rep->ntensors > nbuf) + (nbuf > 0) + (nslots && rep->ntrainable), got = 0;
-  if ((rc = nn__ckpt_r_group_links(r, gp, &got))) return rc;
+  if ((rc = nn_h5_group_links(&r->h, gp, &got, r->err))) return rc;
   if (got != want)
     return RFAIL(r, gp, "holds %llu members, expected %llu (tensors, params, buffers, optimizer)",
                  (unsigned long long)got, (unsigned long long)want);
   if (nslots && rep->ntrainable) {
     nn__ckpt_pathf(path, sizeof path, "%s/optimizer", gp);
-    if ((rc = nn__ckpt_r_group_links(r, path, &got))) return rc;
+    if ((rc = nn_h5_group_links(&r->h, path, &got, r->err))) return rc;
     if (got != (hsize_t)nslots)
       return RFAIL(r, path, "holds %llu slot groups, attribute 'slots' lists %d",
                    (unsigned long long)got, nslots);
@@ -267,8 +264,8 @@ static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
 static int read_v2_replicas(nn__ckpt_r *r, nn_ckpt_snapshot *s) {
   char names[NN_CKPT_MAX_REPLICAS][NN_NAME_MAX];
   int n = 0;
-  int rc = nn__ckpt_r_attr_names(r, r->f, "/", "replicas", NN_CKPT_MAX_REPLICAS, NN_NAME_MAX,
-                                 &names[0][0], &n);
+  int rc = nn__ckpt_r_names(r, r->h.id, "replicas", NN_CKPT_MAX_REPLICAS, NN_NAME_MAX,
+                            &names[0][0], &n);
   if (rc) return rc;
   if (n < 1) return RFAIL(r, "replicas", "lists no replica");
   for (int i = 0; i < n; i++)
@@ -276,7 +273,7 @@ static int read_v2_replicas(nn__ckpt_r *r, nn_ckpt_snapshot *s) {
       if (!strcmp(names[i], names[j]))
         return RFAIL(r, "replicas", "lists the replica '%s' twice", names[i]);
   hsize_t got = 0;
-  if ((rc = nn__ckpt_r_group_links(r, "replicas", &got))) return rc;
+  if ((rc = nn_h5_group_links(&r->h, "replicas", &got, r->err))) return rc;
   if (got != (hsize_t)n)
     return RFAIL(r, "replicas", "the group holds %llu replicas, the root attribute lists %d",
                  (unsigned long long)got, n);
@@ -293,7 +290,9 @@ static int read_run(nn__ckpt_r *r, nn_ckpt_snapshot *s, int version) {
   hid_t d = -1, g = -1, mt = -1;
   char *text = NULL;
   hsize_t n = 0;
-  int rc = nn__ckpt_r_dset_open(r, "spec", H5T_INTEGER, 1, -1, NULL, &n, &d);
+  static const nn_h5_want spec = {H5T_INTEGER, 1, "uint8", -1, NULL, NULL};
+  static const nn_h5_want metrics = {H5T_STRING, 0, "a string", 0, NULL, NULL};
+  int rc = nn_h5_dset_open(&r->h, "spec", &spec, &n, &d, r->err);
   if (rc) return rc;
   if (n > ((hsize_t)1 << 30) || nn__ckpt_grow(&s->spec, &s->spec_cap, n ? (size_t)n : 1, r->err)) {
     rc = RFAIL(r, "spec", "%llu bytes: too large", (unsigned long long)n);
@@ -306,22 +305,19 @@ static int read_run(nn__ckpt_r *r, nn_ckpt_snapshot *s, int version) {
   s->spec_len = (size_t)n;
   H5Dclose(d);
   d = -1;
-  g = H5Lexists(r->f, "state", H5P_DEFAULT) > 0 ? H5Gopen2(r->f, "state", H5P_DEFAULT) : -1;
+  g = H5Lexists(r->h.id, "state", H5P_DEFAULT) > 0 ? H5Gopen2(r->h.id, "state", H5P_DEFAULT) : -1;
   if (g < 0) {
     rc = RFAIL(r, "state", "missing group");
     goto cleanup;
   }
   for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name && !rc; f++)
     if (!f->v1_only || version == 1)
-      rc = nn__ckpt_r_attr_num(r, g, "state", f->name,
-                               f->type == NN_CKPT_F64 ? H5T_FLOAT : H5T_INTEGER,
-                               nn__ckpt_ftype_size(f->type), nn__ckpt_ftype_h5(f->type),
-                               (char *)&s->state + f->offset);
+      rc = nn_h5_attr_read_exact(&r->h, g, f->name, nn__ckpt_ftype_h5(f->type),
+                                 (char *)&s->state + f->offset, r->err);
   if (rc) goto cleanup;
-  if ((rc = nn__ckpt_r_dset_open(r, "metrics", H5T_STRING, 0, 0, NULL, NULL, &d))) goto cleanup;
-  mt = H5Tcopy(H5T_C_S1);
-  if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5T_CSET_UTF8) < 0 ||
-      H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0) {
+  if ((rc = nn_h5_dset_open(&r->h, "metrics", &metrics, NULL, &d, r->err))) goto cleanup;
+  mt = nn_h5_str_type();
+  if (mt < 0 || H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0) {
     rc = RFAIL(r, "metrics", "cannot read the text");
     goto cleanup;
   }
@@ -338,23 +334,23 @@ cleanup:
 static int read_root(nn__ckpt_r *r, nn_ckpt_snapshot *s, uint64_t *stored) {
   char buf[96];
   int32_t version = 0;
-  int rc = nn__ckpt_r_attr_str(r, r->f, "/", "format", buf, sizeof buf);
+  const nn_h5_file *h = &r->h;
+  int rc = nn_h5_attr_read_str(h, h->id, "format", buf, sizeof buf, r->err);
   if (rc) return rc;
   if (strcmp(buf, NN_CKPT_FORMAT) != 0)
     return RFAIL(r, "format", "is '%s', expected '%s'", buf, NN_CKPT_FORMAT);
-  if ((rc = nn__ckpt_r_attr_num(r, r->f, "/", "version", H5T_INTEGER, 4, H5T_NATIVE_INT32,
-                                &version)))
+  if ((rc = nn_h5_attr_read_exact(h, h->id, "version", H5T_NATIVE_INT32, &version, r->err)))
     return rc;
   if (version != 1 && version != 2)
     return RFAIL(r, "version", "is %d, this nntrain reads versions 1 and 2", (int)version);
   s->version = version;
-  if ((rc = nn__ckpt_r_attr_str(r, r->f, "/", "checksum", buf, sizeof buf))) return rc;
+  if ((rc = nn_h5_attr_read_str(h, h->id, "checksum", buf, sizeof buf, r->err))) return rc;
   char *end = NULL;
   errno = 0;
   *stored = strtoull(buf, &end, 16);
   if (strlen(buf) != 16 || *end || errno)
     return RFAIL(r, "checksum", "is '%s', expected 16 hex digits", buf);
-  return nn__ckpt_r_attr_str(r, r->f, "/", "created", s->created, sizeof s->created);
+  return nn_h5_attr_read_str(h, h->id, "created", s->created, sizeof s->created, r->err);
 }
 
 static int read_content(nn__ckpt_r *r, nn_ckpt_snapshot *s, uint64_t *stored) {
@@ -381,37 +377,15 @@ static int read_content(nn__ckpt_r *r, nn_ckpt_snapshot *s, uint64_t *stored) {
 }
 
 int nn__ckpt_read_file(const char *path, nn_ckpt_snapshot *s, uint64_t *stored, nn_error *err) {
-  struct stat st;
-  hid_t fapl = -1;
-  nn__ckpt_r r = {-1, path, err};
-  int rc = 0;
+  nn__ckpt_r r = {{-1, path, NN_ECKPT, "an nntrain checkpoint"}, err};
   memset(s, 0, sizeof *s);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  if (stat(path, &st) != 0) {
-    if (errno == ENOENT) return nn_error_at(err, NN_ENOTFOUND, path, 0, 0, "no such checkpoint");
-    return nn_error_at(err, NN_EIO, path, 0, 0, "cannot read: %s", strerror(errno));
+  int rc = nn_h5_open_read(path, "an nntrain checkpoint", NULL, &r.h.id, err);
+  if (rc == NN_EDATA) { /* not HDF5, truncated, a directory: a bad checkpoint */
+    rc = NN_ECKPT;
+    if (err) err->code = NN_ECKPT;
   }
-  htri_t is = H5Fis_hdf5(path);
-  H5Eclear2(H5E_DEFAULT);
-  if (is <= 0)
-    return nn_error_at(err, NN_ECKPT, path, 0, 0,
-                       "not an HDF5 file (%lld bytes): not a checkpoint, or damaged",
-                       (long long)st.st_size);
-  fapl = H5Pcreate(H5P_FILE_ACCESS);
-  if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
-    rc = nn__ckpt_fail(err, NN_EIO, path, NULL, "cannot make a property list");
-    goto cleanup;
-  }
-  r.f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  if (r.f < 0) {
-    rc = nn__ckpt_fail(err, NN_ECKPT, path, NULL,
-                       "cannot open: the HDF5 file is truncated or damaged");
-    goto cleanup;
-  }
-  rc = read_content(&r, s, stored);
-cleanup:
-  if (r.f >= 0) H5Fclose(r.f);
-  if (fapl >= 0) H5Pclose(fapl);
+  if (!rc) rc = read_content(&r, s, stored);
+  if (r.h.id >= 0) H5Fclose(r.h.id);
   H5Eclear2(H5E_DEFAULT);
   if (rc) nn_ckpt_snapshot_free(s);
   return rc;

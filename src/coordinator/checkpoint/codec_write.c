@@ -190,8 +190,8 @@ static int write_table(nn__ckpt_w *w, const nn_ckpt_replica *r, const char *path
   hid_t rect = nn__ckpt_tensor_rec_type(H5T_CSET_UTF8);
   int rc;
   if (!recs || rect < 0) {
-    rc = nn__ckpt_fail(w->err, recs ? NN_EIO : NN_ENOMEM, w->file, path,
-                       "cannot build the tensor table");
+    rc = nn_h5_fail(w->err, recs ? NN_EIO : NN_ENOMEM, w->h.path, path,
+                    "cannot build the tensor table");
   } else {
     for (int i = 0; i < r->ntensors; i++) {
       const nn_tensor_ref *t = &r->tensors[i];
@@ -202,7 +202,7 @@ static int write_table(nn__ckpt_w *w, const nn_ckpt_replica *r, const char *path
       for (int d = 0; d < t->shape.ndim; d++) recs[i].shape[d] = t->shape.dim[d];
     }
     hsize_t n = (hsize_t)r->ntensors;
-    rc = nn__ckpt_w_dset(w, path, rect, rect, 1, &n, recs);
+    rc = nn_h5_dset_write(&w->h, path, rect, rect, 1, &n, recs, w->err);
   }
   if (rect >= 0) H5Tclose(rect);
   free(recs);
@@ -213,15 +213,16 @@ static int write_table(nn__ckpt_w *w, const nn_ckpt_replica *r, const char *path
 static int write_replica(nn__ckpt_w *w, const nn_ckpt_replica *r, int first) {
   char g_path[CKPT_DSET_MAX], dpath[CKPT_DSET_MAX];
   nn__ckpt_pathf(g_path, sizeof g_path, "replicas/%s", r->name);
-  hid_t g = H5Gcreate2(w->f, g_path, w->lcpl, H5P_DEFAULT, H5P_DEFAULT);
-  if (g < 0) return nn__ckpt_fail(w->err, NN_EIO, w->file, g_path, "cannot create the group");
+  hid_t g = H5Gcreate2(w->h.id, g_path, w->lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) return nn_h5_fail(w->err, NN_EIO, w->h.path, g_path, "cannot create the group");
   const char *names[NN_CKPT_MAX_SLOTS];
   for (int k = 0; k < r->nslots; k++) names[k] = r->slot_names[k];
   uint64_t ntr = r->ntrainable;
-  int rc = nn__ckpt_w_attr_str(w, g, g_path, "optim_type", r->optim_type);
-  if (!rc) rc = nn__ckpt_w_attr(w, g, g_path, "optim_t", H5T_NATIVE_UINT64, &r->optim_t);
-  if (!rc) rc = nn__ckpt_w_attr(w, g, g_path, "ntrainable", H5T_NATIVE_UINT64, &ntr);
-  if (!rc) rc = nn__ckpt_w_attr_strs(w, g, g_path, "slots", names, r->nslots);
+  const nn_h5_file *h = &w->h;
+  int rc = nn_h5_attr_write_str(h, g, "optim_type", r->optim_type, w->err);
+  if (!rc) rc = nn_h5_attr_write(h, g, "optim_t", H5T_NATIVE_UINT64, &r->optim_t, 0, w->err);
+  if (!rc) rc = nn_h5_attr_write(h, g, "ntrainable", H5T_NATIVE_UINT64, &ntr, 0, w->err);
+  if (!rc) rc = nn_h5_attr_write_strs(h, g, "slots", names, r->nslots, w->err);
   H5Gclose(g);
   nn__ckpt_pathf(dpath, sizeof dpath, "%s/tensors", g_path);
   if (!rc) rc = write_table(w, r, dpath);
@@ -255,37 +256,39 @@ static int write_root(nn__ckpt_w *w, const nn_ckpt_snapshot *s, uint64_t checksu
   int32_t version = NN_CKPT_VERSION;
   const char *names[NN_CKPT_MAX_REPLICAS];
   for (int i = 0; i < s->nreplicas; i++) names[i] = s->rep[i].name;
-  int rc = nn__ckpt_w_attr_str(w, w->f, "/", "format", NN_CKPT_FORMAT);
-  if (!rc) rc = nn__ckpt_w_attr(w, w->f, "/", "version", H5T_NATIVE_INT32, &version);
-  if (!rc) rc = nn__ckpt_w_attr_str(w, w->f, "/", "checksum", sum);
-  if (!rc) rc = nn__ckpt_w_attr_str(w, w->f, "/", "created", created);
-  if (!rc) rc = nn__ckpt_w_attr_strs(w, w->f, "/", "replicas", names, s->nreplicas);
+  const nn_h5_file *h = &w->h;
+  int rc = nn_h5_attr_write_str(h, h->id, "format", NN_CKPT_FORMAT, w->err);
+  if (!rc) rc = nn_h5_attr_write(h, h->id, "version", H5T_NATIVE_INT32, &version, 0, w->err);
+  if (!rc) rc = nn_h5_attr_write_str(h, h->id, "checksum", sum, w->err);
+  if (!rc) rc = nn_h5_attr_write_str(h, h->id, "created", created, w->err);
+  if (!rc) rc = nn_h5_attr_write_strs(h, h->id, "replicas", names, s->nreplicas, w->err);
   return rc;
 }
 
 int nn__ckpt_write_content(nn__ckpt_w *w, const nn_ckpt_snapshot *s, uint64_t checksum) {
   hsize_t n = s->spec_len;
   int rc = write_root(w, s, checksum);
-  if (!rc) rc = nn__ckpt_w_dset(w, "spec", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &n, s->spec);
+  if (!rc)
+    rc = nn_h5_dset_write(&w->h, "spec", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &n, s->spec, w->err);
   for (int i = 0; i < s->nreplicas && !rc; i++) rc = write_replica(w, &s->rep[i], i == 0);
   if (rc) return rc;
 
-  hid_t g = H5Gcreate2(w->f, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (g < 0) return nn__ckpt_fail(w->err, NN_EIO, w->file, "state", "cannot create the group");
+  hid_t g = H5Gcreate2(w->h.id, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) return nn_h5_fail(w->err, NN_EIO, w->h.path, "state", "cannot create the group");
   for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name && !rc; f++)
     if (!f->v1_only)
-      rc = nn__ckpt_w_attr(w, g, "state", f->name, nn__ckpt_ftype_h5(f->type),
-                           (const char *)&s->state + f->offset);
+      rc = nn_h5_attr_write(&w->h, g, f->name, nn__ckpt_ftype_h5(f->type),
+                            (const char *)&s->state + f->offset, 0, w->err);
   H5Gclose(g);
   if (rc) return rc;
 
   /* metrics: one variable-length UTF-8 string */
-  hid_t mt = H5Tcopy(H5T_C_S1);
+  hid_t mt = nn_h5_str_type();
   const char *text = s->metrics ? s->metrics : "";
-  if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5T_CSET_UTF8) < 0)
-    rc = nn__ckpt_fail(w->err, NN_EIO, w->file, "metrics", "cannot make a string type");
+  if (mt < 0)
+    rc = nn_h5_fail(w->err, NN_EIO, w->h.path, "metrics", "cannot make a string type");
   else
-    rc = nn__ckpt_w_dset(w, "metrics", mt, mt, 0, NULL, &text);
+    rc = nn_h5_dset_write(&w->h, "metrics", mt, mt, 0, NULL, &text, w->err);
   if (mt >= 0) H5Tclose(mt);
   return rc;
 }

@@ -29,10 +29,10 @@ int nn_ckpt_write(const nn_ckpt_snapshot *s, const char *path, nn_error *err) {
   char tmp[CKPT_PATH_MAX], dir[CKPT_PATH_MAX];
   nn_ckpt_snapshot back;
   memset(&back, 0, sizeof back);
-  nn__ckpt_w w = {-1, -1, path, err};
+  nn__ckpt_w w = {{-1, path, NN_EIO, NULL}, -1, err};
   hid_t fapl = -1;
   int rc = 0, made = 0;
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  nn_h5_quiet();
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "checkpoint path too long");
   if ((rc = nn__ckpt_check(s, path, err))) return rc;
@@ -44,20 +44,20 @@ int nn_ckpt_write(const nn_ckpt_snapshot *s, const char *path, nn_error *err) {
   w.lcpl = H5Pcreate(H5P_LINK_CREATE);
   if (fapl < 0 || w.lcpl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
       H5Pset_create_intermediate_group(w.lcpl, 1) < 0) {
-    rc = nn__ckpt_fail(err, NN_EIO, path, NULL, "cannot make HDF5 property lists");
+    rc = nn_h5_fail(err, NN_EIO, path, NULL, "cannot make HDF5 property lists");
     goto cleanup;
   }
-  w.f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  if (w.f < 0) {
-    rc = nn__ckpt_fail(err, NN_EIO, tmp, NULL, "cannot create the checkpoint file");
+  w.h.id = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (w.h.id < 0) {
+    rc = nn_h5_fail(err, NN_EIO, tmp, NULL, "cannot create the checkpoint file");
     goto cleanup;
   }
   made = 1;
   if ((rc = nn__ckpt_write_content(&w, s, sum))) goto cleanup;
-  herr_t closed = H5Fclose(w.f);
-  w.f = -1;
+  herr_t closed = H5Fclose(w.h.id);
+  w.h.id = -1;
   if (closed < 0) {
-    rc = nn__ckpt_fail(err, NN_EIO, tmp, NULL, "cannot close (flush) the checkpoint file");
+    rc = nn_h5_fail(err, NN_EIO, tmp, NULL, "cannot close (flush) the checkpoint file");
     goto cleanup;
   }
   nn__ckpt_kill_at("close");
@@ -92,7 +92,7 @@ int nn_ckpt_write(const nn_ckpt_snapshot *s, const char *path, nn_error *err) {
   if ((rc = nn_fsync_path(dir, 1, err))) goto cleanup;
   nn__ckpt_kill_at("dirsync");
 cleanup:
-  if (w.f >= 0) H5Fclose(w.f);
+  if (w.h.id >= 0) H5Fclose(w.h.id);
   if (w.lcpl >= 0) H5Pclose(w.lcpl);
   if (fapl >= 0) H5Pclose(fapl);
   if (made) unlink(tmp);

@@ -1,8 +1,9 @@
 /* internal.h: what the files of src/coordinator/checkpoint/ share and nothing
  * outside them uses (the public API is coordinator/checkpoint.h).
  *
- *   h5.c          HDF5 helpers: errors with HDF5's message, attributes,
- *                 datasets, the tensor-table record type, checked reads
+ *   h5.c          the checkpoint's own HDF5 pieces: names, paths, field
+ *                 types, the tensor-table record, float32 tensor datasets
+ *                 and name lists (generic HDF5 helpers: worker/h5io.h)
  *   snapshot.c    the state-field table, snapshot allocation and filling
  *   codec_write.c the checksum (v1 and v2 rules), pre-write validation and
  *                 write_content (the v2 layout)
@@ -31,9 +32,6 @@
 
 /* ---- h5.c --------------------------------------------------------------- */
 
-/* Record a failure about `file` and `what` (dataset/attribute, may be NULL),
- * with HDF5's innermost message appended when there is one; returns code. */
-#define nn__ckpt_fail nn_h5_fail
 /* A name usable as one HDF5 path component: non-empty, shorter than max,
  * no '/', not "." or "..". */
 int nn__ckpt_name_ok(const char *s, size_t max);
@@ -55,52 +53,33 @@ typedef struct nn__ckpt_tensor_rec {
 /* Its HDF5 type, strings in character set cset; -1 on failure. */
 hid_t nn__ckpt_tensor_rec_type(H5T_cset_t cset);
 
-/* Writing into an open file. */
+/* Writing into an open file: generic attribute and dataset writing is
+ * worker/h5io.h (nn_h5_attr_write*, nn_h5_dset_write) on w->h. */
 typedef struct nn__ckpt_w {
-  hid_t f;            /* the open NAME.tmp */
+  nn_h5_file h;       /* the open NAME.tmp; code NN_EIO */
   hid_t lcpl;         /* link creation: intermediate groups */
-  const char *file;   /* name for messages */
   nn_error *err;
 } nn__ckpt_w;
-int nn__ckpt_w_attr(nn__ckpt_w *w, hid_t loc, const char *locname, const char *name,
-                    hid_t type, const void *v);
-int nn__ckpt_w_attr_str(nn__ckpt_w *w, hid_t loc, const char *locname, const char *name,
-                        const char *v);
-/* A 1-d attribute of n variable-length UTF-8 strings. */
-int nn__ckpt_w_attr_strs(nn__ckpt_w *w, hid_t loc, const char *locname, const char *name,
-                         const char *const *v, int n);
-/* Dataset `path` of file type ftype from data (memory type mtype), ndim
- * dims (0: scalar); intermediate groups are created. */
-int nn__ckpt_w_dset(nn__ckpt_w *w, const char *path, hid_t ftype, hid_t mtype, int ndim,
-                    const hsize_t *dims, const void *data);
+/* A float32 tensor dataset `path` of the given shape. */
 int nn__ckpt_w_floats(nn__ckpt_w *w, const char *path, const nn_shape *shape,
                       const float *data);
 
-/* Reading from an open file: every helper checks type and shape first. */
+/* Reading from an open file: generic checked reads are worker/h5io.h
+ * (nn_h5_attr_read_exact/_str, nn_h5_dset_open, nn_h5_group_links) on r->h,
+ * whose code is NN_ECKPT; every one checks type and shape first. */
 typedef struct nn__ckpt_r {
-  hid_t f;
-  const char *file;
+  nn_h5_file h;
   nn_error *err;
 } nn__ckpt_r;
 #define NN__CKPT_RFAIL(r, what, ...) \
-  nn__ckpt_fail((r)->err, NN_ECKPT, (r)->file, what, __VA_ARGS__)
-/* Scalar numeric attribute of class cls and byte size `size`, read as mtype. */
-int nn__ckpt_r_attr_num(nn__ckpt_r *r, hid_t loc, const char *locname, const char *name,
-                        H5T_class_t cls, size_t size, hid_t mtype, void *v);
-/* Scalar string attribute (variable or fixed length) into buf[n]. */
-int nn__ckpt_r_attr_str(nn__ckpt_r *r, hid_t loc, const char *locname, const char *name,
-                        char *buf, size_t n);
-/* 1-d attribute of at most max variable-length strings, each a usable name
- * shorter than len, into out[max][len]; *n gets the count. */
-int nn__ckpt_r_attr_names(nn__ckpt_r *r, hid_t loc, const char *locname, const char *name,
-                          int max, size_t len, char *out, int *n);
-/* Open dataset `path`; check its class/size and that its dims equal
- * dims[ndim] (ndim -1: any 1-d length, returned in *len). */
-int nn__ckpt_r_dset_open(nn__ckpt_r *r, const char *path, H5T_class_t cls, size_t size,
-                         int ndim, const hsize_t *dims, hsize_t *len, hid_t *d);
+  nn_h5_fail((r)->err, NN_ECKPT, (r)->h.path, what, __VA_ARGS__)
+/* The 1-d string attribute `name` of loc: at most max entries, each a usable
+ * name (nn__ckpt_name_ok) shorter than len, into out[max][len]; *n gets the
+ * count. */
+int nn__ckpt_r_names(nn__ckpt_r *r, hid_t loc, const char *name, int max, size_t len, char *out,
+                     int *n);
+/* The float32 tensor dataset `path`, which must have exactly `shape`. */
 int nn__ckpt_r_floats(nn__ckpt_r *r, const char *path, const nn_shape *shape, float *dst);
-/* Number of links in group `path` (missing: an error naming it). */
-int nn__ckpt_r_group_links(nn__ckpt_r *r, const char *path, hsize_t *n);
 
 /* ---- snapshot.c ---------------------------------------------------------- */
 

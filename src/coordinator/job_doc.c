@@ -33,13 +33,9 @@ static void key_row(FILE *f, const nn_key *k) {
   fputs(" | ", f);
   if (k->type == NN_KEY_ENUM && k->choices) {
     fputs("one of ", f);
-    const char *p = k->choices;
-    while (*p) {
-      const char *bar = strchr(p, '|');
-      size_t w = bar ? (size_t)(bar - p) : strlen(p);
-      fprintf(f, "`%.*s`%s", (int)w, p, bar ? ", " : "");
-      p = bar ? bar + 1 : p + w;
-    }
+    char c[128];
+    for (int i = 0; nn_choice_at(k->choices, i, c, sizeof c) >= 0; i++)
+      fprintf(f, "%s`%s`", i ? ", " : "", c);
   } else if (k->type == NN_KEY_STRING) {
     fprintf(f, "at most %zu bytes", k->size - 1);
   } else if (k->type == NN_KEY_STRING_LIST) {
@@ -137,13 +133,9 @@ void nn_job_write_reference(FILE *f) {
   }
 
   fputs("## Losses\n\n`train.loss` is one of:\n\n", f);
-  const char *p = nn_loss_choices;
-  while (p && *p) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    fprintf(f, "- `%.*s`\n", (int)w, p);
-    p = bar ? bar + 1 : p + w;
-  }
+  char c[128];
+  for (int i = 0; nn_choice_at(nn_loss_choices, i, c, sizeof c) >= 0; i++)
+    fprintf(f, "- `%s`\n", c);
   fputs("\n`cross_entropy` applies softmax to the model's outputs (logits) and takes the "
         "negative log likelihood of the integer class label; the last layer's output size "
         "must equal the number of classes. `mse` is the mean over the outputs of the "

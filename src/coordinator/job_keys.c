@@ -177,44 +177,14 @@ int nn__key_check_float(const nn_key *k, double v, char *msg, size_t n) {
   return -1;
 }
 
-/* 1 if s is one of the '|'-separated choices. */
-static int in_choices(const char *choices, const char *s) {
-  size_t len = strlen(s);
-  const char *p = choices;
-  while (p && *p) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    if (w == len && !strncmp(p, s, len)) return 1;
-    p = bar ? bar + 1 : NULL;
-  }
-  return 0;
-}
-
-int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
-  size_t len = strlen(s);
-  if (len >= k->size) {
-    snprintf(msg, n, "\"%.40s%s\" is too long (at most %zu bytes)", s, len > 40 ? "..." : "",
-             k->size - 1);
-    return -1;
-  }
-  if (k->type != NN_KEY_ENUM || !k->choices) return 0;
-  if (in_choices(k->choices, s)) return 0;
-  /* The empty string is accepted when it is the default ("none"). */
-  if (!s[0] && k->def && !strcmp(k->def, "\"\"")) return 0;
-  /* Suggest the nearest choice. */
+/* The "unknown value" message for s, which is not one of k's choices: the
+ * nearest choice as a suggestion, and the list. Writes msg[n] (caller's). */
+static void unknown_choice(const nn_key *k, const char *s, char *msg, size_t n) {
   const char *cands[64] = {0};
   char names[64][48];
   size_t nc = 0;
-  for (const char *p = k->choices; p && *p && nc < 64;) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    if (w >= sizeof names[0]) w = sizeof names[0] - 1;
-    memcpy(names[nc], p, w);
-    names[nc][w] = '\0';
+  for (; nc < 64 && nn_choice_at(k->choices, (int)nc, names[nc], sizeof names[nc]) >= 0; nc++)
     cands[nc] = names[nc];
-    nc++;
-    p = bar ? bar + 1 : NULL;
-  }
   const char *best = nn__suggest(s, cands, nc);
   char list[512];
   size_t o = 0;
@@ -225,6 +195,20 @@ int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
     snprintf(msg, n, "unknown value \"%s\"; did you mean \"%s\"? (one of: %s)", s, best, list);
   else
     snprintf(msg, n, "unknown value \"%s\" (expected one of: %s)", s, list);
+}
+
+int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
+  size_t len = strlen(s);
+  if (len >= k->size) {
+    snprintf(msg, n, "\"%.40s%s\" is too long (at most %zu bytes)", s, len > 40 ? "..." : "",
+             k->size - 1);
+    return -1;
+  }
+  if (k->type != NN_KEY_ENUM || !k->choices) return 0;
+  if (nn_choice_index(k->choices, s) >= 0) return 0;
+  /* The empty string is accepted when it is the default ("none"). */
+  if (!s[0] && k->def && !strcmp(k->def, "\"\"")) return 0;
+  unknown_choice(k, s, msg, n);
   return -1;
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/keys.h"
 #include "core/rng.h"
 
 /* ---- shapes ------------------------------------------------------------ */
@@ -70,23 +71,9 @@ int nn_init_parse(const char *name) {
 
 const char *const nn_activation_choices = NN_ACTIVATION_CHOICES;
 
-/* 1 if `name` is exactly one '|'-separated entry of `choices`. */
-static int in_choices(const char *choices, const char *name) {
-  size_t len = strlen(name);
-  const char *p = choices;
-  while (*p) {
-    const char *bar = strchr(p, '|');
-    size_t k = bar ? (size_t)(bar - p) : strlen(p);
-    if (k == len && strncmp(p, name, len) == 0) return 1;
-    if (!bar) break;
-    p = bar + 1;
-  }
-  return 0;
-}
-
 int nn_is_activation(const char *name) {
   if (!name || !name[0] || strcmp(name, "none") == 0) return 0;
-  return in_choices(nn_activation_choices, name);
+  return nn_choice_index(nn_activation_choices, name) >= 0;
 }
 
 /* ---- parameter declaration and initialization -------------------------- */

@@ -253,33 +253,99 @@ static int parse_ll(const char *s, long long *v) {
   return (errno || end == s || *end) ? -1 : 0;
 }
 
+/* Text of an NN_KEY_INT / NN_KEY_INT64 value ("12") into field f, checked
+ * against k's range. 0, or -1 with the message in msg[n]. */
+static int parse_int_text(const nn_key *k, void *f, const char *text, char *msg, size_t n) {
+  long long v;
+  if (parse_ll(text, &v)) {
+    snprintf(msg, n, "expected an integer, got \"%.40s\"", text);
+    return -1;
+  }
+  if (nn__key_check_int(k, v, msg, n)) return -1;
+  if (k->type == NN_KEY_INT)
+    *(int *)f = (int)v;
+  else
+    *(int64_t *)f = (int64_t)v;
+  return 0;
+}
+
+/* Text of an NN_KEY_FLOAT value ("%.17g") into the double f, checked
+ * against k's range. 0, or -1 with the message in msg[n]. */
+static int parse_float_text(const nn_key *k, double *f, const char *text, char *msg,
+                            size_t n) {
+  char *end;
+  double d = strtod(text, &end);
+  if (end == text || *end) {
+    snprintf(msg, n, "expected a float, got \"%.40s\"", text);
+    return -1;
+  }
+  if (nn__key_check_float(k, d, msg, n)) return -1;
+  *f = d;
+  return 0;
+}
+
+/* Text of an NN_KEY_INT_LIST ("1,2,3") into the int[k->size] field of base
+ * and its count, each item checked against k's range. 0, or -1 with the
+ * message in msg[n] (the field may then hold some of the items). */
+static int parse_int_list_text(const nn_key *k, void *base, const char *text, char *msg,
+                               size_t n) {
+  int *items = field(base, k->offset);
+  int count = 0;
+  const char *p = text;
+  while (*p) {
+    char item[32];
+    long long v;
+    const char *comma = strchr(p, ',');
+    size_t w = comma ? (size_t)(comma - p) : strlen(p);
+    if (w == 0 || w >= sizeof item || (size_t)count >= k->size) {
+      snprintf(msg, n, "bad integer list \"%.40s\" (at most %zu items)", text, k->size);
+      return -1;
+    }
+    memcpy(item, p, w);
+    item[w] = '\0';
+    if (parse_ll(item, &v)) {
+      snprintf(msg, n, "bad integer list \"%.40s\"", text);
+      return -1;
+    }
+    nn_key one = *k;
+    one.type = NN_KEY_INT;
+    if (nn__key_check_int(&one, v, msg, n)) return -1;
+    items[count++] = (int)v;
+    p = comma ? comma + 1 : p + w;
+  }
+  *(int *)field(base, k->count_offset) = count;
+  return 0;
+}
+
+/* Text of an NN_KEY_STRING_LIST ("a,b,c"; items hold no commas) into the
+ * char[k->size][NN_KEY_ITEM_MAX] field of base and its count. 0, or -1 with
+ * the message in msg[n]. */
+static int parse_string_list_text(const nn_key *k, void *base, const char *text, char *msg,
+                                  size_t n) {
+  char(*items)[NN_KEY_ITEM_MAX] = field(base, k->offset);
+  int count = 0;
+  for (const char *p = text; *p;) {
+    const char *comma = strchr(p, ',');
+    size_t w = comma ? (size_t)(comma - p) : strlen(p);
+    if (w == 0 || w >= NN_KEY_ITEM_MAX || (size_t)count >= k->size) {
+      snprintf(msg, n, "bad string list \"%.40s\" (at most %zu items of %d bytes)", text,
+               k->size, NN_KEY_ITEM_MAX - 1);
+      return -1;
+    }
+    memset(items[count], 0, NN_KEY_ITEM_MAX);
+    memcpy(items[count++], p, w);
+    p = comma ? comma + 1 : p + w;
+  }
+  *(int *)field(base, k->count_offset) = count;
+  return 0;
+}
+
 int nn__key_parse_text(const nn_key *k, void *base, const char *text, char *msg, size_t n) {
   void *f = field(base, k->offset);
-  long long v;
   switch (k->type) {
   case NN_KEY_INT:
-  case NN_KEY_INT64:
-    if (parse_ll(text, &v)) {
-      snprintf(msg, n, "expected an integer, got \"%.40s\"", text);
-      return -1;
-    }
-    if (nn__key_check_int(k, v, msg, n)) return -1;
-    if (k->type == NN_KEY_INT)
-      *(int *)f = (int)v;
-    else
-      *(int64_t *)f = (int64_t)v;
-    return 0;
-  case NN_KEY_FLOAT: {
-    char *end;
-    double d = strtod(text, &end);
-    if (end == text || *end) {
-      snprintf(msg, n, "expected a float, got \"%.40s\"", text);
-      return -1;
-    }
-    if (nn__key_check_float(k, d, msg, n)) return -1;
-    *(double *)f = d;
-    return 0;
-  }
+  case NN_KEY_INT64: return parse_int_text(k, f, text, msg, n);
+  case NN_KEY_FLOAT: return parse_float_text(k, f, text, msg, n);
   case NN_KEY_BOOL:
     if (strcmp(text, "true") && strcmp(text, "false")) {
       snprintf(msg, n, "expected true or false, got \"%.40s\"", text);
@@ -293,51 +359,8 @@ int nn__key_parse_text(const nn_key *k, void *base, const char *text, char *msg,
     memset(f, 0, k->size);
     memcpy(f, text, strlen(text));
     return 0;
-  case NN_KEY_INT_LIST: {
-    int *items = f;
-    int count = 0;
-    const char *p = text;
-    while (*p) {
-      char item[32];
-      const char *comma = strchr(p, ',');
-      size_t w = comma ? (size_t)(comma - p) : strlen(p);
-      if (w == 0 || w >= sizeof item || (size_t)count >= k->size) {
-        snprintf(msg, n, "bad integer list \"%.40s\" (at most %zu items)", text, k->size);
-        return -1;
-      }
-      memcpy(item, p, w);
-      item[w] = '\0';
-      if (parse_ll(item, &v)) {
-        snprintf(msg, n, "bad integer list \"%.40s\"", text);
-        return -1;
-      }
-      nn_key one = *k;
-      one.type = NN_KEY_INT;
-      if (nn__key_check_int(&one, v, msg, n)) return -1;
-      items[count++] = (int)v;
-      p = comma ? comma + 1 : p + w;
-    }
-    *(int *)field(base, k->count_offset) = count;
-    return 0;
-  }
-  case NN_KEY_STRING_LIST: { /* "a,b,c" (items hold no commas) */
-    char(*items)[NN_KEY_ITEM_MAX] = f;
-    int count = 0;
-    for (const char *p = text; *p;) {
-      const char *comma = strchr(p, ',');
-      size_t w = comma ? (size_t)(comma - p) : strlen(p);
-      if (w == 0 || w >= NN_KEY_ITEM_MAX || (size_t)count >= k->size) {
-        snprintf(msg, n, "bad string list \"%.40s\" (at most %zu items of %d bytes)", text,
-                 k->size, NN_KEY_ITEM_MAX - 1);
-        return -1;
-      }
-      memset(items[count], 0, NN_KEY_ITEM_MAX);
-      memcpy(items[count++], p, w);
-      p = comma ? comma + 1 : p + w;
-    }
-    *(int *)field(base, k->count_offset) = count;
-    return 0;
-  }
+  case NN_KEY_INT_LIST: return parse_int_list_text(k, base, text, msg, n);
+  case NN_KEY_STRING_LIST: return parse_string_list_text(k, base, text, msg, n);
   }
   snprintf(msg, n, "unsupported key type %d", (int)k->type);
   return -1;

@@ -11,6 +11,7 @@
 #include "coordinator/job_keys.h"
 #include "core/loss.h"
 #include "nntrain.pb-c.h"
+#include "job_test.h"
 #include "test.h"
 
 /* The job of the task description; line numbers matter to the tests below. */
@@ -52,17 +53,6 @@ static const char *min_job =
     "[[model.layers]]\n"
     "type = \"dense\"\n"
     "units = 3\n";
-
-static int parse(nn_job *job, const char *text, const char *const *sets, int nsets,
-                 nn_error *err) {
-  nn_error_clear(err);
-  return nn_job_parse(job, text, strlen(text), "job.toml", sets, nsets, err);
-}
-
-static char fmt_buf[1024];
-static const char *fmt(const nn_error *e) { return nn_error_format(e, fmt_buf, sizeof fmt_buf); }
-
-static nn_job job_a, job_b; /* large: not on the stack */
 
 static void test_full_job(void) {
   nn_error err;
@@ -537,6 +527,164 @@ static void test_unpack_garbage(void) {
   free(buf);
 }
 
+/* The messages of the job reader's later checks, word for word: the section
+ * checks point at the key they name (else at the section), and one
+ * validation source. */
+static void test_cross_key_messages(void) {
+  ASSERT_TRUE(expect_err("[data]\ntrain = \"x\"\n[[model.layers]]\ntype = \"dense\"\nunits = 3\n"
+                         "[schedule]\ntype = \"step\"\n",
+                         NN_ESCHEMA, 6, 1,
+                         "[schedule]: schedule.step_size = 0: type \"step\" needs step_size >= 1 "
+                         "(epochs between decays)"));
+  ASSERT_TRUE(expect_err("[data]\ntrain = \"x\"\n[[model.layers]]\ntype = \"dense\"\nunits = 3\n"
+                         "[schedule]\ntype = \"multistep\"\nmilestones = [5, 3]\n",
+                         NN_ESCHEMA, 8, 14,
+                         "[schedule]: schedule.milestones[1] = 3: expected more than the "
+                         "milestone before it (5); milestones must increase"));
+  ASSERT_TRUE(expect_err("[data]\ntrain = \"x\"\nvalidation = \"v.h5\"\nvalidation_split = 0.1\n"
+                         "[[model.layers]]\ntype = \"dense\"\nunits = 3\n",
+                         NN_ESCHEMA, 4, 20,
+                         "data.validation_split: use either data.validation (separate shards) "
+                         "or data.validation_split, not both"));
+  /* an unknown top-level key with no near name lists the names */
+  nn_error err;
+  ASSERT_EQ_INT(parse(&job_a, "qqqqqqqqqqqq = 1\n", NULL, 0, &err), NN_ESCHEMA);
+  ASSERT_STR_CONTAINS(err.msg, "unknown top-level key 'qqqqqqqqqqqq' (expected one of: data, ");
+  ASSERT_STR_CONTAINS(err.msg, ", name)");
+}
+
+/* nn__key_parse_text (the Extra encoding) per kind of key: the value lands
+ * in the field, and each kind's error is its own message. */
+static void test_parse_text_messages(void) {
+  typedef struct {
+    int i, nl, nn;
+    double d;
+    int b;
+    char e[8];
+    int l[3];
+    char names[2][NN_KEY_ITEM_MAX];
+  } cfg;
+  const nn_key ki = {"i", NN_KEY_INT, offsetof(cfg, i), sizeof(int), 1, 9, NULL, NULL, 0, "", 0};
+  const nn_key kd = {"d", NN_KEY_FLOAT, offsetof(cfg, d), sizeof(double), 0, 1, NULL, NULL, 0,
+                     "", 0};
+  const nn_key kb = {"b", NN_KEY_BOOL, offsetof(cfg, b), sizeof(int), 0, 0, NULL, NULL, 0, "", 0};
+  const nn_key ke = {"e", NN_KEY_ENUM, offsetof(cfg, e), 8, 0, 0, NULL, "relu|tanh", 0, "", 0};
+  const nn_key kl = {"l", NN_KEY_INT_LIST, offsetof(cfg, l), 3, 1, 9, NULL, NULL, 0, "",
+                     offsetof(cfg, nl)};
+  const nn_key kn = {"n", NN_KEY_STRING_LIST, offsetof(cfg, names), 2, 0, 0, NULL, NULL, 0, "",
+                     offsetof(cfg, nn)};
+  cfg c;
+  memset(&c, 0, sizeof c);
+  char msg[200];
+  ASSERT_OK(nn__key_parse_text(&ki, &c, "7", msg, sizeof msg));
+  ASSERT_OK(nn__key_parse_text(&kd, &c, "0.25", msg, sizeof msg));
+  ASSERT_OK(nn__key_parse_text(&kb, &c, "true", msg, sizeof msg));
+  ASSERT_OK(nn__key_parse_text(&ke, &c, "tanh", msg, sizeof msg));
+  ASSERT_OK(nn__key_parse_text(&kl, &c, "1,2,3", msg, sizeof msg));
+  ASSERT_OK(nn__key_parse_text(&kn, &c, "a,bc", msg, sizeof msg));
+  ASSERT_EQ_INT(c.i, 7);
+  ASSERT_TRUE(c.d == 0.25);
+  ASSERT_EQ_INT(c.b, 1);
+  ASSERT_STR_EQ(c.e, "tanh");
+  ASSERT_EQ_INT(c.nl, 3);
+  ASSERT_EQ_INT(c.l[2], 3);
+  ASSERT_EQ_INT(c.nn, 2);
+  ASSERT_STR_EQ(c.names[1], "bc");
+  const struct {
+    const nn_key *k;
+    const char *text, *msg;
+  } bad[] = {
+      {&ki, "x", "expected an integer, got \"x\""},
+      {&ki, "10", "10 is out of range [1, 9]"},
+      {&kd, "1e", "expected a float, got \"1e\""},
+      {&kd, "nan", "nan is not allowed; range [0, 1]"},
+      {&kb, "yes", "expected true or false, got \"yes\""},
+      {&ke, "tanhh", "unknown value \"tanhh\"; did you mean \"tanh\"? (one of: relu, tanh)"},
+      {&ke, "zzzzzzz", "unknown value \"zzzzzzz\" (expected one of: relu, tanh)"},
+      {&kl, "1,,2", "bad integer list \"1,,2\" (at most 3 items)"},
+      {&kl, "1,2,3,4", "bad integer list \"1,2,3,4\" (at most 3 items)"},
+      {&kl, "1,a", "bad integer list \"1,a\""},
+      {&kl, "1,0", "0 is out of range [1, 9]"},
+      {&kn, "a,b,c", "bad string list \"a,b,c\" (at most 2 items of 47 bytes)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    msg[0] = '\0';
+    ASSERT_EQ_INT(nn__key_parse_text(bad[i].k, &c, bad[i].text, msg, sizeof msg), -1);
+    ASSERT_STR_EQ(msg, bad[i].msg);
+  }
+}
+
+/* Pack job_a, let edit change a copy of the decoded message, pack that
+ * and unpack it into job_b: the status, with the message in *err. */
+static int unpack_edited(void (*edit)(Nntrain__JobSpec *), nn_error *err) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = nn_job_pack(&job_a, &buf, &len, err);
+  if (rc) return rc;
+  Nntrain__JobSpec *m = nntrain__job_spec__unpack(NULL, len, buf);
+  free(buf);
+  if (!m) return -1;
+  Nntrain__JobSpec copy = *m;
+  edit(&copy);
+  len = nntrain__job_spec__get_packed_size(&copy);
+  buf = malloc(len ? len : 1);
+  nntrain__job_spec__pack(&copy, buf);
+  nntrain__job_spec__free_unpacked(m, NULL);
+  nn_error_clear(err);
+  rc = nn_job_unpack(&job_b, buf, len, err);
+  free(buf);
+  return rc;
+}
+static void edit_version(Nntrain__JobSpec *m) { m->version = 2; }
+static void edit_no_train(Nntrain__JobSpec *m) { m->train = NULL; }
+static void edit_no_init(Nntrain__JobSpec *m) { m->init = NULL; }
+/* The edits below change copies of the sub-messages they touch, so that the
+ * decoded message (freed by unpack_edited) keeps its own. */
+static Nntrain__ModelSpec model_copy;
+static Nntrain__LayerSpec layer_copy, *layer_ptrs[1];
+static void edit_layer_type(Nntrain__JobSpec *m) {
+  model_copy = *m->model;
+  layer_copy = *m->model->layers[0];
+  layer_copy.type = "bogus";
+  layer_ptrs[0] = &layer_copy;
+  model_copy.layers = layer_ptrs;
+  model_copy.n_layers = 1;
+  m->model = &model_copy;
+}
+static void edit_no_layers(Nntrain__JobSpec *m) {
+  model_copy = *m->model;
+  model_copy.n_layers = 0;
+  m->model = &model_copy;
+}
+static void edit_no_name(Nntrain__JobSpec *m) { m->name = ""; }
+
+/* The messages of nn_job_unpack's checks, word for word. */
+static void test_unpack_messages(void) {
+  nn_error err;
+  ASSERT_OK(parse(&job_a, min_job, NULL, 0, &err));
+  ASSERT_EQ_INT(unpack_edited(edit_version, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "JobSpec: version 2, this build reads version 1");
+  ASSERT_EQ_INT(unpack_edited(edit_no_train, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "JobSpec: the [train] section is missing");
+  ASSERT_EQ_INT(unpack_edited(edit_layer_type, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "JobSpec: model.layers[0]: unknown layer type \"bogus\"");
+  ASSERT_EQ_INT(unpack_edited(edit_no_layers, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "JobSpec: 0 layers (1 to 256 allowed)");
+  ASSERT_EQ_INT(unpack_edited(edit_no_name, &err), NN_ECKPT);
+  ASSERT_STR_EQ(err.msg, "JobSpec: name, run.dir or data.train is empty");
+  /* no [init]: a spec written before it; decodes with [init]'s defaults */
+  ASSERT_OK(unpack_edited(edit_no_init, &err));
+  ASSERT_TRUE(nn_job_equal(&job_a, &job_b));
+  /* a pack error: a layer type this build lacks */
+  uint8_t *buf = (uint8_t *)&err;
+  size_t len = 1;
+  snprintf(job_a.model.layers[0].type, sizeof job_a.model.layers[0].type, "bogus");
+  ASSERT_EQ_INT(nn_job_pack(&job_a, &buf, &len, &err), NN_EINVAL);
+  ASSERT_STR_EQ(err.msg, "model.layers[0]: unknown layer type \"bogus\"");
+  ASSERT_TRUE(buf == NULL);
+  ASSERT_EQ_INT(len, 0);
+}
+
 static void test_edit_distance(void) {
   ASSERT_EQ_INT(nn_edit_distance("", ""), 0);
   ASSERT_EQ_INT(nn_edit_distance("abc", ""), 3);
@@ -689,4 +837,6 @@ TEST_MAIN(TEST(test_full_job), TEST(test_trainable_and_init), TEST(test_defaults
           TEST(test_bad_overrides), TEST(test_pack_round_trip),
           TEST(test_round_trip_every_layer_key), TEST(test_proto_has_section_fields), TEST(test_extra_keys),
           TEST(test_unpack_garbage), TEST(test_edit_distance), TEST(test_layer_defaults_agree),
-          TEST(test_loss_choices_match), TEST(test_reference), TEST(test_load_errors))
+          TEST(test_loss_choices_match), TEST(test_reference), TEST(test_load_errors),
+          TEST(test_cross_key_messages), TEST(test_parse_text_messages),
+          TEST(test_unpack_messages))

@@ -10,6 +10,7 @@
 
 #include "coordinator/job.h"
 #include "core/model.h"
+#include "job_test.h"
 #include "test.h"
 
 /* Line numbers matter to the tests below. */
@@ -46,16 +47,6 @@ static const char *nested_job =
     "type = \"dense\"\n"                         /* 30 */
     "units = 2\n";                               /* 31 */
 
-static nn_job job_a, job_b; /* large: not on the stack */
-static char fmt_buf[1024];
-
-static int parse(nn_job *job, const char *text, const char *const *sets, int nsets,
-                 nn_error *err) {
-  nn_error_clear(err);
-  return nn_job_parse(job, text, strlen(text), "job.toml", sets, nsets, err);
-}
-
-static const char *fmt(const nn_error *e) { return nn_error_format(e, fmt_buf, sizeof fmt_buf); }
 
 static void test_flattened(void) {
   nn_error err;

@@ -726,47 +726,56 @@ static void stem(const char *path, char *buf, size_t n) {
   buf[len] = '\0';
 }
 
-static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
-  int rc;
-  /* unknown sections / top-level keys */
+/* The error for root entry kv, which is neither a section nor a top-level
+ * key: the nearest name as a suggestion, else the list of names. */
+static int unknown_root_entry(pctx *c, const nn_toml_kv *kv) {
+  const nn_toml_value *v = kv->value;
+  const char *cands[24];
+  size_t n = 0;
+  for (const nn_job_section *t = sections; t->name; t++)
+    if (t->name[0]) cands[n++] = t->name;
+  for (size_t j = 0; top_keys[j].name; j++) cands[n++] = top_keys[j].name;
+  const char *best = nn__suggest(kv->key, cands, n);
+  int line = v->type == NN_TOML_TABLE ? v->line : v->key_line;
+  int col = v->type == NN_TOML_TABLE ? v->col : v->key_col;
+  if (v->type == NN_TOML_TABLE && best)
+    return perr(c, NULL, line, col, kv->key, "unknown section [%s]; did you mean [%s]?",
+                kv->key, best);
+  const char *what = v->type == NN_TOML_TABLE ? "section" : "top-level key";
+  if (best)
+    return perr(c, NULL, line, col, kv->key, "unknown %s '%s'; did you mean '%s'?", what,
+                kv->key, best);
+  char list[200];
+  size_t w = 0;
+  list[0] = '\0';
+  for (size_t j = 0; j < n && w < sizeof list; j++)
+    w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", j ? ", " : "", cands[j]);
+  return perr(c, NULL, line, col, kv->key, "unknown %s '%s' (expected one of: %s)", what,
+              kv->key, list);
+}
+
+/* Every entry of the root table is a top-level key or a known section, and
+ * a section is a table. */
+static int check_root_entries(pctx *c, const nn_toml_value *root) {
   for (size_t i = 0; i < root->u.tab.n; i++) {
     const nn_toml_kv *kv = &root->u.tab.kv[i];
     const nn_toml_value *v = kv->value;
     if (nn__keys_find(top_keys, kv->key)) continue;
     const nn_job_section *s = sections;
     while (s->name && (!s->name[0] || strcmp(s->name, kv->key))) s++;
-    if (s->name) {
-      if (v->type != NN_TOML_TABLE)
-        return perr(c, NULL, v->line, v->col, kv->key, "%s: expected a table [%s], got %s",
-                    kv->key, kv->key, nn_toml_type_name(v->type));
-      continue;
-    }
-    const char *cands[24];
-    size_t n = 0;
-    for (const nn_job_section *t = sections; t->name; t++)
-      if (t->name[0]) cands[n++] = t->name;
-    for (size_t j = 0; top_keys[j].name; j++) cands[n++] = top_keys[j].name;
-    const char *best = nn__suggest(kv->key, cands, n);
-    int line = v->type == NN_TOML_TABLE ? v->line : v->key_line;
-    int col = v->type == NN_TOML_TABLE ? v->col : v->key_col;
-    if (v->type == NN_TOML_TABLE && best)
-      return perr(c, NULL, line, col, kv->key, "unknown section [%s]; did you mean [%s]?",
-                  kv->key, best);
-    const char *what = v->type == NN_TOML_TABLE ? "section" : "top-level key";
-    if (best)
-      return perr(c, NULL, line, col, kv->key, "unknown %s '%s'; did you mean '%s'?", what,
-                  kv->key, best);
-    char list[200];
-    size_t w = 0;
-    list[0] = '\0';
-    for (size_t j = 0; j < n && w < sizeof list; j++)
-      w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", j ? ", " : "", cands[j]);
-    return perr(c, NULL, line, col, kv->key, "unknown %s '%s' (expected one of: %s)", what,
-                kv->key, list);
+    if (!s->name) return unknown_root_entry(c, kv);
+    if (v->type != NN_TOML_TABLE)
+      return perr(c, NULL, v->line, v->col, kv->key, "%s: expected a table [%s], got %s",
+                  kv->key, kv->key, nn_toml_type_name(v->type));
   }
-  if ((rc = check_overrides(c))) return rc;
+  return 0;
+}
 
-  /* each section: defaults, then values */
+/* Each section (and the layers of [model]) into job: defaults, then the
+ * file's values and the overrides. A missing required key, recorded while
+ * reading, is reported once all sections are read. */
+static int read_sections(pctx *c, nn_job *job, const nn_toml_value *root) {
+  int rc;
   for (const nn_job_section *s = sections; s->name; s++) {
     void *base = (char *)job + s->offset;
     if ((rc = nn__keys_defaults(s->keys, base, s->name[0] ? s->name : "top level", c->err)))
@@ -787,7 +796,6 @@ static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
       return rc;
     if (!strcmp(s->name, "model") && (rc = read_layers(c, job, tab))) return rc;
   }
-
   if (c->missing.code) {
     int rank = c->err ? c->err->rank : -1;
     if (c->err) {
@@ -796,37 +804,41 @@ static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
     }
     return NN_ESCHEMA;
   }
+  return 0;
+}
 
-  /* checks that span keys */
+/* The error for a section-wide check (nn_optim_check, nn_schedule_check)
+ * that failed with oe: pointed at the key oe names if the file gives it
+ * ("optimizer.lr"), else at the section's table. */
+static int section_check_error(pctx *c, const nn_toml_value *root, const char *section,
+                               const nn_error *oe) {
+  size_t n = strlen(section);
+  const nn_toml_value *at = nn_toml_get(root, section);
+  const char *key =
+      strncmp(oe->where, section, n) || oe->where[n] != '.' ? "" : oe->where + n + 1;
+  const nn_toml_value *kv = key[0] && at ? nn_toml_get(at, key) : NULL;
+  if (kv) at = kv;
+  return perr(c, find_ovr(c, section, -1, key), at ? at->line : 0, at ? at->col : 0, oe->where,
+              "[%s]: %s", section, oe->msg);
+}
+
+/* Checks that span keys of a read job: optimizer, schedule, one validation
+ * source, a known loss. */
+static int check_cross_keys(pctx *c, const nn_job *job, const nn_toml_value *root) {
   nn_error oe;
   nn_error_clear(&oe);
-  if (nn_optim_check(&job->optimizer, &oe)) {
-    /* point at the key it names if the file gives it, else at [optimizer] */
-    const nn_toml_value *at = nn_toml_get(root, "optimizer");
-    const char *key = strncmp(oe.where, "optimizer.", 10) ? "" : oe.where + 10;
-    const nn_toml_value *kv = key[0] && at ? nn_toml_get(at, key) : NULL;
-    if (kv) at = kv;
-    return perr(c, find_ovr(c, "optimizer", -1, key), at ? at->line : 0, at ? at->col : 0,
-                oe.where, "[optimizer]: %s", oe.msg);
-  }
+  if (nn_optim_check(&job->optimizer, &oe))
+    return section_check_error(c, root, "optimizer", &oe);
   nn_error_clear(&oe);
-  if (nn_schedule_check(&job->schedule, &oe)) {
-    const nn_toml_value *at = nn_toml_get(root, "schedule");
-    const char *key = strncmp(oe.where, "schedule.", 9) ? "" : oe.where + 9;
-    const nn_toml_value *kv = key[0] && at ? nn_toml_get(at, key) : NULL;
-    if (kv) at = kv;
-    return perr(c, find_ovr(c, "schedule", -1, key), at ? at->line : 0, at ? at->col : 0,
-                oe.where, "[schedule]: %s", oe.msg);
-  }
-  {
-    int splits = (job->data.validation[0] != 0) + (job->data.validation_split > 0);
-    if (splits > 1) {
-      const nn_toml_value *at = nn_toml_get(nn_toml_get(root, "data"), "validation_split");
-      return perr(c, find_ovr(c, "data", -1, "validation_split"), at ? at->line : 0,
-                  at ? at->col : 0, "data.validation_split",
-                  "data.validation_split: use either data.validation (separate shards) or "
-                  "data.validation_split, not both");
-    }
+  if (nn_schedule_check(&job->schedule, &oe))
+    return section_check_error(c, root, "schedule", &oe);
+  int splits = (job->data.validation[0] != 0) + (job->data.validation_split > 0);
+  if (splits > 1) {
+    const nn_toml_value *at = nn_toml_get(nn_toml_get(root, "data"), "validation_split");
+    return perr(c, find_ovr(c, "data", -1, "validation_split"), at ? at->line : 0,
+                at ? at->col : 0, "data.validation_split",
+                "data.validation_split: use either data.validation (separate shards) or "
+                "data.validation_split, not both");
   }
   if (nn_loss_parse(job->train.loss) < 0) {
     const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "loss");
@@ -834,8 +846,18 @@ static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
                 "train.loss: \"%s\" is not a loss this build knows (%s)", job->train.loss,
                 nn_loss_choices);
   }
+  return 0;
+}
 
-  /* derived defaults */
+/* The whole job from the parsed document root: entries, overrides,
+ * sections, cross-key checks, then the defaults derived from other keys
+ * (name from the file name, run.dir from the name). */
+static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
+  int rc = check_root_entries(c, root);
+  if (!rc) rc = check_overrides(c);
+  if (!rc) rc = read_sections(c, job, root);
+  if (!rc) rc = check_cross_keys(c, job, root);
+  if (rc) return rc;
   if (!job->name[0]) stem(c->file, job->name, sizeof job->name);
   if (!job->name[0]) snprintf(job->name, sizeof job->name, "job");
   if (!job->run.dir[0]) snprintf(job->run.dir, sizeof job->run.dir, "runs/%.63s", job->name);

@@ -177,44 +177,14 @@ int nn__key_check_float(const nn_key *k, double v, char *msg, size_t n) {
   return -1;
 }
 
-/* 1 if s is one of the '|'-separated choices. */
-static int in_choices(const char *choices, const char *s) {
-  size_t len = strlen(s);
-  const char *p = choices;
-  while (p && *p) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    if (w == len && !strncmp(p, s, len)) return 1;
-    p = bar ? bar + 1 : NULL;
-  }
-  return 0;
-}
-
-int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
-  size_t len = strlen(s);
-  if (len >= k->size) {
-    snprintf(msg, n, "\"%.40s%s\" is too long (at most %zu bytes)", s, len > 40 ? "..." : "",
-             k->size - 1);
-    return -1;
-  }
-  if (k->type != NN_KEY_ENUM || !k->choices) return 0;
-  if (in_choices(k->choices, s)) return 0;
-  /* The empty string is accepted when it is the default ("none"). */
-  if (!s[0] && k->def && !strcmp(k->def, "\"\"")) return 0;
-  /* Suggest the nearest choice. */
+/* The "unknown value" message for s, which is not one of k's choices: the
+ * nearest choice as a suggestion, and the list. Writes msg[n] (caller's). */
+static void unknown_choice(const nn_key *k, const char *s, char *msg, size_t n) {
   const char *cands[64] = {0};
   char names[64][48];
   size_t nc = 0;
-  for (const char *p = k->choices; p && *p && nc < 64;) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    if (w >= sizeof names[0]) w = sizeof names[0] - 1;
-    memcpy(names[nc], p, w);
-    names[nc][w] = '\0';
+  for (; nc < 64 && nn_choice_at(k->choices, (int)nc, names[nc], sizeof names[nc]) >= 0; nc++)
     cands[nc] = names[nc];
-    nc++;
-    p = bar ? bar + 1 : NULL;
-  }
   const char *best = nn__suggest(s, cands, nc);
   char list[512];
   size_t o = 0;
@@ -225,6 +195,20 @@ int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
     snprintf(msg, n, "unknown value \"%s\"; did you mean \"%s\"? (one of: %s)", s, best, list);
   else
     snprintf(msg, n, "unknown value \"%s\" (expected one of: %s)", s, list);
+}
+
+int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n) {
+  size_t len = strlen(s);
+  if (len >= k->size) {
+    snprintf(msg, n, "\"%.40s%s\" is too long (at most %zu bytes)", s, len > 40 ? "..." : "",
+             k->size - 1);
+    return -1;
+  }
+  if (k->type != NN_KEY_ENUM || !k->choices) return 0;
+  if (nn_choice_index(k->choices, s) >= 0) return 0;
+  /* The empty string is accepted when it is the default ("none"). */
+  if (!s[0] && k->def && !strcmp(k->def, "\"\"")) return 0;
+  unknown_choice(k, s, msg, n);
   return -1;
 }
 
@@ -269,33 +253,99 @@ static int parse_ll(const char *s, long long *v) {
   return (errno || end == s || *end) ? -1 : 0;
 }
 
+/* Text of an NN_KEY_INT / NN_KEY_INT64 value ("12") into field f, checked
+ * against k's range. 0, or -1 with the message in msg[n]. */
+static int parse_int_text(const nn_key *k, void *f, const char *text, char *msg, size_t n) {
+  long long v;
+  if (parse_ll(text, &v)) {
+    snprintf(msg, n, "expected an integer, got \"%.40s\"", text);
+    return -1;
+  }
+  if (nn__key_check_int(k, v, msg, n)) return -1;
+  if (k->type == NN_KEY_INT)
+    *(int *)f = (int)v;
+  else
+    *(int64_t *)f = (int64_t)v;
+  return 0;
+}
+
+/* Text of an NN_KEY_FLOAT value ("%.17g") into the double f, checked
+ * against k's range. 0, or -1 with the message in msg[n]. */
+static int parse_float_text(const nn_key *k, double *f, const char *text, char *msg,
+                            size_t n) {
+  char *end;
+  double d = strtod(text, &end);
+  if (end == text || *end) {
+    snprintf(msg, n, "expected a float, got \"%.40s\"", text);
+    return -1;
+  }
+  if (nn__key_check_float(k, d, msg, n)) return -1;
+  *f = d;
+  return 0;
+}
+
+/* Text of an NN_KEY_INT_LIST ("1,2,3") into the int[k->size] field of base
+ * and its count, each item checked against k's range. 0, or -1 with the
+ * message in msg[n] (the field may then hold some of the items). */
+static int parse_int_list_text(const nn_key *k, void *base, const char *text, char *msg,
+                               size_t n) {
+  int *items = field(base, k->offset);
+  int count = 0;
+  const char *p = text;
+  while (*p) {
+    char item[32];
+    long long v;
+    const char *comma = strchr(p, ',');
+    size_t w = comma ? (size_t)(comma - p) : strlen(p);
+    if (w == 0 || w >= sizeof item || (size_t)count >= k->size) {
+      snprintf(msg, n, "bad integer list \"%.40s\" (at most %zu items)", text, k->size);
+      return -1;
+    }
+    memcpy(item, p, w);
+    item[w] = '\0';
+    if (parse_ll(item, &v)) {
+      snprintf(msg, n, "bad integer list \"%.40s\"", text);
+      return -1;
+    }
+    nn_key one = *k;
+    one.type = NN_KEY_INT;
+    if (nn__key_check_int(&one, v, msg, n)) return -1;
+    items[count++] = (int)v;
+    p = comma ? comma + 1 : p + w;
+  }
+  *(int *)field(base, k->count_offset) = count;
+  return 0;
+}
+
+/* Text of an NN_KEY_STRING_LIST ("a,b,c"; items hold no commas) into the
+ * char[k->size][NN_KEY_ITEM_MAX] field of base and its count. 0, or -1 with
+ * the message in msg[n]. */
+static int parse_string_list_text(const nn_key *k, void *base, const char *text, char *msg,
+                                  size_t n) {
+  char(*items)[NN_KEY_ITEM_MAX] = field(base, k->offset);
+  int count = 0;
+  for (const char *p = text; *p;) {
+    const char *comma = strchr(p, ',');
+    size_t w = comma ? (size_t)(comma - p) : strlen(p);
+    if (w == 0 || w >= NN_KEY_ITEM_MAX || (size_t)count >= k->size) {
+      snprintf(msg, n, "bad string list \"%.40s\" (at most %zu items of %d bytes)", text,
+               k->size, NN_KEY_ITEM_MAX - 1);
+      return -1;
+    }
+    memset(items[count], 0, NN_KEY_ITEM_MAX);
+    memcpy(items[count++], p, w);
+    p = comma ? comma + 1 : p + w;
+  }
+  *(int *)field(base, k->count_offset) = count;
+  return 0;
+}
+
 int nn__key_parse_text(const nn_key *k, void *base, const char *text, char *msg, size_t n) {
   void *f = field(base, k->offset);
-  long long v;
   switch (k->type) {
   case NN_KEY_INT:
-  case NN_KEY_INT64:
-    if (parse_ll(text, &v)) {
-      snprintf(msg, n, "expected an integer, got \"%.40s\"", text);
-      return -1;
-    }
-    if (nn__key_check_int(k, v, msg, n)) return -1;
-    if (k->type == NN_KEY_INT)
-      *(int *)f = (int)v;
-    else
-      *(int64_t *)f = (int64_t)v;
-    return 0;
-  case NN_KEY_FLOAT: {
-    char *end;
-    double d = strtod(text, &end);
-    if (end == text || *end) {
-      snprintf(msg, n, "expected a float, got \"%.40s\"", text);
-      return -1;
-    }
-    if (nn__key_check_float(k, d, msg, n)) return -1;
-    *(double *)f = d;
-    return 0;
-  }
+  case NN_KEY_INT64: return parse_int_text(k, f, text, msg, n);
+  case NN_KEY_FLOAT: return parse_float_text(k, f, text, msg, n);
   case NN_KEY_BOOL:
     if (strcmp(text, "true") && strcmp(text, "false")) {
       snprintf(msg, n, "expected true or false, got \"%.40s\"", text);
@@ -309,51 +359,8 @@ int nn__key_parse_text(const nn_key *k, void *base, const char *text, char *msg,
     memset(f, 0, k->size);
     memcpy(f, text, strlen(text));
     return 0;
-  case NN_KEY_INT_LIST: {
-    int *items = f;
-    int count = 0;
-    const char *p = text;
-    while (*p) {
-      char item[32];
-      const char *comma = strchr(p, ',');
-      size_t w = comma ? (size_t)(comma - p) : strlen(p);
-      if (w == 0 || w >= sizeof item || (size_t)count >= k->size) {
-        snprintf(msg, n, "bad integer list \"%.40s\" (at most %zu items)", text, k->size);
-        return -1;
-      }
-      memcpy(item, p, w);
-      item[w] = '\0';
-      if (parse_ll(item, &v)) {
-        snprintf(msg, n, "bad integer list \"%.40s\"", text);
-        return -1;
-      }
-      nn_key one = *k;
-      one.type = NN_KEY_INT;
-      if (nn__key_check_int(&one, v, msg, n)) return -1;
-      items[count++] = (int)v;
-      p = comma ? comma + 1 : p + w;
-    }
-    *(int *)field(base, k->count_offset) = count;
-    return 0;
-  }
-  case NN_KEY_STRING_LIST: { /* "a,b,c" (items hold no commas) */
-    char(*items)[NN_KEY_ITEM_MAX] = f;
-    int count = 0;
-    for (const char *p = text; *p;) {
-      const char *comma = strchr(p, ',');
-      size_t w = comma ? (size_t)(comma - p) : strlen(p);
-      if (w == 0 || w >= NN_KEY_ITEM_MAX || (size_t)count >= k->size) {
-        snprintf(msg, n, "bad string list \"%.40s\" (at most %zu items of %d bytes)", text,
-                 k->size, NN_KEY_ITEM_MAX - 1);
-        return -1;
-      }
-      memset(items[count], 0, NN_KEY_ITEM_MAX);
-      memcpy(items[count++], p, w);
-      p = comma ? comma + 1 : p + w;
-    }
-    *(int *)field(base, k->count_offset) = count;
-    return 0;
-  }
+  case NN_KEY_INT_LIST: return parse_int_list_text(k, base, text, msg, n);
+  case NN_KEY_STRING_LIST: return parse_string_list_text(k, base, text, msg, n);
   }
   snprintf(msg, n, "unsupported key type %d", (int)k->type);
   return -1;

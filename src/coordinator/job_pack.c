@@ -312,6 +312,71 @@ static const ProtobufCFieldDescriptor *section_field(const nn_job_section *s, nn
   return f;
 }
 
+/* Message m packed into *buf (malloc'ed, the caller frees it) and *len. On
+ * error *buf is NULL and *len 0. */
+static int pack_to_buf(const ProtobufCMessage *m, uint8_t **buf, size_t *len, nn_error *err) {
+  size_t size = protobuf_c_message_get_packed_size(m);
+  *buf = malloc(size ? size : 1);
+  if (!*buf) return nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", size);
+  size_t packed = protobuf_c_message_pack(m, *buf);
+  if (packed != size) {
+    free(*buf);
+    *buf = NULL;
+    return nn_error_set(err, NN_EINTERNAL, "%s packed to %zu bytes, expected %zu",
+                        m->descriptor->short_name, packed, size);
+  }
+  *len = size;
+  return 0;
+}
+
+/* Every section of job into root: a sub-message per named section (owned by
+ * a), the top-level keys into root itself. */
+static int sections_to_msg(pk *a, const nn_job *job, Nntrain__JobSpec *root, nn_error *err) {
+  int rc = 0;
+  for (const nn_job_section *s = nn_job_sections(); s->name; s++) {
+    const ProtobufCFieldDescriptor *f = section_field(s, err, &rc);
+    if (rc) return rc;
+    ProtobufCMessage *m = &root->base;
+    if (f) {
+      m = pk_msg(a, f->descriptor);
+      if (!m) return nn_error_set(err, NN_ENOMEM, "out of memory");
+      *(ProtobufCMessage **)((char *)root + f->offset) = m;
+    }
+    if ((rc = keys_to_msg(a, s->keys, (const char *)job + s->offset, m,
+                          s->name[0] ? s->name : "job", err)))
+      return rc;
+  }
+  return 0;
+}
+
+/* The layers of job into root->model (packed by sections_to_msg first): one
+ * LayerSpec each, all owned by a. */
+static int layers_to_msg(pk *a, const nn_job *job, Nntrain__JobSpec *root, nn_error *err) {
+  int n = job->model.nlayers;
+  if (n < 0 || n > NN_JOB_MAX_LAYERS) return nn_error_set(err, NN_EINVAL, "job has %d layers", n);
+  Nntrain__LayerSpec **layers = pk_alloc(a, (size_t)(n ? n : 1) * sizeof *layers);
+  if (!layers) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    const nn_layer_cfg *cfg = &job->model.layers[i];
+    const nn_layer_ops *ops = nn_layer_find(cfg->type);
+    nn_key all[NN__LAYER_KEYS_MAX];
+    char what[48];
+    snprintf(what, sizeof what, "model.layers[%d]", i);
+    if (!ops)
+      return nn_error_set(err, NN_EINVAL, "%s: unknown layer type \"%.24s\"", what, cfg->type);
+    if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0)
+      return nn_error_set(err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
+    layers[i] = (Nntrain__LayerSpec *)pk_msg(a, &nntrain__layer_spec__descriptor);
+    if (!layers[i]) return nn_error_set(err, NN_ENOMEM, "out of memory");
+    layers[i]->line = job->model.layer_line[i];
+    int rc = keys_to_msg(a, all, cfg, &layers[i]->base, what, err);
+    if (rc) return rc;
+  }
+  root->model->n_layers = (size_t)n;
+  root->model->layers = layers;
+  return 0;
+}
+
 int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err) {
   pk a = {0};
   int rc = 0;
@@ -324,76 +389,94 @@ int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err) {
   }
   root->version = JOBSPEC_VERSION;
   root->source = (char *)job->source;
-
-  for (const nn_job_section *s = nn_job_sections(); s->name; s++) {
-    const ProtobufCFieldDescriptor *f = section_field(s, err, &rc);
-    if (rc) goto done;
-    ProtobufCMessage *m = &root->base;
-    if (f) {
-      m = pk_msg(&a, f->descriptor);
-      if (!m) {
-        rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-        goto done;
-      }
-      *(ProtobufCMessage **)((char *)root + f->offset) = m;
-    }
-    if ((rc = keys_to_msg(&a, s->keys, (const char *)job + s->offset, m,
-                          s->name[0] ? s->name : "job", err)))
-      goto done;
-  }
-
-  /* layers */
-  int n = job->model.nlayers;
-  if (n < 0 || n > NN_JOB_MAX_LAYERS) {
-    rc = nn_error_set(err, NN_EINVAL, "job has %d layers", n);
-    goto done;
-  }
-  Nntrain__LayerSpec **layers = pk_alloc(&a, (size_t)(n ? n : 1) * sizeof *layers);
-  if (!layers) {
-    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-    goto done;
-  }
-  for (int i = 0; i < n; i++) {
-    const nn_layer_cfg *cfg = &job->model.layers[i];
-    const nn_layer_ops *ops = nn_layer_find(cfg->type);
-    nn_key all[NN__LAYER_KEYS_MAX];
-    char what[48];
-    snprintf(what, sizeof what, "model.layers[%d]", i);
-    if (!ops) {
-      rc = nn_error_set(err, NN_EINVAL, "%s: unknown layer type \"%.24s\"", what, cfg->type);
-      goto done;
-    }
-    if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0) {
-      rc = nn_error_set(err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
-      goto done;
-    }
-    layers[i] = (Nntrain__LayerSpec *)pk_msg(&a, &nntrain__layer_spec__descriptor);
-    if (!layers[i]) {
-      rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-      goto done;
-    }
-    layers[i]->line = job->model.layer_line[i];
-    if ((rc = keys_to_msg(&a, all, cfg, &layers[i]->base, what, err))) goto done;
-  }
-  root->model->n_layers = (size_t)n;
-  root->model->layers = layers;
-
-  size_t size = protobuf_c_message_get_packed_size(&root->base);
-  *buf = malloc(size ? size : 1);
-  if (!*buf) {
-    rc = nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", size);
-    goto done;
-  }
-  *len = protobuf_c_message_pack(&root->base, *buf);
-  if (*len != size) {
-    free(*buf);
-    *buf = NULL;
-    *len = 0;
-    rc = nn_error_set(err, NN_EINTERNAL, "JobSpec packed to %zu bytes, expected %zu", *len, size);
-  }
+  if ((rc = sections_to_msg(&a, job, root, err))) goto done;
+  if ((rc = layers_to_msg(&a, job, root, err))) goto done;
+  rc = pack_to_buf(&root->base, buf, len, err);
 done:
   pk_free(&a);
   return rc;
+}
+
+/* Version and source path of root into job (which the caller has zeroed). */
+static int header_from_msg(nn_job *job, const Nntrain__JobSpec *root, nn_error *err) {
+  if (root->version != JOBSPEC_VERSION)
+    return nn_error_set(err, NN_ECKPT, "JobSpec: version %u, this build reads version %d",
+                        root->version, JOBSPEC_VERSION);
+  const char *source = root->source ? root->source : "";
+  if (strlen(source) >= sizeof job->source)
+    return nn_error_set(err, NN_ECKPT, "JobSpec: source path too long");
+  memcpy(job->source, source, strlen(source));
+  return 0;
+}
+
+/* Every section of root into job: defaults first, then the message's values
+ * (checked). A missing [init] keeps its defaults (specs older than it). */
+static int sections_from_msg(nn_job *job, const Nntrain__JobSpec *root, nn_error *err) {
+  int rc = 0;
+  for (const nn_job_section *s = nn_job_sections(); s->name; s++) {
+    const ProtobufCFieldDescriptor *f = section_field(s, err, &rc);
+    if (rc) return rc;
+    const ProtobufCMessage *m = &root->base;
+    if (f) {
+      m = *(ProtobufCMessage *const *)((const char *)root + f->offset);
+      if (!m && !strcmp(s->name, "init")) { /* added later: older specs keep the defaults */
+        if ((rc = nn__keys_defaults(s->keys, (char *)job + s->offset, s->name, err))) return rc;
+        continue;
+      }
+      if (!m) return nn_error_set(err, NN_ECKPT, "JobSpec: the [%s] section is missing", s->name);
+    }
+    void *base = (char *)job + s->offset;
+    const char *what = s->name[0] ? s->name : "job";
+    if ((rc = nn__keys_defaults(s->keys, base, what, err))) return rc;
+    if ((rc = msg_to_keys(s->keys, base, m, what, err))) return rc;
+  }
+  return 0;
+}
+
+/* The LayerSpecs of root->model into job->model: each type must exist, each
+ * value fit its key. */
+static int layers_from_msg(nn_job *job, const Nntrain__JobSpec *root, nn_error *err) {
+  size_t n = root->model->n_layers;
+  if (n < 1 || n > NN_JOB_MAX_LAYERS)
+    return nn_error_set(err, NN_ECKPT, "JobSpec: %zu layers (1 to %d allowed)", n,
+                        NN_JOB_MAX_LAYERS);
+  job->model.nlayers = (int)n;
+  for (size_t i = 0; i < n; i++) {
+    const Nntrain__LayerSpec *ls = root->model->layers[i];
+    nn_layer_cfg *cfg = &job->model.layers[i];
+    const char *type = ls->type ? ls->type : "";
+    const nn_layer_ops *ops = nn_layer_find(type);
+    char what[48];
+    snprintf(what, sizeof what, "model.layers[%zu]", i);
+    if (!ops)
+      return nn_error_set(err, NN_ECKPT, "JobSpec: %s: unknown layer type \"%.24s\"", what,
+                          type);
+    nn_key all[NN__LAYER_KEYS_MAX];
+    if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0)
+      return nn_error_set(err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
+    int rc = nn__keys_defaults(all, cfg, what, err);
+    if (!rc) rc = msg_to_keys(all, cfg, &ls->base, what, err);
+    if (rc) return rc;
+    job->model.layer_line[i] = ls->line;
+  }
+  return 0;
+}
+
+/* The cross-key checks a parsed job passed, on an unpacked one. */
+static int check_unpacked(const nn_job *job, nn_error *err) {
+  char msg[300];
+  int which;
+  if (nn__job_check_layers(job, &which, msg, sizeof msg))
+    return nn_error_set(err, NN_ECKPT, "JobSpec: %s", msg);
+  if (!job->name[0] || !job->run.dir[0] || !job->data.train[0])
+    return nn_error_set(err, NN_ECKPT, "JobSpec: name, run.dir or data.train is empty");
+  if (nn_loss_parse(job->train.loss) < 0)
+    return nn_error_set(err, NN_ECKPT, "JobSpec: unknown loss \"%s\"", job->train.loss);
+  nn_error oe;
+  nn_error_clear(&oe);
+  if (nn_optim_check(&job->optimizer, &oe))
+    return nn_error_set(err, NN_ECKPT, "JobSpec: %s", oe.msg);
+  return 0;
 }
 
 int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err) {
@@ -410,89 +493,10 @@ int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err) {
     rc = nn_error_set(err, NN_ECKPT, "JobSpec: %zu bytes that are not a JobSpec message", len);
     goto done;
   }
-  if (root->version != JOBSPEC_VERSION) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: version %u, this build reads version %d",
-                      root->version, JOBSPEC_VERSION);
-    goto done;
-  }
-  const char *source = root->source ? root->source : "";
-  if (strlen(source) >= sizeof job->source) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: source path too long");
-    goto done;
-  }
-  memcpy(job->source, source, strlen(source));
-
-  for (const nn_job_section *s = nn_job_sections(); s->name; s++) {
-    const ProtobufCFieldDescriptor *f = section_field(s, err, &rc);
-    if (rc) goto done;
-    const ProtobufCMessage *m = &root->base;
-    if (f) {
-      m = *(ProtobufCMessage *const *)((const char *)root + f->offset);
-      if (!m && !strcmp(s->name, "init")) { /* added later: older specs keep the defaults */
-        if ((rc = nn__keys_defaults(s->keys, (char *)job + s->offset, s->name, err))) goto done;
-        continue;
-      }
-      if (!m) {
-        rc = nn_error_set(err, NN_ECKPT, "JobSpec: the [%s] section is missing", s->name);
-        goto done;
-      }
-    }
-    void *base = (char *)job + s->offset;
-    const char *what = s->name[0] ? s->name : "job";
-    if ((rc = nn__keys_defaults(s->keys, base, what, err))) goto done;
-    if ((rc = msg_to_keys(s->keys, base, m, what, err))) goto done;
-  }
-
-  /* layers */
-  size_t n = root->model->n_layers;
-  if (n < 1 || n > NN_JOB_MAX_LAYERS) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %zu layers (1 to %d allowed)", n,
-                      NN_JOB_MAX_LAYERS);
-    goto done;
-  }
-  job->model.nlayers = (int)n;
-  for (size_t i = 0; i < n; i++) {
-    const Nntrain__LayerSpec *ls = root->model->layers[i];
-    nn_layer_cfg *cfg = &job->model.layers[i];
-    const char *type = ls->type ? ls->type : "";
-    const nn_layer_ops *ops = nn_layer_find(type);
-    char what[48];
-    snprintf(what, sizeof what, "model.layers[%zu]", i);
-    if (!ops) {
-      rc = nn_error_set(err, NN_ECKPT, "JobSpec: %s: unknown layer type \"%.24s\"", what, type);
-      goto done;
-    }
-    nn_key all[NN__LAYER_KEYS_MAX];
-    if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0) {
-      rc = nn_error_set(err, NN_EINTERNAL, "layer type %s has too many keys", ops->type);
-      goto done;
-    }
-    if ((rc = nn__keys_defaults(all, cfg, what, err))) goto done;
-    if ((rc = msg_to_keys(all, cfg, &ls->base, what, err))) goto done;
-    job->model.layer_line[i] = ls->line;
-  }
-
-  /* the checks a parsed job passed */
-  char msg[300];
-  int which;
-  if (nn__job_check_layers(job, &which, msg, sizeof msg)) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %s", msg);
-    goto done;
-  }
-  if (!job->name[0] || !job->run.dir[0] || !job->data.train[0]) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: name, run.dir or data.train is empty");
-    goto done;
-  }
-  if (nn_loss_parse(job->train.loss) < 0) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: unknown loss \"%s\"", job->train.loss);
-    goto done;
-  }
-  nn_error oe;
-  nn_error_clear(&oe);
-  if (nn_optim_check(&job->optimizer, &oe)) {
-    rc = nn_error_set(err, NN_ECKPT, "JobSpec: %s", oe.msg);
-    goto done;
-  }
+  rc = header_from_msg(job, root, err);
+  if (!rc) rc = sections_from_msg(job, root, err);
+  if (!rc) rc = layers_from_msg(job, root, err);
+  if (!rc) rc = check_unpacked(job, err);
 done:
   if (root) protobuf_c_message_free_unpacked(&root->base, NULL);
   if (rc) memset(job, 0, sizeof *job);
@@ -512,13 +516,7 @@ int nn__keys_pack(const nn_key *keys, const void *base, const void *desc, uint8_
     goto done;
   }
   if ((rc = keys_to_msg(&a, keys, base, m, d->short_name, err))) goto done;
-  size_t size = protobuf_c_message_get_packed_size(m);
-  *buf = malloc(size ? size : 1);
-  if (!*buf) {
-    rc = nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", size);
-    goto done;
-  }
-  *len = protobuf_c_message_pack(m, *buf);
+  rc = pack_to_buf(m, buf, len, err);
 done:
   pk_free(&a);
   return rc;

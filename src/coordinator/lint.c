@@ -6,26 +6,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/keys.h"
 #include "core/loss.h"
-
-/* 1 if `type` is one of the '|'-separated names in `list`. */
-static int type_in(const char *type, const char *list) {
-  size_t n = strlen(type);
-  for (const char *p = list; *p;) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    if (w == n && !strncmp(p, type, n)) return 1;
-    p = bar ? bar + 1 : p + w;
-  }
-  return 0;
-}
 
 /* The layer the output comes from, looking back from the last layer through
  * single-input layers whose type is in `through`; -1 if the walk reaches the
  * model's input. */
 static int source_layer(const nn_model *m, const char *through) {
   int i = m->nlayers - 1;
-  while (i >= 0 && m->layers[i].nin == 1 && type_in(m->layers[i].ops->type, through))
+  while (i >= 0 && m->layers[i].nin == 1 &&
+         nn_choice_index(through, m->layers[i].ops->type) >= 0)
     i = m->layers[i].src[0];
   return i;
 }
@@ -61,7 +51,8 @@ int nn_lint_model(const nn_job *job, const nn_model *m, int loss,
     return NN_ESCHEMA;
   }
   s = source_layer(m, "flatten|dropout|maxpool|avgpool|global_avgpool");
-  if (s >= 0 && warn && type_in(m->layers[s].ops->type, "relu|softplus|sigmoid|hard_sigmoid")) {
+  if (s >= 0 && warn &&
+      nn_choice_index("relu|softplus|sigmoid|hard_sigmoid", m->layers[s].ops->type) >= 0) {
     const nn_layer *l = &m->layers[s];
     char msg[NN_PATH_MAX + 512];
     snprintf(msg, sizeof msg,

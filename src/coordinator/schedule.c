@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/keys.h"
+
 #define SZ(member) sizeof(((nn_schedule_cfg *)0)->member)
 #define OFF(member) offsetof(nn_schedule_cfg, member)
 
@@ -143,19 +145,6 @@ static const char *field_str(const char *f, size_t n, char *buf) {
   return buf;
 }
 
-/* 1 if s (NUL-terminated) is one of the "a|b|c" choices. */
-static int in_choices(const char *s, const char *choices) {
-  size_t n = strlen(s);
-  for (const char *p = choices; *p;) {
-    const char *bar = strchr(p, '|');
-    size_t w = bar ? (size_t)(bar - p) : strlen(p);
-    if (w == n && !strncmp(p, s, n)) return 1;
-    if (!bar) break;
-    p = bar + 1;
-  }
-  return 0;
-}
-
 /* Warmup, step and multistep keys; every value in its key's range, whatever
  * the type (the negated forms also reject NaN). */
 static int check_decay_keys(const nn_schedule_cfg *c, nn_schedule_kind kind, nn_error *err) {
@@ -248,7 +237,7 @@ int nn_schedule_check(const nn_schedule_cfg *c, nn_error *err) {
   for (const nn_key *k = nn_schedule_keys; k->name; k++) {
     if (k->type != NN_KEY_ENUM) continue;
     const char *s = field_str((const char *)c + k->offset, k->size, buf);
-    if (strlen(s) >= k->size || !in_choices(s, k->choices))
+    if (strlen(s) >= k->size || nn_choice_index(k->choices, s) < 0)
       return bad(err, k->name, " = \"%s\": expected one of %s", s, k->choices);
   }
   nn_schedule_kind kind = (nn_schedule_kind)nn_schedule_parse_kind(c->type);

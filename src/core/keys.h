@@ -4,7 +4,9 @@
  * nn_key: name, type, range, default and help, plus where the value lives in
  * its C struct. The job parser reads TOML through these tables, suggests
  * near names for unknown keys, and the docs are generated from them, so a key
- * is declared exactly once. Pure data: no parsing happens here. */
+ * is declared exactly once. Besides the types, the one reader of choice
+ * lists ("a|b|c"), keys.c: every module that checks, suggests or documents a
+ * choice goes through it. */
 #ifndef NN_CORE_KEYS_H
 #define NN_CORE_KEYS_H
 
@@ -44,5 +46,20 @@ typedef struct nn_key {
   const char *help;     /* one sentence for docs and --help */
   size_t count_offset;  /* NN_KEY_INT_LIST: offsetof the int that holds the count */
 } nn_key;
+
+/* ---- choice lists ("a|b|c") --------------------------------------------------
+ * A choice list is the entries between '|' separators: "a|b|c" has three, a
+ * separator at either end or two in a row make an empty entry ("a|" is "a"
+ * and ""), and "" or NULL is the empty list. Entries are matched whole and
+ * case-sensitively. Implemented in keys.c. */
+
+/* Number of entries of `choices` (0 for "" and NULL). */
+int nn_choice_count(const char *choices);
+/* Position (from 0) of the entry equal to `s`, or -1 (also for NULL s). */
+int nn_choice_index(const char *choices, const char *s);
+/* Entry k of `choices` copied into buf[n] (n > 0), NUL-terminated and cut to
+ * n - 1 bytes if longer. Returns the entry's full length, or -1 (buf "") if
+ * there is no entry k. The caller owns buf. */
+int nn_choice_at(const char *choices, int k, char *buf, size_t n);
 
 #endif

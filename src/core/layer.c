@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/keys.h"
 #include "core/rng.h"
 
 /* ---- shapes ------------------------------------------------------------ */
@@ -70,23 +71,9 @@ int nn_init_parse(const char *name) {
 
 const char *const nn_activation_choices = NN_ACTIVATION_CHOICES;
 
-/* 1 if `name` is exactly one '|'-separated entry of `choices`. */
-static int in_choices(const char *choices, const char *name) {
-  size_t len = strlen(name);
-  const char *p = choices;
-  while (*p) {
-    const char *bar = strchr(p, '|');
-    size_t k = bar ? (size_t)(bar - p) : strlen(p);
-    if (k == len && strncmp(p, name, len) == 0) return 1;
-    if (!bar) break;
-    p = bar + 1;
-  }
-  return 0;
-}
-
 int nn_is_activation(const char *name) {
   if (!name || !name[0] || strcmp(name, "none") == 0) return 0;
-  return in_choices(nn_activation_choices, name);
+  return nn_choice_index(nn_activation_choices, name) >= 0;
 }
 
 /* ---- parameter declaration and initialization -------------------------- */
@@ -151,18 +138,24 @@ void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
 
 /* ---- key-table defaults ------------------------------------------------ */
 
+/* s without its '_' digit separators into buf[n] (the caller's). -1 if
+ * nothing is left or it does not fit. */
+static int strip_underscores(const char *s, char *buf, size_t n) {
+  size_t k = 0;
+  for (const char *p = s; *p; p++) {
+    if (*p == '_') continue;
+    if (k + 1 >= n) return -1;
+    buf[k++] = *p;
+  }
+  buf[k] = '\0';
+  return k ? 0 : -1;
+}
+
 /* Parse a TOML integer literal (optional sign, digits, '_' separators,
  * 0x/0o/0b prefixes) covering all of s. */
 static int parse_int_lit(const char *s, long long *out) {
   char buf[64];
-  size_t k = 0;
-  for (const char *p = s; *p; p++) {
-    if (*p == '_') continue;
-    if (k + 1 >= sizeof buf) return -1;
-    buf[k++] = *p;
-  }
-  buf[k] = '\0';
-  if (k == 0) return -1;
+  if (strip_underscores(s, buf, sizeof buf)) return -1;
   const char *d = buf;
   int neg = 0, base = 10;
   if (*d == '+' || *d == '-') neg = *d++ == '-';
@@ -189,14 +182,7 @@ static int parse_float_lit(const char *s, double *out) {
   long long iv;
   if (parse_int_lit(s, &iv) == 0) { *out = (double)iv; return 0; }
   char buf[64];
-  size_t k = 0;
-  for (const char *p = s; *p; p++) {
-    if (*p == '_') continue;
-    if (k + 1 >= sizeof buf) return -1;
-    buf[k++] = *p;
-  }
-  buf[k] = '\0';
-  if (k == 0) return -1;
+  if (strip_underscores(s, buf, sizeof buf)) return -1;
   char *end;
   errno = 0;
   double v = strtod(buf, &end);

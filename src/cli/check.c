@@ -141,29 +141,24 @@ static int check_data(const nn_job *job, data_found *train, data_found *test, nn
   return 0;
 }
 
-/* The model, for the input shape the job gives or the data has, by the
- * trainer's rules (coordinator/run/replica.h), printed; then the rules
- * against the training data. Returns the exit code. */
-static int check_model(const nn_job *job, const data_found *train, nn_replica *rep,
-                       nn_error *err) {
-  nn_shape in = {0};
-  int rc = 0;
-  if (train->ok) {
-    rc = nn_replica_input_shape(job, &train->info.sample, job->source, &in, err);
-  } else { /* no data: model.input_shape alone (check_data said so) */
-    in.ndim = job->model.input_ndim;
-    for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
-  }
+/* The task's replicas (its build: the model for the input shape the job
+ * gives or the data has, held to the kind's rules against the training data;
+ * coordinator/run/task.h), the evaluated one printed. Returns the exit code. */
+static int check_model(const nn_job *job, const nn_task_ops *task, const data_found *train,
+                       nn_replica *reps, nn_error *err) {
   nn_replica_opts ro = {.train = 0, .max_batch = 1, .lint = 1, .warn = check_warn};
-  if (!rc) rc = nn_replica_build(rep, "model", 0, job, &in, &ro, err);
+  int rc = nn_task_build(task, reps, job, train->ok ? &train->info : NULL, &ro, err);
+  if (rc == NN_ESCHEMA && reps[task->eval_replica].have_model) { /* built: the data disagrees */
+    printf("\n");
+    print_summary(job, &reps[task->eval_replica].model);
+    return nn_cli_fail(err);
+  }
   if (rc) {
     nn_cli_fail(err);
     return rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
   }
   printf("\n");
-  print_summary(job, &rep->model);
-  if (train->ok && nn_replica_check_data(job, &rep->model, &train->info, job->source, err))
-    return nn_cli_fail(err);
+  print_summary(job, &reps[task->eval_replica].model);
   return NN_EXIT_OK;
 }
 
@@ -177,8 +172,8 @@ int nn_cmd_check(int argc, char **argv) {
   if (code >= 0) return code;
   nn_error err;
   nn_error_clear(&err);
-  nn_replica rep;
-  memset(&rep, 0, sizeof rep);
+  nn_replica reps[NN_TASK_MAX_REPLICAS];
+  memset(reps, 0, sizeof reps);
   data_found train, test;
   memset(&train, 0, sizeof train);
   memset(&test, 0, sizeof test);
@@ -194,9 +189,9 @@ int nn_cmd_check(int argc, char **argv) {
   } else {
     printf("job    %s (%s): valid\n", job->name, job->source);
     if (check_data(job, &train, &test, &err) != 0) code = nn_cli_fail(&err);
-    else code = check_model(job, &train, &rep, &err);
+    else code = check_model(job, task, &train, reps, &err);
   }
-  nn_replica_free(&rep);
+  for (int i = 0; i < NN_TASK_MAX_REPLICAS; i++) nn_replica_free(&reps[i]);
   free(job);
   return code;
 }

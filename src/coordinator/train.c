@@ -264,23 +264,14 @@ static void warn_model(void *user, const char *msg) {
   if (user) fprintf(stderr, "nntrain: warning: %s\n", msg);
 }
 
-/* The task's replicas, for the training data's samples. */
+/* The task's replicas, for the training data's samples (the kind's build). */
 static int build_replicas(run *R, nn_error *err) {
-  const nn_job *job = R->job;
-  const nn_dataset_info *tri = nn_dataset_get_info(R->data.train_ds);
-  nn_shape in;
-  int rc = nn_replica_input_shape(job, &tri->sample, job->source, &in, err);
   nn_replica_opts o = {.train = 1, .max_batch = nn_loader_max_slice(R->data.train_L),
                        .comm = R->comm, .timeout_s = R->opts->timeout_s, .lint = 1,
-                       .warn = warn_model};
-  for (int i = 0; i < R->task->nreplicas && !rc; i++) {
-    o.warn_user = R->lead && i == 0 ? R : NULL; /* once, on rank 0 */
-    rc = nn_replica_build(&R->rep[i], R->task->replicas[i], i, job, &in, &o, err);
-    R->nrep = i + 1;
-    if (!rc) rc = nn_replica_check_data(job, &R->rep[i].model, tri, job->source, err);
-  }
+                       .warn = warn_model, .warn_user = R->lead ? R : NULL};
+  R->nrep = R->task->nreplicas; /* every slot is freed, built or not (zeroed by calloc) */
   R->ev = &R->rep[R->task->eval_replica];
-  return rc;
+  return nn_task_build(R->task, R->rep, R->job, nn_dataset_get_info(R->data.train_ds), &o, err);
 }
 
 /* The control ring and its buffer: 2 flags + every replica's running statistics. */
@@ -582,10 +573,11 @@ static int evaluate_epoch(run *R, int epoch, int last, nn_epoch_figures *f, nn_e
   nn_metrics_result_free(&R->tres);
   int rc = 0;
   if (validate)
-    rc = nn_evaluate(R->ev, R->data.val_L, &R->acc, R->comm, R->ctl, R->state.step, &R->vres, err);
+    rc = nn_task_evaluate(R->task, R->rep, R->data.val_L, &R->acc, R->comm, R->ctl,
+                          R->state.step, &R->vres, err);
   if (!rc && R->data.test_L)
-    rc = nn_evaluate(R->ev, R->data.test_L, &R->acc, R->comm, R->ctl, R->state.step, &R->tres,
-                     err);
+    rc = nn_task_evaluate(R->task, R->rep, R->data.test_L, &R->acc, R->comm, R->ctl,
+                          R->state.step, &R->tres, err);
   f->val = validate ? &R->vres : NULL;
   if (validate) {
     R->res->val_loss = R->vres.loss;
@@ -683,7 +675,8 @@ static int restore_best(run *R, nn_error *err) {
                   R->state.decide.es.best_epoch, job->early_stopping.monitor, R->state.decide.es.best, best);
   if (!R->data.test_L) return 0;
   nn_metrics_result_free(&R->tres);
-  rc = nn_evaluate(R->ev, R->data.test_L, &R->acc, R->comm, R->ctl, R->state.step, &R->tres, err);
+  rc = nn_task_evaluate(R->task, R->rep, R->data.test_L, &R->acc, R->comm, R->ctl, R->state.step,
+                        &R->tres, err);
   R->res->test_loss = R->tres.loss;
   R->res->test_acc = R->tres.accuracy;
   return rc;

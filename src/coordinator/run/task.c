@@ -1,6 +1,8 @@
 /* task.c: the table of task kinds (see task.h). */
 #include "coordinator/run/task.h"
 
+#include "coordinator/run/evaluate.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -30,4 +32,37 @@ int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err) {
     k += snprintf(list + k, sizeof list - (size_t)k, "%s\"%s\"", i ? ", " : "", kinds[i]->name);
   return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
                      "train.task = \"%s\": expected one of %s", job->train.task, list);
+}
+
+int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                          const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err) {
+  nn_shape in = {.ndim = job->model.input_ndim};
+  int rc = 0;
+  if (di) rc = nn_replica_input_shape(job, &di->sample, job->source, &in, err);
+  else for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
+  nn_replica_opts oi = *o;
+  for (int i = 0; i < t->nreplicas && !rc; i++) {
+    if (i > 0) oi.warn_user = NULL; /* the model checks speak once */
+    rc = nn_replica_build(&reps[i], t->replicas[i], i, job, &in, &oi, err);
+    if (!rc && di) rc = nn_replica_check_data(job, &reps[i].model, di, job->source, err);
+  }
+  return rc;
+}
+
+int nn_task_evaluate_default(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
+                             nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
+                             nn_metrics_result *res, nn_error *err) {
+  return nn_evaluate(&reps[t->eval_replica], L, acc, comm, ctl, step, res, err);
+}
+
+int nn_task_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                  const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err) {
+  return (t->build ? t->build : nn_task_build_default)(t, reps, job, di, o, err);
+}
+
+int nn_task_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L, nn_metrics_acc *acc,
+                     MPI_Comm comm, nn_ring *ctl, int64_t step, nn_metrics_result *res,
+                     nn_error *err) {
+  return (t->evaluate ? t->evaluate : nn_task_evaluate_default)(t, reps, L, acc, comm, ctl, step,
+                                                                 res, err);
 }

@@ -1,9 +1,13 @@
 /* task.h: kinds of training, each one small ops table.
  *
  * A run is one task kind and one or more named replicas (run/replica.h). The
- * trainer (coordinator/train.c) builds the replicas the task names, then for
- * every global batch calls the task's step, and evaluates, checkpoints and
- * decides the same way whatever the kind: it knows no kind by name.
+ * trainer (coordinator/train.c) and `nntrain check` have the kind build its
+ * replicas (build: which model each replica is, and the kind's rules against
+ * the data), then the trainer calls the kind's step for every global batch
+ * and its evaluate for validation and the test set; checkpoints hold one group
+ * per replica name. The trainer knows no kind by name. A NULL build or
+ * evaluate means the supervised behaviour (nn_task_build_default,
+ * nn_task_evaluate_default).
  *
  * Adding a kind: one file in run/tasks/ defining an nn_task_ops, and one row
  * in the table of task.c. The job chooses it with train.task, checked
@@ -13,25 +17,56 @@
 
 #include "coordinator/job.h"
 #include "coordinator/run/replica.h"
+#include "core/metrics.h"
+#include "worker/allreduce.h"
+#include "worker/dataset.h"
 #include "worker/loader.h"
 #include "worker/step.h"
 
 #define NN_TASK_MAX_REPLICAS 4
 
-typedef struct nn_task_ops {
+typedef struct nn_task_ops nn_task_ops;
+struct nn_task_ops {
   const char *name;        /* train.task value */
   const char *help;        /* one line for the docs */
   int test_only;           /* 1: exercised by the tests, not documented for users */
   int nreplicas;           /* replicas the kind trains */
   const char *replicas[NN_TASK_MAX_REPLICAS]; /* their names (checkpoint groups) */
   int eval_replica;        /* the replica validation, test figures and best.h5 use */
+  /* Build reps[0 .. nreplicas) for samples of shape di->sample (di NULL: no
+   * data, model.input_shape only, as `nntrain check` allows) and check them
+   * against the data with the kind's rules. Errors name the job file. */
+  int (*build)(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+               const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err);
   /* One global batch: this rank's slice b at global step `step` and learning
    * rate lr. Adds the batch's figures to *st (the eval replica's loss and
    * accuracy). Every gradient sync it starts is finished before it returns:
    * one sync in flight at a time. */
   int (*step)(nn_replica *reps, const nn_batch *b, double lr, uint64_t step, nn_step_stats *st,
               nn_error *err);
-} nn_task_ops;
+  /* The figures of the run's model on L's data, reduced over comm (every
+   * rank gets *res). Collective. */
+  int (*evaluate)(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
+                  nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
+                  nn_metrics_result *res, nn_error *err);
+};
+
+/* The supervised build: every replica is the job's [model] for the data's
+ * samples (model.input_shape may reshape them), held to the rules of
+ * run/replica.h (classes -> one output each; targets -> mse, one output
+ * each). */
+int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                          const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err);
+/* The supervised evaluation: nn_evaluate on reps[t->eval_replica]. */
+int nn_task_evaluate_default(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
+                             nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
+                             nn_metrics_result *res, nn_error *err);
+/* t->build or the default; t->evaluate or the default. */
+int nn_task_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                  const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err);
+int nn_task_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L, nn_metrics_acc *acc,
+                     MPI_Comm comm, nn_ring *ctl, int64_t step, nn_metrics_result *res,
+                     nn_error *err);
 
 /* The kind called name, or NULL. */
 const nn_task_ops *nn_task_find(const char *name);

@@ -271,34 +271,6 @@ static void test_trainable_below_frozen(void) {
   nn_model_free(&mb);
 }
 
-/* Slots of n trainable parameters in a snapshot of stride floats a slot. */
-static void test_optim_slots_export_import(void) {
-  nn_optim_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  snprintf(cfg.type, sizeof cfg.type, "adam");
-  cfg.lr = 1e-3;
-  cfg.beta1 = 0.9;
-  cfg.beta2 = 0.999;
-  nn_optim o, p;
-  nn_error e;
-  nn_error_clear(&e);
-  ASSERT_OK(nn_optim_init(&o, &cfg, 5, &e));
-  ASSERT_OK(nn_optim_init(&p, &cfg, 5, &e));
-  ASSERT_EQ_INT(o.nslots, 2);
-  for (int i = 0; i < 10; i++) o.slots[i] = (float)(i + 1);
-  float snap[2 * 8];
-  for (int i = 0; i < 16; i++) snap[i] = -1.0f;
-  nn_optim_slots_export(&o, snap, 8);
-  for (int k = 0; k < 2; k++)
-    for (int i = 0; i < 8; i++)
-      ASSERT_NEAR(snap[k * 8 + i], i < 5 ? (float)(k * 5 + i + 1) : 0.0f, 0);
-  nn_optim_slots_import(&p, snap, 8);
-  ASSERT_TRUE(memcmp(o.slots, p.slots, 10 * sizeof(float)) == 0);
-  nn_optim_free(&o);
-  nn_optim_free(&p);
-}
-
 TEST_MAIN(TEST(test_layout_unchanged_without_frozen), TEST(test_layout_with_frozen),
           TEST(test_frozen_inside_trainable_block), TEST(test_frozen_pass),
-          TEST(test_gradcheck_with_frozen), TEST(test_trainable_below_frozen),
-          TEST(test_optim_slots_export_import))
+          TEST(test_gradcheck_with_frozen), TEST(test_trainable_below_frozen))

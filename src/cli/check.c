@@ -147,7 +147,7 @@ static int check_data(const nn_job *job, data_found *train, data_found *test, nn
 static int check_model(const nn_job *job, const nn_task_ops *task, const data_found *train,
                        nn_replica *reps, nn_error *err) {
   nn_replica_opts ro = {.train = 0, .max_batch = 1, .lint = 1, .warn = check_warn};
-  int rc = nn_task_build(task, reps, job, train->ok ? &train->info : NULL, &ro, err);
+  int rc = nn_task_build(task, reps, job, train->ok ? &train->info : NULL, job->source, &ro, err);
   if (rc == NN_ESCHEMA && reps[task->eval_replica].have_model) { /* built: the data disagrees */
     printf("\n");
     print_summary(job, &reps[task->eval_replica].model);

@@ -6,6 +6,7 @@
  * slice of the data (the same contiguous slices as training); rank 0 sums the
  * figures (eval) or gathers the predictions in data order and writes them
  * (predict). Runs on one rank or under mpirun. */
+#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,8 @@ typedef struct evalctx {
   nn_job *job;
   nn_dataset *ds;
   nn_loader *L;
-  nn_replica rep;            /* the checkpoint's model, evaluation only */
+  nn_replica reps[NN_TASK_MAX_REPLICAS]; /* the checkpoint's task's replicas, evaluation only */
+  nn_replica *ev;            /* the one the task evaluates */
 } evalctx;
 
 /* Rank 0 read the checkpoint; every rank gets its job spec. */
@@ -49,33 +51,28 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
   return rc;
 }
 
-/* The replica for the data's samples, with the checkpoint's values (rank 0).
- * The rules are the trainer's (run/replica.h); a mismatch is the data's fault. */
+/* The replicas of the checkpoint's task kind for the data's samples, built
+ * and checked against the data by the kind's own build (run/task.h), the
+ * rules train and check apply; a mismatch is the data's fault here. Rank 0
+ * loads the evaluated replica's values from the checkpoint. */
 static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, const char *data,
                        nn_error *err) {
-  const nn_dataset_info *di = nn_dataset_get_info(E->ds);
-  nn_shape in;
-  int rc = nn_replica_input_shape(E->job, &di->sample, data, &in, err);
-  nn_replica_opts o = {.train = 0, .max_batch = nn_loader_max_slice(E->L), .comm = E->comm};
-  /* the replica the job's task evaluates ("model" for supervised runs) */
   const nn_task_ops *task = NULL;
-  if (!rc && nn_task_for_job(E->job, &task, err) != 0) rc = NN_ECKPT;
-  if (!rc) rc = nn_replica_build(&E->rep, task->replicas[task->eval_replica], task->eval_replica,
-                                 E->job, &in, &o, err);
-  if (!rc) rc = nn_replica_check_data(E->job, &E->rep.model, di, data, err);
+  if (nn_task_for_job(E->job, &task, err) != 0) return nn_error_at(err, NN_ECKPT, ckpt, 0, 0,
+                                                                 "%s", err->msg);
+  nn_replica_opts o = {.train = 0, .max_batch = nn_loader_max_slice(E->L), .comm = E->comm};
+  int rc = nn_task_build(task, E->reps, E->job, nn_dataset_get_info(E->ds), data, &o, err);
   if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
-  if (!rc && E->rank == 0) {
-    int g = nn_ckpt_find_replica(s, E->rep.name);
-    if (g < 0)
-      rc = nn_replica_check_ckpt(&E->rep, s, ckpt, 0, err); /* names the gap */
-    else if (nn_replica_check_ckpt(&E->rep, s, data, 0, err) != 0)
-      rc = nn_error_at(err, NN_ESHAPE, data, 0, 0,
+  E->ev = &E->reps[task->eval_replica];
+  if (rc || E->rank != 0) return rc;
+  int g = nn_ckpt_find_replica(s, E->ev->name);
+  if (g < 0) return nn_replica_check_ckpt(E->ev, s, ckpt, 0, err); /* names the gap */
+  if (nn_replica_check_ckpt(E->ev, s, data, 0, err) != 0)
+    return nn_error_at(err, NN_ESHAPE, data, 0, 0,
                        "the data's samples do not fit the checkpoint's model (%zu parameters "
-                       "stored, %zu for these samples)", s->rep[g].nparams, E->rep.model.nparams);
-    else
-      nn_replica_load_ckpt(&E->rep, s, 0);
-  }
-  return rc;
+                       "stored, %zu for these samples)", s->rep[g].nparams, E->ev->model.nparams);
+  nn_replica_load_ckpt(E->ev, s, 0);
+  return 0;
 }
 
 /* Read the checkpoint (rank 0), share spec and parameters, open the data with
@@ -95,14 +92,14 @@ static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_e
   }
   if (!rc) rc = build_model(E, &s, ckpt, data, err);
   rc = nn_agree(E->comm, rc, err);
-  if (!rc) rc = nn_replica_bcast(&E->rep, E->comm, 0, err);
+  if (!rc) rc = nn_replica_bcast(E->ev, E->comm, 0, err);
 out:
   nn_ckpt_snapshot_free(&s);
   return rc;
 }
 
 static void teardown(evalctx *E) {
-  nn_replica_free(&E->rep);
+  for (int i = 0; i < NN_TASK_MAX_REPLICAS; i++) nn_replica_free(&E->reps[i]);
   nn_loader_free(E->L);
   nn_dataset_close(E->ds);
   free(E->job);
@@ -140,18 +137,12 @@ static int start(const char *cmd, int argc, char **argv, const char **ckpt, cons
 }
 
 static int init_mpi(int *argc, char ***argv, evalctx *E) {
-  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  nn_error err;
+  nn_error_clear(&err);
   int provided;
-  if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
-    fprintf(stderr, "nntrain: cannot initialize MPI\n");
-    return NN_EXIT_COMM;
-  }
   E->comm = MPI_COMM_WORLD;
-  MPI_Comm_set_errhandler(E->comm, MPI_ERRORS_RETURN);
-  if (MPI_Comm_rank(E->comm, &E->rank) != MPI_SUCCESS || MPI_Comm_size(E->comm, &E->N) != MPI_SUCCESS) {
-    fprintf(stderr, "nntrain: cannot query MPI_COMM_WORLD\n");
-    return NN_EXIT_COMM;
-  }
+  if (nn_cli_mpi_init(argc, argv, &provided, &E->rank, &E->N, &err) != 0)
+    return nn_cli_fail(&err);
   E->job = calloc(1, sizeof *E->job);
   return E->job ? 0 : NN_EXIT_FAILURE;
 }
@@ -188,7 +179,7 @@ int nn_cmd_eval(int argc, char **argv) {
     rc = nn_metrics_acc_init(&acc, &mc, &err);
   }
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc) rc = nn_evaluate(&E.rep, E.L, &acc, E.comm, NULL, 0, &res, &err);
+  if (!rc) rc = nn_evaluate(E.ev, E.L, &acc, E.comm, NULL, 0, &res, &err);
   rc = nn_agree(E.comm, rc, &err);
   if (!rc && E.rank == 0) {
     printf("checkpoint %s, data %s: %.0f samples\n", ckpt, data, res.count);
@@ -217,9 +208,12 @@ typedef struct pred {
 
 static int pred_alloc(pred *P, const evalctx *E, int batch, nn_error *err) {
   const nn_dataset_info *di = nn_dataset_get_info(E->ds);
-  P->k = (int)nn_shape_count(&E->rep.model.out);
+  P->k = (int)nn_shape_count(&E->ev->model.out);
   P->cls = di->num_classes > 0;
   size_t gmax = (size_t)batch * (size_t)E->N, k = (size_t)P->k;
+  if (gmax * k > INT_MAX) /* MPI_Gatherv counts are int */
+    return nn_error_set(err, NN_EUSAGE, "--batch %d on %d ranks with %d outputs is over %d "
+                        "values a batch: use a smaller --batch", batch, E->N, P->k, INT_MAX);
   P->all = malloc(sizeof(float) * gmax * k + 1);
   P->probs = malloc(sizeof(float) * (size_t)batch * k + 1);
   P->labs = malloc(sizeof(int32_t) * gmax + 1);
@@ -284,7 +278,7 @@ static int gather_rows(evalctx *E, const nn_batch *b, pred *P, nn_error *err) {
  * ranks stop together when every rank's loader is done (or one failed). */
 static int predict_all(evalctx *E, pred *P, nn_error *err) {
   int rc = nn_loader_start(E->L, 0, 0, err);
-  nn_run_ctx ctx = {.training = 0, .seed = E->rep.seed};
+  nn_run_ctx ctx = {.training = 0, .seed = E->ev->seed};
   const nn_batch *b;
   while (!rc) {
     rc = nn_loader_next(E->L, &b, err);
@@ -294,7 +288,7 @@ static int predict_all(evalctx *E, pred *P, nn_error *err) {
     if (rc || !all_more) break;
     if (b->n > 0) {
       ctx.sample0 = b->sample0;
-      const float *out = nn_model_forward(&E->rep.model, b->x, b->n, &ctx);
+      const float *out = nn_model_forward(&E->ev->model, b->x, b->n, &ctx);
       if (P->cls) nn_softmax_rows(out, P->probs, b->n, P->k);
       else memcpy(P->probs, out, sizeof(float) * (size_t)b->n * (size_t)P->k);
     }

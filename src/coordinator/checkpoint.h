@@ -90,8 +90,8 @@ typedef struct nn_ckpt_snapshot {
 /* Allocate a snapshot for n replicas (1 .. NN_CKPT_MAX_REPLICAS): replica i
  * is called names[i] (a non-empty HDF5 path component, unique), gets a copy
  * of models[i]'s tensor table and current values, and room for nslots[i]
- * optimizer slots over its trained parameters (ntrainable: see
- * nn__ckpt_model_ntrainable in checkpoint/snapshot.c). */
+ * optimizer slots over its trained parameters (models[i]->ntrainable; frozen
+ * layers sit after them, core/model.h). */
 int nn_ckpt_snapshot_init(nn_ckpt_snapshot *s, int n, const char *const *names,
                           const nn_model *const *models, const int *nslots, nn_error *err);
 void nn_ckpt_snapshot_free(nn_ckpt_snapshot *s);

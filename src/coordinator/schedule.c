@@ -276,11 +276,14 @@ int nn_schedule_check_run(const nn_schedule_cfg *c, double base, int64_t steps_p
 
 /* ---- reduce_on_plateau ----------------------------------------------------- */
 
+int nn_monitor_maximizes(const char *mode, const char *monitor) {
+  if (!strcmp(mode, "max")) return 1;
+  if (!strcmp(mode, "min")) return 0;
+  return strstr(monitor, "accuracy") || strstr(monitor, "f1") || strstr(monitor, "auc");
+}
+
 int nn_plateau_maximizes(const nn_schedule_cfg *c) {
-  if (!strcmp(c->mode, "max")) return 1;
-  if (!strcmp(c->mode, "min")) return 0;
-  return strstr(c->monitor, "accuracy") || strstr(c->monitor, "f1") ||
-         strstr(c->monitor, "auc");
+  return nn_monitor_maximizes(c->mode, c->monitor);
 }
 
 void nn_plateau_init(nn_plateau_state *s, const nn_schedule_cfg *c) {

@@ -114,6 +114,9 @@ typedef struct nn_plateau_state {
 /* 1 if the monitored value improves when it grows: mode "max", or mode
  * "auto" with an accuracy, F1 or AUC monitor; 0 otherwise. */
 int nn_plateau_maximizes(const nn_schedule_cfg *c);
+/* The rule behind it, shared with early stopping: 1 for mode "max", 0 for
+ * "min", and for "auto" 1 if the monitor is an accuracy, F1 or AUC. */
+int nn_monitor_maximizes(const char *mode, const char *monitor);
 
 /* Start state: scale 1, best ±inf by mode, counters 0. */
 void nn_plateau_init(nn_plateau_state *s, const nn_schedule_cfg *c);

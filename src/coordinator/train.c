@@ -271,7 +271,8 @@ static int build_replicas(run *R, nn_error *err) {
                        .warn = warn_model, .warn_user = R->lead ? R : NULL};
   R->nrep = R->task->nreplicas; /* every slot is freed, built or not (zeroed by calloc) */
   R->ev = &R->rep[R->task->eval_replica];
-  return nn_task_build(R->task, R->rep, R->job, nn_dataset_get_info(R->data.train_ds), &o, err);
+  return nn_task_build(R->task, R->rep, R->job, nn_dataset_get_info(R->data.train_ds),
+                       R->job->source, &o, err);
 }
 
 /* The control ring and its buffer: 2 flags + every replica's running statistics. */
@@ -284,19 +285,23 @@ static int build_control(run *R, nn_error *err) {
   }
   R->ctlbuf = malloc(R->nctl * sizeof(float));
   if (R->lead) R->rss_all = malloc((size_t)R->N * sizeof *R->rss_all);
-  if (!R->ctlbuf || (R->lead && !R->rss_all)) return nn_error_set(err, NN_ENOMEM, "out of memory");
-  int rc = R->N > 1 ? nn_ring_create(&R->ctl, R->comm, R->nctl, 0, err) : 0;
+  int rc = !R->ctlbuf || (R->lead && !R->rss_all) ? nn_error_set(err, NN_ENOMEM, "out of memory") : 0;
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc; /* the ring's creation is collective */
+  rc = R->N > 1 ? nn_ring_create(&R->ctl, R->comm, R->nctl, 0, err) : 0;
+  rc = nn_agree(R->comm, rc, err);
   if (!rc && R->ctl && R->opts->timeout_s > 0) nn_ring_set_timeout(R->ctl, R->opts->timeout_s);
   return rc;
 }
 
-/* The schedule's keys against this run's length; errors name the job file. */
+/* Every replica's schedule against this run's length; errors name the job file. */
 static int check_schedule(run *R, nn_error *err) {
   const nn_job *job = R->job;
   R->steps_per_epoch = nn_loader_steps(R->data.train_L);
   R->total_steps = (int64_t)job->train.epochs * R->steps_per_epoch;
-  int rc = nn_schedule_check_run(&job->schedule, job->optimizer.lr, R->steps_per_epoch,
-                                 R->total_steps, err);
+  int rc = 0;
+  for (int i = 0; i < R->nrep && !rc; i++)
+    rc = nn_schedule_check_run(R->rep[i].schedule, R->rep[i].optim_cfg->lr, R->steps_per_epoch,
+                               R->total_steps, err);
   if (rc) {
     nn_error e = *err;
     rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "%s", e.msg);
@@ -323,6 +328,9 @@ static int open_outputs(run *R, nn_error *err) {
   return rc;
 }
 
+/* Every step of setup ends with all ranks agreeing on its outcome, so a
+ * failure on one rank (out of memory, an unreadable shard) returns on every
+ * rank at the same point, and no rank is left in a collective. */
 static int setup(run *R, nn_error *err) {
   const nn_job *job = R->job;
   openblas_set_num_threads(nn_train_blas_threads(job, R->comm));
@@ -331,14 +339,13 @@ static int setup(run *R, nn_error *err) {
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
   if ((rc = nn_run_data_open(&R->data, job, &so, R->comm, err)) != 0) return rc;
   rc = nn_run_data_loaders(&R->data, job, R->rank, R->N, err);
-  if (!rc) rc = build_replicas(R, err);
-  if (!rc) rc = check_schedule(R, err);
-  if (!rc) rc = build_control(R, err);
-  if (!rc) {
-    const nn_dataset_info *tri = nn_dataset_get_info(R->data.train_ds);
-    nn_metrics_config mc = nn_eval_metrics_config(tri, job->validation.top_k);
-    rc = nn_metrics_acc_init(&R->acc, &mc, err);
-  }
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
+  if ((rc = nn_agree(R->comm, build_replicas(R, err), err)) != 0) return rc;
+  if ((rc = nn_agree(R->comm, check_schedule(R, err), err)) != 0) return rc;
+  if ((rc = build_control(R, err)) != 0) return rc;
+  const nn_dataset_info *tri = nn_dataset_get_info(R->data.train_ds);
+  nn_metrics_config mc = nn_eval_metrics_config(tri, job->validation.top_k);
+  rc = nn_metrics_acc_init(&R->acc, &mc, err);
   if (!rc) rc = open_outputs(R, err);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_decide_init(&R->state.decide, job);
@@ -443,8 +450,7 @@ static int stop_on_signal(run *R, int last_of_epoch, int epoch, double t0, nn_er
   R->state.elapsed_s += now_s() - t0;
   int rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead) rc = nn_ckpt_writer_wait(R->ckw, err);
-  if (!rc) rc = nn_watched_barrier(R->ctl, R->state.step, err);
-  if (rc) return rc;
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc; /* rank 0's write, for everyone */
   char path[NN_PATH_MAX + 64];
   nn_ckpt_path(R->dir, R->state.step, path, sizeof path);
   if (R->lead) {
@@ -499,7 +505,6 @@ static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out
 
 /* The step loop of one epoch (from the resumed position). */
 static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
-  const nn_job *job = R->job;
   memset(eo, 0, sizeof *eo);
   double t0 = now_s();
   R->last_bar = 0;
@@ -509,13 +514,15 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
   int leave = 0;
   while (!rc && !leave) {
     if ((rc = nn_loader_next(R->data.train_L, &b, err)) != 0 || !b) break;
-    double lr = nn_schedule_lr_at(&job->schedule, job->optimizer.lr, R->state.step,
-                                  R->steps_per_epoch, R->total_steps, &R->state.decide.plateau);
+    double lr[NN_TASK_MAX_REPLICAS]; /* each replica's own schedule */
+    for (int i = 0; i < R->nrep; i++)
+      lr[i] = nn_schedule_lr_at(R->rep[i].schedule, R->rep[i].optim_cfg->lr, R->state.step,
+                                R->steps_per_epoch, R->total_steps, &R->state.decide.plateau);
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
     if (rc) break;
     R->state.step++;
     R->state.epoch_step++;
-    R->state.lr = lr;
+    R->state.lr = lr[R->task->eval_replica];
     eo->samples += b->global_n;
     rc = after_step(R, b, epoch, t0, eo, &leave, err);
   }
@@ -755,8 +762,8 @@ static int finish(run *R, nn_error *err) {
   int rc = 0;
   if (R->lead && R->job->checkpoint.at_end) rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead && R->ckw) rc = nn_ckpt_writer_wait(R->ckw, err);
-  if (rc) return rc;
-  if ((rc = nn_agree(R->comm, 0, err)) != 0) return rc;
+  /* rank 0's writer result, for everyone: a refused snapshot fails the run once */
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   if ((rc = restore_best(R, err)) != 0) return rc;
   res->seconds = now_s() - R->t_start;
   res->samples_per_s = R->train_time > 0 ? R->train_samples / R->train_time : 0;

@@ -348,15 +348,3 @@ void nn_optim_step(nn_optim *o, float *params, const float *grads, double lr) {
   }
 }
 
-void nn_optim_slots_export(const nn_optim *o, float *dst, size_t stride) {
-  for (int k = 0; k < o->nslots; k++) {
-    float *d = dst + (size_t)k * stride;
-    if (o->n) memcpy(d, o->slots + (size_t)k * o->n, o->n * sizeof *d);
-    if (stride > o->n) memset(d + o->n, 0, (stride - o->n) * sizeof *d);
-  }
-}
-
-void nn_optim_slots_import(nn_optim *o, const float *src, size_t stride) {
-  for (int k = 0; k < o->nslots; k++)
-    if (o->n) memcpy(o->slots + (size_t)k * o->n, src + (size_t)k * stride, o->n * sizeof(float));
-}

@@ -108,14 +108,6 @@ void nn_optim_free(nn_optim *o);
 /* PyTorch state name of slot i ("momentum_buffer", "exp_avg", "sum", ...),
  * or NULL if i is not a slot of o. */
 const char *nn_optim_slot_name(const nn_optim *o, int i);
-/* A checkpoint snapshot holds each slot over the whole parameter arena
- * (`stride` floats a slot, stride >= o->n: a model's nparams), while the
- * optimizer has slots for its n trainable parameters only (frozen layers
- * sit after them, core/model.h). Export writes slot k to dst[k * stride,
- * + n) and zeroes the rest of each; import reads them back. With
- * stride == n both are one copy. */
-void nn_optim_slots_export(const nn_optim *o, float *dst, size_t stride);
-void nn_optim_slots_import(nn_optim *o, const float *src, size_t stride);
 /* One update of params [n] from grads [n] with learning rate lr (the
  * schedule's value for this step; cfg.lr is the base). Increments t first,
  * so the first step uses t = 1. grads is not modified. */

@@ -108,10 +108,6 @@ int nn__ckpt_trainable_ok(const nn_tensor_ref *t, int ntensors, size_t ntrainabl
   return covered == ntrainable;
 }
 
-/* The parameters of m that are trained: all of them until nn_model says
- * otherwise. When the model gains a count of trained parameters (frozen
- * layers at the arena's end), return it here: this is the one place. */
-static size_t model_ntrainable(const nn_model *m) { return m->ntrainable; }
 
 /* Replica r for model m: the tensor table and the current values copied. */
 static int replica_init(nn_ckpt_replica *r, const char *name, const nn_model *m, int nslots,
@@ -138,7 +134,7 @@ static int replica_init(nn_ckpt_replica *r, const char *name, const nn_model *m,
     return nn_error_set(err, NN_EINTERNAL,
                         "checkpoint: the tensor table covers %zu of %zu parameters and %zu of "
                         "%zu buffer values", next[0], m->nparams, next[1], m->nbuffers);
-  size_t ntr = model_ntrainable(m);
+  size_t ntr = m->ntrainable;
   if (!nn__ckpt_trainable_ok(m->tensors, m->ntensors, ntr))
     return nn_error_set(err, NN_EINTERNAL, "checkpoint: %zu trained parameters end inside a "
                         "tensor", ntr);

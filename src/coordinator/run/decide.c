@@ -15,9 +15,7 @@ void nn_decide_init(nn_decide_state *d, const nn_job *job) {
 }
 
 int nn_es_maximizes(const nn_job_early_stopping *e) {
-  if (!strcmp(e->mode, "max")) return 1;
-  if (!strcmp(e->mode, "min")) return 0;
-  return strstr(e->monitor, "accuracy") || strstr(e->monitor, "f1") || strstr(e->monitor, "auc");
+  return nn_monitor_maximizes(e->mode, e->monitor);
 }
 
 double nn_monitored_value(const char *name, const nn_epoch_figures *f) {

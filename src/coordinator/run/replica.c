@@ -7,6 +7,7 @@
 #include "coordinator/lint.h"
 #include "core/loss.h"
 #include "core/rng.h"
+#include "worker/agree.h"
 #include "worker/collective.h"
 
 int nn_replica_input_shape(const nn_job *job, const nn_shape *sample, const char *where,
@@ -49,18 +50,36 @@ int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset
   return 0;
 }
 
-/* The optimizer, the gradient sync and the stepper of a training replica. */
+/* The optimizer and, on N > 1 ranks, the gradient sync of a training
+ * replica. Collective on o->comm: every rank agrees on the optimizer first,
+ * as the sync's creation needs them all. */
 static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err) {
-  const nn_job *job = r->job;
-  int N = 1, rc = nn_optim_init(&r->optim, &job->optimizer, r->model.ntrainable, err);
+  int N = 1, rc = nn_optim_init(&r->optim, r->optim_cfg, r->model.ntrainable, err);
   r->have_optim = !rc;
-  int mrc = rc ? MPI_SUCCESS : MPI_Comm_size(o->comm, &N);
-  if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Comm_size", __FILE__, __LINE__, err);
-  if (!rc && N > 1) {
+  if ((rc = nn_agree(o->comm, rc, err)) != 0) return rc;
+  NN_MPI_RETURN(err, MPI_Comm_size(o->comm, &N));
+  if (N > 1) {
     rc = nn_gradsync_create(&r->sync, o->comm, r->model.grads, r->model.ntrainable, 0, err);
     if (!rc && o->timeout_s > 0) nn_gradsync_set_timeout(r->sync, o->timeout_s);
   }
   return rc;
+}
+
+/* The model from the job for input `in`, its loss kind in *loss, and the
+ * model checks when asked. Local: errors name the job file and the layer. */
+static int build_model(nn_replica *r, const nn_shape *in, const nn_replica_opts *o, int *loss,
+                       nn_error *err) {
+  const nn_job *job = r->job;
+  int rc = nn_model_build(&r->model, in, job->model.layers, job->model.nlayers, o->max_batch, err);
+  r->have_model = !rc;
+  if (rc) {
+    nn_job_model_error(job, err); /* the job file and the layer's line */
+    return rc;
+  }
+  *loss = nn_loss_parse(job->train.loss);
+  if (*loss < 0)
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);
+  return o->lint ? nn_lint_model(job, &r->model, *loss, o->warn, o->warn_user, err) : 0;
 }
 
 int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *job,
@@ -70,17 +89,11 @@ int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *j
   r->index = index;
   r->job = job;
   r->seed = nn_rng_replica_seed((uint64_t)job->train.seed, (uint32_t)index);
-  int rc = nn_model_build(&r->model, in, job->model.layers, job->model.nlayers, o->max_batch, err);
-  r->have_model = !rc;
-  if (rc) {
-    nn_job_model_error(job, err); /* the job file and the layer's line */
-    return rc;
-  }
-  int loss = nn_loss_parse(job->train.loss);
-  if (loss < 0)
-    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);
-  if (o->lint && (rc = nn_lint_model(job, &r->model, loss, o->warn, o->warn_user, err)) != 0)
-    return rc;
+  r->optim_cfg = o->optim_cfg ? o->optim_cfg : &job->optimizer;
+  r->schedule = o->schedule ? o->schedule : &job->schedule;
+  int loss = 0, rc = build_model(r, in, o, &loss, err);
+  if (o->train) rc = nn_agree(o->comm, rc, err); /* before anything collective */
+  if (rc) return rc;
   nn_model_init_params(&r->model, r->seed);
   if (o->train && (rc = build_training(r, o, err)) != 0) return rc;
   rc = nn_stepper_init(&r->st, &r->model, r->have_optim ? &r->optim : NULL, r->sync, loss, err);

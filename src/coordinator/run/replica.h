@@ -2,8 +2,12 @@
  * eval, predict, check and the best-model restore, so they apply one set of
  * rules and cannot disagree.
  *
- * A replica is a model graph, its optimizer and learning-rate schedule state,
- * its stepper and its gradient sync. It owns its arenas and its group in the
+ * A replica is a model graph, its optimizer (settings and state) and
+ * learning-rate schedule, its stepper and its gradient sync. A kind's build
+ * chooses each replica's optimizer and schedule settings (nn_replica_opts);
+ * the supervised build gives every replica the job's [optimizer] and
+ * [schedule]. The reduce-on-plateau state is the run's (run/decide.h), driven
+ * by the evaluated replica's figures. It owns its arenas and its group in the
  * checkpoint. Replica k of a run draws every random number from
  * nn_rng_replica_seed(job seed, k): replica 0 from the job seed itself, so a
  * one-model run is what it always was.
@@ -36,6 +40,8 @@ typedef struct nn_replica {
   int index;                /* position in the run (keys its random streams) */
   uint64_t seed;            /* nn_rng_replica_seed(job seed, index) */
   const nn_job *job;        /* borrowed */
+  const nn_optim_cfg *optim_cfg;   /* borrowed: its optimizer's settings */
+  const nn_schedule_cfg *schedule; /* borrowed: its learning-rate schedule */
   nn_model model;
   int have_model;
   nn_optim optim;           /* training replicas only */
@@ -51,6 +57,8 @@ typedef struct nn_replica_opts {
   int max_batch;            /* largest slice forward/backward will see */
   MPI_Comm comm;            /* the ranks that hold the replica (gradient sync) */
   double timeout_s;         /* watchdog of the gradient sync (0: none) */
+  const nn_optim_cfg *optim_cfg;   /* NULL: the job's [optimizer] */
+  const nn_schedule_cfg *schedule; /* NULL: the job's [schedule] */
   int lint;                 /* apply the model checks of coordinator/lint.h (train, check) */
   void (*warn)(void *user, const char *msg); /* their warnings (NULL: dropped) */
   void *warn_user;

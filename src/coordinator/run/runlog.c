@@ -138,7 +138,6 @@ int nn_runlog_write(nn_runlog *log, json_t *rec, nn_error *err) {
     goto out;
   }
   size_t n = strlen(text);
-  text[n] = '\0';
   if (fputs(text, log->f) < 0 || fputc('\n', log->f) == EOF || fflush(log->f) != 0 ||
       ferror(log->f)) {
     rc = nn_error_at(err, NN_EIO, log->path, 0, 0, "cannot write: %s", strerror(errno));

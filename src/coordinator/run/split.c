@@ -26,7 +26,9 @@ int nn_split_carve(int64_t n, uint64_t seed, uint32_t which, int64_t lo, int64_t
   nn_rng r;
   nn_rng_init(&r, seed, NN_RNG_SPLIT, which, 0, 0);
   for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(((uint64_t)nn_rng_u32(&r) << 32 | nn_rng_u32(&r)) % (uint64_t)(i + 1));
+    uint64_t top = nn_rng_u32(&r); /* two statements: the order of the draws is fixed */
+    uint64_t low = nn_rng_u32(&r);
+    int64_t j = (int64_t)((top << 32 | low) % (uint64_t)(i + 1));
     int64_t t = perm[i];
     perm[i] = perm[j];
     perm[j] = t;

@@ -2,6 +2,7 @@
 #include "coordinator/run/task.h"
 
 #include "coordinator/run/evaluate.h"
+#include "worker/agree.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,16 +36,18 @@ int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err) {
 }
 
 int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
-                          const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err) {
+                          const nn_dataset_info *di, const char *where,
+                          const nn_replica_opts *o, nn_error *err) {
   nn_shape in = {.ndim = job->model.input_ndim};
   int rc = 0;
-  if (di) rc = nn_replica_input_shape(job, &di->sample, job->source, &in, err);
+  if (di) rc = nn_replica_input_shape(job, &di->sample, where, &in, err);
   else for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
   nn_replica_opts oi = *o;
   for (int i = 0; i < t->nreplicas && !rc; i++) {
     if (i > 0) oi.warn_user = NULL; /* the model checks speak once */
     rc = nn_replica_build(&reps[i], t->replicas[i], i, job, &in, &oi, err);
-    if (!rc && di) rc = nn_replica_check_data(job, &reps[i].model, di, job->source, err);
+    if (!rc && di) rc = nn_replica_check_data(job, &reps[i].model, di, where, err);
+    if (o->train) rc = nn_agree(o->comm, rc, err); /* every rank leaves at the same replica */
   }
   return rc;
 }
@@ -56,8 +59,9 @@ int nn_task_evaluate_default(const nn_task_ops *t, nn_replica *reps, nn_loader *
 }
 
 int nn_task_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
-                  const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err) {
-  return (t->build ? t->build : nn_task_build_default)(t, reps, job, di, o, err);
+                  const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+                  nn_error *err) {
+  return (t->build ? t->build : nn_task_build_default)(t, reps, job, di, where, o, err);
 }
 
 int nn_task_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L, nn_metrics_acc *acc,

@@ -35,15 +35,18 @@ struct nn_task_ops {
   int eval_replica;        /* the replica validation, test figures and best.h5 use */
   /* Build reps[0 .. nreplicas) for samples of shape di->sample (di NULL: no
    * data, model.input_shape only, as `nntrain check` allows) and check them
-   * against the data with the kind's rules. Errors name the job file. */
+   * against the data with the kind's rules. Errors about the model against
+   * the data name `where` (the job file for train and check, the data for
+   * eval); configuration errors name the job file. */
   int (*build)(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
-               const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err);
-  /* One global batch: this rank's slice b at global step `step` and learning
-   * rate lr. Adds the batch's figures to *st (the eval replica's loss and
+               const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+               nn_error *err);
+  /* One global batch: this rank's slice b at global step `step`, replica i
+   * at learning rate lr[i] (its own schedule's value). Adds the batch's figures to *st (the eval replica's loss and
    * accuracy). Every gradient sync it starts is finished before it returns:
    * one sync in flight at a time. */
-  int (*step)(nn_replica *reps, const nn_batch *b, double lr, uint64_t step, nn_step_stats *st,
-              nn_error *err);
+  int (*step)(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
+              nn_step_stats *st, nn_error *err);
   /* The figures of the run's model on L's data, reduced over comm (every
    * rank gets *res). Collective. */
   int (*evaluate)(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
@@ -56,14 +59,16 @@ struct nn_task_ops {
  * run/replica.h (classes -> one output each; targets -> mse, one output
  * each). */
 int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
-                          const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err);
+                          const nn_dataset_info *di, const char *where,
+                          const nn_replica_opts *o, nn_error *err);
 /* The supervised evaluation: nn_evaluate on reps[t->eval_replica]. */
 int nn_task_evaluate_default(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
                              nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
                              nn_metrics_result *res, nn_error *err);
 /* t->build or the default; t->evaluate or the default. */
 int nn_task_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
-                  const nn_dataset_info *di, const nn_replica_opts *o, nn_error *err);
+                  const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+                  nn_error *err);
 int nn_task_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L, nn_metrics_acc *acc,
                      MPI_Comm comm, nn_ring *ctl, int64_t step, nn_metrics_result *res,
                      nn_error *err);

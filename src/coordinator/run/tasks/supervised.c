@@ -2,9 +2,9 @@
  * targets from inputs; one optimizer step per global batch. */
 #include "coordinator/run/task.h"
 
-static int supervised_step(nn_replica *reps, const nn_batch *b, double lr, uint64_t step,
+static int supervised_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
                            nn_step_stats *st, nn_error *err) {
-  return nn_step_train(&reps[0].st, b, lr, step, reps[0].seed, st, err);
+  return nn_step_train(&reps[0].st, b, lr[0], step, reps[0].seed, st, err);
 }
 
 const nn_task_ops nn_task_supervised = {

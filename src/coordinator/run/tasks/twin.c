@@ -6,12 +6,12 @@
  * alternating steps, one checkpoint group each, exact resume. */
 #include "coordinator/run/task.h"
 
-static int twin_step(nn_replica *reps, const nn_batch *b, double lr, uint64_t step,
+static int twin_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
                      nn_step_stats *st, nn_error *err) {
-  int rc = nn_step_train(&reps[0].st, b, lr, step, reps[0].seed, st, err);
+  int rc = nn_step_train(&reps[0].st, b, lr[0], step, reps[0].seed, st, err);
   if (rc) return rc;
   nn_step_stats ignored = {0};
-  return nn_step_train(&reps[1].st, b, lr, step, reps[1].seed, &ignored, err);
+  return nn_step_train(&reps[1].st, b, lr[1], step, reps[1].seed, &ignored, err);
 }
 
 const nn_task_ops nn_task_twin = {

@@ -154,7 +154,7 @@ cmp -s "$T/rs.bin" "$T/ft2.bin" || fail "resumed fine-tuning differs from the un
 
 # ---- errors: shape mismatch, float64 --------------------------------------------------
 job ft "$T/b" "$T/bad" false 16 "$SRCK" >"$T/bad.toml"
-MSG="/params/body/weight has shape [32, 784] in the file but [16, 784] in the model"
+MSG="/params/body/weight: shape [32, 784], expected [16, 784] (from the model"
 expect_fail 5 "$MSG" "$NNTRAIN" "$T/bad.toml"
 grep -qF "nntrain: $SRCK: " "$T/se" || fail "the shape error does not name the file: $(cat "$T/se")"
 $MPI -np 2 "$NNTRAIN" "$T/bad.toml" >"$T/so" 2>"$T/se"
@@ -190,7 +190,7 @@ assert len(dump) == 32 * 784 + 32 + 16 * 32 + 16 + 2 * 16 + 2, len(dump)
 assert np.array_equal(dump[-len(want):], want)
 PYEOF
 job ft "$T/b" "$T/np64" false 32 "$T/np64.h5" >"$T/np64.toml"
-expect_fail 5 "/params/body/weight: expected float32" "$NNTRAIN" "$T/np64.toml"
+expect_fail 5 "/params/body/weight: wrong element type, expected float32" "$NNTRAIN" "$T/np64.toml"
 
 # ---- the shipped example jobs work together (a few steps each) --------------------------
 "$NNTRAIN" prepare fashion-mnist --out "$T/c" --classes 5,6,7,8,9 --limit 200 --shards 2 >/dev/null ||

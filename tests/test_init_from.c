@@ -166,7 +166,7 @@ static void test_bad_files(void) {
   nn_error e;
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_init_read(path, "model", &m, NULL, &e), NN_ECKPT);
-  ASSERT_STR_CONTAINS(e.msg, "/params/body/weight: expected float32");
+  ASSERT_STR_CONTAINS(e.msg, "/params/body/weight: wrong element type, expected float32");
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_init_read("/nonexistent/x.h5", "model", &m, NULL, &e), NN_ECKPT);
   ASSERT_STR_CONTAINS(e.msg, "cannot open");

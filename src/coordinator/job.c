@@ -527,22 +527,18 @@ typedef struct layer_src {
   char path[96];            /* "model.layers[2].layers[1]" */
 } layer_src;
 
-/* Read the layer table `tab` at `lpath` into the next flat config and, for
- * a composite (residual), its nested `layers` after it, setting block_len to
- * the number of flat configs they take. top: index among the top-level
- * layers (--set model.layers.N.key applies there), -1 for nested layers,
- * which no override reaches. prefix: "" or "<block name>." and j the
- * position in the enclosing list: a nested layer's name is prefix + its
- * given name, or prefix + "<type><j>" (the model's convention, model.h). */
-static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value *tab,
-                      const char *lpath, int top, const char *prefix, int j, int depth) {
-  char path[160], desc[128];
-  snprintf(desc, sizeof desc, "%s", lpath);
+/* read_layer, first step: claim the next flat config of job->model for the
+ * layer table `tab` at lpath, zeroed, and note in src[] where it came from
+ * (src is read_layers'). *idx gets its index. Errors (too many layers, not
+ * a table) name desc, the layer's path. */
+static int layer_slot(pctx *c, nn_job *job, layer_src *src, const nn_toml_value *tab,
+                      const char *lpath, int top, const char *desc, int *idx) {
   if (job->model.nlayers >= NN_JOB_MAX_LAYERS)
     return perr(c, NULL, tab->line, tab->col, desc,
                 "%s: more than %d layers in the model (nested layers count one each)", desc,
                 NN_JOB_MAX_LAYERS);
   int i = job->model.nlayers++;
+  *idx = i;
   nn_layer_cfg *cfg = &job->model.layers[i];
   memset(cfg, 0, sizeof *cfg);
   job->model.layer_line[i] = tab->line;
@@ -552,8 +548,16 @@ static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value 
   if (tab->type != NN_TOML_TABLE)
     return perr(c, NULL, tab->line, tab->col, desc, "%s: expected a table, got %s", desc,
                 nn_toml_type_name(tab->type));
+  return 0;
+}
 
-  /* the type decides which keys the layer has */
+/* The layer's `type` (from --set model.layers.N.type if top >= 0 has one,
+ * else from tab) into cfg, its ops into *ops, and the defaults of the common
+ * keys and of the type's own keys into cfg: the type decides which keys the
+ * layer has. desc is the layer's path, for messages. */
+static int layer_type(pctx *c, nn_layer_cfg *cfg, const nn_toml_value *tab, const char *lpath,
+                      int top, const char *desc, const nn_layer_ops **ops) {
+  char path[160];
   snprintf(path, sizeof path, "%s.type", lpath);
   const nn_key *tkey = nn__keys_find(nn__layer_common_keys, "type");
   const ovr *o = top >= 0 ? find_ovr(c, "model", top, "type") : NULL;
@@ -562,16 +566,23 @@ static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value 
     return perr(c, NULL, tab->line, tab->col, path, "%s: missing required key 'type'", desc);
   int rc = set_key(c, o, tkey, cfg, tv, path);
   if (rc) return rc;
-  const nn_layer_ops *ops = nn_layer_find(cfg->type);
-  if (!ops) return unknown_type(c, o, tv, path, cfg->type);
+  *ops = nn_layer_find(cfg->type);
+  if (!*ops) return unknown_type(c, o, tv, path, cfg->type);
   char what[64];
-  snprintf(what, sizeof what, "layer %s", ops->type);
+  snprintf(what, sizeof what, "layer %s", (*ops)->type);
   rc = nn__keys_defaults(nn__layer_common_keys + 1, cfg, what, c->err);
-  if (!rc) rc = nn__keys_defaults(nn__layer_keys(ops), cfg, what, c->err);
-  if (rc) return rc;
+  if (!rc) rc = nn__keys_defaults(nn__layer_keys(*ops), cfg, what, c->err);
+  return rc;
+}
 
-  int composite = nn_model_is_composite_type(ops->type);
-  snprintf(desc, sizeof desc, "%s (%s)", lpath, ops->type);
+/* The rest of the layer's keys, from tab and (top >= 0) the overrides of
+ * model.layers.<top>, into cfg, after refusing overrides of keys type ops
+ * does not have and, for a composite, any block_len written by hand. The
+ * nested `layers` of a composite are left to layer_body. desc is
+ * "<path> (<type>)". */
+static int layer_keys(pctx *c, nn_layer_cfg *cfg, const nn_toml_value *tab, const char *lpath,
+                      int top, const nn_layer_ops *ops, int composite, const char *desc) {
+  char path[160];
   /* all keys of this layer: `type`, `name`, then the type's own */
   nn_key all[NN__LAYER_KEYS_MAX];
   if (nn__layer_all_keys(ops, all, NN__LAYER_KEYS_MAX) < 0)
@@ -592,17 +603,22 @@ static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value 
       return perr(c, bo, bv ? bv->key_line : 0, bv ? bv->key_col : 0, path,
                   "%s: block_len is set from the nested `layers`; do not write it", path);
   }
-  rc = top >= 0 ? read_table(c, tab, all, cfg, "model", top, composite ? "layers" : NULL, desc)
-                : read_table(c, tab, all, cfg, lpath, -1, composite ? "layers" : NULL, desc);
-  if (rc) return rc;
+  return top >= 0 ? read_table(c, tab, all, cfg, "model", top, composite ? "layers" : NULL, desc)
+                  : read_table(c, tab, all, cfg, lpath, -1, composite ? "layers" : NULL, desc);
+}
 
-  /* the name: default "<type><j>", nested ones qualified by their block */
+/* The layer's full name into cfg->name: prefix + its given name, or
+ * prefix + "<type><j>" by default (nested ones are qualified by their
+ * block); too long for cfg->name is an error at tab's `name`. */
+static int layer_name(pctx *c, nn_layer_cfg *cfg, const nn_toml_value *tab, const char *lpath,
+                      const char *prefix, int j) {
   char name[3 * NN_NAME_MAX];
   if (!cfg->name[0])
     snprintf(name, sizeof name, "%s%.30s%d", prefix, cfg->type, j);
   else
     snprintf(name, sizeof name, "%s%s", prefix, cfg->name);
   if (strlen(name) >= sizeof cfg->name) {
+    char path[160];
     const nn_toml_value *nv = nn_toml_get(tab, "name");
     snprintf(path, sizeof path, "%s.name", lpath);
     return perr(c, NULL, nv ? nv->line : tab->line, nv ? nv->col : tab->col, path,
@@ -611,14 +627,23 @@ static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value 
                 (int)sizeof cfg->name - 1);
   }
   memcpy(cfg->name, name, strlen(name) + 1);
-  if (!composite) return 0;
+  return 0;
+}
 
-  /* the body: [[model.layers.layers]] tables under this one (none: an
-   * empty body, which is the identity) */
+static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value *tab,
+                      const char *lpath, int top, const char *prefix, int j, int depth);
+
+/* The body of composite layer i (table tab at lpath, depth levels deep): the
+ * [[model.layers.layers]] tables under it, read by read_layer into the flat
+ * configs right after it, then its block_len set to how many they took. No
+ * `layers`: an empty body, which is the identity. desc is
+ * "<path> (<type>)". */
+static int layer_body(pctx *c, nn_job *job, layer_src *src, const nn_toml_value *tab,
+                      const char *lpath, int i, int depth, const char *desc) {
   const nn_toml_value *arr = nn_toml_get(tab, "layers");
   if (!arr) return 0;
   if (arr->type != NN_TOML_ARRAY) {
-    char hdr[160] = "model.layers";
+    char hdr[160] = "model.layers", path[160];
     for (int d = 0; d <= depth && strlen(hdr) + 8 < sizeof hdr; d++) strcat(hdr, ".layers");
     snprintf(path, sizeof path, "%s.layers", lpath);
     return perr(c, NULL, arr->line, arr->col, path,
@@ -626,17 +651,41 @@ static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value 
                 path, hdr, nn_toml_type_name(arr->type));
   }
   char pre[NN_NAME_MAX + 1];
-  snprintf(pre, sizeof pre, "%s.", cfg->name);
+  snprintf(pre, sizeof pre, "%s.", job->model.layers[i].name);
   for (size_t k = 0; k < arr->u.arr.n; k++) {
     char sub[96];
     int w = snprintf(sub, sizeof sub, "%s.layers[%zu]", lpath, k);
     if (w < 0 || (size_t)w >= sizeof sub)
       return perr(c, NULL, arr->line, arr->col, desc, "%s: layers nested too deeply", desc);
-    if ((rc = read_layer(c, job, src, arr->u.arr.items[k], sub, -1, pre, (int)k, depth + 1)))
-      return rc;
+    int rc = read_layer(c, job, src, arr->u.arr.items[k], sub, -1, pre, (int)k, depth + 1);
+    if (rc) return rc;
   }
   job->model.layers[i].block_len = job->model.nlayers - i - 1;
   return 0;
+}
+
+/* Read the layer table `tab` at `lpath` into the next flat config and, for
+ * a composite (residual), its nested `layers` after it, setting block_len to
+ * the number of flat configs they take. top: index among the top-level
+ * layers (--set model.layers.N.key applies there), -1 for nested layers,
+ * which no override reaches. prefix: "" or "<block name>." and j the
+ * position in the enclosing list: a nested layer's name is prefix + its
+ * given name, or prefix + "<type><j>" (the model's convention, model.h).
+ * The steps are the static functions above, in order. */
+static int read_layer(pctx *c, nn_job *job, layer_src *src, const nn_toml_value *tab,
+                      const char *lpath, int top, const char *prefix, int j, int depth) {
+  char desc[128];
+  snprintf(desc, sizeof desc, "%s", lpath);
+  int i = 0, rc = layer_slot(c, job, src, tab, lpath, top, desc, &i);
+  if (rc) return rc;
+  nn_layer_cfg *cfg = &job->model.layers[i];
+  const nn_layer_ops *ops = NULL;
+  if ((rc = layer_type(c, cfg, tab, lpath, top, desc, &ops))) return rc;
+  int composite = nn_model_is_composite_type(ops->type);
+  snprintf(desc, sizeof desc, "%s (%s)", lpath, ops->type);
+  if ((rc = layer_keys(c, cfg, tab, lpath, top, ops, composite, desc))) return rc;
+  if ((rc = layer_name(c, cfg, tab, lpath, prefix, j))) return rc;
+  return composite ? layer_body(c, job, src, tab, lpath, i, depth, desc) : 0;
 }
 
 /* [[model.layers]]: the top-level list, flattened with every block's body

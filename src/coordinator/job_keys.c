@@ -470,6 +470,70 @@ int nn__toml_parse_value(const char *text, nn_toml_value **doc, const nn_toml_va
   return 0;
 }
 
+/* nn__key_set_toml for an NN_KEY_INT_LIST key k whose value v is an array:
+ * checks the length and every item, writing items into k's field of `base`
+ * as it goes and the count last. On a bad item, msg (n bytes, the caller's)
+ * says which and *line / *col point at it; earlier items stay written. */
+static int int_list_from_toml(const nn_key *k, void *base, const nn_toml_value *v, char *msg,
+                              size_t n, int *line, int *col) {
+  if (v->u.arr.n > k->size) {
+    snprintf(msg, n, "expected at most %zu items, got %zu", k->size, v->u.arr.n);
+    return -1;
+  }
+  nn_key one = *k;
+  one.type = NN_KEY_INT;
+  int *items = field(base, k->offset);
+  for (size_t i = 0; i < v->u.arr.n; i++) {
+    const nn_toml_value *it = v->u.arr.items[i];
+    *line = it->line;
+    *col = it->col;
+    if (it->type != NN_TOML_INTEGER) {
+      snprintf(msg, n, "item %zu: expected an integer, got %s", i,
+               nn_toml_type_name(it->type));
+      return -1;
+    }
+    char sub[200];
+    if (nn__key_check_int(&one, (long long)it->u.i, sub, sizeof sub)) {
+      snprintf(msg, n, "item %zu: %s", i, sub);
+      return -1;
+    }
+    items[i] = (int)it->u.i;
+  }
+  *(int *)field(base, k->count_offset) = (int)v->u.arr.n;
+  return 0;
+}
+
+/* The same for an NN_KEY_STRING_LIST key: every item must be a name (a
+ * non-empty string shorter than NN_KEY_ITEM_MAX, no commas or NULs), copied
+ * zero-padded into its slot of k's field of `base`. */
+static int string_list_from_toml(const nn_key *k, void *base, const nn_toml_value *v,
+                                 char *msg, size_t n, int *line, int *col) {
+  if (v->u.arr.n > k->size) {
+    snprintf(msg, n, "expected at most %zu items, got %zu", k->size, v->u.arr.n);
+    return -1;
+  }
+  char(*items)[NN_KEY_ITEM_MAX] = field(base, k->offset);
+  for (size_t i = 0; i < v->u.arr.n; i++) {
+    const nn_toml_value *it = v->u.arr.items[i];
+    *line = it->line;
+    *col = it->col;
+    if (it->type != NN_TOML_STRING) {
+      snprintf(msg, n, "item %zu: expected a string, got %s", i, nn_toml_type_name(it->type));
+      return -1;
+    }
+    if (strlen(it->u.s.ptr) != it->u.s.len || !it->u.s.len || it->u.s.len >= NN_KEY_ITEM_MAX ||
+        strchr(it->u.s.ptr, ',')) {
+      snprintf(msg, n, "item %zu: \"%.40s\" is not a name (1 to %d bytes, no commas or NULs)",
+               i, it->u.s.ptr, NN_KEY_ITEM_MAX - 1);
+      return -1;
+    }
+    memset(items[i], 0, NN_KEY_ITEM_MAX);
+    memcpy(items[i], it->u.s.ptr, it->u.s.len);
+  }
+  *(int *)field(base, k->count_offset) = (int)v->u.arr.n;
+  return 0;
+}
+
 int nn__key_set_toml(const nn_key *k, void *base, const nn_toml_value *v, char *msg,
                      size_t n, int *line, int *col) {
   void *f = field(base, k->offset);
@@ -512,61 +576,12 @@ int nn__key_set_toml(const nn_key *k, void *base, const nn_toml_value *v, char *
     memset(f, 0, k->size);
     memcpy(f, v->u.s.ptr, v->u.s.len);
     return 0;
-  case NN_KEY_INT_LIST: {
+  case NN_KEY_INT_LIST:
     if (v->type != NN_TOML_ARRAY) break;
-    if (v->u.arr.n > k->size) {
-      snprintf(msg, n, "expected at most %zu items, got %zu", k->size, v->u.arr.n);
-      return -1;
-    }
-    nn_key one = *k;
-    one.type = NN_KEY_INT;
-    int *items = f;
-    for (size_t i = 0; i < v->u.arr.n; i++) {
-      const nn_toml_value *it = v->u.arr.items[i];
-      *line = it->line;
-      *col = it->col;
-      if (it->type != NN_TOML_INTEGER) {
-        snprintf(msg, n, "item %zu: expected an integer, got %s", i,
-                 nn_toml_type_name(it->type));
-        return -1;
-      }
-      char sub[200];
-      if (nn__key_check_int(&one, (long long)it->u.i, sub, sizeof sub)) {
-        snprintf(msg, n, "item %zu: %s", i, sub);
-        return -1;
-      }
-      items[i] = (int)it->u.i;
-    }
-    *(int *)field(base, k->count_offset) = (int)v->u.arr.n;
-    return 0;
-  }
-  case NN_KEY_STRING_LIST: {
+    return int_list_from_toml(k, base, v, msg, n, line, col);
+  case NN_KEY_STRING_LIST:
     if (v->type != NN_TOML_ARRAY) break;
-    if (v->u.arr.n > k->size) {
-      snprintf(msg, n, "expected at most %zu items, got %zu", k->size, v->u.arr.n);
-      return -1;
-    }
-    char(*items)[NN_KEY_ITEM_MAX] = f;
-    for (size_t i = 0; i < v->u.arr.n; i++) {
-      const nn_toml_value *it = v->u.arr.items[i];
-      *line = it->line;
-      *col = it->col;
-      if (it->type != NN_TOML_STRING) {
-        snprintf(msg, n, "item %zu: expected a string, got %s", i, nn_toml_type_name(it->type));
-        return -1;
-      }
-      if (strlen(it->u.s.ptr) != it->u.s.len || !it->u.s.len || it->u.s.len >= NN_KEY_ITEM_MAX ||
-          strchr(it->u.s.ptr, ',')) {
-        snprintf(msg, n, "item %zu: \"%.40s\" is not a name (1 to %d bytes, no commas or NULs)",
-                 i, it->u.s.ptr, NN_KEY_ITEM_MAX - 1);
-        return -1;
-      }
-      memset(items[i], 0, NN_KEY_ITEM_MAX);
-      memcpy(items[i], it->u.s.ptr, it->u.s.len);
-    }
-    *(int *)field(base, k->count_offset) = (int)v->u.arr.n;
-    return 0;
-  }
+    return string_list_from_toml(k, base, v, msg, n, line, col);
   }
   snprintf(msg, n, "expected %s, got %s", nn__key_type_article(k), nn_toml_type_name(v->type));
   return -1;

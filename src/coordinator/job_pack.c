@@ -213,6 +213,85 @@ static int keys_to_msg(pk *a, const nn_key *keys, const void *base, ProtobufCMes
   return 0;
 }
 
+/* msg_to_keys for a key k with no field of its own: its text in the
+ * `extra` list (field fx) of the message at mb, parsed and checked into
+ * `base`. Absent from the list: 0 and `base` untouched. -1 and msg (n bytes,
+ * the caller's) for a bad value. */
+static int key_from_extra(const nn_key *k, void *base, const ProtobufCFieldDescriptor *fx,
+                          const char *mb, char *msg, size_t n) {
+  size_t nx = *(const size_t *)(mb + fx->quantifier_offset);
+  Nntrain__Extra *const *xs = *(Nntrain__Extra *const *const *)(mb + fx->offset);
+  for (size_t j = 0; j < nx; j++) {
+    if (!xs[j]->key || strcmp(xs[j]->key, k->name)) continue;
+    return nn__key_parse_text(k, base, xs[j]->value ? xs[j]->value : "", msg, n);
+  }
+  return 0;
+}
+
+/* msg_to_keys for a key k held in field f of the message at mb: the value
+ * checked against k's limits and, if good, written into `base` (an int list
+ * item by item, its count last). -1 and msg (n bytes, the caller's) for a
+ * bad value. */
+static int key_from_field(const nn_key *k, void *base, const ProtobufCFieldDescriptor *f,
+                          const char *mb, char *msg, size_t n) {
+  char *dst = (char *)base + k->offset;
+  const void *src = mb + f->offset;
+  int rc = 0;
+  switch (k->type) {
+  case NN_KEY_INT: {
+    int32_t v = *(const int32_t *)src;
+    if (!(rc = nn__key_check_int(k, v, msg, n))) *(int *)dst = v;
+    break;
+  }
+  case NN_KEY_INT64: {
+    long long v;
+    if (f->type == PROTOBUF_C_TYPE_UINT64) {
+      uint64_t u = *(const uint64_t *)src;
+      v = u > (uint64_t)INT64_MAX ? -1 : (long long)u;
+    } else {
+      v = *(const int64_t *)src;
+    }
+    if (!(rc = nn__key_check_int(k, v, msg, n))) *(int64_t *)dst = v;
+    break;
+  }
+  case NN_KEY_FLOAT: {
+    double v = *(const double *)src;
+    if (!(rc = nn__key_check_float(k, v, msg, n))) *(double *)dst = v;
+    break;
+  }
+  case NN_KEY_BOOL: *(int *)dst = *(const protobuf_c_boolean *)src ? 1 : 0; break;
+  case NN_KEY_STRING:
+  case NN_KEY_ENUM: {
+    const char *s = *(char *const *)src;
+    if (!s) s = "";
+    if (!(rc = nn__key_check_string(k, s, msg, n))) {
+      memset(dst, 0, k->size);
+      memcpy(dst, s, strlen(s));
+    }
+    break;
+  }
+  case NN_KEY_INT_LIST: {
+    size_t cnt = *(const size_t *)(mb + f->quantifier_offset);
+    const int32_t *items = *(const int32_t *const *)src;
+    nn_key one = *k;
+    one.type = NN_KEY_INT;
+    if (cnt > k->size) {
+      snprintf(msg, n, "%zu items, at most %zu allowed", cnt, k->size);
+      rc = -1;
+      break;
+    }
+    for (size_t j = 0; j < cnt && !rc; j++) {
+      rc = nn__key_check_int(&one, items[j], msg, n);
+      if (!rc) ((int *)dst)[j] = items[j];
+    }
+    if (!rc) *(int *)((char *)base + k->count_offset) = (int)cnt;
+    break;
+  }
+  case NN_KEY_STRING_LIST: rc = strlist_from_msg(k, base, f, mb, msg, n); break;
+  }
+  return rc;
+}
+
 /* Read the keys of struct `base` from message m, checking every value. Keys
  * absent from the message keep what `base` holds (the caller's defaults). */
 static int msg_to_keys(const nn_key *keys, void *base, const ProtobufCMessage *m,
@@ -228,72 +307,10 @@ static int msg_to_keys(const nn_key *keys, void *base, const ProtobufCMessage *m
     if (bad)
       return nn_error_set(err, NN_EINTERNAL, "%s.%s: field %s.%s has a type that cannot hold it",
                           what, k->name, d->name, k->name);
-    char *dst = (char *)base + k->offset;
-    if (!f) {
-      /* look for it in `extra` */
-      if (!fx) continue;
-      size_t nx = *(const size_t *)(mb + fx->quantifier_offset);
-      Nntrain__Extra *const *xs = *(Nntrain__Extra *const *const *)(mb + fx->offset);
-      for (size_t j = 0; j < nx; j++) {
-        if (!xs[j]->key || strcmp(xs[j]->key, k->name)) continue;
-        rc = nn__key_parse_text(k, base, xs[j]->value ? xs[j]->value : "", msg, sizeof msg);
-        break;
-      }
-    } else {
-      const void *src = mb + f->offset;
-      switch (k->type) {
-      case NN_KEY_INT: {
-        int32_t v = *(const int32_t *)src;
-        if (!(rc = nn__key_check_int(k, v, msg, sizeof msg))) *(int *)dst = v;
-        break;
-      }
-      case NN_KEY_INT64: {
-        long long v;
-        if (f->type == PROTOBUF_C_TYPE_UINT64) {
-          uint64_t u = *(const uint64_t *)src;
-          v = u > (uint64_t)INT64_MAX ? -1 : (long long)u;
-        } else {
-          v = *(const int64_t *)src;
-        }
-        if (!(rc = nn__key_check_int(k, v, msg, sizeof msg))) *(int64_t *)dst = v;
-        break;
-      }
-      case NN_KEY_FLOAT: {
-        double v = *(const double *)src;
-        if (!(rc = nn__key_check_float(k, v, msg, sizeof msg))) *(double *)dst = v;
-        break;
-      }
-      case NN_KEY_BOOL: *(int *)dst = *(const protobuf_c_boolean *)src ? 1 : 0; break;
-      case NN_KEY_STRING:
-      case NN_KEY_ENUM: {
-        const char *s = *(char *const *)src;
-        if (!s) s = "";
-        if (!(rc = nn__key_check_string(k, s, msg, sizeof msg))) {
-          memset(dst, 0, k->size);
-          memcpy(dst, s, strlen(s));
-        }
-        break;
-      }
-      case NN_KEY_INT_LIST: {
-        size_t n = *(const size_t *)(mb + f->quantifier_offset);
-        const int32_t *items = *(const int32_t *const *)src;
-        nn_key one = *k;
-        one.type = NN_KEY_INT;
-        if (n > k->size) {
-          snprintf(msg, sizeof msg, "%zu items, at most %zu allowed", n, k->size);
-          rc = -1;
-          break;
-        }
-        for (size_t j = 0; j < n && !rc; j++) {
-          rc = nn__key_check_int(&one, items[j], msg, sizeof msg);
-          if (!rc) ((int *)dst)[j] = items[j];
-        }
-        if (!rc) *(int *)((char *)base + k->count_offset) = (int)n;
-        break;
-      }
-      case NN_KEY_STRING_LIST: rc = strlist_from_msg(k, base, f, mb, msg, sizeof msg); break;
-      }
-    }
+    if (!f)
+      rc = fx ? key_from_extra(k, base, fx, mb, msg, sizeof msg) : 0;
+    else
+      rc = key_from_field(k, base, f, mb, msg, sizeof msg);
     if (rc) return nn_error_set(err, NN_ECKPT, "JobSpec: %s.%s: %s", what, k->name, msg);
   }
   return 0;

@@ -614,27 +614,6 @@ static void test_parse_text_messages(void) {
   }
 }
 
-/* Pack job_a, let edit change a copy of the decoded message, pack that
- * and unpack it into job_b: the status, with the message in *err. */
-static int unpack_edited(void (*edit)(Nntrain__JobSpec *), nn_error *err) {
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  int rc = nn_job_pack(&job_a, &buf, &len, err);
-  if (rc) return rc;
-  Nntrain__JobSpec *m = nntrain__job_spec__unpack(NULL, len, buf);
-  free(buf);
-  if (!m) return -1;
-  Nntrain__JobSpec copy = *m;
-  edit(&copy);
-  len = nntrain__job_spec__get_packed_size(&copy);
-  buf = malloc(len ? len : 1);
-  nntrain__job_spec__pack(&copy, buf);
-  nntrain__job_spec__free_unpacked(m, NULL);
-  nn_error_clear(err);
-  rc = nn_job_unpack(&job_b, buf, len, err);
-  free(buf);
-  return rc;
-}
 static void edit_version(Nntrain__JobSpec *m) { m->version = 2; }
 static void edit_no_train(Nntrain__JobSpec *m) { m->train = NULL; }
 static void edit_no_init(Nntrain__JobSpec *m) { m->init = NULL; }
@@ -662,18 +641,18 @@ static void edit_no_name(Nntrain__JobSpec *m) { m->name = ""; }
 static void test_unpack_messages(void) {
   nn_error err;
   ASSERT_OK(parse(&job_a, min_job, NULL, 0, &err));
-  ASSERT_EQ_INT(unpack_edited(edit_version, &err), NN_ECKPT);
+  ASSERT_EQ_INT(unpack_edited_job(edit_version, &err), NN_ECKPT);
   ASSERT_STR_EQ(err.msg, "JobSpec: version 2, this build reads version 1");
-  ASSERT_EQ_INT(unpack_edited(edit_no_train, &err), NN_ECKPT);
+  ASSERT_EQ_INT(unpack_edited_job(edit_no_train, &err), NN_ECKPT);
   ASSERT_STR_EQ(err.msg, "JobSpec: the [train] section is missing");
-  ASSERT_EQ_INT(unpack_edited(edit_layer_type, &err), NN_ECKPT);
+  ASSERT_EQ_INT(unpack_edited_job(edit_layer_type, &err), NN_ECKPT);
   ASSERT_STR_EQ(err.msg, "JobSpec: model.layers[0]: unknown layer type \"bogus\"");
-  ASSERT_EQ_INT(unpack_edited(edit_no_layers, &err), NN_ECKPT);
+  ASSERT_EQ_INT(unpack_edited_job(edit_no_layers, &err), NN_ECKPT);
   ASSERT_STR_EQ(err.msg, "JobSpec: 0 layers (1 to 256 allowed)");
-  ASSERT_EQ_INT(unpack_edited(edit_no_name, &err), NN_ECKPT);
+  ASSERT_EQ_INT(unpack_edited_job(edit_no_name, &err), NN_ECKPT);
   ASSERT_STR_EQ(err.msg, "JobSpec: name, run.dir or data.train is empty");
   /* no [init]: a spec written before it; decodes with [init]'s defaults */
-  ASSERT_OK(unpack_edited(edit_no_init, &err));
+  ASSERT_OK(unpack_edited_job(edit_no_init, &err));
   ASSERT_TRUE(nn_job_equal(&job_a, &job_b));
   /* a pack error: a layer type this build lacks */
   uint8_t *buf = (uint8_t *)&err;

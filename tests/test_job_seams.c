@@ -87,32 +87,13 @@ static const char *packed_body =
     "  type = \"dense\"\n"
     "  units = 4\n";
 
-/* Pack the job of packed_body, let edit change the decoded message, pack it
- * again and unpack that into job_b: the status, the error in *err. edit
- * may point fields at its own static storage; the decoded message keeps
- * what it owns. */
+/* Parse the job of packed_body into job_a, then job_test.h's
+ * unpack_edited_job: edit the packed message, unpack into job_b. */
 static int unpack_edited(void (*edit)(Nntrain__JobSpec *), nn_error *err) {
   char text[1024];
   snprintf(text, sizeof text, "%s%s", head, packed_body);
   int rc = parse(&job_a, text, NULL, 0, err);
-  if (rc) return rc;
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  if ((rc = nn_job_pack(&job_a, &buf, &len, err))) return rc;
-  Nntrain__JobSpec *m = nntrain__job_spec__unpack(NULL, len, buf);
-  free(buf);
-  if (!m) return -1;
-  Nntrain__JobSpec copy = *m;
-  edit(&copy);
-  len = nntrain__job_spec__get_packed_size(&copy);
-  buf = malloc(len ? len : 1);
-  if (!buf) return -1;
-  nntrain__job_spec__pack(&copy, buf);
-  nntrain__job_spec__free_unpacked(m, NULL);
-  nn_error_clear(err);
-  rc = nn_job_unpack(&job_b, buf, len, err);
-  free(buf);
-  return rc;
+  return rc ? rc : unpack_edited_job(edit, err);
 }
 
 static Nntrain__ModelSpec model_copy;

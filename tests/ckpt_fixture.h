@@ -20,6 +20,7 @@
 #include "coordinator/job.h"
 #include "core/layer.h"
 #include "core/model.h"
+#include "layer_cfg.h"
 #include "test.h"
 
 #define CKF __attribute__((unused)) /* each test program uses some of these */
@@ -27,14 +28,9 @@
 /* ---- fixtures --------------------------------------------------------------- */
 
 CKF static nn_layer_cfg dense(int units, const char *act) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "dense");
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  c.units = units;
-  c.use_bias = 1;
+  nn_layer_cfg c = cfg_of("dense");
+  cfg_set(&c, "units", "%d", units);
+  cfg_set_bool(&c, "use_bias", 1);
   if (act) snprintf(c.activation, sizeof c.activation, "%s", act);
   return c;
 }

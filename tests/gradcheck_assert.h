@@ -1,5 +1,5 @@
 /* gradcheck_assert.h: CHECK_GRADS, the assertion every layer test uses, and
- * cfg_of, the layer config they start from.
+ * cfg_of, the layer config they start from (layer_cfg.h).
  *
  * CHECK_GRADS(in, cfgs, ncfg, opts) runs nn_gradcheck (core/gradcheck.h) on a
  * model of ncfg layers for input shape *in and fails the test unless every
@@ -15,18 +15,8 @@
 
 #include "core/gradcheck.h"
 #include "core/layer.h"
+#include "layer_cfg.h"
 #include "test.h"
-
-/* A layer config of `type` with every key at its documented default. */
-static inline nn_layer_cfg cfg_of(const char *type) {
-  nn_layer_cfg c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.type, sizeof c.type, "%s", type);
-  nn_error e;
-  nn_error_clear(&e);
-  if (nn_layer_cfg_defaults(&c, &e) != 0) fprintf(stderr, "defaults: %s\n", e.msg);
-  return c;
-}
 
 #ifndef GC_TOL
 #define GC_TOL 2e-3

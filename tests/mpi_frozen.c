@@ -35,7 +35,7 @@ static int all_ok(int ok) {
 
 static nn_layer_cfg dense(const char *name, int units, int frozen) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = units;
+  cfg_set(&c, "units", "%d", units);
   c.frozen = frozen;
   snprintf(c.name, sizeof c.name, "%s", name);
   snprintf(c.activation, sizeof c.activation, "tanh");

@@ -55,7 +55,7 @@ static void test_roundtrip(void) {
   nn_job *job = calloc(1, sizeof *job);
   ASSERT_TRUE(job != NULL);
   rc = nn_job_unpack(job, s.spec, s.spec_len, &e);
-  int units = job->model.layers[0].units;
+  int units = cfg_num(&job->model.layers[0], "units");
   char name[64];
   snprintf(name, sizeof name, "%s", job->name);
   free(job);

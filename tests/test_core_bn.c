@@ -40,7 +40,7 @@ static nn_gradcheck_opts opts_of(uint64_t seed, int n, int training) {
 
 static void test_dropout_grads(void) {
   nn_layer_cfg c = cfg_of("dropout");
-  c.rate = 0.3;
+  cfg_set(&c, "rate", "%.17g", 0.3);
   nn_shape in = {1, {6}};
   fprintf(stderr, "  training\n");
   nn_gradcheck_opts o = opts_of(1, 4, 1);
@@ -50,8 +50,8 @@ static void test_dropout_grads(void) {
   CHECK_GRADS(&in, &c, 1, &o);
   /* in a stack: dense -> dropout -> dense, training */
   nn_layer_cfg s[3] = {cfg_of("dense"), c, cfg_of("dense")};
-  s[0].units = 5;
-  s[2].units = 3;
+  cfg_set(&s[0], "units", "%d", 5);
+  cfg_set(&s[2], "units", "%d", 3);
   o = opts_of(3, 3, 1);
   CHECK_GRADS(&in, s, 3, &o);
 }
@@ -59,7 +59,7 @@ static void test_dropout_grads(void) {
 /* Backward multiplies by the very mask forward drew; evaluation is the identity. */
 static void test_dropout_mask_and_modes(void) {
   nn_layer_cfg c = cfg_of("dropout");
-  c.rate = 0.5;
+  cfg_set(&c, "rate", "%.17g", 0.5);
   nn_shape in = {3, {2, 3, 4}};
   enum { N = 3, K = 24 };
   nn_model m;
@@ -94,7 +94,7 @@ static void test_dropout_mask_and_modes(void) {
  * run), and another step or seed draws another mask. */
 static void test_dropout_determinism(void) {
   nn_layer_cfg c = cfg_of("dropout");
-  c.rate = 0.4;
+  cfg_set(&c, "rate", "%.17g", 0.4);
   nn_shape in = {1, {16}};
   enum { N = 4, K = 16 };
   nn_model m;
@@ -124,7 +124,7 @@ static void test_dropout_determinism(void) {
  * y = dropout(x) approaches x, and the zero fraction approaches the rate. */
 static void test_dropout_expectation(void) {
   nn_layer_cfg c = cfg_of("dropout");
-  c.rate = 0.25;
+  cfg_set(&c, "rate", "%.17g", 0.25);
   enum { K = 4, N = 64, STEPS = 40 };
   nn_shape in = {1, {K}};
   nn_model m;
@@ -149,8 +149,8 @@ static void test_dropout_expectation(void) {
 
 static void test_dropout_rate_checked(void) {
   nn_layer_cfg c = cfg_of("dropout");
-  ASSERT_NEAR(c.rate, 0.5, 0);
-  c.rate = 1.0;
+  ASSERT_NEAR(cfg_num(&c, "rate"), 0.5, 0);
+  cfg_set(&c, "rate", "%.17g", 1.0);
   nn_shape in = {1, {3}};
   nn_model m;
   nn_error e;
@@ -170,8 +170,8 @@ static void test_batchnorm_grads_1d(void) {
   CHECK_GRADS(&in, &c, 1, &o);
   /* behind a dense layer (the usual place), with a loss that is not flat */
   nn_layer_cfg s[3] = {cfg_of("dense"), c, cfg_of("dense")};
-  s[0].units = 3;
-  s[2].units = 2;
+  cfg_set(&s[0], "units", "%d", 3);
+  cfg_set(&s[2], "units", "%d", 2);
   snprintf(s[2].activation, sizeof s[2].activation, "tanh");
   o = opts_of(12, 4, 1);
   o.nkinks = 0;
@@ -205,8 +205,8 @@ static void test_batchnorm_grads_eval(void) {
  * a second call with momentum 0.1: mean = 0.9*0.3 + 0.1*3 = 0.57, var = 0.9*1.3 + 0.4 = 1.57. */
 static void test_batchnorm_running_stats_1d(void) {
   nn_layer_cfg c = cfg_of("batchnorm");
-  ASSERT_NEAR(c.momentum, 0.1, 0);
-  ASSERT_NEAR(c.eps, 1e-5, 0);
+  ASSERT_NEAR(cfg_num(&c, "momentum"), 0.1, 0);
+  ASSERT_NEAR(cfg_num(&c, "eps"), 1e-5, 0);
   nn_shape in = {1, {2}};
   nn_model m;
   BUILD1(&m, &c, &in, 3);
@@ -250,7 +250,7 @@ static void test_batchnorm_running_stats_1d(void) {
  * (mean 2, unbiased 16/3). */
 static void test_batchnorm_running_stats_2d(void) {
   nn_layer_cfg c = cfg_of("batchnorm");
-  c.momentum = 0.5;
+  cfg_set(&c, "momentum", "%.17g", 0.5);
   nn_shape in = {3, {2, 1, 2}};
   nn_model m;
   BUILD1(&m, &c, &in, 2);
@@ -310,7 +310,7 @@ static void test_batchnorm_large_offset(void) {
     for (int i = 0; i < N; i++)
       for (int j = 0; j < S; j++) var += pow(x[(i * C + ch) * S + j] - mean, 2);
     var /= N * S;
-    double inv = 1.0 / sqrt(var + c.eps);
+    double inv = 1.0 / sqrt(var + cfg_num(&c, "eps"));
     for (int i = 0; i < N; i++)
       for (int j = 0; j < S; j++) {
         int k = (i * C + ch) * S + j;
@@ -340,12 +340,12 @@ static void test_batchnorm_large_offset(void) {
 
 static void test_prelu_grads(void) {
   nn_layer_cfg c = cfg_of("prelu");
-  ASSERT_NEAR(c.alpha, 0.25, 0);
-  ASSERT_EQ_INT(c.per_channel, 0);
+  ASSERT_NEAR(cfg_num(&c, "alpha"), 0.25, 0);
+  ASSERT_EQ_INT(cfg_num(&c, "per_channel"), 0);
   nn_shape in = {1, {5}};
   nn_gradcheck_opts o = opts_of(21, 4, 1);
   CHECK_GRADS(&in, &c, 1, &o);
-  c.per_channel = 1;
+  cfg_set_bool(&c, "per_channel", 1);
   nn_shape img = {3, {3, 2, 2}};
   o = opts_of(22, 3, 0);
   CHECK_GRADS(&img, &c, 1, &o);
@@ -355,7 +355,7 @@ static void test_prelu_grads(void) {
 
 static void test_prelu_values(void) {
   nn_layer_cfg c = cfg_of("prelu");
-  c.per_channel = 1;
+  cfg_set_bool(&c, "per_channel", 1);
   nn_shape in = {3, {2, 1, 2}};
   nn_model m;
   BUILD1(&m, &c, &in, 1);
@@ -380,8 +380,8 @@ static void test_prelu_values(void) {
   ASSERT_NEAR(dx[2], 0.5, 1e-7);
   nn_model_free(&m);
   /* shared slope: weight [1] */
-  c.per_channel = 0;
-  c.alpha = 0.1;
+  cfg_set_bool(&c, "per_channel", 0);
+  cfg_set(&c, "alpha", "%.17g", 0.1);
   BUILD1(&m, &c, &in, 1);
   nn_model_init_params(&m, 3);
   ASSERT_EQ_INT(m.nparams, 1);

@@ -26,36 +26,25 @@
 static nn_layer_cfg conv_cfg(int filters, int kh, int kw, int sh, int sw, const char *padding,
                              int ph, int pw, int dh, int dw, int groups, int bias) {
   nn_layer_cfg c = cfg_of("conv2d");
-  c.filters = filters;
-  c.kernel_size[0] = kh;
-  c.kernel_size[1] = kw;
-  c.kernel_size_n = 2;
-  c.stride[0] = sh;
-  c.stride[1] = sw;
-  c.stride_n = 2;
-  if (padding) snprintf(c.padding, sizeof c.padding, "%s", padding);
-  c.pad[0] = ph;
-  c.pad[1] = pw;
-  c.pad_n = 2;
-  c.dilation[0] = dh;
-  c.dilation[1] = dw;
-  c.dilation_n = 2;
-  c.groups = groups;
-  c.use_bias = bias;
+  cfg_set(&c, "filters", "%d", filters);
+  cfg_set(&c, "kernel_size", "[%d, %d]", kh, kw);
+  cfg_set(&c, "stride", "[%d, %d]", sh, sw);
+  if (padding) cfg_set(&c, "padding", "\"%s\"", padding);
+  cfg_set(&c, "pad", "[%d, %d]", ph, pw);
+  cfg_set(&c, "dilation", "[%d, %d]", dh, dw);
+  cfg_set(&c, "groups", "%d", groups);
+  cfg_set_bool(&c, "use_bias", bias);
   return c;
 }
 
 static nn_layer_cfg pool_cfg(const char *type, int k, int s, const char *padding, int pad) {
   nn_layer_cfg c = cfg_of(type);
-  c.pool_size[0] = k;
-  c.pool_size_n = 1;
+  cfg_set(&c, "pool_size", "[%d]", k);
   if (s > 0) {
-    c.stride[0] = s;
-    c.stride_n = 1;
+    cfg_set(&c, "stride", "[%d]", s);
   }
-  if (padding) snprintf(c.padding, sizeof c.padding, "%s", padding);
-  c.pad[0] = pad;
-  c.pad_n = 1;
+  if (padding) cfg_set(&c, "padding", "\"%s\"", padding);
+  cfg_set(&c, "pad", "[%d]", pad);
   return c;
 }
 
@@ -182,17 +171,17 @@ static void ref_setup(ref_conv *r, const nn_layer_cfg *cfg, const nn_shape *in) 
   r->c = in->dim[0];
   r->h = in->dim[1];
   r->w = in->dim[2];
-  r->f = cfg->filters;
-  r->g = cfg->groups;
-  r->kh = cfg->kernel_size[0];
-  r->kw = cfg->kernel_size[1];
-  r->sh = cfg->stride[0];
-  r->sw = cfg->stride[1];
-  r->dh = cfg->dilation[0];
-  r->dw = cfg->dilation[1];
+  r->f = cfg_num(cfg, "filters");
+  r->g = cfg_num(cfg, "groups");
+  r->kh = cfg_int_at(cfg, "kernel_size", 0);
+  r->kw = cfg_int_at(cfg, "kernel_size", 1);
+  r->sh = cfg_int_at(cfg, "stride", 0);
+  r->sw = cfg_int_at(cfg, "stride", 1);
+  r->dh = cfg_int_at(cfg, "dilation", 0);
+  r->dw = cfg_int_at(cfg, "dilation", 1);
   int ekh = r->dh * (r->kh - 1) + 1, ekw = r->dw * (r->kw - 1) + 1;
   int hp, wp;
-  if (strcmp(cfg->padding, "same") == 0) {
+  if (strcmp(cfg_str(cfg, "padding"), "same") == 0) {
     int oh = (r->h + r->sh - 1) / r->sh, ow = (r->w + r->sw - 1) / r->sw;
     int th = (oh - 1) * r->sh + ekh - r->h, tw = (ow - 1) * r->sw + ekw - r->w;
     if (th < 0) th = 0;
@@ -201,9 +190,9 @@ static void ref_setup(ref_conv *r, const nn_layer_cfg *cfg, const nn_shape *in) 
     r->pl = tw / 2;
     hp = r->h + th;
     wp = r->w + tw;
-  } else if (strcmp(cfg->padding, "explicit") == 0) {
-    r->pt = cfg->pad[0];
-    r->pl = cfg->pad[1];
+  } else if (strcmp(cfg_str(cfg, "padding"), "explicit") == 0) {
+    r->pt = cfg_int_at(cfg, "pad", 0);
+    r->pl = cfg_int_at(cfg, "pad", 1);
     hp = r->h + 2 * r->pt;
     wp = r->w + 2 * r->pl;
   } else {
@@ -301,9 +290,10 @@ static void check_random_convs(uint64_t seed, int trials, int stride1, int *case
     int ekh = r.dh * (r.kh - 1) + 1, ekw = r.dw * (r.kw - 1) + 1;
     int rc = nn_model_build(&m, &in, &cfg, 1, n + 2, &e);
     /* the reference's own rule for "kernel larger than padded input" */
-    int hp = in.dim[1] + (strcmp(cfg.padding, "explicit") == 0 ? 2 * cfg.pad[0] : 0);
-    int wp = in.dim[2] + (strcmp(cfg.padding, "explicit") == 0 ? 2 * cfg.pad[1] : 0);
-    int fits = strcmp(cfg.padding, "same") == 0 || (ekh <= hp && ekw <= wp);
+    int expl = strcmp(cfg_str(&cfg, "padding"), "explicit") == 0;
+    int hp = in.dim[1] + (expl ? 2 * cfg_int_at(&cfg, "pad", 0) : 0);
+    int wp = in.dim[2] + (expl ? 2 * cfg_int_at(&cfg, "pad", 1) : 0);
+    int fits = strcmp(cfg_str(&cfg, "padding"), "same") == 0 || (ekh <= hp && ekw <= wp);
     if (!fits) {
       ASSERT_EQ_INT(rc, NN_ESHAPE);
       ASSERT_STR_CONTAINS(e.msg, "is larger than the padded input");
@@ -326,7 +316,7 @@ static void check_random_convs(uint64_t seed, int trials, int stride1, int *case
     if (ok) {
       for (size_t i = 0; i < nx; i++) x[i] = 2.0f * nn_rng_uniform(&g) - 1.0f;
       for (size_t i = 0; i < ny; i++) dy[i] = 2.0f * nn_rng_uniform(&g) - 1.0f;
-      const float *b = cfg.use_bias ? m.layers[0].param[1] : NULL;
+      const float *b = cfg_num(&cfg, "use_bias") ? m.layers[0].param[1] : NULL;
       ref_forward(&r, x, m.layers[0].param[0], b, n, yr);
       ref_backward(&r, x, m.layers[0].param[0], dy, n, dwr, dbr, dxr);
       nn_run_ctx ctx = {0};
@@ -335,7 +325,7 @@ static void check_random_convs(uint64_t seed, int trials, int stride1, int *case
       nn_model_backward_dx(&m, x, dy, dx, n, &ctx, NULL, NULL);
       for (size_t i = 0; i < ny; i++) worst = fmax(worst, fabs(y[i] - yr[i]));
       for (size_t i = 0; i < nw; i++) worst = fmax(worst, fabs(m.layers[0].grad[0][i] - dwr[i]));
-      if (cfg.use_bias)
+      if (cfg_num(&cfg, "use_bias"))
         for (int i = 0; i < f; i++) worst = fmax(worst, fabs(m.layers[0].grad[1][i] - dbr[i]));
       for (size_t i = 0; i < nx; i++) worst = fmax(worst, fabs(dx[i] - dxr[i]));
     }
@@ -350,8 +340,8 @@ static void check_random_convs(uint64_t seed, int trials, int stride1, int *case
     ASSERT_TRUE(ok);
     if (worst > 1e-4)
       fprintf(stderr, "case %d: c%d %dx%d f%d k%dx%d s%dx%d %s pad %dx%d d%dx%d g%d n%d\n", t,
-              c, in.dim[1], in.dim[2], f, r.kh, r.kw, r.sh, r.sw, cfg.padding, cfg.pad[0],
-              cfg.pad[1], r.dh, r.dw, groups, n);
+              c, in.dim[1], in.dim[2], f, r.kh, r.kw, r.sh, r.sw, cfg_str(&cfg, "padding"),
+              cfg_int_at(&cfg, "pad", 0), cfg_int_at(&cfg, "pad", 1), r.dh, r.dw, groups, n);
     ASSERT_TRUE(worst <= 1e-4);
     cases++;
     *cases_out = cases;
@@ -561,15 +551,10 @@ static void test_pool_padding_rules(void) {
   nn_error e;
   nn_run_ctx ctx = {0};
   nn_layer_cfg c = cfg_of("avgpool");
-  c.pool_size[0] = 1;
-  c.pool_size[1] = 3;
-  c.pool_size_n = 2;
-  c.stride[0] = 1;
-  c.stride_n = 1;
-  snprintf(c.padding, sizeof c.padding, "explicit");
-  c.pad[0] = 0;
-  c.pad[1] = 1;
-  c.pad_n = 2;
+  cfg_set(&c, "pool_size", "[%d, %d]", 1, 3);
+  cfg_set(&c, "stride", "[%d]", 1);
+  cfg_set(&c, "padding", "\"explicit\"");
+  cfg_set(&c, "pad", "[%d, %d]", 0, 1);
   ASSERT_OK(build1(&m, &c, chw(1, 1, 4), 1, &e));
   memcpy(y, nn_model_forward(&m, x, 1, &ctx), sizeof y);
   nn_model_free(&m);
@@ -577,7 +562,7 @@ static void test_pool_padding_rules(void) {
   ASSERT_NEAR(y[1], 2.0, 1e-6);
   ASSERT_NEAR(y[2], 3.0, 1e-6);
   ASSERT_NEAR(y[3], 7.0 / 3, 1e-6);
-  snprintf(c.padding, sizeof c.padding, "same");
+  cfg_set(&c, "padding", "\"same\"");
   ASSERT_OK(build1(&m, &c, chw(1, 1, 4), 1, &e));
   memcpy(y, nn_model_forward(&m, x, 1, &ctx), sizeof y);
   nn_model_free(&m);
@@ -633,12 +618,11 @@ static void test_shape_errors(void) {
   ASSERT_STR_CONTAINS(e.msg, "groups = 3 must divide both the input channels (3) and filters (4)");
   /* required keys missing */
   c[0] = cfg_of("conv2d");
-  c[0].kernel_size[0] = 3;
-  c[0].kernel_size_n = 1;
+  cfg_set(&c[0], "kernel_size", "[%d]", 3);
   ASSERT_EQ_INT(build_err(c, 1, chw(1, 5, 5), &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "filters must be >= 1");
-  c[0].filters = 2;
-  c[0].kernel_size_n = 0;
+  cfg_set(&c[0], "filters", "%d", 2);
+  cfg_set(&c[0], "kernel_size", "[]");
   ASSERT_EQ_INT(build_err(c, 1, chw(1, 5, 5), &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "kernel_size must have 1 or 2 items, got 0");
   /* pools */
@@ -652,7 +636,7 @@ static void test_shape_errors(void) {
   ASSERT_EQ_INT(build_err(c, 1, (nn_shape){2, {4, 4}}, &e), NN_ESHAPE);
   ASSERT_STR_CONTAINS(e.msg, "expects a [channels, height, width] input, got [4, 4]");
   c[0] = pool_cfg("maxpool", 2, 0, NULL, 0);
-  snprintf(c[0].padding, sizeof c[0].padding, "full");
+  cfg_set(&c[0], "padding", "\"full\"");
   ASSERT_EQ_INT(build_err(c, 1, chw(1, 4, 4), &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "padding 'full' is not one of valid|same|explicit");
 }
@@ -661,22 +645,20 @@ static void test_shape_errors(void) {
  * activation expansion. */
 static void test_defaults_and_shapes(void) {
   nn_layer_cfg c = cfg_of("conv2d");
-  ASSERT_STR_EQ(c.padding, "valid");
-  ASSERT_EQ_INT(c.stride_n, 1);
-  ASSERT_EQ_INT(c.stride[0], 1);
-  ASSERT_EQ_INT(c.dilation[0], 1);
-  ASSERT_EQ_INT(c.groups, 1);
-  ASSERT_EQ_INT(c.use_bias, 1);
-  ASSERT_STR_EQ(c.init, "he_uniform");
-  c.filters = 8;
-  c.kernel_size[0] = 3;
-  c.kernel_size_n = 1;
+  ASSERT_STR_EQ(cfg_str(&c, "padding"), "valid");
+  ASSERT_EQ_INT(cfg_count(&c, "stride"), 1);
+  ASSERT_EQ_INT(cfg_int_at(&c, "stride", 0), 1);
+  ASSERT_EQ_INT(cfg_int_at(&c, "dilation", 0), 1);
+  ASSERT_EQ_INT(cfg_num(&c, "groups"), 1);
+  ASSERT_EQ_INT(cfg_num(&c, "use_bias"), 1);
+  ASSERT_STR_EQ(cfg_str(&c, "init"), "he_uniform");
+  cfg_set(&c, "filters", "%d", 8);
+  cfg_set(&c, "kernel_size", "[%d]", 3);
   snprintf(c.activation, sizeof c.activation, "relu");
   nn_layer_cfg p = cfg_of("maxpool");
-  ASSERT_EQ_INT(p.stride_n, 1); /* [0] = the pool size */
-  ASSERT_EQ_INT(p.stride[0], 0);
-  p.pool_size[0] = 2;
-  p.pool_size_n = 1;
+  ASSERT_EQ_INT(cfg_count(&p, "stride"), 1); /* [0] = the pool size */
+  ASSERT_EQ_INT(cfg_int_at(&p, "stride", 0), 0);
+  cfg_set(&p, "pool_size", "[%d]", 2);
   nn_layer_cfg cs[2] = {c, p};
   nn_model m;
   nn_error e;
@@ -730,10 +712,10 @@ static void test_bench_classic_convnet(void) {
   snprintf(c[4].activation, sizeof c[4].activation, "relu");
   c[5] = cfg_of("flatten");
   c[6] = cfg_of("dense");
-  c[6].units = 64;
+  cfg_set(&c[6], "units", "%d", 64);
   snprintf(c[6].activation, sizeof c[6].activation, "relu");
   c[7] = cfg_of("dense");
-  c[7].units = 10;
+  cfg_set(&c[7], "units", "%d", 10);
   nn_shape in = chw(1, 28, 28);
   nn_model m;
   nn_optim opt;

@@ -21,23 +21,22 @@
 
 static nn_layer_cfg conv(int filters) {
   nn_layer_cfg c = cfg_of("conv2d");
-  c.filters = filters;
-  c.kernel_size[0] = c.kernel_size[1] = 3;
-  c.kernel_size_n = 2;
-  snprintf(c.padding, sizeof c.padding, "same");
+  cfg_set(&c, "filters", "%d", filters);
+  cfg_set(&c, "kernel_size", "[3, 3]");
+  cfg_set(&c, "padding", "\"same\"");
   return c;
 }
 
 static nn_layer_cfg dense(int units, const char *act) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = units;
+  cfg_set(&c, "units", "%d", units);
   if (act) snprintf(c.activation, sizeof c.activation, "%s", act);
   return c;
 }
 
 static nn_layer_cfg prelu(void) {
   nn_layer_cfg c = cfg_of("prelu");
-  c.per_channel = 1;
+  cfg_set_bool(&c, "per_channel", 1);
   return c;
 }
 

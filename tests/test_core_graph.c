@@ -23,16 +23,15 @@ static nn_layer_cfg node(const char *type, const char *name, const char *const *
 
 static nn_layer_cfg dense(const char *name, int units, const char *const *ins) {
   nn_layer_cfg c = node("dense", name, ins);
-  c.units = units;
+  cfg_set(&c, "units", "%d", units);
   return c;
 }
 
 static nn_layer_cfg conv(const char *name, int filters, int k, const char *const *ins) {
   nn_layer_cfg c = node("conv2d", name, ins);
-  c.filters = filters;
-  c.kernel_size[0] = k;
-  c.kernel_size_n = 1;
-  snprintf(c.padding, sizeof c.padding, "same");
+  cfg_set(&c, "filters", "%d", filters);
+  cfg_set(&c, "kernel_size", "[%d]", k);
+  cfg_set(&c, "padding", "\"same\"");
   return c;
 }
 
@@ -82,11 +81,9 @@ static void test_grad_merge_three_inputs(void) {
 static void test_grad_concat_images(void) {
   const char *const br[] = {"b1", "b2", "b3", NULL};
   nn_layer_cfg pool = node("avgpool", "p", IN);
-  pool.pool_size[0] = 3;
-  pool.pool_size_n = 1;
-  pool.stride[0] = 1;
-  pool.stride_n = 1;
-  snprintf(pool.padding, sizeof pool.padding, "same");
+  cfg_set(&pool, "pool_size", "[%d]", 3);
+  cfg_set(&pool, "stride", "[%d]", 1);
+  cfg_set(&pool, "padding", "\"same\"");
   nn_layer_cfg c[7] = {conv("b1", 2, 1, NULL), conv("r2", 2, 1, IN), conv("b2", 3, 3, NULL),
                        pool, conv("b3", 1, 1, NULL), node("concat", "cat", br),
                        node("global_avgpool", "gap", NULL)};
@@ -205,8 +202,7 @@ static void test_build_errors(void) {
   nn_layer_cfg f3[3] = {dense("a", 4, NULL), dense("b", 3, IN), node("add", "s", ab)};
   BUILD_FAILS(f3, 3, &in, NN_ESHAPE, "layer 2 's' (add): input 'b' is [3], 'a' is [4]: shapes differ");
   nn_layer_cfg pool = node("maxpool", "b", IN);
-  pool.pool_size[0] = 2;
-  pool.pool_size_n = 1;
+  cfg_set(&pool, "pool_size", "[%d]", 2);
   nn_shape img = {3, {1, 4, 4}};
   nn_layer_cfg f4[3] = {conv("a", 2, 3, NULL), pool, node("concat", "cat", ab)};
   BUILD_FAILS(f4, 3, &img, NN_ESHAPE,

@@ -37,7 +37,7 @@ static nn_gradcheck_opts kink_opts(uint64_t seed) {
 
 static void test_grad_dense_bias(void) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = 4;
+  cfg_set(&c, "units", "%d", 4);
   nn_shape in = shape1(5);
   nn_gradcheck_opts o = kink_opts(1);
   CHECK_GRADS(&in, &c, 1, &o);
@@ -45,8 +45,8 @@ static void test_grad_dense_bias(void) {
 
 static void test_grad_dense_no_bias(void) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = 3;
-  c.use_bias = 0;
+  cfg_set(&c, "units", "%d", 3);
+  cfg_set_bool(&c, "use_bias", 0);
   nn_shape in = shape1(6);
   nn_gradcheck_opts o = kink_opts(2);
   CHECK_GRADS(&in, &c, 1, &o);
@@ -55,7 +55,7 @@ static void test_grad_dense_no_bias(void) {
 /* Dense on a [2, 3, 2] input treats it as 12 flat features. */
 static void test_grad_dense_on_image_shape(void) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = 2;
+  cfg_set(&c, "units", "%d", 2);
   nn_shape in = {3, {2, 3, 2}};
   nn_gradcheck_opts o = kink_opts(3);
   CHECK_GRADS(&in, &c, 1, &o);
@@ -77,12 +77,12 @@ static void test_grad_each_activation(void) {
 
 static void test_grad_leaky_and_elu_alpha(void) {
   nn_layer_cfg c = cfg_of("leaky_relu");
-  c.alpha = 0.3;
+  cfg_set(&c, "alpha", "%.17g", 0.3);
   nn_shape in = shape1(6);
   nn_gradcheck_opts o = kink_opts(20);
   CHECK_GRADS(&in, &c, 1, &o);
   c = cfg_of("elu");
-  c.alpha = 0.5;
+  cfg_set(&c, "alpha", "%.17g", 0.5);
   o = kink_opts(21);
   CHECK_GRADS(&in, &c, 1, &o);
 }
@@ -109,14 +109,14 @@ static void test_grad_stack(void) {
   nn_layer_cfg c[5];
   c[0] = cfg_of("flatten");
   c[1] = cfg_of("dense");
-  c[1].units = 6;
+  cfg_set(&c[1], "units", "%d", 6);
   snprintf(c[1].activation, sizeof c[1].activation, "tanh");
   c[2] = cfg_of("dense");
-  c[2].units = 5;
+  cfg_set(&c[2], "units", "%d", 5);
   snprintf(c[2].activation, sizeof c[2].activation, "sigmoid");
   c[3] = cfg_of("dense");
-  c[3].units = 4;
-  c[3].use_bias = 0;
+  cfg_set(&c[3], "units", "%d", 4);
+  cfg_set_bool(&c[3], "use_bias", 0);
   c[4] = cfg_of("softmax");
   nn_shape in = {3, {1, 2, 4}};
   nn_gradcheck_opts o = kink_opts(50);
@@ -131,7 +131,7 @@ static void test_grad_every_registered_type(void) {
   int count = 0;
   for (const nn_layer_ops *const *p = nn_layer_types(); *p; p++) {
     nn_layer_cfg c = cfg_of((*p)->type);
-    if (c.units == 0) c.units = 3;
+    if (nn_layer_cfg_num(&c, "units") == 0) cfg_set(&c, "units", "3"); /* NAN: no units */
     if ((*p)->forward_n) { /* merge layers: the input twice (both gradients add up) */
       c.ninputs = 2;
       snprintf(c.inputs[0], sizeof c.inputs[0], "input");
@@ -147,15 +147,9 @@ static void test_grad_every_registered_type(void) {
       nn_model_free(&probe);
     } else {
       in = (nn_shape){3, {2, 4, 4}};
-      if (c.filters == 0) c.filters = 2;
-      if (c.kernel_size_n == 0) {
-        c.kernel_size[0] = 3;
-        c.kernel_size_n = 1;
-      }
-      if (c.pool_size_n == 0) {
-        c.pool_size[0] = 2;
-        c.pool_size_n = 1;
-      }
+      if (nn_layer_cfg_num(&c, "filters") == 0) cfg_set(&c, "filters", "2");
+      if (nn_layer_cfg_ints(&c, "kernel_size", NULL, 0) == 0) cfg_set(&c, "kernel_size", "[3]");
+      if (nn_layer_cfg_ints(&c, "pool_size", NULL, 0) == 0) cfg_set(&c, "pool_size", "[2]");
     }
     nn_gradcheck_opts o = kink_opts(60 + (uint64_t)count);
     fprintf(stderr, "  %s\n", (*p)->type);
@@ -207,7 +201,7 @@ static int run_forward(const nn_layer_cfg *c, int k, const float *x, int n, floa
 
 static double act1(const char *type, double alpha, float x) {
   nn_layer_cfg c = cfg_of(type);
-  if (alpha != 0) c.alpha = alpha;
+  if (alpha != 0) cfg_set(&c, "alpha", "%.17g", alpha);
   float y = NAN;
   if (run_forward(&c, 1, &x, 1, &y, 1) != 0) return NAN;
   return y;
@@ -256,7 +250,7 @@ static void test_forward_softmax_values(void) {
  * x = [2, 0.5] -> [3.5, 7, 15]. */
 static void test_forward_dense_values(void) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = 3;
+  cfg_set(&c, "units", "%d", 3);
   nn_model m;
   nn_error e;
   nn_error_clear(&e);
@@ -325,12 +319,13 @@ static void test_init_names(void) {
 
 static void test_layer_defaults(void) {
   nn_layer_cfg c = cfg_of("dense");
-  ASSERT_EQ_INT(c.use_bias, 1);
-  ASSERT_EQ_INT(c.units, 0); /* required: no default */
-  ASSERT_STR_EQ(c.init, "glorot_uniform");
+  ASSERT_EQ_INT(cfg_num(&c, "use_bias"), 1);
+  ASSERT_EQ_INT(cfg_num(&c, "units"), 0); /* required: no default */
+  ASSERT_STR_EQ(cfg_str(&c, "init"), "glorot_uniform");
   ASSERT_STR_EQ(c.activation, "none");
-  ASSERT_NEAR(cfg_of("leaky_relu").alpha, 0.01, 0);
-  ASSERT_NEAR(cfg_of("elu").alpha, 1.0, 0);
+  nn_layer_cfg leaky = cfg_of("leaky_relu"), elu = cfg_of("elu");
+  ASSERT_NEAR(cfg_num(&leaky, "alpha"), 0.01, 0);
+  ASSERT_NEAR(cfg_num(&elu, "alpha"), 1.0, 0);
   nn_layer_cfg u;
   memset(&u, 0, sizeof u);
   snprintf(u.type, sizeof u.type, "dens");
@@ -344,6 +339,72 @@ static void test_layer_defaults(void) {
     ASSERT_TRUE((*p)->help && (*p)->help[0]);
     for (const nn_key *k = (*p)->keys; k->name; k++)
       ASSERT_TRUE(k->def != NULL || (k->flags & NN_KEY_REQUIRED));
+  }
+}
+
+/* A type's own options go through its key table into nn_layer_cfg.opts:
+ * set and read back by name, never touching the fields every layer has;
+ * structural keys (NN_KEY_CFG) land in nn_layer_cfg itself; misuse is an
+ * error, not a write somewhere else. */
+static void test_layer_options_by_key(void) {
+  nn_error e;
+  nn_error_clear(&e);
+  nn_layer_cfg c = cfg_of("conv2d");
+  ASSERT_OK(nn_layer_cfg_set(&c, "filters", "7", &e));
+  ASSERT_OK(nn_layer_cfg_set(&c, "kernel_size", "[3, 5]", &e));
+  ASSERT_OK(nn_layer_cfg_set(&c, "padding", "\"same\"", &e));
+  ASSERT_OK(nn_layer_cfg_set(&c, "use_bias", "false", &e));
+  ASSERT_OK(nn_layer_cfg_set(&c, "activation", "\"tanh\"", &e));
+  ASSERT_NEAR(nn_layer_cfg_num(&c, "filters"), 7, 0);
+  int k[4] = {0};
+  ASSERT_EQ_INT(nn_layer_cfg_ints(&c, "kernel_size", k, 4), 2);
+  ASSERT_EQ_INT(k[0], 3);
+  ASSERT_EQ_INT(k[1], 5);
+  ASSERT_STR_EQ(nn_layer_cfg_str(&c, "padding"), "same");
+  ASSERT_NEAR(nn_layer_cfg_num(&c, "use_bias"), 0, 0);
+  ASSERT_STR_EQ(c.activation, "tanh"); /* NN_KEY_CFG: the field itself */
+  ASSERT_STR_EQ(nn_layer_cfg_str(&c, "activation"), "tanh");
+  /* misuse */
+  ASSERT_EQ_INT(nn_layer_cfg_set(&c, "units", "3", &e), NN_ENOTFOUND);
+  ASSERT_STR_CONTAINS(e.msg, "layer type 'conv2d' has no key 'units'");
+  ASSERT_EQ_INT(nn_layer_cfg_set(&c, "filters", "\"many\"", &e), NN_ESCHEMA);
+  ASSERT_STR_CONTAINS(e.msg, "key 'filters': '\"many\"' does not parse");
+  ASSERT_EQ_INT(nn_layer_cfg_set(&c, "kernel_size", "[1, 2, 3]", &e), NN_ESCHEMA);
+  ASSERT_NEAR(nn_layer_cfg_num(&c, "filters"), 7, 0); /* a refused value changes nothing */
+  ASSERT_TRUE(isnan(nn_layer_cfg_num(&c, "units")));
+  ASSERT_TRUE(nn_layer_cfg_str(&c, "filters") == NULL);
+  ASSERT_EQ_INT(nn_layer_cfg_ints(&c, "filters", k, 4), -1);
+  /* every type: each option set to a non-default value leaves the common
+   * fields alone (its offsets are into its own options) */
+  for (const nn_layer_ops *const *p = nn_layer_types(); *p; p++) {
+    nn_layer_cfg a = cfg_of((*p)->type);
+    snprintf(a.name, sizeof a.name, "keep");
+    a.l1 = 0.5;
+    a.activity_l2 = 0.25;
+    a.frozen = 1;
+    a.ninputs = 1;
+    snprintf(a.inputs[0], sizeof a.inputs[0], "input");
+    nn_layer_cfg before = a;
+    for (const nn_key *key = (*p)->keys; key->name; key++) {
+      if (key->flags & NN_KEY_CFG) continue;
+      const char *text = key->type == NN_KEY_FLOAT                                 ? "0.125"
+                         : key->type == NN_KEY_BOOL                                ? "true"
+                         : key->type == NN_KEY_INT_LIST                            ? "[2, 2]"
+                         : key->type == NN_KEY_STRING || key->type == NN_KEY_ENUM ? "\"x\""
+                                                                                   : "2";
+      ASSERT_OK(nn_layer_cfg_set(&a, key->name, text, &e));
+      ASSERT_TRUE(key->offset < NN_LAYER_OPTS_MAX);
+    }
+    ASSERT_STR_EQ(a.type, before.type);
+    ASSERT_STR_EQ(a.name, "keep");
+    ASSERT_STR_EQ(a.activation, before.activation);
+    ASSERT_EQ_INT(a.block_len, before.block_len);
+    ASSERT_EQ_INT(a.projection, before.projection);
+    ASSERT_NEAR(a.l1, 0.5, 0);
+    ASSERT_NEAR(a.activity_l2, 0.25, 0);
+    ASSERT_EQ_INT(a.frozen, 1);
+    ASSERT_EQ_INT(a.ninputs, 1);
+    ASSERT_STR_EQ(a.inputs[0], "input");
   }
 }
 
@@ -419,4 +480,5 @@ TEST_MAIN(TEST(test_grad_dense_bias), TEST(test_grad_dense_no_bias),
           TEST(test_gradcheck_detects_errors), TEST(test_forward_activation_values),
           TEST(test_forward_softmax_values), TEST(test_forward_dense_values),
           TEST(test_shapes), TEST(test_init_names), TEST(test_layer_defaults),
+          TEST(test_layer_options_by_key),
           TEST(test_key_default_literals))

@@ -12,8 +12,8 @@
 
 static nn_layer_cfg dense(int units, int bias, const char *act) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = units;
-  c.use_bias = bias;
+  cfg_set(&c, "units", "%d", units);
+  cfg_set_bool(&c, "use_bias", bias);
   if (act) snprintf(c.activation, sizeof c.activation, "%s", act);
   return c;
 }
@@ -168,7 +168,7 @@ static void test_init_statistics(void) {
                {"glorot_uniform", 1, 2.0 / 1000}};
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     nn_layer_cfg c = dense(400, 1, NULL);
-    snprintf(c.init, sizeof c.init, "%s", cases[k].init);
+    cfg_set(&c, "init", "\"%s\"", cases[k].init);
     nn_shape in = {1, {600}};
     nn_model m;
     nn_error e;
@@ -353,7 +353,7 @@ static void test_build_errors(void) {
   nn_layer_cfg a = dense(4, 1, "rellu");
   ASSERT_TRUE(expect_build_error(&in, &a, 1, NN_ESCHEMA, "activation 'rellu' is not one of"));
   nn_layer_cfg b = dense(4, 1, NULL);
-  snprintf(b.init, sizeof b.init, "xavier");
+  cfg_set(&b, "init", "\"xavier\"");
   ASSERT_TRUE(expect_build_error(&in, &b, 1, NN_ESCHEMA, "init 'xavier' is not one of"));
 
   nn_shape empty = {0, {0}};

@@ -14,7 +14,7 @@
 
 static nn_layer_cfg dense(int units, const char *act) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = units;
+  cfg_set(&c, "units", "%d", units);
   snprintf(c.activation, sizeof c.activation, "%s", act);
   return c;
 }
@@ -80,12 +80,10 @@ static void test_grad_conv_projection(void) {
     return;
   }
   nn_layer_cfg conv = cfg_of("conv2d");
-  conv.filters = 3;
-  conv.kernel_size[0] = conv.kernel_size[1] = 3;
-  conv.kernel_size_n = 2;
-  conv.stride[0] = conv.stride[1] = 2;
-  conv.stride_n = 2;
-  snprintf(conv.padding, sizeof conv.padding, "same");
+  cfg_set(&conv, "filters", "%d", 3);
+  cfg_set(&conv, "kernel_size", "[3, 3]");
+  cfg_set(&conv, "stride", "[2, 2]");
+  cfg_set(&conv, "padding", "\"same\"");
   nn_layer_cfg c[3] = {block(2, 1), conv, cfg_of("batchnorm")};
   nn_shape in = {3, {2, 5, 5}};
   nn_model m;
@@ -102,8 +100,8 @@ static void test_grad_conv_projection(void) {
   nn_gradcheck_opts o = opts_of(4, 2, 1);
   CHECK_GRADS(&in, c, 3, &o);
   /* identity image block: conv "same" stride 1 keeps [2, 4, 4] */
-  conv.filters = 2;
-  conv.stride[0] = conv.stride[1] = 1;
+  cfg_set(&conv, "filters", "%d", 2);
+  cfg_set(&conv, "stride", "[1]");
   nn_layer_cfg d[3] = {block(2, 0), conv, cfg_of("prelu")};
   nn_shape in2 = {3, {2, 4, 4}};
   o = opts_of(5, 2, 1);
@@ -131,7 +129,7 @@ static void test_grad_nested(void) {
   CHECK_GRADS(&in, c, 8, &o);
   /* with dropout in the inner body (its mask is fixed by (seed, step, sample)) */
   c[5] = cfg_of("dropout");
-  c[5].rate = 0.3;
+  cfg_set(&c[5], "rate", "%.17g", 0.3);
   o = opts_of(8, 3, 1);
   CHECK_GRADS(&in, c, 8, &o);
 }

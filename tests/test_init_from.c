@@ -16,7 +16,7 @@
 
 static nn_layer_cfg named_dense(const char *name, int units) {
   nn_layer_cfg c = cfg_of("dense");
-  c.units = units;
+  cfg_set(&c, "units", "%d", units);
   snprintf(c.name, sizeof c.name, "%s", name);
   return c;
 }

@@ -12,6 +12,7 @@
 #include "core/loss.h"
 #include "nntrain.pb-c.h"
 #include "job_test.h"
+#include "layer_cfg.h"
 #include "test.h"
 
 /* The job of the task description; line numbers matter to the tests below. */
@@ -72,12 +73,12 @@ static void test_full_job(void) {
   ASSERT_EQ_INT(j->model.nlayers, 2);
   ASSERT_STR_EQ(j->model.layers[0].type, "dense");
   ASSERT_STR_EQ(j->model.layers[0].name, "dense0");
-  ASSERT_EQ_INT(j->model.layers[0].units, 256);
+  ASSERT_EQ_INT(cfg_num(&j->model.layers[0], "units"), 256);
   ASSERT_STR_EQ(j->model.layers[0].activation, "relu");
-  ASSERT_EQ_INT(j->model.layers[0].use_bias, 1);
+  ASSERT_EQ_INT(cfg_num(&j->model.layers[0], "use_bias"), 1);
   ASSERT_EQ_INT(j->model.layer_line[0], 10);
   ASSERT_STR_EQ(j->model.layers[1].name, "dense1");
-  ASSERT_EQ_INT(j->model.layers[1].units, 10);
+  ASSERT_EQ_INT(cfg_num(&j->model.layers[1], "units"), 10);
   ASSERT_EQ_INT(j->model.layer_line[1], 14);
   ASSERT_EQ_INT(j->train.epochs, 10);
   ASSERT_EQ_INT(j->train.batch_size, 128);
@@ -104,7 +105,7 @@ static void test_defaults(void) {
   ASSERT_EQ_INT(j->data.cache, 0);
   ASSERT_EQ_INT(j->data.prefetch, 4);
   ASSERT_EQ_INT(j->model.input_ndim, 0);
-  ASSERT_EQ_INT(j->model.layers[0].use_bias, 1);
+  ASSERT_EQ_INT(cfg_num(&j->model.layers[0], "use_bias"), 1);
   ASSERT_STR_EQ(j->model.layers[0].name, "dense0");
   ASSERT_EQ_INT(j->train.epochs, 10);
   ASSERT_EQ_INT(j->train.batch_size, 32);
@@ -255,8 +256,8 @@ static void test_overrides(void) {
   ASSERT_EQ_INT(job_a.train.epochs, 5);
   ASSERT_STR_EQ(job_a.optimizer.type, "sgd");
   ASSERT_NEAR(job_a.optimizer.momentum, 0.9, 0);
-  ASSERT_EQ_INT(job_a.model.layers[0].units, 128);
-  ASSERT_EQ_INT(job_a.model.layers[1].units, 10);
+  ASSERT_EQ_INT(cfg_num(&job_a.model.layers[0], "units"), 128);
+  ASSERT_EQ_INT(cfg_num(&job_a.model.layers[1], "units"), 10);
   ASSERT_STR_EQ(job_a.model.layers[1].name, "out");
   ASSERT_STR_EQ(job_a.name, "trial2");
   ASSERT_STR_EQ(job_a.run.dir, "runs/fashion_mnist_mlp"); /* given in the file */
@@ -320,7 +321,7 @@ static void test_pack_round_trip(void) {
   ASSERT_EQ_INT(n1, n2);
   ASSERT_TRUE(memcmp(b1, b2, n1) == 0);
   /* a change is seen by nn_job_equal */
-  job_b.model.layers[1].units = 11;
+  cfg_set(&job_b.model.layers[1], "units", "%d", 11);
   ASSERT_TRUE(!nn_job_equal(&job_a, &job_b));
   free(b1);
   free(b2);
@@ -391,7 +392,8 @@ static void test_round_trip_every_layer_key(void) {
     snprintf(cfg->type, sizeof cfg->type, "%s", types[i]->type);
     snprintf(cfg->name, sizeof cfg->name, "l%d", n);
     ASSERT_OK(nn_layer_cfg_defaults(cfg, &err));
-    for (const nn_key *k = types[i]->keys; k && k->name; k++) other_value(k, cfg);
+    for (const nn_key *k = types[i]->keys; k && k->name; k++)
+      other_value(k, nn_layer_key_base(cfg, k));
     other_value(nn__keys_find(nn__layer_common_keys, "inputs"), cfg); /* a graph key */
     ASSERT_EQ_INT(cfg->ninputs, 2);
     job_a.model.layer_line[n] = 100 + n;
@@ -706,8 +708,8 @@ static void test_layer_defaults_agree(void) {
     ASSERT_OK(nn_layer_cfg_defaults(&want, &err));
     for (const nn_key *k = types[i]->keys; k && k->name; k++) {
       if (k->flags & NN_KEY_REQUIRED) continue;
-      const char *a = (const char *)&job_a.model.layers[0] + k->offset;
-      const char *b = (const char *)&want + k->offset;
+      const char *a = (const char *)nn_layer_key_base(&job_a.model.layers[0], k) + k->offset;
+      const char *b = (const char *)nn_layer_key_base(&want, k) + k->offset;
       size_t sz = k->type == NN_KEY_FLOAT ? sizeof(double)
                   : k->type == NN_KEY_INT64 ? sizeof(int64_t)
                   : (k->type == NN_KEY_STRING || k->type == NN_KEY_ENUM) ? k->size

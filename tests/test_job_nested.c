@@ -11,6 +11,7 @@
 #include "coordinator/job.h"
 #include "core/model.h"
 #include "job_test.h"
+#include "layer_cfg.h"
 #include "test.h"
 
 /* Line numbers matter to the tests below. */
@@ -76,7 +77,7 @@ static void test_flattened(void) {
   }
   ASSERT_EQ_INT(job_a.model.layers[3].projection, 1);
   ASSERT_EQ_INT(job_a.model.layers[1].projection, 0);
-  ASSERT_NEAR(job_a.model.layers[7].rate, 0.2, 0);
+  ASSERT_NEAR(cfg_num(&job_a.model.layers[7], "rate"), 0.2, 0);
 
   /* the model built from it has the job's names and the expected structure */
   nn_model m;
@@ -106,10 +107,10 @@ static void test_overrides_top_level(void) {
   int rc = parse(&job_a, nested_job, sets, 3, &err);
   if (rc) fprintf(stderr, "%s\n", fmt(&err));
   ASSERT_OK(rc);
-  ASSERT_NEAR(job_a.model.layers[7].rate, 0.4, 0);
-  ASSERT_EQ_INT(job_a.model.layers[8].units, 5);
+  ASSERT_NEAR(cfg_num(&job_a.model.layers[7], "rate"), 0.4, 0);
+  ASSERT_EQ_INT(cfg_num(&job_a.model.layers[8], "units"), 5);
   ASSERT_EQ_INT(job_a.model.layers[1].projection, 1);
-  ASSERT_EQ_INT(job_a.model.layers[2].units, 4); /* nested: untouched */
+  ASSERT_EQ_INT(cfg_num(&job_a.model.layers[2], "units"), 4); /* nested: untouched */
   const char *bad[] = {"model.layers.4.units=1"};
   ASSERT_EQ_INT(parse(&job_a, nested_job, bad, 1, &err), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(err.msg, "there is no layer 4 (the job has 4 layers)");

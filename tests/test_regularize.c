@@ -11,6 +11,7 @@
 #include "core/model.h"
 #include "core/optim.h"
 #include "worker/step.h"
+#include "layer_cfg.h"
 #include "test.h"
 
 enum { IN = 3, HID = 4, OUT = 2, BATCH = 5 };
@@ -28,12 +29,12 @@ static nn_layer_cfg layer(const char *type) {
  * parameters from seed 7. */
 static int build_mlp(nn_model *m, double a1, double a2) {
   nn_layer_cfg c[3] = {layer("dense"), layer("tanh"), layer("dense")};
-  c[0].units = HID;
+  cfg_set(&c[0], "units", "%d", HID);
   c[0].l1 = 0.01;
   c[0].l2 = 0.05;
   c[0].activity_l1 = a1;
   c[0].activity_l2 = a2;
-  c[2].units = OUT;
+  cfg_set(&c[2], "units", "%d", OUT);
   c[2].l2 = 0.1;
   nn_shape in = {1, {IN}};
   nn_error err;
@@ -65,7 +66,7 @@ static void test_which_tensors(void) {
   /* batchnorm's scale is also named "weight" but is not a weight here */
   if (nn_layer_find("batchnorm")) {
     nn_layer_cfg c[2] = {layer("dense"), layer("batchnorm")};
-    c[0].units = 2;
+    cfg_set(&c[0], "units", "%d", 2);
     c[1].l1 = c[1].l2 = 1.0;
     nn_shape in = {1, {3}};
     ASSERT_OK(nn_model_build(&m, &in, c, 2, 1, NULL));
@@ -274,7 +275,7 @@ typedef struct fixture {
 static int fixture_init(fixture *f, double l2) {
   memset(f, 0, sizeof *f);
   nn_layer_cfg c = layer("dense");
-  c.units = OUT;
+  cfg_set(&c, "units", "%d", OUT);
   c.l2 = l2;
   nn_shape in = {1, {IN}};
   int rc = nn_model_build(&f->m, &in, &c, 1, BATCH, NULL);

@@ -132,7 +132,8 @@ static void print_ckpt_job(const nn_ckpt_snapshot *s) {
     const nn_layer_cfg *c = &job->model.layers[i];
     printf("  %12d: %s", i, c->type);
     if (c->name[0]) printf(" '%s'", c->name);
-    if (c->units > 0) printf(", units %d", c->units);
+    double units = nn_layer_cfg_num(c, "units"); /* NAN for types without units */
+    if (units > 0) printf(", units %.0f", units);
     if (c->activation[0] && strcmp(c->activation, "none") != 0)
       printf(", activation %s", c->activation);
     printf("\n");

@@ -570,9 +570,10 @@ static int layer_type(pctx *c, nn_layer_cfg *cfg, const nn_toml_value *tab, cons
   if (!*ops) return unknown_type(c, o, tv, path, cfg->type);
   char what[64];
   snprintf(what, sizeof what, "layer %s", (*ops)->type);
-  rc = nn__keys_defaults(nn__layer_common_keys + 1, cfg, what, c->err);
-  if (!rc) rc = nn__keys_defaults(nn__layer_keys(*ops), cfg, what, c->err);
-  return rc;
+  nn_key all[NN__LAYER_KEYS_MAX];
+  if (nn__layer_all_keys(*ops, all, NN__LAYER_KEYS_MAX) < 0)
+    return nn_error_set(c->err, NN_EINTERNAL, "layer type %s has too many keys", (*ops)->type);
+  return nn__keys_defaults(all + 1, cfg, what, c->err); /* all but `type` */
 }
 
 /* The rest of the layer's keys, from tab and (top >= 0) the overrides of
@@ -1020,9 +1021,8 @@ int nn_job_equal(const nn_job *a, const nn_job *b) {
   for (int i = 0; i < a->model.nlayers; i++) {
     const nn_layer_cfg *la = &a->model.layers[i], *lb = &b->model.layers[i];
     if (a->model.layer_line[i] != b->model.layer_line[i]) return 0;
-    for (size_t k = 0; nn__layer_common_keys[k].name; k++)
-      if (!nn__key_equal(&nn__layer_common_keys[k], la, lb)) return 0;
-    const nn_key *keys = nn__layer_keys(nn_layer_find(la->type));
+    nn_key keys[NN__LAYER_KEYS_MAX];
+    if (nn__layer_all_keys(nn_layer_find(la->type), keys, NN__LAYER_KEYS_MAX) < 0) return 0;
     for (size_t k = 0; keys[k].name; k++)
       if (!nn__key_equal(&keys[k], la, lb)) return 0;
   }

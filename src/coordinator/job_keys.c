@@ -66,7 +66,13 @@ int nn__layer_all_keys(const nn_layer_ops *ops, nn_key *out, size_t cap) {
   }
   for (size_t k = 0; own[k].name; k++) {
     if (n + 1 >= cap) return -1;
-    out[n++] = own[k];
+    out[n] = own[k];
+    if (!(own[k].flags & NN_KEY_CFG)) { /* into the type's options: make it cfg-relative */
+      out[n].offset += offsetof(nn_layer_cfg, opts);
+      if (own[k].type == NN_KEY_INT_LIST || own[k].type == NN_KEY_STRING_LIST)
+        out[n].count_offset += offsetof(nn_layer_cfg, opts);
+    }
+    n++;
   }
   memset(&out[n], 0, sizeof out[n]);
   return (int)n;

@@ -76,7 +76,10 @@ const char *nn__suggest(const char *name, const char *const *cands, size_t ncand
  * `what` names the table in that message ("train", "layer dense"). */
 int nn__keys_defaults(const nn_key *keys, void *base, const char *what, nn_error *err);
 
-/* Key table of a layer type's own keys (never NULL; may be empty). */
+/* Key table of a layer type's own keys (never NULL; may be empty), as the
+ * type declares them: offsets into its options, or into nn_layer_cfg for
+ * NN_KEY_CFG keys (core/layer.h). For names and docs; to read or write a
+ * cfg use nn__layer_all_keys, whose offsets are all into nn_layer_cfg. */
 const nn_key *nn__layer_keys(const nn_layer_ops *ops);
 
 /* Serialize the keys of struct `base` as one protobuf message of type `desc`
@@ -92,8 +95,9 @@ int nn__keys_unpack(const nn_key *keys, void *base, const void *desc, const uint
 
 /* Room for the keys of one layer type, with `type`, `name` and the end. */
 #define NN__LAYER_KEYS_MAX 64
-/* Copy `type`, `name` and the keys of layer type ops into out[cap] (ends
- * with {0}). Returns the number of keys, or -1 if they do not fit. */
+/* Copy the keys every layer has (`type` first, `name`, ...) and the keys of
+ * layer type ops into out[cap] (ends with {0}), every offset made relative
+ * to nn_layer_cfg. Returns the number of keys, or -1 if they do not fit. */
 int nn__layer_all_keys(const nn_layer_ops *ops, nn_key *out, size_t cap);
 
 /* Post-checks of a job shared by nn_job_parse and nn_job_unpack: layer names

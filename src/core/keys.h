@@ -32,6 +32,9 @@ enum {
   NN_KEY_NEGATED = 4,       /* NN_KEY_BOOL: the field holds the opposite of the key, so a
                                zeroed struct means the key's `true` (layer `trainable`
                                is stored as nn_layer_cfg.frozen) */
+  NN_KEY_CFG = 8,           /* a layer type's key whose offset is into nn_layer_cfg itself
+                               (activation, block_len, projection), not into the type's
+                               options (core/layer.h) */
 };
 
 typedef struct nn_key {

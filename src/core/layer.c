@@ -242,69 +242,151 @@ static int parse_int_list_lit(const char *s, int *out, size_t max, int *count) {
   return 0;
 }
 
+int nn_key_set_text(const nn_key *k, void *obj, const char *text) {
+  char *base = obj, *field = base + k->offset;
+  switch (k->type) {
+  case NN_KEY_INT:
+  case NN_KEY_INT64: {
+    long long v;
+    if (parse_int_lit(text, &v) != 0) return -1;
+    if (k->type == NN_KEY_INT) {
+      if (v < INT32_MIN || v > INT32_MAX) return -1;
+      int iv = (int)v;
+      memcpy(field, &iv, sizeof iv);
+    } else {
+      int64_t lv = v;
+      memcpy(field, &lv, sizeof lv);
+    }
+    return 0;
+  }
+  case NN_KEY_FLOAT: {
+    double v;
+    if (parse_float_lit(text, &v) != 0) return -1;
+    memcpy(field, &v, sizeof v);
+    return 0;
+  }
+  case NN_KEY_BOOL: {
+    int v = strcmp(text, "true") == 0 ? 1 : strcmp(text, "false") == 0 ? 0 : -1;
+    if (v < 0) return -1;
+    if (k->flags & NN_KEY_NEGATED) v = !v;
+    memcpy(field, &v, sizeof v);
+    return 0;
+  }
+  case NN_KEY_STRING:
+  case NN_KEY_ENUM: return parse_str_lit(text, field, k->size);
+  case NN_KEY_INT_LIST: {
+    int cnt = 0;
+    if (parse_int_list_lit(text, (int *)(void *)field, k->size, &cnt) != 0) return -1;
+    memcpy(base + k->count_offset, &cnt, sizeof cnt);
+    return 0;
+  }
+  case NN_KEY_STRING_LIST: { /* only the empty list "[]" */
+    int cnt = 0;
+    if (strcmp(text, "[]") != 0) return -1;
+    memcpy(base + k->count_offset, &cnt, sizeof cnt);
+    return 0;
+  }
+  }
+  return -1;
+}
+
 int nn_keys_apply_defaults(const nn_key *keys, void *obj, nn_error *err) {
-  char *base = obj;
   for (const nn_key *k = keys; k && k->name; k++) {
     if (!k->def) continue;
-    char *field = base + k->offset;
-    int bad = 0;
-    switch (k->type) {
-    case NN_KEY_INT:
-    case NN_KEY_INT64: {
-      long long v;
-      bad = parse_int_lit(k->def, &v) != 0;
-      if (!bad && k->type == NN_KEY_INT) {
-        bad = v < INT32_MIN || v > INT32_MAX;
-        int iv = (int)v;
-        if (!bad) memcpy(field, &iv, sizeof iv);
-      } else if (!bad) {
-        int64_t lv = v;
-        memcpy(field, &lv, sizeof lv);
-      }
-      break;
-    }
-    case NN_KEY_FLOAT: {
-      double v;
-      bad = parse_float_lit(k->def, &v) != 0;
-      if (!bad) memcpy(field, &v, sizeof v);
-      break;
-    }
-    case NN_KEY_BOOL: {
-      int v = strcmp(k->def, "true") == 0 ? 1 : strcmp(k->def, "false") == 0 ? 0 : -1;
-      bad = v < 0;
-      if (!bad && (k->flags & NN_KEY_NEGATED)) v = !v;
-      if (!bad) memcpy(field, &v, sizeof v);
-      break;
-    }
-    case NN_KEY_STRING:
-    case NN_KEY_ENUM:
-      bad = parse_str_lit(k->def, field, k->size) != 0;
-      break;
-    case NN_KEY_INT_LIST: {
-      int cnt = 0;
-      bad = parse_int_list_lit(k->def, (int *)(void *)field, k->size, &cnt) != 0;
-      if (!bad) memcpy(base + k->count_offset, &cnt, sizeof cnt);
-      break;
-    }
-    case NN_KEY_STRING_LIST: { /* only the empty list "[]" as a default */
-      int cnt = 0;
-      bad = strcmp(k->def, "[]") != 0;
-      if (!bad) memcpy(base + k->count_offset, &cnt, sizeof cnt);
-      break;
-    }
-    }
-    if (bad)
+    if (nn_key_set_text(k, obj, k->def) != 0)
       return nn_error_set(err, NN_EINTERNAL, "key '%s': default '%s' does not parse as its type",
                           k->name, k->def);
   }
   return 0;
 }
 
+void *nn_layer_key_base(nn_layer_cfg *cfg, const nn_key *k) {
+  return (k->flags & NN_KEY_CFG) ? (void *)cfg : (void *)cfg->opts.bytes;
+}
+
 int nn_layer_cfg_defaults(nn_layer_cfg *cfg, nn_error *err) {
   const nn_layer_ops *ops = nn_layer_find(cfg->type);
   if (!ops)
     return nn_error_set(err, NN_ENOTFOUND, "unknown layer type '%s'", cfg->type);
-  int rc = nn_keys_apply_defaults(ops->keys, cfg, err);
-  if (rc) nn_error_prefix(err, "layer type '%s'", cfg->type);
-  return rc;
+  for (const nn_key *k = ops->keys; k && k->name; k++) {
+    if (!k->def) continue;
+    if (nn_key_set_text(k, nn_layer_key_base(cfg, k), k->def) != 0)
+      return nn_error_set(err, NN_EINTERNAL,
+                          "layer type '%s': key '%s': default '%s' does not parse as its type",
+                          cfg->type, k->name, k->def);
+  }
+  return 0;
+}
+
+/* The key `key` of cfg's type, or NULL. */
+static const nn_key *type_key(const nn_layer_cfg *cfg, const char *key) {
+  const nn_layer_ops *ops = nn_layer_find(cfg->type);
+  for (const nn_key *k = ops ? ops->keys : NULL; k && k->name; k++)
+    if (strcmp(k->name, key) == 0) return k;
+  return NULL;
+}
+
+int nn_layer_cfg_set(nn_layer_cfg *cfg, const char *key, const char *text, nn_error *err) {
+  const nn_key *k = type_key(cfg, key);
+  if (!k)
+    return nn_error_set(err, NN_ENOTFOUND, "layer type '%s' has no key '%s'", cfg->type, key);
+  if (nn_key_set_text(k, nn_layer_key_base(cfg, k), text) != 0)
+    return nn_error_set(err, NN_ESCHEMA,
+                        "layer type '%s': key '%s': '%s' does not parse as its type", cfg->type,
+                        key, text);
+  return 0;
+}
+
+/* The field of key `key` in cfg, and the key, or NULL. */
+static const char *key_field(const nn_layer_cfg *cfg, const char *key, const nn_key **kp) {
+  const nn_key *k = type_key(cfg, key);
+  *kp = k;
+  if (!k) return NULL;
+  return (const char *)nn_layer_key_base((nn_layer_cfg *)cfg, k) + k->offset;
+}
+
+double nn_layer_cfg_num(const nn_layer_cfg *cfg, const char *key) {
+  const nn_key *k;
+  const char *f = key_field(cfg, key, &k);
+  if (!f) return NAN;
+  switch (k->type) {
+  case NN_KEY_INT: {
+    int v;
+    memcpy(&v, f, sizeof v);
+    return v;
+  }
+  case NN_KEY_BOOL: {
+    int v;
+    memcpy(&v, f, sizeof v);
+    return (k->flags & NN_KEY_NEGATED) ? !v : v != 0;
+  }
+  case NN_KEY_INT64: {
+    int64_t v;
+    memcpy(&v, f, sizeof v);
+    return (double)v;
+  }
+  case NN_KEY_FLOAT: {
+    double v;
+    memcpy(&v, f, sizeof v);
+    return v;
+  }
+  default: return NAN;
+  }
+}
+
+const char *nn_layer_cfg_str(const nn_layer_cfg *cfg, const char *key) {
+  const nn_key *k;
+  const char *f = key_field(cfg, key, &k);
+  return f && (k->type == NN_KEY_STRING || k->type == NN_KEY_ENUM) ? f : NULL;
+}
+
+int nn_layer_cfg_ints(const nn_layer_cfg *cfg, const char *key, int *out, int max) {
+  const nn_key *k;
+  const char *f = key_field(cfg, key, &k);
+  if (!f || k->type != NN_KEY_INT_LIST) return -1;
+  int cnt;
+  memcpy(&cnt, (const char *)nn_layer_key_base((nn_layer_cfg *)cfg, k) + k->count_offset,
+         sizeof cnt);
+  for (int i = 0; i < cnt && i < max; i++) memcpy(&out[i], f + i * sizeof(int), sizeof(int));
+  return cnt;
 }

@@ -76,30 +76,25 @@ typedef struct nn_param_spec {
   float value;            /* NN_INIT_CONSTANT */
 } nn_param_spec;
 
-/* Everything a job file can say about one layer. One flat struct for all
- * types; each type's key table says which fields it reads. */
+/* Bytes for one layer type's own options (see nn_layer_cfg.opts). */
+#define NN_LAYER_OPTS_MAX 192
+
+/* Everything a job file can say about one layer.
+ *
+ * The fields here are the ones every layer has, or that the model builder
+ * itself reads: type and name, the penalties, `trainable`, the graph inputs,
+ * and three structural keys (a dense/conv2d `activation` becomes a layer of
+ * its own; a residual block's `block_len` and `projection` shape the graph).
+ * Each type's other options (dense: units, use_bias, init; conv2d: filters,
+ * kernel_size, ...) live in `opts`, laid out as a struct private to the type's
+ * file and described by its key table, whose offsets are into that struct
+ * (keys flagged NN_KEY_CFG point into nn_layer_cfg instead). The type reads
+ * them with NN_LAYER_OPTS; anyone else goes by key name (nn_layer_cfg_set,
+ * nn_layer_cfg_num, ...), as the job file does. */
 typedef struct nn_layer_cfg {
   char type[24];           /* registry name: "dense", "relu", ... */
   char name[NN_NAME_MAX];  /* unique name; params are saved as <name>/<param> */
-  int units;               /* dense: output features */
-  int use_bias;            /* dense: 1 to add a bias */
-  char init[24];           /* weight initializer name, "" = layer default */
-  char activation[24];     /* dense: activation added after it, "" = none */
-  double alpha;            /* leaky_relu slope, elu alpha, prelu initial slope */
-  /* convolution and pooling (2-d lists: [h, w]; one value means both) */
-  int filters;             /* conv2d: output channels */
-  int kernel_size[2], kernel_size_n;
-  int stride[2], stride_n;             /* conv2d default 1; pools default = pool size */
-  char padding[16];        /* "valid" | "same" | "explicit" (then `pad`) */
-  int pad[2], pad_n;                   /* explicit zero padding [h, w] */
-  int dilation[2], dilation_n;
-  int groups;              /* conv2d: channel groups */
-  int pool_size[2], pool_size_n;       /* maxpool / avgpool window */
-  /* dropout, batch normalization, PReLU */
-  double rate;             /* dropout: probability of zeroing an input */
-  double momentum;         /* batchnorm: running statistics update (PyTorch convention) */
-  double eps;              /* batchnorm: added to the variance */
-  int per_channel;         /* prelu: one slope per channel (else one in all) */
+  char activation[24];     /* dense, conv2d: activation layer added after it, "" = none */
   /* residual block: the next `block_len` configs (after this one, nested
    * blocks counted with their own bodies) form the block's body; its output
    * is added to the block's input (through a 1x1 convolution when
@@ -115,7 +110,20 @@ typedef struct nn_layer_cfg {
    * ("input" = the model's input); none = the previous layer (model.h) */
   char inputs[NN_MAX_INPUTS][NN_NAME_MAX];
   int ninputs;
+  /* the type's own options (zeroed, then its key table's defaults) */
+  union {
+    max_align_t align_;
+    unsigned char bytes[NN_LAYER_OPTS_MAX];
+  } opts;
 } nn_layer_cfg;
+
+/* The options struct T of a layer type inside cfg (a pointer to T, const if
+ * cfg is). Only the type's own file knows T; NN_LAYER_OPTS_FIT(T) checks
+ * there that it fits. */
+#define NN_LAYER_OPTS(cfg, T) ((T *)(void *)(cfg)->opts.bytes)
+#define NN_LAYER_OPTS_FIT(T)                                                    \
+  _Static_assert(sizeof(T) <= NN_LAYER_OPTS_MAX && _Alignof(T) <= _Alignof(max_align_t), \
+                 #T " does not fit nn_layer_cfg.opts")
 _Static_assert(NN_KEY_ITEM_MAX == NN_NAME_MAX, "inputs is an NN_KEY_STRING_LIST of names");
 
 /* Per-call context for forward/backward. */
@@ -222,10 +230,33 @@ const nn_layer_ops *const *nn_layer_types(void);
  * NN_ENOTFOUND for an unknown type. */
 int nn_layer_cfg_defaults(nn_layer_cfg *cfg, nn_error *err);
 
+/* Options by key name, as a job file sets them; `key` is one of the type's
+ * keys (its table, type must be set). nn_layer_cfg_set parses `text` as one
+ * TOML value of the key's type ("12", "0.5", "true", "\"same\"", "[3, 3]")
+ * and stores it: NN_ENOTFOUND for an unknown type or key, NN_ESCHEMA for a
+ * value that does not parse as the key's type. No range check (the layer's
+ * build checks what it needs). */
+int nn_layer_cfg_set(nn_layer_cfg *cfg, const char *key, const char *text, nn_error *err);
+/* The value of an integer, float or boolean key (booleans: 0 or 1, as the
+ * job file says it), NAN if cfg's type has no such key. */
+double nn_layer_cfg_num(const nn_layer_cfg *cfg, const char *key);
+/* The value of a string or choice key, NULL if cfg's type has no such key. */
+const char *nn_layer_cfg_str(const nn_layer_cfg *cfg, const char *key);
+/* An integer-list key: its items (up to max) into out; returns the count,
+ * or -1 if cfg's type has no such key. */
+int nn_layer_cfg_ints(const nn_layer_cfg *cfg, const char *key, int *out, int max);
+/* Where key k of a layer table lives in cfg: the options area, or cfg itself
+ * for NN_KEY_CFG keys. Key offsets (and count offsets) are relative to it. */
+void *nn_layer_key_base(nn_layer_cfg *cfg, const nn_key *k);
+
 /* Apply the defaults of any key table to the struct at obj: each key's `def`
  * (TOML text: 12, -3, 0.01, 1e-3, inf, true, false, "text", [1, 2]) is parsed
  * and stored at its offset. Keys with def == NULL are skipped. NN_EINTERNAL
  * names the key whose default text does not parse. */
 int nn_keys_apply_defaults(const nn_key *keys, void *obj, nn_error *err);
+/* Store one value given as such text into key k's field of the struct at
+ * obj (strings: a TOML string; lists: of integers). 0, or -1 if text does
+ * not parse as the key's type. */
+int nn_key_set_text(const nn_key *k, void *obj, const char *text);
 
 #endif

@@ -236,18 +236,21 @@ static int shortcut_cfg(build_ctx *b, const nn_layer_cfg *blk, int src, const nn
     snprintf(sc->type, sizeof sc->type, "conv2d");
     int rc = nn_layer_cfg_defaults(sc, b->err);
     if (rc) return rc;
-    sc->filters = out->dim[0];
-    sc->kernel_size[0] = sc->kernel_size[1] = 1;
-    sc->kernel_size_n = 2;
-    sc->stride[0] = stride[0];
-    sc->stride[1] = stride[1];
-    sc->stride_n = 2;
-    snprintf(sc->padding, sizeof sc->padding, "valid");
+    char v[64];
+    snprintf(v, sizeof v, "%d", out->dim[0]);
+    if ((rc = nn_layer_cfg_set(sc, "filters", v, b->err))) return rc;
+    snprintf(v, sizeof v, "[%d, %d]", stride[0], stride[1]);
+    if ((rc = nn_layer_cfg_set(sc, "stride", v, b->err)) ||
+        (rc = nn_layer_cfg_set(sc, "kernel_size", "[1, 1]", b->err)) ||
+        (rc = nn_layer_cfg_set(sc, "padding", "\"valid\"", b->err)))
+      return rc;
   } else if (out->ndim == 1) {
     snprintf(sc->type, sizeof sc->type, "dense");
     int rc = nn_layer_cfg_defaults(sc, b->err);
     if (rc) return rc;
-    sc->units = out->dim[0];
+    char v[64];
+    snprintf(v, sizeof v, "%d", out->dim[0]);
+    if ((rc = nn_layer_cfg_set(sc, "units", v, b->err))) return rc;
   } else {
     nn_error_set(b->err, NN_ESHAPE,
                  "layer %d '%s' (%s): cannot project the input %s to the body's output %s "
@@ -257,7 +260,8 @@ static int shortcut_cfg(build_ctx *b, const nn_layer_cfg *blk, int src, const nn
     set_where(b->err, blk->name);
     return NN_ESHAPE;
   }
-  sc->use_bias = 0;
+  int rc = nn_layer_cfg_set(sc, "use_bias", "false", b->err);
+  if (rc) return rc;
   snprintf(sc->activation, sizeof sc->activation, "none");
   return make_name(b, sc->name, src, blk->type, "%s%s", blk->name, ".shortcut", -1);
 }

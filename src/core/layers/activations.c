@@ -37,14 +37,25 @@ typedef enum act_kind {
 #define SELU_LAMBDA 1.0507009873554804934193349852946
 #define SELU_ALPHA 1.6732632423543772848170429916717
 
+/* the options of leaky_relu and elu (nn_layer_cfg.opts); the other
+ * activations have none, and read alpha as 0 */
+typedef struct act_opts {
+  double alpha; /* leaky_relu: negative slope; elu: -alpha is the limit below */
+} act_opts;
+NN_LAYER_OPTS_FIT(act_opts);
+
+static const act_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const act_opts);
+}
+
 static const nn_key leaky_keys[] = {
-    {"alpha", NN_KEY_FLOAT, offsetof(nn_layer_cfg, alpha), sizeof(double), 0, 1e6, "0.01",
+    {"alpha", NN_KEY_FLOAT, offsetof(act_opts, alpha), sizeof(double), 0, 1e6, "0.01",
      NULL, 0, "slope for negative inputs", 0},
     {0},
 };
 
 static const nn_key elu_keys[] = {
-    {"alpha", NN_KEY_FLOAT, offsetof(nn_layer_cfg, alpha), sizeof(double), 0, 1e6, "1.0",
+    {"alpha", NN_KEY_FLOAT, offsetof(act_opts, alpha), sizeof(double), 0, 1e6, "1.0",
      NULL, NN_KEY_MIN_EXCLUSIVE, "value approached for large negative inputs is -alpha", 0},
     {0},
 };
@@ -52,7 +63,7 @@ static const nn_key elu_keys[] = {
 static const nn_key no_keys[] = {{0}};
 
 static int act_build(nn_layer *l, nn_error *err) {
-  if (!isfinite(l->cfg.alpha))
+  if (!isfinite(opts(l)->alpha))
     return nn_error_set(err, NN_ESCHEMA, "alpha must be finite");
   l->out = l->in;
   return 0;
@@ -149,14 +160,14 @@ static void act_backward(act_kind kind, float alpha, const float *x, const float
   static void name##_forward(nn_layer *l, const float *x, float *y, int n,         \
                              const nn_run_ctx *ctx) {                              \
     (void)ctx;                                                                     \
-    act_forward(KIND, (float)l->cfg.alpha, x, y, (size_t)n * nn_shape_count(&l->in)); \
+    act_forward(KIND, (float)opts(l)->alpha, x, y, (size_t)n * nn_shape_count(&l->in)); \
   }                                                                                \
   static void name##_backward(nn_layer *l, const float *x, const float *y,         \
                               const float *dy, float *dx, int n,                   \
                               const nn_run_ctx *ctx) {                             \
     (void)ctx;                                                                     \
     if (dx)                                                                        \
-      act_backward(KIND, (float)l->cfg.alpha, x, y, dy, dx,                        \
+      act_backward(KIND, (float)opts(l)->alpha, x, y, dy, dx,                        \
                    (size_t)n * nn_shape_count(&l->in));                            \
   }                                                                                \
   const nn_layer_ops nn_layer_##name = {                                           \

@@ -35,11 +35,22 @@
 #include "core/layer.h"
 #include "core/layers/rows.h"
 
+/* batchnorm's options (nn_layer_cfg.opts) */
+typedef struct bn_opts {
+  double momentum; /* running statistics update (PyTorch convention) */
+  double eps;      /* added to the variance */
+} bn_opts;
+NN_LAYER_OPTS_FIT(bn_opts);
+
+static const bn_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const bn_opts);
+}
+
 static const nn_key batchnorm_keys[] = {
-    {"momentum", NN_KEY_FLOAT, offsetof(nn_layer_cfg, momentum), sizeof(double), 0, 1, "0.1",
+    {"momentum", NN_KEY_FLOAT, offsetof(bn_opts, momentum), sizeof(double), 0, 1, "0.1",
      NULL, 0, "weight of the batch in the running statistics' update (PyTorch convention: "
      "running = (1 - momentum) running + momentum batch)", 0},
-    {"eps", NN_KEY_FLOAT, offsetof(nn_layer_cfg, eps), sizeof(double), 0, 1, "1e-5", NULL,
+    {"eps", NN_KEY_FLOAT, offsetof(bn_opts, eps), sizeof(double), 0, 1, "1e-5", NULL,
      NN_KEY_MIN_EXCLUSIVE, "added to the variance before the square root", 0},
     {0},
 };
@@ -49,9 +60,10 @@ enum { BN_RUNNING_MEAN = 0, BN_RUNNING_VAR = 1 };
 
 static int batchnorm_build(nn_layer *l, nn_error *err) {
   if (l->in.ndim < 1) return nn_error_set(err, NN_ESHAPE, "input has no dimensions");
-  if (!(l->cfg.eps > 0.0)) return nn_error_set(err, NN_ESCHEMA, "eps must be > 0, got %g", l->cfg.eps);
-  if (!(l->cfg.momentum >= 0.0 && l->cfg.momentum <= 1.0))
-    return nn_error_set(err, NN_ESCHEMA, "momentum must be in [0, 1], got %g", l->cfg.momentum);
+  if (!(opts(l)->eps > 0.0))
+    return nn_error_set(err, NN_ESCHEMA, "eps must be > 0, got %g", opts(l)->eps);
+  if (!(opts(l)->momentum >= 0.0 && opts(l)->momentum <= 1.0))
+    return nn_error_set(err, NN_ESCHEMA, "momentum must be in [0, 1], got %g", opts(l)->momentum);
   int c = l->in.dim[0];
   nn_shape cs = {1, {c}};
   int rc = nn_layer_add_param(l, "weight", &cs, NN_INIT_ONES, 0, 0, err);
@@ -79,7 +91,7 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
   const float *gamma = l->param[BN_WEIGHT], *beta = l->param[BN_BIAS];
   float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
   float *smean = l->scratch, *sinv = l->scratch + c;
-  double eps = l->cfg.eps, mom = l->cfg.momentum;
+  double eps = opts(l)->eps, mom = opts(l)->momentum;
   size_t m = (size_t)n * s;
   if (n <= 0) return;
   for (size_t ch = 0; ch < c; ch++) {
@@ -133,7 +145,7 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
       inv = l->scratch[c + ch];
     } else {
       mu = rmean[ch];
-      inv = (float)(1.0 / sqrt((double)rvar[ch] + l->cfg.eps));
+      inv = (float)(1.0 / sqrt((double)rvar[ch] + opts(l)->eps));
     }
     double sdy = 0.0, sdyx = 0.0; /* sums of dy and of dy * xhat */
     for (int i = 0; i < n; i++) {

@@ -55,31 +55,50 @@
 #define CONV__MAXDIM (1 << 16)
 #define CONV__SLACK 16 /* floats after col that copy_row may spill into */
 
+/* conv2d's own options (nn_layer_cfg.opts); 2-d lists: [h, w], one value
+ * means both */
+typedef struct conv_opts {
+  int filters;                  /* output channels */
+  int kernel_size[2], kernel_size_n;
+  int stride[2], stride_n;
+  char padding[16];             /* "valid" | "same" | "explicit" (then `pad`) */
+  int pad[2], pad_n;            /* explicit zero padding [h, w] */
+  int dilation[2], dilation_n;
+  int groups;                   /* channel groups */
+  int use_bias;
+  char init[24];                /* weight initializer name, "" = he_uniform */
+} conv_opts;
+NN_LAYER_OPTS_FIT(conv_opts);
+
+static const conv_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const conv_opts);
+}
+
 static const nn_key conv2d_keys[] = {
-    {"filters", NN_KEY_INT, offsetof(nn_layer_cfg, filters), sizeof(int), 1, 1 << 20, NULL,
+    {"filters", NN_KEY_INT, offsetof(conv_opts, filters), sizeof(int), 1, 1 << 20, NULL,
      NULL, NN_KEY_REQUIRED, "number of output channels", 0},
-    {"kernel_size", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, kernel_size), 2, 1, CONV__MAXDIM,
+    {"kernel_size", NN_KEY_INT_LIST, offsetof(conv_opts, kernel_size), 2, 1, CONV__MAXDIM,
      NULL, NULL, NN_KEY_REQUIRED, "window [kh, kw]; one value means a square window",
-     offsetof(nn_layer_cfg, kernel_size_n)},
-    {"stride", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, stride), 2, 1, CONV__MAXDIM, "[1]", NULL,
-     0, "step of the window [sh, sw]; one value means both", offsetof(nn_layer_cfg, stride_n)},
-    {"padding", NN_KEY_ENUM, offsetof(nn_layer_cfg, padding),
-     sizeof(((nn_layer_cfg *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
+     offsetof(conv_opts, kernel_size_n)},
+    {"stride", NN_KEY_INT_LIST, offsetof(conv_opts, stride), 2, 1, CONV__MAXDIM, "[1]", NULL,
+     0, "step of the window [sh, sw]; one value means both", offsetof(conv_opts, stride_n)},
+    {"padding", NN_KEY_ENUM, offsetof(conv_opts, padding),
+     sizeof(((conv_opts *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
      "valid: none; same: out = ceil(in/stride) (extra at bottom/right); explicit: `pad`", 0},
-    {"pad", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pad), 2, 0, CONV__MAXDIM, "[0]", NULL, 0,
+    {"pad", NN_KEY_INT_LIST, offsetof(conv_opts, pad), 2, 0, CONV__MAXDIM, "[0]", NULL, 0,
      "zeros added on both sides [ph, pw] when padding = \"explicit\"",
-     offsetof(nn_layer_cfg, pad_n)},
-    {"dilation", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, dilation), 2, 1, CONV__MAXDIM, "[1]",
-     NULL, 0, "spacing of the window's taps [dh, dw]", offsetof(nn_layer_cfg, dilation_n)},
-    {"groups", NN_KEY_INT, offsetof(nn_layer_cfg, groups), sizeof(int), 1, 1 << 20, "1", NULL, 0,
+     offsetof(conv_opts, pad_n)},
+    {"dilation", NN_KEY_INT_LIST, offsetof(conv_opts, dilation), 2, 1, CONV__MAXDIM, "[1]",
+     NULL, 0, "spacing of the window's taps [dh, dw]", offsetof(conv_opts, dilation_n)},
+    {"groups", NN_KEY_INT, offsetof(conv_opts, groups), sizeof(int), 1, 1 << 20, "1", NULL, 0,
      "channel groups: input channels and filters must both be divisible by it", 0},
-    {"use_bias", NN_KEY_BOOL, offsetof(nn_layer_cfg, use_bias), sizeof(int), 0, 1, "true", NULL,
+    {"use_bias", NN_KEY_BOOL, offsetof(conv_opts, use_bias), sizeof(int), 0, 1, "true", NULL,
      0, "add a learned bias to each output channel", 0},
-    {"init", NN_KEY_ENUM, offsetof(nn_layer_cfg, init), sizeof(((nn_layer_cfg *)0)->init), 0, 0,
+    {"init", NN_KEY_ENUM, offsetof(conv_opts, init), sizeof(((conv_opts *)0)->init), 0, 0,
      "\"he_uniform\"", NN_INIT_CHOICES, 0, "weight initializer (the bias starts at zero)", 0},
     {"activation", NN_KEY_ENUM, offsetof(nn_layer_cfg, activation),
-     sizeof(((nn_layer_cfg *)0)->activation), 0, 0, "\"none\"", NN_ACTIVATION_CHOICES, 0,
-     "activation layer added after this one, named <name>_<activation>", 0},
+     sizeof(((nn_layer_cfg *)0)->activation), 0, 0, "\"none\"", NN_ACTIVATION_CHOICES,
+     NN_KEY_CFG, "activation layer added after this one, named <name>_<activation>", 0},
     {0},
 };
 
@@ -97,7 +116,7 @@ typedef struct conv_geom {
 /* Fill g from l->cfg and l->in. err may be NULL (forward/backward, where
  * build has already validated). Returns 0 or NN_ESCHEMA/NN_ESHAPE. */
 static int conv_geometry(const nn_layer *l, conv_geom *g, nn_error *err) {
-  const nn_layer_cfg *c = &l->cfg;
+  const conv_opts *c = opts(l);
   char shp[64];
   memset(g, 0, sizeof *g);
   if (l->in.ndim != 3)
@@ -191,10 +210,10 @@ static int conv2d_build(nn_layer *l, nn_error *err) {
   int rc = conv_geometry(l, &g, err);
   if (rc) return rc;
   int init = NN_INIT_HE_UNIFORM;
-  if (l->cfg.init[0]) {
-    init = nn_init_parse(l->cfg.init);
+  if (opts(l)->init[0]) {
+    init = nn_init_parse(opts(l)->init);
     if (init < 0)
-      return nn_error_set(err, NN_ESCHEMA, "init '%s' is not one of %s", l->cfg.init,
+      return nn_error_set(err, NN_ESCHEMA, "init '%s' is not one of %s", opts(l)->init,
                           nn_init_choices);
   }
   size_t k = (size_t)g.c * g.kh * g.kw;
@@ -214,7 +233,7 @@ static int conv2d_build(nn_layer *l, nn_error *err) {
   nn_shape ws = {4, {g.f, g.cg, g.kh, g.kw}};
   rc = nn_layer_add_param(l, "weight", &ws, (nn_init_kind)init, fan_in, fan_out, err);
   if (rc) return rc;
-  if (l->cfg.use_bias) {
+  if (opts(l)->use_bias) {
     nn_shape bs = {1, {g.f}};
     rc = nn_layer_add_param(l, "bias", &bs, NN_INIT_ZEROS, fan_in, fan_out, err);
   }

@@ -17,29 +17,41 @@
 
 #include "core/layer.h"
 
+/* dense's own options (nn_layer_cfg.opts) */
+typedef struct dense_opts {
+  int units;     /* output features */
+  int use_bias;  /* 1 to add a bias */
+  char init[24]; /* weight initializer name, "" = glorot_uniform */
+} dense_opts;
+NN_LAYER_OPTS_FIT(dense_opts);
+
+static const dense_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const dense_opts);
+}
+
 static const nn_key dense_keys[] = {
-    {"units", NN_KEY_INT, offsetof(nn_layer_cfg, units), sizeof(int), 1, 1 << 24, NULL,
+    {"units", NN_KEY_INT, offsetof(dense_opts, units), sizeof(int), 1, 1 << 24, NULL,
      NULL, NN_KEY_REQUIRED, "number of output features", 0},
-    {"use_bias", NN_KEY_BOOL, offsetof(nn_layer_cfg, use_bias), sizeof(int), 0, 1, "true",
+    {"use_bias", NN_KEY_BOOL, offsetof(dense_opts, use_bias), sizeof(int), 0, 1, "true",
      NULL, 0, "add a learned bias to each output", 0},
-    {"init", NN_KEY_ENUM, offsetof(nn_layer_cfg, init), sizeof(((nn_layer_cfg *)0)->init), 0,
+    {"init", NN_KEY_ENUM, offsetof(dense_opts, init), sizeof(((dense_opts *)0)->init), 0,
      0, "\"glorot_uniform\"", NN_INIT_CHOICES, 0, "weight initializer (the bias starts at zero)", 0},
     {"activation", NN_KEY_ENUM, offsetof(nn_layer_cfg, activation),
-     sizeof(((nn_layer_cfg *)0)->activation), 0, 0, "\"none\"", NN_ACTIVATION_CHOICES, 0,
-     "activation layer added after this one, named <name>_<activation>", 0},
+     sizeof(((nn_layer_cfg *)0)->activation), 0, 0, "\"none\"", NN_ACTIVATION_CHOICES,
+     NN_KEY_CFG, "activation layer added after this one, named <name>_<activation>", 0},
     {0},
 };
 
 static int dense_build(nn_layer *l, nn_error *err) {
   int in = (int)nn_shape_count(&l->in);
-  int out = l->cfg.units;
+  int out = opts(l)->units;
   if (out < 1) return nn_error_set(err, NN_ESCHEMA, "units must be >= 1, got %d", out);
   if (in < 1) return nn_error_set(err, NN_ESHAPE, "input has no features");
   int init = NN_INIT_GLOROT_UNIFORM;
-  if (l->cfg.init[0]) {
-    init = nn_init_parse(l->cfg.init);
+  if (opts(l)->init[0]) {
+    init = nn_init_parse(opts(l)->init);
     if (init < 0)
-      return nn_error_set(err, NN_ESCHEMA, "init '%s' is not one of %s", l->cfg.init,
+      return nn_error_set(err, NN_ESCHEMA, "init '%s' is not one of %s", opts(l)->init,
                           nn_init_choices);
   }
   l->out.ndim = 1;
@@ -47,7 +59,7 @@ static int dense_build(nn_layer *l, nn_error *err) {
   nn_shape ws = {2, {out, in}};
   int rc = nn_layer_add_param(l, "weight", &ws, (nn_init_kind)init, in, out, err);
   if (rc) return rc;
-  if (l->cfg.use_bias) {
+  if (opts(l)->use_bias) {
     nn_shape bs = {1, {out}};
     rc = nn_layer_add_param(l, "bias", &bs, NN_INIT_ZEROS, in, out, err);
   }

@@ -21,15 +21,25 @@
 #include "core/layer.h"
 #include "core/rng.h"
 
+/* dropout's option (nn_layer_cfg.opts) */
+typedef struct dropout_opts {
+  double rate; /* probability of zeroing an input */
+} dropout_opts;
+NN_LAYER_OPTS_FIT(dropout_opts);
+
+static const dropout_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const dropout_opts);
+}
+
 static const nn_key dropout_keys[] = {
-    {"rate", NN_KEY_FLOAT, offsetof(nn_layer_cfg, rate), sizeof(double), 0, 0.999, "0.5", NULL,
+    {"rate", NN_KEY_FLOAT, offsetof(dropout_opts, rate), sizeof(double), 0, 0.999, "0.5", NULL,
      0, "probability of zeroing each input element in training (survivors are scaled by "
      "1/(1-rate)); identity in evaluation", 0},
     {0},
 };
 
 static int dropout_build(nn_layer *l, nn_error *err) {
-  double rate = l->cfg.rate;
+  double rate = opts(l)->rate;
   if (!(rate >= 0.0 && rate < 1.0))
     return nn_error_set(err, NN_ESCHEMA, "rate must be in [0, 1), got %g", rate);
   l->out = l->in;
@@ -41,11 +51,11 @@ static int dropout_build(nn_layer *l, nn_error *err) {
 static void dropout_forward(nn_layer *l, const float *x, float *y, int n,
                             const nn_run_ctx *ctx) {
   size_t k = nn_shape_count(&l->in);
-  if (!ctx->training || l->cfg.rate <= 0.0) {
+  if (!ctx->training || opts(l)->rate <= 0.0) {
     if (y != x) memcpy(y, x, (size_t)n * k * sizeof *y);
     return;
   }
-  float p = (float)l->cfg.rate, scale = (float)(1.0 / (1.0 - l->cfg.rate));
+  float p = (float)opts(l)->rate, scale = (float)(1.0 / (1.0 - opts(l)->rate));
   for (int i = 0; i < n; i++) {
     nn_rng r;
     nn_rng_init(&r, ctx->seed, NN_RNG_DROPOUT, (uint32_t)l->init_index, (uint32_t)ctx->step,
@@ -67,7 +77,7 @@ static void dropout_backward(nn_layer *l, const float *x, const float *y, const 
   (void)y;
   if (!dx) return;
   size_t total = (size_t)n * nn_shape_count(&l->in);
-  if (!ctx->training || l->cfg.rate <= 0.0) {
+  if (!ctx->training || opts(l)->rate <= 0.0) {
     if (dx != dy) memcpy(dx, dy, total * sizeof *dx);
     return;
   }

@@ -34,19 +34,32 @@
 
 #define POOL__MAXDIM (1 << 16)
 
+/* maxpool's and avgpool's options (nn_layer_cfg.opts) */
+typedef struct pool_opts {
+  int pool_size[2], pool_size_n; /* window [h, w] */
+  int stride[2], stride_n;       /* 0 or none: the pool size */
+  char padding[16];              /* "valid" | "same" | "explicit" (then `pad`) */
+  int pad[2], pad_n;
+} pool_opts;
+NN_LAYER_OPTS_FIT(pool_opts);
+
+static const pool_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const pool_opts);
+}
+
 static const nn_key pool_keys[] = {
-    {"pool_size", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pool_size), 2, 1, POOL__MAXDIM, NULL,
+    {"pool_size", NN_KEY_INT_LIST, offsetof(pool_opts, pool_size), 2, 1, POOL__MAXDIM, NULL,
      NULL, NN_KEY_REQUIRED, "window [ph, pw]; one value means a square window",
-     offsetof(nn_layer_cfg, pool_size_n)},
-    {"stride", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, stride), 2, 0, POOL__MAXDIM, "[0]", NULL,
+     offsetof(pool_opts, pool_size_n)},
+    {"stride", NN_KEY_INT_LIST, offsetof(pool_opts, stride), 2, 0, POOL__MAXDIM, "[0]", NULL,
      0, "step of the window [sh, sw]; 0 (the default) means the pool size",
-     offsetof(nn_layer_cfg, stride_n)},
-    {"padding", NN_KEY_ENUM, offsetof(nn_layer_cfg, padding),
-     sizeof(((nn_layer_cfg *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
+     offsetof(pool_opts, stride_n)},
+    {"padding", NN_KEY_ENUM, offsetof(pool_opts, padding),
+     sizeof(((pool_opts *)0)->padding), 0, 0, "\"valid\"", "valid|same|explicit", 0,
      "valid: none; same: out = ceil(in/stride) (extra at bottom/right); explicit: `pad`", 0},
-    {"pad", NN_KEY_INT_LIST, offsetof(nn_layer_cfg, pad), 2, 0, POOL__MAXDIM, "[0]", NULL, 0,
+    {"pad", NN_KEY_INT_LIST, offsetof(pool_opts, pad), 2, 0, POOL__MAXDIM, "[0]", NULL, 0,
      "padding on both sides [ph, pw] when padding = \"explicit\" (at most half the window)",
-     offsetof(nn_layer_cfg, pad_n)},
+     offsetof(pool_opts, pad_n)},
     {0},
 };
 
@@ -63,7 +76,7 @@ typedef struct pool_geom {
 
 /* Fill g from l->cfg and l->in; err may be NULL once build has validated. */
 static int pool_geometry(const nn_layer *l, pool_geom *g, nn_error *err) {
-  const nn_layer_cfg *c = &l->cfg;
+  const pool_opts *c = opts(l);
   char shp[64];
   memset(g, 0, sizeof *g);
   if (l->in.ndim != 3)

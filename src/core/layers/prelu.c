@@ -14,10 +14,21 @@
 
 #include "core/layer.h"
 
+/* prelu's options (nn_layer_cfg.opts) */
+typedef struct prelu_opts {
+  double alpha;    /* initial slope */
+  int per_channel; /* one slope per channel (else one in all) */
+} prelu_opts;
+NN_LAYER_OPTS_FIT(prelu_opts);
+
+static const prelu_opts *opts(const nn_layer *l) {
+  return NN_LAYER_OPTS(&l->cfg, const prelu_opts);
+}
+
 static const nn_key prelu_keys[] = {
-    {"alpha", NN_KEY_FLOAT, offsetof(nn_layer_cfg, alpha), sizeof(double), -1e6, 1e6, "0.25",
+    {"alpha", NN_KEY_FLOAT, offsetof(prelu_opts, alpha), sizeof(double), -1e6, 1e6, "0.25",
      NULL, 0, "initial value of the slopes for negative inputs", 0},
-    {"per_channel", NN_KEY_BOOL, offsetof(nn_layer_cfg, per_channel), sizeof(int), 0, 1,
+    {"per_channel", NN_KEY_BOOL, offsetof(prelu_opts, per_channel), sizeof(int), 0, 1,
      "false", NULL, 0,
      "one slope per channel (dim 0 of the input: channels of [C, H, W], features of [F]) "
      "instead of one for all", 0},
@@ -27,10 +38,10 @@ static const nn_key prelu_keys[] = {
 static int prelu_build(nn_layer *l, nn_error *err) {
   if (l->in.ndim < 1) return nn_error_set(err, NN_ESHAPE, "input has no dimensions");
   l->out = l->in;
-  nn_shape ws = {1, {l->cfg.per_channel ? l->in.dim[0] : 1}};
+  nn_shape ws = {1, {opts(l)->per_channel ? l->in.dim[0] : 1}};
   int rc = nn_layer_add_param(l, "weight", &ws, NN_INIT_CONSTANT, 0, 0, err);
   if (rc) return rc;
-  l->pspec[l->nparams - 1].value = (float)l->cfg.alpha;
+  l->pspec[l->nparams - 1].value = (float)opts(l)->alpha;
   return 0;
 }
 
@@ -47,7 +58,7 @@ static void prelu_forward(nn_layer *l, const float *x, float *y, int n, const nn
   size_t c, s;
   geometry(l, &c, &s);
   const float *a = l->param[0];
-  int per = l->cfg.per_channel;
+  int per = opts(l)->per_channel;
   for (int i = 0; i < n; i++)
     for (size_t ch = 0; ch < c; ch++) {
       float ac = a[per ? ch : 0];
@@ -69,7 +80,7 @@ static void prelu_backward(nn_layer *l, const float *x, const float *y, const fl
   geometry(l, &c, &s);
   const float *a = l->param[0];
   float *da = l->grad[0];
-  int per = l->cfg.per_channel;
+  int per = opts(l)->per_channel;
   for (size_t ch = 0; ch < c; ch++) {
     float ac = a[per ? ch : 0];
     double acc = 0.0;

@@ -16,11 +16,13 @@
 
 static const nn_key residual_keys[] = {
     {"projection", NN_KEY_BOOL, offsetof(nn_layer_cfg, projection), sizeof(int), 0, 1, "false",
-     NULL, 0, "shortcut through a learned projection (1x1 conv2d with stride for images, dense "
+     NULL, NN_KEY_CFG,
+     "shortcut through a learned projection (1x1 conv2d with stride for images, dense "
      "for vectors, no bias) instead of the identity; needed when the body changes the shape",
      0},
     {"block_len", NN_KEY_INT, offsetof(nn_layer_cfg, block_len), sizeof(int), 0, 65536, "0",
-     NULL, 0, "set by the job parser, not written in job files: the number of flat layer "
+     NULL, NN_KEY_CFG,
+     "set by the job parser, not written in job files: the number of flat layer "
      "configs after this one that form the body (the nested `layers`, counted fully)", 0},
     {0},
 };

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
 #include "worker/allreduce.h"
 #include "worker/mpi_check.h"
 
@@ -199,7 +200,7 @@ static int bench_size(nn_ring *ring, const bench_opts *o, size_t bytes, int iter
     }
   }
   /* Slowest rank per iteration, then the median. */
-  double *mx = malloc(2 * (size_t)iters * sizeof *mx);
+  double *mx = nn_malloc(2 * (size_t)iters * sizeof *mx);
   if (!mx) return nn_error_set(err, NN_ENOMEM, "bench: out of memory");
   if ((rc = NN_MPI_CHECK(err, MPI_Reduce(t_ring, mx, iters, MPI_DOUBLE, MPI_MAX, 0,
                                          MPI_COMM_WORLD))) ||
@@ -289,9 +290,9 @@ int nn_cmd_bench(int argc, char **argv) {
     if (o.sizes[i] > maxb) maxb = o.sizes[i];
   size_t maxn = maxb / 4;
   int maxit = o.iters ? o.iters : 30;
-  float *src = malloc(maxb), *rbuf = malloc(maxb), *mbuf = malloc(maxb);
-  double *t_ring = calloc((size_t)maxit, sizeof(double));
-  double *t_mpi = calloc((size_t)maxit, sizeof(double));
+  float *src = nn_malloc(maxb), *rbuf = nn_malloc(maxb), *mbuf = nn_malloc(maxb);
+  double *t_ring = nn_calloc((size_t)maxit, sizeof(double));
+  double *t_mpi = nn_calloc((size_t)maxit, sizeof(double));
   nn_ring *ring = NULL;
   if (!src || !rbuf || !mbuf || !t_ring || !t_mpi) {
     rc = nn_error_set(&err, NN_ENOMEM, "bench: out of memory for %zu-byte buffers", maxb);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
 #include "cli/graph.h"
 #include "coordinator/job.h"
 #include "coordinator/run/replica.h"
@@ -177,7 +178,7 @@ int nn_cmd_check(int argc, char **argv) {
   data_found train, test;
   memset(&train, 0, sizeof train);
   memset(&test, 0, sizeof test);
-  nn_job *job = calloc(1, sizeof *job);
+  nn_job *job = nn_calloc(1, sizeof *job);
   int rc = job ? nn_job_load(job, path, sets, nsets, &err)
                : nn_error_set(&err, NN_ENOMEM, "out of memory");
   const nn_task_ops *task;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
 #include "coordinator/run/evaluate.h"
@@ -42,7 +43,7 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
   long long len = E->rank == 0 ? (long long)s->spec_len : 0;
   int rc = nn_bcast_bytes(E->comm, &len, sizeof len, 0, err);
   if (rc) return rc;
-  uint8_t *spec = E->rank == 0 ? s->spec : malloc((size_t)len + 1);
+  uint8_t *spec = E->rank == 0 ? s->spec : nn_malloc((size_t)len + 1);
   if (!spec) return nn_error_set(err, NN_ENOMEM, "out of memory");
   rc = nn_bcast_bytes(E->comm, spec, (size_t)len, 0, err);
   if (!rc && (rc = nn_job_unpack(E->job, spec, (size_t)len, err)) != 0)
@@ -143,7 +144,7 @@ static int init_mpi(int *argc, char ***argv, evalctx *E) {
   E->comm = MPI_COMM_WORLD;
   if (nn_cli_mpi_init(argc, argv, &provided, &E->rank, &E->N, &err) != 0)
     return nn_cli_fail(&err);
-  E->job = calloc(1, sizeof *E->job);
+  E->job = nn_calloc(1, sizeof *E->job);
   return E->job ? 0 : NN_EXIT_FAILURE;
 }
 
@@ -214,11 +215,11 @@ static int pred_alloc(pred *P, const evalctx *E, int batch, nn_error *err) {
   if (gmax * k > INT_MAX) /* MPI_Gatherv counts are int */
     return nn_error_set(err, NN_EUSAGE, "--batch %d on %d ranks with %d outputs is over %d "
                         "values a batch: use a smaller --batch", batch, E->N, P->k, INT_MAX);
-  P->all = malloc(sizeof(float) * gmax * k + 1);
-  P->probs = malloc(sizeof(float) * (size_t)batch * k + 1);
-  P->labs = malloc(sizeof(int32_t) * gmax + 1);
-  P->counts = malloc(sizeof(int) * (size_t)E->N * 2);
-  P->displs = malloc(sizeof(int) * (size_t)E->N * 2);
+  P->all = nn_malloc(sizeof(float) * gmax * k + 1);
+  P->probs = nn_malloc(sizeof(float) * (size_t)batch * k + 1);
+  P->labs = nn_malloc(sizeof(int32_t) * gmax + 1);
+  P->counts = nn_malloc(sizeof(int) * (size_t)E->N * 2);
+  P->displs = nn_malloc(sizeof(int) * (size_t)E->N * 2);
   if (!P->all || !P->probs || !P->labs || !P->counts || !P->displs)
     return nn_error_set(err, NN_ENOMEM, "out of memory");
   return 0;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
 #include "worker/dataset.h"
@@ -81,7 +82,7 @@ static int inspect_shard(const char *path, nn_error *err) {
          (double)d.raw_bytes / 1e6, (double)d.stored_bytes / 1e6,
          d.stored_bytes > 0 ? (double)d.raw_bytes / (double)d.stored_bytes : 0.0);
   if (info->num_classes > 0) {
-    hist = calloc((size_t)info->num_classes, sizeof *hist);
+    hist = nn_calloc((size_t)info->num_classes, sizeof *hist);
     if (!hist) {
       rc = nn_error_set(err, NN_ENOMEM, "out of memory");
       goto cleanup;
@@ -115,7 +116,7 @@ cleanup:
 
 /* Print the job a checkpoint's spec describes: name, layers, optimizer. */
 static void print_ckpt_job(const nn_ckpt_snapshot *s) {
-  nn_job *job = calloc(1, sizeof *job);
+  nn_job *job = nn_calloc(1, sizeof *job);
   nn_error e;
   nn_error_clear(&e);
   if (!job || nn_job_unpack(job, s->spec, s->spec_len, &e) != 0) {

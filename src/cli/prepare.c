@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
 #include "worker/csv.h"
 #include "worker/dataset.h"
 #include "worker/fsutil.h"
@@ -269,7 +270,7 @@ static int idx_samples(const char *path, const nn_idx *a, nn_shape *sample, cons
   } else if (a->ndim == 4) {
     int64_t n = a->dim[0], h = a->dim[1], w = a->dim[2], c = a->dim[3];
     *sample = (nn_shape){3, {(int)c, (int)h, (int)w}};
-    uint8_t *t = malloc(a->size);
+    uint8_t *t = nn_malloc(a->size);
     if (!t) return nn_error_set(err, NN_ENOMEM, "out of memory");
     for (int64_t i = 0; i < n; i++) {
       const uint8_t *src = a->data + i * h * w * c;
@@ -424,7 +425,7 @@ static int fmnist_read_split(const char *img_path, const char *lab_path, const i
   if (img->ndim != 3 || img->dim[1] != 28 || img->dim[2] != 28)
     return nn_error_at(err, NN_EDATA, img_path, 0, 0,
                        "expected Fashion-MNIST images [N, 28, 28], found %d dimensions", img->ndim);
-  if (!(*lab = malloc(sizeof(int32_t) * (size_t)img->dim[0])))
+  if (!(*lab = nn_malloc(sizeof(int32_t) * (size_t)img->dim[0])))
     return nn_error_set(err, NN_ENOMEM, "out of memory");
   int classes = 10;
   if ((rc = idx_labels(lab_path, lbl, img->dim[0], img_path, &classes, *lab, err))) return rc;
@@ -556,9 +557,9 @@ static int cmd_idx(int argc, char **argv) {
                      (long long)img.dim[0]);
     goto cleanup;
   }
-  lab = malloc(sizeof *lab * (size_t)img.dim[0]);
-  mean = malloc(sizeof *mean * NN_SHARD_MAX_CHANNELS);
-  sd = malloc(sizeof *sd * NN_SHARD_MAX_CHANNELS);
+  lab = nn_malloc(sizeof *lab * (size_t)img.dim[0]);
+  mean = nn_malloc(sizeof *mean * NN_SHARD_MAX_CHANNELS);
+  sd = nn_malloc(sizeof *sd * NN_SHARD_MAX_CHANNELS);
   if (!lab || !mean || !sd) {
     rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
     goto cleanup;
@@ -642,20 +643,20 @@ static int cmd_csv(int argc, char **argv) {
                      (long long)d.rows);
     goto cleanup;
   }
-  mean = malloc(sizeof *mean * NN_SHARD_MAX_CHANNELS);
-  sd = malloc(sizeof *sd * NN_SHARD_MAX_CHANNELS);
+  mean = nn_malloc(sizeof *mean * NN_SHARD_MAX_CHANNELS);
+  sd = nn_malloc(sizeof *sd * NN_SHARD_MAX_CHANNELS);
   if (!mean || !sd) {
     rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
     goto cleanup;
   }
   if (regression) {
-    if (!(tg = malloc(sizeof *tg * (size_t)d.rows))) {
+    if (!(tg = nn_malloc(sizeof *tg * (size_t)d.rows))) {
       rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
       goto cleanup;
     }
     for (int64_t i = 0; i < d.rows; i++) tg[i] = (float)d.y[i];
   } else {
-    if (!(lab = malloc(sizeof *lab * (size_t)d.rows))) {
+    if (!(lab = nn_malloc(sizeof *lab * (size_t)d.rows))) {
       rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
       goto cleanup;
     }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
 #include "coordinator/alloc.h"
 #include "coordinator/job.h"
 #include "coordinator/train.h"
@@ -111,7 +112,7 @@ static int run_kfold(const nn_job *job, MPI_Comm comm, const nn_train_opts *base
   int rank, n = K * repeats;
   int rc = NN_MPI_CHECK(err, MPI_Comm_rank(comm, &rank));
   if (rc) return rc;
-  double *loss = calloc((size_t)n, sizeof *loss), *acc = calloc((size_t)n, sizeof *acc);
+  double *loss = nn_calloc((size_t)n, sizeof *loss), *acc = nn_calloc((size_t)n, sizeof *acc);
   if (!loss || !acc) {
     free(loss);
     free(acc);
@@ -247,7 +248,7 @@ static int share_job(const train_args *a, MPI_Comm comm, int rank, nn_job *job, 
   }
   if (rank != 0) {
     len = (size_t)hdr[1];
-    buf = malloc(len ? len : 1);
+    buf = nn_malloc(len ? len : 1);
     if (!buf) {
       rc = nn_error_set(err, NN_ENOMEM, "out of memory for the job spec");
       goto abort;
@@ -300,7 +301,7 @@ int nn_cmd_train(int argc, char **argv) {
     return code;
   }
   MPI_Comm comm = MPI_COMM_WORLD;
-  nn_job *job = calloc(1, sizeof *job);
+  nn_job *job = nn_calloc(1, sizeof *job);
   if (!job) {
     fprintf(stderr, "nntrain: out of memory\n");
     MPI_Abort(comm, NN_EXIT_FAILURE);

@@ -14,6 +14,7 @@
  * override names the override instead of a place in the file.
  * Nothing here prints; every error goes to the caller's nn_error. */
 #include "coordinator/job.h"
+#include "core/mem.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -463,7 +464,7 @@ static int parse_override(pctx *c, ovr *o, const char *arg) {
   if (nn__toml_parse_value(value, &o->doc, &o->val, &e) == 0) return 0;
   if (e.code == NN_ENOMEM) return nn_error_set(c->err, NN_ENOMEM, "out of memory");
   size_t qn = strlen(value) * 6 + 3;
-  char *q = malloc(qn);
+  char *q = nn_malloc(qn);
   if (!q) return nn_error_set(c->err, NN_ENOMEM, "out of memory");
   toml_quote(value, q, qn);
   int rc = nn__toml_parse_value(q, &o->doc, &o->val, &e);
@@ -728,7 +729,7 @@ static int read_layers(pctx *c, nn_job *job, const nn_toml_value *model) {
     return perr(c, bad, 0, 0, "model.layers",
                 "there is no layer %d (the job has %zu layers)", bad->layer,
                 arr->u.arr.n);
-  src = calloc(NN_JOB_MAX_LAYERS, sizeof *src);
+  src = nn_calloc(NN_JOB_MAX_LAYERS, sizeof *src);
   if (!src) return nn_error_set(c->err, NN_ENOMEM, "out of memory");
   job->model.nlayers = 0;
   for (size_t i = 0; i < arr->u.arr.n; i++) {
@@ -926,7 +927,7 @@ int nn_job_parse(nn_job *job, const char *text, size_t len, const char *filename
     goto done;
   }
   if (noverrides > 0) {
-    c.ov = calloc((size_t)noverrides, sizeof *c.ov);
+    c.ov = nn_calloc((size_t)noverrides, sizeof *c.ov);
     if (!c.ov) {
       rc = nn_error_set(err, NN_ENOMEM, "out of memory");
       goto done;
@@ -966,7 +967,7 @@ int nn_job_load(nn_job *job, const char *path, const char *const *overrides, int
   for (;;) {
     if (len + 4096 + 1 > cap) {
       size_t ncap = cap ? cap * 2 : 65536;
-      char *t = realloc(text, ncap);
+      char *t = nn_realloc(text, ncap);
       if (!t) {
         rc = nn_error_set(err, NN_ENOMEM, "out of memory reading %s", path);
         goto done;

@@ -4,6 +4,7 @@
  * Every function reads a key's place in its struct from the table, so no code
  * here names a particular key. */
 #include "coordinator/job_keys.h"
+#include "core/mem.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -458,7 +459,7 @@ int nn__toml_parse_value(const char *text, nn_toml_value **doc, const nn_toml_va
   if (strchr(text, '\n') || strchr(text, '\r'))
     return nn_error_set(err, NN_ESYNTAX, "a value must be on one line");
   size_t len = strlen(text);
-  char *src = malloc(len + 8);
+  char *src = nn_malloc(len + 8);
   if (!src) return nn_error_set(err, NN_ENOMEM, "out of memory");
   memcpy(src, "v = ", 4);
   memcpy(src + 4, text, len);

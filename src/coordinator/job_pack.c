@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "coordinator/job.h"
+#include "core/mem.h"
 #include "coordinator/job_keys.h"
 #include "core/loss.h"
 #include "nntrain.pb-c.h"
@@ -35,12 +36,12 @@ typedef struct pk {
 static void *pk_alloc(pk *a, size_t size) {
   if (a->n == a->cap) {
     size_t ncap = a->cap ? 2 * a->cap : 64;
-    void **t = realloc(a->p, ncap * sizeof *t);
+    void **t = nn_realloc(a->p, ncap * sizeof *t);
     if (!t) return NULL;
     a->p = t;
     a->cap = ncap;
   }
-  void *m = calloc(1, size ? size : 1);
+  void *m = nn_calloc(1, size ? size : 1);
   if (m) a->p[a->n++] = m;
   return m;
 }
@@ -333,7 +334,7 @@ static const ProtobufCFieldDescriptor *section_field(const nn_job_section *s, nn
  * error *buf is NULL and *len 0. */
 static int pack_to_buf(const ProtobufCMessage *m, uint8_t **buf, size_t *len, nn_error *err) {
   size_t size = protobuf_c_message_get_packed_size(m);
-  *buf = malloc(size ? size : 1);
+  *buf = nn_malloc(size ? size : 1);
   if (!*buf) return nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", size);
   size_t packed = protobuf_c_message_pack(m, *buf);
   if (packed != size) {

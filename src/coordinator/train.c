@@ -21,6 +21,7 @@
  * 0's metrics travel as messages, so every rank takes the same branch at the
  * same step. Every MPI call is checked (worker/collective.h). */
 #include "coordinator/train.h"
+#include "core/mem.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -134,7 +135,7 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
 /* Batch size, seed and data fix the data order: they may not change on resume. */
 static int check_resume_job(const run *R, const nn_ckpt_snapshot *s, const char *path,
                             nn_error *err) {
-  nn_job *old = calloc(1, sizeof *old);
+  nn_job *old = nn_calloc(1, sizeof *old);
   if (!old) return nn_error_set(err, NN_ENOMEM, "out of memory");
   const nn_job *job = R->job;
   int rc = nn_job_unpack(old, s->spec, s->spec_len, err);
@@ -283,8 +284,8 @@ static int build_control(run *R, nn_error *err) {
     nn_model_running_stats(&R->rep[i].model, &off, &nb);
     R->nctl += nb;
   }
-  R->ctlbuf = malloc(R->nctl * sizeof(float));
-  if (R->lead) R->rss_all = malloc((size_t)R->N * sizeof *R->rss_all);
+  R->ctlbuf = nn_malloc(R->nctl * sizeof(float));
+  if (R->lead) R->rss_all = nn_malloc((size_t)R->N * sizeof *R->rss_all);
   int rc = !R->ctlbuf || (R->lead && !R->rss_all) ? nn_error_set(err, NN_ENOMEM, "out of memory") : 0;
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc; /* the ring's creation is collective */
   rc = R->N > 1 ? nn_ring_create(&R->ctl, R->comm, R->nctl, 0, err) : 0;
@@ -805,7 +806,7 @@ static int train_epochs(run *R, nn_error *err) {
 
 int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
                  nn_train_result *res, nn_error *err) {
-  run *R = calloc(1, sizeof *R);
+  run *R = nn_calloc(1, sizeof *R);
   if (!R) return nn_error_set(err, NN_ENOMEM, "out of memory");
   R->job = job;
   R->opts = opts;

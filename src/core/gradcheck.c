@@ -3,6 +3,7 @@
  * Cost: 2 forwards per input element and per parameter element, so keep the
  * checked models small (tens to a few hundred parameters). */
 #include "core/gradcheck.h"
+#include "core/mem.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,10 +69,10 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   if (rc) return rc;
   size_t nx = (size_t)o.n * nn_shape_count(&m.in);
   size_t ny = (size_t)o.n * nn_shape_count(&m.out);
-  x = malloc(nx * sizeof *x);
-  dx = malloc(nx * sizeof *dx);
-  g = malloc(ny * sizeof *g);
-  grads = malloc((m.ntrainable ? m.ntrainable : 1) * sizeof *grads);
+  x = nn_malloc(nx * sizeof *x);
+  dx = nn_malloc(nx * sizeof *dx);
+  g = nn_malloc(ny * sizeof *g);
+  grads = nn_malloc((m.ntrainable ? m.ntrainable : 1) * sizeof *grads);
   if (!x || !dx || !g || !grads) {
     rc = nn_error_set(err, NN_ENOMEM, "gradcheck: out of memory");
     goto done;

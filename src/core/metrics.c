@@ -6,6 +6,7 @@
  * the ranks have summed. Nothing here knows about ranks or files, except
  * nn_metrics_report, which writes to the FILE* it is given. */
 #include "core/metrics.h"
+#include "core/mem.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ int nn_metrics_acc_init(nn_metrics_acc *acc, const nn_metrics_config *cfg, nn_er
   acc->off_syy = off;
   off += (size_t)t;
 
-  double *data = calloc(off, sizeof *data);
+  double *data = nn_calloc(off, sizeof *data);
   if (!data)
     return nn_error_set(err, NN_ENOMEM, "metrics: cannot allocate %zu sums", off);
   acc->cfg = *cfg;
@@ -320,8 +321,8 @@ int nn_metrics_finalize(const nn_metrics_acc *acc, nn_metrics_result *res, nn_er
     return 0;
   }
   /* precision, recall, f1, support: one block of 4k doubles */
-  res->precision = malloc(4 * (size_t)k * sizeof(double));
-  res->flags = malloc((size_t)k * sizeof(int));
+  res->precision = nn_malloc(4 * (size_t)k * sizeof(double));
+  res->flags = nn_malloc((size_t)k * sizeof(int));
   if (!res->precision || !res->flags) {
     nn_metrics_result_free(res);
     return nn_error_set(err, NN_ENOMEM, "metrics: cannot allocate per-class figures for %d "

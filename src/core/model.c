@@ -20,6 +20,7 @@
  * Backward runs the layers from last to first; a layer's output gradient is
  * complete when it runs because every reader comes after it. */
 #include "core/model.h"
+#include "core/mem.h"
 #include "core/regularize.h"
 
 #include <stdint.h>
@@ -533,8 +534,8 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   /* 1. Build every layer in order (each config gives at most two: itself and
    * its activation, or a block's add and its shortcut). */
   int cap = 2 * n;
-  m->layers = calloc((size_t)cap, sizeof *m->layers);
-  alias = calloc((size_t)cap, sizeof *alias);
+  m->layers = nn_calloc((size_t)cap, sizeof *m->layers);
+  alias = nn_calloc((size_t)cap, sizeof *alias);
   if (!m->layers || !alias) {
     rc = nn_error_set(err, NN_ENOMEM, "out of memory for %d layers", cap);
     goto fail;
@@ -549,9 +550,9 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   m->out = m->layers[nl - 1].out;
 
   /* 2. Sizes and offsets. */
-  m->act_off = calloc((size_t)nl, sizeof *m->act_off);
-  m->need = calloc((size_t)nl, 1);
-  m->gset = calloc((size_t)nl, 1);
+  m->act_off = nn_calloc((size_t)nl, sizeof *m->act_off);
+  m->need = nn_calloc((size_t)nl, 1);
+  m->gset = nn_calloc((size_t)nl, 1);
   if (!m->act_off || !m->need || !m->gset) {
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     goto fail;
@@ -574,7 +575,7 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   m->dact = alloc_floats(z.act);
   m->dtmp = alloc_floats(z.dtmp);
   m->scratch = alloc_floats(z.scratch);
-  m->tensors = calloc(z.ntensors ? (size_t)z.ntensors : 1, sizeof *m->tensors);
+  m->tensors = nn_calloc(z.ntensors ? (size_t)z.ntensors : 1, sizeof *m->tensors);
   if (!m->params || !m->grads || !m->buffers || !m->act || !m->dact || !m->dtmp ||
       !m->scratch || !m->tensors) {
     rc = nn_error_set(err, NN_ENOMEM,

@@ -8,6 +8,7 @@
  * then rounded to float. The choice of rule happens once per step, outside
  * the loop, so the compiler can vectorize each loop body. */
 #include "core/optim.h"
+#include "core/mem.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -149,7 +150,7 @@ int nn_optim_init(nn_optim *o, const nn_optim_cfg *cfg, size_t n, nn_error *err)
     if (n > SIZE_MAX / sizeof(float) / (size_t)nslots)
       return nn_error_set(err, NN_ENOMEM, "optimizer: %zu parameters x %d slots overflow",
                           n, nslots);
-    slots = calloc((size_t)nslots * n, sizeof(float));
+    slots = nn_calloc((size_t)nslots * n, sizeof(float));
     if (!slots)
       return nn_error_set(err, NN_ENOMEM, "optimizer: cannot allocate %d slots of %zu floats",
                           nslots, n);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mem.h"
+
 typedef struct nn_strbuf {
   char *p;          /* NULL until the first append; then n bytes and a NUL */
   size_t n, cap;    /* bytes held (without the NUL), bytes allocated */
@@ -17,7 +19,7 @@ static inline int nn_strbuf_put(nn_strbuf *b, const void *d, size_t k, size_t fi
   if (b->n + k + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : (first ? first : 32);
     while (cap < b->n + k + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
+    char *np = nn_realloc(b->p, cap);
     if (!np) return -1;
     b->p = np;
     b->cap = cap;

@@ -19,6 +19,7 @@
  * flags); creating a node deeper than NN__TOML_MAX_DEPTH is an error, which
  * bounds the recursion of the parser, of nn_toml_free and of any reader. */
 #include "toml/toml.h"
+#include "core/mem.h"
 
 #include "core/hash.h"
 #include "core/strbuf.h"
@@ -322,7 +323,7 @@ static int mk(parser *p, nn_toml_type t, tpos at, int depth, nn_toml_value **out
   *out = NULL;
   if (depth > NN__TOML_MAX_DEPTH)
     return fail_at(p, at, "nesting deeper than %d levels is not supported", NN__TOML_MAX_DEPTH);
-  nn_toml_value *v = calloc(1, sizeof *v);
+  nn_toml_value *v = nn_calloc(1, sizeof *v);
   if (!v) return nomem(p);
   v->type = t;
   v->line = at.line;
@@ -370,7 +371,7 @@ static void index_put(nn_toml_value *t, size_t pos) {
 static int index_build(parser *p, nn_toml_value *t) {
   size_t cap = 64;
   while (cap < 4 * t->u.tab.n) cap *= 2;
-  size_t *idx = calloc(cap, sizeof *idx);
+  size_t *idx = nn_calloc(cap, sizeof *idx);
   if (!idx) return nomem(p);
   free(t->index);
   t->index = idx;
@@ -387,7 +388,7 @@ static int tab_add(parser *p, nn_toml_value *t, char *key, nn_toml_value *v) {
   }
   if (t->u.tab.n == t->u.tab.cap) {
     size_t cap = t->u.tab.cap ? 2 * t->u.tab.cap : 8;
-    nn_toml_kv *kv = realloc(t->u.tab.kv, cap * sizeof *kv);
+    nn_toml_kv *kv = nn_realloc(t->u.tab.kv, cap * sizeof *kv);
     if (!kv) return nomem(p);
     t->u.tab.kv = kv;
     t->u.tab.cap = cap;
@@ -403,7 +404,7 @@ static int tab_add(parser *p, nn_toml_value *t, char *key, nn_toml_value *v) {
 static int arr_add(parser *p, nn_toml_value *a, nn_toml_value *v) {
   if (a->u.arr.n == a->u.arr.cap) {
     size_t cap = a->u.arr.cap ? 2 * a->u.arr.cap : 8;
-    nn_toml_value **it = realloc(a->u.arr.items, cap * sizeof *it);
+    nn_toml_value **it = nn_realloc(a->u.arr.items, cap * sizeof *it);
     if (!it) return nomem(p);
     a->u.arr.items = it;
     a->u.arr.cap = cap;
@@ -421,7 +422,7 @@ static int new_subtable(parser *p, nn_toml_value *t, const keypart *kp, tpos at,
   v->flags |= flags;
   v->key_line = kp->at.line;
   v->key_col = kp->at.col;
-  char *key = strdup(kp->s);
+  char *key = nn_strdup(kp->s);
   if (!key) {
     nn_toml_free(v);
     return nomem(p);
@@ -633,7 +634,7 @@ static int parse_key(parser *p, keypath *k) {
     } else if (is_bare(c)) {
       size_t j = p->i;
       while (j < p->n && is_bare((unsigned char)p->s[j])) j++;
-      str = malloc(j - p->i + 1);
+      str = nn_malloc(j - p->i + 1);
       if (!str) return nomem(p);
       memcpy(str, p->s + p->i, j - p->i);
       str[j - p->i] = '\0';
@@ -643,7 +644,7 @@ static int parse_key(parser *p, keypath *k) {
     }
     if (k->n == k->cap) {
       size_t cap = k->cap ? 2 * k->cap : 4;
-      keypart *nv = realloc(k->v, cap * sizeof *nv);
+      keypart *nv = nn_realloc(k->v, cap * sizeof *nv);
       if (!nv) {
         free(str);
         return nomem(p);
@@ -1192,7 +1193,7 @@ static int header_aot(parser *p, nn_toml_value *t, keypart *last, const char *na
     arr->flags |= F_AOT;
     arr->key_line = last->at.line;
     arr->key_col = last->at.col;
-    char *key = strdup(last->s);
+    char *key = nn_strdup(last->s);
     if (!key || (rc = tab_add(p, t, key, arr))) {
       free(key);
       nn_toml_free(arr);
@@ -1314,7 +1315,7 @@ int nn_toml_parse_file(const char *path, nn_toml_value **out, nn_error *err) {
   for (;;) {
     if (n == cap) {
       cap = cap ? 2 * cap : 65536;
-      char *nb = realloc(buf, cap);
+      char *nb = nn_realloc(buf, cap);
       if (!nb) {
         rc = nn_error_at(err, NN_ENOMEM, path, 0, 0, "out of memory reading file");
         goto done;

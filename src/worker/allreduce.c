@@ -7,6 +7,7 @@
  * every rank ends with the same bits. It does not average (the caller scales)
  * and does not know about models; it sees float buffers. */
 #include "worker/allreduce.h"
+#include "core/mem.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -103,7 +104,7 @@ static void ring_add(float *restrict dst, const float *restrict src, size_t n) {
 int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    nn_error *err) {
   int rc = 0;
-  nn_ring *r = calloc(1, sizeof *r);
+  nn_ring *r = nn_calloc(1, sizeof *r);
   *out = NULL;
   if (!r) return nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
   r->comm = MPI_COMM_NULL;
@@ -123,11 +124,11 @@ int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_
    * each stripe is received at most twice and sent at most twice. */
   r->cap_items = 2 * (max_count / r->chunk + 2);
   size_t scratch = r->chunk < max_count ? r->chunk : (max_count ? max_count : 1);
-  r->scratch[0] = malloc(scratch * sizeof(float));
-  r->scratch[1] = malloc(scratch * sizeof(float));
-  r->recv_items = malloc(r->cap_items * sizeof *r->recv_items);
-  r->send_items = malloc(r->cap_items * sizeof *r->send_items);
-  r->sreq = malloc(r->cap_items * sizeof *r->sreq);
+  r->scratch[0] = nn_malloc(scratch * sizeof(float));
+  r->scratch[1] = nn_malloc(scratch * sizeof(float));
+  r->recv_items = nn_malloc(r->cap_items * sizeof *r->recv_items);
+  r->send_items = nn_malloc(r->cap_items * sizeof *r->send_items);
+  r->sreq = nn_malloc(r->cap_items * sizeof *r->sreq);
   if (!r->scratch[0] || !r->scratch[1] || !r->recv_items || !r->send_items || !r->sreq) {
     rc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory for %zu floats of scratch",
                       scratch);
@@ -192,7 +193,7 @@ done:
 static int ring_diagnose(nn_ring *r, int peer, const char *dir, double waited,
                          nn_error *err) {
   int rc = 0, n = r->size;
-  char *answered = calloc((size_t)n, 1);
+  char *answered = nn_calloc((size_t)n, 1);
   if (!answered) {
     rc = nn_error_set(err, NN_EMPI,
                       "no message %s rank %d in the all-reduce of step %ld within %g s; "
@@ -525,7 +526,7 @@ int nn_gradsync_create(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
     return nn_error_set(err, NN_EMPI,
                         "gradient sync needs MPI initialized with MPI_THREAD_SERIALIZED or "
                         "higher (got level %d)", provided);
-  nn_gradsync *g = calloc(1, sizeof *g);
+  nn_gradsync *g = nn_calloc(1, sizeof *g);
   if (!g) return nn_error_set(err, NN_ENOMEM, "gradient sync: out of memory");
   pthread_mutex_init(&g->mu, NULL);
   pthread_cond_init(&g->cv, NULL);
@@ -537,7 +538,7 @@ int nn_gradsync_create(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
   rc = nn_ring_create(&g->ring, comm, g->bucket < n ? g->bucket : n, 0, err);
   if (rc) goto done;
   g->nbuckets = n ? (n + g->bucket - 1) / g->bucket : 0;
-  g->ready = calloc(g->nbuckets ? g->nbuckets : 1, sizeof *g->ready);
+  g->ready = nn_calloc(g->nbuckets ? g->nbuckets : 1, sizeof *g->ready);
   if (!g->ready) {
     rc = nn_error_set(err, NN_ENOMEM, "gradient sync: out of memory");
     goto done;

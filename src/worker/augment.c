@@ -7,6 +7,7 @@
  * Nothing here allocates except nn_augmenter_init, so the loader thread does
  * no allocation per batch. */
 #include "worker/augment.h"
+#include "core/mem.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -369,7 +370,7 @@ int nn_augmenter_init(nn_augmenter *a, const nn_augment_cfg *cfg, uint64_t seed,
     a->H = 1;
     a->W = (int)nn_shape_count(sample);
   }
-  a->scratch = malloc((size_t)a->C * a->H * a->W * sizeof *a->scratch + 1);
+  a->scratch = nn_malloc((size_t)a->C * a->H * a->W * sizeof *a->scratch + 1);
   if (!a->scratch)
     return nn_error_set(err, NN_ENOMEM, "out of memory allocating the augmentation image");
   return 0;

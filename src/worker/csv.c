@@ -2,6 +2,7 @@
  * non-blank row fixes the column count and decides header or not; every
  * later row is split, checked and appended to growing arrays. */
 #include "worker/csv.h"
+#include "core/mem.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -36,7 +37,7 @@ static int split_fields(char *line, csv_field **fields, int *cap, int *bad_col) 
   for (;;) {
     if (n == *cap) {
       int ncap = *cap ? *cap * 2 : 16;
-      csv_field *nf = realloc(*fields, (size_t)ncap * sizeof *nf);
+      csv_field *nf = nn_realloc(*fields, (size_t)ncap * sizeof *nf);
       if (!nf) return -2;
       *fields = nf;
       *cap = ncap;
@@ -117,14 +118,14 @@ static int grow(csv_grow *g, int64_t need, int nfeat, int want_y) {
   if (need <= g->cap) return 0;
   int64_t ncap = g->cap ? g->cap * 2 : 1024;
   while (ncap < need) ncap *= 2;
-  float *nx = realloc(g->x, (size_t)ncap * (size_t)(nfeat ? nfeat : 1) * sizeof *nx);
+  float *nx = nn_realloc(g->x, (size_t)ncap * (size_t)(nfeat ? nfeat : 1) * sizeof *nx);
   if (!nx) return -1;
   g->x = nx;
   if (want_y) {
-    double *ny = realloc(g->y, (size_t)ncap * sizeof *ny);
+    double *ny = nn_realloc(g->y, (size_t)ncap * sizeof *ny);
     if (!ny) return -1;
     g->y = ny;
-    int64_t *nl = realloc(g->line, (size_t)ncap * sizeof *nl);
+    int64_t *nl = nn_realloc(g->line, (size_t)ncap * sizeof *nl);
     if (!nl) return -1;
     g->line = nl;
   }
@@ -189,10 +190,10 @@ static int csv_first_row(const char *path, const nn_csv_opts *o, const csv_field
     }
   }
   if (*header) {
-    d->names = calloc((size_t)nf, sizeof *d->names);
+    d->names = nn_calloc((size_t)nf, sizeof *d->names);
     if (!d->names) return nn_error_set(err, NN_ENOMEM, "out of memory");
     for (int c = 0; c < nf; c++)
-      if (!(d->names[c] = strdup(fields[c].text)))
+      if (!(d->names[c] = nn_strdup(fields[c].text)))
         return nn_error_set(err, NN_ENOMEM, "out of memory");
   }
   d->nfeat = nf;

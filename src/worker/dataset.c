@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "worker/dataset_internal.h"
+#include "core/mem.h"
 
 #define DS_DEFAULT_CACHE ((size_t)64 << 20)
 /* HDF5's own chunk cache per shard (used only by the fallback read path for
@@ -321,13 +322,13 @@ static int shard_check_index(const nn_dataset *ds, size_t i, nn_error *err) {
  * they agree with the first, and number their samples globally. */
 static int ds_open_shards(nn_dataset *ds, char **paths, size_t npaths, size_t cache_bytes,
                           nn_error *err) {
-  nn_dataset_info *tmp = calloc(1, sizeof *tmp);
+  nn_dataset_info *tmp = nn_calloc(1, sizeof *tmp);
   int rc = 0;
   if (!tmp) return nn_error_set(err, NN_ENOMEM, "out of memory");
   for (size_t i = 0; i < npaths; i++) {
     nn__ds_shard *s = &ds->shards[ds->nfiles++];
     s->file = s->feat = s->fspace = -1;
-    if (!(s->path = strdup(paths[i]))) {
+    if (!(s->path = nn_strdup(paths[i]))) {
       rc = nn_error_set(err, NN_ENOMEM, "out of memory");
       break;
     }
@@ -346,9 +347,9 @@ static int ds_open_shards(nn_dataset *ds, char **paths, size_t npaths, size_t ca
 static int ds_load_labels(nn_dataset *ds, nn_error *err) {
   int64_t N = ds->info.n;
   if (ds->info.num_classes > 0)
-    ds->labels = malloc((size_t)(N ? N : 1) * sizeof *ds->labels);
+    ds->labels = nn_malloc((size_t)(N ? N : 1) * sizeof *ds->labels);
   else
-    ds->targets = malloc((size_t)(N ? N : 1) * (size_t)ds->info.target_dim * sizeof(float));
+    ds->targets = nn_malloc((size_t)(N ? N : 1) * (size_t)ds->info.target_dim * sizeof(float));
   if (!ds->labels && !ds->targets)
     return nn_error_set(err, NN_ENOMEM, "out of memory for %lld labels", (long long)N);
   for (int i = 0; i < ds->nfiles; i++) {
@@ -365,7 +366,7 @@ static int ds_load_labels(nn_dataset *ds, nn_error *err) {
 /* opts.cache: every stored feature row into ds->cache [n, rowbytes]. */
 static int ds_fill_cache(nn_dataset *ds, nn_error *err) {
   int64_t N = ds->info.n;
-  ds->cache = malloc((size_t)(N ? N : 1) * ds->rowbytes);
+  ds->cache = nn_malloc((size_t)(N ? N : 1) * ds->rowbytes);
   if (!ds->cache)
     return nn_error_set(err, NN_ENOMEM, "out of memory caching %lld samples (%.1f MB)",
                         (long long)N, (double)N * (double)ds->rowbytes / 1e6);
@@ -410,8 +411,8 @@ int nn_dataset_open(nn_dataset **out, const char *pattern, const nn_dataset_opts
   size_t cache_bytes = o.chunk_cache ? o.chunk_cache : DS_DEFAULT_CACHE;
   int rc = ds_expand(pattern, &g, &globbed, one, &paths, &npaths, err);
   if (rc) goto cleanup;
-  ds = calloc(1, sizeof *ds);
-  if (!ds || !(ds->shards = calloc(npaths, sizeof *ds->shards))) {
+  ds = nn_calloc(1, sizeof *ds);
+  if (!ds || !(ds->shards = nn_calloc(npaths, sizeof *ds->shards))) {
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     goto cleanup;
   }

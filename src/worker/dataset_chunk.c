@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "worker/dataset_internal.h"
+#include "core/mem.h"
 
 int nn__ds_setup_chunks(nn_dataset *ds, nn__ds_shard *s, nn_error *err) {
   hid_t dcpl = H5Dget_create_plist(s->feat);
@@ -40,8 +41,8 @@ int nn__ds_setup_chunks(nn_dataset *ds, nn__ds_shard *s, nn_error *err) {
   H5Eclear2(H5E_DEFAULT);
   if (!ok || s->n == 0) return 0;
   s->nchunks = (s->n + s->chunk_rows - 1) / s->chunk_rows;
-  s->chunk = calloc((size_t)s->nchunks, sizeof *s->chunk);
-  s->used = calloc((size_t)s->nchunks, sizeof *s->used);
+  s->chunk = nn_calloc((size_t)s->nchunks, sizeof *s->chunk);
+  s->used = nn_calloc((size_t)s->nchunks, sizeof *s->used);
   if (!s->chunk || !s->used) return nn_error_set(err, NN_ENOMEM, "out of memory");
   s->fast = 1;
   return 0;
@@ -83,13 +84,13 @@ static void chunk_evict(nn_dataset *ds, size_t need) {
 /* Grow ds->zbuf to `stored` and ds->ubuf to `raw` bytes. */
 static int chunk_scratch(nn_dataset *ds, size_t stored, size_t raw, nn_error *err) {
   if (stored > ds->zcap) {
-    uint8_t *nz = realloc(ds->zbuf, stored);
+    uint8_t *nz = nn_realloc(ds->zbuf, stored);
     if (!nz) return nn_error_set(err, NN_ENOMEM, "out of memory");
     ds->zbuf = nz;
     ds->zcap = stored;
   }
   if (raw > ds->ucap) {
-    uint8_t *nu = realloc(ds->ubuf, raw);
+    uint8_t *nu = nn_realloc(ds->ubuf, raw);
     if (!nu) return nn_error_set(err, NN_ENOMEM, "out of memory");
     ds->ubuf = nu;
     ds->ucap = raw;
@@ -135,7 +136,7 @@ int nn__ds_chunk_load(nn_dataset *ds, nn__ds_shard *s, int64_t c, nn_error *err)
   if (s->chunk[c]) return 0;
   size_t raw = (size_t)s->chunk_rows * ds->rowbytes;
   chunk_evict(ds, raw);
-  uint8_t *out = malloc(raw);
+  uint8_t *out = nn_malloc(raw);
   if (!out) return nn_error_set(err, NN_ENOMEM, "out of memory for a %zu-byte chunk", raw);
   hsize_t off[NN_MAX_DIMS + 1] = {0};
   off[0] = (hsize_t)(c * s->chunk_rows);

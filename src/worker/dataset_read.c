@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "worker/dataset_internal.h"
+#include "core/mem.h"
 
 /* Stored row `src` -> floats dst[rowlen]. */
 static void convert_row(const nn_dataset *ds, const uint8_t *src, float *dst) {
@@ -67,7 +68,7 @@ static int read_shard_group(nn_dataset *ds, nn__ds_shard *s, const nn__ds_ref *r
     }
     size_t rows = (size_t)(b - a + 1);
     if (rows > ds->stage_rows) {
-      uint8_t *ns = realloc(ds->stage, rows * ds->rowbytes);
+      uint8_t *ns = nn_realloc(ds->stage, rows * ds->rowbytes);
       if (!ns) {
         rc = nn_error_set(err, NN_ENOMEM, "out of memory for a read of %zu samples", rows);
         goto cleanup;
@@ -126,7 +127,7 @@ int nn_dataset_read(nn_dataset *ds, const int64_t *idx, int n, float *x, int32_t
     return 0;
   }
   if (n > ds->order_cap) {
-    nn__ds_ref *no = realloc(ds->order, (size_t)n * sizeof *no);
+    nn__ds_ref *no = nn_realloc(ds->order, (size_t)n * sizeof *no);
     if (!no) return nn_error_set(err, NN_ENOMEM, "out of memory for a read of %d samples", n);
     ds->order = no;
     ds->order_cap = n;

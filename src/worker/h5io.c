@@ -4,6 +4,7 @@
  * the shard reader/writer (worker/) and the checkpoint codec
  * (coordinator/checkpoint/). */
 #include "worker/h5io.h"
+#include "core/mem.h"
 
 #include "worker/fsutil.h"
 
@@ -258,7 +259,7 @@ static int attr_read_str_as(hid_t a, hid_t ft, hid_t mt, char *buf, size_t n) {
     return 0;
   }
   size_t sz = H5Tget_size(ft);
-  char *tmp = calloc(sz + 1, 1); /* + 1: room for a NUL the file need not have */
+  char *tmp = nn_calloc(sz + 1, 1); /* + 1: room for a NUL the file need not have */
   int rc = -1;
   if (tmp && H5Tset_size(mt, sz + 1) >= 0 && H5Aread(a, mt, tmp) >= 0) {
     snprintf(buf, n, "%s", tmp);
@@ -329,7 +330,7 @@ int nn_h5_attr_read_strs(const nn_h5_file *f, hid_t loc, const char *name, int m
                      "attribute '%s': expected a list of at most %d strings", in.what, max);
     goto cleanup;
   }
-  v = calloc((size_t)k + 1, sizeof *v);
+  v = nn_calloc((size_t)k + 1, sizeof *v);
   if (!v) {
     rc = nn_error_at(err, NN_ENOMEM, f->path, 0, 0, "attribute '%s': out of memory", in.what);
     goto cleanup;

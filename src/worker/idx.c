@@ -2,6 +2,7 @@
  * plain files, so one code path serves both; the gzip magic is only checked
  * to word messages ("decompressed data" vs "file"). */
 #include "worker/idx.h"
+#include "core/mem.h"
 
 #include "worker/fsutil.h"
 
@@ -131,7 +132,7 @@ static int idx_read_payload(gzFile g, const char *path, const char *what, const 
     if (have == cap) {
       size_t ncap = cap ? cap * 2 : ((size_t)1 << 20);
       if ((int64_t)ncap > total) ncap = (size_t)total;
-      uint8_t *nd = realloc(data, ncap);
+      uint8_t *nd = nn_realloc(data, ncap);
       if (!nd) {
         rc = nn_error_at(err, NN_ENOMEM, path, 0, 0, "out of memory reading %lld bytes",
                          (long long)total);

@@ -13,6 +13,7 @@
  * in units of the channel's standard deviation. Each sample is keyed by
  * (seed, epoch, its global index from order[]), never by batch or rank. */
 #include "worker/loader.h"
+#include "core/mem.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -147,7 +148,7 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
                      nn_error *err) {
   *out = NULL;
   int rc = 0;
-  nn_loader *L = calloc(1, sizeof *L);
+  nn_loader *L = nn_calloc(1, sizeof *L);
   if (!L) return nn_error_set(err, NN_ENOMEM, "out of memory");
   L->ds = ds;
   L->cfg = *cfg;
@@ -184,12 +185,12 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
   L->channels = L->info.channels > 0 ? L->info.channels : 1;
   if (L->feat % (size_t)L->channels) L->channels = 1;
   L->per_channel = L->feat / (size_t)L->channels;
-  L->nmean = calloc((size_t)L->channels, sizeof *L->nmean);
-  L->ninv = calloc((size_t)L->channels, sizeof *L->ninv);
-  L->order = malloc((size_t)L->n * sizeof *L->order);
+  L->nmean = nn_calloc((size_t)L->channels, sizeof *L->nmean);
+  L->ninv = nn_calloc((size_t)L->channels, sizeof *L->ninv);
+  L->order = nn_malloc((size_t)L->n * sizeof *L->order);
   L->depth = cfg->prefetch > 0 ? cfg->prefetch : 1;
   L->nslots = L->depth + 1;
-  L->slots = calloc((size_t)L->nslots, sizeof *L->slots);
+  L->slots = nn_calloc((size_t)L->nslots, sizeof *L->slots);
   if (!L->nmean || !L->ninv || !L->order || !L->slots) goto oom;
   for (int c = 0; c < L->channels; c++) {
     double m = L->info.channels > 0 ? L->info.mean[c] : 0.0;
@@ -205,10 +206,10 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
   size_t tdim = L->info.target_dim > 0 ? (size_t)L->info.target_dim : 1;
   for (int i = 0; i < L->nslots; i++) {
     slot *s = &L->slots[i];
-    s->x = malloc((size_t)L->max_slice * L->feat * sizeof(float) + 1);
-    s->labels = malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
-    s->targets = malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
-    s->idx = malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
+    s->x = nn_malloc((size_t)L->max_slice * L->feat * sizeof(float) + 1);
+    s->labels = nn_malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
+    s->targets = nn_malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
+    s->idx = nn_malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
     if (!s->x || !s->labels || !s->targets || !s->idx) goto oom;
   }
   pthread_mutex_init(&L->mu, NULL);

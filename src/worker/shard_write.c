@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "worker/dataset_internal.h"
+#include "core/mem.h"
 #include "worker/fsutil.h"
 
 #define SW_LABEL_CHUNK 8192 /* rows per /labels, /targets chunk */
@@ -99,7 +100,7 @@ static int check_meta(const char *path, const nn_shard_meta *m, nn_error *err) {
 /* A writer for `path` with its buffers, no file yet. */
 static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_meta *m,
                         nn_error *err) {
-  nn_shard_writer *w = calloc(1, sizeof *w);
+  nn_shard_writer *w = nn_calloc(1, sizeof *w);
   if (!w) return nn_error_set(err, NN_ENOMEM, "out of memory");
   w->file = w->feat = w->lab = -1;
   w->ftype = m->ftype;
@@ -111,10 +112,10 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->fdims = m->sample.ndim + 1;
   for (int i = 0; i < m->sample.ndim; i++) w->fshape[i + 1] = (hsize_t)m->sample.dim[i];
   size_t lsz = m->num_classes > 0 ? sizeof(int32_t) : sizeof(float) * (size_t)m->target_dim;
-  w->path = strdup(path);
-  w->tmp = malloc(strlen(path) + 5);
-  w->buf = malloc((size_t)w->chunk_rows * w->rowbytes);
-  w->lbuf = malloc((size_t)w->chunk_rows * lsz);
+  w->path = nn_strdup(path);
+  w->tmp = nn_malloc(strlen(path) + 5);
+  w->buf = nn_malloc((size_t)w->chunk_rows * w->rowbytes);
+  w->lbuf = nn_malloc((size_t)w->chunk_rows * lsz);
   if (!w->path || !w->tmp || !w->buf || !w->lbuf) {
     writer_free(w);
     return nn_error_set(err, NN_ENOMEM, "out of memory");

@@ -1,6 +1,7 @@
 /* step.c: forward, loss, backward with overlapped gradient reduction,
  * penalties, clipping, update (see step.h for the order). */
 #include "worker/step.h"
+#include "core/mem.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,8 +29,8 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
   s->weight_penalty = nn_reg_has_weight_penalty(m);
   s->activity_penalty = nn_reg_has_activity(m);
   size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
-  s->dout = malloc(n * sizeof(float));
-  s->onehot = malloc(n * sizeof(float));
+  s->dout = nn_malloc(n * sizeof(float));
+  s->onehot = nn_malloc(n * sizeof(float));
   if (!s->dout || !s->onehot) {
     nn_stepper_free(s);
     return nn_error_set(err, NN_ENOMEM, "out of memory");

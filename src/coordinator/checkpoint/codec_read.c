@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "core/mem.h"
 
 #define RFAIL NN__CKPT_RFAIL
 
@@ -101,7 +102,7 @@ static int read_table(nn__ckpt_r *r, const char *path, nn_ckpt_replica *rep, int
     rc = RFAIL(r, path, "%llu tensors: implausible", (unsigned long long)n);
     goto cleanup;
   }
-  recs = calloc(n ? (size_t)n : 1, sizeof *recs);
+  recs = nn_calloc(n ? (size_t)n : 1, sizeof *recs);
   /* names as UTF-8 (ours) or ASCII (e.g. numpy 'S' strings from h5py) */
   H5T_cset_t cset = H5T_CSET_UTF8;
   hid_t ft = H5Dget_type(d), mt = -1;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/hash.h"
+#include "core/mem.h"
 #include "coordinator/checkpoint/internal.h"
 
 /* ---- checksum ------------------------------------------------------------- */
@@ -186,7 +187,7 @@ int nn__ckpt_check(const nn_ckpt_snapshot *s, const char *path, nn_error *err) {
 
 /* The tensor table of r as dataset `path`. */
 static int write_table(nn__ckpt_w *w, const nn_ckpt_replica *r, const char *path) {
-  nn__ckpt_tensor_rec *recs = calloc((size_t)(r->ntensors > 0 ? r->ntensors : 1), sizeof *recs);
+  nn__ckpt_tensor_rec *recs = nn_calloc((size_t)(r->ntensors > 0 ? r->ntensors : 1), sizeof *recs);
   hid_t rect = nn__ckpt_tensor_rec_type(H5T_CSET_UTF8);
   int rc;
   if (!recs || rect < 0) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "core/mem.h"
 
 /* ---- the run directory ---------------------------------------------------- */
 
@@ -61,7 +62,7 @@ static int list_ckpts(const char *dir, int64_t **steps, int *n, int tmp_unlink, 
     if (st < 0) continue;
     if (*n == cap) {
       int nc = cap ? 2 * cap : 16;
-      int64_t *q = realloc(*steps, (size_t)nc * sizeof *q);
+      int64_t *q = nn_realloc(*steps, (size_t)nc * sizeof *q);
       if (!q) {
         rc = nn_error_set(err, NN_ENOMEM, "out of memory listing %s", cdir);
         goto cleanup;

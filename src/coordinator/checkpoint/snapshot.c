@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "core/mem.h"
 
 /* ---- state table ------------------------------------------------------------ */
 
@@ -71,10 +72,10 @@ int nn__ckpt_replica_alloc(nn_ckpt_replica *r, int ntensors, size_t nparams, siz
   r->nbuffers = nbuffers;
   r->nslots = nslots;
   size_t nslot = nslots && ntrainable ? (size_t)nslots * ntrainable : 1;
-  r->tensors = calloc((size_t)(ntensors > 0 ? ntensors : 1), sizeof *r->tensors);
-  r->params = malloc((nparams ? nparams : 1) * sizeof(float));
-  r->buffers = malloc((nbuffers ? nbuffers : 1) * sizeof(float));
-  r->slots = malloc(nslot * sizeof(float));
+  r->tensors = nn_calloc((size_t)(ntensors > 0 ? ntensors : 1), sizeof *r->tensors);
+  r->params = nn_malloc((nparams ? nparams : 1) * sizeof(float));
+  r->buffers = nn_malloc((nbuffers ? nbuffers : 1) * sizeof(float));
+  r->slots = nn_malloc(nslot * sizeof(float));
   if (!r->tensors || !r->params || !r->buffers || !r->slots) {
     replica_free(r);
     return nn_error_set(err, NN_ENOMEM, "out of memory for a checkpoint snapshot (%zu floats)",
@@ -89,9 +90,9 @@ int nn__ckpt_replica_alloc(nn_ckpt_replica *r, int ntensors, size_t nparams, siz
 }
 
 int nn__ckpt_snapshot_alloc_text(nn_ckpt_snapshot *s, nn_error *err) {
-  s->spec = malloc(1);
+  s->spec = nn_malloc(1);
   s->spec_cap = 1;
-  s->metrics = malloc(1);
+  s->metrics = nn_malloc(1);
   s->metrics_cap = 1;
   if (!s->spec || !s->metrics) return nn_error_set(err, NN_ENOMEM, "out of memory");
   s->metrics[0] = '\0';
@@ -185,7 +186,7 @@ int nn__ckpt_grow(void *bufp, size_t *cap, size_t n, nn_error *err) {
   if (n <= *cap && *buf) return 0;
   size_t c = *cap ? *cap : 64;
   while (c < n) c *= 2;
-  char *p = realloc(*buf, c);
+  char *p = nn_realloc(*buf, c);
   if (!p) return nn_error_set(err, NN_ENOMEM, "out of memory (%zu bytes)", n);
   *buf = p;
   *cap = c;

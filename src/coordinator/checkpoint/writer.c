@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "core/mem.h"
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_QUEUED, SLOT_WRITING };
 
@@ -78,7 +79,7 @@ int nn_ckpt_writer_start(nn_ckpt_writer **wp, const char *dir, int keep, nn_erro
     return nn_error_set(err, NN_EINTERNAL,
                         "this HDF5 is not built thread-safe: a background checkpoint writer "
                         "would race the data loader (write synchronously instead)");
-  nn_ckpt_writer *w = calloc(1, sizeof *w);
+  nn_ckpt_writer *w = nn_calloc(1, sizeof *w);
   if (!w) return nn_error_set(err, NN_ENOMEM, "out of memory for the checkpoint writer");
   if (snprintf(w->dir, sizeof w->dir, "%s", dir) >= (int)sizeof w->dir) {
     free(w);

@@ -1,5 +1,6 @@
 /* runlog.c: console lines, progress bar and metrics.jsonl (see runlog.h). */
 #include "coordinator/run/runlog.h"
+#include "core/mem.h"
 
 #include <errno.h>
 #include <math.h>
@@ -72,7 +73,7 @@ void nn_json_str(json_t *o, const char *key, const char *v) {
   json_t *s = json_string(v);
   if (!s) {
     size_t n = strlen(v);
-    char *u = malloc(2 * n + 1), *p = u;
+    char *u = nn_malloc(2 * n + 1), *p = u;
     if (!u) return;
     for (size_t i = 0; i < n; i++) {
       unsigned char c = (unsigned char)v[i];

@@ -1,5 +1,6 @@
 /* split.c: opening and splitting a run's data (see split.h). */
 #include "coordinator/run/split.h"
+#include "core/mem.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,10 +13,10 @@
 int nn_split_carve(int64_t n, uint64_t seed, uint32_t which, int64_t lo, int64_t hi,
                    int64_t **train, int64_t *ntrain, int64_t **val, int64_t *nval,
                    nn_error *err) {
-  int64_t *perm = malloc((size_t)n * sizeof *perm);
-  char *is_val = calloc((size_t)n, 1);
-  *train = malloc((size_t)(n - (hi - lo) + 1) * sizeof **train);
-  *val = malloc((size_t)(hi - lo + 1) * sizeof **val);
+  int64_t *perm = nn_malloc((size_t)n * sizeof *perm);
+  char *is_val = nn_calloc((size_t)n, 1);
+  *train = nn_malloc((size_t)(n - (hi - lo) + 1) * sizeof **train);
+  *val = nn_malloc((size_t)(hi - lo + 1) * sizeof **val);
   if (!perm || !is_val || !*train || !*val) {
     free(perm);
     free(is_val);

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <hdf5.h>
+
 #include "cli/cli.h"
 #include "core/mem.h"
 #include "worker/csv.h"
@@ -741,6 +743,10 @@ int nn_cmd_prepare(int argc, char **argv) {
     return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx or csv",
                               argv[1]);
   }
+  /* A shard whose flush or close failed (a full disk) stays open inside
+   * HDF5, and HDF5's exit handler then crashed closing it: prepare exits
+   * right after any failure, so the handler is not needed. */
+  if (H5dont_atexit() < 0) { /* already initialised: nothing to do */ }
   for (size_t i = 0; i < NKINDS; i++)
     if (!strcmp(argv[1], kinds[i].name)) return kinds[i].run(argc, argv);
   return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx or csv)",

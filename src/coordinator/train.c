@@ -74,6 +74,7 @@ typedef struct run {
   nn_metrics_result vres, tres;            /* the last validation / test figures */
   nn_runlog log;                           /* the lead's; others leave it closed */
   nn_ckpt_writer *ckw;
+  int agreed;                              /* the failure returned is every rank's */
   uint8_t *spec;                           /* the packed job, for checkpoints */
   size_t spec_len;
   nn_ckpt_state state;                     /* identical on every rank (with the decisions'
@@ -451,7 +452,10 @@ static int stop_on_signal(run *R, int last_of_epoch, int epoch, double t0, nn_er
   R->state.elapsed_s += now_s() - t0;
   int rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead) rc = nn_ckpt_writer_wait(R->ckw, err);
-  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc; /* rank 0's write, for everyone */
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) { /* rank 0's write, for everyone */
+    R->agreed = 1;
+    return rc;
+  }
   char path[NN_PATH_MAX + 64];
   nn_ckpt_path(R->dir, R->state.step, path, sizeof path);
   if (R->lead) {
@@ -764,7 +768,10 @@ static int finish(run *R, nn_error *err) {
   if (R->lead && R->job->checkpoint.at_end) rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead && R->ckw) rc = nn_ckpt_writer_wait(R->ckw, err);
   /* rank 0's writer result, for everyone: a refused snapshot fails the run once */
-  if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) {
+    R->agreed = 1;
+    return rc;
+  }
   if ((rc = restore_best(R, err)) != 0) return rc;
   res->seconds = now_s() - R->t_start;
   res->samples_per_s = R->train_time > 0 ? R->train_samples / R->train_time : 0;
@@ -833,7 +840,7 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
     rc = announce(R, err);
     if (!rc) rc = train_epochs(R, err);
     if (!rc) rc = finish(R, err);
-    if (rc && rc != NN_ESTOPPED && rc != NN_ENUMERIC) {
+    if (rc && rc != NN_ESTOPPED && rc != NN_ENUMERIC && !R->agreed) {
       if (err->rank < 0) err->rank = R->rank;
       res->local_error = 1;
     }

@@ -35,6 +35,8 @@ int nn_h5_fail(nn_error *err, int code, const char *path, const char *what, cons
   h5_msg m = {{0}};
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &m);
   H5Eclear2(H5E_DEFAULT);
+  for (char *c = m.text; *c; c++) /* one line: a failed write's text holds a ctime() */
+    if (*c == '\n' || *c == '\r') *c = ' ';
   char msg[400];
   va_list ap;
   va_start(ap, fmt);

@@ -3,6 +3,13 @@
  * thread (which writes it with nn_ckpt_write and prunes), so the step loop
  * only waits when two writes are still pending.
  *
+ * A write that fails (full disk, run directory read-only or gone) removes
+ * its .tmp, leaves every earlier checkpoint as it was, and is said at once
+ * in one warning line; the run goes on and the next checkpoint tries again.
+ * The failure is kept for nn_ckpt_writer_wait only while no later write
+ * succeeded: a run whose last checkpoint (at the end, or on a stop signal)
+ * could not be written fails with that error (docs/checkpoints.md).
+ *
  * HDF5 is built thread-safe on this platform, so the writer thread may run
  * while the data loader reads shards; nn_ckpt_writer_start checks it
  * (H5is_library_threadsafe) and refuses to start otherwise. */
@@ -11,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,9 +42,24 @@ struct nn_ckpt_writer {
   int next;                      /* slot the next nn_ckpt_writer_slot hands out */
   uint64_t nsubmitted;
   int stop;
-  int fail_rc;                   /* first failure since the last wait */
+  int fail_rc;                   /* failure since the last wait and not made
+                                    up for by a later write (NN_EIO: newest) */
   nn_error fail_err;
 };
+
+/* A failure the next checkpoint may not meet again (the file system's, not
+ * a snapshot the codec refuses). */
+static int retryable(int rc) { return rc && rc != NN_EINVAL && rc != NN_ENUMERIC; }
+
+/* The run directory must still be there: nn_ckpt_write would make it anew,
+ * and a run whose directory was removed (by hand, or a scratch purge) has
+ * lost its metrics.jsonl; every checkpoint says so, and the run's end fails. */
+static int run_dir_there(const char *dir, nn_error *err) {
+  struct stat st;
+  if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+  return nn_error_at(err, NN_EIO, dir, 0, 0,
+                     "the run directory is gone (removed while training?)");
+}
 
 static void *writer_main(void *arg) {
   /* Below the step loop's priority: on a node whose cores all run ranks the
@@ -58,12 +81,21 @@ static void *writer_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
     nn_error e;
     nn_error_clear(&e);
-    int rc = nn_ckpt_write(&w->snap[pick], w->path[pick], &e);
+    int rc = run_dir_there(w->dir, &e);
+    if (!rc) rc = nn_ckpt_write(&w->snap[pick], w->path[pick], &e);
     if (!rc) rc = nn_ckpt_prune(w->dir, w->keep, &e);
+    if (rc) {
+      char line[1024];
+      fprintf(stderr, "nntrain: warning: checkpoint not written, the previous one stays; "
+                      "retrying at the next: %s\n", nn_error_format(&e, line, sizeof line));
+    }
     pthread_mutex_lock(&w->mu);
-    if (rc && !w->fail_rc) {
+    if (rc && (!w->fail_rc || retryable(rc))) { /* the newest I/O failure */
       w->fail_rc = rc;
       w->fail_err = e;
+    } else if (!rc && retryable(w->fail_rc)) { /* a later checkpoint made up for it */
+      w->fail_rc = 0;
+      nn_error_clear(&w->fail_err);
     }
     w->state[pick] = SLOT_FREE;
     pthread_cond_broadcast(&w->cv);

@@ -34,7 +34,7 @@ fm_idx train 0 600 "$T/train"
 job() { # job RUN_DIR
   printf 'name = "chaos"\n[data]\ntrain = "%s/d/train-*.h5"\n' "$T"
   mlp_model
-  printf '[train]\nepochs = 100\nbatch_size = 50\nseed = 3\n[optimizer]\ntype = "adam"\n'
+  printf '[train]\nepochs = 100\nbatch_size = 60\nseed = 3\n[optimizer]\ntype = "adam"\n'
   printf '[checkpoint]\nevery_steps = 5\nkeep = 2\n[run]\ndir = "%s"\nprogress = false\n' "$1"
 }
 job "$T/ref" >"$T/ref.toml"

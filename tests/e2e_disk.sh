@@ -5,6 +5,7 @@
 #    checkpoint) leaves the earlier checkpoint valid and no .tmp; each failed
 #    write is one warning line; the run ends with exit 4 and one line naming
 #    the path (no crash: a failed HDF5 flush used to segfault at exit).
+#    When space frees up, the next checkpoint is written and the run exits 0.
 # 2. A read-only run directory (a read-only tmpfs) is refused at start under
 #    mpirun -np 2: exit 4, one line naming the path, no MPI_ABORT banner.
 # 3. A run directory removed while training (-np 2) is reported at the next
@@ -63,6 +64,22 @@ for f in "$T/mnt_full/run/checkpoints/"step-*.h5; do
 done
 [ $n -ge 1 ] || fail "full disk: the first checkpoint is gone"
 echo "full disk: exit 4, $n earlier checkpoint(s) valid, no .tmp"
+
+# --- 1b. the disk frees up: the next checkpoint is written and the run ends well ----
+mnt retry 2500k   # room for three checkpoints: keep = 2 and the one being written
+head -c 2200000 /dev/zero >"$T/mnt_retry/filler"
+job "$T/mnt_retry/run" 100 5 >"$T/retry.toml"
+"$NNTRAIN" "$T/retry.toml" --quiet >"$T/retry.out" 2>&1 &
+pid=$!
+for _ in $(seq 600); do grep -q "warning: checkpoint not written" "$T/retry.out" && break; sleep 0.05; done
+grep -q "warning: checkpoint not written" "$T/retry.out" || fail "retry: no failed write with the disk full"
+rm -f "$T/mnt_retry/filler"
+wait $pid
+rc=$?
+[ $rc = 0 ] || fail "retry: exit $rc after the disk freed up, expected 0: $(cat "$T/retry.out")"
+"$NNTRAIN" inspect "$T/mnt_retry/run/checkpoints/step-000000000600.h5" >/dev/null 2>&1 ||
+  fail "retry: the final checkpoint does not verify: $(ls "$T/mnt_retry/run/checkpoints")"
+echo "disk freed while training: later checkpoints written, exit 0"
 
 # --- 2. read-only run directory ---------------------------------------------------
 mnt ro 64k ro

@@ -37,13 +37,22 @@ trap 'rm -f "$stamp"' EXIT
 rc=0
 "$B/fuzz_$t" -fork=1 -ignore_timeouts=1 -ignore_crashes=1 -max_total_time="$secs" -timeout=10 \
   -rss_limit_mb=2048 -artifact_prefix="$corpus/$t-" "$@" "$corpus/$t" "$seeds/$t" || rc=$?
-# Triage this run's crashes: one whose innermost frame is in libhdf5 is
-# libhdf5's (reported, kept as $t-hdf5-*); any other crash or leak is ours.
+# Triage this run's crashes: one whose innermost frame (past the sanitizer's
+# interceptors) is in libhdf5 is libhdf5's (reported, kept as $t-hdf5-*);
+# one that does not reproduce alone is reported; any other crash or leak is
+# ours and fails. libFuzzer's own non-zero exit counts only with no artifact.
 status=0
+found=0
 for f in $(find "$corpus" -maxdepth 1 -name "$t-crash-*" -newer "$stamp") \
          $(find "$corpus" -maxdepth 1 -name "$t-leak-*" -newer "$stamp"); do
-  frame0=$("$B/fuzz_$t" -runs=1 "$f" 2>&1 | grep -m1 -E '^ +#0 ' || true)
-  if [[ $f == *-crash-* && $frame0 == *libhdf5* ]]; then
+  found=$((found + 1))
+  rerun=0
+  out=$("$B/fuzz_$t" -runs=1 "$f" 2>&1) || rerun=$?
+  # innermost frame that is not a sanitizer interceptor (memcpy, malloc, ...)
+  frame0=$(grep -E '^ +#[0-9]+ ' <<<"$out" | grep -m1 -vE '__interceptor_|__asan_|__sanitizer' || true)
+  if [ "$rerun" = 0 ]; then
+    echo "fuzz.sh: $f: does not reproduce when run alone (kept)"
+  elif [[ $f == *-crash-* && $frame0 == *libhdf5* ]]; then
     echo "fuzz.sh: $f: crash inside libhdf5, not in nntrain: $frame0"
     mv "$f" "$corpus/$t-hdf5-${f##*-}"
   else
@@ -51,5 +60,5 @@ for f in $(find "$corpus" -maxdepth 1 -name "$t-crash-*" -newer "$stamp") \
     status=1
   fi
 done
-[ "$status" = 0 ] && [ "$rc" != 0 ] && echo "fuzz.sh: fuzz_$t exited $rc" && status=$rc
+[ "$status" = 0 ] && [ "$found" = 0 ] && [ "$rc" != 0 ] && echo "fuzz.sh: fuzz_$t exited $rc" && status=$rc
 exit "$status"

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev zlib1g-dev
       libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-      dataset-fashion-mnist python3 python3-numpy python3-h5py)
+      dataset-fashion-mnist python3 python3-numpy python3-h5py
+      clang-14 libclang-rt-14-dev)   # the libFuzzer targets (tests/fuzz)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

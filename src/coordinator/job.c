@@ -178,10 +178,10 @@ static const nn_key train_keys[] = {
            "step; the last checkpoint stays the good one. \"skip\": drop the step, count it "
            "(log, metrics.jsonl) and go on; stop after nonfinite_max_skips in a row."},
   {.name = "nonfinite_max_skips", .type = NN_KEY_INT,
-   .offset = offsetof(nn_job_train, nonfinite_max_skips), .size = sizeof(int), .min = 1,
+   .offset = offsetof(nn_job_train, nonfinite_max_skips), .size = sizeof(int), .min = 0,
    .max = 1000000, .def = "10",
    .help = "With on_nonfinite = \"skip\": this many non-finite steps in a row stop the "
-           "run (exit 7)."},
+           "run (exit 7); 0: no limit."},
   {0},
 };
 

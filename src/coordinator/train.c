@@ -533,7 +533,7 @@ static int on_nonfinite(run *R, int epoch, nn_error *err) {
     fprintf(stderr, "nntrain: step %lld (epoch %d): non-finite loss or gradient, step "
             "skipped (%d in a row)\n", (long long)step + 1, epoch + 1, R->nonfinite_run);
   }
-  if (R->nonfinite_run >= job->train.nonfinite_max_skips)
+  if (job->train.nonfinite_max_skips > 0 && R->nonfinite_run >= job->train.nonfinite_max_skips)
     return nn_error_set(err, NN_ENUMERIC, "%d non-finite steps in a row (the last at step %lld, "
                         "epoch %d; train.nonfinite_max_skips = %d): training stopped",
                         R->nonfinite_run, (long long)step + 1, epoch + 1,

@@ -71,6 +71,8 @@ for np in 2 3; do
   n=$(grep -c "non-finite loss or gradient, step skipped" "$T/out")
   [ "$n" = 2 ] || { cat "$T/out"; fail "skip at -np $np: $n skip lines, expected 2"; }
   grep -q "MPI_ABORT" "$T/out" && fail "skip at -np $np: MPI_ABORT banner"
+  grep -q '"nonfinite_skipped": *2' "$T/run-skip/metrics.jsonl" ||
+    fail "skip at -np $np: the summary record lacks nonfinite_skipped = 2"
   # three in a row (nonfinite_max_skips = 3): exit 7
   rm -rf "$T/run-skip"
   NN_FAULT_NONFINITE_STEPS=5,6,7 $MPI -np $np "$NNTRAIN" "$T/skip.toml" --quiet >"$T/out" 2>&1

@@ -754,6 +754,10 @@ static int report_memory(run *R, nn_error *err) {
   json_object_set_new(rec, "peak_rss_mb", list);
   nn_runlog_say(&R->log, "training: %.0f samples/s over %d epochs; peak RSS per rank (MB): %s%s\n",
                 R->res->samples_per_s, R->res->epochs, text, R->N > 64 ? ", ..." : "");
+  if (R->nonfinite_skipped > 0) { /* train.on_nonfinite = "skip" */
+    nn_json_int(rec, "nonfinite_skipped", R->nonfinite_skipped);
+    nn_runlog_say(&R->log, "non-finite steps skipped: %lld\n", (long long)R->nonfinite_skipped);
+  }
   return nn_runlog_write(&R->log, rec, err);
 }
 

@@ -171,6 +171,17 @@ static const nn_key train_keys[] = {
    .help = "Kind of training, a row of the task table (src/coordinator/run/task.c; "
            "docs/tasks.md): \"supervised\", one model learning the data's labels or "
            "targets. \"test_twin\" is for the test suite only."},
+  {.name = "on_nonfinite", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, on_nonfinite),
+   .size = SZ(nn_job_train, on_nonfinite), .def = "\"stop\"", .choices = "stop|skip",
+   .help = "A step whose loss or summed gradient holds a NaN or Inf is never applied "
+           "(docs/training.md#non-finite-steps). \"stop\": every rank exits 7 naming the "
+           "step; the last checkpoint stays the good one. \"skip\": drop the step, count it "
+           "(log, metrics.jsonl) and go on; stop after nonfinite_max_skips in a row."},
+  {.name = "nonfinite_max_skips", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_train, nonfinite_max_skips), .size = sizeof(int), .min = 0,
+   .max = 1000000, .def = "10",
+   .help = "With on_nonfinite = \"skip\": this many non-finite steps in a row stop the "
+           "run (exit 7); 0: no limit."},
   {0},
 };
 

@@ -265,6 +265,13 @@ static int key_from_field(const nn_key *k, void *base, const ProtobufCFieldDescr
   case NN_KEY_ENUM: {
     const char *s = *(char *const *)src;
     if (!s) s = "";
+    char def[64];
+    if (k->type == NN_KEY_ENUM && !*s && k->def && k->def[0] == '"') {
+      /* a spec packed before this key existed: the key's default ("" is no choice) */
+      snprintf(def, sizeof def, "%s", k->def + 1);
+      def[strcspn(def, "\"")] = 0;
+      s = def;
+    }
     if (!(rc = nn__key_check_string(k, s, msg, n))) {
       memset(dst, 0, k->size);
       memcpy(dst, s, strlen(s));

@@ -85,6 +85,8 @@ typedef struct run {
   int epochs_here, show_bar;
   double last_bar;                         /* when the progress bar was last drawn */
   int ckpt_count;                          /* snapshots handed to the writer */
+  int nonfinite_run;                       /* non-finite steps in a row (skip policy) */
+  int64_t nonfinite_skipped;               /* steps skipped as non-finite in this process */
   double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
 } run;
 
@@ -508,6 +510,41 @@ static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out
   return 0;
 }
 
+/* train.on_nonfinite after a step whose summed gradient held a NaN or Inf
+ * (worker/step.h: not applied, the same verdict on every rank, so every rank
+ * takes the same branch here and none is left waiting). "stop" returns
+ * NN_ENUMERIC (exit 7) before any checkpoint of this step is taken; "skip"
+ * counts the step and stops after nonfinite_max_skips in a row. */
+static int on_nonfinite(run *R, int epoch, nn_error *err) {
+  const nn_job *job = R->job;
+  int64_t step = R->state.step; /* the global step that was dropped (0-based) */
+  if (strcmp(job->train.on_nonfinite, "skip") != 0)
+    return nn_error_set(err, NN_ENUMERIC, "non-finite loss or gradient at step %lld (epoch %d): "
+                        "training stopped before applying it (train.on_nonfinite = \"stop\"); "
+                        "lower optimizer.lr or check the data", (long long)step + 1, epoch + 1);
+  R->nonfinite_run++;
+  R->nonfinite_skipped++;
+  R->res->nonfinite_skipped = R->nonfinite_skipped;
+  if (R->lead) {
+    json_t *rec = nn_runlog_record("nonfinite_skip");
+    nn_json_int(rec, "step", step + 1);
+    nn_json_int(rec, "epoch", epoch + 1);
+    nn_json_int(rec, "in_a_row", R->nonfinite_run);
+    nn_json_int(rec, "skipped", R->nonfinite_skipped);
+    int rc = nn_runlog_write(&R->log, rec, err);
+    if (rc) return rc;
+    if (R->show_bar) nn_runlog_progress_clear();
+    fprintf(stderr, "nntrain: step %lld (epoch %d): non-finite loss or gradient, step "
+            "skipped (%d in a row)\n", (long long)step + 1, epoch + 1, R->nonfinite_run);
+  }
+  if (job->train.nonfinite_max_skips > 0 && R->nonfinite_run >= job->train.nonfinite_max_skips)
+    return nn_error_set(err, NN_ENUMERIC, "%d non-finite steps in a row (the last at step %lld, "
+                        "epoch %d; train.nonfinite_max_skips = %d): training stopped",
+                        R->nonfinite_run, (long long)step + 1, epoch + 1,
+                        job->train.nonfinite_max_skips);
+  return 0;
+}
+
 /* The step loop of one epoch (from the resumed position). */
 static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
   memset(eo, 0, sizeof *eo);
@@ -523,8 +560,14 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
     for (int i = 0; i < R->nrep; i++)
       lr[i] = nn_schedule_lr_at(R->rep[i].schedule, R->rep[i].optim_cfg->lr, R->state.step,
                                 R->steps_per_epoch, R->total_steps, &R->state.decide.plateau);
+    int bad = eo->s.nonfinite;
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
     if (rc) break;
+    if (eo->s.nonfinite != bad) {
+      if ((rc = on_nonfinite(R, epoch, err)) != 0) break;
+    } else {
+      R->nonfinite_run = 0;
+    }
     R->state.step++;
     R->state.epoch_step++;
     R->state.lr = lr[R->task->eval_replica];
@@ -715,6 +758,10 @@ static int report_memory(run *R, nn_error *err) {
   json_object_set_new(rec, "peak_rss_mb", list);
   nn_runlog_say(&R->log, "training: %.0f samples/s over %d epochs; peak RSS per rank (MB): %s%s\n",
                 R->res->samples_per_s, R->res->epochs, text, R->N > 64 ? ", ..." : "");
+  if (R->nonfinite_skipped > 0) { /* train.on_nonfinite = "skip" */
+    nn_json_int(rec, "nonfinite_skipped", R->nonfinite_skipped);
+    nn_runlog_say(&R->log, "non-finite steps skipped: %lld\n", (long long)R->nonfinite_skipped);
+  }
   return nn_runlog_write(&R->log, rec, err);
 }
 

@@ -11,6 +11,32 @@
 #include "core/loss.h"
 #include "core/regularize.h"
 
+int nn_floats_finite(const float *x, size_t n) {
+  /* x - x is 0 for finite x and NaN for Inf or NaN; summing the products
+   * keeps the loop free of branches (it vectorizes) and any NaN sticks. */
+  float acc = 0.0f;
+  for (size_t i = 0; i < n; i++) acc += x[i] * 0.0f;
+  return acc == 0.0f;
+}
+
+#ifdef NN_FAULT_INJECTION
+/* NN_FAULT_NONFINITE_STEPS="a,b,...": global steps (0-based) whose loss is
+ * made NaN on every rank (tests of train.on_nonfinite). */
+static int fault_nonfinite(uint64_t step) {
+  const char *e = getenv("NN_FAULT_NONFINITE_STEPS");
+  while (e && *e) {
+    char *end;
+    unsigned long long v = strtoull(e, &end, 10);
+    if (end == e) return 0;
+    if (v == step) return 1;
+    e = *end == ',' ? end + 1 : end;
+  }
+  return 0;
+}
+#else
+static int fault_nonfinite(uint64_t step) { (void)step; return 0; }
+#endif
+
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
                     nn_error *err) {
   memset(s, 0, sizeof *s);
@@ -78,12 +104,17 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   nn_model *m = s->model;
   nn_run_ctx ctx = {.training = 1, .seed = seed, .step = step, .sample0 = b->sample0,
                     .act_scale = 1.0f / (float)b->global_n};
+  const nn_step_stats before = *st; /* restored if the step is dropped */
   nn_model_zero_grad(m);
   ready_ctx rc = {s->sync};
   if (s->sync) nn_gradsync_begin_step(s->sync, (long)step + 1);
   if (b->n > 0) {
     const float *out = nn_model_forward(m, b->x, b->n, &ctx);
     double l = batch_loss(s, b, out, 1.0f / (float)b->global_n, s->dout);
+    if (fault_nonfinite(step)) l = NAN;
+    /* A non-finite loss poisons the output gradient, so the all-reduced
+     * gradients carry it to every rank (the flag below). */
+    if (!isfinite(l)) s->dout[0] = NAN;
     st->loss_sum += l;
     if (s->activity_penalty) st->loss_sum += nn_reg_activity_model_sum(m, b->n);
     st->count += b->n;
@@ -99,6 +130,17 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   if (s->weight_penalty) {
     double pen = nn_reg_weight_apply(m, m->params, m->grads);
     st->loss_sum += pen * b->n; /* summed over ranks: pen * global_n */
+  }
+  /* The non-finite flag: the summed gradients are the same bits on every
+   * rank, and a NaN or Inf in any rank's share survives the sum, so every
+   * rank reaches the same verdict without another message. The update is
+   * skipped: parameters and optimizer state stay as they were, and the
+   * step's figures are left out of *st. */
+  s->nonfinite = !nn_floats_finite(m->grads, m->ntrainable);
+  if (s->nonfinite) {
+    *st = before;
+    st->nonfinite += 1;
+    return 0;
   }
   if (s->clip_value > 0) nn_clip_by_value(m->grads, m->ntrainable, s->clip_value);
   if (s->clip_norm > 0) s->grad_norm = nn_clip_by_norm(m->grads, m->ntrainable, s->clip_norm);

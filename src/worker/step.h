@@ -17,6 +17,12 @@
  *      the penalty value is added to the reported loss (core/regularize.h);
  *   2. clipping by value (clip_value > 0), then by global norm (clip_norm > 0);
  *   3. the optimizer step.
+ * Before 2, the non-finite flag: if any summed gradient is NaN or Inf (a
+ * rank's non-finite loss poisons its output gradient, so that counts too),
+ * the step stops there: no clipping, no update, s->nonfinite = 1 and
+ * st->nonfinite += 1, the same on every rank. The trainer applies
+ * train.on_nonfinite. With -DNN_FAULT_INJECTION=ON, the environment variable
+ * NN_FAULT_NONFINITE_STEPS="a,b" makes those global steps' loss NaN.
  * Activity penalties (activity_l1 / activity_l2) act inside the model's
  * backward (nn_reg_activity_backward before each such layer, scaled by the
  * run context's act_scale); their value joins the reported loss.
@@ -37,6 +43,7 @@ typedef struct nn_step_stats {
   double loss_sum;     /* sum of per-sample losses */
   double correct;      /* classification: samples whose argmax is the label */
   double count;        /* samples */
+  int nonfinite;       /* steps whose summed gradient was non-finite (not applied) */
 } nn_step_stats;
 
 typedef struct nn_stepper {
@@ -49,12 +56,16 @@ typedef struct nn_stepper {
   float *onehot;       /* [max_batch, outputs]: MSE on class labels */
   int weight_penalty;  /* 1 if some layer has l1/l2 on its weights */
   int activity_penalty; /* 1 if some layer has activity_l1/l2 */
+  int nonfinite;       /* 1 if the last step's summed gradient held a NaN or Inf */
   double grad_norm;    /* norm before clipping of the last step with clip_norm > 0 */
   /* Gradient clipping, after the all-reduce (0 = off). nn_stepper_init sets
    * both to 0; the trainer sets them from train.clip_value / clip_norm. */
   double clip_value;   /* clip each gradient element to [-clip_value, clip_value] */
   double clip_norm;    /* scale the gradient arena to global L2 norm <= clip_norm */
 } nn_stepper;
+
+/* 1 if every x[0, n) is finite (no NaN, no Inf). */
+int nn_floats_finite(const float *x, size_t n);
 
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
                     nn_error *err);

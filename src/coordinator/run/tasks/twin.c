@@ -11,7 +11,9 @@ static int twin_step(nn_replica *reps, const nn_batch *b, const double *lr, uint
   int rc = nn_step_train(&reps[0].st, b, lr[0], step, reps[0].seed, st, err);
   if (rc) return rc;
   nn_step_stats ignored = {0};
-  return nn_step_train(&reps[1].st, b, lr[1], step, reps[1].seed, &ignored, err);
+  rc = nn_step_train(&reps[1].st, b, lr[1], step, reps[1].seed, &ignored, err);
+  st->nonfinite += ignored.nonfinite; /* either replica's verdict counts */
+  return rc;
 }
 
 const nn_task_ops nn_task_twin = {

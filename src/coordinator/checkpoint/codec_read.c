@@ -381,7 +381,9 @@ int nn__ckpt_read_file(const char *path, nn_ckpt_snapshot *s, uint64_t *stored, 
   nn__ckpt_r r = {{-1, path, NN_ECKPT, "an nntrain checkpoint"}, err};
   memset(s, 0, sizeof *s);
   int rc = nn_h5_open_read(path, "an nntrain checkpoint", NULL, &r.h.id, err);
-  if (rc == NN_EDATA) { /* not HDF5, truncated, a directory: a bad checkpoint */
+  /* missing, unreadable, not HDF5, truncated, a directory: a missing or bad
+   * checkpoint (exit 5), not a data problem */
+  if (rc == NN_EDATA || rc == NN_ENOTFOUND || rc == NN_EIO) {
     rc = NN_ECKPT;
     if (err) err->code = NN_ECKPT;
   }

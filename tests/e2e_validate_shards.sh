@@ -4,7 +4,7 @@
 # with exit 4 and one line naming the file and the attribute or dataset:
 # an enormous sample shape (sizes near 2^31, which used to overflow), a
 # 'mean' of the wrong length (used to be reported as 'std'), negative or NaN
-# 'std', and float features holding NaN/Inf (reported with the row as they
+# 'std' (0 stays valid: a constant feature), and float features holding NaN/Inf (reported with the row as they
 # are read, instead of training to NaN).
 set -uo pipefail
 : "${NNTRAIN:?}"
@@ -38,6 +38,7 @@ mk('meanlen', [1, 4, 4], mean=(0.1, 0.2))
 mk('stdlen', [1, 4, 4], std=(0.1, 0.2))
 mk('stdneg', [1, 4, 4], std=(-1.0,))
 mk('stdnan', [1, 4, 4], std=(float('nan'),))
+mk('stdzero', [1, 4, 4], std=(0.0,))  # a constant feature: valid (normalized with 1)
 mk('meaninf', [1, 4, 4], mean=(float('inf'),))
 for bad, name in ((float('nan'), 'fnan'), (float('inf'), 'finf')):
     d = np.ones((2, 1, 4, 4), np.float32); d[1, 0, 2, 3] = bad
@@ -86,6 +87,7 @@ expect_fail 4 "attribute 'std' has 2 values" "$NNTRAIN" inspect "$T/stdlen.h5"
 expect_fail 4 "attribute 'std' value 0 is -1" "$NNTRAIN" inspect "$T/stdneg.h5"
 expect_fail 4 "attribute 'std' value 0 is nan" "$NNTRAIN" inspect "$T/stdnan.h5"
 expect_fail 4 "attribute 'mean' value 0 is inf" "$NNTRAIN" inspect "$T/meaninf.h5"
+"$NNTRAIN" inspect "$T/stdzero.h5" >/dev/null 2>"$T/se" || fail "std 0 refused: $(cat "$T/se")"
 job stdneg
 expect_fail 4 "$T/stdneg.h5: attribute 'std'" "$NNTRAIN" "$T/stdneg.toml"
 

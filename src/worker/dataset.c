@@ -44,7 +44,7 @@ static int shard_check_sample_size(const char *p, const nn_shape *sample, nn_err
 }
 
 /* Attributes 'mean' and 'std': one finite value per channel of the sample
- * shape each, std > 0. Sets info->channels, mean, std. */
+ * shape each, std >= 0 (0: a constant feature). Sets info->channels, mean, std. */
 static int shard_read_stats(const nn_h5_file *hf, nn_dataset_info *info, nn_error *err) {
   const char *p = hf->path;
   int want = nn_shard_channels(&info->sample), cm = 0, cs = 0;
@@ -68,9 +68,10 @@ static int shard_read_stats(const nn_h5_file *hf, nn_dataset_info *info, nn_erro
     if (!isfinite(info->mean[c]))
       return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'mean' value %d is %g, expected a "
                          "finite number", c, info->mean[c]);
-    if (!isfinite(info->std[c]) || !(info->std[c] > 0))
+    /* 0 is a constant feature (docs/data-format.md: normalized with 1) */
+    if (!isfinite(info->std[c]) || !(info->std[c] >= 0))
       return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'std' value %d is %g, expected a "
-                         "finite number > 0", c, info->std[c]);
+                         "finite number >= 0", c, info->std[c]);
   }
   info->channels = want;
   return 0;

@@ -311,12 +311,53 @@ static void test_error_positions(void) {
   ASSERT_TRUE(strchr(buf, '\n') == NULL);
 }
 
+/* A quoted key may hold U+0000 (TOML 1.0: "\u0000" = 1 is valid): keys carry
+ * their length, so "a\u0000b", "a\u0000" and "a" are three keys. */
+static void test_key_nul(void) {
+  nn_error err;
+  nn_toml_value *r = parse("\"\\u0000\" = 1\n\"a\\u0000b\" = 2\n\"a\\u0000\" = 3\na = 4\n"
+                           "[\"t\\u0000\"]\nx = 5\n[[\"aot\\u0000\"]]\n", &err);
+  ASSERT_TRUE(r != NULL);
+  if (!r) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return;
+  }
+  ASSERT_EQ_INT((long long)r->u.tab.n, 6);
+  ASSERT_EQ_INT((long long)r->u.tab.kv[0].key_len, 1);
+  ASSERT_EQ_INT(r->u.tab.kv[0].key[0], 0);
+  ASSERT_EQ_INT(nn_toml_get_n(r, "\0", 1)->u.i, 1);
+  ASSERT_EQ_INT(nn_toml_get_n(r, "a\0b", 3)->u.i, 2);
+  ASSERT_EQ_INT(nn_toml_get_n(r, "a\0", 2)->u.i, 3);
+  ASSERT_EQ_INT(nn_toml_get(r, "a")->u.i, 4);
+  ASSERT_TRUE(nn_toml_get(r, "") == NULL); /* the C-string lookup never sees "\0" */
+  ASSERT_EQ_INT(nn_toml_get(nn_toml_get_n(r, "t\0", 2), "x")->u.i, 5);
+  ASSERT_TRUE(nn_toml_get_n(r, "aot\0", 4) != NULL);
+  ASSERT_EQ_INT(nn_toml_key_is_cstr(&r->u.tab.kv[1]), 0);
+  ASSERT_EQ_INT(nn_toml_key_is_cstr(&r->u.tab.kv[3]), 1);
+  char buf[64];
+  ASSERT_STR_EQ(nn_toml_key_show(&r->u.tab.kv[1], buf, sizeof buf), "a\\u0000b");
+  nn_toml_free(r);
+  /* a duplicate is found by its whole length, and shown escaped */
+  ASSERT_TRUE(parse("\"a\\u0000b\" = 1\n\"a\\u0000b\" = 2\n", &err) == NULL);
+  ASSERT_STR_CONTAINS(err.msg, "duplicate key 'a\\u0000b'");
+  /* the hash index of large tables (16 keys and more) */
+  char doc[2048];
+  size_t k = 0;
+  for (int i = 0; i < 40; i++) k += (size_t)snprintf(doc + k, sizeof doc - k, "\"k\\u0000%d\" = %d\n", i, i);
+  r = parse(doc, &err);
+  ASSERT_TRUE(r != NULL);
+  if (r) ASSERT_EQ_INT(nn_toml_get_n(r, "k\0" "39", 4)->u.i, 39);
+  if (r) ASSERT_TRUE(nn_toml_get(r, "k") == NULL);
+  nn_toml_free(r);
+}
+
 /* Each must be rejected with NN_ESYNTAX, a message and a position. */
 static void test_invalid_documents(void) {
   static const char *bad[] = {
       /* keys */
       "= 1\n", "a\n", "a = \n", "a =\n1\n", "a.b. = 1\n", ".a = 1\n", "a..b = 1\n",
-      "\"\"\"k\"\"\" = 1\n", "'''k''' = 1\n", "k\xc3\xa9y = 1\n", "\"a\\u0000\" = 1\n",
+      "\"\"\"k\"\"\" = 1\n", "'''k''' = 1\n", "k\xc3\xa9y = 1\n",
+      "\"a\\u0000\" = 1\n\"a\\u0000\" = 2\n", /* a duplicate key holding U+0000 */
       "a = 1\na = 2\n", "a = 1\n\"a\" = 2\n", "a.b = 1\na.b = 2\n", "a = 1\na.b = 2\n",
       "a b = 1\n", "a = 1 b = 2\n", "[t]\nx = 1\n[t]\n",
       /* strings */
@@ -586,4 +627,4 @@ TEST_MAIN(TEST(test_strings), TEST(test_integers), TEST(test_floats), TEST(test_
           TEST(test_value_positions), TEST(test_error_positions),
           TEST(test_invalid_documents), TEST(test_valid_corners), TEST(test_accessors),
           TEST(test_parse_file), TEST(test_unterminated_buffer), TEST(test_nesting_limit),
-          TEST(test_large_table))
+          TEST(test_large_table), TEST(test_key_nul))

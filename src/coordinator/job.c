@@ -375,9 +375,13 @@ static int read_table(pctx *c, const nn_toml_value *tab, const nn_key *keys, voi
   /* 1. unknown keys in the file */
   for (size_t i = 0; tab && i < tab->u.tab.n; i++) {
     const nn_toml_kv *kv = &tab->u.tab.kv[i];
-    if (nn__keys_find(keys, kv->key) || (extra && !strcmp(kv->key, extra))) continue;
-    key_path(path, sizeof path, sect, layer, kv->key);
-    return unknown_key(c, NULL, kv->value->key_line, kv->value->key_col, desc, path, kv->key,
+    if (nn_toml_key_is_cstr(kv) &&  /* a key holding U+0000 is never a schema key */
+        (nn__keys_find(keys, kv->key) || (extra && !strcmp(kv->key, extra))))
+      continue;
+    char shown[128];
+    nn_toml_key_show(kv, shown, sizeof shown);
+    key_path(path, sizeof path, sect, layer, shown);
+    return unknown_key(c, NULL, kv->value->key_line, kv->value->key_col, desc, path, shown,
                        keys, extra);
   }
   /* 2. defaults were applied by the caller; now given values */
@@ -792,28 +796,30 @@ static void stem(const char *path, char *buf, size_t n) {
  * key: the nearest name as a suggestion, else the list of names. */
 static int unknown_root_entry(pctx *c, const nn_toml_kv *kv) {
   const nn_toml_value *v = kv->value;
+  char key[128]; /* the key for messages: U+0000 and control characters escaped */
+  nn_toml_key_show(kv, key, sizeof key);
   const char *cands[24];
   size_t n = 0;
   for (const nn_job_section *t = sections; t->name; t++)
     if (t->name[0]) cands[n++] = t->name;
   for (size_t j = 0; top_keys[j].name; j++) cands[n++] = top_keys[j].name;
-  const char *best = nn__suggest(kv->key, cands, n);
+  const char *best = nn__suggest(key, cands, n);
   int line = v->type == NN_TOML_TABLE ? v->line : v->key_line;
   int col = v->type == NN_TOML_TABLE ? v->col : v->key_col;
   if (v->type == NN_TOML_TABLE && best)
-    return perr(c, NULL, line, col, kv->key, "unknown section [%s]; did you mean [%s]?",
-                kv->key, best);
+    return perr(c, NULL, line, col, key, "unknown section [%s]; did you mean [%s]?",
+                key, best);
   const char *what = v->type == NN_TOML_TABLE ? "section" : "top-level key";
   if (best)
-    return perr(c, NULL, line, col, kv->key, "unknown %s '%s'; did you mean '%s'?", what,
-                kv->key, best);
+    return perr(c, NULL, line, col, key, "unknown %s '%s'; did you mean '%s'?", what,
+                key, best);
   char list[200];
   size_t w = 0;
   list[0] = '\0';
   for (size_t j = 0; j < n && w < sizeof list; j++)
     w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", j ? ", " : "", cands[j]);
-  return perr(c, NULL, line, col, kv->key, "unknown %s '%s' (expected one of: %s)", what,
-              kv->key, list);
+  return perr(c, NULL, line, col, key, "unknown %s '%s' (expected one of: %s)", what,
+              key, list);
 }
 
 /* Every entry of the root table is a top-level key or a known section, and
@@ -822,9 +828,10 @@ static int check_root_entries(pctx *c, const nn_toml_value *root) {
   for (size_t i = 0; i < root->u.tab.n; i++) {
     const nn_toml_kv *kv = &root->u.tab.kv[i];
     const nn_toml_value *v = kv->value;
-    if (nn__keys_find(top_keys, kv->key)) continue;
+    int plain = nn_toml_key_is_cstr(kv); /* a key holding U+0000 is never a schema name */
+    if (plain && nn__keys_find(top_keys, kv->key)) continue;
     const nn_job_section *s = sections;
-    while (s->name && (!s->name[0] || strcmp(s->name, kv->key))) s++;
+    while (s->name && (!plain || !s->name[0] || strcmp(s->name, kv->key))) s++;
     if (!s->name) return unknown_root_entry(c, kv);
     if (v->type != NN_TOML_TABLE)
       return perr(c, NULL, v->line, v->col, kv->key, "%s: expected a table [%s], got %s",

@@ -65,9 +65,11 @@ typedef struct parser {
 /* A growable byte buffer (core/strbuf.h); p is owned by whoever holds it. */
 typedef nn_strbuf sbuf;
 
-/* One part of a dotted key: s is owned (NUL-terminated), at is where it starts. */
+/* One part of a dotted key: s is owned (NUL-terminated, but it may also
+ * hold U+0000: len is its length in bytes), at is where it starts. */
 typedef struct keypart {
   char *s;
+  size_t len;
   tpos at;
 } keypart;
 
@@ -144,22 +146,34 @@ static const char *found(const parser *p, char *buf, size_t cap) {
 }
 #define FOUND(p) found((p), fbuf_, sizeof fbuf_)
 
-/* Copy a key into buf for a message: control characters become '?', long
- * keys are cut with "...". Returns buf. */
-static const char *show(const char *s, char *buf, size_t cap) {
+/* Copy key s (len bytes, may hold U+0000) into buf for a message: control
+ * characters become \uXXXX escapes (as a TOML basic string writes them),
+ * long keys are cut with "...". Returns buf. */
+static const char *show_n(const char *s, size_t len, char *buf, size_t cap) {
   size_t k = 0;
-  for (; s && *s && k + 1 < cap; s++) {
-    if (k + 4 >= cap && strlen(s) > 3) {
+  for (size_t i = 0; s && i < len && k + 1 < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    size_t w = (c < 0x20 || c == 0x7f) ? 6 : 1;
+    if (k + w + 4 >= cap && len - i > 3) {
       memcpy(buf + k, "...", 3);
       k += 3;
       break;
     }
-    unsigned char c = (unsigned char)*s;
-    buf[k++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    if (w == 6)
+      k += (size_t)snprintf(buf + k, cap - k, "\\u%04X", c);
+    else
+      buf[k++] = (char)c;
   }
   buf[k] = '\0';
   return buf;
 }
+
+const char *nn_toml_key_show(const nn_toml_kv *kv, char *buf, size_t cap) {
+  if (!buf || cap == 0) return buf;
+  return show_n(kv->key, kv->key_len, buf, cap);
+}
+
+int nn_toml_key_is_cstr(const nn_toml_kv *kv) { return strlen(kv->key) == kv->key_len; }
 
 /* "an integer", "a table", "an array of tables" ... for messages. */
 static const char *a_type(const nn_toml_value *v) {
@@ -355,14 +369,13 @@ void nn_toml_free(nn_toml_value *v) {
  * table of n keys costs O(n) rather than O(n^2) lookups. */
 #define NN__INDEX_MIN 16
 
-static size_t key_hash(const char *k) {
-  size_t h = (size_t)nn_fnv1a64(NN_FNV1A64_INIT, k, strlen(k));
-  return h;
+static size_t key_hash(const char *k, size_t len) {
+  return (size_t)nn_fnv1a64(NN_FNV1A64_INIT, k, len);
 }
 
 /* Put kv position `pos` of table t into its index (which has a free slot). */
 static void index_put(nn_toml_value *t, size_t pos) {
-  size_t mask = t->index_cap - 1, h = key_hash(t->u.tab.kv[pos].key) & mask;
+  size_t mask = t->index_cap - 1, h = key_hash(t->u.tab.kv[pos].key, t->u.tab.kv[pos].key_len) & mask;
   while (t->index[h]) h = (h + 1) & mask;
   t->index[h] = pos + 1;
 }
@@ -380,8 +393,9 @@ static int index_build(parser *p, nn_toml_value *t) {
   return 0;
 }
 
-/* Add key -> v to table t. Takes ownership of key and v only on success. */
-static int tab_add(parser *p, nn_toml_value *t, char *key, nn_toml_value *v) {
+/* Add key (len bytes) -> v to table t. Takes ownership of key and v only on
+ * success. */
+static int tab_add(parser *p, nn_toml_value *t, char *key, size_t len, nn_toml_value *v) {
   if (t->u.tab.n + 1 >= NN__INDEX_MIN && 2 * (t->u.tab.n + 1) > t->index_cap) {
     int rc = index_build(p, t);
     if (rc) return rc;
@@ -394,6 +408,7 @@ static int tab_add(parser *p, nn_toml_value *t, char *key, nn_toml_value *v) {
     t->u.tab.cap = cap;
   }
   t->u.tab.kv[t->u.tab.n].key = key;
+  t->u.tab.kv[t->u.tab.n].key_len = len;
   t->u.tab.kv[t->u.tab.n].value = v;
   t->u.tab.n++;
   if (t->index) index_put(t, t->u.tab.n - 1);
@@ -413,6 +428,16 @@ static int arr_add(parser *p, nn_toml_value *a, nn_toml_value *v) {
   return 0;
 }
 
+/* A copy of key part kp (len bytes and a NUL), or NULL. */
+static char *dup_key(const keypart *kp) {
+  char *k = nn_malloc(kp->len + 1);
+  if (k) {
+    memcpy(k, kp->s, kp->len);
+    k[kp->len] = '\0';
+  }
+  return k;
+}
+
 /* Create an empty table named kp->s inside t with the given flags. */
 static int new_subtable(parser *p, nn_toml_value *t, const keypart *kp, tpos at,
                         unsigned flags, nn_toml_value **out) {
@@ -422,12 +447,12 @@ static int new_subtable(parser *p, nn_toml_value *t, const keypart *kp, tpos at,
   v->flags |= flags;
   v->key_line = kp->at.line;
   v->key_col = kp->at.col;
-  char *key = nn_strdup(kp->s);
+  char *key = dup_key(kp);
   if (!key) {
     nn_toml_free(v);
     return nomem(p);
   }
-  rc = tab_add(p, t, key, v);
+  rc = tab_add(p, t, key, kp->len, v);
   if (rc) {
     free(key);
     nn_toml_free(v);
@@ -437,19 +462,25 @@ static int new_subtable(parser *p, nn_toml_value *t, const keypart *kp, tpos at,
   return 0;
 }
 
-nn_toml_value *nn_toml_get(const nn_toml_value *table, const char *key) {
+nn_toml_value *nn_toml_get_n(const nn_toml_value *table, const char *key, size_t len) {
   if (!table || table->type != NN_TOML_TABLE || !key) return NULL;
   if (table->index) {
-    size_t mask = table->index_cap - 1, h = key_hash(key) & mask;
+    size_t mask = table->index_cap - 1, h = key_hash(key, len) & mask;
     for (; table->index[h]; h = (h + 1) & mask) {
       const nn_toml_kv *kv = &table->u.tab.kv[table->index[h] - 1];
-      if (strcmp(kv->key, key) == 0) return kv->value;
+      if (kv->key_len == len && memcmp(kv->key, key, len) == 0) return kv->value;
     }
     return NULL;
   }
-  for (size_t k = 0; k < table->u.tab.n; k++)
-    if (strcmp(table->u.tab.kv[k].key, key) == 0) return table->u.tab.kv[k].value;
+  for (size_t k = 0; k < table->u.tab.n; k++) {
+    const nn_toml_kv *kv = &table->u.tab.kv[k];
+    if (kv->key_len == len && memcmp(kv->key, key, len) == 0) return kv->value;
+  }
   return NULL;
+}
+
+nn_toml_value *nn_toml_get(const nn_toml_value *table, const char *key) {
+  return key ? nn_toml_get_n(table, key, strlen(key)) : NULL;
 }
 
 const char *nn_toml_type_name(nn_toml_type t) {
@@ -622,15 +653,16 @@ static int parse_key(parser *p, keypath *k) {
     tpos at = here(p);
     int c = peekc(p, 0);
     char *str = NULL;
+    size_t slen = 0;
     if (c == '"' || c == '\'') {
       sbuf b = {0};
       int rc = parse_string(p, &b, 0);
-      if (!rc && memchr(b.p, 0, b.n)) rc = fail_at(p, at, "a key cannot contain U+0000");
       if (rc) {
         free(b.p);
         return rc;
       }
       str = b.p;
+      slen = b.n;
     } else if (is_bare(c)) {
       size_t j = p->i;
       while (j < p->n && is_bare((unsigned char)p->s[j])) j++;
@@ -638,6 +670,7 @@ static int parse_key(parser *p, keypath *k) {
       if (!str) return nomem(p);
       memcpy(str, p->s + p->i, j - p->i);
       str[j - p->i] = '\0';
+      slen = j - p->i;
       p->i = j;
     } else {
       return fail(p, "expected a key, found %s", FOUND(p));
@@ -653,6 +686,7 @@ static int parse_key(parser *p, keypath *k) {
       k->cap = cap;
     }
     k->v[k->n].s = str;
+    k->v[k->n].len = slen;
     k->v[k->n].at = at;
     k->n++;
     skip_ws(p);
@@ -668,7 +702,7 @@ static const char *key_path(const keypath *k, size_t upto, char *buf, size_t cap
   buf[0] = '\0';
   for (size_t j = 0; j <= upto && j < k->n; j++) {
     char part[128];
-    show(k->v[j].s, part, sizeof part);
+    show_n(k->v[j].s, k->v[j].len, part, sizeof part);
     int w = snprintf(buf + len, cap - len, "%s%s", j ? "." : "", part);
     if (w < 0 || (size_t)w >= cap - len) break;
     len += (size_t)w;
@@ -1053,7 +1087,7 @@ static int parse_value(parser *p, int depth, nn_toml_value **out) {
 static int enter_dotted(parser *p, nn_toml_value **t, const keypath *k, size_t j) {
   char name[256];
   const keypart *kp = &k->v[j];
-  nn_toml_value *v = nn_toml_get(*t, kp->s);
+  nn_toml_value *v = nn_toml_get_n(*t, kp->s, kp->len);
   if (!v) return new_subtable(p, *t, kp, kp->at, F_DOTTED, t);
   tpos d = defpos(v);
   key_path(k, j, name, sizeof name);
@@ -1097,7 +1131,7 @@ static int parse_keyval(parser *p, nn_toml_value *tab) {
   for (size_t j = 0; j + 1 < k.n; j++)
     if ((rc = enter_dotted(p, &t, &k, j))) goto done;
   keypart *last = &k.v[k.n - 1];
-  nn_toml_value *old = nn_toml_get(t, last->s);
+  nn_toml_value *old = nn_toml_get_n(t, last->s, last->len);
   if (old) {
     tpos d = defpos(old);
     rc = fail_at(p, last->at, "duplicate key '%s' (first defined at %d:%d)",
@@ -1111,7 +1145,7 @@ static int parse_keyval(parser *p, nn_toml_value *tab) {
   if ((rc = parse_value(p, depth_of(t) + 1, &v))) goto done;
   v->key_line = last->at.line;
   v->key_col = last->at.col;
-  if ((rc = tab_add(p, t, last->s, v))) goto done;
+  if ((rc = tab_add(p, t, last->s, last->len, v))) goto done;
   last->s = NULL; /* now owned by the table */
   v = NULL;
 done:
@@ -1127,7 +1161,7 @@ static int header_prefix(parser *p, const keypath *k, nn_toml_value *root, nn_to
   *t = root;
   for (size_t j = 0; j + 1 < k->n; j++) {
     keypart *kp = &k->v[j];
-    nn_toml_value *v = nn_toml_get(*t, kp->s);
+    nn_toml_value *v = nn_toml_get_n(*t, kp->s, kp->len);
     if (!v) {
       int rc = new_subtable(p, *t, kp, kp->at, F_IMPLICIT, t);
       if (rc) return rc;
@@ -1158,7 +1192,7 @@ static int header_prefix(parser *p, const keypath *k, nn_toml_value *root, nn_to
  * define it, or take over an implicit table; *cur gets it. */
 static int header_table(parser *p, nn_toml_value *t, keypart *last, const char *name,
                         tpos hpos, nn_toml_value **cur) {
-  nn_toml_value *v = nn_toml_get(t, last->s);
+  nn_toml_value *v = nn_toml_get_n(t, last->s, last->len);
   if (!v) return new_subtable(p, t, last, hpos, F_DEFINED, cur);
   if (v->type == NN_TOML_TABLE && !(v->flags & (F_DEFINED | F_DOTTED | F_INLINE))) {
     v->flags = (v->flags & ~(unsigned)F_IMPLICIT) | F_DEFINED;
@@ -1186,15 +1220,15 @@ static int header_table(parser *p, nn_toml_value *t, keypart *last, const char *
  * `last` names in t, creating the array; *cur gets the new table. */
 static int header_aot(parser *p, nn_toml_value *t, keypart *last, const char *name, tpos hpos,
                       nn_toml_value **cur) {
-  nn_toml_value *arr = nn_toml_get(t, last->s), *item = NULL;
+  nn_toml_value *arr = nn_toml_get_n(t, last->s, last->len), *item = NULL;
   int rc;
   if (!arr) {
     if ((rc = mk(p, NN_TOML_ARRAY, hpos, depth_of(t) + 1, &arr))) return rc;
     arr->flags |= F_AOT;
     arr->key_line = last->at.line;
     arr->key_col = last->at.col;
-    char *key = nn_strdup(last->s);
-    if (!key || (rc = tab_add(p, t, key, arr))) {
+    char *key = dup_key(last);
+    if (!key || (rc = tab_add(p, t, key, last->len, arr))) {
       free(key);
       nn_toml_free(arr);
       return rc ? rc : nomem(p);

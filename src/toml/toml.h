@@ -45,8 +45,9 @@ typedef struct nn_toml_datetime {
 
 /* One key/value pair of a table, in the order written. */
 typedef struct nn_toml_kv {
-  char *key;             /* unescaped key, NUL-terminated (may contain NUL? no: TOML keys
-                            cannot hold U+0000 unescaped; escaped \u0000 is rejected) */
+  char *key;             /* unescaped key, NUL-terminated; a quoted key may also hold
+                            U+0000 ("\u0000" is a valid TOML key): key_len is its length */
+  size_t key_len;        /* bytes of key, excluding the terminating NUL */
   nn_toml_value *value;
 } nn_toml_kv;
 
@@ -83,6 +84,17 @@ void nn_toml_free(nn_toml_value *v);
 
 /* Look up `key` in a TABLE (not dotted: one level). NULL if absent or v is not a table. */
 nn_toml_value *nn_toml_get(const nn_toml_value *table, const char *key);
+
+/* As nn_toml_get for a key of len bytes, which may hold U+0000. */
+nn_toml_value *nn_toml_get_n(const nn_toml_value *table, const char *key, size_t len);
+
+/* 1 if kv's key holds no U+0000 (then kv->key is the whole key as a C
+ * string); 0 otherwise: such a key is never one of a schema's names. */
+int nn_toml_key_is_cstr(const nn_toml_kv *kv);
+
+/* kv's key for a message: control characters (U+0000 ...) written as \uXXXX
+ * escapes, cut with "..." to fit buf[cap]. Returns buf. */
+const char *nn_toml_key_show(const nn_toml_kv *kv, char *buf, size_t cap);
 
 /* Name of a type for messages: "string", "integer", "float", "boolean",
  * "offset date-time", "local date-time", "local date", "local time", "array", "table". */

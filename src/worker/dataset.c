@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "worker/dataset_internal.h"
+#include "core/checked.h"
 #include "core/mem.h"
 
 #define DS_DEFAULT_CACHE ((size_t)64 << 20)
@@ -29,6 +30,52 @@
 static const char *ftype_name(nn_feature_type t) { return t == NN_FEAT_U8 ? "uint8" : "float32"; }
 
 /* ---- one shard ------------------------------------------------------------ */
+
+/* The sample shape must have at most NN_MAX_ELEMS elements (layers index a
+ * sample with int) and a row of it, in float, must be addressable. */
+static int shard_check_sample_size(const char *p, const nn_shape *sample, nn_error *err) {
+  size_t count = 0, bytes = 0;
+  char shp[80];
+  if (nn_shape_count_checked(sample, &count) || nn_bytes_of(count, sizeof(float), &bytes))
+    return nn_error_at(err, NN_EDATA, p, 0, 0,
+                       "attribute 'sample_shape' %s has more than %lld elements per sample",
+                       nn_shape_str(sample, shp, sizeof shp), (long long)NN_MAX_ELEMS);
+  return 0;
+}
+
+/* Attributes 'mean' and 'std': one finite value per channel of the sample
+ * shape each, std >= 0 (0: a constant feature). Sets info->channels, mean, std. */
+static int shard_read_stats(const nn_h5_file *hf, nn_dataset_info *info, nn_error *err) {
+  const char *p = hf->path;
+  int want = nn_shard_channels(&info->sample), cm = 0, cs = 0;
+  if (want < 1 || want > NN_SHARD_MAX_CHANNELS)
+    return nn_error_at(err, NN_EDATA, p, 0, 0,
+                       "attribute 'sample_shape' needs %d statistics channels; at most %d are "
+                       "supported", want, NN_SHARD_MAX_CHANNELS);
+  int rc = nn_h5_attr_read_num(hf, hf->id, "mean", H5T_NATIVE_DOUBLE, info->mean,
+                               NN_SHARD_MAX_CHANNELS, 0, &cm, err);
+  if (rc) return rc;
+  if (cm != want)
+    return nn_error_at(err, NN_EDATA, p, 0, 0,
+                       "attribute 'mean' has %d values, the sample shape needs %d", cm, want);
+  if ((rc = nn_h5_attr_read_num(hf, hf->id, "std", H5T_NATIVE_DOUBLE, info->std,
+                                NN_SHARD_MAX_CHANNELS, 0, &cs, err)))
+    return rc;
+  if (cs != want)
+    return nn_error_at(err, NN_EDATA, p, 0, 0,
+                       "attribute 'std' has %d values, the sample shape needs %d", cs, want);
+  for (int c = 0; c < want; c++) {
+    if (!isfinite(info->mean[c]))
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'mean' value %d is %g, expected a "
+                         "finite number", c, info->mean[c]);
+    /* 0 is a constant feature (docs/data-format.md: normalized with 1) */
+    if (!isfinite(info->std[c]) || !(info->std[c] >= 0))
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'std' value %d is %g, expected a "
+                         "finite number >= 0", c, info->std[c]);
+  }
+  info->channels = want;
+  return 0;
+}
 
 /* Read and check shard s's root attributes into info (all but n, ftype and
  * target_dim) and s; *nsamp gets num_samples. s->file is open. */
@@ -60,6 +107,7 @@ static int shard_read_attrs(nn__ds_shard *s, nn_dataset_info *info, int64_t *nsa
       return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'sample_shape' has a dimension < 1");
     info->sample.dim[i] = sshape[i];
   }
+  if ((rc = shard_check_sample_size(p, &info->sample, err))) return rc;
   if ((rc = nn_h5_attr_read_int(&hf, s->file, "num_classes", &info->num_classes, err))) return rc;
   if (info->num_classes < 0)
     return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'num_classes' is %d, expected >= 0",
@@ -70,22 +118,25 @@ static int shard_read_attrs(nn__ds_shard *s, nn_dataset_info *info, int64_t *nsa
   if (!(info->feature_scale > 0) || !isfinite(info->feature_scale))
     return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'feature_scale' is %g, expected > 0",
                        info->feature_scale);
-  int cm = 0, cs = 0;
-  if ((rc = nn_h5_attr_read_num(&hf, s->file, "mean", H5T_NATIVE_DOUBLE, info->mean,
-                                NN_SHARD_MAX_CHANNELS, 0, &cm, err)) ||
-      (rc = nn_h5_attr_read_num(&hf, s->file, "std", H5T_NATIVE_DOUBLE, info->std,
-                                NN_SHARD_MAX_CHANNELS, cm, &cs, err)))
-    return rc;
-  info->channels = cm;
-  if (cm != nn_shard_channels(&info->sample))
-    return nn_error_at(err, NN_EDATA, p, 0, 0,
-                       "attributes 'mean'/'std' have %d values, the sample shape needs %d", cm,
-                       nn_shard_channels(&info->sample));
+  if ((rc = shard_read_stats(&hf, info, err))) return rc;
   if ((rc = nn_h5_attr_read_int(&hf, s->file, "shard_index", &s->shard_index, err)) ||
       (rc = nn_h5_attr_read_int(&hf, s->file, "shard_count", &s->shard_count, err)))
     return rc;
-  return nn_h5_attr_read_num(&hf, s->file, "num_samples", H5T_NATIVE_INT64, nsamp, 1, 1, NULL,
-                             err);
+  if (s->shard_count < 1 || s->shard_index < 0 || s->shard_index >= s->shard_count)
+    return nn_error_at(err, NN_EDATA, p, 0, 0,
+                       "attributes 'shard_index' %d and 'shard_count' %d: expected 0 <= index < "
+                       "count", s->shard_index, s->shard_count);
+  if ((rc = nn_h5_attr_read_num(&hf, s->file, "num_samples", H5T_NATIVE_INT64, nsamp, 1, 1, NULL,
+                                err)))
+    return rc;
+  size_t rowf = 0, total = 0;
+  if (*nsamp < 0 || nn_shape_count_checked(&info->sample, &rowf) ||
+      nn_bytes_of2((size_t)*nsamp, rowf, sizeof(float), &total) || total > (size_t)INT64_MAX)
+    return nn_error_at(err, NN_EDATA, p, 0, 0,
+                       "attribute 'num_samples' is %lld: expected >= 0 and at most %lld samples "
+                       "of this size", (long long)*nsamp,
+                       (long long)(INT64_MAX / (int64_t)(rowf ? rowf : 1) / 4));
+  return 0;
 }
 
 /* Open s->feat (with an HDF5 chunk cache sized from cache_bytes) and
@@ -337,7 +388,11 @@ static int ds_open_shards(nn_dataset *ds, char **paths, size_t npaths, size_t ca
     if (i > 0 && ((rc = shard_agree(&ds->info, ds->shards[0].path, tmp, s->path, err)) ||
                   (rc = shard_check_index(ds, i, err))))
       break;
-    s->first = i == 0 ? 0 : ds->shards[i - 1].first + ds->shards[i - 1].n;
+    s->first = 0;
+    if (i > 0 && nn_add_i64(ds->shards[i - 1].first, ds->shards[i - 1].n, &s->first)) {
+      rc = nn_error_at(err, NN_EDATA, s->path, 0, 0, "the shards hold more than 2^63 samples");
+      break;
+    }
   }
   free(tmp);
   return rc;
@@ -346,12 +401,17 @@ static int ds_open_shards(nn_dataset *ds, char **paths, size_t npaths, size_t ca
 /* Labels / targets of every shard into ds->labels or ds->targets, checked. */
 static int ds_load_labels(nn_dataset *ds, nn_error *err) {
   int64_t N = ds->info.n;
-  if (ds->info.num_classes > 0)
-    ds->labels = nn_malloc((size_t)(N ? N : 1) * sizeof *ds->labels);
-  else
-    ds->targets = nn_malloc((size_t)(N ? N : 1) * (size_t)ds->info.target_dim * sizeof(float));
+  size_t bytes = 0;
+  if (ds->info.num_classes > 0) {
+    if (!nn_bytes_of((size_t)(N ? N : 1), sizeof *ds->labels, &bytes))
+      ds->labels = nn_malloc(bytes);
+  } else if (!nn_bytes_of2((size_t)(N ? N : 1), (size_t)ds->info.target_dim, sizeof(float),
+                           &bytes)) {
+    ds->targets = nn_malloc(bytes);
+  }
   if (!ds->labels && !ds->targets)
-    return nn_error_set(err, NN_ENOMEM, "out of memory for %lld labels", (long long)N);
+    return nn_error_at(err, NN_ENOMEM, ds->shards[0].path, 0, 0, "out of memory for %lld labels",
+                       (long long)N);
   for (int i = 0; i < ds->nfiles; i++) {
     nn__ds_shard *s = &ds->shards[i];
     if (s->n == 0) continue;
@@ -366,10 +426,12 @@ static int ds_load_labels(nn_dataset *ds, nn_error *err) {
 /* opts.cache: every stored feature row into ds->cache [n, rowbytes]. */
 static int ds_fill_cache(nn_dataset *ds, nn_error *err) {
   int64_t N = ds->info.n;
-  ds->cache = nn_malloc((size_t)(N ? N : 1) * ds->rowbytes);
+  size_t bytes = 0;
+  if (!nn_mul_size((size_t)(N ? N : 1), ds->rowbytes, &bytes)) ds->cache = nn_malloc(bytes);
   if (!ds->cache)
-    return nn_error_set(err, NN_ENOMEM, "out of memory caching %lld samples (%.1f MB)",
-                        (long long)N, (double)N * (double)ds->rowbytes / 1e6);
+    return nn_error_at(err, NN_ENOMEM, ds->shards[0].path, 0, 0,
+                       "out of memory caching %lld samples (%.1f MB)", (long long)N,
+                       (double)N * (double)ds->rowbytes / 1e6);
   for (int i = 0; i < ds->nfiles; i++) {
     nn__ds_shard *s = &ds->shards[i];
     if (s->n == 0) continue;
@@ -437,6 +499,7 @@ cleanup:
 
 const nn_dataset_info *nn_dataset_get_info(const nn_dataset *ds) { return &ds->info; }
 size_t nn_dataset_cached_bytes(const nn_dataset *ds) { return ds->cached_total; }
+const char *nn_dataset_file(const nn_dataset *ds, int i) { return ds->shards[i].path; }
 
 const int32_t *nn_dataset_labels(const nn_dataset *ds) { return ds->labels; }
 const float *nn_dataset_targets(const nn_dataset *ds) { return ds->targets; }

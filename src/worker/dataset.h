@@ -111,6 +111,8 @@ int nn_dataset_read(nn_dataset *ds, const int64_t *idx, int n, float *x, int32_t
 void nn_dataset_close(nn_dataset *ds);
 /* Bytes of decoded chunks the reader holds now (never above opts.chunk_cache
  * plus one chunk being decoded; 0 with opts.cache, whose copy is separate). */
+/* Path of shard i (0 <= i < info.nfiles) for messages; not owned. */
+const char *nn_dataset_file(const nn_dataset *ds, int i);
 size_t nn_dataset_cached_bytes(const nn_dataset *ds);
 
 /* All labels [info.n] in global order (classification), or NULL for a

@@ -7,26 +7,53 @@
  * 256-entry table) and scattered to the order asked for. With opts.cache all
  * stored features were decoded at open and a read is a table lookup per
  * element. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker/dataset_internal.h"
 #include "core/mem.h"
 
-/* Stored row `src` -> floats dst[rowlen]. */
-static void convert_row(const nn_dataset *ds, const uint8_t *src, float *dst) {
+/* Stored row `src` -> floats dst[rowlen]. Returns 1 if a float feature is
+ * NaN or infinite (checked on the stored bits while converting: an OR over
+ * the exponent-all-ones test, which costs about as much as the copy), else 0.
+ * uint8 features cannot be non-finite. */
+static int convert_row(const nn_dataset *ds, const uint8_t *src, float *dst) {
   size_t n = ds->rowlen;
   if (ds->info.ftype == NN_FEAT_U8) {
     for (size_t k = 0; k < n; k++) dst[k] = ds->lut[src[k]];
-  } else {
-    const float *f = (const float *)(const void *)src;
-    double sc = ds->info.feature_scale;
-    if (sc == 1.0) {
-      memcpy(dst, f, n * sizeof *dst);
-    } else {
-      for (size_t k = 0; k < n; k++) dst[k] = (float)((double)f[k] * sc);
-    }
+    return 0;
   }
+  const float *f = (const float *)(const void *)src;
+  double sc = ds->info.feature_scale;
+  if (sc == 1.0) {
+    memcpy(dst, f, n * sizeof *dst);
+  } else {
+    for (size_t k = 0; k < n; k++) dst[k] = (float)((double)f[k] * sc);
+  }
+  uint32_t bad = 0;
+  for (size_t k = 0; k < n; k++) {
+    uint32_t b;
+    memcpy(&b, &f[k], sizeof b);
+    bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
+  }
+  return (int)bad;
+}
+
+/* The error for a non-finite float feature in global sample g: names the
+ * shard, its row and the first bad element. */
+static int nonfinite_row(const nn_dataset *ds, int64_t g, const float *row, nn_error *err) {
+  const nn__ds_shard *s = &ds->shards[0];
+  for (int i = 0; i < ds->nfiles; i++)
+    if (g >= ds->shards[i].first && g < ds->shards[i].first + ds->shards[i].n) s = &ds->shards[i];
+  size_t k = 0;
+  while (k + 1 < ds->rowlen && isfinite(row[k])) k++;
+  nn_error_at(err, NN_EDATA, s->path, 0, 0,
+              "/features row %lld element %zu is %g: features must be finite numbers",
+              (long long)(g - s->first), k, (double)row[k]);
+  if (err) snprintf(err->where, sizeof err->where, "/features");
+  return NN_EDATA;
 }
 
 /* qsort order of refs: by sample, then by request position. */
@@ -49,8 +76,9 @@ static int read_shard_group(nn_dataset *ds, nn__ds_shard *s, const nn__ds_ref *r
       if (!s->chunk[c] || s->used[c] != ds->tick) {
         if ((rc = nn__ds_chunk_load(ds, s, c, err))) return rc;
       }
-      convert_row(ds, s->chunk[c] + (size_t)(row - c * s->chunk_rows) * ds->rowbytes,
-                  x + (size_t)r[i].pos * ds->rowlen);
+      float *dst = x + (size_t)r[i].pos * ds->rowlen;
+      if (convert_row(ds, s->chunk[c] + (size_t)(row - c * s->chunk_rows) * ds->rowbytes, dst))
+        return nonfinite_row(ds, r[i].g, dst, err);
     }
     return 0;
   }
@@ -91,9 +119,13 @@ static int read_shard_group(nn_dataset *ds, nn__ds_shard *s, const nn__ds_ref *r
     }
     H5Sclose(ms);
     ms = -1;
-    for (int k = i; k < j; k++)
-      convert_row(ds, ds->stage + (size_t)(r[k].g - a) * ds->rowbytes,
-                  x + (size_t)r[k].pos * ds->rowlen);
+    for (int k = i; k < j; k++) {
+      float *dst = x + (size_t)r[k].pos * ds->rowlen;
+      if (convert_row(ds, ds->stage + (size_t)(r[k].g - a) * ds->rowbytes, dst)) {
+        rc = nonfinite_row(ds, r[k].g, dst, err);
+        goto cleanup;
+      }
+    }
     i = j;
   }
 cleanup:
@@ -123,7 +155,8 @@ int nn_dataset_read(nn_dataset *ds, const int64_t *idx, int n, float *x, int32_t
   if (!x || n == 0) return 0;
   if (ds->cache) {
     for (int i = 0; i < n; i++)
-      convert_row(ds, ds->cache + (size_t)idx[i] * ds->rowbytes, x + (size_t)i * ds->rowlen);
+      if (convert_row(ds, ds->cache + (size_t)idx[i] * ds->rowbytes, x + (size_t)i * ds->rowlen))
+        return nonfinite_row(ds, idx[i], x + (size_t)i * ds->rowlen, err);
     return 0;
   }
   if (n > ds->order_cap) {

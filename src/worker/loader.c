@@ -13,6 +13,7 @@
  * in units of the channel's standard deviation. Each sample is keyed by
  * (seed, epoch, its global index from order[]), never by batch or rank. */
 #include "worker/loader.h"
+#include "core/checked.h"
 #include "core/mem.h"
 
 #include <pthread.h>
@@ -204,9 +205,13 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     L->augment = 1;
   }
   size_t tdim = L->info.target_dim > 0 ? (size_t)L->info.target_dim : 1;
+  size_t xbytes = 0;
+  if (nn_bytes_of2((size_t)L->max_slice, L->feat, sizeof(float), &xbytes) ||
+      nn_add_size(xbytes, 1, &xbytes))
+    goto oom;
   for (int i = 0; i < L->nslots; i++) {
     slot *s = &L->slots[i];
-    s->x = nn_malloc((size_t)L->max_slice * L->feat * sizeof(float) + 1);
+    s->x = nn_malloc(xbytes);
     s->labels = nn_malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
     s->targets = nn_malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
     s->idx = nn_malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
@@ -224,8 +229,10 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
   *out = L;
   return 0;
 oom:
-  rc = nn_error_set(err, NN_ENOMEM, "out of memory allocating %d prefetch batches of %d samples",
-                    L->depth, L->max_slice);
+  rc = nn_error_at(err, NN_ENOMEM, nn_dataset_file(ds, 0), 0, 0,
+                   "out of memory allocating %d prefetch batches of %d samples of %zu floats "
+                   "(%.1f MB each)", L->depth, L->max_slice, L->feat,
+                   (double)L->max_slice * (double)L->feat * 4.0 / 1e6);
 fail:
   nn_loader_free(L);
   return rc;

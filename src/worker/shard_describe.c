@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "worker/dataset_internal.h"
+#include "core/checked.h"
 
 #define DESC_DIR_HINT "an HDF5 shard or a glob such as DIR/train-*.h5"
 
@@ -56,7 +57,13 @@ int nn_shard_describe(const char *path, nn_shard_desc *d, nn_error *err) {
   }
   H5Sget_simple_extent_dims(sp, dims, NULL);
   d->raw_bytes = (int64_t)H5Tget_size(t);
-  for (int i = 0; i < rank; i++) d->raw_bytes *= (int64_t)dims[i];
+  /* saturated, never wrapped: the shard reader refuses such a sample shape
+   * with a message naming the attribute (dataset.c) */
+  for (int i = 0; i < rank; i++)
+    if (dims[i] > (hsize_t)INT64_MAX || nn_mul_i64(d->raw_bytes, (int64_t)dims[i], &d->raw_bytes)) {
+      d->raw_bytes = INT64_MAX;
+      break;
+    }
   d->stored_bytes = (int64_t)H5Dget_storage_size(ds);
   if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
     d->chunk_ndim = H5Pget_chunk(dcpl, rank, ch);

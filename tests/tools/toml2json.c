@@ -100,7 +100,7 @@ static void put_value(FILE *f, const nn_toml_value *v) {
     fputc('{', f);
     for (size_t k = 0; k < v->u.tab.n; k++) {
       if (k) fputc(',', f);
-      put_json_string(f, v->u.tab.kv[k].key, strlen(v->u.tab.kv[k].key));
+      put_json_string(f, v->u.tab.kv[k].key, v->u.tab.kv[k].key_len);
       fputc(':', f);
       put_value(f, v->u.tab.kv[k].value);
     }

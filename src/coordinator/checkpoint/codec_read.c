@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "core/checked.h"
 #include "core/mem.h"
 
 #define RFAIL NN__CKPT_RFAIL
@@ -56,6 +57,9 @@ static int check_counts(nn__ckpt_r *r, const nn_ckpt_replica *rep, const char *p
   return 0;
 }
 
+/* Most floats of a checkpoint's parameters (or buffers): 64 GB. */
+#define CKPT_MAX_FLOATS ((size_t)1 << 34)
+
 /* Validate the records of a tensor table; next[2] gets the parameter and
  * buffer float counts. */
 static int check_records(nn__ckpt_r *r, const char *path, nn__ckpt_tensor_rec *recs, hsize_t n,
@@ -71,19 +75,27 @@ static int check_records(nn__ckpt_r *r, const char *path, nn__ckpt_tensor_rec *r
     if (seen_buffer && !t->is_buffer)
       return RFAIL(r, path, "record %llu: a parameter after the buffers", (unsigned long long)i);
     seen_buffer |= t->is_buffer;
-    size_t count = 1;
+    nn_shape sh = {.ndim = t->ndim};
     for (int k = 0; k < t->ndim; k++) {
-      if (t->shape[k] < 1 || count > (SIZE_MAX / 8) / (size_t)t->shape[k] ||
-          count * (size_t)t->shape[k] > ((size_t)1 << 34))
+      if (t->shape[k] < 1)
         return RFAIL(r, path, "record %llu (%s/%s): bad dimension %d", (unsigned long long)i,
                      t->layer, t->name, (int)t->shape[k]);
-      count *= (size_t)t->shape[k];
+      sh.dim[k] = t->shape[k];
     }
+    size_t count = 0, sum = 0;
+    char shp[80];
+    if (nn_shape_count_checked(&sh, &count))
+      return RFAIL(r, path, "record %llu (%s/%s): shape %s has more than %lld elements",
+                   (unsigned long long)i, t->layer, t->name, nn_shape_str(&sh, shp, sizeof shp),
+                   (long long)NN_MAX_ELEMS);
+    if (nn_add_size(next[t->is_buffer], count, &sum) || sum > CKPT_MAX_FLOATS)
+      return RFAIL(r, path, "record %llu (%s/%s): the tensors hold more than 2^34 floats",
+                   (unsigned long long)i, t->layer, t->name);
     for (hsize_t j = 0; j < i; j++)
       if (recs[j].is_buffer == t->is_buffer && !strcmp(recs[j].layer, t->layer) &&
           !strcmp(recs[j].name, t->name))
         return RFAIL(r, path, "%s/%s is listed twice", t->layer, t->name);
-    next[t->is_buffer] += count;
+    next[t->is_buffer] = sum;
   }
   return 0;
 }
@@ -381,7 +393,9 @@ int nn__ckpt_read_file(const char *path, nn_ckpt_snapshot *s, uint64_t *stored, 
   nn__ckpt_r r = {{-1, path, NN_ECKPT, "an nntrain checkpoint"}, err};
   memset(s, 0, sizeof *s);
   int rc = nn_h5_open_read(path, "an nntrain checkpoint", NULL, &r.h.id, err);
-  if (rc == NN_EDATA) { /* not HDF5, truncated, a directory: a bad checkpoint */
+  /* missing, unreadable, not HDF5, truncated, a directory: a missing or bad
+   * checkpoint (exit 5), not a data problem */
+  if (rc == NN_EDATA || rc == NN_ENOTFOUND || rc == NN_EIO) {
     rc = NN_ECKPT;
     if (err) err->code = NN_ECKPT;
   }

@@ -408,6 +408,19 @@ static void test_layer_options_by_key(void) {
   }
 }
 
+/* A tensor over 2^31 - 1 elements is refused by shape at build, before any
+ * arena is sized (a dense layer on a [1, 46340, 46340] input). */
+static void test_huge_tensor_refused(void) {
+  nn_layer_cfg c = cfg_of("dense");
+  cfg_set(&c, "units", "2");
+  nn_shape in = {3, {1, 46340, 46340}};
+  nn_model m;
+  nn_error e;
+  nn_error_clear(&e);
+  ASSERT_EQ_INT(nn_model_build(&m, &in, &c, 1, 1, &e), NN_ESHAPE);
+  ASSERT_STR_CONTAINS(e.msg, "tensor 'weight' [2, 2147395600] has more than 2147483647 elements");
+}
+
 typedef struct demo_cfg {
   int i;
   int64_t big;
@@ -480,5 +493,5 @@ TEST_MAIN(TEST(test_grad_dense_bias), TEST(test_grad_dense_no_bias),
           TEST(test_gradcheck_detects_errors), TEST(test_forward_activation_values),
           TEST(test_forward_softmax_values), TEST(test_forward_dense_values),
           TEST(test_shapes), TEST(test_init_names), TEST(test_layer_defaults),
-          TEST(test_layer_options_by_key),
+          TEST(test_layer_options_by_key), TEST(test_huge_tensor_refused),
           TEST(test_key_default_literals))

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checked.h"
 #include "core/keys.h"
 #include "core/rng.h"
 
@@ -89,18 +90,34 @@ static void spec_fill(nn_param_spec *s, const char *name, const nn_shape *shape,
   s->value = value;
 }
 
+/* A tensor of more than NN_MAX_ELEMS elements (2^31 - 1: BLAS and the
+ * checkpoint's tensor table count in int) is refused with its shape, before
+ * the model sizes an arena for it (a dense layer on a huge input would
+ * otherwise ask for tens of GB and fail, or worse, start filling them). */
+static int tensor_fits(const char *name, const nn_shape *shape, nn_error *err) {
+  size_t n;
+  if (nn_shape_count_checked(shape, &n) == 0) return 0;
+  char buf[96];
+  return nn_error_set(err, NN_ESHAPE, "tensor '%s' %s has more than %lld elements", name,
+                      nn_shape_str(shape, buf, sizeof buf), (long long)NN_MAX_ELEMS);
+}
+
 int nn_layer_add_param(nn_layer *l, const char *name, const nn_shape *shape,
                        nn_init_kind init, int fan_in, int fan_out, nn_error *err) {
+  int rc;
   if (l->nparams >= NN_MAX_PARAMS)
     return nn_error_set(err, NN_EINTERNAL, "more than %d parameter tensors", NN_MAX_PARAMS);
+  if ((rc = tensor_fits(name, shape, err))) return rc;
   spec_fill(&l->pspec[l->nparams++], name, shape, init, fan_in, fan_out, 0.0f);
   return 0;
 }
 
 int nn_layer_add_buffer(nn_layer *l, const char *name, const nn_shape *shape,
                         nn_init_kind init, float value, nn_error *err) {
+  int rc;
   if (l->nbuffers >= NN_MAX_PARAMS)
     return nn_error_set(err, NN_EINTERNAL, "more than %d buffer tensors", NN_MAX_PARAMS);
+  if ((rc = tensor_fits(name, shape, err))) return rc;
   spec_fill(&l->bspec[l->nbuffers++], name, shape, init, 0, 0, value);
   return 0;
 }

@@ -145,7 +145,12 @@ static int init_mpi(int *argc, char ***argv, evalctx *E) {
   if (nn_cli_mpi_init(argc, argv, &provided, &E->rank, &E->N, &err) != 0)
     return nn_cli_fail(&err);
   E->job = nn_calloc(1, sizeof *E->job);
-  return E->job ? 0 : NN_EXIT_FAILURE;
+  /* Every rank learns that one had no memory, and rank 0 says it once. */
+  int rc = nn_agree(E->comm, E->job ? 0 : nn_error_set(&err, NN_ENOMEM, "out of memory"), &err);
+  if (!rc) return 0;
+  free(E->job);
+  E->job = NULL;
+  return E->rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
 }
 
 int nn_cmd_eval(int argc, char **argv) {

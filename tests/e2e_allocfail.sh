@@ -6,7 +6,7 @@
 # exit 1 and a one-line "nntrain: ..." message, no sanitizer report (run it in the ASan
 # build: leaks count, tests/lsan.supp names Open MPI's own), no hang, and no
 # damaged checkpoint left behind. Needs a -DNN_FAULT_INJECTION=ON build (skips
-# otherwise). CI samples every NN_ALLOCFAIL_SAMPLE-th site (default 4);
+# otherwise). CI samples every NN_ALLOCFAIL_SAMPLE-th site (default 8);
 # NN_ALLOCFAIL_SAMPLE=1 walks them all.
 set -euo pipefail
 : "${NNTRAIN:?}" "${NN_SOURCE_DIR:?}"
@@ -16,7 +16,7 @@ trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"             # PY, fail, fm_idx, mlp_model
 . "$(dirname "${BASH_SOURCE[0]}")/tools/allocwalk.sh"  # walk
 "$NNTRAIN" --version | grep -q "fault injection" || skip "not a -DNN_FAULT_INJECTION=ON build"
-export NN_ALLOCFAIL_SAMPLE=${NN_ALLOCFAIL_SAMPLE:-4}
+export NN_ALLOCFAIL_SAMPLE=${NN_ALLOCFAIL_SAMPLE:-8}
 t_start=$SECONDS
 
 # --- a tiny data set and job; a checkpoint to eval and inspect ----------------------

@@ -74,6 +74,10 @@ walk() {
       echo "known $name site $site: $why"
       why=""
     fi
+    if [ -n "$why" ] && [[ " ${WALK_OPEN:-} " == *" $name:$site "* ]]; then
+      echo "OPEN (known, not fixed yet) $name site $site: $why"   # WALK_OPEN: listed defects
+      why=""
+    fi
     if [ -n "$why" ]; then
       WALK_BAD=$((WALK_BAD + 1))
       echo "BAD $name site $site: $why"

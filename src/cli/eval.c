@@ -44,10 +44,15 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
   int rc = nn_bcast_bytes(E->comm, &len, sizeof len, 0, err);
   if (rc) return rc;
   uint8_t *spec = E->rank == 0 ? s->spec : nn_malloc((size_t)len + 1);
-  if (!spec) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  /* agreed: a rank without the buffer must not skip the broadcast alone */
+  if ((rc = nn_agree(E->comm, spec ? 0 : nn_error_set(err, NN_ENOMEM, "out of memory"), err)))
+    return rc;
   rc = nn_bcast_bytes(E->comm, spec, (size_t)len, 0, err);
-  if (!rc && (rc = nn_job_unpack(E->job, spec, (size_t)len, err)) != 0)
-    rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "its job spec does not decode: %s", err->msg);
+  if (!rc && (rc = nn_job_unpack(E->job, spec, (size_t)len, err)) != 0 && rc != NN_ENOMEM) {
+    char why[sizeof err->msg]; /* err->msg is rewritten below */
+    snprintf(why, sizeof why, "%s", err->msg);
+    rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "its job spec does not decode: %s", why);
+  }
   if (E->rank != 0) free(spec);
   return rc;
 }
@@ -145,7 +150,12 @@ static int init_mpi(int *argc, char ***argv, evalctx *E) {
   if (nn_cli_mpi_init(argc, argv, &provided, &E->rank, &E->N, &err) != 0)
     return nn_cli_fail(&err);
   E->job = nn_calloc(1, sizeof *E->job);
-  return E->job ? 0 : NN_EXIT_FAILURE;
+  /* Every rank learns that one had no memory, and rank 0 says it once. */
+  int rc = nn_agree(E->comm, E->job ? 0 : nn_error_set(&err, NN_ENOMEM, "out of memory"), &err);
+  if (!rc) return 0;
+  free(E->job);
+  E->job = NULL;
+  return E->rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
 }
 
 int nn_cmd_eval(int argc, char **argv) {

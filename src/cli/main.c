@@ -7,6 +7,13 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/mem.h"
+
+#ifdef NN_FAULT_INJECTION
+/* jansson's allocations go through core/mem.h too (site "jansson"), so the
+ * allocation-failure walk covers them. */
+static void *json_alloc(size_t size) { return nn_mem_alloc_at(size, "jansson"); }
+#endif
 
 typedef struct nn_command {
   const char *name;
@@ -46,6 +53,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#ifdef NN_FAULT_INJECTION
+  json_set_alloc_funcs(json_alloc, free);
+#endif
   if (argc < 2) {
     usage(stderr);
     return NN_EXIT_USAGE;

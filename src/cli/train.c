@@ -17,6 +17,7 @@
 #include "coordinator/alloc.h"
 #include "coordinator/job.h"
 #include "coordinator/train.h"
+#include "worker/agree.h"
 #include "worker/mpi_check.h"
 #include "worker/signals.h"
 
@@ -302,10 +303,10 @@ int nn_cmd_train(int argc, char **argv) {
   }
   MPI_Comm comm = MPI_COMM_WORLD;
   nn_job *job = nn_calloc(1, sizeof *job);
-  if (!job) {
-    fprintf(stderr, "nntrain: out of memory\n");
-    MPI_Abort(comm, NN_EXIT_FAILURE);
-    return NN_EXIT_FAILURE;
+  /* A rank without memory stops every rank, with one message, no abort. */
+  if ((rc = nn_agree(comm, job ? 0 : nn_error_set(&err, NN_ENOMEM, "out of memory"), &err))) {
+    code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
+    goto out;
   }
   if (nranks > 1 && provided < MPI_THREAD_SERIALIZED) {
     if (rank == 0)

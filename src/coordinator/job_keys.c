@@ -607,7 +607,7 @@ int nn__key_set_toml_text(const nn_key *k, void *base, const char *text, char *m
       memcpy(msg, e.msg, len);
       msg[len] = '\0';
     }
-    return -1;
+    return e.code == NN_ENOMEM ? NN_ENOMEM : -1;
   }
   int rc = nn__key_set_toml(k, base, val, msg, n, line, col);
   nn_toml_free(doc);
@@ -620,7 +620,9 @@ int nn__keys_defaults(const nn_key *keys, void *base, const char *what, nn_error
     if (!k->def) continue;
     char msg[384];
     int line = 0, col = 0;
-    if (nn__key_set_toml_text(k, base, k->def, msg, sizeof msg, &line, &col))
+    int rc = nn__key_set_toml_text(k, base, k->def, msg, sizeof msg, &line, &col);
+    if (rc == NN_ENOMEM) return nn_error_set(err, NN_ENOMEM, "out of memory");
+    if (rc)
       return nn_error_set(err, NN_EINTERNAL, "default of %s.%s (%s) is invalid: %s", what,
                           k->name, k->def, msg);
   }

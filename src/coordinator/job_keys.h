@@ -48,7 +48,8 @@ int nn__key_check_string(const nn_key *k, const char *s, char *msg, size_t n);
  * value (the value itself, or an item of a list) in *line, *col. */
 int nn__key_set_toml(const nn_key *k, void *base, const nn_toml_value *v, char *msg,
                      size_t n, int *line, int *col);
-/* The same from one TOML value written as text ("0.001", "\"relu\"", "[1, 2]"). */
+/* The same from one TOML value written as text ("0.001", "\"relu\"", "[1, 2]");
+ * NN_ENOMEM (message "out of memory") when the text could not be parsed for want of memory. */
 int nn__key_set_toml_text(const nn_key *k, void *base, const char *text, char *msg,
                           size_t n, int *line, int *col);
 

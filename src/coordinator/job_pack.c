@@ -18,6 +18,7 @@
 
 #include "coordinator/job.h"
 #include "core/mem.h"
+#include "coordinator/pb_alloc.h"
 #include "coordinator/job_keys.h"
 #include "core/loss.h"
 #include "nntrain.pb-c.h"
@@ -512,7 +513,7 @@ int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err) {
     rc = nn_error_set(err, NN_EINVAL, "no buffer");
     goto done;
   }
-  root = (Nntrain__JobSpec *)protobuf_c_message_unpack(&nntrain__job_spec__descriptor, NULL,
+  root = (Nntrain__JobSpec *)protobuf_c_message_unpack(&nntrain__job_spec__descriptor, nn_pb_allocator(),
                                                        len, buf);
   if (!root) {
     rc = nn_error_set(err, NN_ECKPT, "JobSpec: %zu bytes that are not a JobSpec message", len);
@@ -523,7 +524,7 @@ int nn_job_unpack(nn_job *job, const uint8_t *buf, size_t len, nn_error *err) {
   if (!rc) rc = layers_from_msg(job, root, err);
   if (!rc) rc = check_unpacked(job, err);
 done:
-  if (root) protobuf_c_message_free_unpacked(&root->base, NULL);
+  if (root) protobuf_c_message_free_unpacked(&root->base, nn_pb_allocator());
   if (rc) memset(job, 0, sizeof *job);
   return rc;
 }
@@ -550,9 +551,9 @@ done:
 int nn__keys_unpack(const nn_key *keys, void *base, const void *desc, const uint8_t *buf,
                     size_t len, nn_error *err) {
   const ProtobufCMessageDescriptor *d = desc;
-  ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, nn_pb_allocator(), len, buf);
   if (!m) return nn_error_set(err, NN_ECKPT, "%zu bytes that are not a %s message", len, d->name);
   int rc = msg_to_keys(keys, base, m, d->short_name, err);
-  protobuf_c_message_free_unpacked(m, NULL);
+  protobuf_c_message_free_unpacked(m, nn_pb_allocator());
   return rc;
 }

@@ -307,10 +307,11 @@ static int read_run(nn__ckpt_r *r, nn_ckpt_snapshot *s, int version) {
   static const nn_h5_want metrics = {H5T_STRING, 0, "a string", 0, NULL, NULL};
   int rc = nn_h5_dset_open(&r->h, "spec", &spec, &n, &d, r->err);
   if (rc) return rc;
-  if (n > ((hsize_t)1 << 30) || nn__ckpt_grow(&s->spec, &s->spec_cap, n ? (size_t)n : 1, r->err)) {
+  if (n > ((hsize_t)1 << 30)) {
     rc = RFAIL(r, "spec", "%llu bytes: too large", (unsigned long long)n);
     goto cleanup;
   }
+  if ((rc = nn__ckpt_grow(&s->spec, &s->spec_cap, n ? (size_t)n : 1, r->err))) goto cleanup;
   if (n && H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->spec) < 0) {
     rc = RFAIL(r, "spec", "cannot read the data");
     goto cleanup;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/pb_alloc.h"
 #include "nntrain.pb-c.h"
 #include "worker/collective.h"
 
@@ -86,7 +87,7 @@ int nn_decide_share(nn_decide_state *d, nn_decision *dec, MPI_Comm comm, nn_erro
   if (len < 0 || len > (int)sizeof buf) return nn_error_set(err, NN_EINTERNAL, "bad control message");
   NN_MPI_RETURN(err, MPI_Bcast(buf, len, MPI_BYTE, 0, comm));
   if (rank == 0) return 0;
-  Nntrain__EpochControl *m = nntrain__epoch_control__unpack(NULL, (size_t)len, buf);
+  Nntrain__EpochControl *m = nntrain__epoch_control__unpack(nn_pb_allocator(), (size_t)len, buf);
   if (!m) return nn_error_set(err, NN_EMPI, "cannot decode the coordinator's control message");
   dec->stop = m->stop;
   dec->improved = m->improved;
@@ -98,6 +99,6 @@ int nn_decide_share(nn_decide_state *d, nn_decision *dec, MPI_Comm comm, nn_erro
   d->es.best = m->es_best;
   d->es.bad = m->es_bad;
   d->es.best_epoch = m->es_best_epoch;
-  nntrain__epoch_control__free_unpacked(m, NULL);
+  nntrain__epoch_control__free_unpacked(m, nn_pb_allocator());
   return 0;
 }

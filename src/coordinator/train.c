@@ -519,7 +519,8 @@ static int on_nonfinite(run *R, int epoch, nn_error *err) {
   const nn_job *job = R->job;
   int64_t step = R->state.step; /* the global step that was dropped (0-based) */
   if (strcmp(job->train.on_nonfinite, "skip") != 0)
-    return nn_error_set(err, NN_ENUMERIC, "non-finite loss or gradient at step %lld (epoch %d): "
+    return nn_error_set(err, NN_ENUMERIC,
+                        "training diverged: non-finite loss or gradient at step %lld (epoch %d): "
                         "training stopped before applying it (train.on_nonfinite = \"stop\"); "
                         "lower optimizer.lr or check the data", (long long)step + 1, epoch + 1);
   R->nonfinite_run++;
@@ -861,7 +862,11 @@ static int train_epochs(run *R, nn_error *err) {
 int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
                  nn_train_result *res, nn_error *err) {
   run *R = nn_calloc(1, sizeof *R);
-  if (!R) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  if (!R) { /* this rank alone: its peers are in setup's collectives */
+    memset(res, 0, sizeof *res);
+    res->local_error = 1;
+    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  }
   R->job = job;
   R->opts = opts;
   R->res = res;

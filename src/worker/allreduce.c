@@ -104,15 +104,25 @@ static void ring_add(float *restrict dst, const float *restrict src, size_t n) {
 int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    nn_error *err) {
   int rc = 0;
-  nn_ring *r = nn_calloc(1, sizeof *r);
   *out = NULL;
-  if (!r) return nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
-  r->comm = MPI_COMM_NULL;
-  r->diag = MPI_COMM_NULL;
+  /* The collective part first, on every rank whatever happens locally: a
+   * rank whose allocation fails must not leave its peers inside
+   * MPI_Comm_dup (the caller agrees on the result afterwards). */
+  MPI_Comm c = MPI_COMM_NULL, d = MPI_COMM_NULL;
+  int mrc = MPI_Comm_dup(comm, &c);
+  int mrc2 = MPI_Comm_dup(comm, &d);
+  nn_ring *r = nn_calloc(1, sizeof *r);
+  if (!r) {
+    if (c != MPI_COMM_NULL) MPI_Comm_free(&c);
+    if (d != MPI_COMM_NULL) MPI_Comm_free(&d);
+    return nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
+  }
+  r->comm = c;
+  r->diag = d;
+  RING_MPI(mrc, "MPI_Comm_dup");
+  RING_MPI(mrc2, "MPI_Comm_dup");
   RING_MPI(MPI_Comm_rank(comm, &r->rank), "MPI_Comm_rank");
   RING_MPI(MPI_Comm_size(comm, &r->size), "MPI_Comm_size");
-  RING_MPI(MPI_Comm_dup(comm, &r->comm), "MPI_Comm_dup");
-  RING_MPI(MPI_Comm_dup(comm, &r->diag), "MPI_Comm_dup");
   RING_MPI(MPI_Comm_set_errhandler(r->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   RING_MPI(MPI_Comm_set_errhandler(r->diag, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   if (chunk_bytes == 0) chunk_bytes = NN__RING_DEFAULT_CHUNK_BYTES;
@@ -526,17 +536,24 @@ int nn_gradsync_create(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
     return nn_error_set(err, NN_EMPI,
                         "gradient sync needs MPI initialized with MPI_THREAD_SERIALIZED or "
                         "higher (got level %d)", provided);
+  if (bucket_bytes == 0) bucket_bytes = (size_t)4 << 20;
+  size_t bucket = bucket_bytes / sizeof(float);
+  if (bucket == 0) bucket = 1;
+  /* the ring (collective) before anything that can fail on one rank alone */
+  nn_ring *ring = NULL;
+  rc = nn_ring_create(&ring, comm, bucket < n ? bucket : n, 0, err);
+  if (rc) return rc;
   nn_gradsync *g = nn_calloc(1, sizeof *g);
-  if (!g) return nn_error_set(err, NN_ENOMEM, "gradient sync: out of memory");
+  if (!g) {
+    nn_ring_free(ring);
+    return nn_error_set(err, NN_ENOMEM, "gradient sync: out of memory");
+  }
   pthread_mutex_init(&g->mu, NULL);
   pthread_cond_init(&g->cv, NULL);
   g->arena = arena;
   g->n = n;
-  if (bucket_bytes == 0) bucket_bytes = (size_t)4 << 20;
-  g->bucket = bucket_bytes / sizeof(float);
-  if (g->bucket == 0) g->bucket = 1;
-  rc = nn_ring_create(&g->ring, comm, g->bucket < n ? g->bucket : n, 0, err);
-  if (rc) goto done;
+  g->bucket = bucket;
+  g->ring = ring;
   g->nbuckets = n ? (n + g->bucket - 1) / g->bucket : 0;
   g->ready = nn_calloc(g->nbuckets ? g->nbuckets : 1, sizeof *g->ready);
   if (!g->ready) {

@@ -60,5 +60,12 @@ for f in $(find "$corpus" -maxdepth 1 -name "$t-crash-*" -newer "$stamp") \
     status=1
   fi
 done
+# 70 is libFuzzer's timeout exit: a run hung (libhdf5 1.10.8 loops in H5HG_read on
+# damaged variable-length strings, a known hang we cannot prevent;
+# README.md, Fuzzing). Reported, with the input kept as $t-timeout-*, not failed.
+if [ "$status" = 0 ] && [ "$found" = 0 ] && [ "$rc" = 70 ]; then
+  echo "fuzz.sh: fuzz_$t: a run timed out (kept as $corpus/$t-timeout-*; reproduce and check the stack)"
+  rc=0
+fi
 [ "$status" = 0 ] && [ "$found" = 0 ] && [ "$rc" != 0 ] && echo "fuzz.sh: fuzz_$t exited $rc" && status=$rc
 exit "$status"

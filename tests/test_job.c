@@ -638,6 +638,26 @@ static void edit_no_layers(Nntrain__JobSpec *m) {
   m->model = &model_copy;
 }
 static void edit_no_name(Nntrain__JobSpec *m) { m->name = ""; }
+static void edit_no_extra(Nntrain__JobSpec *m) {
+  char *type = m->model->layers[0]->type;
+  edit_layer_type(m);
+  layer_copy.type = type; /* back to its own type */
+  layer_copy.n_extra = 0;                      /* every key without a field of its own */
+}
+
+/* A required key (no default) absent from a spec is refused: found by
+ * fuzz_proto, such a spec decoded with filters = 0, then packed again and
+ * was refused on the second decode. */
+static void test_unpack_required_key_missing(void) {
+  nn_error err;
+  const char *conv = "[data]\ntrain = \"t.h5\"\n[[model.layers]]\ntype = \"conv2d\"\n"
+                     "filters = 4\nkernel_size = [3]\n";
+  int prc = parse(&job_a, conv, NULL, 0, &err);
+  if (prc) fprintf(stderr, "  %s\n", fmt(&err));
+  ASSERT_OK(prc);
+  ASSERT_EQ_INT(unpack_edited_job(edit_no_extra, &err), NN_ECKPT);
+  ASSERT_STR_CONTAINS(err.msg, "JobSpec: model.layers[0].filters: required key missing");
+}
 
 /* The messages of nn_job_unpack's checks, word for word. */
 static void test_unpack_messages(void) {
@@ -820,4 +840,4 @@ TEST_MAIN(TEST(test_full_job), TEST(test_trainable_and_init), TEST(test_defaults
           TEST(test_unpack_garbage), TEST(test_edit_distance), TEST(test_layer_defaults_agree),
           TEST(test_loss_choices_match), TEST(test_reference), TEST(test_load_errors),
           TEST(test_cross_key_messages), TEST(test_parse_text_messages),
-          TEST(test_unpack_messages))
+          TEST(test_unpack_messages), TEST(test_unpack_required_key_missing))

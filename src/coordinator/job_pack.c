@@ -218,7 +218,8 @@ static int keys_to_msg(pk *a, const nn_key *keys, const void *base, ProtobufCMes
 /* msg_to_keys for a key k with no field of its own: its text in the
  * `extra` list (field fx) of the message at mb, parsed and checked into
  * `base`. Absent from the list: 0 and `base` untouched. -1 and msg (n bytes,
- * the caller's) for a bad value. */
+ * the caller's) for a bad value, and for a required key that is absent
+ * (found by fuzz_proto: such a spec unpacked, packed again and was refused). */
 static int key_from_extra(const nn_key *k, void *base, const ProtobufCFieldDescriptor *fx,
                           const char *mb, char *msg, size_t n) {
   size_t nx = *(const size_t *)(mb + fx->quantifier_offset);
@@ -226,6 +227,10 @@ static int key_from_extra(const nn_key *k, void *base, const ProtobufCFieldDescr
   for (size_t j = 0; j < nx; j++) {
     if (!xs[j]->key || strcmp(xs[j]->key, k->name)) continue;
     return nn__key_parse_text(k, base, xs[j]->value ? xs[j]->value : "", msg, n);
+  }
+  if (k->flags & NN_KEY_REQUIRED) { /* no default to keep: a spec we would not write */
+    snprintf(msg, n, "required key missing");
+    return -1;
   }
   return 0;
 }

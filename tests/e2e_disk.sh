@@ -98,7 +98,9 @@ job "$T/van" 200 2 >"$T/van.toml"
 $MPIRUN "$NNTRAIN" "$T/van.toml" --quiet >"$T/van.out" 2>&1 &
 pid=$!
 for _ in $(seq 400); do ls "$T/van/checkpoints/"*.h5 >/dev/null 2>&1 && break; sleep 0.05; done
-rm -rf "$T/van"
+# Moved away in one step, then removed: rm -rf alone races the writer (a
+# checkpoint directory made between rm's unlinks and its rmdir keeps it there).
+mv "$T/van" "$T/van.gone" && rm -rf "$T/van.gone"
 wait $pid
 rc=$?
 [ $rc = 4 ] || fail "vanished: exit $rc, expected 4: $(tail -5 "$T/van.out")"

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/mem.h"
@@ -105,6 +106,23 @@ cleanup:
   return rc;
 }
 
+/* The file's directory is made if missing, but not the directories above it:
+ * a run directory removed while training must stay gone (the writer reports
+ * it), not be made anew by a checkpoint written in the same instant. */
+static int mkdir_parent(const char *path, nn_error *err) {
+  char dir[CKPT_PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) return 0;
+  *slash = '\0';
+  struct stat st;
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    return nn_error_at(err, NN_EIO, dir, 0, 0, "cannot create directory: %s", strerror(errno));
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return nn_error_at(err, NN_EIO, dir, 0, 0, "exists and is not a directory");
+  return 0;
+}
+
 int nn_ckpt_write(const nn_ckpt_snapshot *s, const char *path, nn_error *err) {
   char tmp[CKPT_PATH_MAX], dir[CKPT_PATH_MAX];
   nn_ckpt_snapshot back;
@@ -116,7 +134,7 @@ int nn_ckpt_write(const nn_ckpt_snapshot *s, const char *path, nn_error *err) {
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "checkpoint path too long");
   if ((rc = nn__ckpt_check(s, path, err))) return rc;
-  if ((rc = nn_mkdirs_parent(path, err))) return rc;
+  if ((rc = mkdir_parent(path, err))) return rc;
   uint64_t sum = nn__ckpt_checksum_v(s, NN_CKPT_VERSION);
 
   unlink(tmp);

@@ -84,6 +84,11 @@ static void *writer_main(void *arg) {
     int rc = run_dir_there(w->dir, &e);
     if (!rc) rc = nn_ckpt_write(&w->snap[pick], w->path[pick], &e);
     if (!rc) rc = nn_ckpt_prune(w->dir, w->keep, &e);
+    if (rc && rc != NN_EINVAL && rc != NN_ENUMERIC) { /* removed while being written? */
+      nn_error gone;
+      nn_error_clear(&gone);
+      if (run_dir_there(w->dir, &gone)) e = gone;
+    }
     if (rc) {
       char line[1024];
       fprintf(stderr, "nntrain: warning: checkpoint not written, the previous one stays; "

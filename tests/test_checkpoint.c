@@ -698,7 +698,64 @@ static void test_v2_damage(void) {
   rm_rf(dir);
 }
 
+/* State fields added after version 2 first shipped (nn_ckpt_field.optional:
+ * the non-finite counters): a file written without them (an older nntrain)
+ * reads with 0 and still verifies; a non-zero value is under the checksum,
+ * so removing or changing it is refused. */
+static int delete_state_attr(const char *path, const char *name) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  if (f < 0) return -1;
+  hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
+  int rc = g >= 0 && H5Adelete(g, name) >= 0 ? 0 : -1;
+  if (g >= 0) H5Gclose(g);
+  H5Fclose(f);
+  return rc;
+}
+
+static void test_optional_state_fields(void) {
+  fixture fx;
+  char dir[256], p[1200];
+  ASSERT_OK(fixture_init(&fx));
+  ASSERT_OK(make_tmpdir(dir, sizeof dir));
+  nn_ckpt_snapshot s, r;
+  nn_error e;
+  nn_error_clear(&e);
+  ASSERT_OK(fill_snapshot(&fx, &s, 12));
+  s.state.nonfinite_run = 0;
+  s.state.nonfinite_skipped = 0;
+  s.state.rollbacks = 0;
+  nn_ckpt_path(dir, 12, p, sizeof p);
+  ASSERT_OK(nn_ckpt_write(&s, p, &e));
+  /* as an older writer left it: no attributes at all */
+  ASSERT_OK(delete_state_attr(p, "nonfinite_run"));
+  ASSERT_OK(delete_state_attr(p, "nonfinite_skipped"));
+  ASSERT_OK(delete_state_attr(p, "rollbacks"));
+  int rc = nn_ckpt_read(p, &r, &e);
+  if (rc) fprintf(stderr, "%s\n", e.msg);
+  ASSERT_EQ_INT(rc, 0);
+  ASSERT_EQ_INT(r.state.rollbacks, 0);
+  ASSERT_TRUE(r.state.nonfinite_skipped == 0);
+  nn_ckpt_snapshot_free(&r);
+  /* non-zero values round-trip, and are covered by the checksum */
+  s.state.nonfinite_run = 2;
+  s.state.nonfinite_skipped = 5;
+  s.state.rollbacks = 3;
+  ASSERT_OK(nn_ckpt_write(&s, p, &e));
+  ASSERT_OK(nn_ckpt_read(p, &r, &e));
+  ASSERT_EQ_INT(r.state.nonfinite_run, 2);
+  ASSERT_TRUE(r.state.nonfinite_skipped == 5);
+  ASSERT_EQ_INT(r.state.rollbacks, 3);
+  ASSERT_TRUE(nn_ckpt_checksum(&s) == nn_ckpt_checksum(&r));
+  nn_ckpt_snapshot_free(&r);
+  ASSERT_OK(delete_state_attr(p, "rollbacks"));
+  ASSERT_EQ_INT(nn_ckpt_read(p, &r, &e), NN_ECKPT);
+  ASSERT_STR_CONTAINS(e.msg, "checksum");
+  nn_ckpt_snapshot_free(&s);
+  fixture_free(&fx);
+}
+
 TEST_MAIN(TEST(test_roundtrip), TEST(test_damage_detected), TEST(test_truncated_and_garbage),
           TEST(test_nonfinite_refused), TEST(test_read_latest), TEST(test_prune),
           TEST(test_writer_async), TEST(test_writer_pause), TEST(test_two_replicas),
-          TEST(test_v1_fixture), TEST(test_v2_damage))
+          TEST(test_v1_fixture), TEST(test_v2_damage),
+          TEST(test_optional_state_fields))

@@ -22,6 +22,7 @@ static const char *k_py =
     "         ('nranks','<i'),('lr','<d'),('elapsed_s','<d'),('plateau_scale','<d'),\n"
     "         ('plateau_best','<d'),('plateau_bad','<i'),('plateau_cooldown','<i'),\n"
     "         ('es_best','<d'),('es_bad','<i'),('es_best_epoch','<i')]\n"
+    "OPTIONAL = [('nonfinite_run','<i'),('nonfinite_skipped','<q'),('rollbacks','<i')]\n"
     "def checksum(f):\n"
     "    h = item(FNV_OFFSET, 'format', f.attrs['format'].encode())\n"
     "    h = item(h, 'version', struct.pack('<i', int(f.attrs['version'])))\n"
@@ -52,6 +53,9 @@ static const char *k_py =
     "                off += n\n"
     "    for name, fmt in STATE:\n"
     "        h = item(h, 'state/' + name, struct.pack(fmt, f['state'].attrs[name]))\n"
+    "    for name, fmt in OPTIONAL:\n"
+    "        v = f['state'].attrs.get(name, 0)\n"
+    "        if v != 0: h = item(h, 'state/' + name, struct.pack(fmt, v))\n"
     "    return item(h, 'metrics', f['metrics'].asstr()[()].encode())\n"
     "f = h5py.File(sys.argv[1], 'r')\n"
     "assert f.attrs['format'] == 'nntrain-checkpoint', f.attrs['format']\n"
@@ -72,6 +76,7 @@ static const char *k_py =
     "assert 'dense1' not in d['optimizer/momentum_buffer'], list(d['optimizer/momentum_buffer'])\n"
     "assert 'optim_t' not in f['state'].attrs\n"
     "assert f['state'].attrs['step'] == 12\n"
+    "assert f['state'].attrs['rollbacks'] == 2 and f['state'].attrs['nonfinite_run'] == 0\n"
     "m = f['metrics'].asstr()[()]\n"
     "assert 'g_loss' in m and m.count('\\n') == 1, m\n"
     "sd = {k: np.asarray(v) for k, v in g['params/dense0'].items()}\n"
@@ -89,6 +94,7 @@ static void test_h5py_layout(void) {
   nn_error e;
   nn_error_clear(&e);
   ASSERT_OK(fill_two(&fx, &s, 12));
+  s.state.rollbacks = 2; /* an optional field, hashed (not 0); nonfinite_run is 0: not hashed */
   nn_ckpt_path(dir, 12, p, sizeof p);
   ASSERT_OK(nn_ckpt_write(&s, p, &e));
   snprintf(py, sizeof py, "%s/check.py", dir);

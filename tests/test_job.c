@@ -527,6 +527,16 @@ static void test_unpack_garbage(void) {
   ASSERT_EQ_INT(nn_job_unpack(&job_b, buf, len, &err), NN_ECKPT);
   ASSERT_STR_CONTAINS(err.msg, "train.epochs: 0 is out of range");
   free(buf);
+  /* keys added later (NN_KEY_ZERO_ABSENT): a spec from before them holds 0
+   * (proto3's absent field) and decodes to the defaults */
+  job_a.train.epochs = 3;
+  job_a.train.nonfinite_lr_factor = 0;
+  job_a.train.nonfinite_max_rollbacks = 0;
+  ASSERT_OK(nn_job_pack(&job_a, &buf, &len, &err));
+  ASSERT_OK(nn_job_unpack(&job_b, buf, len, &err));
+  ASSERT_TRUE(job_b.train.nonfinite_lr_factor == 0.5);
+  ASSERT_EQ_INT(job_b.train.nonfinite_max_rollbacks, 3);
+  free(buf);
 }
 
 /* The messages of the job reader's later checks, word for word: the section

@@ -51,6 +51,11 @@ typedef struct nn_ckpt_state {
   nn_decide_state decide;  /* early stopping and reduce-on-plateau (run/decide.h); saved
                               as plateau_scale, plateau_best, plateau_bad, plateau_cooldown,
                               es_best, es_bad, es_best_epoch */
+  /* train.on_nonfinite (docs/training.md#non-finite-steps); 0 in files from before them */
+  int32_t nonfinite_run;   /* "skip": non-finite steps in a row just before this point */
+  int64_t nonfinite_skipped; /* "skip": steps dropped as non-finite so far */
+  int32_t rollbacks;       /* "rollback": rollbacks so far; the learning rate is scaled by
+                              train.nonfinite_lr_factor to this power */
 } nn_ckpt_state;
 
 /* One named replica: a model's tensors and its optimizer. Owned buffers. */
@@ -117,6 +122,9 @@ typedef struct nn_ckpt_field {
   size_t offset;           /* offsetof(nn_ckpt_state, name) */
   const char *help;        /* one line for docs and inspect */
   int v1_only;             /* 1: in version 1 files only (not written, not hashed in v2) */
+  int optional;            /* 1: added after version 2 first shipped: a file without it
+                              reads as 0, and it enters the checksum only when not 0, so
+                              older files still verify */
 } nn_ckpt_field;
 const nn_ckpt_field *nn_ckpt_state_fields(void);
 /* Value of field f of st as text ("12", "0.001", "nan") into buf; returns buf. */
@@ -174,6 +182,8 @@ int nn_ckpt_writer_submit(nn_ckpt_writer *w, const char *path, nn_error *err);
 /* Wait for every submitted write; returns the first failure since the last
  * wait (its error in err), or 0. */
 int nn_ckpt_writer_wait(nn_ckpt_writer *w, nn_error *err);
+/* Wait for every submitted write, leaving a failure for the next wait. */
+void nn_ckpt_writer_drain(nn_ckpt_writer *w);
 /* Wait, stop the thread, free the snapshots. */
 void nn_ckpt_writer_free(nn_ckpt_writer *w);
 /* Initialize both snapshots of the writer for n replicas, as

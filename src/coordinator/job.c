@@ -172,16 +172,30 @@ static const nn_key train_keys[] = {
            "docs/tasks.md): \"supervised\", one model learning the data's labels or "
            "targets. \"test_twin\" is for the test suite only."},
   {.name = "on_nonfinite", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, on_nonfinite),
-   .size = SZ(nn_job_train, on_nonfinite), .def = "\"stop\"", .choices = "stop|skip",
+   .size = SZ(nn_job_train, on_nonfinite), .def = "\"stop\"", .choices = "stop|skip|rollback",
    .help = "A step whose loss or summed gradient holds a NaN or Inf is never applied "
            "(docs/training.md#non-finite-steps). \"stop\": every rank exits 7 naming the "
            "step; the last checkpoint stays the good one. \"skip\": drop the step, count it "
-           "(log, metrics.jsonl) and go on; stop after nonfinite_max_skips in a row."},
+           "(log, metrics.jsonl) and go on; stop after nonfinite_max_skips in a row. "
+           "\"rollback\": every rank reloads the newest checkpoint, the learning rate is "
+           "multiplied by nonfinite_lr_factor, training goes on from there; the "
+           "(nonfinite_max_rollbacks + 1)-th non-finite step stops the run. Needs checkpoints "
+           "during the run ([checkpoint] every_steps, every_epochs or every_seconds)."},
   {.name = "nonfinite_max_skips", .type = NN_KEY_INT,
    .offset = offsetof(nn_job_train, nonfinite_max_skips), .size = sizeof(int), .min = 0,
    .max = 1000000, .def = "10",
    .help = "With on_nonfinite = \"skip\": this many non-finite steps in a row stop the "
            "run (exit 7); 0: no limit."},
+  {.name = "nonfinite_lr_factor", .type = NN_KEY_FLOAT,
+   .offset = offsetof(nn_job_train, nonfinite_lr_factor), .size = sizeof(double),
+   .min = 1e-6, .max = 1, .def = "0.5", .flags = NN_KEY_ZERO_ABSENT,
+   .help = "With on_nonfinite = \"rollback\": each rollback multiplies the learning rate "
+           "(every replica's, on top of its schedule) by this factor, for the rest of the run."},
+  {.name = "nonfinite_max_rollbacks", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_train, nonfinite_max_rollbacks), .size = sizeof(int), .min = 1,
+   .max = 1000, .def = "3", .flags = NN_KEY_ZERO_ABSENT,
+   .help = "With on_nonfinite = \"rollback\": rollbacks allowed in one run (resumes "
+           "included); the non-finite step after the last one stops the run (exit 7)."},
   {0},
 };
 
@@ -908,6 +922,15 @@ static int check_cross_keys(pctx *c, const nn_job *job, const nn_toml_value *roo
                 at ? at->col : 0, "data.validation_split",
                 "data.validation_split: use either data.validation (separate shards) or "
                 "data.validation_split, not both");
+  }
+  const nn_job_checkpoint *ck = &job->checkpoint;
+  if (!strcmp(job->train.on_nonfinite, "rollback") && ck->every_steps <= 0 &&
+      ck->every_epochs <= 0 && !(ck->every_seconds > 0)) {
+    const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "on_nonfinite");
+    return perr(c, find_ovr(c, "train", -1, "on_nonfinite"), v ? v->line : 0, v ? v->col : 0,
+                "train.on_nonfinite", "train.on_nonfinite = \"rollback\" reloads the newest "
+                "checkpoint, and this job writes none during the run: set checkpoint.every_steps, "
+                "every_epochs or every_seconds (or use \"stop\" or \"skip\")");
   }
   if (nn_loss_parse(job->train.loss) < 0) {
     const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "loss");

@@ -63,8 +63,11 @@ typedef struct nn_job_train {
   double clip_value;        /* clip each summed gradient element to +-clip_value; 0 = off */
   double clip_norm;         /* scale the summed gradients to global norm <= clip_norm; 0 = off */
   char task[24];            /* task kind (coordinator/run/task.h): "supervised", ... */
-  char on_nonfinite[12];    /* "stop" | "skip": a step whose gradient or loss is NaN/Inf */
+  char on_nonfinite[12];    /* "stop" | "skip" | "rollback": a step whose gradient or loss
+                               is NaN/Inf */
   int nonfinite_max_skips;  /* skip: stop after this many non-finite steps in a row */
+  double nonfinite_lr_factor; /* rollback: the learning rate's factor per rollback */
+  int nonfinite_max_rollbacks; /* rollback: stop at the non-finite step after this many */
 } nn_job_train;
 
 typedef struct nn_job_run {

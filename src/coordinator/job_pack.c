@@ -247,6 +247,7 @@ static int key_from_field(const nn_key *k, void *base, const ProtobufCFieldDescr
   switch (k->type) {
   case NN_KEY_INT: {
     int32_t v = *(const int32_t *)src;
+    if (v == 0 && (k->flags & NN_KEY_ZERO_ABSENT)) break; /* a spec from before the key */
     if (!(rc = nn__key_check_int(k, v, msg, n))) *(int *)dst = v;
     break;
   }
@@ -263,6 +264,7 @@ static int key_from_field(const nn_key *k, void *base, const ProtobufCFieldDescr
   }
   case NN_KEY_FLOAT: {
     double v = *(const double *)src;
+    if (v == 0 && (k->flags & NN_KEY_ZERO_ABSENT)) break; /* a spec from before the key */
     if (!(rc = nn__key_check_float(k, v, msg, n))) *(double *)dst = v;
     break;
   }

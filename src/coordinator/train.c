@@ -85,8 +85,8 @@ typedef struct run {
   int epochs_here, show_bar;
   double last_bar;                         /* when the progress bar was last drawn */
   int ckpt_count;                          /* snapshots handed to the writer */
-  int nonfinite_run;                       /* non-finite steps in a row (skip policy) */
-  int64_t nonfinite_skipped;               /* steps skipped as non-finite in this process */
+  int rollback_due;                        /* on_nonfinite = "rollback": leave the epoch
+                                              and reload the newest checkpoint */
   double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
 } run;
 
@@ -205,6 +205,14 @@ static int read_resume_point(run *R, nn_ckpt_snapshot *s, char *path, size_t n, 
   return rc == 0 || rc == NN_ENOTFOUND || rc == NN_ENOMEM ? rc : NN_ECKPT;
 }
 
+/* Rank 0's run state and replicas (parameters, buffers, optimizers), just
+ * loaded from a checkpoint, on every rank. Collective. */
+static int share_loaded(run *R, nn_error *err) {
+  int rc = nn_bcast_bytes(R->comm, &R->state, sizeof R->state, 0, err);
+  for (int i = 0; i < R->nrep && !rc; i++) rc = nn_replica_bcast(&R->rep[i], R->comm, 1, err);
+  return rc;
+}
+
 /* Resume as opts say: rank 0 reads, every rank receives. Leaves the state at
  * step 0 when starting fresh. */
 static int resume(run *R, nn_error *err) {
@@ -223,9 +231,9 @@ static int resume(run *R, nn_error *err) {
   rc = nn_agree(R->comm, rc, err);
   if (!rc) rc = nn_bcast_bytes(R->comm, &found, sizeof found, 0, err);
   if (rc || !found) goto done;
-  if ((rc = nn_bcast_bytes(R->comm, &R->state, sizeof R->state, 0, err)) != 0) goto done;
-  for (int i = 0; i < R->nrep && !rc; i++) rc = nn_replica_bcast(&R->rep[i], R->comm, 1, err);
-  if (rc) goto done;
+  if ((rc = share_loaded(R, err)) != 0) goto done;
+  R->res->nonfinite_skipped = R->state.nonfinite_skipped;
+  R->res->rollbacks = R->state.rollbacks;
   if (R->lead) {
     if (s.metrics && s.metrics_len)
       rc = nn_runlog_seed_history(&R->log, s.metrics, s.metrics_len, err);
@@ -514,36 +522,110 @@ static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out
  * (worker/step.h: not applied, the same verdict on every rank, so every rank
  * takes the same branch here and none is left waiting). "stop" returns
  * NN_ENUMERIC (exit 7) before any checkpoint of this step is taken; "skip"
- * counts the step and stops after nonfinite_max_skips in a row. */
+ * counts the step and stops after nonfinite_max_skips in a row; "rollback"
+ * sets R->rollback_due (the epoch loop reloads the newest checkpoint) and
+ * stops once nonfinite_max_rollbacks are used up. The counters are part of
+ * the run state, so a resumed run counts on. */
 static int on_nonfinite(run *R, int epoch, nn_error *err) {
   const nn_job *job = R->job;
-  int64_t step = R->state.step; /* the global step that was dropped (0-based) */
+  nn_ckpt_state *st = &R->state;
+  long long step = (long long)st->step + 1; /* the dropped step, 1-based as printed */
+  if (!strcmp(job->train.on_nonfinite, "rollback")) {
+    if (st->rollbacks >= job->train.nonfinite_max_rollbacks)
+      return nn_error_set(err, NN_ENUMERIC, "training diverged: non-finite loss or gradient at "
+                          "step %lld (epoch %d) after %d rollback%s (train.nonfinite_max_rollbacks "
+                          "= %d): training stopped", step, epoch + 1, (int)st->rollbacks,
+                          st->rollbacks == 1 ? "" : "s", job->train.nonfinite_max_rollbacks);
+    R->rollback_due = 1;
+    return 0;
+  }
   if (strcmp(job->train.on_nonfinite, "skip") != 0)
     return nn_error_set(err, NN_ENUMERIC,
                         "training diverged: non-finite loss or gradient at step %lld (epoch %d): "
                         "training stopped before applying it (train.on_nonfinite = \"stop\"); "
-                        "lower optimizer.lr or check the data", (long long)step + 1, epoch + 1);
-  R->nonfinite_run++;
-  R->nonfinite_skipped++;
-  R->res->nonfinite_skipped = R->nonfinite_skipped;
+                        "lower optimizer.lr or check the data", step, epoch + 1);
+  st->nonfinite_run++;
+  st->nonfinite_skipped++;
+  R->res->nonfinite_skipped = st->nonfinite_skipped;
   if (R->lead) {
     json_t *rec = nn_runlog_record("nonfinite_skip");
-    nn_json_int(rec, "step", step + 1);
+    nn_json_int(rec, "step", step);
     nn_json_int(rec, "epoch", epoch + 1);
-    nn_json_int(rec, "in_a_row", R->nonfinite_run);
-    nn_json_int(rec, "skipped", R->nonfinite_skipped);
+    nn_json_int(rec, "in_a_row", st->nonfinite_run);
+    nn_json_int(rec, "skipped", st->nonfinite_skipped);
     int rc = nn_runlog_write(&R->log, rec, err);
     if (rc) return rc;
     if (R->show_bar) nn_runlog_progress_clear();
     fprintf(stderr, "nntrain: step %lld (epoch %d): non-finite loss or gradient, step "
-            "skipped (%d in a row)\n", (long long)step + 1, epoch + 1, R->nonfinite_run);
+            "skipped (%d in a row)\n", step, epoch + 1, (int)st->nonfinite_run);
   }
-  if (job->train.nonfinite_max_skips > 0 && R->nonfinite_run >= job->train.nonfinite_max_skips)
+  if (job->train.nonfinite_max_skips > 0 && st->nonfinite_run >= job->train.nonfinite_max_skips)
     return nn_error_set(err, NN_ENUMERIC, "%d non-finite steps in a row (the last at step %lld, "
                         "epoch %d; train.nonfinite_max_skips = %d): training stopped",
-                        R->nonfinite_run, (long long)step + 1, epoch + 1,
+                        (int)st->nonfinite_run, step, epoch + 1,
                         job->train.nonfinite_max_skips);
   return 0;
+}
+
+/* The learning-rate factor of the rollbacks so far (1 without any). */
+static double rollback_scale(const run *R) {
+  double s = 1;
+  for (int i = 0; i < R->state.rollbacks; i++) s *= R->job->train.nonfinite_lr_factor;
+  return s;
+}
+
+/* train.on_nonfinite = "rollback": every rank continues from the newest
+ * checkpoint that verifies (rank 0 waits for the writer, reads it, and sends
+ * it to all, as a resume does), with one more rollback counted, so the
+ * learning rate is scaled once more. The counters and the wall time are
+ * this run's, not the checkpoint's. Collective. */
+static int rollback(run *R, int epoch, nn_error *err) {
+  nn_ckpt_snapshot s;
+  memset(&s, 0, sizeof s);
+  char path[NN_PATH_MAX + 64] = "";
+  const nn_ckpt_state now = R->state;
+  int rc = 0;
+  if (R->lead) {
+    nn_ckpt_writer_drain(R->ckw); /* a failed write stays for the run's end */
+    rc = nn_ckpt_read_latest(R->dir, &s, path, sizeof path, warn_skip, stderr, err);
+    if (rc == NN_ENOTFOUND)
+      rc = nn_error_set(err, NN_ENUMERIC, "training diverged: non-finite loss or gradient at "
+                        "step %lld (epoch %d) and no checkpoint to roll back to yet in "
+                        "%s/checkpoints (train.on_nonfinite = \"rollback\"): training stopped",
+                        (long long)now.step + 1, epoch + 1, R->dir);
+    else if (!rc)
+      rc = check_resume(R, &s, path, err);
+    if (!rc) {
+      for (int i = 0; i < R->nrep; i++) nn_replica_load_ckpt(&R->rep[i], &s, 1);
+      R->state = s.state;
+    }
+  }
+  nn_ckpt_snapshot_free(&s);
+  if ((rc = nn_agree(R->comm, rc, err)) != 0) {
+    R->agreed = 1;
+    return rc;
+  }
+  if ((rc = share_loaded(R, err)) != 0) return rc;
+  R->rollback_due = 0;
+  R->state.rollbacks = now.rollbacks + 1;
+  R->state.nonfinite_run = 0;
+  R->state.nonfinite_skipped = now.nonfinite_skipped;
+  R->state.elapsed_s = now.elapsed_s;
+  R->res->rollbacks = R->state.rollbacks;
+  if (!R->lead) return 0;
+  if (R->show_bar) nn_runlog_progress_clear();
+  fprintf(stderr, "nntrain: step %lld (epoch %d): non-finite loss or gradient; rolled "
+                "back to step %lld (%s), learning rate x%.4g from here (rollback %d of %d)\n",
+                (long long)now.step + 1, epoch + 1, (long long)R->state.step, path,
+                rollback_scale(R), (int)R->state.rollbacks, R->job->train.nonfinite_max_rollbacks);
+  json_t *rec = nn_runlog_record("nonfinite_rollback");
+  nn_json_int(rec, "step", now.step + 1);
+  nn_json_int(rec, "epoch", epoch + 1);
+  nn_json_int(rec, "to_step", R->state.step);
+  nn_json_str(rec, "checkpoint", path);
+  nn_json_int(rec, "rollbacks", R->state.rollbacks);
+  nn_json_num(rec, "lr_scale", rollback_scale(R));
+  return nn_runlog_write(&R->log, rec, err);
 }
 
 /* The step loop of one epoch (from the resumed position). */
@@ -558,16 +640,22 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
   while (!rc && !leave) {
     if ((rc = nn_loader_next(R->data.train_L, &b, err)) != 0 || !b) break;
     double lr[NN_TASK_MAX_REPLICAS]; /* each replica's own schedule */
+    double scale = rollback_scale(R);
     for (int i = 0; i < R->nrep; i++)
-      lr[i] = nn_schedule_lr_at(R->rep[i].schedule, R->rep[i].optim_cfg->lr, R->state.step,
-                                R->steps_per_epoch, R->total_steps, &R->state.decide.plateau);
+      lr[i] = scale * nn_schedule_lr_at(R->rep[i].schedule, R->rep[i].optim_cfg->lr,
+                                        R->state.step, R->steps_per_epoch, R->total_steps,
+                                        &R->state.decide.plateau);
     int bad = eo->s.nonfinite;
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
     if (rc) break;
     if (eo->s.nonfinite != bad) {
       if ((rc = on_nonfinite(R, epoch, err)) != 0) break;
+      if (R->rollback_due) { /* the rest of this epoch runs again from the checkpoint */
+        nn_loader_stop(R->data.train_L);
+        break;
+      }
     } else {
-      R->nonfinite_run = 0;
+      R->state.nonfinite_run = 0;
     }
     R->state.step++;
     R->state.epoch_step++;
@@ -759,9 +847,15 @@ static int report_memory(run *R, nn_error *err) {
   json_object_set_new(rec, "peak_rss_mb", list);
   nn_runlog_say(&R->log, "training: %.0f samples/s over %d epochs; peak RSS per rank (MB): %s%s\n",
                 R->res->samples_per_s, R->res->epochs, text, R->N > 64 ? ", ..." : "");
-  if (R->nonfinite_skipped > 0) { /* train.on_nonfinite = "skip" */
-    nn_json_int(rec, "nonfinite_skipped", R->nonfinite_skipped);
-    nn_runlog_say(&R->log, "non-finite steps skipped: %lld\n", (long long)R->nonfinite_skipped);
+  if (R->state.nonfinite_skipped > 0) { /* train.on_nonfinite = "skip" */
+    nn_json_int(rec, "nonfinite_skipped", R->state.nonfinite_skipped);
+    nn_runlog_say(&R->log, "non-finite steps skipped: %lld\n",
+                  (long long)R->state.nonfinite_skipped);
+  }
+  if (R->state.rollbacks > 0) { /* train.on_nonfinite = "rollback" */
+    nn_json_int(rec, "nonfinite_rollbacks", R->state.rollbacks);
+    nn_runlog_say(&R->log, "non-finite rollbacks: %d (learning rate x%.4g)\n",
+                  (int)R->state.rollbacks, rollback_scale(R));
   }
   return nn_runlog_write(&R->log, rec, err);
 }
@@ -850,6 +944,14 @@ static int train_epochs(run *R, nn_error *err) {
     nn_epoch_figures f;
     int done;
     if ((rc = run_epoch(R, epoch, &eo, err)) != 0) return rc;
+    if (R->rollback_due) { /* the epoch's figures are dropped, its time counted */
+      R->state.elapsed_s += eo.t_train;
+      R->train_time += eo.t_train;
+      R->train_samples += eo.samples;
+      if ((rc = rollback(R, epoch, err)) != 0) return rc;
+      epoch = R->state.epoch - 1; /* the loop's ++ resumes the checkpoint's epoch */
+      continue;
+    }
     stop = eo.stop;
     if ((rc = reduce_epoch(R, epoch, &eo, &f, &done, err)) != 0) return rc;
     if (!done) break; /* stopped mid-epoch (--steps): a checkpoint at the end */

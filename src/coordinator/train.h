@@ -50,6 +50,7 @@ typedef struct nn_train_result {
   int stopped_early;           /* 1 if early stopping ended the run */
   int resumed_step;            /* step the run resumed from (0: fresh) */
   int64_t nonfinite_skipped;   /* steps dropped as non-finite (train.on_nonfinite = "skip") */
+  int rollbacks;               /* checkpoint reloads (train.on_nonfinite = "rollback") */
   double samples_per_s;   /* training throughput over the whole run (global samples) */
   double seconds;         /* wall time of the run */
   int local_error;        /* on failure: 1 if only this rank failed (peers may be blocked:

@@ -35,6 +35,9 @@ enum {
   NN_KEY_CFG = 8,           /* a layer type's key whose offset is into nn_layer_cfg itself
                                (activation, block_len, projection), not into the type's
                                options (core/layer.h) */
+  NN_KEY_ZERO_ABSENT = 16,  /* a number key added after packed job specs shipped, that
+                               does not accept 0: a 0 in a spec (proto3's absent field)
+                               keeps the default (coordinator/job_pack.c) */
 };
 
 typedef struct nn_key {

@@ -21,14 +21,20 @@ int nn_floats_finite(const float *x, size_t n) {
 
 #ifdef NN_FAULT_INJECTION
 /* NN_FAULT_NONFINITE_STEPS="a,b,...": global steps (0-based) whose loss is
- * made NaN on every rank (tests of train.on_nonfinite). */
+ * made NaN on every rank (tests of train.on_nonfinite). Each entry fires
+ * once per process, the first time its step runs: a step run again after a
+ * rollback is clean unless it is listed again ("12,12": twice). */
 static int fault_nonfinite(uint64_t step) {
+  static unsigned char fired[64];
   const char *e = getenv("NN_FAULT_NONFINITE_STEPS");
-  while (e && *e) {
+  for (int i = 0; e && *e && i < 64; i++) {
     char *end;
     unsigned long long v = strtoull(e, &end, 10);
     if (end == e) return 0;
-    if (v == step) return 1;
+    if (v == step && !fired[i]) {
+      fired[i] = 1;
+      return 1;
+    }
     e = *end == ',' ? end + 1 : end;
   }
   return 0;

@@ -22,7 +22,8 @@
  * the step stops there: no clipping, no update, s->nonfinite = 1 and
  * st->nonfinite += 1, the same on every rank. The trainer applies
  * train.on_nonfinite. With -DNN_FAULT_INJECTION=ON, the environment variable
- * NN_FAULT_NONFINITE_STEPS="a,b" makes those global steps' loss NaN.
+ * NN_FAULT_NONFINITE_STEPS="a,b" makes those global steps' loss NaN (each
+ * entry once per process).
  * Activity penalties (activity_l1 / activity_l2) act inside the model's
  * backward (nn_reg_activity_backward before each such layer, scaled by the
  * run context's act_scale); their value joins the reported loss.

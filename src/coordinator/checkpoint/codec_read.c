@@ -324,10 +324,15 @@ static int read_run(nn__ckpt_r *r, nn_ckpt_snapshot *s, int version) {
     rc = RFAIL(r, "state", "missing group");
     goto cleanup;
   }
-  for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name && !rc; f++)
+  for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name && !rc; f++) {
+    char *at = (char *)&s->state + f->offset;
+    if (f->optional && H5Aexists(g, f->name) <= 0) { /* a file from before the field */
+      memset(at, 0, nn__ckpt_ftype_size(f->type));
+      continue;
+    }
     if (!f->v1_only || version == 1)
-      rc = nn_h5_attr_read_exact(&r->h, g, f->name, nn__ckpt_ftype_h5(f->type),
-                                 (char *)&s->state + f->offset, r->err);
+      rc = nn_h5_attr_read_exact(&r->h, g, f->name, nn__ckpt_ftype_h5(f->type), at, r->err);
+  }
   if (rc) goto cleanup;
   if ((rc = nn_h5_dset_open(&r->h, "metrics", &metrics, NULL, &d, r->err))) goto cleanup;
   mt = nn_h5_str_type();

@@ -66,6 +66,14 @@ static void hash_replica(uint64_t *h, const nn_ckpt_replica *r, const char *pre,
   }
 }
 
+/* 1 if field f of st holds 0 (all its bytes). */
+static int state_field_zero(const nn_ckpt_state *st, const nn_ckpt_field *f) {
+  const unsigned char *p = (const unsigned char *)st + f->offset;
+  for (size_t i = 0; i < nn__ckpt_ftype_size(f->type); i++)
+    if (p[i]) return 0;
+  return 1;
+}
+
 uint64_t nn__ckpt_checksum_v(const nn_ckpt_snapshot *s, int version) {
   uint64_t h = NN_FNV1A64_INIT;
   char name[CKPT_DSET_MAX];
@@ -85,6 +93,7 @@ uint64_t nn__ckpt_checksum_v(const nn_ckpt_snapshot *s, int version) {
   }
   for (const nn_ckpt_field *f = nn_ckpt_state_fields(); f->name; f++) {
     if (f->v1_only && !v1) continue;
+    if (f->optional && state_field_zero(&s->state, f)) continue; /* as in older files */
     nn__ckpt_pathf(name, sizeof name, "state/%s", f->name);
     hash_item(&h, name, (const char *)&s->state + f->offset, nn__ckpt_ftype_size(f->type));
   }

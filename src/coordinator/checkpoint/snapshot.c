@@ -11,9 +11,11 @@
 
 /* ---- state table ------------------------------------------------------------ */
 
-#define SF(n, t, h) {#n, t, offsetof(nn_ckpt_state, n), h, 0}
+#define SF(n, t, h) {#n, t, offsetof(nn_ckpt_state, n), h, 0, 0}
+/* optional: absent in older files (0), hashed only when not 0 */
+#define SO(n, t, h) {#n, t, offsetof(nn_ckpt_state, n), h, 0, 1}
 /* a field of the decisions' state, saved under its own flat name */
-#define SD(name, member, t, h) {name, t, offsetof(nn_ckpt_state, decide.member), h, 0}
+#define SD(name, member, t, h) {name, t, offsetof(nn_ckpt_state, decide.member), h, 0, 0}
 _Static_assert(sizeof(int) == 4, "the plateau counters are saved as int32");
 static const nn_ckpt_field state_fields[] = {
     SF(step, NN_CKPT_I64, "global optimizer steps completed"),
@@ -21,7 +23,7 @@ static const nn_ckpt_field state_fields[] = {
     SF(epoch_step, NN_CKPT_I64, "steps of `epoch` already done: the data position"),
     SF(seed, NN_CKPT_U64, "train.seed"),
     {"optim_t", NN_CKPT_U64, offsetof(nn_ckpt_state, optim_t),
-     "version 1 only: optimizer step counter (v2: each replica's optim_t)", 1},
+     "version 1 only: optimizer step counter (v2: each replica's optim_t)", 1, 0},
     SF(nranks, NN_CKPT_I32, "ranks of the run that wrote it (information)"),
     SF(lr, NN_CKPT_F64, "learning rate of the last step"),
     SF(elapsed_s, NN_CKPT_F64, "training wall time so far, seconds"),
@@ -32,9 +34,14 @@ static const nn_ckpt_field state_fields[] = {
     SD("es_best", es.best, NN_CKPT_F64, "early stopping: best monitored value (NaN: none yet)"),
     SD("es_bad", es.bad, NN_CKPT_I32, "early stopping: epochs without improvement"),
     SD("es_best_epoch", es.best_epoch, NN_CKPT_I32, "early stopping: epoch (1-based) of the best value, 0: none"),
-    {NULL, NN_CKPT_I32, 0, NULL, 0},
+    SO(nonfinite_run, NN_CKPT_I32, "on_nonfinite = skip: non-finite steps in a row just before this point"),
+    SO(nonfinite_skipped, NN_CKPT_I64, "on_nonfinite = skip: steps dropped as non-finite so far"),
+    SO(rollbacks, NN_CKPT_I32, "on_nonfinite = rollback: rollbacks so far (lr scaled by nonfinite_lr_factor^rollbacks)"),
+    {NULL, NN_CKPT_I32, 0, NULL, 0, 0},
 };
 #undef SF
+#undef SO
+#undef SD
 
 const nn_ckpt_field *nn_ckpt_state_fields(void) { return state_fields; }
 

@@ -202,6 +202,13 @@ int nn_ckpt_writer_wait(nn_ckpt_writer *w, nn_error *err) {
   return rc;
 }
 
+void nn_ckpt_writer_drain(nn_ckpt_writer *w) {
+  if (!w) return;
+  pthread_mutex_lock(&w->mu);
+  wait_idle_locked(w);
+  pthread_mutex_unlock(&w->mu);
+}
+
 int nn_ckpt_writer_init_snapshots(nn_ckpt_writer *w, int n, const char *const *names,
                                   const nn_model *const *models, const int *nslots,
                                   nn_error *err) {

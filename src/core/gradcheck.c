@@ -95,7 +95,8 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   nn_rng_init(&r, o.seed, NN_RNG_TEST, 3, 0, 0);
   for (size_t i = 0; i < ny; i++) g[i] = 2.0f * nn_rng_uniform(&r) - 1.0f;
 
-  nn_run_ctx ctx = {.training = o.training, .seed = o.seed, .step = 0, .sample0 = 0};
+  nn_run_ctx ctx = {.training = o.training, .seed = o.seed, .step = 0, .sample0 = 0,
+                    .lengths = o.lengths};
   nn_model_zero_grad(&m);
   nn_model_forward(&m, x, o.n, &ctx);
   nn_model_backward_dx(&m, x, g, dx, o.n, &ctx, NULL, NULL);

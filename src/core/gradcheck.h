@@ -37,6 +37,7 @@ typedef struct nn_gradcheck_opts {
   double kinks[NN_GRADCHECK_MAX_KINKS];
   double margin;
   int training;         /* nn_run_ctx.training */
+  const int32_t *lengths; /* nn_run_ctx.lengths: [n] valid timesteps per sample, or NULL */
 } nn_gradcheck_opts;
 
 typedef struct nn_gradcheck_result {

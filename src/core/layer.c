@@ -141,6 +141,7 @@ void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
   case NN_INIT_HE_UNIFORM: scale = sqrt(6.0 / fi); break;
   case NN_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fi + fo)); normal = 1; break;
   case NN_INIT_GLOROT_UNIFORM: scale = sqrt(6.0 / (fi + fo)); break;
+  case NN_INIT_UNIFORM: scale = s->value; break;
   }
   nn_rng r;
   nn_rng_init(&r, seed, NN_RNG_INIT, layer, slot, 0);

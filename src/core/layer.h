@@ -36,7 +36,9 @@
 #include "core/keys.h"
 
 #define NN_MAX_DIMS 4
-#define NN_MAX_PARAMS 8
+#define NN_MAX_PARAMS 32 /* a 2-layer bidirectional LSTM declares 16 */
+#define NN_BUFFER_RNG_SLOT0 8 /* RNG slot of buffer 0 (nn_param_init): fixed, so initial
+                                 values do not depend on NN_MAX_PARAMS */
 #define NN_NAME_MAX 48
 #define NN_MAX_INPUTS 8 /* inputs of one layer (merge layers read several) */
 
@@ -59,6 +61,8 @@ typedef enum nn_init_kind {
   NN_INIT_GLOROT_NORMAL,  /* N(0, 2/(fan_in+fan_out)) */
   NN_INIT_GLOROT_UNIFORM, /* U(-sqrt(6/(fan_in+fan_out)), +) */
   NN_INIT_CONSTANT,       /* every element = value */
+  NN_INIT_UNIFORM,        /* U(-value, value): PyTorch's RNN/LSTM/GRU/embedding-style
+                             bounds, e.g. 1/sqrt(hidden) */
 } nn_init_kind;
 
 /* Parse "he_normal" etc. Returns -1 if unknown. "constant" is not a job-file
@@ -136,6 +140,10 @@ typedef struct nn_run_ctx {
                        gradients (core/regularize.h); 0: no activity penalties */
   int frozen;       /* 1: a frozen pass: backward computes input gradients only and
                        touches no parameter gradient (nor calls the model's `ready`) */
+  const int32_t *lengths; /* sequence data: [n] valid timesteps of each sample of this
+                             slice (1..T; the rest is padding), NULL: every sample is
+                             full length. Sequence layers read it (masking, the last
+                             valid state); the others ignore it. */
 } nn_run_ctx;
 
 typedef struct nn_layer nn_layer;

@@ -623,7 +623,7 @@ void nn_model_init_params(nn_model *m, uint64_t seed) {
     for (int p = 0; p < l->nparams; p++)
       nn_param_init(&l->pspec[p], l->param[p], seed, key, (uint32_t)p);
     for (int b = 0; b < l->nbuffers; b++)
-      nn_param_init(&l->bspec[b], l->buffer[b], seed, key, (uint32_t)(NN_MAX_PARAMS + b));
+      nn_param_init(&l->bspec[b], l->buffer[b], seed, key, (uint32_t)(NN_BUFFER_RNG_SLOT0 + b));
   }
 }
 

@@ -43,7 +43,7 @@
  * named like the block reading [body output, shortcut or the block's input].
  *
  * Initial values. Layer i draws its initial parameters from (seed,
- * NN_RNG_INIT, l->init_index, param slot); buffers use slots NN_MAX_PARAMS +
+ * NN_RNG_INIT, l->init_index, param slot); buffers use slots NN_BUFFER_RNG_SLOT0 +
  * j. init_index numbers the layers as the model did before blocks became
  * graphs (the block first, then its body, then its shortcut), which for a
  * model without blocks is the layer's index: a job's initial parameters and

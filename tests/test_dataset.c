@@ -60,7 +60,7 @@ static int write_shard(const char *path, const spec *sp, int index, int64_t firs
     for (int t = 0; t < sp->target_dim; t++) tg[i * sp->target_dim + t] = (float)(g * 10 + t);
   }
   nn_shard_meta m = {sp->sample, sp->ftype, sp->num_classes, sp->target_dim, sp->scale, C,
-                     mean, sd, "train", "test_dataset", index, sp->shard_count};
+                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0};
   nn_shard_writer *w = NULL;
   int rc = nn_shard_create(&w, path, &m, err);
   /* Append in uneven pieces to exercise the staging buffer. */
@@ -402,7 +402,7 @@ static void test_label_out_of_range(void) {
   /* The writer refuses such a label in the first place. */
   nn_shard_writer *w = NULL;
   double mean[2] = {0, 0}, sd[2] = {1, 1};
-  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1};
+  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0};
   path_in(p, sizeof p, "badlab2.h5");
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   uint8_t x[2 * 30] = {0};
@@ -675,8 +675,119 @@ static void test_bench_random_batches(void) {
   ASSERT_TRUE(rate[0] > 0 && rate[1] > 0);
 }
 
+/* ---- sequence shards (vocab_size, /lengths) ------------------------------------ */
+
+/* Overwrite one int32 element of 1-d or 2-d dataset `name` of file p. */
+static int poke_i32(const char *p, const char *name, hsize_t row, hsize_t col, int32_t v) {
+  hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+  if (f < 0) return -1;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT), fs = H5Dget_space(d);
+  int rank = H5Sget_simple_extent_ndims(fs);
+  hsize_t start[2] = {row, col}, cnt[2] = {1, 1};
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+  hid_t ms = H5Screate_simple(rank, cnt, NULL);
+  herr_t e = H5Dwrite(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, &v);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  H5Fclose(f);
+  return e < 0 ? -1 : 0;
+}
+
+/* A sequence shard of 40 samples [T = 6], vocab 9: sample i has length
+ * 1 + i % 6 and ids 1 + (i + t) % 8, class i % 3. */
+static int write_seq(const char *p, nn_error *err) {
+  enum { N = 40, T = 6 };
+  double mean[T] = {0}, sd[T] = {1, 1, 1, 1, 1, 1};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9};
+  int32_t ids[N * T] = {0}, len[N], lab[N];
+  for (int i = 0; i < N; i++) {
+    len[i] = 1 + i % T;
+    lab[i] = i % 3;
+    for (int t = 0; t < len[i]; t++) ids[i * T + t] = 1 + (i + t) % 8;
+  }
+  nn_shard_writer *w = NULL;
+  int rc = nn_shard_create(&w, p, &m, err);
+  if (rc) return rc;
+  if ((rc = nn_shard_append_seq(w, ids, len, lab, NULL, N, err))) {
+    nn_shard_abort(w);
+    return rc;
+  }
+  return nn_shard_close(w, err);
+}
+
+static void test_sequence_shard(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  char p[512];
+  path_in(p, sizeof p, "seq.h5");
+  ASSERT_OK(write_seq(p, &err));
+  nn_dataset *ds = NULL;
+  ASSERT_OK(nn_dataset_open(&ds, p, NULL, &err));
+  const nn_dataset_info *info = nn_dataset_get_info(ds);
+  ASSERT_EQ_INT(info->vocab_size, 9);
+  ASSERT_EQ_INT(info->ftype, NN_FEAT_I32);
+  const int32_t *len = nn_dataset_lengths(ds);
+  ASSERT_TRUE(len != NULL);
+  int64_t idx[3] = {37, 0, 37};
+  float x[3 * 6];
+  int32_t lab[3];
+  ASSERT_OK(nn_dataset_read(ds, idx, 3, x, lab, NULL, &err));
+  for (int j = 0; j < 3; j++) {
+    int i = (int)idx[j];
+    ASSERT_EQ_INT(len[i], 1 + i % 6);
+    ASSERT_EQ_INT(lab[j], i % 3);
+    for (int t = 0; t < 6; t++)
+      ASSERT_TRUE(x[j * 6 + t] == (t < len[i] ? (float)(1 + (i + t) % 8) : 0.0f));
+  }
+  nn_dataset_close(ds);
+
+  /* an id outside the vocabulary, behind the writer's back: read refuses it */
+  ASSERT_EQ_INT(poke_i32(p, "features", 5, 2, 9), 0);
+  ASSERT_OK(nn_dataset_open(&ds, p, NULL, &err));
+  int64_t five = 5;
+  ASSERT_EQ_INT(nn_dataset_read(ds, &five, 1, x, lab, NULL, &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "seq.h5");
+  ASSERT_STR_CONTAINS(err.msg, "row 5 element 2 is token id 9");
+  nn_dataset_close(ds);
+  /* a length outside [1, T]: open refuses it */
+  ASSERT_OK(write_seq(p, &err));
+  ASSERT_EQ_INT(poke_i32(p, "lengths", 11, 0, 7), 0);
+  ASSERT_EQ_INT(nn_dataset_open(&ds, p, NULL, &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "/lengths row 11 is 7");
+
+  /* the writer refuses bad lengths, ids and padding */
+  double mean[6] = {0}, sd[6] = {1, 1, 1, 1, 1, 1};
+  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9};
+  struct { int32_t len, id0, id5; const char *msg; } bad[] = {
+      {0, 1, 0, "length 0 is outside [1, 6]"},
+      {7, 1, 0, "length 7 is outside [1, 6]"},
+      {3, 9, 0, "step 0: token id 9"},
+      {3, -1, 0, "step 0: token id -1"},
+      {3, 1, 4, "step 5: token id 4"}, /* padding must be 0 */
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    nn_shard_writer *w = NULL;
+    path_in(p, sizeof p, "seqbad.h5");
+    ASSERT_OK(nn_shard_create(&w, p, &m, &err));
+    int32_t ids[6] = {bad[k].id0, 1, 1, 0, 0, bad[k].id5}, l = bad[k].len, c = 0;
+    int rc = nn_shard_append_seq(w, ids, &l, &c, NULL, 1, &err);
+    nn_shard_abort(w);
+    ASSERT_EQ_INT(rc, NN_EDATA);
+    ASSERT_STR_CONTAINS(err.msg, bad[k].msg);
+  }
+  /* a sequence shard needs its lengths; vocab_size needs int32 [T] */
+  nn_shard_writer *w = NULL;
+  ASSERT_OK(nn_shard_create(&w, p, &m, &err));
+  int32_t ids[6] = {1}, c = 0;
+  ASSERT_EQ_INT(nn_shard_append(w, ids, &c, NULL, 1, &err), NN_EINVAL);
+  nn_shard_abort(w);
+  m.ftype = NN_FEAT_F32;
+  ASSERT_EQ_INT(nn_shard_create(&w, p, &m, &err), NN_EINVAL);
+}
+
 TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_cache_bounded_across_shards), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
           TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
           TEST(test_small_chunk_cache), TEST(test_describe_and_format),
-          TEST(test_stats), TEST(test_bench_random_batches))
+          TEST(test_stats), TEST(test_bench_random_batches), TEST(test_sequence_shard))

@@ -54,7 +54,21 @@ static int inspect_shard(const char *path, nn_error *err) {
   printf("%-15s%s\n", "source", d.source);
   printf("%-15s%lld\n", "samples", (long long)info->n);
   printf("%-15s%s\n", "sample shape", shp);
-  printf("%-15s%s\n", "type", info->ftype == NN_FEAT_U8 ? "uint8" : "float32");
+  if (info->vocab_size > 0) {
+    printf("%-15sint32 token ids, vocabulary %d (0 = padding)\n", "type", info->vocab_size);
+    const int32_t *len = nn_dataset_lengths(ds);
+    int64_t sum = 0;
+    int lo = info->sample.dim[0], hi = 0;
+    for (int64_t i = 0; len && i < info->n; i++) {
+      sum += len[i];
+      if (len[i] < lo) lo = len[i];
+      if (len[i] > hi) hi = len[i];
+    }
+    if (info->n > 0)
+      printf("%-15s%d to %d, mean %.2f\n", "lengths", lo, hi, (double)sum / (double)info->n);
+  } else {
+    printf("%-15s%s\n", "type", info->ftype == NN_FEAT_U8 ? "uint8" : "float32");
+  }
   if (info->num_classes > 0)
     printf("%-15s%d\n", "classes", info->num_classes);
   else

@@ -6,6 +6,7 @@
  *                       [--classes N] [--stats SHARD]
  *   nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]
  *                       [--classes N | --regression] [--stats SHARD]
+ *   nntrain prepare lines FILE... --out DIR [...]   (prepare_seq.c)
  *
  * Every source ends in the same place: an in-memory array of samples
  * (a `prep_set`) that write_split cuts into K contiguous shards named
@@ -24,6 +25,7 @@
 #include <hdf5.h>
 
 #include "cli/cli.h"
+#include "cli/prepare.h"
 #include "core/mem.h"
 #include "worker/csv.h"
 #include "worker/dataset.h"
@@ -36,16 +38,10 @@
 
 /* ---- flags -------------------------------------------------------------- */
 
-/* One flag: --name, whether it takes a value, where the value (or "1") goes. */
-typedef struct prep_flag {
-  const char *name;
-  int has_value;
-  const char **dst;
-} prep_flag;
 
 /* Parse argv[first..] into flags and up to max_pos positionals. Returns 0 or
  * an exit code (usage error already printed). */
-static int parse_flags(const char *cmd, int argc, char **argv, int first, const prep_flag *flags,
+int nn__prep_parse_flags(const char *cmd, int argc, char **argv, int first, const prep_flag *flags,
                        int nflags, const char **pos, int max_pos, int *npos) {
   *npos = 0;
   for (int i = first; i < argc; i++) {
@@ -83,7 +79,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, int first, const 
 }
 
 /* Parse a positive integer flag value in [lo, hi]. */
-static int parse_int_flag(const char *cmd, const char *flag, const char *v, int lo, int hi,
+int nn__prep_parse_int(const char *cmd, const char *flag, const char *v, int lo, int hi,
                           int *out) {
   char *end;
   errno = 0;
@@ -97,21 +93,6 @@ static int parse_int_flag(const char *cmd, const char *flag, const char *v, int 
 
 /* ---- the common writer ------------------------------------------------- */
 
-/* A whole split in memory, ready to be cut into shards. Borrowed pointers. */
-typedef struct prep_set {
-  const char *split;
-  const char *source;      /* text for the "source" attribute */
-  nn_shape sample;
-  nn_feature_type ftype;
-  const void *x;           /* [n, count(sample)] of ftype */
-  const int32_t *labels;   /* [n] or NULL */
-  const float *targets;    /* [n, target_dim] or NULL */
-  int64_t n;
-  int num_classes, target_dim;
-  double scale;
-  int channels;
-  const double *mean, *std;
-} prep_set;
 
 /* First sample of shard i of k: shards are contiguous, sizes differ by <= 1. */
 static int64_t shard_begin(int64_t n, int k, int i) { return n * i / k; }
@@ -169,7 +150,7 @@ static void fmt_bytes(double b, char *buf, size_t n) {
 }
 
 /* Write set s as k shards in dir; one line per file. */
-static int write_split(const prep_set *s, const char *dir, int k, nn_error *err) {
+int nn__prep_write_split(const prep_set *s, const char *dir, int k, nn_error *err) {
   int rc = nn_mkdirs(dir, err);
   if (rc) return rc;
   size_t rowlen = 1;
@@ -182,13 +163,16 @@ static int write_split(const prep_set *s, const char *dir, int k, nn_error *err)
     shard_path(path, sizeof path, dir, s->split, i);
     int64_t a = shard_begin(s->n, k, i), b = shard_begin(s->n, k, i + 1);
     nn_shard_meta m = {s->sample, s->ftype, s->num_classes, s->target_dim, s->scale, s->channels,
-                       s->mean, s->std, s->split, s->source, i, k};
+                       s->mean, s->std, s->split, s->source, i, k, s->vocab_size};
     nn_shard_writer *w = NULL;
     if ((rc = nn_shard_create(&w, path, &m, err))) return rc;
-    rc = nn_shard_append(w, (const uint8_t *)s->x + (size_t)a * rowbytes,
-                         s->labels ? s->labels + a : NULL,
-                         s->targets ? s->targets + (size_t)a * (size_t)s->target_dim : NULL, b - a,
-                         err);
+    const int32_t *lab = s->labels ? s->labels + a : NULL;
+    const float *tg = s->targets ? s->targets + (size_t)a * (size_t)s->target_dim : NULL;
+    if (s->vocab_size > 0)
+      rc = nn_shard_append_seq(w, (const int32_t *)s->x + (size_t)a * rowlen, s->lengths + a, lab,
+                               tg, b - a, err);
+    else
+      rc = nn_shard_append(w, (const uint8_t *)s->x + (size_t)a * rowbytes, lab, tg, b - a, err);
     if (rc) {
       nn_shard_abort(w);
       return rc;
@@ -198,7 +182,8 @@ static int write_split(const prep_set *s, const char *dir, int k, nn_error *err)
     char sz[32] = "?";
     if (stat(path, &st) == 0) fmt_bytes((double)st.st_size, sz, sizeof sz);
     printf("wrote %s: %lld samples %s %s, %s\n", path, (long long)(b - a), shp,
-           s->ftype == NN_FEAT_U8 ? "uint8" : "float32", sz);
+           s->ftype == NN_FEAT_U8 ? "uint8" : s->ftype == NN_FEAT_I32 ? "token ids" : "float32",
+           sz);
   }
   return remove_stale(dir, s->split, k, err);
 }
@@ -315,7 +300,7 @@ static int idx_labels(const char *path, const nn_idx *l, int64_t n, const char *
   return 0;
 }
 
-static const char *base_name(const char *p) {
+const char *nn__prep_base_name(const char *p) {
   const char *s = strrchr(p, '/');
   return s ? s + 1 : p;
 }
@@ -451,12 +436,12 @@ static int cmd_fmnist(int argc, char **argv) {
   const prep_flag flags[] = {{"--out", 1, &out},         {"--shards", 1, &shards},
                              {"--source", 1, &source},   {"--force", 0, &force},
                              {"--classes", 1, &classes_s}, {"--limit", 1, &limit_s}};
-  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 6, pos, 0, &npos);
+  int npos, rc = nn__prep_parse_flags(cmd, argc, argv, 2, flags, 6, pos, 0, &npos);
   if (rc) return rc;
   if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
   int k = 4, limit = 0, map[10], nclasses = 10;
-  if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
-  if (limit_s && (rc = parse_int_flag(cmd, "--limit", limit_s, 1, INT32_MAX, &limit))) return rc;
+  if (shards && (rc = nn__prep_parse_int(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (limit_s && (rc = nn__prep_parse_int(cmd, "--limit", limit_s, 1, INT32_MAX, &limit))) return rc;
   if (classes_s && (nclasses = parse_class_list(cmd, classes_s, 10, map)) < 0) return NN_EXIT_USAGE;
   if (classes_s || limit_s) force = "1"; /* the up-to-date check knows whole splits only */
   if (!source) source = FMNIST_DEFAULT_SOURCE;
@@ -493,11 +478,12 @@ static int cmd_fmnist(int argc, char **argv) {
                         mean, sd, &err);
   for (int s = 0; s < 2 && !rc; s++) {
     char src[512];
-    snprintf(src, sizeof src, "fashion-mnist: %.200s + %.200s", base_name(paths[2 * s]),
-             base_name(paths[2 * s + 1]));
+    snprintf(src, sizeof src, "fashion-mnist: %.200s + %.200s", nn__prep_base_name(paths[2 * s]),
+             nn__prep_base_name(paths[2 * s + 1]));
     prep_set set = {s == 0 ? "train" : "test", src, sample, NN_FEAT_U8, img[s].data, lab[s],
-                    NULL, img[s].dim[0], nclasses, 0, 1.0 / 255, channels, mean, sd};
-    rc = write_split(&set, out, k, &err);
+                    NULL, img[s].dim[0], nclasses, 0, 1.0 / 255, channels, mean, sd,
+                    0, NULL};
+    rc = nn__prep_write_split(&set, out, k, &err);
   }
   for (int s = 0; s < 2; s++) {
     nn_idx_free(&img[s]);
@@ -533,14 +519,14 @@ static int cmd_idx(int argc, char **argv) {
   const prep_flag flags[] = {{"--out", 1, &out},           {"--split", 1, &split},
                              {"--shards", 1, &shards},     {"--classes", 1, &classes_s},
                              {"--stats", 1, &stats}};
-  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 5, pos, 2, &npos);
+  int npos, rc = nn__prep_parse_flags(cmd, argc, argv, 2, flags, 5, pos, 2, &npos);
   if (rc) return rc;
   if (npos < 2) return nn_cli_usage_error(cmd, "expected IMAGES and LABELS files");
   if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
   if (!split[0] || strchr(split, '/')) return nn_cli_usage_error(cmd, "--split '%s' is not a file name prefix", split);
   int k = 1, classes = 0;
-  if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
-  if (classes_s && (rc = parse_int_flag(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
+  if (shards && (rc = nn__prep_parse_int(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (classes_s && (rc = nn__prep_parse_int(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
 
   nn_error err;
   nn_error_clear(&err);
@@ -573,10 +559,10 @@ static int cmd_idx(int argc, char **argv) {
     rc = nn_shard_stats(x, NN_FEAT_U8, img.dim[0], &sample, 1.0 / 255, &channels, mean, sd, &err);
   if (rc) goto cleanup;
   char src[512];
-  snprintf(src, sizeof src, "idx: %.200s + %.200s", base_name(pos[0]), base_name(pos[1]));
+  snprintf(src, sizeof src, "idx: %.200s + %.200s", nn__prep_base_name(pos[0]), nn__prep_base_name(pos[1]));
   prep_set set = {split, src, sample, NN_FEAT_U8, x, lab, NULL, img.dim[0], classes, 0,
-                  1.0 / 255, channels, mean, sd};
-  rc = write_split(&set, out, k, &err);
+                  1.0 / 255, channels, mean, sd, 0, NULL};
+  rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_idx_free(&img);
   nn_idx_free(&lbl);
@@ -615,7 +601,7 @@ static int cmd_csv(int argc, char **argv) {
                              {"--shards", 1, &shards}, {"--classes", 1, &classes_s},
                              {"--stats", 1, &stats},   {"--label", 1, &label},
                              {"--regression", 0, &regression}};
-  int npos, rc = parse_flags(cmd, argc, argv, 2, flags, 7, pos, 1, &npos);
+  int npos, rc = nn__prep_parse_flags(cmd, argc, argv, 2, flags, 7, pos, 1, &npos);
   if (rc) return rc;
   if (npos < 1) return nn_cli_usage_error(cmd, "expected a CSV FILE");
   if (!label) return nn_cli_usage_error(cmd, "--label COLUMN is required");
@@ -623,8 +609,8 @@ static int cmd_csv(int argc, char **argv) {
   if (classes_s && regression) return nn_cli_usage_error(cmd, "--classes and --regression exclude each other");
   if (!split[0] || strchr(split, '/')) return nn_cli_usage_error(cmd, "--split '%s' is not a file name prefix", split);
   int k = 1, classes = 0;
-  if (shards && (rc = parse_int_flag(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
-  if (classes_s && (rc = parse_int_flag(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
+  if (shards && (rc = nn__prep_parse_int(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
+  if (classes_s && (rc = nn__prep_parse_int(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
 
   nn_error err;
   nn_error_clear(&err);
@@ -696,10 +682,10 @@ static int cmd_csv(int argc, char **argv) {
     rc = nn_shard_stats(d.x, NN_FEAT_F32, d.rows, &sample, 1.0, &channels, mean, sd, &err);
   if (rc) goto cleanup;
   char src[512];
-  snprintf(src, sizeof src, "csv: %.200s (label column '%.128s')", base_name(pos[0]), d.label_name);
+  snprintf(src, sizeof src, "csv: %.200s (label column '%.128s')", nn__prep_base_name(pos[0]), d.label_name);
   prep_set set = {split, src, sample, NN_FEAT_F32, d.x, lab, tg, d.rows,
-                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd};
-  rc = write_split(&set, out, k, &err);
+                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd, 0, NULL};
+  rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_csv_free(&d);
   free(lab);
@@ -722,6 +708,8 @@ static const prep_kind kinds[] = {
   {"fashion-mnist", cmd_fmnist, help_fmnist, "Fashion-MNIST from Debian's dataset-fashion-mnist"},
   {"idx", cmd_idx, help_idx, "an IDX images/labels pair (MNIST-style)"},
   {"csv", cmd_csv, help_csv, "a numeric CSV file with a label column"},
+  {"lines", nn__prep_cmd_lines, nn__prep_help_lines,
+   "text files, one item per line, each file a class (e.g. word lists)"},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -739,8 +727,8 @@ int nn_cmd_prepare(int argc, char **argv) {
       help_all(stdout);
       return NN_EXIT_OK;
     }
-    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx or csv");
-    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx or csv",
+    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx, csv or lines");
+    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx, csv or lines",
                               argv[1]);
   }
   /* A shard whose flush or close failed (a full disk) stays open inside
@@ -749,6 +737,6 @@ int nn_cmd_prepare(int argc, char **argv) {
   if (H5dont_atexit() < 0) { /* already initialised: nothing to do */ }
   for (size_t i = 0; i < NKINDS; i++)
     if (!strcmp(argv[1], kinds[i].name)) return kinds[i].run(argc, argv);
-  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx or csv)",
+  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx, csv or lines)",
                             argv[1]);
 }

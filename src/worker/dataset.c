@@ -27,7 +27,9 @@
  * DS_DEFAULT_CACHE-ish whatever the number of shards. */
 #define DS_H5_CACHE ((size_t)2 << 20)
 
-static const char *ftype_name(nn_feature_type t) { return t == NN_FEAT_U8 ? "uint8" : "float32"; }
+static const char *ftype_name(nn_feature_type t) {
+  return t == NN_FEAT_U8 ? "uint8" : t == NN_FEAT_I32 ? "int32 token ids" : "float32";
+}
 
 /* ---- one shard ------------------------------------------------------------ */
 
@@ -119,6 +121,19 @@ static int shard_read_attrs(nn__ds_shard *s, nn_dataset_info *info, int64_t *nsa
     return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'feature_scale' is %g, expected > 0",
                        info->feature_scale);
   if ((rc = shard_read_stats(&hf, info, err))) return rc;
+  info->vocab_size = 0;
+  if (H5Aexists(s->file, "vocab_size") > 0) { /* a sequence shard */
+    if ((rc = nn_h5_attr_read_int(&hf, s->file, "vocab_size", &info->vocab_size, err))) return rc;
+    if (info->vocab_size < 2 || info->vocab_size > NN_SHARD_MAX_VOCAB)
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'vocab_size' is %d, expected 2 to %d",
+                         info->vocab_size, NN_SHARD_MAX_VOCAB);
+    if (info->sample.ndim != 1)
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'sample_shape' has %d dimensions: a "
+                         "sequence shard (vocab_size) holds [T] token ids", info->sample.ndim);
+    if (info->feature_scale != 1)
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'feature_scale' is %g: a sequence "
+                         "shard (vocab_size) holds token ids, scale 1", info->feature_scale);
+  }
   if ((rc = nn_h5_attr_read_int(&hf, s->file, "shard_index", &s->shard_index, err)) ||
       (rc = nn_h5_attr_read_int(&hf, s->file, "shard_count", &s->shard_count, err)))
     return rc;
@@ -177,9 +192,14 @@ static int shard_open_features(nn__ds_shard *s, size_t cache_bytes, nn_dataset_i
     info->ftype = NN_FEAT_U8;
   else if (cls == H5T_FLOAT && tsz == 4)
     info->ftype = NN_FEAT_F32;
+  else if (cls == H5T_INTEGER && tsz == 4 && sg == H5T_SGN_2 && info->vocab_size > 0)
+    info->ftype = NN_FEAT_I32;
+  else if (info->vocab_size > 0)
+    return nn_error_at(err, NN_EDATA, p, 0, 0, "/features of a sequence shard (attribute "
+                       "vocab_size) must hold int32 token ids");
   else
-    return nn_error_at(err, NN_EDATA, p, 0, 0,
-                       "/features has an element type other than uint8 or float32");
+    return nn_error_at(err, NN_EDATA, p, 0, 0, "/features has an element type other than "
+                       "uint8 or float32 (int32 token ids need the attribute vocab_size)");
   return 0;
 }
 
@@ -206,6 +226,22 @@ static int shard_check_features(const nn__ds_shard *s, const nn_dataset_info *in
     return nn_error_at(err, NN_EDATA, p, 0, 0, "/features has %llu rows, num_samples says %lld",
                        (unsigned long long)dims[0], (long long)nsamp);
   return 0;
+}
+
+/* 1 if shard s has an integer /lengths [nsamp]. */
+static int rc_len_ok(const nn__ds_shard *s, int64_t nsamp) {
+  if (H5Lexists(s->file, "lengths", H5P_DEFAULT) <= 0) return 0;
+  hid_t d = H5Dopen2(s->file, "lengths", H5P_DEFAULT);
+  if (d < 0) return 0;
+  hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+  hsize_t dims[1] = {0};
+  int ok = sp >= 0 && t >= 0 && H5Tget_class(t) == H5T_INTEGER &&
+           H5Sget_simple_extent_ndims(sp) == 1 && H5Sget_simple_extent_dims(sp, dims, NULL) == 1 &&
+           (int64_t)dims[0] == nsamp;
+  if (t >= 0) H5Tclose(t);
+  if (sp >= 0) H5Sclose(sp);
+  H5Dclose(d);
+  return ok;
 }
 
 /* Check that /labels [n] or /targets [n, T] is present as the class count
@@ -237,6 +273,9 @@ static int shard_check_labels(const nn__ds_shard *s, nn_dataset_info *info, int6
   } else {
     info->target_dim = 0;
   }
+  if (info->vocab_size > 0 && !(rc_len_ok(s, nsamp)))
+    return nn_error_at(err, NN_EDATA, p, 0, 0, "/lengths must be int32 [%lld] in a sequence "
+                       "shard (attribute vocab_size)", (long long)nsamp);
   return 0;
 }
 
@@ -305,6 +344,9 @@ static int shard_agree(const nn_dataset_info *a, const char *first, const nn_dat
   if (a->num_classes != b->num_classes)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "num_classes %d differs from %d in %s",
                        b->num_classes, a->num_classes, first);
+  if (a->vocab_size != b->vocab_size)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "vocab_size %d differs from %d in %s",
+                       b->vocab_size, a->vocab_size, first);
   if (a->target_dim != b->target_dim)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "target dimension %d differs from %d in %s",
                        b->target_dim, a->target_dim, first);
@@ -398,6 +440,36 @@ static int ds_open_shards(nn_dataset *ds, char **paths, size_t npaths, size_t ca
   return rc;
 }
 
+/* Sequence sets: every shard's /lengths into ds->lengths, each in [1, T]. */
+static int ds_load_lengths(nn_dataset *ds, nn_error *err) {
+  if (ds->info.vocab_size <= 0) return 0;
+  int64_t N = ds->info.n;
+  size_t bytes = 0;
+  if (!nn_bytes_of((size_t)(N ? N : 1), sizeof *ds->lengths, &bytes))
+    ds->lengths = nn_malloc(bytes);
+  if (!ds->lengths)
+    return nn_error_at(err, NN_ENOMEM, ds->shards[0].path, 0, 0, "out of memory for %lld "
+                       "lengths", (long long)N);
+  const int T = ds->info.sample.dim[0];
+  for (int i = 0; i < ds->nfiles; i++) {
+    nn__ds_shard *s = &ds->shards[i];
+    if (s->n == 0) continue;
+    int32_t *dst = ds->lengths + s->first;
+    hid_t d = H5Dopen2(s->file, "lengths", H5P_DEFAULT);
+    herr_t e = d < 0 ? -1 : H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
+    if (d >= 0) H5Dclose(d);
+    if (e < 0) return nn_h5_fail(err, NN_EDATA, s->path, "/lengths", "cannot read (damaged file?)");
+    for (int64_t r = 0; r < s->n; r++)
+      if (dst[r] < 1 || dst[r] > T) {
+        nn_error_at(err, NN_EDATA, s->path, 0, 0, "/lengths row %lld is %d, expected 1 to %d "
+                    "(the sample shape's T)", (long long)r, (int)dst[r], T);
+        if (err) snprintf(err->where, sizeof err->where, "/lengths");
+        return NN_EDATA;
+      }
+  }
+  return 0;
+}
+
 /* Labels / targets of every shard into ds->labels or ds->targets, checked. */
 static int ds_load_labels(nn_dataset *ds, nn_error *err) {
   int64_t N = ds->info.n;
@@ -487,7 +559,7 @@ int nn_dataset_open(nn_dataset **out, const char *pattern, const nn_dataset_opts
   ds->cache_budget = cache_bytes;
   for (int i = 0; i < ds->nfiles; i++)
     if ((rc = nn__ds_setup_chunks(ds, &ds->shards[i], err))) goto cleanup;
-  if ((rc = ds_load_labels(ds, err))) goto cleanup;
+  if ((rc = ds_load_labels(ds, err)) || (rc = ds_load_lengths(ds, err))) goto cleanup;
   if (o.cache && (rc = ds_fill_cache(ds, err))) goto cleanup;
   *out = ds;
   ds = NULL;
@@ -503,6 +575,7 @@ const char *nn_dataset_file(const nn_dataset *ds, int i) { return ds->shards[i].
 
 const int32_t *nn_dataset_labels(const nn_dataset *ds) { return ds->labels; }
 const float *nn_dataset_targets(const nn_dataset *ds) { return ds->targets; }
+const int32_t *nn_dataset_lengths(const nn_dataset *ds) { return ds->lengths; }
 
 void nn_dataset_close(nn_dataset *ds) {
   if (!ds) return;
@@ -520,6 +593,7 @@ void nn_dataset_close(nn_dataset *ds) {
   free(ds->shards);
   free(ds->labels);
   free(ds->targets);
+  free(ds->lengths);
   free(ds->cache);
   free(ds->order);
   free(ds->stage);

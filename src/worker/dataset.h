@@ -5,6 +5,13 @@
  *   /features   [N, d1, ..., dk]  uint8 or float32, chunked by rows, deflate
  *   /labels     [N]               int32 class ids (classification), or
  *   /targets    [N, T]            float32 regression targets (num_classes = 0)
+ *   /lengths    [N]               int32, sequence shards only (attribute vocab_size):
+ *                                 valid timesteps of each sample, in [1, T]
+ * Sequence shards (docs/data-format.md#sequences): /features [N, T] int32 token
+ *   ids in [0, vocab_size), id 0 the padding after each sample's length (every
+ *   id from /lengths on must be 0); attribute vocab_size int32 in [2, 2^24]
+ *   (ids are exact in float32); feature_scale 1, mean 0 and std 1 (no
+ *   normalization: they are ids).
  *   root attributes:
  *     format         "nntrain-shard"      version  int32 1
  *     sample_shape   int32[k]             num_classes  int32 (0: regression)
@@ -37,7 +44,13 @@
 #define NN_SHARD_FORMAT "nntrain-shard"
 #define NN_SHARD_VERSION 1
 
-typedef enum nn_feature_type { NN_FEAT_U8 = 0, NN_FEAT_F32 = 1 } nn_feature_type;
+typedef enum nn_feature_type {
+  NN_FEAT_U8 = 0,
+  NN_FEAT_F32 = 1,
+  NN_FEAT_I32 = 2, /* token ids of a sequence shard (vocab_size > 0) */
+} nn_feature_type;
+
+#define NN_SHARD_MAX_VOCAB (1 << 24) /* token ids are exact in float32 below this */
 
 /* What describes a dataset (all shards agree on it). */
 typedef struct nn_dataset_info {
@@ -47,6 +60,7 @@ typedef struct nn_dataset_info {
   int num_classes;           /* > 0: /labels; 0: /targets */
   int target_dim;            /* T for regression, 0 for classification */
   double feature_scale;
+  int vocab_size;            /* > 0: a sequence shard (int32 ids, /lengths) */
   int channels;              /* entries in mean/std */
   double mean[NN_SHARD_MAX_CHANNELS];
   double std[NN_SHARD_MAX_CHANNELS];
@@ -69,6 +83,7 @@ typedef struct nn_shard_meta {
   const char *split;
   const char *source;
   int shard_index, shard_count;
+  int vocab_size;            /* > 0 with ftype NN_FEAT_I32: a sequence shard */
 } nn_shard_meta;
 
 /* Create `path` (written as path.tmp, renamed on close). */
@@ -78,6 +93,10 @@ int nn_shard_create(nn_shard_writer **w, const char *path, const nn_shard_meta *
  * or targets [n*T] (regression), the other NULL. */
 int nn_shard_append(nn_shard_writer *w, const void *features, const int32_t *labels,
                     const float *targets, int64_t n, nn_error *err);
+/* The same for a sequence shard: ids [n, T] int32 and their lengths [n]
+ * (checked: lengths in [1, T], ids in [0, vocab_size), padding ids 0). */
+int nn_shard_append_seq(nn_shard_writer *w, const int32_t *ids, const int32_t *lengths,
+                        const int32_t *labels, const float *targets, int64_t n, nn_error *err);
 /* Flush, close, rename into place. Frees w, also on error. */
 int nn_shard_close(nn_shard_writer *w, nn_error *err);
 /* Drop an unfinished shard (removes the temporary file). Frees w. */
@@ -120,6 +139,8 @@ size_t nn_dataset_cached_bytes(const nn_dataset *ds);
 const int32_t *nn_dataset_labels(const nn_dataset *ds);
 /* All targets [info.n, T] (regression), or NULL. Owned by ds. */
 const float *nn_dataset_targets(const nn_dataset *ds);
+/* All lengths [info.n] of a sequence set (vocab_size > 0), or NULL. Owned by ds. */
+const int32_t *nn_dataset_lengths(const nn_dataset *ds);
 
 /* ---- describing one file (for `nntrain inspect` and `prepare`) ---------- */
 

@@ -36,7 +36,8 @@ static inline int64_t nn__ds_chunk_rows(size_t rowbytes) {
 static inline size_t nn__ds_ftype_size(nn_feature_type t) { return t == NN_FEAT_U8 ? 1 : 4; }
 
 static inline hid_t nn__ds_ftype_mem(nn_feature_type t) {
-  return t == NN_FEAT_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  return t == NN_FEAT_U8 ? H5T_NATIVE_UINT8 : t == NN_FEAT_I32 ? H5T_NATIVE_INT32
+                                                                : H5T_NATIVE_FLOAT;
 }
 
 /* One shard file of an open dataset. */
@@ -70,6 +71,7 @@ struct nn_dataset {
   nn__ds_shard *shards; /* [nfiles] */
   int32_t *labels;    /* [n] or NULL (regression) */
   float *targets;     /* [n, T] or NULL (classification) */
+  int32_t *lengths;   /* [n] of a sequence set, else NULL */
   uint8_t *cache;     /* [n, rowbytes] stored features when opts.cache, else NULL */
   size_t rowlen;      /* floats per sample */
   size_t rowbytes;    /* stored bytes per sample */

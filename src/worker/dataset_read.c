@@ -25,6 +25,16 @@ static int convert_row(const nn_dataset *ds, const uint8_t *src, float *dst) {
     for (size_t k = 0; k < n; k++) dst[k] = ds->lut[src[k]];
     return 0;
   }
+  if (ds->info.ftype == NN_FEAT_I32) { /* token ids: exact in float below 2^24 */
+    const int32_t *id = (const int32_t *)(const void *)src;
+    const uint32_t vocab = (uint32_t)ds->info.vocab_size;
+    uint32_t bad = 0;
+    for (size_t k = 0; k < n; k++) {
+      dst[k] = (float)id[k];
+      bad |= (uint32_t)((uint32_t)id[k] >= vocab); /* negative ids wrap above it */
+    }
+    return (int)bad;
+  }
   const float *f = (const float *)(const void *)src;
   double sc = ds->info.feature_scale;
   if (sc == 1.0) {
@@ -48,6 +58,14 @@ static int nonfinite_row(const nn_dataset *ds, int64_t g, const float *row, nn_e
   for (int i = 0; i < ds->nfiles; i++)
     if (g >= ds->shards[i].first && g < ds->shards[i].first + ds->shards[i].n) s = &ds->shards[i];
   size_t k = 0;
+  if (ds->info.ftype == NN_FEAT_I32) {
+    while (k + 1 < ds->rowlen && row[k] >= 0 && row[k] < (float)ds->info.vocab_size) k++;
+    nn_error_at(err, NN_EDATA, s->path, 0, 0, "/features row %lld element %zu is token id %.0f, "
+                "outside the vocabulary [0, %d)", (long long)(g - s->first), k, (double)row[k],
+                ds->info.vocab_size);
+    if (err) snprintf(err->where, sizeof err->where, "/features");
+    return NN_EDATA;
+  }
   while (k + 1 < ds->rowlen && isfinite(row[k])) k++;
   nn_error_at(err, NN_EDATA, s->path, 0, 0,
               "/features row %lld element %zu is %g: features must be finite numbers",

@@ -27,6 +27,7 @@ typedef struct slot {
   float *x;
   int32_t *labels;
   float *targets;
+  int32_t *lengths;   /* [max_slice] (sequence data) */
   int64_t *idx;       /* [max_slice] global indices read */
 } slot;
 
@@ -109,6 +110,9 @@ static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
   s->b.x = s->x;
   s->b.labels = L->info.num_classes > 0 ? s->labels : NULL;
   s->b.targets = L->info.num_classes > 0 ? NULL : s->targets;
+  const int32_t *len = nn_dataset_lengths(L->ds);
+  for (int i = 0; len && i < n; i++) s->lengths[i] = len[s->idx[i]];
+  s->b.lengths = len ? s->lengths : NULL;
   return 0;
 }
 
@@ -215,7 +219,8 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     s->labels = nn_malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
     s->targets = nn_malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
     s->idx = nn_malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
-    if (!s->x || !s->labels || !s->targets || !s->idx) goto oom;
+    s->lengths = nn_malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
+    if (!s->x || !s->labels || !s->targets || !s->idx || !s->lengths) goto oom;
   }
   pthread_mutex_init(&L->mu, NULL);
   pthread_cond_init(&L->cv, NULL);
@@ -253,6 +258,7 @@ void nn_loader_free(nn_loader *L) {
     free(L->slots[i].x);
     free(L->slots[i].labels);
     free(L->slots[i].targets);
+    free(L->slots[i].lengths);
     free(L->slots[i].idx);
   }
   free(L->slots);

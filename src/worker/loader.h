@@ -46,6 +46,7 @@ typedef struct nn_batch {
   const float *x;      /* [n, sample] */
   const int32_t *labels;  /* [n] or NULL (regression) */
   const float *targets;   /* [n, T] or NULL (classification) */
+  const int32_t *lengths; /* [n] valid timesteps (sequence data), or NULL */
 } nn_batch;
 
 typedef struct nn_loader nn_loader;

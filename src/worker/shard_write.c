@@ -22,6 +22,8 @@ struct nn_shard_writer {
   char *path;          /* final name (owned) */
   char *tmp;           /* path.tmp (owned) */
   hid_t file, feat, lab; /* lab is /labels or /targets */
+  hid_t len;           /* /lengths of a sequence shard, else -1 */
+  int vocab_size;      /* > 0: a sequence shard */
   nn_feature_type ftype;
   int num_classes, target_dim;
   int fdims;           /* rank of /features */
@@ -30,6 +32,7 @@ struct nn_shard_writer {
   int64_t chunk_rows;
   uint8_t *buf;        /* [chunk_rows, rowbytes] staged features */
   void *lbuf;          /* [chunk_rows] int32 labels or [chunk_rows, T] float targets */
+  int32_t *nbuf;       /* [chunk_rows] lengths (sequence shards) */
   int64_t buffered;    /* rows in buf */
   int64_t written;     /* rows in the file */
 };
@@ -37,10 +40,12 @@ struct nn_shard_writer {
 static void writer_free(nn_shard_writer *w) {
   if (!w) return;
   if (w->lab >= 0) H5Dclose(w->lab);
+  if (w->len >= 0) H5Dclose(w->len);
   if (w->feat >= 0) H5Dclose(w->feat);
   if (w->file >= 0) H5Fclose(w->file);
   free(w->buf);
   free(w->lbuf);
+  free(w->nbuf);
   free(w->path);
   free(w->tmp);
   free(w);
@@ -77,8 +82,14 @@ static int check_meta(const char *path, const nn_shard_meta *m, nn_error *err) {
   for (int i = 0; i < m->sample.ndim; i++)
     if (m->sample.dim[i] < 1)
       return nn_error_at(err, NN_EINVAL, path, 0, 0, "sample shape %s has a dimension < 1", shp);
-  if (m->ftype != NN_FEAT_U8 && m->ftype != NN_FEAT_F32)
+  if (m->ftype != NN_FEAT_U8 && m->ftype != NN_FEAT_F32 && m->ftype != NN_FEAT_I32)
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "unknown feature type %d", (int)m->ftype);
+  if ((m->ftype == NN_FEAT_I32) != (m->vocab_size > 0) || m->vocab_size < 0 ||
+      m->vocab_size == 1 || m->vocab_size > NN_SHARD_MAX_VOCAB ||
+      (m->vocab_size > 0 && (m->sample.ndim != 1 || m->feature_scale != 1)))
+    return nn_error_at(err, NN_EINVAL, path, 0, 0, "vocab_size %d: a sequence shard has int32 "
+                       "token ids [T], 2 <= vocab_size <= %d and feature_scale 1", m->vocab_size,
+                       NN_SHARD_MAX_VOCAB);
   if (m->num_classes < 0 || (m->num_classes == 0) != (m->target_dim > 0) || m->target_dim < 0)
     return nn_error_at(err, NN_EINVAL, path, 0, 0,
                        "num_classes %d, target_dim %d: a shard has either classes (> 0) or "
@@ -102,8 +113,9 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
                         nn_error *err) {
   nn_shard_writer *w = nn_calloc(1, sizeof *w);
   if (!w) return nn_error_set(err, NN_ENOMEM, "out of memory");
-  w->file = w->feat = w->lab = -1;
+  w->file = w->feat = w->lab = w->len = -1;
   w->ftype = m->ftype;
+  w->vocab_size = m->vocab_size;
   w->num_classes = m->num_classes;
   w->target_dim = m->target_dim;
   w->rowlen = nn_shape_count(&m->sample);
@@ -116,7 +128,8 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->tmp = nn_malloc(strlen(path) + 5);
   w->buf = nn_malloc((size_t)w->chunk_rows * w->rowbytes);
   w->lbuf = nn_malloc((size_t)w->chunk_rows * lsz);
-  if (!w->path || !w->tmp || !w->buf || !w->lbuf) {
+  if (m->vocab_size > 0) w->nbuf = nn_malloc((size_t)w->chunk_rows * sizeof *w->nbuf);
+  if (!w->path || !w->tmp || !w->buf || !w->lbuf || (m->vocab_size > 0 && !w->nbuf)) {
     writer_free(w);
     return nn_error_set(err, NN_ENOMEM, "out of memory");
   }
@@ -148,6 +161,10 @@ static int write_root_attrs(nn_shard_writer *w, const nn_shard_meta *m, nn_error
       (rc = nn_h5_attr_write(&hf, f, "shard_index", H5T_NATIVE_INT32, &si, 0, err)) ||
       (rc = nn_h5_attr_write(&hf, f, "shard_count", H5T_NATIVE_INT32, &sc, 0, err)))
     return rc;
+  if (m->vocab_size > 0) {
+    int32_t v = m->vocab_size;
+    if ((rc = nn_h5_attr_write(&hf, f, "vocab_size", H5T_NATIVE_INT32, &v, 0, err))) return rc;
+  }
   return 0;
 }
 
@@ -163,7 +180,9 @@ int nn_shard_create(nn_shard_writer **out, const char *path, const nn_shard_meta
     rc = nn_h5_fail(err, NN_EIO, w->tmp, NULL, "cannot create the file");
     goto cleanup;
   }
-  hid_t ftype = m->ftype == NN_FEAT_U8 ? H5T_STD_U8LE : H5T_IEEE_F32LE;
+  hid_t ftype = m->ftype == NN_FEAT_U8    ? H5T_STD_U8LE
+                : m->ftype == NN_FEAT_I32 ? H5T_STD_I32LE
+                                          : H5T_IEEE_F32LE;
   w->feat = make_dataset(w->file, "features", ftype, w->fdims, w->fshape,
                          (hsize_t)w->chunk_rows, 1);
   if (w->feat < 0) {
@@ -181,6 +200,14 @@ int nn_shard_create(nn_shard_writer **out, const char *path, const nn_shard_meta
     rc = nn_h5_fail(err, NN_EIO, w->tmp, m->num_classes > 0 ? "/labels" : "/targets",
                     "cannot create the dataset");
     goto cleanup;
+  }
+  if (m->vocab_size > 0) {
+    hsize_t ld[1] = {0};
+    w->len = make_dataset(w->file, "lengths", H5T_STD_I32LE, 1, ld, SW_LABEL_CHUNK, 0);
+    if (w->len < 0) {
+      rc = nn_h5_fail(err, NN_EIO, w->tmp, "/lengths", "cannot create the dataset");
+      goto cleanup;
+    }
   }
   if ((rc = write_root_attrs(w, m, err))) goto cleanup;
   *out = w;
@@ -241,13 +268,57 @@ static int writer_flush(nn_shard_writer *w, nn_error *err) {
     return nn_h5_fail(err, NN_EIO, w->tmp, w->num_classes > 0 ? "/labels" : "/targets",
                    "cannot write rows %lld..%lld", (long long)w->written,
                    (long long)(w->written + w->buffered - 1));
+  hsize_t nd[1] = {0};
+  if (w->len >= 0 && write_rows(w->len, 1, nd, (hsize_t)w->written, (hsize_t)w->buffered,
+                                H5T_NATIVE_INT32, w->nbuf))
+    return nn_h5_fail(err, NN_EIO, w->tmp, "/lengths", "cannot write rows %lld..%lld",
+                      (long long)w->written, (long long)(w->written + w->buffered - 1));
   w->written += w->buffered;
   w->buffered = 0;
   return 0;
 }
 
+/* nn_shard_append_seq's checks of ids [n, T] and lengths [n]. */
+static int check_seq(const nn_shard_writer *w, const int32_t *ids, const int32_t *lengths,
+                     int64_t n, nn_error *err) {
+  const int64_t T = (int64_t)w->rowlen, row0 = w->written + w->buffered;
+  for (int64_t i = 0; i < n; i++) {
+    if (lengths[i] < 1 || lengths[i] > T)
+      return nn_error_at(err, NN_EDATA, w->path, 0, 0, "sample %lld: length %d is outside "
+                         "[1, %lld]", (long long)(row0 + i), (int)lengths[i], (long long)T);
+    for (int64_t t = 0; t < T; t++) {
+      int32_t v = ids[i * T + t];
+      if (v < 0 || v >= w->vocab_size || (t >= lengths[i] && v != 0))
+        return nn_error_at(err, NN_EDATA, w->path, 0, 0, "sample %lld step %lld: token id %d "
+                           "(ids are in [0, %d), and 0 after the sample's length %d)",
+                           (long long)(row0 + i), (long long)t, (int)v, w->vocab_size,
+                           (int)lengths[i]);
+    }
+  }
+  return 0;
+}
+
+static int append_rows(nn_shard_writer *w, const void *features, const int32_t *lengths,
+                       const int32_t *labels, const float *targets, int64_t n, nn_error *err);
+
 int nn_shard_append(nn_shard_writer *w, const void *features, const int32_t *labels,
                     const float *targets, int64_t n, nn_error *err) {
+  if (w->vocab_size > 0)
+    return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: a sequence shard needs lengths");
+  return append_rows(w, features, NULL, labels, targets, n, err);
+}
+
+int nn_shard_append_seq(nn_shard_writer *w, const int32_t *ids, const int32_t *lengths,
+                        const int32_t *labels, const float *targets, int64_t n, nn_error *err) {
+  if (w->vocab_size <= 0 || (n > 0 && (!ids || !lengths)))
+    return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: not a sequence shard, or no "
+                       "ids/lengths");
+  int rc = n > 0 ? check_seq(w, ids, lengths, n, err) : 0;
+  return rc ? rc : append_rows(w, ids, lengths, labels, targets, n, err);
+}
+
+static int append_rows(nn_shard_writer *w, const void *features, const int32_t *lengths,
+                       const int32_t *labels, const float *targets, int64_t n, nn_error *err) {
   if (n < 0 || (n > 0 && !features))
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: bad sample count or no features");
   if (w->num_classes > 0 && n > 0 && !labels)
@@ -272,6 +343,8 @@ int nn_shard_append(nn_shard_writer *w, const void *features, const int32_t *lab
            (size_t)take * w->rowbytes);
     memcpy((uint8_t *)w->lbuf + (size_t)w->buffered * lsz, l + (size_t)done * lsz,
            (size_t)take * lsz);
+    if (lengths)
+      memcpy(w->nbuf + w->buffered, lengths + done, (size_t)take * sizeof *lengths);
     w->buffered += take;
     done += take;
     if (w->buffered == w->chunk_rows) {
@@ -293,9 +366,10 @@ int nn_shard_close(nn_shard_writer *w, nn_error *err) {
     rc = nn_h5_fail(err, NN_EIO, w->tmp, NULL, "cannot flush the file");
     goto cleanup;
   }
+  herr_t e0 = w->len >= 0 ? H5Dclose(w->len) : 0;
   herr_t e1 = H5Dclose(w->lab), e2 = H5Dclose(w->feat), e3 = H5Fclose(w->file);
-  w->lab = w->feat = w->file = -1;
-  if (e1 < 0 || e2 < 0 || e3 < 0) {
+  w->lab = w->feat = w->file = w->len = -1;
+  if (e0 < 0 || e1 < 0 || e2 < 0 || e3 < 0) {
     rc = nn_h5_fail(err, NN_EIO, w->tmp, NULL, "cannot close the file");
     goto cleanup;
   }

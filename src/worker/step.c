@@ -109,6 +109,7 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
                   uint64_t seed, nn_step_stats *st, nn_error *err) {
   nn_model *m = s->model;
   nn_run_ctx ctx = {.training = 1, .seed = seed, .step = step, .sample0 = b->sample0,
+                    .lengths = b->lengths,
                     .act_scale = 1.0f / (float)b->global_n};
   const nn_step_stats before = *st; /* restored if the step is dropped */
   nn_model_zero_grad(m);
@@ -160,7 +161,8 @@ double nn_step_loss(nn_stepper *s, const nn_batch *b, const float *out) {
 
 void nn_step_eval(nn_stepper *s, const nn_batch *b, uint64_t seed, nn_step_stats *st) {
   if (b->n == 0) return;
-  nn_run_ctx ctx = {.training = 0, .seed = seed, .step = 0, .sample0 = b->sample0};
+  nn_run_ctx ctx = {.training = 0, .seed = seed, .step = 0, .sample0 = b->sample0,
+                    .lengths = b->lengths};
   const float *out = nn_model_forward(s->model, b->x, b->n, &ctx);
   st->loss_sum += batch_loss(s, b, out, 1.0f, NULL);
   st->count += b->n;

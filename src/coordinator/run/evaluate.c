@@ -27,6 +27,7 @@ int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm,
     if ((rc = nn_loader_next(L, &b, err)) != 0 || !b) break;
     if (b->n == 0) continue;
     ctx.sample0 = b->sample0;
+    ctx.lengths = b->lengths;
     const float *out = nn_model_forward(&r->model, b->x, b->n, &ctx);
     double l = nn_step_loss(&r->st, b, out);
     if (b->labels)

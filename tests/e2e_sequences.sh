@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# e2e_sequences.sh: sequence data end to end (issue 12, docs/data-format.md#sequences).
+#
+# 1. `prepare lines` on three small generated word files: tokens are the
+#    UTF-8 bytes + 1 (checked against the words with h5py), lowercase (also
+#    non-ASCII: "ÄPFEL" -> "äpfel"), duplicates removed, words shared between
+#    files dropped from all, items over --max-len dropped, --per-class and
+#    --test-fraction obeyed, padding 0 after each length, classes.txt names
+#    the files, and the same flags give the same shards.
+# 2. Bad input: one file (exit 2), a missing file (exit 4 naming it), a
+#    sequence shard with a token id outside the vocabulary or a bad length
+#    (written by h5py behind the writer's back): inspect/check exit 4 with one
+#    line naming the file and row.
+set -u
+NNTRAIN=${NNTRAIN:?NNTRAIN must name the nntrain binary}
+T=$(mktemp -d /tmp/nn_e2e_seq_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, expect_fail
+need_py h5py numpy
+
+printf 'Apple\napple\nbanana\ncherry\nshared\ndate\nelderberry-is-long\nfig\ngrape\n' >"$T/en.txt"
+printf 'ÄPFEL\nbirne\nkirsche\nshared\ndattel\nfeige\ntraube\n\nzitrone\n' >"$T/de.txt"
+printf 'pomme\r\npoire\r\ncerise\r\nshared\r\ndatte\r\nfigue\r\nraisin\r\n' >"$T/fr.txt"
+
+"$NNTRAIN" prepare lines "$T/en.txt" "$T/de.txt" "$T/fr.txt" --out "$T/w" --per-class 5 \
+  --test-fraction 0.4 --max-len 10 --seed 3 >"$T/out" 2>&1 || fail "prepare lines: $(cat "$T/out")"
+grep -q "class 0 en.txt: 9 lines, 1 duplicates, 1 longer than 10 bytes, 1 in other files; 3 train, 2 test" "$T/out" ||
+  fail "prepare lines: class 0 summary: $(cat "$T/out")"
+[ "$(cat "$T/w/classes.txt")" = "$(printf 'en.txt\nde.txt\nfr.txt')" ] || fail "classes.txt: $(cat "$T/w/classes.txt")"
+"$PY" - "$T/w" <<'EOF' || fail "prepare lines: shard contents"
+import sys, h5py, numpy as np
+d = sys.argv[1]
+words = {0: {"apple", "banana", "cherry", "date", "fig", "grape"},
+         1: {"äpfel", "birne", "kirsche", "dattel", "feige", "traube", "zitrone"},
+         2: {"pomme", "poire", "cerise", "datte", "figue", "raisin"}}
+seen = {}
+for split, per in (("train", 3), ("test", 2)):
+    f = h5py.File("%s/%s-000.h5" % (d, split), "r")
+    assert f.attrs["vocab_size"] == 257
+    x, n, y = f["features"][()], f["lengths"][()], f["labels"][()]
+    assert x.dtype == np.int32 and x.shape[1] == 10, x.shape
+    assert list(np.bincount(y, minlength=3)) == [per] * 3, np.bincount(y)
+    for row, length, c in zip(x, n, y):
+        assert (row[length:] == 0).all(), row
+        w = bytes(int(v) - 1 for v in row[:length]).decode("utf-8")
+        assert w in words[c], (w, c)
+        assert w not in seen, w
+        seen[w] = split
+assert "shared" not in seen and "elderberry-is-long" not in seen
+EOF
+"$NNTRAIN" prepare lines "$T/en.txt" "$T/de.txt" "$T/fr.txt" --out "$T/w2" --per-class 5 \
+  --test-fraction 0.4 --max-len 10 --seed 3 >/dev/null 2>&1 || fail "prepare lines again"
+"$PY" - "$T/w" "$T/w2" <<'EOF' || fail "prepare lines: the same flags gave other shards"
+import sys, h5py, numpy as np
+for s in ("train", "test"):
+    a, b = (h5py.File("%s/%s-000.h5" % (d, s), "r") for d in sys.argv[1:])
+    for k in ("features", "lengths", "labels"):
+        assert (a[k][()] == b[k][()]).all(), (s, k)
+EOF
+"$NNTRAIN" inspect "$T/w/train-000.h5" | grep -q "int32 token ids, vocabulary 257" ||
+  fail "inspect does not show the token type"
+echo "prepare lines: contents, filters, determinism"
+
+# ---- bad input --------------------------------------------------------------------
+expect_fail 2 "at least two FILEs" "$NNTRAIN" prepare lines "$T/en.txt" --out "$T/x"
+expect_fail 4 "nope.txt" "$NNTRAIN" prepare lines "$T/en.txt" "$T/nope.txt" --out "$T/x"
+cp "$T/w/train-000.h5" "$T/badid.h5"
+"$PY" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f['features'][4,0]=300" "$T/badid.h5"
+cat >"$T/job.toml" <<EOF2
+[data]
+train = "$T/badid.h5"
+normalize = false
+[model]
+[[model.layers]]
+type = "dense"
+units = 4
+[[model.layers]]
+type = "dense"
+units = 3
+[train]
+epochs = 1
+batch_size = 4
+[checkpoint]
+every_epochs = 0
+at_end = false
+[run]
+dir = "$T/run"
+EOF2
+expect_fail 4 "badid.h5: /features row 4 element 0 is token id 300, outside the vocabulary [0, 257)" \
+  "$NNTRAIN" "$T/job.toml" --quiet
+cp "$T/w/train-000.h5" "$T/badlen.h5"
+"$PY" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f['lengths'][2]=11" "$T/badlen.h5"
+expect_fail 4 "badlen.h5: /lengths row 2 is 11, expected 1 to 10" "$NNTRAIN" inspect "$T/badlen.h5"
+echo "bad sequence input: one line, exit 2 or 4"
+echo "e2e_sequences: all checks passed"

@@ -622,9 +622,43 @@ static void test_large_table(void) {
   free(buf);
 }
 
+/* Keys shown in messages are cut to the buffer, escapes and "..." included
+ * (fuzz_toml found a 96-byte document whose quoted header key of tabs made
+ * the escapes overrun a 128-byte buffer: toml.c show_n). Every buffer size
+ * against keys of plain and control characters, in exactly-sized heap
+ * buffers so AddressSanitizer sees any overrun. */
+static void test_key_show_bounds(void) {
+  static const char crash[] =
+      "   # same as [g.h.i]\n[ j . \"\xca\x9ez\" . '\t\t\t\t\t\t\t\t\t\t\t\t\t\t.z] "
+      "\t\t\t\t\t.z] nl\t'] \t  \t\t\t\t\t.z] \t\t\t\t\t.z] n   -@";
+  nn_error err;
+  nn_toml_value *r = parse(crash, &err);
+  ASSERT_TRUE(r == NULL); /* invalid TOML: refused with a message, not a crash */
+  ASSERT_TRUE(strlen(err.msg) > 0);
+  const char *keys[] = {"", "a", "abc", "\t", "a\tb", "\t\t\t\t\t\t\t\t\t\t",
+                        "abcdefghijklmnopqrstuvwxyz", "x\x7fy\x01z\x1f"};
+  for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++) {
+    for (size_t cap = 1; cap < 72; cap++) {
+      char *buf = malloc(cap);
+      ASSERT_TRUE(buf != NULL);
+      nn_toml_kv kv = {(char *)keys[j], strlen(keys[j]), NULL};
+      nn_toml_key_show(&kv, buf, cap);
+      size_t n = strlen(buf);
+      ASSERT_TRUE(n < cap);
+      /* with room enough, the whole key; else a prefix ending in "..." (or "") */
+      size_t full = 0;
+      for (const char *c = keys[j]; *c; c++) full += ((unsigned char)*c < 0x20 || *c == 0x7f) ? 6 : 1;
+      if (full < cap) ASSERT_EQ_INT((long long)n, (long long)full);
+      else if (cap >= 4) ASSERT_TRUE(n >= 3 && !strcmp(buf + n - 3, "..."));
+      else ASSERT_EQ_INT((long long)n, 0);
+      free(buf);
+    }
+  }
+}
+
 TEST_MAIN(TEST(test_strings), TEST(test_integers), TEST(test_floats), TEST(test_booleans),
           TEST(test_datetimes), TEST(test_arrays), TEST(test_tables),
           TEST(test_value_positions), TEST(test_error_positions),
           TEST(test_invalid_documents), TEST(test_valid_corners), TEST(test_accessors),
           TEST(test_parse_file), TEST(test_unterminated_buffer), TEST(test_nesting_limit),
-          TEST(test_large_table), TEST(test_key_nul))
+          TEST(test_large_table), TEST(test_key_nul), TEST(test_key_show_bounds))

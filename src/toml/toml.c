@@ -150,13 +150,23 @@ static const char *found(const parser *p, char *buf, size_t cap) {
  * characters become \uXXXX escapes (as a TOML basic string writes them),
  * long keys are cut with "...". Returns buf. */
 static const char *show_n(const char *s, size_t len, char *buf, size_t cap) {
-  size_t k = 0;
-  for (size_t i = 0; s && i < len && k + 1 < cap; i++) {
+  size_t k = 0, full = 0;
+  if (!cap) return buf;
+  for (size_t i = 0; s && i < len; i++)
+    full += ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f) ? 6 : 1;
+  /* Each character is written only if it fits with the NUL and, unless it
+   * is the last, with a "..." after it: so "..." fits when the next one does
+   * not, except in a buffer under 4 bytes (found by fuzz_toml: the escapes
+   * overran the buffer). */
+  for (size_t i = 0; s && i < len; i++) {
     unsigned char c = (unsigned char)s[i];
     size_t w = (c < 0x20 || c == 0x7f) ? 6 : 1;
-    if (k + w + 4 >= cap && len - i > 3) {
-      memcpy(buf + k, "...", 3);
-      k += 3;
+    int last = i + 1 == len;
+    if (full >= cap && (k + w + 1 > cap || (!last && k + w + 4 > cap))) {
+      if (k + 4 <= cap) {
+        memcpy(buf + k, "...", 3);
+        k += 3;
+      }
       break;
     }
     if (w == 6)

@@ -235,6 +235,21 @@ static size_t slot_new(int d, int t) { return (size_t)(d ? t : t + 1); }
 
 static float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
 
+/* tanh from expf, which is several times faster than libm's tanhf (its
+ * expm1f was a fifth of an LSTM step's time): (1 - e^-2|v|) / (1 + e^-2|v|),
+ * and below |v| = 1/8, where 1 - e^-2|v| would lose relative precision, the
+ * Taylor series to v^9 (error < 1e-10 relative there). Within a few float
+ * ulps of tanhf elsewhere. */
+static float tanh_fast(float v) {
+  float a = fabsf(v);
+  if (a < 0.125f) {
+    float v2 = v * v;
+    return v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315 + v2 * (62.0f / 2835)))));
+  }
+  float t = expf(-2.0f * a), r = (1.0f - t) / (1.0f + t);
+  return v < 0 ? -r : r;
+}
+
 /* Parameter p (0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh) of (k, d). */
 static int pidx(const geo *g, int k, int d, int p) { return (k * g->D + d) * g->nb + p; }
 
@@ -257,20 +272,20 @@ static void cell_step(const geo *g, float *p, const float *q, const float *h, fl
   if (g->kind == CELL_TANH || g->kind == CELL_RELU) {
     for (int j = 0; j < H; j++) {
       float a = p[j] + q[j];
-      h2[j] = g->kind == CELL_TANH ? tanhf(a) : a > 0 ? a : 0.0f;
+      h2[j] = g->kind == CELL_TANH ? tanh_fast(a) : a > 0 ? a : 0.0f;
     }
   } else if (g->kind == CELL_LSTM) {
     for (int j = 0; j < H; j++) {
       float i = sigm(p[j] + q[j]), f = sigm(p[H + j] + q[H + j]);
-      float gg = tanhf(p[2 * H + j] + q[2 * H + j]), o = sigm(p[3 * H + j] + q[3 * H + j]);
+      float gg = tanh_fast(p[2 * H + j] + q[2 * H + j]), o = sigm(p[3 * H + j] + q[3 * H + j]);
       p[j] = i, p[H + j] = f, p[2 * H + j] = gg, p[3 * H + j] = o;
       c2[j] = f * c[j] + i * gg;
-      h2[j] = o * tanhf(c2[j]);
+      h2[j] = o * tanh_fast(c2[j]);
     }
   } else {
     for (int j = 0; j < H; j++) {
       float r = sigm(p[j] + q[j]), z = sigm(p[H + j] + q[H + j]);
-      float nn = tanhf(p[2 * H + j] + r * q[2 * H + j]);
+      float nn = tanh_fast(p[2 * H + j] + r * q[2 * H + j]);
       qn[j] = q[2 * H + j];
       p[j] = r, p[H + j] = z, p[2 * H + j] = nn;
       h2[j] = (1.0f - z) * nn + z * h[j];
@@ -433,7 +448,7 @@ static void cell_back(const geo *g, const float *a, const float *h2, const float
   } else if (g->kind == CELL_LSTM) {
     for (int j = 0; j < H; j++) {
       float i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
-      float tc = tanhf(c2[j]);
+      float tc = tanh_fast(c2[j]);
       float dct = dc[j] + dh[j] * o * (1.0f - tc * tc);
       dg[j] = dct * gg * i * (1.0f - i);
       dg[H + j] = dct * cp[j] * f * (1.0f - f);

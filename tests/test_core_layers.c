@@ -150,8 +150,13 @@ static void test_grad_every_registered_type(void) {
       if (nn_layer_cfg_num(&c, "filters") == 0) cfg_set(&c, "filters", "2");
       if (nn_layer_cfg_ints(&c, "kernel_size", NULL, 0) == 0) cfg_set(&c, "kernel_size", "[3]");
       if (nn_layer_cfg_ints(&c, "pool_size", NULL, 0) == 0) cfg_set(&c, "pool_size", "[2]");
+      if (nn_layer_cfg_num(&c, "hidden_size") == 0) { /* rnn, lstm, gru: [T, C] sequences */
+        in = (nn_shape){2, {4, 3}};
+        cfg_set(&c, "hidden_size", "3");
+      }
     }
     nn_gradcheck_opts o = kink_opts(60 + (uint64_t)count);
+    if (in.ndim == 2) o.x_lo = -1.0f, o.x_hi = 1.0f; /* sequences: smooth, no kinks to avoid */
     fprintf(stderr, "  %s\n", (*p)->type);
     CHECK_GRADS(&in, &c, 1, &o);
     count++;

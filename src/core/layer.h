@@ -144,6 +144,9 @@ typedef struct nn_run_ctx {
                              slice (1..T; the rest is padding), NULL: every sample is
                              full length. Sequence layers read it (masking, the last
                              valid state); the others ignore it. */
+  int carry_in;     /* 1: layers with carried state (l->carry_per_sample > 0) start
+                       from it instead of zeros; 0: from zeros. Such layers always
+                       write their final state back (truncated BPTT, see nn_layer.carry) */
 } nn_run_ctx;
 
 typedef struct nn_layer nn_layer;
@@ -199,6 +202,15 @@ struct nn_layer {
   size_t buffer_offset, buffer_count; /* this layer's range in buffers (floats) */
   int frozen;                         /* cfg.frozen or inside a frozen block: parameters
                                          in [ntrainable, nparams), grad[p] == NULL */
+  /* Carried state (an RNN's hidden state across windows of one data stream:
+   * truncated BPTT). build sets carry_per_sample (floats per sample, 0 = none);
+   * the model points carry at the layer's part of sample 0's row of its carry
+   * arena: sample i's state is carry + i * carry_stride. forward reads it when
+   * ctx->carry_in (else starts from zeros) and always writes the final state
+   * back; backward treats the initial state as a constant (detached). */
+  size_t carry_per_sample;
+  float *carry;                       /* view into the model's carry arena */
+  size_t carry_stride;                /* floats between two samples' rows */
 };
 
 /* 1 if backward must add into l's parameter gradients: the layer is not

@@ -435,7 +435,7 @@ static int check_graph(nn_model *m, nn_error *err) {
 /* Offsets of every layer's tensors, output and scratch, and the sizes of the
  * arenas (SIZE_MAX on overflow); need[] for backward. */
 typedef struct sizes {
-  size_t np, nb, act, scratch, dtmp;
+  size_t np, nb, act, scratch, dtmp, carry;
   int ntensors;
 } sizes;
 
@@ -463,6 +463,7 @@ static void layout(nn_model *m, sizes *z) {
     m->act_off[i] = z->act;
     z->act = add_sat(z->act, mul_sat(mb, nn_shape_count(&l->out)));
     z->scratch = add_sat(z->scratch, add_sat(mul_sat(mb, l->scratch_per_sample), l->scratch_fixed));
+    z->carry = add_sat(z->carry, l->carry_per_sample);
     size_t ins = 0;
     for (int k = 0; k < l->nin; k++) ins = add_sat(ins, mul_sat(mb, nn_shape_count(&l->ins[k])));
     if (ins > z->dtmp) z->dtmp = ins;
@@ -493,10 +494,16 @@ static void bind_views(nn_model *m) {
       off += t->count;
     }
   }
+  size_t co = 0;
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
     l->scratch = m->scratch + so;
     so += (size_t)m->max_batch * l->scratch_per_sample + l->scratch_fixed;
+    if (l->carry_per_sample) {
+      l->carry = m->carry + co; /* sample-major rows: model.h */
+      l->carry_stride = m->carry_per_sample;
+      co += l->carry_per_sample;
+    }
   }
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
@@ -560,7 +567,7 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   sizes z;
   layout(m, &z);
   if (z.np == SIZE_MAX || z.nb == SIZE_MAX || z.act == SIZE_MAX || z.scratch == SIZE_MAX ||
-      z.dtmp == SIZE_MAX) {
+      z.dtmp == SIZE_MAX || z.carry == SIZE_MAX || mul_sat(z.carry, (size_t)max_batch) == SIZE_MAX) {
     rc = nn_error_set(err, NN_ENOMEM, "model arenas overflow the address space");
     goto fail;
   }
@@ -576,8 +583,10 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   m->dtmp = alloc_floats(z.dtmp);
   m->scratch = alloc_floats(z.scratch);
   m->tensors = nn_calloc(z.ntensors ? (size_t)z.ntensors : 1, sizeof *m->tensors);
+  m->carry_per_sample = z.carry;
+  if (z.carry) m->carry = alloc_floats(z.carry * (size_t)max_batch);
   if (!m->params || !m->grads || !m->buffers || !m->act || !m->dact || !m->dtmp ||
-      !m->scratch || !m->tensors) {
+      !m->scratch || !m->tensors || (z.carry && !m->carry)) {
     rc = nn_error_set(err, NN_ENOMEM,
                       "out of memory for the model arenas (%zu parameters, %zu activation "
                       "floats at max_batch %d)", z.np, z.act, max_batch);
@@ -613,6 +622,7 @@ void nn_model_free(nn_model *m) {
   free(m->need);
   free(m->gset);
   free(m->scratch);
+  free(m->carry);
   memset(m, 0, sizeof *m);
 }
 
@@ -723,6 +733,11 @@ void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *coun
 void nn_model_running_stats(const nn_model *m, size_t *offset, size_t *count) {
   if (offset) *offset = 0;
   if (count) *count = m->nbuffers;
+}
+
+void nn_model_carry(nn_model *m, float **ptr, size_t *count) {
+  if (ptr) *ptr = m->carry;
+  if (count) *count = m->carry_per_sample * (size_t)m->max_batch;
 }
 
 int nn_model_find_tensor(const nn_model *m, const char *layer, const char *name) {

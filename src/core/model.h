@@ -115,6 +115,11 @@ typedef struct nn_model {
   unsigned char *need;   /* [nlayers] 1 if backward must run it without dx */
   unsigned char *gset;   /* [nlayers] backward: its dact written this pass */
   float *scratch;        /* layer scratch arena */
+  size_t carry_per_sample; /* floats of carried state per sample, over all layers
+                              (0: no layer carries state) */
+  float *carry;          /* [max_batch * carry_per_sample], sample-major: row i holds
+                            sample i's state of every carrying layer, in layer order
+                            (NULL when carry_per_sample is 0) */
 } nn_model;
 
 /* 1 if layer type `type` is a block the model expands (residual). */
@@ -161,6 +166,14 @@ void nn_model_layer_range(const nn_model *m, int i, size_t *offset, size_t *coun
 /* Range of m->buffers holding running statistics that the trainer averages
  * across ranks (see "Running statistics" above): [*offset, *offset + *count). */
 void nn_model_running_stats(const nn_model *m, size_t *offset, size_t *count);
+
+/* Carried state (core/layer.h, nn_layer.carry): the whole arena, *ptr
+ * [*count] floats, *count = max_batch * carry_per_sample, sample-major (row i:
+ * the i-th sample of a slice, i.e. data stream i of this replica). It is each
+ * rank's own state: a checkpoint gathers it, nothing all-reduces it. Starts
+ * at zero; zeroing it (or a forward with ctx->carry_in = 0) resets the
+ * streams. *ptr is NULL and *count 0 when no layer carries state. */
+void nn_model_carry(nn_model *m, float **ptr, size_t *count);
 
 /* Index into m->tensors of tensor `name` of layer `layer`, or -1. */
 int nn_model_find_tensor(const nn_model *m, const char *layer, const char *name);

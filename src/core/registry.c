@@ -32,6 +32,9 @@ extern const nn_layer_ops nn_layer_residual;
 extern const nn_layer_ops nn_layer_add;
 extern const nn_layer_ops nn_layer_concat;
 extern const nn_layer_ops nn_layer_multiply;
+extern const nn_layer_ops nn_layer_rnn;
+extern const nn_layer_ops nn_layer_lstm;
+extern const nn_layer_ops nn_layer_gru;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -57,6 +60,9 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_add,
     &nn_layer_concat,
     &nn_layer_multiply,
+    &nn_layer_rnn,
+    &nn_layer_lstm,
+    &nn_layer_gru,
     NULL,
 };
 

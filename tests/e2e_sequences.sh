@@ -61,6 +61,43 @@ EOF
   fail "inspect does not show the token type"
 echo "prepare lines: contents, filters, determinism"
 
+# ---- prepare text: one token stream --------------------------------------------------
+printf 'Hello, world.\n%%\n' >"$T/a.txt"
+printf 'Zweite Datei: \xc3\xa4\xc3\xb6\xc3\xbc.\n' >"$T/b.txt"
+head -c 3000 /dev/urandom | base64 >"$T/c.txt"
+"$NNTRAIN" prepare text "$T/a.txt" "$T/b.txt" "$T/c.txt" --out "$T/s" --row-len 16 \
+  --val-fraction 0.1 >"$T/out" 2>&1 || fail "prepare text: $(cat "$T/out")"
+"$PY" - "$T/s" "$T/a.txt" "$T/b.txt" "$T/c.txt" <<'EOF' || fail "prepare text: stream contents"
+import sys, h5py, numpy as np
+d, files = sys.argv[1], sys.argv[2:]
+text = b"".join(open(p, "rb").read() for p in files)
+got = b""
+for split in ("train", "validation"):
+    f = h5py.File("%s/%s-000.h5" % (d, split), "r")
+    assert f.attrs["stream"] == 1 and f.attrs["vocab_size"] == 257
+    assert "labels" not in f and "targets" not in f
+    x, n = f["features"][()], f["lengths"][()]
+    assert (n[:-1] == 16).all() and 1 <= n[-1] <= 16, n
+    part = bytes(int(v) - 1 for row, k in zip(x, n) for v in row[:k])
+    if split == "validation":
+        assert len(part) == int(len(text) * 0.1), (len(part), len(text))
+    got += part
+assert got == text
+EOF
+"$NNTRAIN" inspect "$T/s/train-000.h5" | grep -q "the next token" || fail "inspect: stream"
+cat >"$T/lm.toml" <<EOF2
+[data]
+train = "$T/s/train-*.h5"
+[model]
+[[model.layers]]
+type = "dense"
+units = 4
+[run]
+dir = "$T/runlm"
+EOF2
+expect_fail 3 "one token stream" "$NNTRAIN" check "$T/lm.toml"
+echo "prepare text: one stream, exact bytes, supervised training refused"
+
 # ---- bad input --------------------------------------------------------------------
 expect_fail 2 "at least two FILEs" "$NNTRAIN" prepare lines "$T/en.txt" --out "$T/x"
 expect_fail 4 "nope.txt" "$NNTRAIN" prepare lines "$T/en.txt" "$T/nope.txt" --out "$T/x"

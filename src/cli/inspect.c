@@ -69,7 +69,9 @@ static int inspect_shard(const char *path, nn_error *err) {
   } else {
     printf("%-15s%s\n", "type", info->ftype == NN_FEAT_U8 ? "uint8" : "float32");
   }
-  if (info->num_classes > 0)
+  if (info->stream)
+    printf("%-15sthe next token (rows of one stream, for language models)\n", "targets");
+  else if (info->num_classes > 0)
     printf("%-15s%d\n", "classes", info->num_classes);
   else
     printf("%-15s0 (regression, %d target%s)\n", "classes", info->target_dim,

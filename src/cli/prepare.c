@@ -163,7 +163,8 @@ int nn__prep_write_split(const prep_set *s, const char *dir, int k, nn_error *er
     shard_path(path, sizeof path, dir, s->split, i);
     int64_t a = shard_begin(s->n, k, i), b = shard_begin(s->n, k, i + 1);
     nn_shard_meta m = {s->sample, s->ftype, s->num_classes, s->target_dim, s->scale, s->channels,
-                       s->mean, s->std, s->split, s->source, i, k, s->vocab_size};
+                       s->mean, s->std, s->split, s->source, i, k, s->vocab_size,
+                       s->stream};
     nn_shard_writer *w = NULL;
     if ((rc = nn_shard_create(&w, path, &m, err))) return rc;
     const int32_t *lab = s->labels ? s->labels + a : NULL;
@@ -482,7 +483,7 @@ static int cmd_fmnist(int argc, char **argv) {
              nn__prep_base_name(paths[2 * s + 1]));
     prep_set set = {s == 0 ? "train" : "test", src, sample, NN_FEAT_U8, img[s].data, lab[s],
                     NULL, img[s].dim[0], nclasses, 0, 1.0 / 255, channels, mean, sd,
-                    0, NULL};
+                    0, NULL, 0};
     rc = nn__prep_write_split(&set, out, k, &err);
   }
   for (int s = 0; s < 2; s++) {
@@ -561,7 +562,7 @@ static int cmd_idx(int argc, char **argv) {
   char src[512];
   snprintf(src, sizeof src, "idx: %.200s + %.200s", nn__prep_base_name(pos[0]), nn__prep_base_name(pos[1]));
   prep_set set = {split, src, sample, NN_FEAT_U8, x, lab, NULL, img.dim[0], classes, 0,
-                  1.0 / 255, channels, mean, sd, 0, NULL};
+                  1.0 / 255, channels, mean, sd, 0, NULL, 0};
   rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_idx_free(&img);
@@ -684,7 +685,7 @@ static int cmd_csv(int argc, char **argv) {
   char src[512];
   snprintf(src, sizeof src, "csv: %.200s (label column '%.128s')", nn__prep_base_name(pos[0]), d.label_name);
   prep_set set = {split, src, sample, NN_FEAT_F32, d.x, lab, tg, d.rows,
-                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd, 0, NULL};
+                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd, 0, NULL, 0};
   rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_csv_free(&d);
@@ -710,6 +711,8 @@ static const prep_kind kinds[] = {
   {"csv", cmd_csv, help_csv, "a numeric CSV file with a label column"},
   {"lines", nn__prep_cmd_lines, nn__prep_help_lines,
    "text files, one item per line, each file a class (e.g. word lists)"},
+  {"text", nn__prep_cmd_text, nn__prep_help_text,
+   "text files as one token stream, for language models"},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -727,8 +730,8 @@ int nn_cmd_prepare(int argc, char **argv) {
       help_all(stdout);
       return NN_EXIT_OK;
     }
-    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx, csv or lines");
-    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx, csv or lines",
+    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx, csv, lines or text");
+    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx, csv, lines or text",
                               argv[1]);
   }
   /* A shard whose flush or close failed (a full disk) stays open inside
@@ -737,6 +740,6 @@ int nn_cmd_prepare(int argc, char **argv) {
   if (H5dont_atexit() < 0) { /* already initialised: nothing to do */ }
   for (size_t i = 0; i < NKINDS; i++)
     if (!strcmp(argv[1], kinds[i].name)) return kinds[i].run(argc, argv);
-  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx, csv or lines)",
+  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx, csv, lines or text)",
                             argv[1]);
 }

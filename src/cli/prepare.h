@@ -40,6 +40,7 @@ typedef struct prep_set {
   const double *mean, *std;
   int vocab_size;          /* > 0: a sequence set: x holds int32 ids [n, T] */
   const int32_t *lengths;  /* [n] with vocab_size, else NULL */
+  int stream;              /* 1: rows of one token stream, no labels or targets */
 } prep_set;
 
 /* Write set s as k shards DIR/SPLIT-000.h5 ...; one line per file. */
@@ -50,5 +51,7 @@ const char *nn__prep_base_name(const char *p);
 /* prepare_seq.c */
 int nn__prep_cmd_lines(int argc, char **argv);
 void nn__prep_help_lines(FILE *f);
+int nn__prep_cmd_text(int argc, char **argv);
+void nn__prep_help_text(FILE *f);
 
 #endif

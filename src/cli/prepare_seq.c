@@ -1,6 +1,15 @@
-/* prepare_seq.c: `nntrain prepare lines`: text files, one item per line,
- * each file a class (e.g. Debian's word lists: the class is the language),
- * into sequence shards (worker/dataset.h, docs/data-format.md#sequences).
+/* prepare_seq.c: sequence shards from text (worker/dataset.h,
+ * docs/data-format.md#sequences):
+ *
+ * `nntrain prepare text FILE... --out DIR [--val-fraction F] [--row-len R]`:
+ * the files concatenated in the order given into one token stream for
+ * language modelling (bytes + 1, as below); the last F (default 0.05) is the
+ * `validation` split, the rest `train`. Each split is stored as consecutive
+ * rows of R tokens (the last row shorter: its length says so) with the root
+ * attribute stream = 1, so a reader can take any window of the stream.
+ *
+ * `nntrain prepare lines`: text files, one item per line,
+ * each file a class (e.g. Debian's word lists: the class is the language):
  *
  *   nntrain prepare lines FILE... --out DIR [--per-class N] [--test-fraction F]
  *                         [--max-len T] [--seed S] [--keep-case] [--keep-shared]
@@ -309,7 +318,7 @@ static int build_splits(lines_class *cl, int nc, const lines_opts *o, const char
     if (sp->n == 0) continue;
     int k = o->shards < sp->n ? o->shards : (int)sp->n;
     prep_set set = {s == 0 ? "train" : "test", src, {1, {T}}, NN_FEAT_I32, sp->ids, sp->lab,
-                    NULL, sp->n, nc, 0, 1.0, T, mean, sd, LINES_VOCAB, sp->len};
+                    NULL, sp->n, nc, 0, 1.0, T, mean, sd, LINES_VOCAB, sp->len, 0};
     rc = nn__prep_write_split(&set, out, k, err);
   }
   if (!rc) rc = write_side_files(out, cl, nc, err);
@@ -319,6 +328,111 @@ static int build_splits(lines_class *cl, int nc, const lines_opts *o, const char
   free(mean);
   free(sd);
   return rc;
+}
+
+/* ---- prepare text -------------------------------------------------------------- */
+
+void nn__prep_help_text(FILE *f) {
+  fprintf(f,
+          "usage: nntrain prepare text FILE... --out DIR [options]\n\n"
+          "One token stream for language models: the FILEs concatenated in the order given,\n"
+          "tokens are UTF-8 bytes (id = byte + 1, vocabulary 257). The last part is the\n"
+          "validation split. Writes DIR/train-000.h5 and DIR/validation-000.h5 (rows of the\n"
+          "stream, attribute stream = 1).\n\n"
+          "  --val-fraction F   share of the stream held out at its end (default 0.05)\n"
+          "  --row-len R        tokens per stored row (default 256)\n\n"
+          "Debian's fortunes, sorted by name:\n"
+          "  nntrain prepare text $(ls /usr/share/games/fortunes/* | grep -v '\\.' | sort) \\\n"
+          "      --out data/fortunes\n");
+}
+
+/* Append file `path` to the growing buffer *buf (len, cap). */
+static int slurp(const char *path, unsigned char **buf, size_t *len, size_t *cap, nn_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return nn_error_at(err, NN_EIO, path, 0, 0, "cannot read: %s", strerror(errno));
+  for (;;) {
+    if (*cap - *len < 65536) {
+      size_t nc = *cap ? *cap * 2 : 1 << 20;
+      unsigned char *t = nn_realloc(*buf, nc);
+      if (!t) {
+        fclose(f);
+        return nn_error_set(err, NN_ENOMEM, "out of memory reading %s", path);
+      }
+      *buf = t;
+      *cap = nc;
+    }
+    size_t got = fread(*buf + *len, 1, *cap - *len, f);
+    *len += got;
+    if (got == 0) break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  return bad ? nn_error_at(err, NN_EIO, path, 0, 0, "read error") : 0;
+}
+
+/* Tokens [a, b) of the stream as split `name`: rows of R ids. */
+static int write_stream(const unsigned char *text, size_t a, size_t b, int R, const char *name,
+                        const char *out, const char *src, nn_error *err) {
+  size_t n = b - a, rows = (n + (size_t)R - 1) / (size_t)R;
+  int32_t *ids = nn_calloc(rows * (size_t)R, sizeof *ids);
+  int32_t *len = nn_malloc(sizeof *len * rows);
+  double *mean = nn_calloc((size_t)R, sizeof *mean), *sd = nn_malloc(sizeof *sd * (size_t)R);
+  int rc = !ids || !len || !mean || !sd ? nn_error_set(err, NN_ENOMEM, "out of memory") : 0;
+  for (size_t i = 0; i < n && !rc; i++) ids[i] = (int32_t)text[a + i] + 1;
+  for (size_t r = 0; r < rows && !rc; r++)
+    len[r] = (int32_t)(r + 1 < rows ? (size_t)R : n - r * (size_t)R);
+  for (int t = 0; t < R && !rc; t++) sd[t] = 1;
+  prep_set set = {name, src, {1, {R}}, NN_FEAT_I32, ids, NULL, NULL, (int64_t)rows, 0, 0, 1.0, R,
+                  mean, sd, LINES_VOCAB, len, 1};
+  if (!rc) rc = nn__prep_write_split(&set, out, 1, err);
+  free(ids);
+  free(len);
+  free(mean);
+  free(sd);
+  return rc;
+}
+
+int nn__prep_cmd_text(int argc, char **argv) {
+  const char *cmd = "prepare text";
+  if (nn_cli_wants_help(argc, argv)) {
+    nn__prep_help_text(stdout);
+    return NN_EXIT_OK;
+  }
+  const char *pos[4096], *out = NULL, *frac = NULL, *rowlen = NULL;
+  const prep_flag flags[] = {{"--out", 1, &out}, {"--val-fraction", 1, &frac},
+                             {"--row-len", 1, &rowlen}};
+  int npos = 0, R = 256;
+  int rc = nn__prep_parse_flags(cmd, argc, argv, 2, flags, 3, pos, 4096, &npos);
+  if (rc) return rc;
+  if (rowlen && (rc = nn__prep_parse_int(cmd, "--row-len", rowlen, 2, 4096, &R))) return rc;
+  double F = 0.05;
+  if (frac) {
+    char *end;
+    errno = 0;
+    F = strtod(frac, &end);
+    if (!*frac || *end || errno || !(F > 0 && F < 1))
+      return nn_cli_usage_error(cmd, "--val-fraction '%s': expected a number in (0, 1)", frac);
+  }
+  if (npos < 1) return nn_cli_usage_error(cmd, "expected at least one FILE");
+  if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
+  nn_error err;
+  nn_error_clear(&err);
+  unsigned char *text = NULL;
+  size_t len = 0, cap = 0;
+  for (int i = 0; i < npos && !rc; i++) rc = slurp(pos[i], &text, &len, &cap, &err);
+  size_t nval = (size_t)((double)len * F);
+  if (!rc && (len - nval < 2 || nval < 2))
+    rc = nn_error_at(&err, NN_EDATA, pos[0], 0, 0, "%zu bytes in all: too little text for a "
+                     "training and a validation part", len);
+  char src[256];
+  snprintf(src, sizeof src, "text: %d files, %zu bytes (UTF-8 bytes, id = byte + 1)", npos, len);
+  if (!rc) rc = nn_mkdirs(out, &err);
+  if (!rc) rc = write_stream(text, 0, len - nval, R, "train", out, src, &err);
+  if (!rc) rc = write_stream(text, len - nval, len, R, "validation", out, src, &err);
+  if (!rc)
+    printf("%d files, %zu tokens: train %zu, validation %zu\n", npos, len, len - nval, nval);
+  free(text);
+  return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
 }
 
 /* Flags into o; 0 or an exit code. */

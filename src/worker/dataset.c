@@ -134,6 +134,13 @@ static int shard_read_attrs(nn__ds_shard *s, nn_dataset_info *info, int64_t *nsa
       return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'feature_scale' is %g: a sequence "
                          "shard (vocab_size) holds token ids, scale 1", info->feature_scale);
   }
+  info->stream = 0;
+  if (H5Aexists(s->file, "stream") > 0) {
+    if ((rc = nn_h5_attr_read_int(&hf, s->file, "stream", &info->stream, err))) return rc;
+    if (info->stream != 0 && (info->stream != 1 || info->vocab_size <= 0 || info->num_classes))
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'stream' is %d: expected 1 on a "
+                         "sequence shard (vocab_size) with num_classes 0, or 0", info->stream);
+  }
   if ((rc = nn_h5_attr_read_int(&hf, s->file, "shard_index", &s->shard_index, err)) ||
       (rc = nn_h5_attr_read_int(&hf, s->file, "shard_count", &s->shard_count, err)))
     return rc;
@@ -250,6 +257,13 @@ static int shard_check_labels(const nn__ds_shard *s, nn_dataset_info *info, int6
                               nn_error *err) {
   const char *p = s->path;
   const char *lname = info->num_classes > 0 ? "labels" : "targets";
+  if (info->stream) { /* one token stream: the targets are its next tokens */
+    info->target_dim = 0;
+    if (!rc_len_ok(s, nsamp))
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "/lengths must be int32 [%lld] in a sequence "
+                         "shard (attribute vocab_size)", (long long)nsamp);
+    return 0;
+  }
   if (H5Lexists(s->file, lname, H5P_DEFAULT) <= 0)
     return nn_error_at(err, NN_EDATA, p, 0, 0, "missing dataset /%s (num_classes is %d)", lname,
                        info->num_classes);
@@ -344,6 +358,9 @@ static int shard_agree(const nn_dataset_info *a, const char *first, const nn_dat
   if (a->num_classes != b->num_classes)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "num_classes %d differs from %d in %s",
                        b->num_classes, a->num_classes, first);
+  if (a->stream != b->stream)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "attribute 'stream' %d differs from %d in %s",
+                       b->stream, a->stream, first);
   if (a->vocab_size != b->vocab_size)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "vocab_size %d differs from %d in %s",
                        b->vocab_size, a->vocab_size, first);
@@ -473,6 +490,7 @@ static int ds_load_lengths(nn_dataset *ds, nn_error *err) {
 /* Labels / targets of every shard into ds->labels or ds->targets, checked. */
 static int ds_load_labels(nn_dataset *ds, nn_error *err) {
   int64_t N = ds->info.n;
+  if (ds->info.stream) return 0; /* no labels */
   size_t bytes = 0;
   if (ds->info.num_classes > 0) {
     if (!nn_bytes_of((size_t)(N ? N : 1), sizeof *ds->labels, &bytes))

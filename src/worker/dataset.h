@@ -11,7 +11,9 @@
  *   ids in [0, vocab_size), id 0 the padding after each sample's length (every
  *   id from /lengths on must be 0); attribute vocab_size int32 in [2, 2^24]
  *   (ids are exact in float32); feature_scale 1, mean 0 and std 1 (no
- *   normalization: they are ids).
+ *   normalization: they are ids). Attribute stream = 1 (int32): the rows are
+ *   consecutive pieces of one token stream (`nntrain prepare text`), every
+ *   row full but the last, and there is no /labels or /targets (num_classes 0).
  *   root attributes:
  *     format         "nntrain-shard"      version  int32 1
  *     sample_shape   int32[k]             num_classes  int32 (0: regression)
@@ -61,6 +63,7 @@ typedef struct nn_dataset_info {
   int target_dim;            /* T for regression, 0 for classification */
   double feature_scale;
   int vocab_size;            /* > 0: a sequence shard (int32 ids, /lengths) */
+  int stream;                /* 1: one token stream in rows, no labels (attribute stream) */
   int channels;              /* entries in mean/std */
   double mean[NN_SHARD_MAX_CHANNELS];
   double std[NN_SHARD_MAX_CHANNELS];
@@ -84,6 +87,9 @@ typedef struct nn_shard_meta {
   const char *source;
   int shard_index, shard_count;
   int vocab_size;            /* > 0 with ftype NN_FEAT_I32: a sequence shard */
+  int stream;                /* 1: rows are consecutive pieces of one token stream (a
+                                sequence shard with no /labels or /targets: language
+                                models predict the next token) */
 } nn_shard_meta;
 
 /* Create `path` (written as path.tmp, renamed on close). */

@@ -24,6 +24,7 @@ struct nn_shard_writer {
   hid_t file, feat, lab; /* lab is /labels or /targets */
   hid_t len;           /* /lengths of a sequence shard, else -1 */
   int vocab_size;      /* > 0: a sequence shard */
+  int stream;          /* 1: no /labels or /targets */
   nn_feature_type ftype;
   int num_classes, target_dim;
   int fdims;           /* rank of /features */
@@ -90,7 +91,11 @@ static int check_meta(const char *path, const nn_shard_meta *m, nn_error *err) {
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "vocab_size %d: a sequence shard has int32 "
                        "token ids [T], 2 <= vocab_size <= %d and feature_scale 1", m->vocab_size,
                        NN_SHARD_MAX_VOCAB);
-  if (m->num_classes < 0 || (m->num_classes == 0) != (m->target_dim > 0) || m->target_dim < 0)
+  if (m->stream && (m->vocab_size <= 0 || m->num_classes || m->target_dim))
+    return nn_error_at(err, NN_EINVAL, path, 0, 0, "a stream shard is a sequence shard without "
+                       "classes or targets");
+  if (!m->stream &&
+      (m->num_classes < 0 || (m->num_classes == 0) != (m->target_dim > 0) || m->target_dim < 0))
     return nn_error_at(err, NN_EINVAL, path, 0, 0,
                        "num_classes %d, target_dim %d: a shard has either classes (> 0) or "
                        "regression targets (target_dim > 0)",
@@ -116,6 +121,7 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->file = w->feat = w->lab = w->len = -1;
   w->ftype = m->ftype;
   w->vocab_size = m->vocab_size;
+  w->stream = m->stream;
   w->num_classes = m->num_classes;
   w->target_dim = m->target_dim;
   w->rowlen = nn_shape_count(&m->sample);
@@ -127,7 +133,7 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->path = nn_strdup(path);
   w->tmp = nn_malloc(strlen(path) + 5);
   w->buf = nn_malloc((size_t)w->chunk_rows * w->rowbytes);
-  w->lbuf = nn_malloc((size_t)w->chunk_rows * lsz);
+  w->lbuf = nn_malloc((size_t)w->chunk_rows * lsz + 1);
   if (m->vocab_size > 0) w->nbuf = nn_malloc((size_t)w->chunk_rows * sizeof *w->nbuf);
   if (!w->path || !w->tmp || !w->buf || !w->lbuf || (m->vocab_size > 0 && !w->nbuf)) {
     writer_free(w);
@@ -165,6 +171,10 @@ static int write_root_attrs(nn_shard_writer *w, const nn_shard_meta *m, nn_error
     int32_t v = m->vocab_size;
     if ((rc = nn_h5_attr_write(&hf, f, "vocab_size", H5T_NATIVE_INT32, &v, 0, err))) return rc;
   }
+  if (m->stream) {
+    int32_t one = 1;
+    if ((rc = nn_h5_attr_write(&hf, f, "stream", H5T_NATIVE_INT32, &one, 0, err))) return rc;
+  }
   return 0;
 }
 
@@ -189,14 +199,16 @@ int nn_shard_create(nn_shard_writer **out, const char *path, const nn_shard_meta
     rc = nn_h5_fail(err, NN_EIO, w->tmp, "/features", "cannot create the dataset");
     goto cleanup;
   }
-  if (m->num_classes > 0) {
+  if (m->stream) {
+    /* no labels: the stream's next tokens are the targets */
+  } else if (m->num_classes > 0) {
     hsize_t ld[1] = {0};
     w->lab = make_dataset(w->file, "labels", H5T_STD_I32LE, 1, ld, SW_LABEL_CHUNK, 0);
   } else {
     hsize_t td[2] = {0, (hsize_t)m->target_dim};
     w->lab = make_dataset(w->file, "targets", H5T_IEEE_F32LE, 2, td, SW_LABEL_CHUNK, 0);
   }
-  if (w->lab < 0) {
+  if (w->lab < 0 && !m->stream) {
     rc = nn_h5_fail(err, NN_EIO, w->tmp, m->num_classes > 0 ? "/labels" : "/targets",
                     "cannot create the dataset");
     goto cleanup;
@@ -254,8 +266,10 @@ static int writer_flush(nn_shard_writer *w, nn_error *err) {
                  nn__ds_ftype_mem(w->ftype), w->buf))
     return nn_h5_fail(err, NN_EIO, w->tmp, "/features", "cannot write rows %lld..%lld",
                    (long long)w->written, (long long)(w->written + w->buffered - 1));
-  int rc;
-  if (w->num_classes > 0) {
+  int rc = 0;
+  if (w->stream) {
+    /* no labels */
+  } else if (w->num_classes > 0) {
     hsize_t ld[1] = {0};
     rc = write_rows(w->lab, 1, ld, (hsize_t)w->written, (hsize_t)w->buffered, H5T_NATIVE_INT32,
                     w->lbuf);
@@ -321,9 +335,9 @@ static int append_rows(nn_shard_writer *w, const void *features, const int32_t *
                        const int32_t *labels, const float *targets, int64_t n, nn_error *err) {
   if (n < 0 || (n > 0 && !features))
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: bad sample count or no features");
-  if (w->num_classes > 0 && n > 0 && !labels)
+  if (!w->stream && w->num_classes > 0 && n > 0 && !labels)
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: a classification shard needs labels");
-  if (w->num_classes == 0 && n > 0 && !targets)
+  if (!w->stream && w->num_classes == 0 && n > 0 && !targets)
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: a regression shard needs targets");
   if (labels)
     for (int64_t i = 0; i < n && w->num_classes > 0; i++)
@@ -335,14 +349,16 @@ static int append_rows(nn_shard_writer *w, const void *features, const int32_t *
   const uint8_t *f = features;
   size_t lsz = w->num_classes > 0 ? sizeof(int32_t) : sizeof(float) * (size_t)w->target_dim;
   const uint8_t *l = w->num_classes > 0 ? (const void *)labels : (const void *)targets;
+  if (w->stream) lsz = 0;
   int64_t done = 0;
   while (done < n) {
     int64_t take = w->chunk_rows - w->buffered;
     if (take > n - done) take = n - done;
     memcpy(w->buf + (size_t)w->buffered * w->rowbytes, f + (size_t)done * w->rowbytes,
            (size_t)take * w->rowbytes);
-    memcpy((uint8_t *)w->lbuf + (size_t)w->buffered * lsz, l + (size_t)done * lsz,
-           (size_t)take * lsz);
+    if (lsz)
+      memcpy((uint8_t *)w->lbuf + (size_t)w->buffered * lsz, l + (size_t)done * lsz,
+             (size_t)take * lsz);
     if (lengths)
       memcpy(w->nbuf + w->buffered, lengths + done, (size_t)take * sizeof *lengths);
     w->buffered += take;
@@ -367,7 +383,7 @@ int nn_shard_close(nn_shard_writer *w, nn_error *err) {
     goto cleanup;
   }
   herr_t e0 = w->len >= 0 ? H5Dclose(w->len) : 0;
-  herr_t e1 = H5Dclose(w->lab), e2 = H5Dclose(w->feat), e3 = H5Fclose(w->file);
+  herr_t e1 = w->lab >= 0 ? H5Dclose(w->lab) : 0, e2 = H5Dclose(w->feat), e3 = H5Fclose(w->file);
   w->lab = w->feat = w->file = w->len = -1;
   if (e0 < 0 || e1 < 0 || e2 < 0 || e3 < 0) {
     rc = nn_h5_fail(err, NN_EIO, w->tmp, NULL, "cannot close the file");

@@ -32,6 +32,10 @@ int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset
   int loss = nn_loss_parse(job->train.loss);
   if (loss < 0)
     return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "unknown loss '%s'", job->train.loss);
+  if (di->stream) /* `prepare text`: no labels, the next token is the target */
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0, "the data is one token stream (stream = 1, "
+                       "`nntrain prepare text`) without labels or targets: it is for language "
+                       "models (truncated BPTT), which train.task \"%s\" is not", job->train.task);
   if (di->num_classes > 0) {
     if (k != (size_t)di->num_classes)
       return nn_error_at(err, NN_ESCHEMA, where, 0, 0,

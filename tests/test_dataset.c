@@ -15,6 +15,7 @@
 #include "test.h"
 #include "test_tmp.h"
 #include "worker/dataset.h"
+#include "worker/loader.h"
 
 /* A deterministic byte / float for sample i, element k. */
 static uint8_t val_u8(int64_t i, size_t k) { return (uint8_t)((i * 131 + (int64_t)k * 7 + 3) % 251); }
@@ -786,8 +787,71 @@ static void test_sequence_shard(void) {
   ASSERT_EQ_INT(nn_shard_create(&w, p, &m, &err), NN_EINVAL);
 }
 
+/* Token streams (loader cfg.bptt): windows of every stream, the next token
+ * as target, the same tokens whatever the rank count, carry_in after window 0. */
+static void test_stream_loader(void) {
+  enum { R = 8, L = 100, B = 6, BPTT = 5 };
+  nn_error err;
+  nn_error_clear(&err);
+  char p[512];
+  path_in(p, sizeof p, "stream.h5");
+  int32_t tok[L], ids[13 * R] = {0}, len[13];
+  for (int i = 0; i < L; i++) tok[i] = 1 + (i * 7) % 200;
+  for (int r = 0; r < 13; r++) {
+    len[r] = r < 12 ? R : L - 12 * R;
+    for (int t = 0; t < len[r]; t++) ids[r * R + t] = tok[r * R + t];
+  }
+  double mean[R] = {0}, sd[R] = {1, 1, 1, 1, 1, 1, 1, 1};
+  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1};
+  nn_shard_writer *w = NULL;
+  ASSERT_OK(nn_shard_create(&w, p, &m, &err));
+  ASSERT_OK(nn_shard_append_seq(w, ids, len, NULL, NULL, 13, &err));
+  ASSERT_OK(nn_shard_close(w, &err));
+  nn_dataset *ds = NULL;
+  ASSERT_OK(nn_dataset_open(&ds, p, NULL, &err));
+  ASSERT_EQ_INT(nn_dataset_get_info(ds)->stream, 1);
+  const int Ls = L / B; /* 16 tokens per stream: (16 - 1) / 5 = 3 windows */
+  for (int N = 1; N <= 3; N += 2) {
+    for (int r = 0; r < N; r++) {
+      nn_loader_cfg c = {.seed = 1, .rank = r, .nranks = N, .batch_size = B, .prefetch = 2,
+                         .bptt = BPTT};
+      nn_loader *ld = NULL;
+      ASSERT_OK(nn_loader_create(&ld, ds, &c, &err));
+      ASSERT_EQ_INT(nn_loader_steps(ld), 3);
+      ASSERT_OK(nn_loader_start(ld, 0, 0, &err));
+      const nn_batch *b;
+      for (int k = 0; k < 3; k++) {
+        ASSERT_OK(nn_loader_next(ld, &b, &err));
+        ASSERT_TRUE(b != NULL);
+        ASSERT_EQ_INT(b->global_n, B);
+        ASSERT_EQ_INT(b->carry_in, k > 0);
+        ASSERT_EQ_INT(b->sample0, B * r / N);
+        ASSERT_EQ_INT(b->n, B * (r + 1) / N - B * r / N);
+        for (int i = 0; i < b->n; i++)
+          for (int t = 0; t < BPTT; t++) {
+            int at = (int)(b->sample0 + i) * Ls + k * BPTT + t;
+            ASSERT_TRUE(b->x[i * BPTT + t] == (float)tok[at]);
+            ASSERT_EQ_INT(b->tlabels[i * BPTT + t], tok[at + 1]);
+          }
+      }
+      ASSERT_OK(nn_loader_next(ld, &b, &err));
+      ASSERT_TRUE(b == NULL);
+      nn_loader_free(ld);
+    }
+  }
+  /* a stream needs bptt, bptt needs a stream */
+  nn_loader_cfg c = {.seed = 1, .rank = 0, .nranks = 1, .batch_size = B, .prefetch = 1};
+  nn_loader *ld = NULL;
+  ASSERT_EQ_INT(nn_loader_create(&ld, ds, &c, &err), NN_ESCHEMA);
+  ASSERT_STR_CONTAINS(err.msg, "needs train.bptt");
+  c.bptt = 40; /* longer than a stream */
+  ASSERT_EQ_INT(nn_loader_create(&ld, ds, &c, &err), NN_EDATA);
+  nn_dataset_close(ds);
+}
+
 TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_cache_bounded_across_shards), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
           TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
           TEST(test_small_chunk_cache), TEST(test_describe_and_format),
-          TEST(test_stats), TEST(test_bench_random_batches), TEST(test_sequence_shard))
+          TEST(test_stats), TEST(test_bench_random_batches), TEST(test_sequence_shard),
+          TEST(test_stream_loader))

@@ -28,6 +28,7 @@ typedef struct slot {
   int32_t *labels;
   float *targets;
   int32_t *lengths;   /* [max_slice] (sequence data) */
+  int32_t *tlabels;   /* [max_slice, bptt] (token streams) */
   int64_t *idx;       /* [max_slice] global indices read */
 } slot;
 
@@ -45,6 +46,9 @@ struct nn_loader {
   int augment;           /* 1: aug is set up and applied to every batch */
   nn_augmenter aug;      /* owns one scratch image [feat] */
   int64_t *order;        /* [info.n] global order of this epoch */
+  int32_t *stream;       /* token streams: the whole stream [stream_len] */
+  int64_t stream_len;    /* its tokens */
+  int64_t stream_each;   /* tokens per stream (Ls) */
 
   int depth;             /* batches read ahead */
   int nslots;            /* depth + 1: one more for the batch the step loop holds */
@@ -86,8 +90,70 @@ static void normalize(const nn_loader *L, float *x, int n) {
   }
 }
 
+/* Token streams: window `step` of this rank's streams into s. */
+static void fill_window(nn_loader *L, slot *s, int64_t step) {
+  const int B = L->cfg.batch_size, T = L->cfg.bptt;
+  int lo, hi;
+  slice_of(B, L->cfg.rank, L->cfg.nranks, &lo, &hi);
+  for (int i = 0; i < hi - lo; i++) {
+    const int32_t *src = L->stream + (int64_t)(lo + i) * L->stream_each + step * T;
+    for (int t = 0; t < T; t++) {
+      s->x[(size_t)i * (size_t)T + (size_t)t] = (float)src[t];
+      s->tlabels[(size_t)i * (size_t)T + (size_t)t] = src[t + 1];
+    }
+    s->lengths[i] = T;
+  }
+  s->b.step = step;
+  s->b.n = hi - lo;
+  s->b.global_n = B;
+  s->b.sample0 = lo;
+  s->b.x = s->x;
+  s->b.labels = NULL;
+  s->b.targets = NULL;
+  s->b.lengths = s->lengths;
+  s->b.tlabels = s->tlabels;
+  s->b.carry_in = step > 0;
+}
+
+/* Token streams: the whole stream of ds into L->stream, checked (ids were
+ * checked by the reader; every row but the last is full). */
+static int load_stream(nn_loader *L, nn_error *err) {
+  const int R = L->info.sample.dim[0];
+  const int64_t rows = L->info.n;
+  const int32_t *len = nn_dataset_lengths(L->ds);
+  L->stream_len = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    if (r + 1 < rows && len[r] != R)
+      return nn_error_at(err, NN_EDATA, nn_dataset_file(L->ds, 0), 0, 0, "/lengths row %lld is "
+                         "%d: every row of a stream but the last is full (%d)", (long long)r,
+                         (int)len[r], R);
+    L->stream_len += len[r];
+  }
+  L->stream = nn_malloc(sizeof *L->stream * (size_t)(L->stream_len + 1));
+  float *row = nn_malloc(sizeof *row * (size_t)R * 256);
+  int64_t *idx = nn_malloc(sizeof *idx * 256);
+  int rc = !L->stream || !row || !idx ? nn_error_set(err, NN_ENOMEM, "out of memory for a "
+                                                     "token stream of %lld tokens",
+                                                     (long long)L->stream_len) : 0;
+  int64_t at = 0;
+  for (int64_t r0 = 0; r0 < rows && !rc; r0 += 256) {
+    int n = (int)(rows - r0 < 256 ? rows - r0 : 256);
+    for (int i = 0; i < n; i++) idx[i] = r0 + i;
+    if ((rc = nn_dataset_read(L->ds, idx, n, row, NULL, NULL, err))) break;
+    for (int i = 0; i < n; i++)
+      for (int t = 0; t < len[r0 + i]; t++) L->stream[at++] = (int32_t)row[(size_t)i * (size_t)R + (size_t)t];
+  }
+  free(row);
+  free(idx);
+  return rc;
+}
+
 /* Read batch `step` into s (called on the thread without the lock). */
 static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
+  if (L->stream) {
+    fill_window(L, s, step);
+    return 0;
+  }
   const int64_t B = L->cfg.batch_size;
   int64_t first = step * B;
   int gn = (int)(L->n - first < B ? L->n - first : B);
@@ -163,7 +229,31 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     rc = nn_error_set(err, NN_EINVAL, "loader: bad batch size or rank");
     goto fail;
   }
-  L->n = cfg->subset ? cfg->nsubset : L->info.n;
+  if ((cfg->bptt > 0) != (L->info.stream != 0)) {
+    rc = nn_error_at(err, NN_ESCHEMA, nn_dataset_file(ds, 0), 0, 0, cfg->bptt > 0
+                     ? "a language model (train.bptt) reads one token stream (`nntrain prepare "
+                       "text`, shard attribute stream = 1); this data is not one"
+                     : "the data is one token stream: it needs train.bptt (a language model)");
+    goto fail;
+  }
+  if (cfg->bptt > 0) { /* token streams: the whole stream in memory, windows */
+    if (cfg->subset) {
+      rc = nn_error_set(err, NN_EINVAL, "loader: a token stream has no subsets");
+      goto fail;
+    }
+    if ((rc = load_stream(L, err))) goto fail;
+    L->feat = (size_t)cfg->bptt;
+    L->stream_each = L->stream_len / cfg->batch_size;
+    L->n = cfg->batch_size;
+    L->steps = L->stream_each > 0 ? (L->stream_each - 1) / cfg->bptt : 0;
+    if (L->steps < 1) {
+      rc = nn_error_at(err, NN_EDATA, nn_dataset_file(ds, 0), 0, 0, "%lld tokens make %d streams "
+                       "of %lld: too short for one window of train.bptt = %d", (long long)
+                       L->stream_len, cfg->batch_size, (long long)L->stream_each, cfg->bptt);
+      goto fail;
+    }
+  }
+  if (!L->stream) L->n = cfg->subset ? cfg->nsubset : L->info.n;
   if (L->n < 1) {
     rc = nn_error_set(err, NN_EDATA, "the data set has no samples");
     goto fail;
@@ -174,8 +264,8 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
                         (long long)cfg->subset[i]);
       goto fail;
     }
-  L->steps = L->n / cfg->batch_size;
-  if (!cfg->drop_last && L->n % cfg->batch_size) L->steps++;
+  if (!L->stream) L->steps = L->n / cfg->batch_size;
+  if (!L->stream && !cfg->drop_last && L->n % cfg->batch_size) L->steps++;
   if (L->steps < 1) {
     rc = nn_error_set(err, NN_EDATA,
                       "drop_last is set and the data set (%lld samples) is smaller than one "
@@ -203,7 +293,7 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     L->nmean[c] = (float)m;
     L->ninv[c] = (float)(sd > 1e-12 ? 1.0 / sd : 1.0);
   }
-  if (cfg->augment && nn_augment_enabled(cfg->augment)) {
+  if (!L->stream && cfg->augment && nn_augment_enabled(cfg->augment)) {
     rc = nn_augmenter_init(&L->aug, cfg->augment, cfg->seed, &L->info.sample, err);
     if (rc) goto fail;
     L->augment = 1;
@@ -220,7 +310,11 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     s->targets = nn_malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
     s->idx = nn_malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
     s->lengths = nn_malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
-    if (!s->x || !s->labels || !s->targets || !s->idx || !s->lengths) goto oom;
+    if (L->stream)
+      s->tlabels = nn_malloc((size_t)L->max_slice * (size_t)cfg->bptt * sizeof(int32_t) + 1);
+    if (!s->x || !s->labels || !s->targets || !s->idx || !s->lengths ||
+        (L->stream && !s->tlabels))
+      goto oom;
   }
   pthread_mutex_init(&L->mu, NULL);
   pthread_cond_init(&L->cv, NULL);
@@ -259,11 +353,13 @@ void nn_loader_free(nn_loader *L) {
     free(L->slots[i].labels);
     free(L->slots[i].targets);
     free(L->slots[i].lengths);
+    free(L->slots[i].tlabels);
     free(L->slots[i].idx);
   }
   free(L->slots);
   nn_augmenter_free(&L->aug);
   free(L->order);
+  free(L->stream);
   free(L->nmean);
   free(L->ninv);
   free(L);

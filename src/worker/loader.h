@@ -9,6 +9,18 @@
  * 2 or 4 ranks sees the same samples at the same steps. A slice may be empty
  * (a short final batch on many ranks); the rank still takes part in the step.
  *
+ * Token streams (a stream shard, cfg.bptt > 0: language models, truncated
+ * back-propagation through time): the whole stream of L tokens is read into
+ * memory at creation and cut into batch_size STREAMS of Ls = L / batch_size
+ * consecutive tokens (stream s starts at token s * Ls; the tail is dropped).
+ * Global batch k is window k of every stream: inputs tokens [k*bptt,
+ * (k+1)*bptt) of each stream, targets the tokens one further on (tlabels);
+ * Ls - 1 tokens give (Ls - 1) / bptt windows per epoch, the same every epoch
+ * (no shuffling: the order is the text's). Rank r takes streams
+ * [r*B/N, (r+1)*B/N), the same streams every step, so a recurrent layer's
+ * carried state (core/layer.h) stays with its stream; sample0 is the first
+ * stream's index, and batch.carry_in is 0 at window 0 of an epoch and 1 after.
+ *
  * A background thread reads and normalizes up to `prefetch` batches ahead of
  * the step loop. The loader owns the only handle to its dataset while an
  * epoch runs: nothing else may read that dataset until nn_loader_next has
@@ -35,6 +47,8 @@ typedef struct nn_loader_cfg {
                             NULL: every sample of the data set */
   int64_t nsubset;
   const nn_augment_cfg *augment; /* borrowed; NULL or nothing enabled: no augmentation */
+  int bptt;           /* > 0: the data is a token stream read in windows of bptt
+                         tokens (see above); needs a stream shard */
 } nn_loader_cfg;
 
 /* One batch slice, valid until the next nn_loader_next call. */
@@ -47,6 +61,9 @@ typedef struct nn_batch {
   const int32_t *labels;  /* [n] or NULL (regression) */
   const float *targets;   /* [n, T] or NULL (classification) */
   const int32_t *lengths; /* [n] valid timesteps (sequence data), or NULL */
+  const int32_t *tlabels; /* token streams: [n, bptt] the next token of every input, or NULL */
+  int carry_in;           /* token streams: 1 when the window continues the previous one
+                             (recurrent layers start from their carried state) */
 } nn_batch;
 
 typedef struct nn_loader nn_loader;

@@ -300,6 +300,7 @@ static int predict_all(evalctx *E, pred *P, nn_error *err) {
     if (b->n > 0) {
       ctx.sample0 = b->sample0;
       ctx.lengths = b->lengths;
+      ctx.carry_in = b->carry_in;
       const float *out = nn_model_forward(&E->ev->model, b->x, b->n, &ctx);
       if (P->cls) nn_softmax_rows(out, P->probs, b->n, P->k);
       else memcpy(P->probs, out, sizeof(float) * (size_t)b->n * (size_t)P->k);

@@ -158,6 +158,11 @@ static const nn_key train_keys[] = {
   {.name = "drop_last", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_train, drop_last),
    .size = sizeof(int), .def = "false",
    .help = "Drop the final partial batch of each epoch instead of training on it."},
+  {.name = "bptt", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, bptt),
+   .size = sizeof(int), .min = 0, .max = 65536, .def = "0",
+   .help = "train.task = \"language_model\": tokens per window of truncated back-propagation "
+           "through time; train.batch_size is then the number of streams the token stream is "
+           "cut into (docs/training.md#language-models). 0: not a language model."},
   {.name = "clip_value", .type = NN_KEY_FLOAT, .offset = offsetof(nn_job_train, clip_value),
    .size = sizeof(double), .min = 0, .max = 1e30, .def = "0",
    .help = "Clip every element of the summed gradient to [-clip_value, clip_value] "

@@ -60,6 +60,8 @@ typedef struct nn_job_train {
   char loss[24];
   int64_t seed;
   int drop_last;            /* drop the final partial batch of each epoch */
+  int bptt;                 /* > 0: language model on a token stream, windows of bptt
+                               tokens (truncated back-propagation through time) */
   double clip_value;        /* clip each summed gradient element to +-clip_value; 0 = off */
   double clip_norm;         /* scale the summed gradients to global norm <= clip_norm; 0 = off */
   char task[24];            /* task kind (coordinator/run/task.h): "supervised", ... */

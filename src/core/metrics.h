@@ -111,6 +111,9 @@ enum {
 /* Final figures. Figures that cannot be computed are NaN (e.g. everything
  * when count == 0, roc_auc unless binary with both classes present). */
 typedef struct nn_metrics_result {
+  int per_token;              /* 1: a language model's figures (run/tasks/lm.c): count
+                                 is tokens, loss and accuracy are per token; the
+                                 class/regression fields are unset */
   int num_classes;            /* k, 0 for regression */
   int target_dim;             /* T, 0 for classification */
   double count;               /* samples */

@@ -58,6 +58,10 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
   s->sync = sync;
   s->loss = loss;
   s->outputs = (int)nn_shape_count(&m->out);
+  if (m->out.ndim == 2) { /* [T, K]: per-timestep targets, if the data has them */
+    s->seq_t = m->out.dim[0];
+    s->seq_k = m->out.dim[1];
+  }
   s->weight_penalty = nn_reg_has_weight_penalty(m);
   s->activity_penalty = nn_reg_has_activity(m);
   size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
@@ -80,6 +84,10 @@ void nn_stepper_free(nn_stepper *s) {
 static double batch_loss(nn_stepper *s, const nn_batch *b, const float *out, float scale,
                          float *d) {
   const int n = b->n, k = s->outputs;
+  if (b->tlabels) /* token streams: the mean over the global batch's tokens (all windows
+                     are full, so each sample has seq_t) */
+    return nn_loss_seq_softmax_ce(out, b->tlabels, b->lengths, n, s->seq_t, s->seq_k,
+                                  scale / (float)s->seq_t, d);
   if (s->loss == NN_LOSS_SOFTMAX_CE) return nn_loss_softmax_ce(out, b->labels, n, k, scale, d);
   const float *target = b->targets;
   if (!target) { /* MSE against one-hot class labels */
@@ -90,8 +98,21 @@ static double batch_loss(nn_stepper *s, const nn_batch *b, const float *out, flo
   return nn_loss_mse(out, target, n, k, scale, d);
 }
 
+/* Samples a batch counts for: tokens for token streams. */
+static double batch_count(const nn_stepper *s, const nn_batch *b) {
+  return b->tlabels ? (double)nn_seq_valid_steps(b->lengths, b->n, s->seq_t) : (double)b->n;
+}
+
 static void count_correct(nn_stepper *s, const nn_batch *b, const float *out,
                           nn_step_stats *st) {
+  if (b->tlabels) {
+    for (int i = 0; i < b->n; i++)
+      for (int t = 0; t < (b->lengths ? b->lengths[i] : s->seq_t); t++) {
+        size_t at = (size_t)i * (size_t)s->seq_t + (size_t)t;
+        if (nn_argmax(out + at * (size_t)s->seq_k, s->seq_k) == b->tlabels[at]) st->correct += 1;
+      }
+    return;
+  }
   if (!b->labels) return;
   for (int i = 0; i < b->n; i++)
     if (nn_argmax(out + (size_t)i * s->outputs, s->outputs) == b->labels[i]) st->correct += 1;
@@ -109,7 +130,7 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
                   uint64_t seed, nn_step_stats *st, nn_error *err) {
   nn_model *m = s->model;
   nn_run_ctx ctx = {.training = 1, .seed = seed, .step = step, .sample0 = b->sample0,
-                    .lengths = b->lengths,
+                    .lengths = b->lengths, .carry_in = b->carry_in,
                     .act_scale = 1.0f / (float)b->global_n};
   const nn_step_stats before = *st; /* restored if the step is dropped */
   nn_model_zero_grad(m);
@@ -124,7 +145,7 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
     if (!isfinite(l)) s->dout[0] = NAN;
     st->loss_sum += l;
     if (s->activity_penalty) st->loss_sum += nn_reg_activity_model_sum(m, b->n);
-    st->count += b->n;
+    st->count += batch_count(s, b);
     count_correct(s, b, out, st);
     nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);
   }
@@ -162,9 +183,9 @@ double nn_step_loss(nn_stepper *s, const nn_batch *b, const float *out) {
 void nn_step_eval(nn_stepper *s, const nn_batch *b, uint64_t seed, nn_step_stats *st) {
   if (b->n == 0) return;
   nn_run_ctx ctx = {.training = 0, .seed = seed, .step = 0, .sample0 = b->sample0,
-                    .lengths = b->lengths};
+                    .lengths = b->lengths, .carry_in = b->carry_in};
   const float *out = nn_model_forward(s->model, b->x, b->n, &ctx);
   st->loss_sum += batch_loss(s, b, out, 1.0f, NULL);
-  st->count += b->n;
+  st->count += batch_count(s, b);
   count_correct(s, b, out, st);
 }

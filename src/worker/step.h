@@ -53,6 +53,7 @@ typedef struct nn_stepper {
   nn_gradsync *sync;   /* borrowed; NULL on one rank */
   int loss;            /* nn_loss_kind */
   int outputs;         /* model output features */
+  int seq_t, seq_k;    /* a [T, K] output: per-timestep classes (token streams' tlabels) */
   float *dout;         /* [max_batch, outputs] */
   float *onehot;       /* [max_batch, outputs]: MSE on class labels */
   int weight_penalty;  /* 1 if some layer has l1/l2 on its weights */

@@ -9,6 +9,7 @@
 nn_metrics_config nn_eval_metrics_config(const nn_dataset_info *di, int top_k) {
   nn_metrics_config mc = {.num_classes = di->num_classes, .target_dim = di->target_dim,
                           .scores = NN_METRICS_LOGITS};
+  if (di->stream) mc.target_dim = 1; /* unused: language models report per token (lm.c) */
   if (di->num_classes > 0 && top_k > 1 && top_k < di->num_classes) {
     mc.ntopk = 1;
     mc.topk[0] = top_k;
@@ -28,6 +29,7 @@ int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm,
     if (b->n == 0) continue;
     ctx.sample0 = b->sample0;
     ctx.lengths = b->lengths;
+    ctx.carry_in = b->carry_in;
     const float *out = nn_model_forward(&r->model, b->x, b->n, &ctx);
     double l = nn_step_loss(&r->st, b, out);
     if (b->labels)

@@ -100,7 +100,10 @@ void nn_json_metrics(json_t *o, const nn_metrics_result *res, const char *prefix
     nn_json_num(o, key, (v));                                      \
   } while (0)
   PUT("loss", res->loss);
-  if (res->num_classes > 0) {
+  if (res->per_token) { /* a language model: bits per token = loss / ln 2 */
+    PUT("bits_per_token", res->loss / log(2.0));
+    PUT("accuracy", res->accuracy);
+  } else if (res->num_classes > 0) {
     PUT("accuracy", res->accuracy);
     for (int t = 0; t < res->ntopk; t++) {
       char name[32];

@@ -143,11 +143,16 @@ int nn_run_data_loaders(nn_run_data *d, const nn_job *job, int rank, int nranks,
     nn_error e = *err;
     return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "%s", e.msg);
   }
+  if (tri->stream && d->train_idx)
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "a token stream (%s) cannot be cut "
+                       "by data.validation_split or k-fold: `nntrain prepare text` writes a "
+                       "validation split, name it in data.validation", nn_dataset_file(d->train_ds, 0));
   nn_loader_cfg lc = {.seed = (uint64_t)job->train.seed, .rank = rank, .nranks = nranks,
                       .batch_size = job->train.batch_size, .drop_last = job->train.drop_last,
                       .shuffle = 1, .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
                       .normalize = job->data.normalize, .subset = d->train_idx,
-                      .nsubset = d->train_idx ? d->ntrain : 0, .augment = &job->augment};
+                      .nsubset = d->train_idx ? d->ntrain : 0, .augment = &job->augment,
+                      .bptt = job->train.bptt};
   int rc = nn_loader_create(&d->train_L, d->train_ds, &lc, err);
   nn_loader_cfg ec = lc;
   ec.shuffle = 0;

@@ -1,5 +1,6 @@
-/* loss.c: softmax cross-entropy and mean squared error over a batch
- * (see loss.h), plus the row-wise softmax and argmax the metrics use.
+/* loss.c: softmax cross-entropy (per sample, and per timestep with
+ * masking) and mean squared error over a batch (see loss.h), plus the
+ * row-wise softmax and argmax the metrics use.
  *
  * Sums over samples are accumulated in double so the loss of a large batch
  * does not lose the small per-sample terms; gradients are written in float.
@@ -82,6 +83,38 @@ double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int
     }
   }
   return total;
+}
+
+/* Sample i's valid rows [0, len) are a contiguous block of [len, k] logits:
+ * nn_loss_softmax_ce over them (the same arithmetic as per-sample labels),
+ * then the padded rows' gradient is zeroed. See loss.h. */
+double nn_loss_seq_softmax_ce(const float *logits, const int32_t *targets,
+                              const int32_t *lengths, int n, int t, int k, float scale,
+                              float *dlogits) {
+  double total = 0;
+  size_t tk = (size_t)t * (size_t)k;
+  for (int i = 0; i < n; i++) {
+    int len = lengths ? lengths[i] : t;
+    int ok = len >= 1 && len <= t;
+    if (!ok) {
+      total = NAN;
+      len = 0;
+    } else {
+      total += nn_loss_softmax_ce(logits + (size_t)i * tk, targets + (size_t)i * t, len, k,
+                                  scale, dlogits ? dlogits + (size_t)i * tk : NULL);
+    }
+    if (dlogits)
+      memset(dlogits + (size_t)i * tk + (size_t)len * k, 0,
+             (size_t)(t - len) * (size_t)k * sizeof(float));
+  }
+  return total;
+}
+
+int64_t nn_seq_valid_steps(const int32_t *lengths, int n, int t) {
+  if (!lengths) return (int64_t)n * t;
+  int64_t s = 0;
+  for (int i = 0; i < n; i++) s += lengths[i] < 0 ? 0 : lengths[i] > t ? t : lengths[i];
+  return s;
 }
 
 /* Per sample: loss = (1/k) sum_j (out_j - target_j)^2;

@@ -21,6 +21,33 @@ extern const char *const nn_loss_choices; /* "cross_entropy|mse" */
 /* logits [n, k], labels [n] in [0, k). */
 double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int k,
                           float scale, float *dlogits);
+/* Per-timestep softmax cross-entropy with masking (taggers, language
+ * models). logits [n, T, k] (time-major within a sample, as every sequence
+ * tensor), targets [n, T] class ids, lengths [n] valid timesteps of each
+ * sample (1..T; NULL: all T, core/layer.h nn_run_ctx.lengths).
+ *
+ * Normalisation. Returns the SUM over the valid timesteps (t < lengths[i])
+ * of -log softmax(logits[i, t])[targets[i, t]], and writes dlogits = scale *
+ * d(sum)/d(logits). The mean is the caller's to take: with scale = 1 / (the
+ * valid timesteps of the GLOBAL batch; each rank's nn_seq_valid_steps,
+ * summed over ranks) the all-reduced gradient is that of the mean loss per
+ * valid token over the global batch, on any number of ranks, which is what a
+ * language model wants (bits per token = that mean / ln 2). Every valid token
+ * weighs the same whatever its sample's length.
+ *
+ * Masking: timesteps t >= lengths[i] add nothing, their rows of dlogits are
+ * written as exact zeros, and their targets are not read (padding may hold
+ * anything, e.g. -1). A target outside [0, k) at a valid timestep makes the
+ * sum NaN and zeroes that row's gradient; a length outside [1, T] makes the
+ * sum NaN and zeroes the sample's rows (as nn_loss_softmax_ce: the caller
+ * checks isfinite; nothing is read or written out of bounds). */
+double nn_loss_seq_softmax_ce(const float *logits, const int32_t *targets,
+                              const int32_t *lengths, int n, int t, int k, float scale,
+                              float *dlogits);
+/* Valid timesteps of n samples of T: the sum of lengths, each clamped to
+ * [0, T] (n*T when lengths is NULL). */
+int64_t nn_seq_valid_steps(const int32_t *lengths, int n, int t);
+
 /* out, target [n, k]. */
 double nn_loss_mse(const float *out, const float *target, int n, int k, float scale,
                    float *dout);

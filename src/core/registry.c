@@ -32,6 +32,8 @@ extern const nn_layer_ops nn_layer_residual;
 extern const nn_layer_ops nn_layer_add;
 extern const nn_layer_ops nn_layer_concat;
 extern const nn_layer_ops nn_layer_multiply;
+extern const nn_layer_ops nn_layer_embedding;
+extern const nn_layer_ops nn_layer_conv1d;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -57,6 +59,8 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_add,
     &nn_layer_concat,
     &nn_layer_multiply,
+    &nn_layer_embedding,
+    &nn_layer_conv1d,
     NULL,
 };
 

@@ -182,7 +182,7 @@ static void test_against_torch(void) {
   rc |= conv1d_case("c7", 2, 13, 3, 2, 3, 2, 1, "same", 1);
   rc |= conv1d_case("c8", 3, 17, 3, 4, 3, 2, 2, "valid", 1);
   rc |= conv1d_case("c9", 3, 10, 6, 4, 1, 1, 1, "valid", 1);
-  rc |= conv1d_case("c10", 4, 100, 64, 24, 3, 1, 2, "causal", 1); /* several row chunks */
+  rc |= conv1d_case("c10", 4, 100, 512, 8, 3, 1, 2, "causal", 1); /* two row chunks */
   rc |= embedding_case("e1", 3, 8, 11, 4, -1);
   rc |= embedding_case("e2", 3, 8, 11, 4, 0);
   rc |= embedding_case("e3", 2, 6, 7, 3, 5);

@@ -19,7 +19,9 @@ except ImportError as e:  # the C side turns this into a skip
     sys.exit(2)
 
 warnings.filterwarnings("ignore", message=".*padding=.same.*")  # torch 1.13 on even kernels
-TOL = 2e-5  # |nntrain - torch| / max(1, |torch|): nntrain computes in float32
+# |nntrain - torch| / max(1, |torch|): nntrain computes in float32, so the
+# rounding grows with the length of its sums (conv1d: C*k products a output)
+TOL = 1e-5
 D = sys.argv[1]
 
 
@@ -117,9 +119,10 @@ with open("%s/cases.txt" % D) as fh:
         args = [p if not p.lstrip("-").isdigit() else int(p) for p in parts[2:]]
         worst = KINDS[kind](cid, *args)
         overall = max(overall, worst)
-        ok = worst <= TOL
+        tol = TOL + (2e-8 * args[2] * args[4] if kind == "conv1d" else 0.0)
+        ok = worst <= tol
         bad += not ok
         print("%-9s %-4s %-40s max rel diff %.2e%s" % (kind, cid, " ".join(parts[2:]), worst,
                                                       "" if ok else "  FAIL"))
-print("worst %.2e over all cases (tolerance %.0e)" % (overall, TOL))
+print("worst %.2e over all cases (tolerance %.0e, conv1d + 2e-8 C*k)" % (overall, TOL))
 sys.exit(1 if bad else 0)

@@ -20,6 +20,7 @@
 #include "core/model.h"
 #include "core/rng.h"
 #include "gradcheck_assert.h"
+#include "seq_cfg.h"
 #include "test.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -43,13 +44,6 @@ static double run_gradcheck(const nn_shape *in, const nn_layer_cfg *c, int nc,
   *nchecked = r.nchecked;
   snprintf(worst, wn, "%s", r.worst);
   return r.max_err;
-}
-
-/* Fill v[n] from U(lo, hi) drawn from (seed). */
-static void fill_uniform(float *v, size_t n, uint64_t seed, float lo, float hi) {
-  nn_rng r;
-  nn_rng_init(&r, seed, NN_RNG_TEST, 7, 0, 0);
-  for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * nn_rng_uniform(&r);
 }
 
 /* A model of one layer on `in`, parameters initialised from seed 1 and then
@@ -87,14 +81,6 @@ static int refuses(const nn_layer_cfg *c, nn_shape in, int code, const char *wha
 }
 
 /* ---- embedding --------------------------------------------------------- */
-
-static nn_layer_cfg emb_cfg(int vocab, int dim, int pad) {
-  nn_layer_cfg c = cfg_of("embedding");
-  cfg_set(&c, "num_embeddings", "%d", vocab);
-  cfg_set(&c, "embedding_dim", "%d", dim);
-  cfg_set(&c, "padding_idx", "%d", pad);
-  return c;
-}
 
 /* Lookup: row t of the output is weight[id_t]; ids are rounded to the
  * nearest integer; ids outside the table (and NaN) give zeros. */
@@ -235,17 +221,6 @@ static void test_embedding_refusals(void) {
 }
 
 /* ---- conv1d ------------------------------------------------------------ */
-
-static nn_layer_cfg conv1d_cfg(int f, int k, int stride, int dil, const char *pad, int bias) {
-  nn_layer_cfg c = cfg_of("conv1d");
-  cfg_set(&c, "filters", "%d", f);
-  cfg_set(&c, "kernel_size", "%d", k);
-  cfg_set(&c, "stride", "%d", stride);
-  cfg_set(&c, "dilation", "%d", dil);
-  cfg_set(&c, "padding", "\"%s\"", pad);
-  cfg_set_bool(&c, "use_bias", bias);
-  return c;
-}
 
 /* Output length and left padding as the layer documents them. */
 static void conv1d_expect(int t, int k, int s, int d, const char *pad, int *to, int *pl) {

@@ -23,18 +23,12 @@
 #include "core/loss.h"
 #include "core/model.h"
 #include "core/rng.h"
-#include "layer_cfg.h"
+#include "seq_cfg.h"
 #include "test.h"
 #include "test_tmp.h"
 
 static const char *dir;
 static FILE *cases;
-
-static void fill_uniform(float *v, size_t n, uint64_t seed, float lo, float hi) {
-  nn_rng r;
-  nn_rng_init(&r, seed, NN_RNG_TEST, 9, 0, 0);
-  for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * nn_rng_uniform(&r);
-}
 
 /* DIR/<id>_<name>.bin = v[n] as float32 (this machine is little-endian, as
  * the script reads). */
@@ -87,13 +81,7 @@ static int run_case(const char *id, const nn_layer_cfg *c, nn_shape in, int n, c
 
 static int conv1d_case(const char *id, int n, int t, int c, int f, int k, int st, int dil,
                        const char *pad, int bias) {
-  nn_layer_cfg cfg = cfg_of("conv1d");
-  cfg_set(&cfg, "filters", "%d", f);
-  cfg_set(&cfg, "kernel_size", "%d", k);
-  cfg_set(&cfg, "stride", "%d", st);
-  cfg_set(&cfg, "dilation", "%d", dil);
-  cfg_set(&cfg, "padding", "\"%s\"", pad);
-  cfg_set_bool(&cfg, "use_bias", bias);
+  nn_layer_cfg cfg = conv1d_cfg(f, k, st, dil, pad, bias);
   size_t nx = (size_t)n * t * c;
   float *x = malloc(nx * sizeof *x);
   if (!x) return -1;
@@ -114,10 +102,7 @@ static int conv1d_case(const char *id, int n, int t, int c, int f, int k, int st
 }
 
 static int embedding_case(const char *id, int n, int t, int v, int d, int pad) {
-  nn_layer_cfg cfg = cfg_of("embedding");
-  cfg_set(&cfg, "num_embeddings", "%d", v);
-  cfg_set(&cfg, "embedding_dim", "%d", d);
-  cfg_set(&cfg, "padding_idx", "%d", pad);
+  nn_layer_cfg cfg = emb_cfg(v, d, pad);
   float *x = malloc((size_t)n * t * sizeof *x);
   if (!x) return -1;
   nn_rng r;

@@ -550,6 +550,24 @@ static void test_sequence_stack_grad(void) {
   ASSERT_TRUE(e < GC_TOL);
 }
 
+/* The flat path still works on sequences: ids -> embedding -> flatten ->
+ * dense (the default dense, which flattens too) -> dense, a bag-of-positions
+ * classifier. */
+static void test_sequence_flatten_grad(void) {
+  enum { N = 2, T = 4 };
+  static const float ids[N * T] = {1, 2, 2, 0, 3, 1, 0, 2};
+  nn_layer_cfg c[3];
+  c[0] = emb_cfg(4, 3, -1);
+  c[1] = cfg_of("flatten");
+  c[2] = cfg_of("dense");
+  cfg_set(&c[2], "units", "%d", 2);
+  nn_shape in = {1, {T}};
+  nn_gradcheck_opts o = {.seed = 61, .n = N, .x = ids, .no_dx = 1};
+  CHECK_GRADS(&in, c, 3, &o);
+  c[1] = c[2]; /* dense straight on [T, D]: flattens as before */
+  CHECK_GRADS(&in, c, 2, &o);
+}
+
 /* ---- per-timestep softmax cross-entropy with masking ------------------- */
 
 /* The masked loss in double: the sum over valid steps of lse - x[target]. */
@@ -688,5 +706,6 @@ TEST_MAIN(TEST(test_embedding_forward_values), TEST(test_embedding_init),
           TEST(test_conv1d_grad_all), TEST(test_conv1d_reference), TEST(test_conv1d_causal),
           TEST(test_conv1d_refusals), TEST(test_dense_per_timestep_values),
           TEST(test_dense_per_timestep_grad), TEST(test_sequence_stack_grad),
+          TEST(test_sequence_flatten_grad),
           TEST(test_seq_ce_values_and_grad), TEST(test_seq_ce_bad_input),
           TEST(test_gradcheck_fixed_input), TEST(test_report_worst))

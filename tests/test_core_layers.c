@@ -125,10 +125,22 @@ static void test_grad_stack(void) {
   CHECK_GRADS(&in, c, 5, &o);
 }
 
+/* 1 if a one-layer model of c builds on input shape in. */
+static int builds_on(const nn_layer_cfg *c, nn_shape in) {
+  nn_model probe;
+  nn_error pe;
+  nn_error_clear(&pe);
+  if (nn_model_build(&probe, &in, c, 1, 1, &pe) != 0) return 0;
+  nn_model_free(&probe);
+  return 1;
+}
+
 /* Every registered type, with its defaults (dense: units 3), so a type added
  * to the registry cannot go unchecked. */
 static void test_grad_every_registered_type(void) {
   int count = 0;
+  /* token ids for an embedding: 3 samples of [5] ids in [0, 4) */
+  static const float ids[15] = {0, 1, 2, 3, 1, 3, 3, 0, 2, 2, 1, 0, 0, 3, 2};
   for (const nn_layer_ops *const *p = nn_layer_types(); *p; p++) {
     nn_layer_cfg c = cfg_of((*p)->type);
     if (nn_layer_cfg_num(&c, "units") == 0) cfg_set(&c, "units", "3"); /* NAN: no units */
@@ -137,25 +149,29 @@ static void test_grad_every_registered_type(void) {
       snprintf(c.inputs[0], sizeof c.inputs[0], "input");
       snprintf(c.inputs[1], sizeof c.inputs[1], "input");
     }
+    nn_gradcheck_opts o = kink_opts(60 + (uint64_t)count);
+    /* Embeddings read integer ids [T]: a fixed input and no input gradient. */
+    if (nn_layer_cfg_num(&c, "num_embeddings") == 0) {
+      cfg_set(&c, "num_embeddings", "4");
+      cfg_set(&c, "embedding_dim", "3");
+      o.x = ids;
+      o.no_dx = 1;
+    }
     nn_shape in = shape1(5);
     /* Image layers (conv2d, pools) refuse a flat input: give them [2, 4, 4]
-     * and the sizes they require. */
-    nn_model probe;
-    nn_error pe;
-    nn_error_clear(&pe);
-    if (nn_model_build(&probe, &in, &c, 1, 1, &pe) == 0) {
-      nn_model_free(&probe);
-    } else {
+     * and the sizes they require; sequence layers (conv1d) a [T, C] = [6, 3]. */
+    if (!builds_on(&c, in)) {
       in = (nn_shape){3, {2, 4, 4}};
       if (nn_layer_cfg_num(&c, "filters") == 0) cfg_set(&c, "filters", "2");
       if (nn_layer_cfg_ints(&c, "kernel_size", NULL, 0) == 0) cfg_set(&c, "kernel_size", "[3]");
+      if (nn_layer_cfg_num(&c, "kernel_size") == 0) cfg_set(&c, "kernel_size", "3");
       if (nn_layer_cfg_ints(&c, "pool_size", NULL, 0) == 0) cfg_set(&c, "pool_size", "[2]");
       if (nn_layer_cfg_num(&c, "hidden_size") == 0) { /* rnn, lstm, gru: [T, C] sequences */
         in = (nn_shape){2, {4, 3}};
         cfg_set(&c, "hidden_size", "3");
       }
+      if (!builds_on(&c, in)) in = (nn_shape){2, {6, 3}};
     }
-    nn_gradcheck_opts o = kink_opts(60 + (uint64_t)count);
     if (in.ndim == 2) o.x_lo = -1.0f, o.x_hi = 1.0f; /* sequences: smooth, no kinks to avoid */
     fprintf(stderr, "  %s\n", (*p)->type);
     CHECK_GRADS(&in, &c, 1, &o);

@@ -85,7 +85,8 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   nn_rng_init(&r, o.seed, NN_RNG_TEST, 1, 0, 0);
   for (size_t i = 0; i < m.nparams; i++) m.params[i] += 0.2f * (nn_rng_uniform(&r) - 0.5f);
   nn_rng_init(&r, o.seed, NN_RNG_TEST, 2, 0, 0);
-  for (size_t i = 0; i < nx; i++) {
+  for (size_t i = 0; i < nx && o.x; i++) x[i] = o.x[i];
+  for (size_t i = 0; i < nx && !o.x; i++) {
     float v;
     int tries = 0;
     do v = o.x_lo + (o.x_hi - o.x_lo) * nn_rng_uniform(&r);
@@ -102,7 +103,7 @@ int nn_gradcheck(const nn_shape *in, const nn_layer_cfg *cfgs, int ncfg,
   nn_model_backward_dx(&m, x, g, dx, o.n, &ctx, NULL, NULL);
   if (m.ntrainable) memcpy(grads, m.grads, m.ntrainable * sizeof *grads);
 
-  for (size_t i = 0; i < nx; i++) {
+  for (size_t i = 0; i < nx && !o.no_dx; i++) {
     double d = numeric_grad(&m, &x[i], o.eps, x, g, o.n, &ctx);
     double e = elem_err(dx[i], d, o.floor);
     res->nchecked++;

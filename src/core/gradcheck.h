@@ -38,6 +38,12 @@ typedef struct nn_gradcheck_opts {
   double margin;
   int training;         /* nn_run_ctx.training */
   const int32_t *lengths; /* nn_run_ctx.lengths: [n] valid timesteps per sample, or NULL */
+  /* A fixed input: x [n, count(in)] is used as given instead of drawn (token
+   * ids for an embedding; a crafted sequence). NULL: drawn as above. */
+  const float *x;
+  /* 1: the input has no gradient (integer ids): the input gradient is
+   * neither compared nor counted (max_err_dx stays 0); only parameters are. */
+  int no_dx;
 } nn_gradcheck_opts;
 
 typedef struct nn_gradcheck_result {

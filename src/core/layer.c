@@ -122,6 +122,13 @@ int nn_layer_add_buffer(nn_layer *l, const char *name, const nn_shape *shape,
   return 0;
 }
 
+/* Zero row s->zero_row - 1 of dst, if the spec names one (nn_param_spec). */
+static void zero_spec_row(const nn_param_spec *s, float *dst, size_t count) {
+  if (s->zero_row <= 0 || s->shape.ndim < 1 || s->zero_row > s->shape.dim[0]) return;
+  size_t row = count / (size_t)s->shape.dim[0];
+  memset(dst + (size_t)(s->zero_row - 1) * row, 0, row * sizeof *dst);
+}
+
 void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
                    uint32_t layer, uint32_t slot) {
   size_t count = nn_shape_count(&s->shape);
@@ -135,6 +142,7 @@ void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
   case NN_INIT_CONSTANT: {
     float v = s->init == NN_INIT_ZEROS ? 0.0f : s->init == NN_INIT_ONES ? 1.0f : s->value;
     for (size_t i = 0; i < count; i++) dst[i] = v;
+    zero_spec_row(s, dst, count);
     return;
   }
   case NN_INIT_HE_NORMAL: scale = sqrt(2.0 / fi); normal = 1; break;
@@ -142,6 +150,7 @@ void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
   case NN_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fi + fo)); normal = 1; break;
   case NN_INIT_GLOROT_UNIFORM: scale = sqrt(6.0 / (fi + fo)); break;
   case NN_INIT_UNIFORM: scale = s->value; break;
+  case NN_INIT_NORMAL_STD: scale = s->value; normal = 1; break;
   }
   nn_rng r;
   nn_rng_init(&r, seed, NN_RNG_INIT, layer, slot, 0);
@@ -152,6 +161,7 @@ void nn_param_init(const nn_param_spec *s, float *dst, uint64_t seed,
     /* U(-scale, scale): 2u - 1 lies in [-1, 1) */
     for (size_t i = 0; i < count; i++) dst[i] = sc * (2.0f * nn_rng_uniform(&r) - 1.0f);
   }
+  zero_spec_row(s, dst, count);
 }
 
 /* ---- key-table defaults ------------------------------------------------ */

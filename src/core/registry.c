@@ -35,6 +35,8 @@ extern const nn_layer_ops nn_layer_multiply;
 extern const nn_layer_ops nn_layer_rnn;
 extern const nn_layer_ops nn_layer_lstm;
 extern const nn_layer_ops nn_layer_gru;
+extern const nn_layer_ops nn_layer_embedding;
+extern const nn_layer_ops nn_layer_conv1d;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -63,6 +65,8 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_rnn,
     &nn_layer_lstm,
     &nn_layer_gru,
+    &nn_layer_embedding,
+    &nn_layer_conv1d,
     NULL,
 };
 

@@ -754,8 +754,55 @@ static void test_optional_state_fields(void) {
   fixture_free(&fx);
 }
 
+/* A replica's carried state (language models): round trip, under the
+ * checksum, absent = 0 rows (files without it verify as before). */
+static void test_carry(void) {
+  fixture fx;
+  char dir[256], p[1200];
+  ASSERT_OK(fixture_init(&fx));
+  ASSERT_OK(make_tmpdir(dir, sizeof dir));
+  nn_ckpt_snapshot s, r;
+  nn_error e;
+  nn_error_clear(&e);
+  ASSERT_OK(fill_snapshot(&fx, &s, 12));
+  nn_ckpt_path(dir, 12, p, sizeof p);
+  ASSERT_OK(nn_ckpt_write(&s, p, &e));
+  ASSERT_OK(nn_ckpt_read(p, &r, &e));
+  ASSERT_EQ_INT((long long)r.rep[0].carry_rows, 0);
+  uint64_t h0 = nn_ckpt_checksum(&r);
+  nn_ckpt_snapshot_free(&r);
+  float c[3 * 4];
+  for (int i = 0; i < 12; i++) c[i] = 0.25f * (float)i - 1.0f;
+  ASSERT_OK(nn_ckpt_replica_set_carry(&s.rep[0], 3, 4, c, &e));
+  ASSERT_TRUE(nn_ckpt_checksum(&s) != h0);
+  ASSERT_OK(nn_ckpt_write(&s, p, &e));
+  ASSERT_OK(nn_ckpt_read(p, &r, &e));
+  ASSERT_EQ_INT((long long)r.rep[0].carry_rows, 3);
+  ASSERT_EQ_INT((long long)r.rep[0].carry_cols, 4);
+  ASSERT_TRUE(memcmp(r.rep[0].carry, c, sizeof c) == 0);
+  ASSERT_TRUE(nn_ckpt_checksum(&r) == nn_ckpt_checksum(&s));
+  nn_ckpt_snapshot_free(&r);
+  /* one value changed behind the checksum's back is refused */
+  hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_TRUE(f >= 0);
+  hid_t d = H5Dopen2(f, "replicas/model/carry", H5P_DEFAULT);
+  c[5] += 1.0f;
+  ASSERT_TRUE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, c) >= 0);
+  H5Dclose(d);
+  H5Fclose(f);
+  ASSERT_EQ_INT(nn_ckpt_read(p, &r, &e), NN_ECKPT);
+  ASSERT_STR_CONTAINS(e.msg, "checksum");
+  /* a non-finite carried state is refused before writing */
+  c[2] = NAN;
+  ASSERT_OK(nn_ckpt_replica_set_carry(&s.rep[0], 3, 4, c, &e));
+  ASSERT_EQ_INT(nn_ckpt_write(&s, p, &e), NN_ENUMERIC);
+  ASSERT_STR_CONTAINS(e.msg, "carry");
+  nn_ckpt_snapshot_free(&s);
+  fixture_free(&fx);
+}
+
 TEST_MAIN(TEST(test_roundtrip), TEST(test_damage_detected), TEST(test_truncated_and_garbage),
           TEST(test_nonfinite_refused), TEST(test_read_latest), TEST(test_prune),
           TEST(test_writer_async), TEST(test_writer_pause), TEST(test_two_replicas),
           TEST(test_v1_fixture), TEST(test_v2_damage),
-          TEST(test_optional_state_fields))
+          TEST(test_optional_state_fields), TEST(test_carry))

@@ -74,6 +74,12 @@ typedef struct nn_ckpt_replica {
   char slot_names[NN_CKPT_MAX_SLOTS][32]; /* "momentum_buffer", "exp_avg", ... */
   float *slots;            /* [nslots * ntrainable], slot-major as nn_optim.slots */
   uint64_t optim_t;        /* optimizer step counter (Adam bias correction) */
+  /* Carried state (language models, core/layer.h carry): one row per data
+   * stream in stream order, carry_cols = the model's carry_per_sample; 0 rows:
+   * none (every other kind of run). Written as replicas/<name>/carry. */
+  size_t carry_rows, carry_cols;
+  float *carry;            /* [carry_rows, carry_cols], owned */
+  size_t carry_cap;        /* floats allocated */
 } nn_ckpt_replica;
 
 /* Everything a checkpoint holds, in memory. Owned buffers; a snapshot is
@@ -182,6 +188,10 @@ int nn_ckpt_writer_submit(nn_ckpt_writer *w, const char *path, nn_error *err);
 /* Wait for every submitted write; returns the first failure since the last
  * wait (its error in err), or 0. */
 int nn_ckpt_writer_wait(nn_ckpt_writer *w, nn_error *err);
+/* Replica r's carried state: rows x cols floats copied from data (the buffer
+ * grows once, then is reused). NN_ENOMEM, or NN_EINVAL past NN_MAX_ELEMS. */
+int nn_ckpt_replica_set_carry(nn_ckpt_replica *r, size_t rows, size_t cols, const float *data,
+                              nn_error *err);
 /* Wait for every submitted write, leaving a failure for the next wait. */
 void nn_ckpt_writer_drain(nn_ckpt_writer *w);
 /* Wait, stop the thread, free the snapshots. */

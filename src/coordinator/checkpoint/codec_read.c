@@ -236,6 +236,32 @@ static int read_v1_model(nn__ckpt_r *r, nn_ckpt_replica *rep, uint64_t *t) {
   return read_tensors(r, rep, "");
 }
 
+/* Dataset <gp>/carry: a 2-d float32 [streams, floats per stream]. */
+static int read_carry(nn__ckpt_r *r, nn_ckpt_replica *rep, const char *gp) {
+  char path[CKPT_DSET_MAX];
+  nn__ckpt_pathf(path, sizeof path, "%s/carry", gp);
+  hid_t d = H5Dopen2(r->h.id, path, H5P_DEFAULT);
+  if (d < 0) return RFAIL(r, path, "cannot open the dataset");
+  hid_t sp = H5Dget_space(d);
+  hsize_t dims[2] = {0, 0};
+  int ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 2 &&
+           H5Sget_simple_extent_dims(sp, dims, NULL) == 2;
+  if (sp >= 0) H5Sclose(sp);
+  H5Dclose(d);
+  size_t n = 0;
+  if (!ok || dims[0] < 1 || dims[1] < 1 || dims[0] > INT32_MAX || dims[1] > INT32_MAX ||
+      nn_mul_size((size_t)dims[0], (size_t)dims[1], &n) || n > NN_MAX_ELEMS)
+    return RFAIL(r, path, "expected a 2-d float32 [streams, floats per stream] of at most %lld "
+                 "floats", (long long)NN_MAX_ELEMS);
+  rep->carry = nn_malloc(n * sizeof *rep->carry);
+  if (!rep->carry) return nn_error_set(r->err, NN_ENOMEM, "out of memory for %s", path);
+  rep->carry_cap = n;
+  rep->carry_rows = (size_t)dims[0];
+  rep->carry_cols = (size_t)dims[1];
+  nn_shape cs = {2, {(int)dims[0], (int)dims[1]}};
+  return nn__ckpt_r_floats(r, path, &cs, rep->carry);
+}
+
 /* Version 2: group replicas/<name> (name already in rep->name). */
 static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
   char gp[CKPT_DSET_MAX], path[CKPT_DSET_MAX], slots[NN_CKPT_MAX_SLOTS][32];
@@ -258,6 +284,9 @@ static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
   int nbuf = 0;
   for (int i = 0; i < rep->ntensors; i++) nbuf += rep->tensors[i].is_buffer;
   hsize_t want = 1 + (rep->ntensors > nbuf) + (nbuf > 0) + (nslots && rep->ntrainable), got = 0;
+  nn__ckpt_pathf(path, sizeof path, "%s/carry", gp);
+  int carry = H5Lexists(r->h.id, path, H5P_DEFAULT) > 0;
+  want += carry;
   if ((rc = nn_h5_group_links(&r->h, gp, &got, r->err))) return rc;
   if (got != want)
     return RFAIL(r, gp, "holds %llu members, expected %llu (tensors, params, buffers, optimizer)",
@@ -269,6 +298,7 @@ static int read_v2_replica(nn__ckpt_r *r, nn_ckpt_replica *rep) {
       return RFAIL(r, path, "holds %llu slot groups, attribute 'slots' lists %d",
                    (unsigned long long)got, nslots);
   }
+  if (carry && (rc = read_carry(r, rep, gp))) return rc;
   nn__ckpt_pathf(path, sizeof path, "%s/", gp);
   return read_tensors(r, rep, path);
 }

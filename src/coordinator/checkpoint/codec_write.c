@@ -64,6 +64,13 @@ static void hash_replica(uint64_t *h, const nn_ckpt_replica *r, const char *pre,
       hash_item(h, name, r->slots + (size_t)k * r->ntrainable + t->offset, 4 * t->count);
     }
   }
+  if (!v1 && r->carry_rows) { /* only when there is one: older files verify as before */
+    int64_t dims[2] = {(int64_t)r->carry_rows, (int64_t)r->carry_cols};
+    nn__ckpt_pathf(name, sizeof name, "%scarry:shape", pre);
+    hash_item(h, name, dims, sizeof dims);
+    nn__ckpt_pathf(name, sizeof name, "%scarry", pre);
+    hash_item(h, name, r->carry, 4 * r->carry_rows * r->carry_cols);
+  }
 }
 
 /* 1 if field f of st holds 0 (all its bytes). */
@@ -142,9 +149,10 @@ static int check_finite(const nn_ckpt_replica *r, const char *path, nn_error *er
     const float *v;
     size_t n;
     const char *what;
-  } arr[2 + NN_CKPT_MAX_SLOTS] = {{r->params, r->nparams, "params"},
-                                  {r->buffers, r->nbuffers, "buffers"}};
-  int na = 2;
+  } arr[3 + NN_CKPT_MAX_SLOTS] = {{r->params, r->nparams, "params"},
+                                  {r->buffers, r->nbuffers, "buffers"},
+                                  {r->carry, r->carry_rows * r->carry_cols, "carry"}};
+  int na = 3;
   for (int k = 0; k < r->nslots; k++, na++) {
     arr[na].v = r->slots + (size_t)k * r->ntrainable;
     arr[na].n = r->ntrainable;
@@ -157,7 +165,7 @@ static int check_finite(const nn_ckpt_replica *r, const char *path, nn_error *er
       size_t at = j;
       for (int i = 0; i < r->ntensors; i++) {
         const nn_tensor_ref *t = &r->tensors[i];
-        if ((a == 1) != (t->is_buffer != 0)) continue;
+        if (a == 2 || (a == 1) != (t->is_buffer != 0)) continue;
         if (j >= t->offset && j < t->offset + t->count) {
           layer = t->layer, tname = t->name, at = j - t->offset;
           break;
@@ -252,6 +260,11 @@ static int write_replica(nn__ckpt_w *w, const nn_ckpt_replica *r, int first) {
                      t->layer, t->name);
       rc = nn__ckpt_w_floats(w, dpath, &t->shape, r->slots + (size_t)k * r->ntrainable + t->offset);
     }
+  if (!rc && r->carry_rows) {
+    nn_shape cs = {2, {(int)r->carry_rows, (int)r->carry_cols}};
+    nn__ckpt_pathf(dpath, sizeof dpath, "%s/carry", g_path);
+    rc = nn__ckpt_w_floats(w, dpath, &cs, r->carry);
+  }
   return rc;
 }
 

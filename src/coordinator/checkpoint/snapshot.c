@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "coordinator/checkpoint/internal.h"
+#include "core/checked.h"
 #include "core/mem.h"
 
 /* ---- state table ------------------------------------------------------------ */
@@ -63,11 +64,30 @@ char *nn_ckpt_field_str(const nn_ckpt_state *st, const nn_ckpt_field *f, char *b
 /* ---- allocation -------------------------------------------------------------- */
 
 static void replica_free(nn_ckpt_replica *r) {
+  free(r->carry);
   free(r->tensors);
   free(r->params);
   free(r->buffers);
   free(r->slots);
   memset(r, 0, sizeof *r);
+}
+
+int nn_ckpt_replica_set_carry(nn_ckpt_replica *r, size_t rows, size_t cols, const float *data,
+                              nn_error *err) {
+  size_t n = 0;
+  if (nn_mul_size(rows, cols, &n) || n > NN_MAX_ELEMS || rows > INT32_MAX || cols > INT32_MAX)
+    return nn_error_set(err, NN_EINVAL, "carried state of %zu x %zu floats is too large", rows,
+                        cols);
+  if (n > r->carry_cap) {
+    float *c = nn_realloc(r->carry, n * sizeof *c);
+    if (!c) return nn_error_set(err, NN_ENOMEM, "out of memory for the carried state");
+    r->carry = c;
+    r->carry_cap = n;
+  }
+  if (n) memcpy(r->carry, data, n * sizeof *data);
+  r->carry_rows = n ? rows : 0;
+  r->carry_cols = n ? cols : 0;
+  return 0;
 }
 
 int nn__ckpt_replica_alloc(nn_ckpt_replica *r, int ntensors, size_t nparams, size_t ntrainable,

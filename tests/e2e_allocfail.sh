@@ -4,8 +4,9 @@
 # allocation site the command reaches is failed once, in its own run
 # (core/mem.h NN_FAIL_SITE; tests/tools/allocwalk.sh): each run must end with
 # exit 1 and a one-line "nntrain: ..." message, no sanitizer report (run it in the ASan
-# build: leaks count, tests/lsan.supp names Open MPI's own), no hang, and no
-# damaged checkpoint left behind. Needs a -DNN_FAULT_INJECTION=ON build (skips
+# build: leaks count, tests/lsan.supp names Open MPI's own), no hang, no
+# damaged checkpoint left behind, and no MPI_Abort: in the 2-rank runs a rank
+# failing alone ends the run on both ranks, agreed (docs/training.md). Needs a -DNN_FAULT_INJECTION=ON build (skips
 # otherwise). CI samples every NN_ALLOCFAIL_SAMPLE-th site (default 8);
 # NN_ALLOCFAIL_SAMPLE=1 walks them all.
 set -euo pipefail
@@ -76,9 +77,15 @@ run_train2() {
     "$NNTRAIN" "$FAILDIR/job.toml" --steps 3 --quiet
 }
 
-# Open defects found by the walk, not fixed yet (rank 1 failing alone in a
-# 2-rank run leaves rank 0 waiting until the timeout): listed, not failed.
-WALK_OPEN=""
+# Open defects found by the walk, not fixed yet: listed, not failed.
+#   codec_write.c:190 on rank 0: the background checkpoint write that runs out
+#   of memory is warned about and retried (the run ends 0, as documented), but
+#   its warning says "cannot build the tensor table", not "out of memory", so
+#   the walk cannot tell it from another failure (checkpoint/codec_write.c).
+WALK_OPEN="train2_rank0:coordinator/checkpoint/codec_write.c:190"
+# Runs that may end through MPI_Abort ("NAME:SITE", with the reason): none.
+# Every allocation of nntrain is agreed on; only communication failures abort.
+WALK_ABORT_OK=""
 walk check run_check
 walk prepare run_prepare
 walk train1 run_train1

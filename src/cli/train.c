@@ -2,9 +2,11 @@
  *
  * Rank 0 alone reads and validates the job file; it broadcasts the status and
  * then the serialized JobSpec, so a bad file fails once, with one message, and
- * every rank exits with the same code. Errors that every rank agrees on (data,
- * shapes) end the run cleanly; an error inside the step loop on one rank ends
- * the whole job with MPI_Abort, because its peers may be waiting on it. */
+ * every rank exits with the same code. Errors are agreed on by every rank (a
+ * rank failing alone, in setup or in the middle of training, is named in the
+ * one message: coordinator/train.h) and end the run cleanly; only a
+ * communication failure, after which ranks cannot agree, ends the whole job
+ * with MPI_Abort, because its peers may be waiting on it. */
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
@@ -225,8 +227,9 @@ static int train_parse(int argc, char **argv, train_args *a) {
 
 /* Rank 0 reads the job file; every rank learns the outcome, then the spec.
  * Returns the exit code every rank agrees on (NN_EXIT_OK: *job is loaded on
- * every rank). A rank that fails alone after the outcome is shared (out of
- * memory, a damaged spec, a failed broadcast) ends the job with MPI_Abort. */
+ * every rank). A rank that cannot hold or decode the spec (out of memory, a
+ * damaged spec) fails every rank with its record, printed once by rank 0; a
+ * failed broadcast ends the job with MPI_Abort. */
 static int share_job(const train_args *a, MPI_Comm comm, int rank, nn_job *job, nn_error *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
@@ -250,15 +253,19 @@ static int share_job(const train_args *a, MPI_Comm comm, int rank, nn_job *job, 
   if (rank != 0) {
     len = (size_t)hdr[1];
     buf = nn_malloc(len ? len : 1);
-    if (!buf) {
-      rc = nn_error_set(err, NN_ENOMEM, "out of memory for the job spec");
-      goto abort;
-    }
+    if (!buf) rc = nn_error_set(err, NN_ENOMEM, "out of memory for the job spec");
   }
+  /* agreed: a rank without the buffer must not skip the broadcast alone */
+  if ((rc = nn_agree(comm, rc, err)) != 0) goto agreed;
   if ((rc = NN_MPI_CHECK(err, MPI_Bcast(buf, (int)len, MPI_BYTE, 0, comm)))) goto abort;
-  if (rank != 0 && (rc = nn_job_unpack(job, buf, len, err)) != 0) goto abort;
+  if (rank != 0) rc = nn_job_unpack(job, buf, len, err);
+  if ((rc = nn_agree(comm, rc, err)) != 0) goto agreed;
   free(buf);
   return NN_EXIT_OK;
+agreed: /* every rank holds the failing rank's record */
+  if (rc == NN_EMPI) goto abort;
+  free(buf);
+  return rank == 0 ? nn_cli_fail(err) : nn_exit_code(rc);
 abort:
   free(buf);
   err->rank = rank;
@@ -318,9 +325,10 @@ int nn_cmd_train(int argc, char **argv) {
 
   /* Stop requests: the job's signals, and SIGINT; resume = "auto". */
   int mask = nn_signals_parse(job->run.stop_signals);
-  if (nn_signals_install((mask > 0 ? mask : 0) | NN_SIG_INT, &err) != 0) {
-    code = nn_cli_fail(&err);
-    MPI_Abort(comm, code);
+  rc = nn_signals_install((mask > 0 ? mask : 0) | NN_SIG_INT, &err);
+  if ((rc = nn_agree(comm, rc, &err)) != 0) {
+    code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
+    goto out;
   }
   if (!opts.resume && !a.kfold && !strcmp(job->run.resume, "auto")) opts.resume = NN_RESUME_AUTO;
   int threads = nn_train_blas_threads(job, comm);
@@ -332,7 +340,7 @@ int nn_cmd_train(int argc, char **argv) {
   else
     rc = nn_train_run(job, comm, &opts, &res, &err);
   if (rc && res.local_error) {
-    /* This rank alone failed inside the run: its peers may be waiting on it. */
+    /* Communication failed on this rank (train.h): its peers may be waiting on it. */
     code = nn_cli_fail(&err);
     if (nranks > 1) MPI_Abort(comm, code);
   } else if (rc) {

@@ -67,7 +67,7 @@ typedef struct run {
   nn_replica rep[NN_TASK_MAX_REPLICAS];
   nn_replica *ev;                          /* the replica evaluations use */
   nn_ring *ctl;                            /* control ring (N > 1) */
-  float *ctlbuf;                           /* [2 + running statistics]: see step_control */
+  float *ctlbuf;                           /* [nctl]: flags, running statistics (step_control) */
   size_t nctl;
   double *rss_all;                         /* [N] on the lead: peak RSS per rank, MB */
   nn_metrics_acc acc;
@@ -75,6 +75,9 @@ typedef struct run {
   nn_runlog log;                           /* the lead's; others leave it closed */
   nn_ckpt_writer *ckw;
   int agreed;                              /* the failure returned is every rank's */
+  int fail_rc;                             /* this rank's failure, not yet shared
+                                              (defer_failure); 0: none */
+  nn_error fail_err;                       /* its record */
   uint8_t *spec;                           /* the packed job, for checkpoints */
   size_t spec_len;
   nn_ckpt_state state;                     /* identical on every rank (with the decisions'
@@ -112,12 +115,57 @@ int nn_train_blas_threads(const nn_job *job, MPI_Comm comm) {
   return nn_alloc_blas_threads(&a, 0, local, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
+/* ---- a rank failing alone ---------------------------------------------------- */
+
+/* A failure of one rank alone after setup (a shard row it cannot use, an
+ * allocation, rank 0's metrics log or checkpoint) may not return at once:
+ * its peers would sit in the next collective, and only MPI_Abort would end
+ * them. defer_failure records it (the first one is kept) and the rank goes on
+ * taking part in the collectives, a failed read with an empty slice
+ * (next_slice), up to the next agreement point:
+ *
+ *   the step boundary    the failure flag of step_control's all-reduce
+ *   the epoch's sums     a flag beside them in reduce_epoch's all-reduce
+ *   phase ends           agree_failure (nn_agree): after each evaluation,
+ *                        at the start and the end of the run, on a stop
+ *
+ * There every rank returns the lowest failing rank's error record, with
+ * err->rank set and R->agreed, so the CLI prints it once (rank 0) and every
+ * rank exits with its code, cleanly. A rank with a failure pending takes no
+ * more checkpoints (take_checkpoint), and every agreement point comes before
+ * the checkpoints of its step, so nothing after a failure is ever saved.
+ * A communication failure (NN_EMPI: the collectives themselves failed, or the
+ * watchdog fired) cannot be agreed on and returns at once, as does any
+ * failure of a run of one rank. Returns 0 when deferred, else rc. */
+static int defer_failure(run *R, int rc, const nn_error *err) {
+  if (!rc || rc == NN_EMPI || R->N == 1) return rc;
+  if (!R->fail_rc) {
+    R->fail_rc = rc;
+    R->fail_err = *err;
+  }
+  return 0;
+}
+
+/* An agreement point (collective): this rank passes its deferred failure,
+ * else rc (this phase's own outcome); every rank returns 0 or the lowest
+ * failing rank's record. rc = NN_EMPI returns at once (see defer_failure). */
+static int agree_failure(run *R, int rc, nn_error *err) {
+  if (rc == NN_EMPI || R->N == 1) return rc;
+  if (R->fail_rc) {
+    rc = R->fail_rc;
+    *err = R->fail_err;
+  }
+  rc = nn_agree(R->comm, rc, err);
+  if (rc && rc != NN_EMPI) R->agreed = 1;
+  return rc;
+}
+
 /* ---- checkpoints ---------------------------------------------------------- */
 
 /* Rank 0: snapshot the run now and hand it to the writer (path "" = the
  * step's checkpoint). The step loop goes on while it is written. */
 static int take_checkpoint(run *R, const char *path, double running_s, nn_error *err) {
-  if (!R->lead || !R->ckw) return 0;
+  if (!R->lead || !R->ckw || R->fail_rc) return 0; /* nothing after a failure (defer_failure) */
   double t0 = now_s();
   nn_ckpt_snapshot *s = nn_ckpt_writer_slot(R->ckw);
   s->state = R->state;
@@ -287,9 +335,15 @@ static int build_replicas(run *R, nn_error *err) {
                        R->job->source, &o, err);
 }
 
-/* The control ring and its buffer: 2 flags + every replica's running statistics. */
+/* The control buffer of step_control: the timed-checkpoint and signal flags,
+ * every replica's running statistics from CTL_STATS on, and the failure flag
+ * last (so the statistics keep the positions, and with them the summation
+ * order of the ring, that they had before the flag was added). */
+enum { CTL_TIMED = 0, CTL_SIGNAL = 1, CTL_STATS = 2 };
+
+/* The control ring and its buffer (CTL_*). */
 static int build_control(run *R, nn_error *err) {
-  R->nctl = 2;
+  R->nctl = CTL_STATS + 1; /* + the failure flag */
   for (int i = 0; i < R->nrep; i++) {
     size_t off, nb;
     nn_model_running_stats(&R->rep[i].model, &off, &nb);
@@ -404,18 +458,23 @@ static int announce(run *R, nn_error *err) {
 /* ---- the step loop -------------------------------------------------------- */
 
 /* Per-step control, at every step boundary: every rank learns whether rank
- * 0's clock says a timed checkpoint is due and whether any rank was asked to
- * stop (a signal), and the replicas' running statistics (batch-norm, which
+ * 0's clock says a timed checkpoint is due, whether any rank was asked to
+ * stop (a signal) and whether any rank failed alone in the step
+ * (defer_failure), and the replicas' running statistics (batch-norm, which
  * each rank updates from its own slice) are averaged over the ranks, so
  * replicas stay identical in everything a checkpoint holds. One all-reduce
- * through the watched ring. */
+ * through the watched ring. A failure ends the run here on every rank, with
+ * the failing rank's record (agree_failure), before any checkpoint of the
+ * step. */
 static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
   double every = R->job->checkpoint.every_seconds;
   float *v = R->ctlbuf;
-  v[0] = R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f;
-  v[1] = nn_signals_pending() > 0 ? 1.0f : 0.0f;
+  const size_t failed = R->nctl - 1;
+  v[CTL_TIMED] = R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f;
+  v[CTL_SIGNAL] = nn_signals_pending() > 0 ? 1.0f : 0.0f;
+  v[failed] = R->fail_rc ? 1.0f : 0.0f;
   if (R->ctl) {
-    size_t at = 2, off, nb;
+    size_t at = CTL_STATS, off, nb;
     for (int i = 0; i < R->nrep; i++, at += nb) {
       nn_model_running_stats(&R->rep[i].model, &off, &nb);
       if (nb) memcpy(v + at, R->rep[i].model.buffers + off, nb * sizeof(float));
@@ -423,16 +482,17 @@ static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
     nn_ring_set_step(R->ctl, (long)R->state.step);
     int rc = nn_ring_allreduce(R->ctl, v, R->nctl, err);
     if (rc) return rc;
+    if (v[failed] > 0.5f) return agree_failure(R, 0, err);
     const float inv = 1.0f / (float)R->N;
-    at = 2;
+    at = CTL_STATS;
     for (int i = 0; i < R->nrep; i++, at += nb) {
       nn_model_running_stats(&R->rep[i].model, &off, &nb);
       float *stats = R->rep[i].model.buffers + off;
       for (size_t j = 0; j < nb; j++) stats[j] = v[at + j] * inv;
     }
   }
-  *ckpt_due = v[0] > 0.5f;
-  *stop = v[1] > 0.5f;
+  *ckpt_due = v[CTL_TIMED] > 0.5f;
+  *stop = v[CTL_SIGNAL] > 0.5f;
   return 0;
 }
 
@@ -462,18 +522,16 @@ static int stop_on_signal(run *R, int last_of_epoch, int epoch, double t0, nn_er
   R->state.elapsed_s += now_s() - t0;
   int rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead) rc = nn_ckpt_writer_wait(R->ckw, err);
-  if ((rc = nn_agree(R->comm, rc, err)) != 0) { /* rank 0's write, for everyone */
-    R->agreed = 1;
-    return rc;
-  }
+  if ((rc = agree_failure(R, rc, err)) != 0) return rc; /* rank 0's write, for everyone */
   char path[NN_PATH_MAX + 64];
   nn_ckpt_path(R->dir, R->state.step, path, sizeof path);
   if (R->lead) {
     json_t *rec = nn_runlog_record("stopped");
     nn_json_int(rec, "step", R->state.step);
     nn_json_str(rec, "checkpoint", path);
-    if ((rc = nn_runlog_write(&R->log, rec, err)) != 0) return rc;
+    rc = nn_runlog_write(&R->log, rec, err);
   }
+  if ((rc = agree_failure(R, rc, err)) != 0) return rc; /* rank 0's log, for everyone */
   R->res->steps = R->state.step;
   return nn_error_set(err, NN_ESTOPPED,
                       "stopped on a signal at step %lld; checkpoint %s written; continue with "
@@ -483,12 +541,15 @@ static int stop_on_signal(run *R, int last_of_epoch, int epoch, double t0, nn_er
 /* After each step: control, checkpoints inside the epoch (by steps, which
  * every rank counts the same, or by rank 0's clock, told to all; a checkpoint
  * due at the epoch's last step is written after its validation), signals and
- * --steps. Sets *leave when the epoch's loop must end. */
+ * --steps. Sets *leave when the epoch's loop must end. A failure of this
+ * rank (in the step, or rank 0's checkpoint) waits for step_control. */
 static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out *eo,
                       int *leave, nn_error *err) {
   const nn_job *job = R->job;
   int rc;
-  if (R->opts->check_replicas && R->N > 1 && (rc = check_replicas(R, err)) != 0) return rc;
+  if (R->opts->check_replicas && R->N > 1 &&
+      (rc = defer_failure(R, check_replicas(R, err), err)) != 0)
+    return rc;
   if (R->show_bar) {
     double t = now_s();
     if (t - R->last_bar > 0.1 || b->step + 1 == R->steps_per_epoch) {
@@ -504,7 +565,8 @@ static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out
   if ((rc = step_control(R, &timed, &signalled, err)) != 0) return rc;
   if (signalled) return stop_on_signal(R, last_of_epoch, epoch, t0, err);
   if ((due || timed) && !last_of_epoch && !max_reached) {
-    if ((rc = take_checkpoint(R, "", now_s() - t0, err)) != 0) return rc;
+    /* not the epoch's last step: the next step's control shares a failure */
+    if ((rc = defer_failure(R, take_checkpoint(R, "", now_s() - t0, err), err)) != 0) return rc;
   } else if (due || timed) {
     eo->pending = 1;
   }
@@ -628,17 +690,44 @@ static int rollback(run *R, int epoch, nn_error *err) {
   return nn_runlog_write(&R->log, rec, err);
 }
 
-/* The step loop of one epoch (from the resumed position). */
+/* This rank's slice of the next global batch in *b (NULL: the epoch is
+ * over). A read that fails (a shard row that is not finite, a file that
+ * cannot be read, out of memory) is this rank's alone: it is deferred
+ * (defer_failure), *starved is set, and from then on the rank trains an
+ * empty slice (*none; worker/step.h: it takes part in the gradient sync and
+ * adds nothing), so its peers are not left in the all-reduce; the failure
+ * flag ends the run at the step's boundary. */
+static int next_slice(run *R, int *starved, nn_batch *none, const nn_batch **b, nn_error *err) {
+  *b = NULL;
+  if (!*starved) {
+    int rc = nn_loader_next(R->data.train_L, b, err);
+    if (!rc) return 0;
+    if ((rc = defer_failure(R, rc, err)) != 0) return rc;
+    *starved = 1;
+  }
+  if (R->state.epoch_step >= R->steps_per_epoch) return 0;
+  memset(none, 0, sizeof *none);
+  none->step = R->state.epoch_step;
+  none->global_n = R->job->train.batch_size; /* > 0; the slice is empty */
+  *b = none;
+  return 0;
+}
+
+/* The step loop of one epoch (from the resumed position). A failure of this
+ * rank alone waits for the step's boundary (defer_failure, step_control). */
 static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
   memset(eo, 0, sizeof *eo);
   double t0 = now_s();
   R->last_bar = 0;
   R->state.epoch = epoch;
   int rc = nn_loader_start(R->data.train_L, epoch, R->state.epoch_step, err);
+  int starved = rc != 0;
+  rc = defer_failure(R, rc, err);
   const nn_batch *b;
+  nn_batch none;
   int leave = 0;
   while (!rc && !leave) {
-    if ((rc = nn_loader_next(R->data.train_L, &b, err)) != 0 || !b) break;
+    if ((rc = next_slice(R, &starved, &none, &b, err)) != 0 || !b) break;
     double lr[NN_TASK_MAX_REPLICAS]; /* each replica's own schedule */
     double scale = rollback_scale(R);
     for (int i = 0; i < R->nrep; i++)
@@ -647,9 +736,9 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
                                         &R->state.decide.plateau);
     int bad = eo->s.nonfinite;
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
-    if (rc) break;
+    if (rc) break; /* its gradient sync's: a communication failure (defer_failure) */
     if (eo->s.nonfinite != bad) {
-      if ((rc = on_nonfinite(R, epoch, err)) != 0) break;
+      if ((rc = defer_failure(R, on_nonfinite(R, epoch, err), err)) != 0) break;
       if (R->rollback_due) { /* the rest of this epoch runs again from the checkpoint */
         nn_loader_stop(R->data.train_L);
         break;
@@ -670,7 +759,9 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
 /* ---- the end of an epoch ---------------------------------------------------- */
 
 /* Reduce the epoch's sums; 1 in *done when the epoch finished (else --steps
- * stopped it mid-way: no validation). */
+ * stopped it mid-way: no validation). A failure flag rides with the sums: a
+ * failure still pending here (one the step loop had no boundary left to
+ * share) ends the run on every rank (agree_failure). */
 static int reduce_epoch(run *R, int epoch, const epoch_out *eo, nn_epoch_figures *f, int *done,
                         nn_error *err) {
   R->train_time += eo->t_train;
@@ -682,10 +773,11 @@ static int reduce_epoch(run *R, int epoch, const epoch_out *eo, nn_epoch_figures
     R->state.epoch = epoch + 1;
     R->state.epoch_step = 0;
   }
-  double g[3] = {eo->s.loss_sum, eo->s.correct, eo->s.count};
+  double g[4] = {eo->s.loss_sum, eo->s.correct, eo->s.count, R->fail_rc ? 1 : 0};
   int rc = nn_watched_barrier(R->ctl, R->state.step, err);
-  if (!rc) rc = nn_allreduce_sum_f64(R->comm, g, 3, err);
+  if (!rc) rc = nn_allreduce_sum_f64(R->comm, g, 4, err);
   if (rc) return rc;
+  if (g[3] > 0.5) return agree_failure(R, 0, err);
   memset(f, 0, sizeof *f);
   f->epoch = epoch;
   f->train_loss = g[2] > 0 ? g[0] / g[2] : 0;
@@ -703,12 +795,14 @@ static int reduce_epoch(run *R, int epoch, const epoch_out *eo, nn_epoch_figures
     nn_json_int(rec, "step", R->state.step);
     nn_json_int(rec, "epoch", epoch + 1);
     nn_json_num(rec, "partial_loss", f->train_loss);
-    rc = nn_runlog_write(&R->log, rec, err);
+    rc = defer_failure(R, nn_runlog_write(&R->log, rec, err), err); /* finish shares it */
   }
   return rc;
 }
 
-/* Validation (when due) and the test set. */
+/* Validation (when due) and the test set. Each evaluation agrees on its
+ * outcome (run/evaluate.h agrees on its loaders' failures; a failure after
+ * its reduction is one rank's), so a failure ends the run on every rank. */
 static int evaluate_epoch(run *R, int epoch, int last, nn_epoch_figures *f, nn_error *err) {
   const nn_job *job = R->job;
   int validate = R->data.val_L && ((epoch + 1) % job->validation.every_epochs == 0 ||
@@ -717,11 +811,11 @@ static int evaluate_epoch(run *R, int epoch, int last, nn_epoch_figures *f, nn_e
   nn_metrics_result_free(&R->tres);
   int rc = 0;
   if (validate)
-    rc = nn_task_evaluate(R->task, R->rep, R->data.val_L, &R->acc, R->comm, R->ctl,
-                          R->state.step, &R->vres, err);
+    rc = agree_failure(R, nn_task_evaluate(R->task, R->rep, R->data.val_L, &R->acc, R->comm,
+                                           R->ctl, R->state.step, &R->vres, err), err);
   if (!rc && R->data.test_L)
-    rc = nn_task_evaluate(R->task, R->rep, R->data.test_L, &R->acc, R->comm, R->ctl,
-                          R->state.step, &R->tres, err);
+    rc = agree_failure(R, nn_task_evaluate(R->task, R->rep, R->data.test_L, &R->acc, R->comm,
+                                           R->ctl, R->state.step, &R->tres, err), err);
   f->val = validate ? &R->vres : NULL;
   if (validate) {
     R->res->val_loss = R->vres.loss;
@@ -788,15 +882,19 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
     R->res->stopped_early = 1;
   }
   if (!R->lead) return 0;
+  /* Rank 0's failures from here on are deferred: the next step's control,
+   * or finish, shares them (defer_failure). */
   R->epochs_here++;
-  if ((rc = report_epoch(R, f, eo->t_train, eo->samples, err)) != 0) return rc;
+  if ((rc = report_epoch(R, f, eo->t_train, eo->samples, err)) != 0)
+    return defer_failure(R, rc, err);
   char best[NN_PATH_MAX + 16];
   snprintf(best, sizeof best, "%s/best.h5", R->dir);
-  if (dec.improved && (rc = take_checkpoint(R, best, 0, err)) != 0) return rc;
+  if (dec.improved && (rc = take_checkpoint(R, best, 0, err)) != 0)
+    return defer_failure(R, rc, err);
   int every = job->checkpoint.every_epochs, last = f->epoch + 1 == job->train.epochs || *stop;
   int want = (every > 0 && (f->epoch + 1) % every == 0) || eo->pending;
   if (want && !(last && job->checkpoint.at_end) && (rc = take_checkpoint(R, "", 0, err)) != 0)
-    return rc;
+    return defer_failure(R, rc, err);
   if (dec.stop)
     nn_runlog_say(&R->log, "early stopping: %s has not improved for %d epochs (best %.6g at "
                   "epoch %d)\n", job->early_stopping.monitor, R->state.decide.es.bad,
@@ -909,17 +1007,16 @@ static int finish(run *R, nn_error *err) {
   int rc = 0;
   if (R->lead && R->job->checkpoint.at_end) rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead && R->ckw) rc = nn_ckpt_writer_wait(R->ckw, err);
-  /* rank 0's writer result, for everyone: a refused snapshot fails the run once */
-  if ((rc = nn_agree(R->comm, rc, err)) != 0) {
-    R->agreed = 1;
-    return rc;
-  }
-  if ((rc = restore_best(R, err)) != 0) return rc;
+  /* rank 0's writer result, for everyone: a refused snapshot fails the run
+   * once; so does a failure still pending (defer_failure) */
+  if ((rc = agree_failure(R, rc, err)) != 0) return rc;
+  if ((rc = agree_failure(R, restore_best(R, err), err)) != 0) return rc;
   res->seconds = now_s() - R->t_start;
   res->samples_per_s = R->train_time > 0 ? R->train_samples / R->train_time : 0;
-  if ((rc = report_memory(R, err)) != 0) return rc;
-  if ((rc = report_end(R, err)) != 0) return rc;
-  return dump_params(R, err);
+  rc = report_memory(R, err);
+  if (!rc) rc = report_end(R, err);
+  if (!rc) rc = dump_params(R, err);
+  return agree_failure(R, rc, err); /* rank 0's summary and files, for everyone */
 }
 
 static void free_run(run *R) {
@@ -963,11 +1060,14 @@ static int train_epochs(run *R, nn_error *err) {
 
 int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
                  nn_train_result *res, nn_error *err) {
+  memset(res, 0, sizeof *res);
   run *R = nn_calloc(1, sizeof *R);
-  if (!R) { /* this rank alone: its peers are in setup's collectives */
-    memset(res, 0, sizeof *res);
-    res->local_error = 1;
-    return nn_error_set(err, NN_ENOMEM, "out of memory");
+  /* every rank learns whether one could not start (before setup's collectives) */
+  int rc = nn_agree(comm, R ? 0 : nn_error_set(err, NN_ENOMEM, "out of memory"), err);
+  if (rc) {
+    free(R);
+    res->local_error = rc == NN_EMPI;
+    return rc;
   }
   R->job = job;
   R->opts = opts;
@@ -988,10 +1088,11 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   int show = opts->progress < 0 ? (job->run.progress && isatty(2)) : opts->progress;
   R->show_bar = show && R->lead;
 
-  /* Setup failures are agreed on by every rank; later ones may be this rank's alone. */
-  int rc = setup(R, err);
+  /* Setup failures are agreed on by every rank; so are later ones, at the
+   * agreement points of defer_failure, except communication failures. */
+  rc = setup(R, err);
   if (!rc) {
-    rc = announce(R, err);
+    rc = agree_failure(R, announce(R, err), err);
     if (!rc) rc = train_epochs(R, err);
     if (!rc) rc = finish(R, err);
     if (rc && rc != NN_ESTOPPED && rc != NN_ENUMERIC && !R->agreed) {

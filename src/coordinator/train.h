@@ -2,9 +2,13 @@
  * metrics log and the epoch report, driven by rank 0's decisions.
  *
  * Every rank calls nn_train_run with the same job (rank 0 parsed it and
- * broadcast it). Data errors before the first step are agreed on by all
- * ranks, so the run fails once, cleanly; an error inside the step loop is
- * returned to the caller, which must end the whole job (MPI_Abort) when more
+ * broadcast it). Errors are agreed on by all ranks, so the run fails once,
+ * cleanly, with the failing rank's record on every rank: in setup at once,
+ * and in the middle of training (one rank's unreadable shard row, an
+ * allocation, rank 0's metrics log or checkpoint) at the next step boundary
+ * or phase end, before any checkpoint of that step (docs/training.md, "A rank
+ * failing alone"). Only a communication failure is this rank's alone
+ * (local_error): the caller must end the whole job (MPI_Abort) when more
  * than one rank runs. */
 #ifndef NN_COORDINATOR_TRAIN_H
 #define NN_COORDINATOR_TRAIN_H
@@ -53,8 +57,9 @@ typedef struct nn_train_result {
   int rollbacks;               /* checkpoint reloads (train.on_nonfinite = "rollback") */
   double samples_per_s;   /* training throughput over the whole run (global samples) */
   double seconds;         /* wall time of the run */
-  int local_error;        /* on failure: 1 if only this rank failed (peers may be blocked:
-                             end the job), 0 if every rank returned the same error */
+  int local_error;        /* on failure: 1 if only this rank failed (communication failed;
+                             peers may be blocked: end the job), 0 if every rank
+                             returned the same error */
 } nn_train_result;
 
 /* BLAS threads per rank a run of job uses: run.threads; else Slurm's CPUs

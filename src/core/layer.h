@@ -63,8 +63,9 @@ typedef enum nn_init_kind {
   NN_INIT_CONSTANT,       /* every element = value */
   NN_INIT_UNIFORM,        /* U(-value, value): PyTorch's RNN/LSTM/GRU/embedding-style
                              bounds, e.g. 1/sqrt(hidden) */
-  NN_INIT_NORMAL_STD,     /* N(0, value^2): value is the standard deviation (PyTorch's
-                             nn.Embedding: N(0, 1)) */
+  NN_INIT_NORMAL_STD,     /* N(0, value^2): value (nn_param_spec, set after
+                             nn_layer_add_param) is the standard deviation
+                             (PyTorch's nn.Embedding: N(0, 1)) */
 } nn_init_kind;
 
 /* Parse "he_normal" etc. Returns -1 if unknown. "constant" is not a job-file
@@ -79,7 +80,7 @@ typedef struct nn_param_spec {
   nn_shape shape;         /* PyTorch shape */
   nn_init_kind init;
   int fan_in, fan_out;    /* for the scaled initializers */
-  float value;            /* NN_INIT_CONSTANT; NN_INIT_UNIFORM, NN_INIT_NORMAL_STD: scale */
+  float value;            /* NN_INIT_CONSTANT */
   int zero_row;           /* 0: none; r + 1: row r of the tensor (index r of its first
                              dimension) starts at zero whatever `init` draws, as
                              nn.Embedding's padding_idx row (set after nn_layer_add_param) */

@@ -875,7 +875,9 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
   nn_decision dec = {0};
   if (R->lead) dec = nn_decide_epoch(&R->state.decide, job, f);
   int rc = nn_watched_barrier(R->ctl, R->state.step, err);
-  if (!rc) rc = nn_decide_share(&R->state.decide, &dec, R->comm, err);
+  if (!rc && (rc = nn_decide_share(&R->state.decide, &dec, R->comm, err)) != 0 &&
+      rc != NN_EMPI)
+    R->agreed = 1; /* nn_decide_share agrees on a decode failure */
   if (rc) return rc;
   if (dec.stop) {
     *stop = 1;

@@ -208,8 +208,9 @@ static int write_table(nn__ckpt_w *w, const nn_ckpt_replica *r, const char *path
   hid_t rect = nn__ckpt_tensor_rec_type(H5T_CSET_UTF8);
   int rc;
   if (!recs || rect < 0) {
-    rc = nn_h5_fail(w->err, recs ? NN_EIO : NN_ENOMEM, w->h.path, path,
-                    "cannot build the tensor table");
+    rc = recs ? nn_h5_fail(w->err, NN_EIO, w->h.path, path, "cannot build the tensor table")
+              : nn_error_at(w->err, NN_ENOMEM, w->h.path, 0, 0, "%s: out of memory for the tensor "
+                            "table", path);
   } else {
     for (int i = 0; i < r->ntensors; i++) {
       const nn_tensor_ref *t = &r->tensors[i];

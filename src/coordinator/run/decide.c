@@ -1,5 +1,6 @@
 /* decide.c: early stopping, plateau and the EpochControl message (see decide.h). */
 #include "coordinator/run/decide.h"
+#include "worker/agree.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -86,9 +87,18 @@ int nn_decide_share(nn_decide_state *d, nn_decision *dec, MPI_Comm comm, nn_erro
   NN_MPI_RETURN(err, MPI_Bcast(&len, 1, MPI_INT, 0, comm));
   if (len < 0 || len > (int)sizeof buf) return nn_error_set(err, NN_EINTERNAL, "bad control message");
   NN_MPI_RETURN(err, MPI_Bcast(buf, len, MPI_BYTE, 0, comm));
+  Nntrain__EpochControl *m = rank == 0 ? NULL
+                             : nntrain__epoch_control__unpack(nn_pb_allocator(), (size_t)len, buf);
+  /* protobuf-c says NULL for bad bytes and for out of memory alike; the bytes
+   * are rank 0's own, so it is memory. Agreed: a rank failing here alone
+   * ends every rank cleanly (no MPI_Abort). */
+  int rc = rank != 0 && !m ? nn_error_set(err, NN_ENOMEM, "out of memory decoding the "
+                                          "coordinator's control message") : 0;
+  if ((rc = nn_agree(comm, rc, err)) != 0) {
+    if (m) nntrain__epoch_control__free_unpacked(m, nn_pb_allocator());
+    return rc;
+  }
   if (rank == 0) return 0;
-  Nntrain__EpochControl *m = nntrain__epoch_control__unpack(nn_pb_allocator(), (size_t)len, buf);
-  if (!m) return nn_error_set(err, NN_EMPI, "cannot decode the coordinator's control message");
   dec->stop = m->stop;
   dec->improved = m->improved;
   dec->monitored = m->monitored;

@@ -90,6 +90,12 @@ typedef struct run {
   int ckpt_count;                          /* snapshots handed to the writer */
   int rollback_due;                        /* on_nonfinite = "rollback": leave the epoch
                                               and reload the newest checkpoint */
+  /* Carried state of language models (train.bptt, recurrent layers with
+   * carry): each rank holds its streams' rows; checkpoints hold all streams'
+   * rows in stream order, gathered on rank 0 (gather_carry), and a resume
+   * hands every rank its streams' rows (scatter_carry), on any rank count. */
+  float *carry_all[NN_TASK_MAX_REPLICAS];  /* rank 0: [batch_size, carry_per_sample] */
+  int64_t carry_step;                      /* the step carry_all was gathered at, -1 */
   double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
 } run;
 
@@ -171,7 +177,14 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   s->state = R->state;
   s->state.elapsed_s += running_s; /* the epoch in progress */
   for (int i = 0; i < R->nrep; i++) nn_replica_save_ckpt(&R->rep[i], s);
-  int rc = nn_ckpt_snapshot_set_spec(s, R->spec, R->spec_len, err);
+  int rc = 0;
+  for (int i = 0; i < R->nrep && !rc; i++) { /* streams' state, when gathered at this step */
+    size_t cols = R->rep[i].model.carry_per_sample;
+    int have = R->carry_all[i] && R->carry_step == R->state.step;
+    rc = nn_ckpt_replica_set_carry(&s->rep[i], have ? (size_t)R->job->train.batch_size : 0,
+                                   have ? cols : 0, R->carry_all[i], err);
+  }
+  if (!rc) rc = nn_ckpt_snapshot_set_spec(s, R->spec, R->spec_len, err);
   if (!rc) rc = nn_ckpt_snapshot_set_metrics(s, R->log.hist.p ? R->log.hist.p : "",
                                              R->log.hist.n, err);
   if (!rc) rc = nn_ckpt_writer_submit(R->ckw, path, err);
@@ -181,6 +194,71 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   R->ckpt_pause_sum += pause;
   if (pause > R->ckpt_pause_max) R->ckpt_pause_max = pause;
   return rc;
+}
+
+/* Streams [lo, hi) of this rank (the loader's slice of train.batch_size). */
+static void carry_slice(const run *R, int rank, int *lo, int *hi) {
+  int64_t B = R->job->train.batch_size;
+  *lo = (int)(B * rank / R->N);
+  *hi = (int)(B * (rank + 1) / R->N);
+}
+
+/* Every replica's carried state, all streams in order, into rank 0's
+ * carry_all. Collective; nothing to do for models without carry. */
+static int gather_carry(run *R, nn_error *err) {
+  for (int i = 0; i < R->nrep; i++) {
+    const nn_model *m = &R->rep[i].model;
+    if (!m->carry_per_sample || R->job->train.bptt <= 0) continue;
+    int cols = (int)m->carry_per_sample, lo, hi;
+    carry_slice(R, R->rank, &lo, &hi);
+    int counts[1024], displs[1024]; /* per rank, on rank 0 */
+    if (R->N > 1024) return nn_error_set(err, NN_EINTERNAL, "more than 1024 ranks");
+    for (int r = 0; R->lead && r < R->N; r++) {
+      int a, b;
+      carry_slice(R, r, &a, &b);
+      counts[r] = (b - a) * cols;
+      displs[r] = a * cols;
+    }
+    NN_MPI_RETURN(err, MPI_Gatherv(m->carry, (hi - lo) * cols, MPI_FLOAT, R->carry_all[i], counts,
+                                   displs, MPI_FLOAT, 0, R->comm));
+  }
+  R->carry_step = R->state.step;
+  return 0;
+}
+
+/* The carried state of snapshot s (rank 0's, NULL elsewhere) to every rank:
+ * its streams' rows; zeros when s holds none (a checkpoint at an epoch's
+ * end: the next window starts from zeros anyway). Collective. */
+static int scatter_carry(run *R, const nn_ckpt_snapshot *s, nn_error *err) {
+  for (int i = 0; i < R->nrep; i++) {
+    nn_model *m = &R->rep[i].model;
+    if (!m->carry_per_sample || R->job->train.bptt <= 0) continue;
+    int cols = (int)m->carry_per_sample, B = R->job->train.batch_size, lo, hi;
+    int rc = 0;
+    if (R->lead) {
+      const nn_ckpt_replica *c = s ? &s->rep[i] : NULL;
+      if (c && c->carry_rows && (c->carry_rows != (size_t)B || c->carry_cols != (size_t)cols))
+        rc = nn_error_set(err, NN_ECKPT, "the checkpoint's carried state of replica '%s' is "
+                          "%zu x %zu, this run's %d streams x %d", c->name, c->carry_rows,
+                          c->carry_cols, B, cols);
+      else if (c && c->carry_rows)
+        memcpy(R->carry_all[i], c->carry, sizeof(float) * (size_t)B * (size_t)cols);
+      else
+        memset(R->carry_all[i], 0, sizeof(float) * (size_t)B * (size_t)cols);
+    }
+    if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
+    carry_slice(R, R->rank, &lo, &hi);
+    int counts[1024], displs[1024];
+    for (int r = 0; R->lead && r < R->N && r < 1024; r++) {
+      int a, b;
+      carry_slice(R, r, &a, &b);
+      counts[r] = (b - a) * cols;
+      displs[r] = a * cols;
+    }
+    NN_MPI_RETURN(err, MPI_Scatterv(R->carry_all[i], counts, displs, MPI_FLOAT, m->carry,
+                                    (hi - lo) * cols, MPI_FLOAT, 0, R->comm));
+  }
+  return 0;
 }
 
 /* Batch size, seed and data fix the data order: they may not change on resume. */
@@ -280,6 +358,7 @@ static int resume(run *R, nn_error *err) {
   if (!rc) rc = nn_bcast_bytes(R->comm, &found, sizeof found, 0, err);
   if (rc || !found) goto done;
   if ((rc = share_loaded(R, err)) != 0) goto done;
+  if ((rc = scatter_carry(R, R->lead ? &s : NULL, err)) != 0) goto done;
   R->res->nonfinite_skipped = R->state.nonfinite_skipped;
   R->res->rollbacks = R->state.rollbacks;
   if (R->lead) {
@@ -343,6 +422,13 @@ enum { CTL_TIMED = 0, CTL_SIGNAL = 1, CTL_STATS = 2 };
 
 /* The control ring and its buffer (CTL_*). */
 static int build_control(run *R, nn_error *err) {
+  R->carry_step = -1;
+  int nocarry = 0;
+  for (int i = 0; R->lead && i < R->nrep; i++) { /* rank 0 gathers the streams' state */
+    size_t cols = R->rep[i].model.carry_per_sample, B = (size_t)R->job->train.batch_size;
+    if (cols && R->job->train.bptt > 0 && !(R->carry_all[i] = nn_calloc(B * cols, sizeof(float))))
+      nocarry = 1;
+  }
   R->nctl = CTL_STATS + 1; /* + the failure flag */
   for (int i = 0; i < R->nrep; i++) {
     size_t off, nb;
@@ -351,7 +437,8 @@ static int build_control(run *R, nn_error *err) {
   }
   R->ctlbuf = nn_malloc(R->nctl * sizeof(float));
   if (R->lead) R->rss_all = nn_malloc((size_t)R->N * sizeof *R->rss_all);
-  int rc = !R->ctlbuf || (R->lead && !R->rss_all) ? nn_error_set(err, NN_ENOMEM, "out of memory") : 0;
+  int rc = !R->ctlbuf || (R->lead && !R->rss_all) || nocarry
+               ? nn_error_set(err, NN_ENOMEM, "out of memory") : 0;
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc; /* the ring's creation is collective */
   rc = R->N > 1 ? nn_ring_create(&R->ctl, R->comm, R->nctl, 0, err) : 0;
   rc = nn_agree(R->comm, rc, err);
@@ -520,7 +607,9 @@ static int stop_on_signal(run *R, int last_of_epoch, int epoch, double t0, nn_er
     R->state.epoch_step = 0;
   }
   R->state.elapsed_s += now_s() - t0;
-  int rc = take_checkpoint(R, "", 0, err);
+  int rc = gather_carry(R, err);
+  if (rc) return rc; /* a collective's failure: every rank's */
+  rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead) rc = nn_ckpt_writer_wait(R->ckw, err);
   if ((rc = agree_failure(R, rc, err)) != 0) return rc; /* rank 0's write, for everyone */
   char path[NN_PATH_MAX + 64];
@@ -566,6 +655,7 @@ static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out
   if (signalled) return stop_on_signal(R, last_of_epoch, epoch, t0, err);
   if ((due || timed) && !last_of_epoch && !max_reached) {
     /* not the epoch's last step: the next step's control shares a failure */
+    if ((rc = gather_carry(R, err)) != 0) return rc;
     if ((rc = defer_failure(R, take_checkpoint(R, "", now_s() - t0, err), err)) != 0) return rc;
   } else if (due || timed) {
     eo->pending = 1;
@@ -662,12 +752,15 @@ static int rollback(run *R, int epoch, nn_error *err) {
       R->state = s.state;
     }
   }
-  nn_ckpt_snapshot_free(&s);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) {
+    nn_ckpt_snapshot_free(&s);
     R->agreed = 1;
     return rc;
   }
-  if ((rc = share_loaded(R, err)) != 0) return rc;
+  rc = share_loaded(R, err);
+  if (!rc) rc = scatter_carry(R, R->lead ? &s : NULL, err);
+  nn_ckpt_snapshot_free(&s);
+  if (rc) return rc;
   R->rollback_due = 0;
   R->state.rollbacks = now.rollbacks + 1;
   R->state.nonfinite_run = 0;
@@ -1006,7 +1099,8 @@ static int finish(run *R, nn_error *err) {
   res->steps = R->state.step;
   res->best_monitored = R->state.decide.es.best;
   res->best_epoch = R->state.decide.es.best_epoch;
-  int rc = 0;
+  int rc = R->job->checkpoint.at_end ? gather_carry(R, err) : 0;
+  if (rc) return rc;
   if (R->lead && R->job->checkpoint.at_end) rc = take_checkpoint(R, "", 0, err);
   if (!rc && R->lead && R->ckw) rc = nn_ckpt_writer_wait(R->ckw, err);
   /* rank 0's writer result, for everyone: a refused snapshot fails the run
@@ -1033,6 +1127,7 @@ static void free_run(run *R) {
   free(R->spec);
   free(R->ctlbuf);
   free(R->rss_all);
+  for (int i = 0; i < NN_TASK_MAX_REPLICAS; i++) free(R->carry_all[i]);
 }
 
 /* The epochs, from the resumed one. Returns on the first failure. */

@@ -9,7 +9,9 @@
 #    uninterrupted -np 2 run; resumed at -np 3 it matches the -np 3 run to
 #    rounding (the streams' state is gathered and handed out again by stream).
 # 3. Validation reports per token: val_bits_per_token = val_loss / ln 2.
-# 4. A supervised model or a missing train.bptt is refused with one line.
+# 4. `nntrain generate` prints the prime and --length more bytes, the same
+#    text for the same --seed, mostly the corpus's words.
+# 5. A supervised model or a missing train.bptt is refused with one line.
 set -u
 NNTRAIN=${NNTRAIN:?NNTRAIN must name the nntrain binary}
 T=$(mktemp -d /tmp/nn_e2e_lm_XXXXXX)
@@ -105,6 +107,30 @@ print("max |resumed 2->3 - np3| = %g" % d)
 assert d < 1e-4
 EOF
 echo "ok: resumed mid-epoch with carried state: bitwise at -np 2, to rounding at -np 3"
+
+# generate: the prime, then --length bytes; reproducible for a seed
+C="$T/run/checkpoints/step-000000000472.h5"
+[ -f "$C" ] || C=$(ls "$T"/run/checkpoints/*.h5 | tail -1)
+"$NNTRAIN" generate "$C" --prime "the cat" --length 200 --seed 4 >"$T/g1" || fail "generate"
+"$NNTRAIN" generate "$C" --prime "the cat" --length 200 --seed 4 >"$T/g2" || fail "generate again"
+"$NNTRAIN" generate "$C" --prime "the cat" --length 200 --seed 5 >"$T/g3" || fail "generate, seed 5"
+cmp -s "$T/g1" "$T/g2" || fail "generate: the same seed gave other text"
+cmp -s "$T/g1" "$T/g3" && fail "generate: seeds 4 and 5 gave the same text"
+"$PY" - "$T/g1" <<'EOF' || fail "generate: the text: $(cat "$T/g1")"
+import sys
+t = open(sys.argv[1], "rb").read()
+assert t.startswith(b"the cat") and len(t) == 7 + 200 + 1, len(t)
+words = set(b"the cat sat on a mat and dog ran far away from home".split())
+got = t.split()
+known = sum(w in words for w in got)
+print("generated words known: %d of %d" % (known, len(got)))
+assert known >= 0.4 * len(got)  # the corpus's words, often (random bytes: none)
+EOF
+"$NNTRAIN" generate "$C" --prime "the" --length 50 --temperature 0 >"$T/g4" || fail "generate, T 0"
+expect_fail 2 "--temperature" "$NNTRAIN" generate "$C" --temperature -1
+expect_fail 2 "CKPT" "$NNTRAIN" generate
+expect_fail 5 "missing.h5" "$NNTRAIN" generate "$T/missing.h5"
+echo "ok: generate: prime + length, reproducible, the corpus's words"
 
 # refusals
 sed 's/^task = "language_model"$/task = "supervised"/' "$T/lm.toml" >"$T/sup.toml"

@@ -67,6 +67,7 @@ int nn_cmd_prepare(int argc, char **argv);
 int nn_cmd_inspect(int argc, char **argv);
 int nn_cmd_bench(int argc, char **argv);
 int nn_cmd_eval(int argc, char **argv);
+int nn_cmd_generate(int argc, char **argv);
 int nn_cmd_predict(int argc, char **argv);
 
 #endif

@@ -24,9 +24,10 @@ typedef struct nn_command {
 static const nn_command commands[] = {
   {"train", nn_cmd_train, "train a model described by a job file (the default command)"},
   {"check", nn_cmd_check, "validate a job file and print the model summary"},
-  {"prepare", nn_cmd_prepare, "convert a data set (Fashion-MNIST, IDX, CSV) into HDF5 shards"},
+  {"prepare", nn_cmd_prepare, "convert a data set (Fashion-MNIST, IDX, CSV, text) into HDF5 shards"},
   {"eval", nn_cmd_eval, "evaluate a checkpoint on a data set (no job file needed)"},
   {"predict", nn_cmd_predict, "write a checkpoint's predictions for a data set as CSV"},
+  {"generate", nn_cmd_generate, "sample text from a language model's checkpoint"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard or a checkpoint holds"},
   {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };

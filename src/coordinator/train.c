@@ -522,14 +522,21 @@ static int announce(run *R, nn_error *err) {
   const nn_job *job = R->job;
   const nn_model *m = &R->ev->model;
   char shp[64];
-  nn_runlog_say(&R->log,
-                "nntrain: job '%s': %d rank%s, %lld training samples%s%s, input %s, %zu "
-                "parameters, %d epochs of %lld steps (global batch %d)\n",
-                job->name[0] ? job->name : job->source, R->N, R->N == 1 ? "" : "s",
-                (long long)R->data.ntrain, R->data.val_L ? ", validation" : "",
-                R->data.test_ds ? "" : ", no test set", nn_shape_str(&m->in, shp, sizeof shp),
-                m->nparams, job->train.epochs, (long long)R->steps_per_epoch,
-                job->train.batch_size);
+  if (job->train.bptt > 0) /* a language model: its batch is streams of a token stream */
+    nn_runlog_say(&R->log, "nntrain: job '%s': %d rank%s, language model: %d streams, windows of "
+                  "%d tokens, %zu parameters, %d epochs of %lld windows\n",
+                  job->name[0] ? job->name : job->source, R->N, R->N == 1 ? "" : "s",
+                  job->train.batch_size, job->train.bptt, m->nparams, job->train.epochs,
+                  (long long)R->steps_per_epoch);
+  else
+    nn_runlog_say(&R->log,
+                  "nntrain: job '%s': %d rank%s, %lld training samples%s%s, input %s, %zu "
+                  "parameters, %d epochs of %lld steps (global batch %d)\n",
+                  job->name[0] ? job->name : job->source, R->N, R->N == 1 ? "" : "s",
+                  (long long)R->data.ntrain, R->data.val_L ? ", validation" : "",
+                  R->data.test_ds ? "" : ", no test set", nn_shape_str(&m->in, shp, sizeof shp),
+                  m->nparams, job->train.epochs, (long long)R->steps_per_epoch,
+                  job->train.batch_size);
   json_t *rec = nn_runlog_record("start");
   nn_json_str(rec, "job", job->name);
   nn_json_str(rec, "task", R->task->name);
@@ -939,6 +946,9 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
   if (cls) k += snprintf(line + k, sizeof line - k, "  acc %6.2f%%", 100 * f->train_acc);
   if (f->val) {
     k += snprintf(line + k, sizeof line - k, "  val_loss %.4f", f->val->loss);
+    if (f->val->per_token) /* a language model: bits per token (character) */
+      k += snprintf(line + k, sizeof line - k, "  val_bpt %.3f  val_acc %6.2f%%",
+                    f->val->loss / log(2.0), 100 * f->val->accuracy);
     if (cls) k += snprintf(line + k, sizeof line - k, "  val_acc %6.2f%%", 100 * f->val->accuracy);
   }
   if (test) {

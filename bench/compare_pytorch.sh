@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Speed against PyTorch: the classic Fashion-MNIST convnet (jobs/fashion_mnist_cnn.toml,
-# bench/pytorch_cnn.py: the same layers, Adam lr 1e-3, global batch 64 per rank, the same
-# thread count) trained for one epoch by nntrain and by PyTorch (Debian's python3-torch;
-# DistributedDataParallel over gloo on 2 ranks), at 1 and 2 ranks, alternating the two.
-# Prints samples/s of each, the nntrain/PyTorch ratio and peak RSS per rank.
+# Speed against PyTorch: one job trained for one epoch by nntrain and by PyTorch
+# (Debian's python3-torch; DistributedDataParallel over gloo on 2 ranks), the same layers,
+# optimizer, global batch per rank and thread count, at 1 and 2 ranks, alternating the two.
+# Prints samples/s (tokens/s for the language model) of each, the nntrain/PyTorch ratio
+# and peak RSS per rank. Jobs (--job):
+#   cnn       the classic Fashion-MNIST convnet (jobs/fashion_mnist_cnn.toml,
+#             bench/pytorch_cnn.py), Adam lr 1e-3, batch 64 per rank (default)
+#   wordlang  jobs/wordlang_gru.toml vs bench/pytorch_wordlang.py (nn.Embedding + nn.GRU
+#             over packed sequences), batch 64 per rank; data/wordlang (see the job)
+#   fortunes  jobs/fortunes_charlstm.toml vs bench/pytorch_charlm.py (nn.Embedding +
+#             nn.LSTM with carried state), 16 streams per rank, windows of 64; data/fortunes
 #
-# usage: bench/compare_pytorch.sh [--reps R] [--threads T] [--epochs E]
+# usage: bench/compare_pytorch.sh [--job cnn|wordlang|fortunes] [--reps R] [--threads T]
+#                                 [--epochs E]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-reps=2 threads=1 epochs=1
+reps=2 threads=1 epochs=1 job=cnn
 while [ $# -gt 0 ]; do
   case $1 in
+    --job) job=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "compare_pytorch.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -22,7 +30,18 @@ NNTRAIN=${NNTRAIN:-build/nntrain}
 PY=/usr/bin/python3
 [ -x "$NNTRAIN" ] || { echo "build nntrain first (scripts/build.sh)" >&2; exit 2; }
 $PY -c "import torch" 2>/dev/null || { echo "needs Debian's python3-torch (apt-get install python3-torch)" >&2; exit 2; }
-"$NNTRAIN" prepare fashion-mnist --out data/fashion-mnist >/dev/null
+case $job in
+  cnn) "$NNTRAIN" prepare fashion-mnist --out data/fashion-mnist >/dev/null
+       JOB=jobs/fashion_mnist_cnn.toml PER=64 UNIT=1
+       NNSET=(--set data.test='""' --set schedule.type=\"constant\") ;;
+  wordlang) [ -e data/wordlang/train-000.h5 ] || { echo "prepare data/wordlang first (see jobs/wordlang_gru.toml)" >&2; exit 2; }
+       JOB=jobs/wordlang_gru.toml PER=64 UNIT=1
+       NNSET=(--set data.test='""' --set schedule.type=\"constant\") ;;
+  fortunes) [ -e data/fortunes/train-000.h5 ] || { echo "prepare data/fortunes first (see jobs/fortunes_charlstm.toml)" >&2; exit 2; }
+       JOB=jobs/fortunes_charlstm.toml PER=16 UNIT=64   # streams per rank; tokens per window
+       NNSET=(--set data.validation='""' --set schedule.type=\"constant\") ;;
+  *) echo "compare_pytorch.sh: unknown job $job" >&2; exit 2 ;;
+esac
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 out=$(mktemp -d)
@@ -30,23 +49,30 @@ trap 'rm -rf "$out"' EXIT
 
 nn_run() { # ranks -> JSON line like pytorch_cnn.py's
   local n=$1
-  mpirun -np "$n" --oversubscribe --bind-to none "$NNTRAIN" jobs/fashion_mnist_cnn.toml \
-    --no-progress --set train.epochs="$epochs" --set train.batch_size=$((64 * n)) \
-    --set data.test='""' --set run.threads="$threads" --set run.dir="\"$out/run$n\"" \
-    --set checkpoint.every_epochs=0 --set checkpoint.at_end=false \
-    --set schedule.type=\"constant\" > "$out/nn.txt"
-  $PY - "$out/run$n/metrics.jsonl" "$n" <<'PYEOF'
+  mpirun -np "$n" --oversubscribe --bind-to none "$NNTRAIN" "$JOB" \
+    --no-progress --set train.epochs="$epochs" --set train.batch_size=$((PER * n)) \
+    "${NNSET[@]}" --set run.threads="$threads" --set run.dir="\"$out/run$n\"" \
+    --set checkpoint.every_epochs=0 --set checkpoint.every_steps=0 \
+    --set checkpoint.at_end=false > "$out/nn.txt"
+  $PY - "$out/run$n/metrics.jsonl" "$n" "$UNIT" <<'PYEOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 ep = [r for r in recs if "epoch" in r]
 summ = [r for r in recs if r.get("event") == "summary"][-1]
 t = sum(r["epoch_s"] for r in ep)
-print(json.dumps({"impl": "nntrain", "ranks": int(sys.argv[2]), "samples_per_s": summ["samples_per_s"],
+print(json.dumps({"impl": "nntrain", "ranks": int(sys.argv[2]),
+                  "samples_per_s": summ["samples_per_s"] * int(sys.argv[3]),
                   "epoch_s": t / len(ep), "peak_rss_mb": summ["peak_rss_mb"], "loss": ep[-1]["loss"]}))
 PYEOF
 }
 py_run() {
-  $PY bench/pytorch_cnn.py --ranks "$1" --threads "$threads" --epochs "$epochs" --batch-per-rank 64
+  case $job in
+    cnn) $PY bench/pytorch_cnn.py --ranks "$1" --threads "$threads" --epochs "$epochs" --batch-per-rank 64 ;;
+    wordlang) $PY bench/pytorch_wordlang.py --data data/wordlang --ranks "$1" --threads "$threads" \
+                --epochs "$epochs" --batch-per-rank 64 ;;
+    fortunes) $PY bench/pytorch_charlm.py --data data/fortunes --ranks "$1" --threads "$threads" \
+                --epochs "$epochs" --streams-per-rank 16 ;;
+  esac
 }
 
 for rep in $(seq "$reps"); do
@@ -55,12 +81,15 @@ for rep in $(seq "$reps"); do
     py_run "$n" | tee -a "$out/results.jsonl"
   done
 done
-$PY - "$out/results.jsonl" "$threads" <<'PYEOF'
+$PY - "$out/results.jsonl" "$threads" "$job" <<'PYEOF'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print()
-print("classic convnet, Fashion-MNIST, 1 epoch, batch 64 per rank, %s thread(s) per rank" % sys.argv[2])
-print("%6s %14s %14s %8s %22s %22s" % ("ranks", "nntrain s/s", "pytorch s/s", "ratio",
+what = {"cnn": "classic convnet, Fashion-MNIST, batch 64 per rank; samples/s",
+        "wordlang": "word language (embedding + GRU 128), batch 64 per rank; samples/s",
+        "fortunes": "char LSTM 256 on fortunes, 16 streams x 64 tokens per rank; tokens/s"}[sys.argv[3]]
+print("%s, %s thread(s) per rank" % (what, sys.argv[2]))
+print("%6s %14s %14s %8s %22s %22s" % ("ranks", "nntrain /s", "pytorch /s", "ratio",
                                         "nntrain RSS MB", "pytorch RSS MB"))
 for n in (1, 2):
     a = [r for r in rows if r["ranks"] == n and r["impl"] == "nntrain"]

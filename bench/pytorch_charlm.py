@@ -13,14 +13,15 @@ second, "epoch_s": ..., "peak_rss_mb": [per rank], "loss": ...}.
 Usage: pytorch_charlm.py --data DIR [--ranks N] [--streams-per-rank S] [--bptt T]
        [--threads T] [--epochs E]
 """
-import argparse, glob, json, os, resource, sys, time
+import argparse, glob, os, sys, time
 
 import h5py
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchddp  # noqa: E402
 
 
 def load_stream(pattern):
@@ -44,28 +45,20 @@ class Net(nn.Module):
         return self.out(y), state
 
 
-def worker(rank, args, q):
-    torch.set_num_threads(args.threads)
-    if args.ranks > 1:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(args.port))
-        dist.init_process_group("gloo", rank=rank, world_size=args.ranks)
-    torch.manual_seed(1)
+def worker(rank, args):
     tok = load_stream(os.path.join(args.data, "train-*.h5"))
     S = args.streams_per_rank * args.ranks
     each = len(tok) // S
-    lo, hi = S * rank // args.ranks, S * (rank + 1) // args.ranks
+    lo, hi = torchddp.slice_of(S, rank, args.ranks)
     mine = tok[:each * S].view(S, each)[lo:hi]
     windows = (each - 1) // args.bptt
-    m = Net()
-    net = nn.parallel.DistributedDataParallel(m) if args.ranks > 1 else m
+    net = torchddp.wrap(Net(), args)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     lossf = nn.CrossEntropyLoss()
     t_total, tokens, last = 0.0, 0, 0.0
     for epoch in range(args.epochs):
         state = None
-        if args.ranks > 1:
-            dist.barrier()
+        torchddp.barrier(args)
         t0 = time.perf_counter()
         for k in range(windows):
             x = mine[:, k * args.bptt:(k + 1) * args.bptt]
@@ -80,13 +73,9 @@ def worker(rank, args, q):
             opt.step()
             tokens += S * args.bptt
             last = float(loss)
-        if args.ranks > 1:
-            dist.barrier()
+        torchddp.barrier(args)
         t_total += time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    q.put((rank, tokens, t_total, rss, last))
-    if args.ranks > 1:
-        dist.destroy_process_group()
+    return tokens, t_total, last, None
 
 
 def main():
@@ -99,20 +88,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--port", type=int, default=29513)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(r, args, q)) for r in range(args.ranks)]
-    for p in procs:
-        p.start()
-    res = sorted((q.get() for _ in procs), key=lambda r: r[0])
-    for p in procs:
-        p.join()
-        if p.exitcode != 0:
-            sys.exit("pytorch rank failed with exit code %s" % p.exitcode)
-    tokens, t = res[0][1], max(r[2] for r in res)
-    print(json.dumps({"impl": "pytorch", "ranks": args.ranks, "samples_per_s": tokens / t,
-                      "epoch_s": t / args.epochs, "peak_rss_mb": [round(r[3], 1) for r in res],
-                      "loss": res[0][4]}))
+    torchddp.run(args, worker)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,15 @@ Prints one JSON line: {"impl": "pytorch", "ranks": N, "samples_per_s": ...,
 Usage: pytorch_wordlang.py --data DIR [--ranks N] [--batch-per-rank B]
        [--threads T] [--epochs E] [--embed E] [--hidden H] [--lr LR] [--eval]
 """
-import argparse, glob, json, os, resource, sys, time
+import argparse, glob, os, sys, time
 
 import h5py
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torchddp  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence
 
 
@@ -50,17 +51,11 @@ class Net(nn.Module):
         return self.out(h[-1])
 
 
-def worker(rank, args, q):
-    torch.set_num_threads(args.threads)
-    if args.ranks > 1:
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(args.port))
-        dist.init_process_group("gloo", rank=rank, world_size=args.ranks)
-    torch.manual_seed(1)
+def worker(rank, args):
     x, ln, y = load(os.path.join(args.data, "train-*.h5"))
     classes = int(y.max()) + 1
     m = Net(257, args.embed, args.hidden, classes)
-    net = nn.parallel.DistributedDataParallel(m) if args.ranks > 1 else m
+    net = torchddp.wrap(m, args)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     lossf = nn.CrossEntropyLoss()
     B = args.batch_per_rank * args.ranks
@@ -69,22 +64,19 @@ def worker(rank, args, q):
     t_total, seen, last = 0.0, 0, 0.0
     for epoch in range(args.epochs):
         perm = torch.randperm(n, generator=g)
-        if args.ranks > 1:
-            dist.barrier()
+        torchddp.barrier(args)
         t0 = time.perf_counter()
         for s in range(0, n, B):
             idx = perm[s:s + B]
-            b = len(idx)
-            lo, hi = b * rank // args.ranks, b * (rank + 1) // args.ranks
+            lo, hi = torchddp.slice_of(len(idx), rank, args.ranks)
             sel = idx[lo:hi]
             opt.zero_grad(set_to_none=True)
             loss = lossf(net(x[sel], ln[sel]), y[sel])
             loss.backward()
             opt.step()
-            seen += b
+            seen += len(idx)
             last = float(loss)
-        if args.ranks > 1:
-            dist.barrier()
+        torchddp.barrier(args)
         t_total += time.perf_counter() - t0
     acc = None
     if args.eval and rank == 0:
@@ -93,10 +85,7 @@ def worker(rank, args, q):
             pred = torch.cat([m(xt[i:i + 1024], lt[i:i + 1024]).argmax(1)
                               for i in range(0, len(xt), 1024)])
         acc = float((pred == yt).float().mean())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    q.put((rank, seen, t_total, rss, last, acc))
-    if args.ranks > 1:
-        dist.destroy_process_group()
+    return seen, t_total, last, acc
 
 
 def main():
@@ -112,20 +101,7 @@ def main():
     ap.add_argument("--eval", action="store_true")
     ap.add_argument("--port", type=int, default=29512)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(r, args, q)) for r in range(args.ranks)]
-    for p in procs:
-        p.start()
-    res = sorted((q.get() for _ in procs), key=lambda r: r[0])
-    for p in procs:
-        p.join()
-        if p.exitcode != 0:
-            sys.exit("pytorch rank failed with exit code %s" % p.exitcode)
-    seen, t = res[0][1], max(r[2] for r in res)
-    print(json.dumps({"impl": "pytorch", "ranks": args.ranks, "samples_per_s": seen / t,
-                      "epoch_s": t / args.epochs, "peak_rss_mb": [round(r[3], 1) for r in res],
-                      "loss": res[0][4], "test_acc": res[0][5]}))
+    torchddp.run(args, worker, "test_acc")
 
 
 if __name__ == "__main__":

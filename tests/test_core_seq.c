@@ -700,6 +700,43 @@ static void test_report_worst(void) {
   fprintf(stderr, "    worst gradient error over this program: %.2e\n", worst_seen);
 }
 
+/* ---- pooling over time -------------------------------------------------- */
+
+/* global_avgpool1d / global_maxpool1d: finite differences with lengths
+ * (padding gets exactly zero gradient), values by hand, padding ignored. */
+static void test_timepool(void) {
+  static const int32_t lens[3] = {5, 2, 1};
+  for (int k = 0; k < 2; k++) {
+    nn_layer_cfg c = cfg_of(k ? "global_maxpool1d" : "global_avgpool1d");
+    nn_shape in = {2, {5, 3}};
+    nn_gradcheck_opts o = {.seed = 70 + (uint64_t)k, .n = 3, .lengths = lens};
+    size_t nchk;
+    char w[192];
+    double e = run_gradcheck(&in, &c, 1, &o, &nchk, w, sizeof w);
+    fprintf(stderr, "    %s: max error %.2e over %zu (%s)\n", c.type, e, nchk, w);
+    ASSERT_TRUE(e < GC_TOL);
+    /* values: sample 1 has 2 valid steps of 5; its padding holds 100s */
+    nn_model m;
+    ASSERT_OK(build_one(&m, &c, in, 2, 1));
+    float x[2 * 15], dy[2 * 3] = {1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < 30; i++) x[i] = (float)(i % 15);
+    for (int t = 2; t < 5; t++)
+      for (int ch = 0; ch < 3; ch++) x[15 + t * 3 + ch] = 100.0f;
+    int32_t l2[2] = {5, 2};
+    nn_run_ctx ctx = {.training = 1, .lengths = l2};
+    const float *y = nn_model_forward(&m, x, 2, &ctx);
+    for (int ch = 0; ch < 3; ch++) {
+      float want0 = k ? (float)(12 + ch) : (float)(6 + ch);  /* steps 0..4: ch, 3+ch, ... */
+      float want1 = k ? (float)(3 + ch) : (float)(1.5 + ch); /* steps 0, 1 only */
+      ASSERT_TRUE(fabsf(y[ch] - want0) < 1e-5f);
+      ASSERT_TRUE(fabsf(y[3 + ch] - want1) < 1e-5f);
+    }
+    (void)dy;
+    nn_model_free(&m);
+    ASSERT_EQ_INT(refuses(&c, (nn_shape){1, {5}}, NN_ESHAPE, "[T, channels]"), 1);
+  }
+}
+
 TEST_MAIN(TEST(test_embedding_forward_values), TEST(test_embedding_init),
           TEST(test_embedding_grad), TEST(test_embedding_padding_no_grad),
           TEST(test_embedding_frozen), TEST(test_embedding_refusals),
@@ -708,4 +745,4 @@ TEST_MAIN(TEST(test_embedding_forward_values), TEST(test_embedding_init),
           TEST(test_dense_per_timestep_grad), TEST(test_sequence_stack_grad),
           TEST(test_sequence_flatten_grad),
           TEST(test_seq_ce_values_and_grad), TEST(test_seq_ce_bad_input),
-          TEST(test_gradcheck_fixed_input), TEST(test_report_worst))
+          TEST(test_gradcheck_fixed_input), TEST(test_timepool), TEST(test_report_worst))

@@ -37,6 +37,8 @@ extern const nn_layer_ops nn_layer_lstm;
 extern const nn_layer_ops nn_layer_gru;
 extern const nn_layer_ops nn_layer_embedding;
 extern const nn_layer_ops nn_layer_conv1d;
+extern const nn_layer_ops nn_layer_global_avgpool1d;
+extern const nn_layer_ops nn_layer_global_maxpool1d;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -67,6 +69,8 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_gru,
     &nn_layer_embedding,
     &nn_layer_conv1d,
+    &nn_layer_global_avgpool1d,
+    &nn_layer_global_maxpool1d,
     NULL,
 };
 

@@ -103,7 +103,7 @@ name = "slurm"
 train = "$D/d/train-*.h5"
 $(mlp_model)
 [train]
-epochs = 48
+epochs = 240
 batch_size = 32
 seed = 11
 [optimizer]

@@ -348,8 +348,12 @@ int nn_cmd_train(int argc, char **argv) {
     code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
   }
 out:
-  nn_signals_restore();
   free(job);
+  /* The handlers stay until MPI is down: a stop request arriving after the run
+   * ended (a scheduler's early warning racing the last epoch) is recorded and
+   * ignored instead of killing the process with the signal's default action
+   * (found by e2e_slurm: mpirun exited 138 after a completed run). */
   if (NN_MPI_CHECK(&err, MPI_Finalize()) && code == NN_EXIT_OK) code = nn_cli_fail(&err);
+  nn_signals_restore();
   return code;
 }

@@ -229,6 +229,19 @@ static int len_of(const nn_run_ctx *ctx, int i, int T) {
   return len < 0 ? 0 : len > T ? T : len;
 }
 
+/* Steps [0, active) hold a valid timestep of some sample: the longest length
+ * in the batch (T without lengths). Later steps are padding for every sample:
+ * the state passes through them, so their matrix products are skipped. */
+static int active_steps(const nn_run_ctx *ctx, int n, int T) {
+  if (!ctx->lengths) return T;
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    int k = len_of(ctx, i, T);
+    if (k > m) m = k;
+  }
+  return m;
+}
+
 /* State slots (views.hs): before and after step t of direction d. */
 static size_t slot_prev(int d, int t) { return (size_t)(d ? t + 1 : t); }
 static size_t slot_new(int d, int t) { return (size_t)(d ? t : t + 1); }
@@ -303,9 +316,11 @@ static void run_dir(nn_layer *l, const geo *g, views *v, int k, int d, const flo
   const float *bhh = g->nb > 2 ? l->param[pidx(g, k, d, 3)] : NULL;
   float *P = g->G > 1 ? v->P[k][d] : v->dB; /* rnn: the projection is not kept */
   float *hs = v->hs[k][d], *cs = v->cs[k][d];
-  fill_bias(P, (size_t)T * n, GH, bih);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T * n, GH, inw, 1.0f, in, inw, wih, inw,
-              1.0f, P, GH);
+  const int Ta = active_steps(ctx, n, T); /* rows t*n + i: the first Ta*n */
+  fill_bias(P, (size_t)Ta * n, GH, bih);
+  if (Ta > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Ta * n, GH, inw, 1.0f, in, inw, wih, inw,
+                1.0f, P, GH);
   /* the initial state: the carried one, or zeros */
   float *h0 = hs + slot_prev(d, d ? T - 1 : 0) * nH, *c0 = cs ? cs + slot_prev(d, d ? T - 1 : 0) * nH : NULL;
   int from_carry = l->carry && ctx->carry_in;
@@ -320,6 +335,11 @@ static void run_dir(nn_layer *l, const geo *g, views *v, int k, int d, const flo
     int t = d ? T - 1 - s : s;
     const float *hp = hs + slot_prev(d, t) * nH, *cp = cs ? cs + slot_prev(d, t) * nH : NULL;
     float *hn = hs + slot_new(d, t) * nH, *cn = cs ? cs + slot_new(d, t) * nH : NULL;
+    if (t >= Ta) { /* padding for every sample */
+      memcpy(hn, hp, sizeof(float) * nH);
+      if (cn) memcpy(cn, cp, sizeof(float) * nH);
+      continue;
+    }
     fill_bias(v->q, (size_t)n, GH, bhh);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, whh, H, 1.0f, v->q,
                 GH);
@@ -486,8 +506,11 @@ static void bptt_dir(nn_layer *l, const geo *g, views *v, int k, int d, const fl
       dh[(size_t)i * H + j] = dlast ? dlast[(size_t)i * g->HD + (size_t)d * H + j] : 0.0f;
       v->dc[(size_t)i * H + j] = 0.0f;
     }
+  const int Ta = active_steps(ctx, n, T);
   for (int s = T - 1; s >= 0; s--) {
     int t = d ? T - 1 - s : s;
+    if (t >= Ta) continue; /* padding for every sample: the gradient passes unchanged (and
+                              grads_dir reads only the first Ta steps of dG, dQ) */
     const float *hp = v->hs[k][d] + slot_prev(d, t) * nH, *h2 = v->hs[k][d] + slot_new(d, t) * nH;
     const float *cp = v->cs[k][d] ? v->cs[k][d] + slot_prev(d, t) * nH : NULL;
     const float *c2 = v->cs[k][d] ? v->cs[k][d] + slot_new(d, t) * nH : NULL;
@@ -527,8 +550,11 @@ static void add_colsum(float *b, const float *rows, size_t m, int w) {
 /* Parameter gradients of (k, d) from v->dG / v->dQ and the layer's input
  * in [T][n][inw]; din [T][n][inw] = (or += when accumulate) dG W_ih. */
 static void grads_dir(nn_layer *l, const geo *g, views *v, int k, int d, const float *in, int inw,
-                      float *din, int accumulate, int n, int pg) {
-  int TN = g->T * n, GH = g->GH, H = g->H;
+                      float *din, int accumulate, int n, int pg, const nn_run_ctx *ctx) {
+  int TN = active_steps(ctx, n, g->T) * n, GH = g->GH, H = g->H;
+  if (din && !accumulate && TN < g->T * n) /* steps no sample reaches: no gradient */
+    memset(din + (size_t)TN * inw, 0, sizeof(float) * (size_t)(g->T * n - TN) * inw);
+  if (TN == 0) return;
   if (pg) {
     const float *hprev = v->hs[k][d] + (d ? (size_t)n * H : 0); /* [T][n][H]: each step's h */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, inw, TN, 1.0f, v->dG, GH, in, inw,
@@ -572,7 +598,7 @@ static void rnn_backward(nn_layer *l, const float *x, const float *y, const floa
     const float *dlast = (k == g.L - 1 && !g.seq_out) ? dy : NULL;
     for (int d = 0; d < g.D; d++) {
       bptt_dir(l, &g, &v, k, d, dlast ? NULL : dcur, dlast, n, ctx);
-      grads_dir(l, &g, &v, k, d, in, inw, din, d > 0, n, pg);
+      grads_dir(l, &g, &v, k, d, in, inw, din, d > 0, n, pg, ctx);
     }
     if (k && drop) {
       size_t cnt = (size_t)T * n * g.HD;

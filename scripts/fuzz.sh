@@ -48,11 +48,10 @@ for f in $(find "$corpus" -maxdepth 1 -name "$t-crash-*" -newer "$stamp") \
   found=$((found + 1))
   rerun=0
   out=$("$B/fuzz_$t" -runs=1 "$f" 2>&1) || rerun=$?
-  # innermost frame that is not a sanitizer interceptor (memcpy, malloc, ...)
-  # (clang-14 names some interceptors plainly, "in strdup (.../fuzz_ckpt+0x...)": a frame
-  # in the fuzz binary without a source line is the sanitizer's, not ours)
-  frame0=$(grep -E '^ +#[0-9]+ ' <<<"$out" |
-           grep -m1 -vE '__interceptor_|__asan_|__sanitizer|/fuzz_[a-z]+\+0x' || true)
+  # The innermost frame that is either libhdf5's or ours (src/, tests/): libc's
+  # memcpy and the sanitizer's interceptors (which clang-14 may name plainly,
+  # "in strdup (.../fuzz_ckpt+0x...)") say nothing about whose bug it is.
+  frame0=$(grep -E '^ +#[0-9]+ ' <<<"$out" | grep -m1 -E "libhdf5|$PWD/(src|tests)/" || true)
   if [ "$rerun" = 0 ]; then
     echo "fuzz.sh: $f: does not reproduce when run alone (kept)"
   elif [[ $f == *-crash-* && $frame0 == *libhdf5* ]]; then

@@ -129,4 +129,84 @@ cp "$T/w/train-000.h5" "$T/badlen.h5"
 "$PY" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f['lengths'][2]=11" "$T/badlen.h5"
 expect_fail 4 "badlen.h5: /lengths row 2 is 11, expected 1 to 10" "$NNTRAIN" inspect "$T/badlen.h5"
 echo "bad sequence input: one line, exit 2 or 4"
+# ---- a class per timestep (taggers): /labels [N, T] ----------------------------------
+# Tag every byte of a word: 1 for a vowel, 0 otherwise (written with h5py as
+# docs/data-format.md shows); a bidirectional GRU learns it at -np 2 and 3.
+"$PY" - "$T/tag" <<'PYEOF' || fail "tagger shards"
+import os, random, sys, h5py, numpy as np
+out = sys.argv[1]; os.makedirs(out)
+random.seed(2)
+T = 12
+def shard(path, n, split):
+    ids = np.zeros((n, T), np.int32); lab = np.full((n, T), -1, np.int32); ln = np.zeros(n, np.int32)
+    for i in range(n):
+        w = "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(2, T)))
+        ln[i] = len(w)
+        for t, ch in enumerate(w.encode()):
+            ids[i, t] = ch + 1
+            lab[i, t] = 1 if chr(ch) in "aeiou" else 0
+    with h5py.File(path, "w") as f:
+        f["features"], f["lengths"], f["labels"] = ids, ln, lab
+        a = f.attrs
+        a["format"], a["version"], a["sample_shape"] = "nntrain-shard", np.int32(1), np.int32([T])
+        a["num_classes"], a["feature_scale"], a["vocab_size"] = np.int32(2), 1.0, np.int32(257)
+        a["mean"], a["std"] = np.zeros(T), np.ones(T)
+        a["split"], a["source"] = split, "vowels"
+        a["shard_index"], a["shard_count"], a["num_samples"] = np.int32(0), np.int32(1), np.int64(n)
+shard(out + "/train-000.h5", 1200, "train")
+shard(out + "/test-000.h5", 300, "test")
+PYEOF
+cat >"$T/tag.toml" <<EOF2
+[data]
+train = "$T/tag/train-*.h5"
+test = "$T/tag/test-*.h5"
+normalize = false
+[model]
+[[model.layers]]
+type = "embedding"
+num_embeddings = 257
+embedding_dim = 8
+padding_idx = 0
+[[model.layers]]
+type = "gru"
+hidden_size = 16
+bidirectional = true
+[[model.layers]]
+type = "dense"
+units = 2
+per_timestep = true
+[train]
+epochs = 6
+batch_size = 24
+seed = 5
+[optimizer]
+type = "adam"
+lr = 0.01
+[run]
+dir = "$T/tagrun"
+EOF2
+"$NNTRAIN" inspect "$T/tag/train-000.h5" >/dev/null || fail "inspect: tagger shard"
+for np in 2 3; do
+  rm -rf "$T/tagrun"
+  timeout 120 mpirun --oversubscribe -np $np "$NNTRAIN" "$T/tag.toml" --quiet \
+    --dump-params "$T/tp$np" >"$T/out" 2>&1 || fail "tagger at -np $np: $(cat "$T/out")"
+done
+"$PY" - "$T/tagrun/metrics.jsonl" "$T/tp2" "$T/tp3" <<'PYEOF' || fail "tagger: figures"
+import array, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+last = [r for r in recs if "test_accuracy" in r][-1]
+print("tagger: test accuracy per token %.4f" % last["test_accuracy"])
+assert last["test_accuracy"] > 0.97, last      # vowels are easy; chance is ~0.6
+def load(p):
+    a = array.array("f"); a.frombytes(open(p, "rb").read()); return a
+d = max(abs(x - y) for x, y in zip(load(sys.argv[2]), load(sys.argv[3])))
+print("tagger: max |np2 - np3| = %g" % d)
+assert d < 1e-4
+PYEOF
+sed 's/^per_timestep = true$/per_timestep = false/' "$T/tag.toml" >"$T/tagbad.toml"
+expect_fail 3 "a class per timestep" "$NNTRAIN" check "$T/tagbad.toml"
+"$PY" -c "import h5py,sys; f=h5py.File(sys.argv[1],'r+'); f['labels'][3,0]=5" "$T/tag/test-000.h5"
+expect_fail 4 "test-000.h5: /labels row 3 step 0: label 5" "$NNTRAIN" inspect "$T/tag/test-000.h5"
+echo "a class per timestep: trained at -np 2 and 3 (same to rounding), refusals"
+
 echo "e2e_sequences: all checks passed"

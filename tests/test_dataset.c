@@ -61,7 +61,7 @@ static int write_shard(const char *path, const spec *sp, int index, int64_t firs
     for (int t = 0; t < sp->target_dim; t++) tg[i * sp->target_dim + t] = (float)(g * 10 + t);
   }
   nn_shard_meta m = {sp->sample, sp->ftype, sp->num_classes, sp->target_dim, sp->scale, C,
-                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0, 0};
+                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0, 0, 0};
   nn_shard_writer *w = NULL;
   int rc = nn_shard_create(&w, path, &m, err);
   /* Append in uneven pieces to exercise the staging buffer. */
@@ -403,7 +403,7 @@ static void test_label_out_of_range(void) {
   /* The writer refuses such a label in the first place. */
   nn_shard_writer *w = NULL;
   double mean[2] = {0, 0}, sd[2] = {1, 1};
-  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0, 0};
+  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0, 0, 0};
   path_in(p, sizeof p, "badlab2.h5");
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   uint8_t x[2 * 30] = {0};
@@ -700,7 +700,7 @@ static int poke_i32(const char *p, const char *name, hsize_t row, hsize_t col, i
 static int write_seq(const char *p, nn_error *err) {
   enum { N = 40, T = 6 };
   double mean[T] = {0}, sd[T] = {1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 0};
   int32_t ids[N * T] = {0}, len[N], lab[N];
   for (int i = 0; i < N; i++) {
     len[i] = 1 + i % T;
@@ -759,7 +759,7 @@ static void test_sequence_shard(void) {
 
   /* the writer refuses bad lengths, ids and padding */
   double mean[6] = {0}, sd[6] = {1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9, 0};
+  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9, 0, 0};
   struct { int32_t len, id0, id5; const char *msg; } bad[] = {
       {0, 1, 0, "length 0 is outside [1, 6]"},
       {7, 1, 0, "length 7 is outside [1, 6]"},
@@ -802,7 +802,7 @@ static void test_stream_loader(void) {
     for (int t = 0; t < len[r]; t++) ids[r * R + t] = tok[r * R + t];
   }
   double mean[R] = {0}, sd[R] = {1, 1, 1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1};
+  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1, 0};
   nn_shard_writer *w = NULL;
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   ASSERT_OK(nn_shard_append_seq(w, ids, len, NULL, NULL, 13, &err));
@@ -849,9 +849,50 @@ static void test_stream_loader(void) {
   nn_dataset_close(ds);
 }
 
+/* A class per timestep (taggers): labels [N, T] round trip (padding labels
+ * are not checked: -1 here), the writer refuses a bad label before a length. */
+static void test_token_labels(void) {
+  enum { N = 5, T = 4 };
+  nn_error err;
+  nn_error_clear(&err);
+  char p[512];
+  path_in(p, sizeof p, "tags.h5");
+  double mean[T] = {0}, sd[T] = {1, 1, 1, 1};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 1};
+  int32_t ids[N * T] = {0}, len[N], lab[N * T];
+  for (int i = 0; i < N; i++) {
+    len[i] = 1 + i % T;
+    for (int t = 0; t < T; t++) {
+      ids[i * T + t] = t < len[i] ? 1 + (i + t) % 8 : 0;
+      lab[i * T + t] = t < len[i] ? (i * 3 + t) % 3 : -1;
+    }
+  }
+  nn_shard_writer *w = NULL;
+  ASSERT_OK(nn_shard_create(&w, p, &m, &err));
+  ASSERT_OK(nn_shard_append_seq(w, ids, len, lab, NULL, N, &err));
+  ASSERT_OK(nn_shard_close(w, &err));
+  nn_dataset *ds = NULL;
+  ASSERT_OK(nn_dataset_open(&ds, p, NULL, &err));
+  ASSERT_EQ_INT(nn_dataset_get_info(ds)->token_labels, 1);
+  int64_t idx[2] = {3, 1};
+  float x[2 * T];
+  int32_t got[2 * T];
+  ASSERT_OK(nn_dataset_read(ds, idx, 2, x, got, NULL, &err));
+  for (int j = 0; j < 2; j++)
+    for (int t = 0; t < T; t++) ASSERT_EQ_INT(got[j * T + t], lab[idx[j] * T + t]);
+  nn_dataset_close(ds);
+  /* a label outside [0, 3) before the sample's length is refused */
+  lab[2 * T + 1] = 3;
+  path_in(p, sizeof p, "tagsbad.h5");
+  ASSERT_OK(nn_shard_create(&w, p, &m, &err));
+  ASSERT_EQ_INT(nn_shard_append_seq(w, ids, len, lab, NULL, N, &err), NN_EDATA);
+  nn_shard_abort(w);
+  ASSERT_STR_CONTAINS(err.msg, "sample 2 step 1: label 3");
+}
+
 TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_cache_bounded_across_shards), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
           TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
           TEST(test_small_chunk_cache), TEST(test_describe_and_format),
           TEST(test_stats), TEST(test_bench_random_batches), TEST(test_sequence_shard),
-          TEST(test_stream_loader))
+          TEST(test_stream_loader), TEST(test_token_labels))

@@ -219,6 +219,10 @@ typedef struct pred {
 
 static int pred_alloc(pred *P, const evalctx *E, int batch, nn_error *err) {
   const nn_dataset_info *di = nn_dataset_get_info(E->ds);
+  if (di->token_labels || di->stream) /* one CSV row per sample: not for per-token data */
+    return nn_error_at(err, NN_EDATA, nn_dataset_file(E->ds, 0), 0, 0, "predict writes one row "
+                       "per sample; this data has a label per timestep (use eval for its "
+                       "figures)");
   P->k = (int)nn_shape_count(&E->ev->model.out);
   P->cls = di->num_classes > 0;
   size_t gmax = (size_t)batch * (size_t)E->N, k = (size_t)P->k;

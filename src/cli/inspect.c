@@ -104,11 +104,19 @@ static int inspect_shard(const char *path, nn_error *err) {
       goto cleanup;
     }
     const int32_t *lab = nn_dataset_labels(ds);
-    for (int64_t i = 0; i < info->n; i++) hist[lab[i]]++;
-    printf("labels         class: count\n");
+    int64_t total = 0;
+    if (info->token_labels) { /* a class per valid timestep */
+      const int32_t *len = nn_dataset_lengths(ds);
+      const int T = info->sample.dim[0];
+      for (int64_t i = 0; i < info->n; i++)
+        for (int t = 0; t < len[i]; t++, total++) hist[lab[i * T + t]]++;
+    } else {
+      for (int64_t i = 0; i < info->n; i++, total++) hist[lab[i]]++;
+    }
+    printf("labels         class: count%s\n", info->token_labels ? " (of timesteps)" : "");
     for (int c = 0; c < info->num_classes; c++)
       printf("  %12d: %lld (%.1f%%)\n", c, (long long)hist[c],
-             info->n ? 100.0 * (double)hist[c] / (double)info->n : 0.0);
+             total ? 100.0 * (double)hist[c] / (double)total : 0.0);
   } else {
     const float *t = nn_dataset_targets(ds);
     int T = info->target_dim;

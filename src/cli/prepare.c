@@ -164,7 +164,7 @@ int nn__prep_write_split(const prep_set *s, const char *dir, int k, nn_error *er
     int64_t a = shard_begin(s->n, k, i), b = shard_begin(s->n, k, i + 1);
     nn_shard_meta m = {s->sample, s->ftype, s->num_classes, s->target_dim, s->scale, s->channels,
                        s->mean, s->std, s->split, s->source, i, k, s->vocab_size,
-                       s->stream};
+                       s->stream, s->token_labels};
     nn_shard_writer *w = NULL;
     if ((rc = nn_shard_create(&w, path, &m, err))) return rc;
     const int32_t *lab = s->labels ? s->labels + a : NULL;
@@ -483,7 +483,7 @@ static int cmd_fmnist(int argc, char **argv) {
              nn__prep_base_name(paths[2 * s + 1]));
     prep_set set = {s == 0 ? "train" : "test", src, sample, NN_FEAT_U8, img[s].data, lab[s],
                     NULL, img[s].dim[0], nclasses, 0, 1.0 / 255, channels, mean, sd,
-                    0, NULL, 0};
+                    0, NULL, 0, 0};
     rc = nn__prep_write_split(&set, out, k, &err);
   }
   for (int s = 0; s < 2; s++) {
@@ -562,7 +562,7 @@ static int cmd_idx(int argc, char **argv) {
   char src[512];
   snprintf(src, sizeof src, "idx: %.200s + %.200s", nn__prep_base_name(pos[0]), nn__prep_base_name(pos[1]));
   prep_set set = {split, src, sample, NN_FEAT_U8, x, lab, NULL, img.dim[0], classes, 0,
-                  1.0 / 255, channels, mean, sd, 0, NULL, 0};
+                  1.0 / 255, channels, mean, sd, 0, NULL, 0, 0};
   rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_idx_free(&img);
@@ -685,7 +685,7 @@ static int cmd_csv(int argc, char **argv) {
   char src[512];
   snprintf(src, sizeof src, "csv: %.200s (label column '%.128s')", nn__prep_base_name(pos[0]), d.label_name);
   prep_set set = {split, src, sample, NN_FEAT_F32, d.x, lab, tg, d.rows,
-                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd, 0, NULL, 0};
+                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd, 0, NULL, 0, 0};
   rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_csv_free(&d);

@@ -41,6 +41,7 @@ typedef struct prep_set {
   int vocab_size;          /* > 0: a sequence set: x holds int32 ids [n, T] */
   const int32_t *lengths;  /* [n] with vocab_size, else NULL */
   int stream;              /* 1: rows of one token stream, no labels or targets */
+  int token_labels;        /* 1: labels [n, T], a class per timestep */
 } prep_set;
 
 /* Write set s as k shards DIR/SPLIT-000.h5 ...; one line per file. */

@@ -946,7 +946,7 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
   if (cls) k += snprintf(line + k, sizeof line - k, "  acc %6.2f%%", 100 * f->train_acc);
   if (f->val) {
     k += snprintf(line + k, sizeof line - k, "  val_loss %.4f", f->val->loss);
-    if (f->val->per_token) /* a language model: bits per token (character) */
+    if (f->val->per_token && !cls) /* a language model: bits per token (character) */
       k += snprintf(line + k, sizeof line - k, "  val_bpt %.3f  val_acc %6.2f%%",
                     f->val->loss / log(2.0), 100 * f->val->accuracy);
     if (cls) k += snprintf(line + k, sizeof line - k, "  val_acc %6.2f%%", 100 * f->val->accuracy);

@@ -275,7 +275,13 @@ static int shard_check_labels(const nn__ds_shard *s, nn_dataset_info *info, int6
   if (lr >= 1 && lr <= 2) H5Sget_simple_extent_dims(sp, ldims, NULL);
   if (sp >= 0) H5Sclose(sp);
   H5Dclose(d);
-  if (info->num_classes > 0 && (lr != 1 || (int64_t)ldims[0] != nsamp))
+  info->token_labels = info->num_classes > 0 && info->vocab_size > 0 && lr == 2;
+  if (info->token_labels && ((int64_t)ldims[0] != nsamp || ldims[1] != (hsize_t)info->sample.dim[0]))
+    return nn_error_at(err, NN_EDATA, p, 0, 0, "/labels must be [%lld] or [%lld, %d] (a class "
+                       "per timestep), found [%llu, %llu]", (long long)nsamp, (long long)nsamp,
+                       info->sample.dim[0], (unsigned long long)ldims[0],
+                       (unsigned long long)ldims[1]);
+  if (info->num_classes > 0 && !info->token_labels && (lr != 1 || (int64_t)ldims[0] != nsamp))
     return nn_error_at(err, NN_EDATA, p, 0, 0, "/labels must be [%lld], found %d-d with %llu rows",
                        (long long)nsamp, lr, (unsigned long long)ldims[0]);
   if (info->num_classes == 0) {
@@ -308,8 +314,10 @@ static int shard_open(nn__ds_shard *s, size_t cache_bytes, nn_dataset_info *info
   return shard_check_labels(s, info, nsamp, err);
 }
 
-/* Read all labels / targets of shard s into dst (rows s->n); check labels. */
-static int shard_load_labels(nn__ds_shard *s, const nn_dataset_info *info, void *dst, nn_error *err) {
+/* Read all labels / targets of shard s into dst (rows s->n); check labels
+ * (per-timestep labels only before each sample's length, lengths [s->n]). */
+static int shard_load_labels(nn__ds_shard *s, const nn_dataset_info *info, void *dst,
+                             const int32_t *lengths, nn_error *err) {
   const char *lname = info->num_classes > 0 ? "labels" : "targets";
   hid_t d = H5Dopen2(s->file, lname, H5P_DEFAULT);
   if (d < 0) return nn_h5_fail(err, NN_EDATA, s->path, lname, "cannot open the dataset");
@@ -322,7 +330,19 @@ static int shard_load_labels(nn__ds_shard *s, const nn_dataset_info *info, void 
     return rc;
   }
   H5Dclose(d);
-  if (info->num_classes > 0) {
+  if (info->token_labels) {
+    const int32_t *l = dst;
+    const int T = info->sample.dim[0];
+    for (int64_t i = 0; i < s->n; i++)
+      for (int t = 0; t < lengths[i]; t++)
+        if (l[i * T + t] < 0 || l[i * T + t] >= info->num_classes) {
+          nn_error_at(err, NN_EDATA, s->path, 0, 0, "/labels row %lld step %d: label %d is "
+                      "outside [0, %d) (num_classes %d)", (long long)i, t, (int)l[i * T + t],
+                      info->num_classes, info->num_classes);
+          if (err) snprintf(err->where, sizeof err->where, "/labels");
+          return NN_EDATA;
+        }
+  } else if (info->num_classes > 0) {
     const int32_t *l = dst;
     for (int64_t i = 0; i < s->n; i++)
       if (l[i] < 0 || l[i] >= info->num_classes) {
@@ -361,6 +381,10 @@ static int shard_agree(const nn_dataset_info *a, const char *first, const nn_dat
   if (a->stream != b->stream)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "attribute 'stream' %d differs from %d in %s",
                        b->stream, a->stream, first);
+  if (a->token_labels != b->token_labels)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "/labels has %s, but %s in %s",
+                       b->token_labels ? "a class per timestep" : "one class per sample",
+                       a->token_labels ? "a class per timestep" : "one class per sample", first);
   if (a->vocab_size != b->vocab_size)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "vocab_size %d differs from %d in %s",
                        b->vocab_size, a->vocab_size, first);
@@ -493,7 +517,8 @@ static int ds_load_labels(nn_dataset *ds, nn_error *err) {
   if (ds->info.stream) return 0; /* no labels */
   size_t bytes = 0;
   if (ds->info.num_classes > 0) {
-    if (!nn_bytes_of((size_t)(N ? N : 1), sizeof *ds->labels, &bytes))
+    size_t per = ds->info.token_labels ? (size_t)ds->info.sample.dim[0] : 1;
+    if (!nn_bytes_of2((size_t)(N ? N : 1), per, sizeof *ds->labels, &bytes))
       ds->labels = nn_malloc(bytes);
   } else if (!nn_bytes_of2((size_t)(N ? N : 1), (size_t)ds->info.target_dim, sizeof(float),
                            &bytes)) {
@@ -505,9 +530,11 @@ static int ds_load_labels(nn_dataset *ds, nn_error *err) {
   for (int i = 0; i < ds->nfiles; i++) {
     nn__ds_shard *s = &ds->shards[i];
     if (s->n == 0) continue;
-    void *dst = ds->labels ? (void *)(ds->labels + s->first)
+    size_t per = ds->info.token_labels ? (size_t)ds->info.sample.dim[0] : 1;
+    void *dst = ds->labels ? (void *)(ds->labels + (size_t)s->first * per)
                            : (void *)(ds->targets + (size_t)s->first * (size_t)ds->info.target_dim);
-    int rc = shard_load_labels(s, &ds->info, dst, err);
+    int rc = shard_load_labels(s, &ds->info, dst, ds->lengths ? ds->lengths + s->first : NULL,
+                               err);
     if (rc) return rc;
   }
   return 0;
@@ -577,7 +604,8 @@ int nn_dataset_open(nn_dataset **out, const char *pattern, const nn_dataset_opts
   ds->cache_budget = cache_bytes;
   for (int i = 0; i < ds->nfiles; i++)
     if ((rc = nn__ds_setup_chunks(ds, &ds->shards[i], err))) goto cleanup;
-  if ((rc = ds_load_labels(ds, err)) || (rc = ds_load_lengths(ds, err))) goto cleanup;
+  /* lengths first: per-timestep labels are checked up to each length */
+  if ((rc = ds_load_lengths(ds, err)) || (rc = ds_load_labels(ds, err))) goto cleanup;
   if (o.cache && (rc = ds_fill_cache(ds, err))) goto cleanup;
   *out = ds;
   ds = NULL;

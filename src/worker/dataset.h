@@ -5,6 +5,8 @@
  *   /features   [N, d1, ..., dk]  uint8 or float32, chunked by rows, deflate
  *   /labels     [N]               int32 class ids (classification), or
  *   /targets    [N, T]            float32 regression targets (num_classes = 0)
+ *   /labels     [N, T]            int32, sequence shards only: a class per timestep
+ *                                 (taggers; entries past each length are ignored)
  *   /lengths    [N]               int32, sequence shards only (attribute vocab_size):
  *                                 valid timesteps of each sample, in [1, T]
  * Sequence shards (docs/data-format.md#sequences): /features [N, T] int32 token
@@ -64,6 +66,9 @@ typedef struct nn_dataset_info {
   double feature_scale;
   int vocab_size;            /* > 0: a sequence shard (int32 ids, /lengths) */
   int stream;                /* 1: one token stream in rows, no labels (attribute stream) */
+  int token_labels;          /* 1: /labels is [N, T], a class per timestep (sequence
+                                shards: taggers); labels past a sample's length are
+                                not read */
   int channels;              /* entries in mean/std */
   double mean[NN_SHARD_MAX_CHANNELS];
   double std[NN_SHARD_MAX_CHANNELS];
@@ -90,6 +95,8 @@ typedef struct nn_shard_meta {
   int stream;                /* 1: rows are consecutive pieces of one token stream (a
                                 sequence shard with no /labels or /targets: language
                                 models predict the next token) */
+  int token_labels;          /* 1 (a sequence shard with classes): labels [n, T], a class
+                                per timestep; entries past each length are not checked */
 } nn_shard_meta;
 
 /* Create `path` (written as path.tmp, renamed on close). */
@@ -140,8 +147,9 @@ void nn_dataset_close(nn_dataset *ds);
 const char *nn_dataset_file(const nn_dataset *ds, int i);
 size_t nn_dataset_cached_bytes(const nn_dataset *ds);
 
-/* All labels [info.n] in global order (classification), or NULL for a
- * regression set. Owned by ds; valid until nn_dataset_close. */
+/* All labels [info.n] in global order (classification; [info.n, T] with
+ * token_labels), or NULL for a regression set. Owned by ds; valid until
+ * nn_dataset_close. nn_dataset_read's labels are [n] or [n, T] the same way. */
 const int32_t *nn_dataset_labels(const nn_dataset *ds);
 /* All targets [info.n, T] (regression), or NULL. Owned by ds. */
 const float *nn_dataset_targets(const nn_dataset *ds);

@@ -161,7 +161,9 @@ int nn_dataset_read(nn_dataset *ds, const int64_t *idx, int n, float *x, int32_t
                           (long long)idx[i], (long long)N);
   if (labels) {
     if (!ds->labels) return nn_error_set(err, NN_EINVAL, "labels asked of a regression dataset");
-    for (int i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
+    size_t per = ds->info.token_labels ? (size_t)ds->info.sample.dim[0] : 1;
+    for (int i = 0; i < n; i++)
+      memcpy(labels + (size_t)i * per, ds->labels + (size_t)idx[i] * per, per * sizeof *labels);
   }
   if (targets) {
     if (!ds->targets)

@@ -70,6 +70,7 @@ struct nn_loader {
 };
 
 int64_t nn_loader_steps(const nn_loader *L) { return L->steps; }
+const nn_dataset_info *nn_loader_info(const nn_loader *L) { return &L->info; }
 int nn_loader_max_slice(const nn_loader *L) { return L->max_slice; }
 
 /* Slice [lo, hi) of a global batch of b samples for rank r of N. */
@@ -163,8 +164,9 @@ static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
   for (int i = 0; i < n; i++) s->idx[i] = L->order[first + lo + i];
   if (n > 0) {
     int cls = L->info.num_classes > 0;
-    int rc = nn_dataset_read(L->ds, s->idx, n, s->x, cls ? s->labels : NULL,
-                             cls ? NULL : s->targets, err);
+    int32_t *lab = L->info.token_labels ? s->tlabels : s->labels; /* [n, T] or [n] */
+    int rc = nn_dataset_read(L->ds, s->idx, n, s->x, cls ? lab : NULL, cls ? NULL : s->targets,
+                             err);
     if (rc) return rc;
     if (L->cfg.normalize) normalize(L, s->x, n);
     if (L->augment) nn_augment_batch(&L->aug, (uint32_t)L->epoch, s->idx, n, s->x);
@@ -174,8 +176,10 @@ static int fill(nn_loader *L, slot *s, int64_t step, nn_error *err) {
   s->b.global_n = gn;
   s->b.sample0 = first + lo;
   s->b.x = s->x;
-  s->b.labels = L->info.num_classes > 0 ? s->labels : NULL;
+  s->b.labels = L->info.num_classes > 0 && !L->info.token_labels ? s->labels : NULL;
   s->b.targets = L->info.num_classes > 0 ? NULL : s->targets;
+  s->b.tlabels = L->info.token_labels ? s->tlabels : NULL; /* a class per timestep */
+  s->b.carry_in = 0;
   const int32_t *len = nn_dataset_lengths(L->ds);
   for (int i = 0; len && i < n; i++) s->lengths[i] = len[s->idx[i]];
   s->b.lengths = len ? s->lengths : NULL;
@@ -310,10 +314,10 @@ int nn_loader_create(nn_loader **out, nn_dataset *ds, const nn_loader_cfg *cfg,
     s->targets = nn_malloc((size_t)L->max_slice * tdim * sizeof(float) + 1);
     s->idx = nn_malloc((size_t)L->max_slice * sizeof(int64_t) + 1);
     s->lengths = nn_malloc((size_t)L->max_slice * sizeof(int32_t) + 1);
-    if (L->stream)
-      s->tlabels = nn_malloc((size_t)L->max_slice * (size_t)cfg->bptt * sizeof(int32_t) + 1);
+    if (L->stream || L->info.token_labels)
+      s->tlabels = nn_malloc((size_t)L->max_slice * L->feat * sizeof(int32_t) + 1);
     if (!s->x || !s->labels || !s->targets || !s->idx || !s->lengths ||
-        (L->stream && !s->tlabels))
+        ((L->stream || L->info.token_labels) && !s->tlabels))
       goto oom;
   }
   pthread_mutex_init(&L->mu, NULL);

@@ -72,6 +72,8 @@ typedef struct nn_loader nn_loader;
 int nn_loader_create(nn_loader **L, nn_dataset *ds, const nn_loader_cfg *cfg, nn_error *err);
 void nn_loader_free(nn_loader *L);
 
+/* The description of the loader's data set. */
+const nn_dataset_info *nn_loader_info(const nn_loader *L);
 /* Global batches per epoch, and the largest slice any rank gets. */
 int64_t nn_loader_steps(const nn_loader *L);
 int nn_loader_max_slice(const nn_loader *L);

@@ -25,6 +25,7 @@ struct nn_shard_writer {
   hid_t len;           /* /lengths of a sequence shard, else -1 */
   int vocab_size;      /* > 0: a sequence shard */
   int stream;          /* 1: no /labels or /targets */
+  int token_labels;    /* 1: /labels [rows, T] */
   nn_feature_type ftype;
   int num_classes, target_dim;
   int fdims;           /* rank of /features */
@@ -91,6 +92,9 @@ static int check_meta(const char *path, const nn_shard_meta *m, nn_error *err) {
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "vocab_size %d: a sequence shard has int32 "
                        "token ids [T], 2 <= vocab_size <= %d and feature_scale 1", m->vocab_size,
                        NN_SHARD_MAX_VOCAB);
+  if (m->token_labels && (m->vocab_size <= 0 || m->num_classes < 2 || m->stream))
+    return nn_error_at(err, NN_EINVAL, path, 0, 0, "labels per timestep need a sequence shard "
+                       "(vocab_size) with classes");
   if (m->stream && (m->vocab_size <= 0 || m->num_classes || m->target_dim))
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "a stream shard is a sequence shard without "
                        "classes or targets");
@@ -122,6 +126,7 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->ftype = m->ftype;
   w->vocab_size = m->vocab_size;
   w->stream = m->stream;
+  w->token_labels = m->token_labels;
   w->num_classes = m->num_classes;
   w->target_dim = m->target_dim;
   w->rowlen = nn_shape_count(&m->sample);
@@ -130,6 +135,7 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->fdims = m->sample.ndim + 1;
   for (int i = 0; i < m->sample.ndim; i++) w->fshape[i + 1] = (hsize_t)m->sample.dim[i];
   size_t lsz = m->num_classes > 0 ? sizeof(int32_t) : sizeof(float) * (size_t)m->target_dim;
+  if (m->token_labels) lsz = sizeof(int32_t) * w->rowlen;
   w->path = nn_strdup(path);
   w->tmp = nn_malloc(strlen(path) + 5);
   w->buf = nn_malloc((size_t)w->chunk_rows * w->rowbytes);
@@ -201,6 +207,9 @@ int nn_shard_create(nn_shard_writer **out, const char *path, const nn_shard_meta
   }
   if (m->stream) {
     /* no labels: the stream's next tokens are the targets */
+  } else if (m->token_labels) {
+    hsize_t ld[2] = {0, (hsize_t)w->rowlen};
+    w->lab = make_dataset(w->file, "labels", H5T_STD_I32LE, 2, ld, SW_LABEL_CHUNK, 0);
   } else if (m->num_classes > 0) {
     hsize_t ld[1] = {0};
     w->lab = make_dataset(w->file, "labels", H5T_STD_I32LE, 1, ld, SW_LABEL_CHUNK, 0);
@@ -269,6 +278,10 @@ static int writer_flush(nn_shard_writer *w, nn_error *err) {
   int rc = 0;
   if (w->stream) {
     /* no labels */
+  } else if (w->token_labels) {
+    hsize_t ld[2] = {0, (hsize_t)w->rowlen};
+    rc = write_rows(w->lab, 2, ld, (hsize_t)w->written, (hsize_t)w->buffered, H5T_NATIVE_INT32,
+                    w->lbuf);
   } else if (w->num_classes > 0) {
     hsize_t ld[1] = {0};
     rc = write_rows(w->lab, 1, ld, (hsize_t)w->written, (hsize_t)w->buffered, H5T_NATIVE_INT32,
@@ -294,7 +307,7 @@ static int writer_flush(nn_shard_writer *w, nn_error *err) {
 
 /* nn_shard_append_seq's checks of ids [n, T] and lengths [n]. */
 static int check_seq(const nn_shard_writer *w, const int32_t *ids, const int32_t *lengths,
-                     int64_t n, nn_error *err) {
+                     const int32_t *labels, int64_t n, nn_error *err) {
   const int64_t T = (int64_t)w->rowlen, row0 = w->written + w->buffered;
   for (int64_t i = 0; i < n; i++) {
     if (lengths[i] < 1 || lengths[i] > T)
@@ -307,6 +320,11 @@ static int check_seq(const nn_shard_writer *w, const int32_t *ids, const int32_t
                            "(ids are in [0, %d), and 0 after the sample's length %d)",
                            (long long)(row0 + i), (long long)t, (int)v, w->vocab_size,
                            (int)lengths[i]);
+      int32_t c = w->token_labels && labels && t < lengths[i] ? labels[i * T + t] : 0;
+      if (w->token_labels && (c < 0 || c >= w->num_classes))
+        return nn_error_at(err, NN_EDATA, w->path, 0, 0, "sample %lld step %lld: label %d is "
+                           "outside [0, %d)", (long long)(row0 + i), (long long)t, (int)c,
+                           w->num_classes);
     }
   }
   return 0;
@@ -327,7 +345,7 @@ int nn_shard_append_seq(nn_shard_writer *w, const int32_t *ids, const int32_t *l
   if (w->vocab_size <= 0 || (n > 0 && (!ids || !lengths)))
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: not a sequence shard, or no "
                        "ids/lengths");
-  int rc = n > 0 ? check_seq(w, ids, lengths, n, err) : 0;
+  int rc = n > 0 ? check_seq(w, ids, lengths, labels, n, err) : 0;
   return rc ? rc : append_rows(w, ids, lengths, labels, targets, n, err);
 }
 
@@ -339,7 +357,7 @@ static int append_rows(nn_shard_writer *w, const void *features, const int32_t *
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: a classification shard needs labels");
   if (!w->stream && w->num_classes == 0 && n > 0 && !targets)
     return nn_error_at(err, NN_EINVAL, w->path, 0, 0, "append: a regression shard needs targets");
-  if (labels)
+  if (labels && !w->token_labels) /* per-timestep labels: check_seq */
     for (int64_t i = 0; i < n && w->num_classes > 0; i++)
       if (labels[i] < 0 || labels[i] >= w->num_classes)
         return nn_error_at(err, NN_EDATA, w->path, 0, 0,
@@ -348,6 +366,7 @@ static int append_rows(nn_shard_writer *w, const void *features, const int32_t *
                            w->num_classes);
   const uint8_t *f = features;
   size_t lsz = w->num_classes > 0 ? sizeof(int32_t) : sizeof(float) * (size_t)w->target_dim;
+  if (w->token_labels) lsz = sizeof(int32_t) * w->rowlen;
   const uint8_t *l = w->num_classes > 0 ? (const void *)labels : (const void *)targets;
   if (w->stream) lsz = 0;
   int64_t done = 0;

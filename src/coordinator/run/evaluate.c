@@ -1,6 +1,7 @@
 /* evaluate.c: the evaluation loop (see evaluate.h). */
 #include "coordinator/run/evaluate.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "worker/agree.h"
@@ -24,9 +25,17 @@ int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm,
   int rc = nn_loader_start(L, 0, 0, err);
   const nn_batch *b;
   nn_run_ctx ctx = {.training = 0, .seed = r->seed};
+  /* a class per timestep (taggers): the figures are per token */
+  const int per_token = nn_loader_info(L)->token_labels;
+  nn_step_stats st;
+  memset(&st, 0, sizeof st);
   while (!rc) {
     if ((rc = nn_loader_next(L, &b, err)) != 0 || !b) break;
     if (b->n == 0) continue;
+    if (per_token) {
+      nn_step_eval(&r->st, b, r->seed, &st);
+      continue;
+    }
     ctx.sample0 = b->sample0;
     ctx.lengths = b->lengths;
     ctx.carry_in = b->carry_in;
@@ -41,6 +50,15 @@ int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm,
   int brc = nn_watched_barrier(ctl, step, err);
   if (brc) return brc;
   if ((rc = nn_agree(comm, rc, err)) != 0) return rc;
+  if (per_token) {
+    double g[3] = {st.loss_sum, st.correct, st.count};
+    if ((rc = nn_allreduce_sum_f64(comm, g, 3, err)) != 0) return rc;
+    res->per_token = 1;
+    res->count = g[2];
+    res->loss = g[2] > 0 ? g[0] / g[2] : NAN;
+    res->accuracy = g[2] > 0 ? g[1] / g[2] : NAN;
+    return 0;
+  }
   if ((rc = nn_allreduce_sum_f64(comm, acc->data, acc->len, err)) != 0) return rc;
   return nn_metrics_finalize(acc, res, err);
 }

@@ -36,6 +36,21 @@ int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset
     return nn_error_at(err, NN_ESCHEMA, where, 0, 0, "the data is one token stream (stream = 1, "
                        "`nntrain prepare text`) without labels or targets: it is for language "
                        "models (truncated BPTT), which train.task \"%s\" is not", job->train.task);
+  if (di->token_labels) { /* a class per timestep: [T, classes] logits */
+    char shp[64];
+    if (m->out.ndim != 2 || m->out.dim[0] != di->sample.dim[0] ||
+        m->out.dim[1] != di->num_classes)
+      return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                         "the data has a class per timestep ([%d] of %d classes): the model "
+                         "must write [%d, %d] logits (end with a dense layer of units = %d and "
+                         "per_timestep = true), not %s", di->sample.dim[0], di->num_classes,
+                         di->sample.dim[0], di->num_classes, di->num_classes,
+                         nn_shape_str(&m->out, shp, sizeof shp));
+    if (loss != NN_LOSS_SOFTMAX_CE)
+      return nn_error_at(err, NN_ESCHEMA, where, 0, 0, "a class per timestep needs train.loss = "
+                         "\"cross_entropy\"");
+    return 0;
+  }
   if (di->num_classes > 0) {
     if (k != (size_t)di->num_classes)
       return nn_error_at(err, NN_ESCHEMA, where, 0, 0,

@@ -91,6 +91,18 @@ int nn__prep_parse_int(const char *cmd, const char *flag, const char *v, int lo,
   return 0;
 }
 
+int nn__prep_parse_fraction(const char *cmd, const char *flag, const char *v, int zero_ok,
+                            double *out) {
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (!*v || *end || errno || !(zero_ok ? x >= 0 : x > 0) || !(x < 1))
+    return nn_cli_usage_error(cmd, "%s '%s': expected a number in %s0, 1)", flag, v,
+                              zero_ok ? "[" : "(");
+  *out = x;
+  return 0;
+}
+
 /* ---- the common writer ------------------------------------------------- */
 
 

@@ -20,6 +20,9 @@ typedef struct prep_flag {
 int nn__prep_parse_flags(const char *cmd, int argc, char **argv, int first,
                          const prep_flag *flags, int nflags, const char **pos, int max_pos,
                          int *npos);
+/* Parse a fraction flag value in [0, 1) (zero_ok) or (0, 1) into *out; 0 or an exit code. */
+int nn__prep_parse_fraction(const char *cmd, const char *flag, const char *v, int zero_ok,
+                            double *out);
 /* Parse a whole-number flag value in [lo, hi] into *out; 0 or an exit code. */
 int nn__prep_parse_int(const char *cmd, const char *flag, const char *v, int lo, int hi,
                        int *out);

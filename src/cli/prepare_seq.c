@@ -406,13 +406,7 @@ int nn__prep_cmd_text(int argc, char **argv) {
   if (rc) return rc;
   if (rowlen && (rc = nn__prep_parse_int(cmd, "--row-len", rowlen, 2, 4096, &R))) return rc;
   double F = 0.05;
-  if (frac) {
-    char *end;
-    errno = 0;
-    F = strtod(frac, &end);
-    if (!*frac || *end || errno || !(F > 0 && F < 1))
-      return nn_cli_usage_error(cmd, "--val-fraction '%s': expected a number in (0, 1)", frac);
-  }
+  if (frac && (rc = nn__prep_parse_fraction(cmd, "--val-fraction", frac, 0, &F))) return rc;
   if (npos < 1) return nn_cli_usage_error(cmd, "expected at least one FILE");
   if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
   nn_error err;
@@ -455,13 +449,8 @@ static int lines_flags(const char *cmd, int argc, char **argv, const char **pos,
   int sd = 1;
   if (seed && (rc = nn__prep_parse_int(cmd, "--seed", seed, 0, 1 << 30, &sd))) return rc;
   o->seed = (uint64_t)sd;
-  if (frac) {
-    char *end;
-    errno = 0;
-    o->test_fraction = strtod(frac, &end);
-    if (!*frac || *end || errno || !(o->test_fraction >= 0 && o->test_fraction < 1))
-      return nn_cli_usage_error(cmd, "--test-fraction '%s': expected a number in [0, 1)", frac);
-  }
+  if (frac && (rc = nn__prep_parse_fraction(cmd, "--test-fraction", frac, 1, &o->test_fraction)))
+    return rc;
   if (*npos < 2) return nn_cli_usage_error(cmd, "expected at least two FILEs (each is a class)");
   if (!*out) return nn_cli_usage_error(cmd, "--out DIR is required");
   return 0;

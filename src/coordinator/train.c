@@ -94,7 +94,9 @@ typedef struct run {
    * carry): each rank holds its streams' rows; checkpoints hold all streams'
    * rows in stream order, gathered on rank 0 (gather_carry), and a resume
    * hands every rank its streams' rows (scatter_carry), on any rank count. */
+  int carry_on[NN_TASK_MAX_REPLICAS];      /* the replica carries state across batches */
   float *carry_all[NN_TASK_MAX_REPLICAS];  /* rank 0: [batch_size, carry_per_sample] */
+  int *carry_counts, *carry_displs;        /* rank 0: [N] each, for the gather/scatter */
   int64_t carry_step;                      /* the step carry_all was gathered at, -1 */
   double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
 } run;
@@ -196,11 +198,22 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   return rc;
 }
 
-/* Streams [lo, hi) of this rank (the loader's slice of train.batch_size). */
-static void carry_slice(const run *R, int rank, int *lo, int *hi) {
+/* Streams [lo, hi) of rank r (the loader's slice of train.batch_size). */
+static void carry_slice(const run *R, int r, int *lo, int *hi) {
   int64_t B = R->job->train.batch_size;
-  *lo = (int)(B * rank / R->N);
-  *hi = (int)(B * (rank + 1) / R->N);
+  *lo = (int)(B * r / R->N);
+  *hi = (int)(B * (r + 1) / R->N);
+}
+
+/* Rank 0's counts and displacements (floats) of every rank's rows of
+ * carried state, cols floats per stream, for MPI_Gatherv / MPI_Scatterv. */
+static void carry_counts(run *R, int cols) {
+  for (int r = 0; R->lead && r < R->N; r++) {
+    int a, b;
+    carry_slice(R, r, &a, &b);
+    R->carry_counts[r] = (b - a) * cols;
+    R->carry_displs[r] = a * cols;
+  }
 }
 
 /* Every replica's carried state, all streams in order, into rank 0's
@@ -208,19 +221,12 @@ static void carry_slice(const run *R, int rank, int *lo, int *hi) {
 static int gather_carry(run *R, nn_error *err) {
   for (int i = 0; i < R->nrep; i++) {
     const nn_model *m = &R->rep[i].model;
-    if (!m->carry_per_sample || R->job->train.bptt <= 0) continue;
+    if (!R->carry_on[i]) continue;
     int cols = (int)m->carry_per_sample, lo, hi;
     carry_slice(R, R->rank, &lo, &hi);
-    int counts[1024], displs[1024]; /* per rank, on rank 0 */
-    if (R->N > 1024) return nn_error_set(err, NN_EINTERNAL, "more than 1024 ranks");
-    for (int r = 0; R->lead && r < R->N; r++) {
-      int a, b;
-      carry_slice(R, r, &a, &b);
-      counts[r] = (b - a) * cols;
-      displs[r] = a * cols;
-    }
-    NN_MPI_RETURN(err, MPI_Gatherv(m->carry, (hi - lo) * cols, MPI_FLOAT, R->carry_all[i], counts,
-                                   displs, MPI_FLOAT, 0, R->comm));
+    carry_counts(R, cols);
+    NN_MPI_RETURN(err, MPI_Gatherv(m->carry, (hi - lo) * cols, MPI_FLOAT, R->carry_all[i],
+                                   R->carry_counts, R->carry_displs, MPI_FLOAT, 0, R->comm));
   }
   R->carry_step = R->state.step;
   return 0;
@@ -232,8 +238,9 @@ static int gather_carry(run *R, nn_error *err) {
 static int scatter_carry(run *R, const nn_ckpt_snapshot *s, nn_error *err) {
   for (int i = 0; i < R->nrep; i++) {
     nn_model *m = &R->rep[i].model;
-    if (!m->carry_per_sample || R->job->train.bptt <= 0) continue;
+    if (!R->carry_on[i]) continue;
     int cols = (int)m->carry_per_sample, B = R->job->train.batch_size, lo, hi;
+    size_t all = sizeof(float) * (size_t)B * (size_t)cols;
     int rc = 0;
     if (R->lead) {
       const nn_ckpt_replica *c = s ? &s->rep[i] : NULL;
@@ -242,21 +249,15 @@ static int scatter_carry(run *R, const nn_ckpt_snapshot *s, nn_error *err) {
                           "%zu x %zu, this run's %d streams x %d", c->name, c->carry_rows,
                           c->carry_cols, B, cols);
       else if (c && c->carry_rows)
-        memcpy(R->carry_all[i], c->carry, sizeof(float) * (size_t)B * (size_t)cols);
+        memcpy(R->carry_all[i], c->carry, all);
       else
-        memset(R->carry_all[i], 0, sizeof(float) * (size_t)B * (size_t)cols);
+        memset(R->carry_all[i], 0, all);
     }
     if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
     carry_slice(R, R->rank, &lo, &hi);
-    int counts[1024], displs[1024];
-    for (int r = 0; R->lead && r < R->N && r < 1024; r++) {
-      int a, b;
-      carry_slice(R, r, &a, &b);
-      counts[r] = (b - a) * cols;
-      displs[r] = a * cols;
-    }
-    NN_MPI_RETURN(err, MPI_Scatterv(R->carry_all[i], counts, displs, MPI_FLOAT, m->carry,
-                                    (hi - lo) * cols, MPI_FLOAT, 0, R->comm));
+    carry_counts(R, cols);
+    NN_MPI_RETURN(err, MPI_Scatterv(R->carry_all[i], R->carry_counts, R->carry_displs, MPI_FLOAT,
+                                    m->carry, (hi - lo) * cols, MPI_FLOAT, 0, R->comm));
   }
   return 0;
 }
@@ -423,11 +424,18 @@ enum { CTL_TIMED = 0, CTL_SIGNAL = 1, CTL_STATS = 2 };
 /* The control ring and its buffer (CTL_*). */
 static int build_control(run *R, nn_error *err) {
   R->carry_step = -1;
-  int nocarry = 0;
-  for (int i = 0; R->lead && i < R->nrep; i++) { /* rank 0 gathers the streams' state */
+  int nocarry = 0, any = 0;
+  for (int i = 0; i < R->nrep; i++) { /* rank 0 gathers the streams' state */
     size_t cols = R->rep[i].model.carry_per_sample, B = (size_t)R->job->train.batch_size;
-    if (cols && R->job->train.bptt > 0 && !(R->carry_all[i] = nn_calloc(B * cols, sizeof(float))))
+    R->carry_on[i] = cols > 0 && R->job->train.bptt > 0;
+    any |= R->carry_on[i];
+    if (R->lead && R->carry_on[i] && !(R->carry_all[i] = nn_calloc(B * cols, sizeof(float))))
       nocarry = 1;
+  }
+  if (R->lead && any) {
+    R->carry_counts = nn_malloc(sizeof(int) * (size_t)R->N);
+    R->carry_displs = nn_malloc(sizeof(int) * (size_t)R->N);
+    nocarry |= !R->carry_counts || !R->carry_displs;
   }
   R->nctl = CTL_STATS + 1; /* + the failure flag */
   for (int i = 0; i < R->nrep; i++) {
@@ -1138,6 +1146,8 @@ static void free_run(run *R) {
   free(R->ctlbuf);
   free(R->rss_all);
   for (int i = 0; i < NN_TASK_MAX_REPLICAS; i++) free(R->carry_all[i]);
+  free(R->carry_counts);
+  free(R->carry_displs);
 }
 
 /* The epochs, from the resumed one. Returns on the first failure. */

@@ -25,8 +25,9 @@ int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm,
   int rc = nn_loader_start(L, 0, 0, err);
   const nn_batch *b;
   nn_run_ctx ctx = {.training = 0, .seed = r->seed};
-  /* a class per timestep (taggers): the figures are per token */
-  const int per_token = nn_loader_info(L)->token_labels;
+  /* a class per timestep (taggers) or the next token (language models, their
+   * state carried from window to window): the figures are per token */
+  const int per_token = nn_loader_info(L)->token_labels || nn_loader_info(L)->stream;
   nn_step_stats st;
   memset(&st, 0, sizeof st);
   while (!rc) {

@@ -54,6 +54,11 @@ int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *
   return rc;
 }
 
+int nn_task_step_default(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
+                         nn_step_stats *st, nn_error *err) {
+  return nn_step_train(&reps[0].st, b, lr[0], step, reps[0].seed, st, err);
+}
+
 int nn_task_evaluate_default(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
                              nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
                              nn_metrics_result *res, nn_error *err) {

@@ -61,7 +61,12 @@ struct nn_task_ops {
 int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
                           const nn_dataset_info *di, const char *where,
                           const nn_replica_opts *o, nn_error *err);
-/* The supervised evaluation: nn_evaluate on reps[t->eval_replica]. */
+/* One replica's optimizer step on the batch (reps[0]; supervised, language
+ * models): nn_step_train at lr[0]. */
+int nn_task_step_default(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
+                         nn_step_stats *st, nn_error *err);
+/* The supervised evaluation: nn_evaluate on reps[t->eval_replica] (per-token
+ * figures for per-timestep labels and token streams). */
 int nn_task_evaluate_default(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
                              nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
                              nn_metrics_result *res, nn_error *err);

@@ -11,16 +11,15 @@
  * N-invariant like any other. A recurrent layer with `carry` starts each
  * window from the state its stream reached at the end of the previous one
  * (detached: no gradient flows across windows) and from zeros at an epoch's
- * first window. Validation runs the validation stream the same way and
- * reports the loss per token (bits per token = loss / ln 2) and the
- * next-token accuracy. */
+ * first window. Validation (the default evaluation, run/evaluate.h) runs
+ * the validation stream the same way and reports the loss per token (bits
+ * per token = loss / ln 2) and the next-token accuracy. */
 #include <math.h>
 #include <string.h>
 
 #include "coordinator/run/task.h"
 #include "core/loss.h"
 #include "worker/agree.h"
-#include "worker/collective.h"
 
 /* The model against a token stream: [bptt] ids in, [bptt, vocab] logits out,
  * cross_entropy. */
@@ -57,39 +56,6 @@ static int lm_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
   return rc;
 }
 
-static int lm_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
-                   nn_step_stats *st, nn_error *err) {
-  return nn_step_train(&reps[0].st, b, lr[0], step, reps[0].seed, st, err);
-}
-
-/* Every window of L's streams in order (carried state from window to
- * window), the per-token figures summed over the ranks. Collective. */
-static int lm_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
-                       nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
-                       nn_metrics_result *res, nn_error *err) {
-  (void)acc;
-  memset(res, 0, sizeof *res);
-  nn_replica *r = &reps[t->eval_replica];
-  nn_step_stats st;
-  memset(&st, 0, sizeof st);
-  int rc = nn_loader_start(L, 0, 0, err);
-  const nn_batch *b;
-  while (!rc) {
-    if ((rc = nn_loader_next(L, &b, err)) != 0 || !b) break;
-    nn_step_eval(&r->st, b, r->seed, &st);
-  }
-  int brc = nn_watched_barrier(ctl, step, err);
-  if (brc) return brc;
-  if ((rc = nn_agree(comm, rc, err)) != 0) return rc;
-  double g[3] = {st.loss_sum, st.correct, st.count};
-  if ((rc = nn_allreduce_sum_f64(comm, g, 3, err)) != 0) return rc;
-  res->per_token = 1;
-  res->count = g[2];
-  res->loss = g[2] > 0 ? g[0] / g[2] : NAN;
-  res->accuracy = g[2] > 0 ? g[1] / g[2] : NAN;
-  return 0;
-}
-
 const nn_task_ops nn_task_lm = {
     .name = "language_model",
     .help = "one model learns the next token of a token stream (truncated BPTT, train.bptt)",
@@ -97,6 +63,5 @@ const nn_task_ops nn_task_lm = {
     .replicas = {"model"},
     .eval_replica = 0,
     .build = lm_build,
-    .step = lm_step,
-    .evaluate = lm_evaluate,
+    .step = nn_task_step_default,
 };

@@ -8,6 +8,8 @@
 #include "core/loss.h"
 
 #include <math.h>
+
+#include "core/fastmath.h"
 #include <string.h>
 
 const char *const nn_loss_choices = "cross_entropy|mse";
@@ -45,7 +47,7 @@ void nn_softmax_rows(const float *logits, float *probs, int n, int k) {
     float m = row_max(x, k);
     double s = 0;
     for (int j = 0; j < k; j++) {
-      p[j] = expf(x[j] - m);
+      p[j] = nn_expf(x[j] - m);
       s += p[j];
     }
     float inv = (float)(1.0 / s);
@@ -70,16 +72,23 @@ double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int
       if (dlogits) memset(dlogits + (size_t)i * k, 0, (size_t)k * sizeof(float));
       continue;
     }
+    /* the exponentials once, in float (core/fastmath.h: vectorized; every
+     * exponent is <= 0), into the gradient row when there is one; their sum
+     * in double */
     float m = row_max(x, k);
+    float *d = dlogits ? dlogits + (size_t)i * k : NULL;
     double s = 0;
-    for (int j = 0; j < k; j++) s += exp((double)x[j] - m);
-    double lse = (double)m + log(s);
-    total += lse - x[y];
-    if (dlogits) {
-      float *d = dlogits + (size_t)i * k;
-      double inv = 1.0 / s;
-      for (int j = 0; j < k; j++)
-        d[j] = (float)(scale * (exp((double)x[j] - m) * inv - (j == y ? 1.0 : 0.0)));
+    if (d) {
+      for (int j = 0; j < k; j++) d[j] = nn_expf(x[j] - m);
+      for (int j = 0; j < k; j++) s += d[j];
+    } else {
+      for (int j = 0; j < k; j++) s += nn_expf(x[j] - m);
+    }
+    total += (double)m + log(s) - x[y];
+    if (d) {
+      float f = (float)(scale / s);
+      for (int j = 0; j < k; j++) d[j] *= f;
+      d[y] -= scale;
     }
   }
   return total;

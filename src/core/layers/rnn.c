@@ -28,16 +28,34 @@
  * arena (core/layer.h). ctx->carry_in: start from it instead of zeros; the
  * final state is always written back; backward does not reach into it.
  *
- * Computation. Internally everything is time-major ([T][n][.]), so the
- * states of one step are one [n, H] matrix: one sgemm projects the inputs of
- * all steps ([T*n, in] x W_ih^T), then each step is one [n, H] x W_hh^T sgemm
- * and an element-wise cell update. Backward through time keeps the gate
- * gradients of all steps, so the weight gradients are one sgemm each.
+ * Computation: packed sequences, as PyTorch's PackedSequence. The samples
+ * of a batch are ranked by length, longest first (stable), so that the
+ * samples still running at step t are ranks [0, m_t), m_t non-increasing in
+ * t. Everything internal is packed time-major: step t's rows are ranks
+ * [0, m_t), at rows off_t .. off_t + m_t - 1 (off_t = m_0 + ... + m_{t-1}),
+ * R = the sum of the lengths rows in all; padding has no row at all. One
+ * sgemm projects the inputs of all R rows ([R, in] x W_ih^T); each step is
+ * one [m_t, H] x W_hh^T product (core/gemm.h, for few rows; W_hh transposed
+ * once per batch) and an element-wise cell update of m_t rows;
+ * backward through time keeps the gate gradients of all rows, so each
+ * weight gradient is one sgemm over R rows. With words of 10 bytes padded to
+ * batches' longest of 20 this halves the arithmetic against running padded
+ * steps. Without lengths (language models) every step has all n rows.
  *
- * Scratch per sample (carve): the input, every layer's and direction's gate
- * activations [T][G*H] and states [T+1][H] (lstm: cells too; gru: W_hn h +
- * b_hn [T][H]), inter-layer outputs and dropout masks, and backward's
- * workspace (gate gradients, two sequence gradients, three [H] rows). */
+ * Directions. Forward: the state before step t of rank r is the state after
+ * step t-1 (all of [0, m_t) ran at t-1), or the initial state (zeros or the
+ * carried one) at t = 0; the last valid state is the one after step
+ * len_r - 1. Reverse (t from the longest length down to 0): the state
+ * before step t is the state after step t+1 for ranks below m_{t+1} and
+ * zeros for ranks [m_{t+1}, m_t), whose first reverse step this is; their
+ * W_hh products are the bias alone. The last valid state is after t = 0.
+ *
+ * Scratch per sample (carve): the batch's schedule (ranks, lengths, m_t,
+ * off_t: ints), the packed input, every layer's and direction's gate
+ * activations, states and initial states (lstm: cells too; gru: W_hn h +
+ * b_hn), inter-layer outputs and dropout masks, and backward's workspace
+ * (gate gradients, two sequence gradients, the packed previous states, three
+ * [n, H] rows). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +64,8 @@
 
 #include <cblas.h>
 
+#include "core/fastmath.h"
+#include "core/gemm.h"
 #include "core/layer.h"
 #include "core/rng.h"
 
@@ -133,35 +153,60 @@ static geo geo_of(const nn_layer *l) {
   return g;
 }
 
-/* Views into the scratch for a batch of n (time-major, see the top). */
+/* The batch's schedule (see the top): rank r is sample perm[r], of length
+ * len[r]; m[t] ranks run step t, whose rows start at off[t]; R rows in all;
+ * steps [0, Ta) have rows. m and off have T + 1 entries (m[T] = 0). */
+typedef struct sched {
+  int *perm, *len, *m, *off;
+  int R, Ta, n;
+} sched;
+
+/* Views into the scratch for a batch of n (packed rows, see the top). */
 typedef struct views {
-  float *xt;                     /* [T][n][C] the input */
-  float *P[RNN_MAX_STACK][2];    /* [T][n][GH] gate activations (rnn: unused) */
-  float *hs[RNN_MAX_STACK][2];   /* [T+1][n][H] states: slot 0 (forward) / T (reverse)
-                                    the initial one, see slot_prev/slot_new */
-  float *cs[RNN_MAX_STACK][2];   /* lstm: cells, same layout */
-  float *qn[RNN_MAX_STACK][2];   /* gru: W_hn h + b_hn [T][n][H] */
-  float *seq[RNN_MAX_STACK];     /* [T][n][HD] layer k's output, after dropout (k < L-1) */
-  float *mask[RNN_MAX_STACK];    /* [T][n][HD] its dropout mask (dropout > 0) */
+  sched s;
+  float *wt;                     /* [H][GH] the current W_hh transposed (fixed part) */
+  float *xt;                     /* [R][C] the input */
+  float *P[RNN_MAX_STACK][2];    /* [R][GH] gate activations (rnn: unused) */
+  float *hn[RNN_MAX_STACK][2];   /* [R][H] the state after each row's step */
+  float *h0[RNN_MAX_STACK][2];   /* [n][H] the initial state (forward direction) */
+  float *cn[RNN_MAX_STACK][2];   /* lstm: cells after each step, [R][H] */
+  float *c0[RNN_MAX_STACK][2];   /* lstm: initial cells, [n][H] */
+  float *qn[RNN_MAX_STACK][2];   /* gru: W_hn h + b_hn [R][H] */
+  float *seq[RNN_MAX_STACK];     /* [R][HD] layer k's output, after dropout (k < L-1) */
+  float *mask[RNN_MAX_STACK];    /* [R][HD] its dropout mask (dropout > 0) */
   float *q;                      /* [n][GH] one step's W_hh h + b_hh */
+  float *zero;                   /* [H] zeros: the reverse direction's initial state */
   float *dh, *dh2, *dc;          /* [n][H] backward's running gradients */
-  float *dG, *dQ;                /* [T][n][GH] gate gradients, input / hidden side */
-  float *dA, *dB;                /* [T][n][max(C, HD)] sequence gradients */
+  float *dG, *dQ;                /* [R][GH] gate gradients, input / hidden side */
+  float *dA, *dB;                /* [R][max(C, HD)] sequence gradients */
+  float *hp;                     /* [R][H] backward: the state before each row's step */
 } views;
 
 /* Lay the views out from base (NULL: only count) for n samples; returns the
- * floats used, a multiple of n. */
+ * floats used: a fixed H*GH, then at most n times what one sample uses.
+ * The schedule's ints are carved from the same floats (4 bytes each). */
 static size_t carve(const geo *g, size_t n, float *base, views *v) {
   size_t off = 0, T = (size_t)g->T, H = (size_t)g->H, GH = (size_t)g->GH, HD = (size_t)g->HD;
   size_t W = (size_t)(g->C > g->HD ? g->C : g->HD);
-#define TAKE(ptr, count) ((ptr) = base ? base + off : NULL, off += (count))
+  _Static_assert(sizeof(int) == sizeof(float), "schedule ints live in float scratch");
   memset(v, 0, sizeof *v);
+#define TAKE(ptr, count) ((ptr) = base ? base + off : NULL, off += (count))
+#define TAKE_INTS(ptr, count) ((ptr) = base ? (int *)(void *)(base + off) : NULL, off += (count))
+  TAKE(v->wt, H * GH); /* first: the scratch_fixed part, see rnn_build */
+  TAKE_INTS(v->s.perm, n);
+  TAKE_INTS(v->s.len, n);
+  TAKE_INTS(v->s.m, T + 1);
+  TAKE_INTS(v->s.off, T + 1);
   TAKE(v->xt, T * n * (size_t)g->C);
   for (int k = 0; k < g->L; k++)
     for (int d = 0; d < g->D; d++) {
       if (g->G > 1) TAKE(v->P[k][d], T * n * GH);
-      TAKE(v->hs[k][d], (T + 1) * n * H);
-      if (g->kind == CELL_LSTM) TAKE(v->cs[k][d], (T + 1) * n * H);
+      TAKE(v->hn[k][d], T * n * H);
+      TAKE(v->h0[k][d], n * H);
+      if (g->kind == CELL_LSTM) {
+        TAKE(v->cn[k][d], T * n * H);
+        TAKE(v->c0[k][d], n * H);
+      }
       if (g->kind == CELL_GRU) TAKE(v->qn[k][d], T * n * H);
     }
   for (int k = 0; k + 1 < g->L; k++) {
@@ -169,6 +214,7 @@ static size_t carve(const geo *g, size_t n, float *base, views *v) {
     if (g->drop > 0) TAKE(v->mask[k], T * n * HD);
   }
   TAKE(v->q, n * GH);
+  TAKE(v->zero, H);
   TAKE(v->dh, n * H);
   TAKE(v->dh2, n * H);
   TAKE(v->dc, n * H);
@@ -179,7 +225,9 @@ static size_t carve(const geo *g, size_t n, float *base, views *v) {
     v->dQ = v->dG; /* rnn, lstm: both sides get the same gate gradients */
   TAKE(v->dA, T * n * W);
   TAKE(v->dB, T * n * W);
+  TAKE(v->hp, T * n * H);
 #undef TAKE
+#undef TAKE_INTS
   return off;
 }
 
@@ -216,7 +264,8 @@ static int rnn_build(nn_layer *l, nn_error *err) {
         l->pspec[l->nparams - 1].value = (float)(1.0 / sqrt((double)g.H));
       }
   views v;
-  l->scratch_per_sample = carve(&g, 1, NULL, &v);
+  l->scratch_fixed = (size_t)g.H * g.GH; /* views.wt */
+  l->scratch_per_sample = carve(&g, 1, NULL, &v) - l->scratch_fixed;
   l->carry_per_sample = opts(l)->carry ? (size_t)g.L * g.H * (g.kind == CELL_LSTM ? 2 : 1) : 0;
   return 0;
 }
@@ -229,38 +278,38 @@ static int len_of(const nn_run_ctx *ctx, int i, int T) {
   return len < 0 ? 0 : len > T ? T : len;
 }
 
-/* Steps [0, active) hold a valid timestep of some sample: the longest length
- * in the batch (T without lengths). Later steps are padding for every sample:
- * the state passes through them, so their matrix products are skipped. */
-static int active_steps(const nn_run_ctx *ctx, int n, int T) {
-  if (!ctx->lengths) return T;
-  int m = 0;
+/* The schedule of a batch of n: ranks by length, longest first, ties in
+ * sample order (a counting sort over lengths 0..T). */
+static void plan(const geo *g, sched *s, int n, const nn_run_ctx *ctx) {
+  int T = g->T;
+  s->n = n;
+  /* m[t] = samples longer than t, from a histogram of lengths */
+  memset(s->m, 0, sizeof(int) * (size_t)(T + 1));
   for (int i = 0; i < n; i++) {
-    int k = len_of(ctx, i, T);
-    if (k > m) m = k;
+    int len = len_of(ctx, i, T);
+    if (len > 0) s->m[len - 1]++;
   }
-  return m;
-}
-
-/* State slots (views.hs): before and after step t of direction d. */
-static size_t slot_prev(int d, int t) { return (size_t)(d ? t + 1 : t); }
-static size_t slot_new(int d, int t) { return (size_t)(d ? t : t + 1); }
-
-static float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
-
-/* tanh from expf, which is several times faster than libm's tanhf (its
- * expm1f was a fifth of an LSTM step's time): (1 - e^-2|v|) / (1 + e^-2|v|),
- * and below |v| = 1/8, where 1 - e^-2|v| would lose relative precision, the
- * Taylor series to v^9 (error < 1e-10 relative there). Within a few float
- * ulps of tanhf elsewhere. */
-static float tanh_fast(float v) {
-  float a = fabsf(v);
-  if (a < 0.125f) {
-    float v2 = v * v;
-    return v * (1.0f + v2 * (-1.0f / 3 + v2 * (2.0f / 15 + v2 * (-17.0f / 315 + v2 * (62.0f / 2835)))));
+  for (int t = T - 2; t >= 0; t--) s->m[t] += s->m[t + 1];
+  /* the first rank of length L (1..T) is the count of longer samples, m[L]
+   * (m[T] = 0); length 0 (only without validated lengths) ranks last */
+  int *first = s->off; /* reuse off[0..T] as the running first rank per length */
+  for (int L = 1; L <= T; L++) first[L - 1] = s->m[L];
+  first[T] = s->m[0]; /* length 0 */
+  for (int i = 0; i < n; i++) {
+    int len = len_of(ctx, i, T);
+    int r = len > 0 ? first[len - 1]++ : first[T]++;
+    s->perm[r] = i;
+    s->len[r] = len;
   }
-  float t = expf(-2.0f * a), r = (1.0f - t) / (1.0f + t);
-  return v < 0 ? -r : r;
+  s->m[T] = 0;
+  int off = 0, Ta = 0;
+  for (int t = 0; t <= T; t++) {
+    s->off[t] = off;
+    off += s->m[t];
+    if (t < T && s->m[t] > 0) Ta = t + 1;
+  }
+  s->R = off;
+  s->Ta = Ta;
 }
 
 /* Parameter p (0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh) of (k, d). */
@@ -276,152 +325,184 @@ static void fill_bias(float *rows, size_t nrows, int w, const float *b) {
   }
 }
 
-/* One sample's cell update at one step: p [GH] the input projection
- * (overwritten with the gate activations), q [GH] W_hh h + b_hh, h/c the
- * state before, h2/c2 after, qn [H] (gru) keeps q's n part. */
-static void cell_step(const geo *g, float *p, const float *q, const float *h, float *h2,
-                      const float *c, float *c2, float *qn) {
+/* One row's cell update: p [GH] the input projection (overwritten with the
+ * gate activations), q [GH] W_hh h + b_hh, h/c the state before, h2/c2
+ * after, qn [H] (gru) keeps q's n part. The loops call only fastmath.h's
+ * inline functions, so they vectorize. */
+static void cell_step(const geo *g, float *restrict p, const float *restrict q,
+                      const float *restrict h, float *restrict h2, const float *restrict c,
+                      float *restrict c2, float *restrict qn) {
   int H = g->H;
-  if (g->kind == CELL_TANH || g->kind == CELL_RELU) {
+  if (g->kind == CELL_TANH) {
+    for (int j = 0; j < H; j++) h2[j] = nn_tanhf(p[j] + q[j]);
+  } else if (g->kind == CELL_RELU) {
     for (int j = 0; j < H; j++) {
       float a = p[j] + q[j];
-      h2[j] = g->kind == CELL_TANH ? tanh_fast(a) : a > 0 ? a : 0.0f;
+      h2[j] = a > 0 ? a : 0.0f;
     }
   } else if (g->kind == CELL_LSTM) {
+    float *pi = p, *pf = p + H, *pg = p + 2 * H, *po = p + 3 * H;
+    const float *qi = q, *qf = q + H, *qg = q + 2 * H, *qo = q + 3 * H;
     for (int j = 0; j < H; j++) {
-      float i = sigm(p[j] + q[j]), f = sigm(p[H + j] + q[H + j]);
-      float gg = tanh_fast(p[2 * H + j] + q[2 * H + j]), o = sigm(p[3 * H + j] + q[3 * H + j]);
-      p[j] = i, p[H + j] = f, p[2 * H + j] = gg, p[3 * H + j] = o;
-      c2[j] = f * c[j] + i * gg;
-      h2[j] = o * tanh_fast(c2[j]);
+      float i = nn_sigmoidf(pi[j] + qi[j]), f = nn_sigmoidf(pf[j] + qf[j]);
+      float gg = nn_tanhf(pg[j] + qg[j]), o = nn_sigmoidf(po[j] + qo[j]);
+      pi[j] = i, pf[j] = f, pg[j] = gg, po[j] = o;
+      float cc = f * c[j] + i * gg;
+      c2[j] = cc;
+      h2[j] = o * nn_tanhf(cc);
     }
   } else {
+    float *pr = p, *pz = p + H, *pn = p + 2 * H;
+    const float *qr = q, *qz = q + H, *qnn = q + 2 * H;
     for (int j = 0; j < H; j++) {
-      float r = sigm(p[j] + q[j]), z = sigm(p[H + j] + q[H + j]);
-      float nn = tanh_fast(p[2 * H + j] + r * q[2 * H + j]);
-      qn[j] = q[2 * H + j];
-      p[j] = r, p[H + j] = z, p[2 * H + j] = nn;
+      float r = nn_sigmoidf(pr[j] + qr[j]), z = nn_sigmoidf(pz[j] + qz[j]);
+      float nn = nn_tanhf(pn[j] + r * qnn[j]);
+      qn[j] = qnn[j];
+      pr[j] = r, pz[j] = z, pn[j] = nn;
       h2[j] = (1.0f - z) * nn + z * h[j];
     }
   }
 }
 
-/* Run direction d of layer k over in [T][n][inw]: hs, P, cs, qn of (k, d). */
+/* Run direction d of layer k over the packed input in [R][inw]: P, hn, cn,
+ * qn of (k, d). */
 static void run_dir(nn_layer *l, const geo *g, views *v, int k, int d, const float *in, int inw,
-                    int n, const nn_run_ctx *ctx) {
-  int T = g->T, H = g->H, GH = g->GH;
-  size_t nH = (size_t)n * H, nG = (size_t)n * GH;
+                    const nn_run_ctx *ctx) {
+  const sched *s = &v->s;
+  int H = g->H, GH = g->GH, n = s->n;
   const float *wih = l->param[pidx(g, k, d, 0)], *whh = l->param[pidx(g, k, d, 1)];
   const float *bih = g->nb > 2 ? l->param[pidx(g, k, d, 2)] : NULL;
   const float *bhh = g->nb > 2 ? l->param[pidx(g, k, d, 3)] : NULL;
   float *P = g->G > 1 ? v->P[k][d] : v->dB; /* rnn: the projection is not kept */
-  float *hs = v->hs[k][d], *cs = v->cs[k][d];
-  const int Ta = active_steps(ctx, n, T); /* rows t*n + i: the first Ta*n */
-  fill_bias(P, (size_t)Ta * n, GH, bih);
-  if (Ta > 0)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Ta * n, GH, inw, 1.0f, in, inw, wih, inw,
+  float *hn = v->hn[k][d], *cn = v->cn[k][d], *qn = v->qn[k][d];
+  fill_bias(P, (size_t)s->R, GH, bih);
+  if (s->R > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->R, GH, inw, 1.0f, in, inw, wih, inw,
                 1.0f, P, GH);
-  /* the initial state: the carried one, or zeros */
-  float *h0 = hs + slot_prev(d, d ? T - 1 : 0) * nH, *c0 = cs ? cs + slot_prev(d, d ? T - 1 : 0) * nH : NULL;
-  int from_carry = l->carry && ctx->carry_in;
-  for (int i = 0; i < n; i++) {
-    const float *cr = from_carry ? l->carry + (size_t)i * l->carry_stride : NULL;
-    for (int j = 0; j < H; j++) {
-      h0[(size_t)i * H + j] = cr ? cr[(size_t)k * H + j] : 0.0f;
-      if (c0) c0[(size_t)i * H + j] = cr ? cr[(size_t)(g->L + k) * H + j] : 0.0f;
+  /* W_hh^T [H][GH] once, for the steps' few-row products (core/gemm.h) */
+  for (int gi = 0; gi < GH; gi++)
+    for (int j = 0; j < H; j++) v->wt[(size_t)j * GH + gi] = whh[(size_t)gi * H + j];
+  /* the initial state of the forward direction: the carried one, or zeros */
+  float *h0 = v->h0[k][d], *c0 = v->c0[k][d];
+  const float *zero = v->zero;
+  if (d == 0) {
+    int from_carry = l->carry && ctx->carry_in;
+    for (int r = 0; r < n; r++) {
+      const float *cr = from_carry ? l->carry + (size_t)s->perm[r] * l->carry_stride : NULL;
+      for (int j = 0; j < H; j++) {
+        h0[(size_t)r * H + j] = cr ? cr[(size_t)k * H + j] : 0.0f;
+        if (c0) c0[(size_t)r * H + j] = cr ? cr[(size_t)(g->L + k) * H + j] : 0.0f;
+      }
     }
   }
-  for (int s = 0; s < T; s++) {
-    int t = d ? T - 1 - s : s;
-    const float *hp = hs + slot_prev(d, t) * nH, *cp = cs ? cs + slot_prev(d, t) * nH : NULL;
-    float *hn = hs + slot_new(d, t) * nH, *cn = cs ? cs + slot_new(d, t) * nH : NULL;
-    if (t >= Ta) { /* padding for every sample */
-      memcpy(hn, hp, sizeof(float) * nH);
-      if (cn) memcpy(cn, cp, sizeof(float) * nH);
-      continue;
+  for (int st = 0; st < s->Ta; st++) {
+    int t = d ? s->Ta - 1 - st : st, mt = s->m[t];
+    /* the states before the step: ranks [0, np) from hp_blk (cp_blk), the
+     * rest (reverse only) from zeros */
+    const float *hp_blk, *cp_blk;
+    int np;
+    if (d == 0) {
+      hp_blk = t ? hn + (size_t)s->off[t - 1] * H : h0;
+      cp_blk = cn ? (t ? cn + (size_t)s->off[t - 1] * H : c0) : NULL;
+      np = mt;
+    } else {
+      np = s->m[t + 1];
+      hp_blk = hn + (size_t)s->off[t + 1] * H; /* unused when np = 0 */
+      cp_blk = cn ? cn + (size_t)s->off[t + 1] * H : NULL;
     }
-    fill_bias(v->q, (size_t)n, GH, bhh);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, whh, H, 1.0f, v->q,
-                GH);
-    for (int i = 0; i < n; i++) {
-      size_t r = (size_t)i * H;
-      if (t >= len_of(ctx, i, T)) { /* padding: the state carries through */
-        memcpy(hn + r, hp + r, sizeof(float) * (size_t)H);
-        if (cn) memcpy(cn + r, cp + r, sizeof(float) * (size_t)H);
-        continue;
-      }
-      cell_step(g, P + (size_t)t * nG + (size_t)i * GH, v->q + (size_t)i * GH, hp + r, hn + r,
-                cp ? cp + r : NULL, cn ? cn + r : NULL,
-                g->kind == CELL_GRU ? v->qn[k][d] + (size_t)t * nH + r : NULL);
+    fill_bias(v->q, (size_t)mt, GH, bhh);
+    nn_gemm_small(np, GH, H, hp_blk, H, v->wt, GH, v->q, GH);
+    size_t row0 = (size_t)s->off[t];
+    for (int r = 0; r < mt; r++) {
+      size_t row = row0 + (size_t)r;
+      const float *hp = r < np ? hp_blk + (size_t)r * H : zero;
+      const float *cp = cn ? (r < np ? cp_blk + (size_t)r * H : zero) : NULL;
+      cell_step(g, P + row * GH, v->q + (size_t)r * GH, hp, hn + row * H, cp,
+                cn ? cn + row * H : NULL, qn ? qn + row * H : NULL);
     }
   }
 }
 
 /* Dropout masks of every inter-layer output, drawn per sample from
  * (seed, NN_RNG_DROPOUT, layer, step, global sample), in (layer, t, feature)
- * order: independent of the batch split, like core/layers/dropout.c. */
-static void draw_masks(const nn_layer *l, const geo *g, views *v, int n, const nn_run_ctx *ctx) {
+ * order over all T steps (padding's draws are discarded): independent of
+ * the batch split and of the other samples' lengths, like
+ * core/layers/dropout.c. */
+static void draw_masks(const nn_layer *l, const geo *g, views *v, const nn_run_ctx *ctx) {
+  const sched *s = &v->s;
   float scale = 1.0f / (1.0f - g->drop);
-  for (int i = 0; i < n; i++) {
-    nn_rng r;
-    nn_rng_init(&r, ctx->seed, NN_RNG_DROPOUT, (uint32_t)l->init_index, (uint32_t)ctx->step,
-                (uint32_t)(ctx->sample0 + i));
+  for (int r = 0; r < s->n; r++) {
+    nn_rng rg;
+    nn_rng_init(&rg, ctx->seed, NN_RNG_DROPOUT, (uint32_t)l->init_index, (uint32_t)ctx->step,
+                (uint32_t)(ctx->sample0 + s->perm[r]));
     for (int k = 0; k + 1 < g->L; k++)
       for (int t = 0; t < g->T; t++) {
-        float *m = v->mask[k] + ((size_t)t * n + i) * g->HD;
-        for (int j = 0; j < g->HD; j++) m[j] = nn_rng_uniform(&r) < g->drop ? 0.0f : scale;
-      }
-  }
-}
-
-/* Layer k's output sequence into dst [T][n][HD] (zeros past each length),
- * times mask [T][n][HD] if not NULL. */
-static void gather_seq(const geo *g, const views *v, int k, float *dst, const float *mask, int n,
-                       const nn_run_ctx *ctx) {
-  size_t nH = (size_t)n * g->H;
-  for (int t = 0; t < g->T; t++)
-    for (int i = 0; i < n; i++) {
-      size_t row = ((size_t)t * n + i) * g->HD;
-      int valid = t < len_of(ctx, i, g->T);
-      for (int d = 0; d < g->D; d++) {
-        const float *h = v->hs[k][d] + slot_new(d, t) * nH + (size_t)i * g->H;
-        for (int j = 0; j < g->H; j++) {
-          size_t e = row + (size_t)d * g->H + j;
-          dst[e] = valid ? (mask ? h[j] * mask[e] : h[j]) : 0.0f;
+        float *m = t < s->len[r] ? v->mask[k] + ((size_t)s->off[t] + r) * g->HD : NULL;
+        for (int j = 0; j < g->HD; j++) {
+          float keep = nn_rng_uniform(&rg) < g->drop ? 0.0f : scale;
+          if (m) m[j] = keep;
         }
       }
-    }
+  }
 }
 
-/* y from the top layer: [n][T][HD] (sequences) or [n][HD] final states;
- * the carried state from every layer's final state. */
-static void write_out(nn_layer *l, const geo *g, views *v, float *y, int n,
-                      const nn_run_ctx *ctx) {
-  int T = g->T, H = g->H, top = g->L - 1;
-  size_t nH = (size_t)n * H;
-  if (g->seq_out) {
-    gather_seq(g, v, top, v->dA, NULL, n, ctx);
-    for (int i = 0; i < n; i++)
-      for (int t = 0; t < T; t++)
-        memcpy(y + ((size_t)i * T + t) * g->HD, v->dA + ((size_t)t * n + i) * g->HD,
-               sizeof(float) * (size_t)g->HD);
-  } else {
-    for (int d = 0; d < g->D; d++) {
-      const float *hf = v->hs[top][d] + (d ? 0 : (size_t)T) * nH; /* after the last step */
-      for (int i = 0; i < n; i++)
-        memcpy(y + (size_t)i * g->HD + (size_t)d * H, hf + (size_t)i * H, sizeof(float) * (size_t)H);
+/* Layer k's packed output rows into dst [R][HD] (directions side by side),
+ * times mask [R][HD] if not NULL. */
+static void gather_seq(const geo *g, const views *v, int k, float *dst, const float *mask) {
+  size_t R = (size_t)v->s.R, H = (size_t)g->H, HD = (size_t)g->HD;
+  for (int d = 0; d < g->D; d++) {
+    const float *h = v->hn[k][d];
+    for (size_t row = 0; row < R; row++) {
+      float *o = dst + row * HD + (size_t)d * H;
+      const float *hr = h + row * H, *mr = mask ? mask + row * HD + (size_t)d * H : NULL;
+      if (mr)
+        for (size_t j = 0; j < H; j++) o[j] = hr[j] * mr[j];
+      else
+        memcpy(o, hr, sizeof(float) * H);
     }
   }
-  if (!l->carry) return;
-  for (int k = 0; k < g->L; k++)
-    for (int i = 0; i < n; i++) {
-      float *cr = l->carry + (size_t)i * l->carry_stride;
-      memcpy(cr + (size_t)k * H, v->hs[k][0] + (size_t)T * nH + (size_t)i * H,
-             sizeof(float) * (size_t)H);
-      if (g->kind == CELL_LSTM)
-        memcpy(cr + (size_t)(g->L + k) * H, v->cs[k][0] + (size_t)T * nH + (size_t)i * H,
+}
+
+/* Rank r's last valid state of (k, d): after its last step forward (the
+ * initial state for an empty sample), after step 0 in reverse (zeros for an
+ * empty one). cells: the lstm cell instead. */
+static const float *final_state(const geo *g, const views *v, int k, int d, int r, int cells) {
+  const sched *s = &v->s;
+  const float *seq = cells ? v->cn[k][d] : v->hn[k][d];
+  int len = s->len[r];
+  if (len == 0) return d ? v->zero : (cells ? v->c0[k][d] : v->h0[k][d]) + (size_t)r * g->H;
+  int t = d ? 0 : len - 1;
+  return seq + ((size_t)s->off[t] + r) * g->H;
+}
+
+/* y from the top layer: [n][T][HD] (sequences, zeros past each length) or
+ * [n][HD] last valid states; the carried state from every layer's. */
+static void write_out(nn_layer *l, const geo *g, views *v, float *y) {
+  const sched *s = &v->s;
+  int T = g->T, H = g->H, HD = g->HD, top = g->L - 1;
+  for (int r = 0; r < s->n; r++) {
+    int i = s->perm[r], len = s->len[r];
+    if (g->seq_out) {
+      float *yi = y + (size_t)i * T * HD;
+      for (int t = 0; t < len; t++)
+        for (int d = 0; d < g->D; d++)
+          memcpy(yi + (size_t)t * HD + (size_t)d * H,
+                 v->hn[top][d] + ((size_t)s->off[t] + r) * H, sizeof(float) * (size_t)H);
+      memset(yi + (size_t)len * HD, 0, sizeof(float) * (size_t)(T - len) * HD);
+    } else {
+      for (int d = 0; d < g->D; d++)
+        memcpy(y + (size_t)i * HD + (size_t)d * H, final_state(g, v, top, d, r, 0),
                sizeof(float) * (size_t)H);
     }
+    if (!l->carry) continue;
+    float *cr = l->carry + (size_t)i * l->carry_stride;
+    for (int k = 0; k < g->L; k++) {
+      memcpy(cr + (size_t)k * H, final_state(g, v, k, 0, r, 0), sizeof(float) * (size_t)H);
+      if (g->kind == CELL_LSTM)
+        memcpy(cr + (size_t)(g->L + k) * H, final_state(g, v, k, 0, r, 1),
+               sizeof(float) * (size_t)H);
+    }
+  }
 }
 
 /* x [n][T][C] -> y [n][T][HD] or [n][HD]. */
@@ -429,57 +510,71 @@ static void rnn_forward(nn_layer *l, const float *x, float *y, int n, const nn_r
   geo g = geo_of(l);
   views v;
   carve(&g, (size_t)n, l->scratch, &v);
-  for (int i = 0; i < n; i++)
-    for (int t = 0; t < g.T; t++)
-      memcpy(v.xt + ((size_t)t * n + i) * g.C, x + ((size_t)i * g.T + t) * g.C,
+  plan(&g, &v.s, n, ctx);
+  const sched *s = &v.s;
+  memset(v.zero, 0, sizeof(float) * (size_t)g.H);
+  for (int t = 0; t < s->Ta; t++)
+    for (int r = 0; r < s->m[t]; r++)
+      memcpy(v.xt + ((size_t)s->off[t] + r) * g.C, x + ((size_t)s->perm[r] * g.T + t) * g.C,
              sizeof(float) * (size_t)g.C);
   int drop = ctx->training && g.drop > 0 && g.L > 1;
-  if (drop) draw_masks(l, &g, &v, n, ctx);
+  if (drop) draw_masks(l, &g, &v, ctx);
   const float *in = v.xt;
   int inw = g.C;
   for (int k = 0; k < g.L; k++) {
-    for (int d = 0; d < g.D; d++) run_dir(l, &g, &v, k, d, in, inw, n, ctx);
+    for (int d = 0; d < g.D; d++) run_dir(l, &g, &v, k, d, in, inw, ctx);
     if (k + 1 < g.L) {
-      gather_seq(&g, &v, k, v.seq[k], drop ? v.mask[k] : NULL, n, ctx);
+      gather_seq(&g, &v, k, v.seq[k], drop ? v.mask[k] : NULL);
       in = v.seq[k];
       inw = g.HD;
     }
   }
-  write_out(l, &g, &v, y, n, ctx);
+  write_out(l, &g, &v, y);
 }
 
 /* ---- backward ------------------------------------------------------------ */
 
-/* One sample's gradients at one active step: dh [H] w.r.t. the state after
- * it (in: from above and later steps), dc [H] (lstm, in/out: w.r.t. the cell,
+/* One row's gradients at its step: dh [H] w.r.t. the state after it (in:
+ * from above and later steps), dc [H] (lstm, in/out: w.r.t. the cell,
  * becomes w.r.t. the cell before), dhp [H] out: the direct part of the
- * gradient w.r.t. the state before (gru); dg/dq [GH]: the pre-activation
- * gradients of the input and hidden projections. a [GH] the gate activations
- * (rnn: NULL), h2 the state after, hp/cp/c2 before/after, qn (gru). */
-static void cell_back(const geo *g, const float *a, const float *h2, const float *hp,
-                      const float *cp, const float *c2, const float *qn, const float *dh,
-                      float *dc, float *dhp, float *dg, float *dq) {
+ * gradient w.r.t. the state before (gru; zeros otherwise); dg/dq [GH]: the
+ * pre-activation gradients of the input and hidden projections. a [GH] the
+ * gate activations (rnn: NULL), h2 the state after, hp/cp/c2 before/after,
+ * qn (gru). */
+static void cell_back(const geo *g, const float *restrict a, const float *restrict h2,
+                      const float *restrict hp, const float *restrict cp,
+                      const float *restrict c2, const float *restrict qn,
+                      const float *restrict dh, float *restrict dc, float *restrict dhp,
+                      float *restrict dg, float *restrict dq) {
   int H = g->H;
-  if (g->kind == CELL_TANH || g->kind == CELL_RELU) {
+  if (g->kind == CELL_TANH) {
     for (int j = 0; j < H; j++) {
-      dg[j] = g->kind == CELL_TANH ? dh[j] * (1.0f - h2[j] * h2[j]) : h2[j] > 0 ? dh[j] : 0.0f;
+      dg[j] = dh[j] * (1.0f - h2[j] * h2[j]);
+      dhp[j] = 0.0f;
+    }
+  } else if (g->kind == CELL_RELU) {
+    for (int j = 0; j < H; j++) {
+      dg[j] = h2[j] > 0 ? dh[j] : 0.0f;
       dhp[j] = 0.0f;
     }
   } else if (g->kind == CELL_LSTM) {
+    const float *ai = a, *af = a + H, *ag = a + 2 * H, *ao = a + 3 * H;
+    float *gi = dg, *gf = dg + H, *gg2 = dg + 2 * H, *go = dg + 3 * H;
     for (int j = 0; j < H; j++) {
-      float i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
-      float tc = tanh_fast(c2[j]);
+      float i = ai[j], f = af[j], gg = ag[j], o = ao[j];
+      float tc = nn_tanhf(c2[j]);
       float dct = dc[j] + dh[j] * o * (1.0f - tc * tc);
-      dg[j] = dct * gg * i * (1.0f - i);
-      dg[H + j] = dct * cp[j] * f * (1.0f - f);
-      dg[2 * H + j] = dct * i * (1.0f - gg * gg);
-      dg[3 * H + j] = dh[j] * tc * o * (1.0f - o);
+      gi[j] = dct * gg * i * (1.0f - i);
+      gf[j] = dct * cp[j] * f * (1.0f - f);
+      gg2[j] = dct * i * (1.0f - gg * gg);
+      go[j] = dh[j] * tc * o * (1.0f - o);
       dc[j] = dct * f;
       dhp[j] = 0.0f;
     }
   } else {
+    const float *ar = a, *az = a + H, *an = a + 2 * H;
     for (int j = 0; j < H; j++) {
-      float r = a[j], z = a[H + j], nn = a[2 * H + j];
+      float r = ar[j], z = az[j], nn = an[j];
       float dnp = dh[j] * (1.0f - z) * (1.0f - nn * nn);
       float drp = dnp * qn[j] * r * (1.0f - r);
       float dzp = dh[j] * (hp[j] - nn) * z * (1.0f - z);
@@ -492,52 +587,77 @@ static void cell_back(const geo *g, const float *a, const float *h2, const float
   }
 }
 
-/* Gradient of direction d of layer k, steps in reverse order. dseq [T][n][HD]
- * w.r.t. the layer's outputs (NULL: only dlast [n][HD], w.r.t. the final
- * states). Fills v->dG, v->dQ; leaves nothing else. */
+/* Gradient of direction d of layer k through time. dseq [R][HD] w.r.t. the
+ * layer's packed outputs (NULL: only dlast [n][HD], w.r.t. the last valid
+ * states, in sample order). Fills v->dG, v->dQ (every row). */
 static void bptt_dir(nn_layer *l, const geo *g, views *v, int k, int d, const float *dseq,
-                     const float *dlast, int n, const nn_run_ctx *ctx) {
-  int T = g->T, H = g->H, GH = g->GH;
-  size_t nH = (size_t)n * H, nG = (size_t)n * GH;
+                     const float *dlast) {
+  const sched *s = &v->s;
+  int H = g->H, GH = g->GH, n = s->n;
   const float *whh = l->param[pidx(g, k, d, 1)];
-  float *dh = v->dh, *dh2 = v->dh2;
-  for (int i = 0; i < n; i++)
+  const float *hn = v->hn[k][d], *cn = v->cn[k][d], *qn = v->qn[k][d];
+  const float *h0 = v->h0[k][d], *c0 = v->c0[k][d];
+  const float *P = g->G > 1 ? v->P[k][d] : NULL;
+  float *dh = v->dh, *dh2 = v->dh2, *dc = v->dc;
+  for (int r = 0; r < n; r++) {
+    const float *dl = dlast ? dlast + (size_t)s->perm[r] * g->HD + (size_t)d * H : NULL;
     for (int j = 0; j < H; j++) {
-      dh[(size_t)i * H + j] = dlast ? dlast[(size_t)i * g->HD + (size_t)d * H + j] : 0.0f;
-      v->dc[(size_t)i * H + j] = 0.0f;
+      dh[(size_t)r * H + j] = dl ? dl[j] : 0.0f;
+      dc[(size_t)r * H + j] = 0.0f;
     }
-  const int Ta = active_steps(ctx, n, T);
-  for (int s = T - 1; s >= 0; s--) {
-    int t = d ? T - 1 - s : s;
-    if (t >= Ta) continue; /* padding for every sample: the gradient passes unchanged (and
-                              grads_dir reads only the first Ta steps of dG, dQ) */
-    const float *hp = v->hs[k][d] + slot_prev(d, t) * nH, *h2 = v->hs[k][d] + slot_new(d, t) * nH;
-    const float *cp = v->cs[k][d] ? v->cs[k][d] + slot_prev(d, t) * nH : NULL;
-    const float *c2 = v->cs[k][d] ? v->cs[k][d] + slot_new(d, t) * nH : NULL;
-    float *dg = v->dG + (size_t)t * nG, *dq = v->dQ + (size_t)t * nG;
-    for (int i = 0; i < n; i++) {
-      size_t r = (size_t)i * H, rg = (size_t)i * GH;
-      if (t >= len_of(ctx, i, T)) { /* padding: the gradient passes to the state before */
-        memset(dg + rg, 0, sizeof(float) * (size_t)GH);
-        if (dq != dg) memset(dq + rg, 0, sizeof(float) * (size_t)GH);
-        memcpy(dh2 + r, dh + r, sizeof(float) * (size_t)H);
-        continue;
-      }
+  }
+  /* forward: steps Ta-1 .. 0 (ranks join as their last step comes); reverse:
+   * steps 0 .. Ta-1 (ranks leave after their first reverse step) */
+  for (int st = 0; st < s->Ta; st++) {
+    int t = d ? st : s->Ta - 1 - st, mt = s->m[t];
+    /* ranks [0, np) have a state before the step that came from a step
+     * (forward: t-1; reverse: t+1); the others start from an initial state
+     * whose gradient is not needed (zeros, or carried and detached) */
+    int np = d ? s->m[t + 1] : (t > 0 ? mt : 0);
+    const float *hp_blk, *cp_blk;
+    if (d == 0) {
+      hp_blk = t ? hn + (size_t)s->off[t - 1] * H : h0;
+      cp_blk = cn ? (t ? cn + (size_t)s->off[t - 1] * H : c0) : NULL;
+    } else {
+      hp_blk = hn + (size_t)s->off[t + 1] * H;
+      cp_blk = cn ? cn + (size_t)s->off[t + 1] * H : NULL;
+    }
+    size_t row0 = (size_t)s->off[t];
+    for (int r = 0; r < mt; r++) {
+      size_t row = row0 + (size_t)r, rh = (size_t)r * H;
       if (dseq) {
-        const float *ds = dseq + ((size_t)t * n + i) * g->HD + (size_t)d * H;
-        for (int j = 0; j < H; j++) dh[r + j] += ds[j];
+        const float *ds = dseq + row * g->HD + (size_t)d * H;
+        for (int j = 0; j < H; j++) dh[rh + j] += ds[j];
       }
-      cell_back(g, g->G > 1 ? v->P[k][d] + (size_t)t * nG + rg : NULL, h2 + r, hp + r,
-                cp ? cp + r : NULL, c2 ? c2 + r : NULL,
-                v->qn[k][d] ? v->qn[k][d] + (size_t)t * nH + r : NULL, dh + r, v->dc + r, dh2 + r,
-                dg + rg, dq + rg);
+      int has_prev = d ? r < np : 1; /* forward t = 0: the initial state, still read */
+      const float *hp = has_prev ? hp_blk + rh : v->zero;
+      const float *cp = cn ? (has_prev ? cp_blk + rh : v->zero) : NULL;
+      cell_back(g, P ? P + row * GH : NULL, hn + row * H, hp, cp, cn ? cn + row * H : NULL,
+                qn ? qn + row * H : NULL, dh + rh, dc + rh, dh2 + rh, v->dG + row * GH,
+                v->dQ + row * GH);
     }
-    /* dh before the step = direct part + dq W_hh */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dq, GH, whh, H, 1.0f,
-                dh2, H);
-    float *tmp = dh;
-    dh = dh2;
-    dh2 = tmp;
+    if (np == 0) continue;
+    /* dh before the step = direct part + dq W_hh, for the ranks that go on */
+    nn_gemm_small(np, H, GH, v->dQ + row0 * GH, GH, whh, H, dh2, H);
+    memcpy(dh, dh2, sizeof(float) * (size_t)np * H);
+  }
+}
+
+/* The state before each row's step of (k, d), packed [R][H] into v->hp. */
+static void prev_states(const geo *g, views *v, int k, int d) {
+  const sched *s = &v->s;
+  size_t H = (size_t)g->H;
+  const float *hn = v->hn[k][d];
+  for (int t = 0; t < s->Ta; t++) {
+    float *dst = v->hp + (size_t)s->off[t] * H;
+    int mt = s->m[t];
+    if (d == 0) {
+      memcpy(dst, t ? hn + (size_t)s->off[t - 1] * H : v->h0[k][d], sizeof(float) * mt * H);
+    } else {
+      int np = s->m[t + 1];
+      if (np) memcpy(dst, hn + (size_t)s->off[t + 1] * H, sizeof(float) * np * H);
+      memset(dst + (size_t)np * H, 0, sizeof(float) * (size_t)(mt - np) * H);
+    }
   }
 }
 
@@ -547,27 +667,25 @@ static void add_colsum(float *b, const float *rows, size_t m, int w) {
     for (int j = 0; j < w; j++) b[j] += rows[r * (size_t)w + j];
 }
 
-/* Parameter gradients of (k, d) from v->dG / v->dQ and the layer's input
- * in [T][n][inw]; din [T][n][inw] = (or += when accumulate) dG W_ih. */
+/* Parameter gradients of (k, d) from v->dG / v->dQ and the layer's packed
+ * input in [R][inw]; din [R][inw] = (or += when accumulate) dG W_ih. */
 static void grads_dir(nn_layer *l, const geo *g, views *v, int k, int d, const float *in, int inw,
-                      float *din, int accumulate, int n, int pg, const nn_run_ctx *ctx) {
-  int TN = active_steps(ctx, n, g->T) * n, GH = g->GH, H = g->H;
-  if (din && !accumulate && TN < g->T * n) /* steps no sample reaches: no gradient */
-    memset(din + (size_t)TN * inw, 0, sizeof(float) * (size_t)(g->T * n - TN) * inw);
-  if (TN == 0) return;
+                      float *din, int accumulate, int pg) {
+  int R = v->s.R, GH = g->GH, H = g->H;
+  if (R == 0) return;
   if (pg) {
-    const float *hprev = v->hs[k][d] + (d ? (size_t)n * H : 0); /* [T][n][H]: each step's h */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, inw, TN, 1.0f, v->dG, GH, in, inw,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, inw, R, 1.0f, v->dG, GH, in, inw,
                 1.0f, l->grad[pidx(g, k, d, 0)], inw);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, TN, 1.0f, v->dQ, GH, hprev, H,
+    prev_states(g, v, k, d);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, R, 1.0f, v->dQ, GH, v->hp, H,
                 1.0f, l->grad[pidx(g, k, d, 1)], H);
     if (g->nb > 2) {
-      add_colsum(l->grad[pidx(g, k, d, 2)], v->dG, (size_t)TN, GH);
-      add_colsum(l->grad[pidx(g, k, d, 3)], v->dQ, (size_t)TN, GH);
+      add_colsum(l->grad[pidx(g, k, d, 2)], v->dG, (size_t)R, GH);
+      add_colsum(l->grad[pidx(g, k, d, 3)], v->dQ, (size_t)R, GH);
     }
   }
   if (din)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TN, inw, GH, 1.0f, v->dG, GH,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, inw, GH, 1.0f, v->dG, GH,
                 l->param[pidx(g, k, d, 0)], inw, accumulate ? 1.0f : 0.0f, din, inw);
 }
 
@@ -581,36 +699,42 @@ static void rnn_backward(nn_layer *l, const float *x, const float *y, const floa
   geo g = geo_of(l);
   views v;
   carve(&g, (size_t)n, l->scratch, &v);
-  int T = g.T;
-  float *dcur = NULL; /* [T][n][HD] w.r.t. the current layer's outputs */
+  plan(&g, &v.s, n, ctx); /* the same schedule as forward's */
+  const sched *s = &v.s;
+  int T = g.T, HD = g.HD;
+  float *dcur = NULL; /* [R][HD] w.r.t. the current layer's packed outputs */
   if (g.seq_out) {
     dcur = v.dA;
-    for (int i = 0; i < n; i++)
-      for (int t = 0; t < T; t++)
-        memcpy(dcur + ((size_t)t * n + i) * g.HD, dy + ((size_t)i * T + t) * g.HD,
-               sizeof(float) * (size_t)g.HD);
+    for (int t = 0; t < s->Ta; t++)
+      for (int r = 0; r < s->m[t]; r++)
+        memcpy(dcur + ((size_t)s->off[t] + r) * HD, dy + ((size_t)s->perm[r] * T + t) * HD,
+               sizeof(float) * (size_t)HD);
   }
   int drop = ctx->training && g.drop > 0 && g.L > 1;
   for (int k = g.L - 1; k >= 0; k--) {
     const float *in = k ? v.seq[k - 1] : v.xt;
-    int inw = k ? g.HD : g.C;
+    int inw = k ? HD : g.C;
     float *din = (k || dx) ? (dcur == v.dA ? v.dB : v.dA) : NULL;
     const float *dlast = (k == g.L - 1 && !g.seq_out) ? dy : NULL;
     for (int d = 0; d < g.D; d++) {
-      bptt_dir(l, &g, &v, k, d, dlast ? NULL : dcur, dlast, n, ctx);
-      grads_dir(l, &g, &v, k, d, in, inw, din, d > 0, n, pg, ctx);
+      bptt_dir(l, &g, &v, k, d, dlast ? NULL : dcur, dlast);
+      grads_dir(l, &g, &v, k, d, in, inw, din, d > 0, pg);
     }
     if (k && drop) {
-      size_t cnt = (size_t)T * n * g.HD;
+      size_t cnt = (size_t)s->R * HD;
       for (size_t e = 0; e < cnt; e++) din[e] *= v.mask[k - 1][e];
     }
     dcur = din;
   }
   if (!dx) return;
-  for (int i = 0; i < n; i++)
-    for (int t = 0; t < T; t++)
-      memcpy(dx + ((size_t)i * T + t) * g.C, dcur + ((size_t)t * n + i) * g.C,
+  for (int r = 0; r < n; r++) {
+    int i = s->perm[r], len = s->len[r];
+    float *dxi = dx + (size_t)i * T * g.C;
+    for (int t = 0; t < len; t++)
+      memcpy(dxi + (size_t)t * g.C, dcur + ((size_t)s->off[t] + r) * g.C,
              sizeof(float) * (size_t)g.C);
+    memset(dxi + (size_t)len * g.C, 0, sizeof(float) * (size_t)(T - len) * g.C);
+  }
 }
 
 #define RNN_OPS(t, h, k)                                                                       \

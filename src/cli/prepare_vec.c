@@ -237,7 +237,8 @@ typedef struct vec_scan {
   int64_t header_line;
   int started;          /* a non-blank line was seen */
   int64_t vectors;      /* vector lines read */
-  int64_t found, dups;  /* vocabulary rows filled; lines of tokens already filled */
+  int64_t found, dups;  /* vocabulary rows filled; later lines of a filled row's token
+                           (other tokens are not kept, so not tracked) */
   float *w;             /* [V, D] the table (owned) */
   float *row;           /* [D] the current line's values (owned) */
   uint8_t *got;         /* [V] 1: the row came from the file (owned) */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Allocation-failure walk (issue 11, "Memory"): for short commands (check,
-# prepare, a few training steps on one rank and on two, eval, inspect) every
-# allocation site the command reaches is failed once, in its own run
+# prepare idx, prepare vectors, a few training steps on one rank and on two,
+# eval, inspect) every allocation site the command reaches is failed once, in its own run
 # (core/mem.h NN_FAIL_SITE; tests/tools/allocwalk.sh): each run must end with
 # exit 1 and a one-line "nntrain: ..." message, no sanitizer report (run it in the ASan
 # build: leaks count, tests/lsan.supp names Open MPI's own), no hang, no
@@ -65,6 +65,12 @@ run_train1() {
   job "$FAILDIR/run" > "$FAILDIR/job.toml"
   $RUN "$NNTRAIN" "$FAILDIR/job.toml" --steps 3 --quiet
 }
+printf '<pad>\na\nb\nc\n' >"$T/vocab.txt"
+printf '2 3\na 0.1 0.2 0.3\nzz 1 2 3\nb -0.5 0.25 1\n' >"$T/vec.txt"
+run_vectors() {
+  $RUN "$NNTRAIN" prepare vectors "$T/vec.txt" --vocab "$T/vocab.txt" --layer emb \
+    --out "$FAILDIR/e.h5"
+}
 run_eval() { $RUN "$NNTRAIN" eval "$CKPT" "$T/fm/test-*.h5"; }
 run_inspect() { $RUN "$NNTRAIN" inspect --json "$CKPT" && $RUN "$NNTRAIN" inspect "$T/fm/train-000.h5"; }
 # Two ranks; the report (NN_ALLOC_REPORT) comes from rank WALK_RANK only, and
@@ -86,6 +92,7 @@ WALK_OPEN=""
 WALK_ABORT_OK=""
 walk check run_check
 walk prepare run_prepare
+walk vectors run_vectors
 walk train1 run_train1
 walk eval run_eval
 walk inspect run_inspect

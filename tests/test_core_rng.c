@@ -179,16 +179,18 @@ static void test_permutation_uniform(void) {
 }
 
 static void test_purposes_differ(void) {
-  uint32_t first[6][8];
-  static const uint32_t purposes[6] = {NN_RNG_INIT,    NN_RNG_SHUFFLE, NN_RNG_DROPOUT,
-                                       NN_RNG_AUGMENT, NN_RNG_SPLIT,   NN_RNG_TEST};
-  for (int p = 0; p < 6; p++) {
+  enum { NP = 9 };
+  uint32_t first[NP][8];
+  static const uint32_t purposes[NP] = {NN_RNG_INIT,    NN_RNG_SHUFFLE, NN_RNG_DROPOUT,
+                                        NN_RNG_AUGMENT, NN_RNG_SPLIT,   NN_RNG_REPLICA,
+                                        NN_RNG_GENERATE, NN_RNG_VECTORS, NN_RNG_TEST};
+  for (int p = 0; p < NP; p++) {
     nn_rng r;
     nn_rng_init(&r, 1234, purposes[p], 0, 0, 0);
     for (int i = 0; i < 8; i++) first[p][i] = nn_rng_u32(&r);
   }
-  for (int p = 0; p < 6; p++)
-    for (int q = p + 1; q < 6; q++)
+  for (int p = 0; p < NP; p++)
+    for (int q = p + 1; q < NP; q++)
       ASSERT_TRUE(memcmp(first[p], first[q], sizeof first[p]) != 0);
 
   /* coordinates a, b, c each select a different stream; seeds differ too */

@@ -7,6 +7,9 @@
  *   nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]
  *                       [--classes N | --regression] [--stats SHARD]
  *   nntrain prepare lines FILE... --out DIR [...]   (prepare_seq.c)
+ *   nntrain prepare text FILE... --out DIR [...]    (prepare_seq.c)
+ *   nntrain prepare vectors VECTORS.txt --vocab VOCAB.txt --layer NAME
+ *                           --out FILE.h5 [...]     (prepare_vec.c)
  *
  * Every source ends in the same place: an in-memory array of samples
  * (a `prep_set`) that write_split cuts into K contiguous shards named
@@ -725,12 +728,15 @@ static const prep_kind kinds[] = {
    "text files, one item per line, each file a class (e.g. word lists)"},
   {"text", nn__prep_cmd_text, nn__prep_help_text,
    "text files as one token stream, for language models"},
+  {"vectors", nn__prep_cmd_vectors, nn__prep_help_vectors,
+   "pretrained token vectors (GloVe text) -> an embedding's weight for [init]"},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
 static void help_all(FILE *f) {
   fprintf(f, "usage: nntrain prepare SOURCE ... --out DIR\n\n"
-             "Convert a data set into nntrain HDF5 shards (see docs/data-format.md).\n\n"
+             "Convert a data set into nntrain HDF5 shards (see docs/data-format.md), or\n"
+             "pretrained vectors into an embedding's weight (docs/finetuning.md).\n\n"
              "sources:\n");
   for (size_t i = 0; i < NKINDS; i++) fprintf(f, "  %-14s %s\n", kinds[i].name, kinds[i].summary);
   fprintf(f, "\n'nntrain prepare SOURCE --help' shows a source's options.\n");
@@ -742,8 +748,8 @@ int nn_cmd_prepare(int argc, char **argv) {
       help_all(stdout);
       return NN_EXIT_OK;
     }
-    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx, csv, lines or text");
-    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx, csv, lines or text",
+    if (argc < 2) return nn_cli_usage_error("prepare", "expected a source: fashion-mnist, idx, csv, lines, text or vectors");
+    return nn_cli_usage_error("prepare", "expected a source before '%s': fashion-mnist, idx, csv, lines, text or vectors",
                               argv[1]);
   }
   /* A shard whose flush or close failed (a full disk) stays open inside
@@ -752,6 +758,6 @@ int nn_cmd_prepare(int argc, char **argv) {
   if (H5dont_atexit() < 0) { /* already initialised: nothing to do */ }
   for (size_t i = 0; i < NKINDS; i++)
     if (!strcmp(argv[1], kinds[i].name)) return kinds[i].run(argc, argv);
-  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx, csv, lines or text)",
+  return nn_cli_usage_error("prepare", "unknown source '%s' (expected fashion-mnist, idx, csv, lines, text or vectors)",
                             argv[1]);
 }

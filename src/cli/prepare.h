@@ -1,5 +1,6 @@
 /* prepare.h: what the sources of `nntrain prepare` share (prepare.c:
- * fashion-mnist, idx, csv; prepare_seq.c: lines, text). Not a public API. */
+ * fashion-mnist, idx, csv; prepare_seq.c: lines, text; prepare_vec.c:
+ * vectors). Not a public API. */
 #ifndef NN_CLI_PREPARE_H
 #define NN_CLI_PREPARE_H
 
@@ -53,9 +54,17 @@ int nn__prep_write_split(const prep_set *s, const char *dir, int k, nn_error *er
 const char *nn__prep_base_name(const char *p);
 
 /* prepare_seq.c */
+/* Append file `path` to the growing buffer *buf (*len bytes used of *cap).
+ * On success at least one byte past *len is allocated (room for a NUL). */
+int nn__prep_slurp(const char *path, unsigned char **buf, size_t *len, size_t *cap,
+                   nn_error *err);
 int nn__prep_cmd_lines(int argc, char **argv);
 void nn__prep_help_lines(FILE *f);
 int nn__prep_cmd_text(int argc, char **argv);
 void nn__prep_help_text(FILE *f);
+
+/* prepare_vec.c */
+int nn__prep_cmd_vectors(int argc, char **argv);
+void nn__prep_help_vectors(FILE *f);
 
 #endif

@@ -346,8 +346,7 @@ void nn__prep_help_text(FILE *f) {
           "      --out data/fortunes\n");
 }
 
-/* Append file `path` to the growing buffer *buf (len, cap). */
-static int slurp(const char *path, unsigned char **buf, size_t *len, size_t *cap, nn_error *err) {
+int nn__prep_slurp(const char *path, unsigned char **buf, size_t *len, size_t *cap, nn_error *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return nn_error_at(err, NN_EIO, path, 0, 0, "cannot read: %s", strerror(errno));
   for (;;) {
@@ -413,7 +412,7 @@ int nn__prep_cmd_text(int argc, char **argv) {
   nn_error_clear(&err);
   unsigned char *text = NULL;
   size_t len = 0, cap = 0;
-  for (int i = 0; i < npos && !rc; i++) rc = slurp(pos[i], &text, &len, &cap, &err);
+  for (int i = 0; i < npos && !rc; i++) rc = nn__prep_slurp(pos[i], &text, &len, &cap, &err);
   size_t nval = (size_t)((double)len * F);
   if (!rc && (len - nval < 2 || nval < 2))
     rc = nn_error_at(&err, NN_EDATA, pos[0], 0, 0, "%zu bytes in all: too little text for a "

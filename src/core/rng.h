@@ -20,6 +20,7 @@ enum nn_rng_purpose {
   NN_RNG_SPLIT = 5,     /* validation split / k-fold assignment */
   NN_RNG_REPLICA = 6,   /* the seed of a run's replica k > 0: a = k (core/rng.c) */
   NN_RNG_GENERATE = 7,  /* `nntrain generate`: the sampled tokens, in order */
+  NN_RNG_VECTORS = 8,   /* `nntrain prepare vectors`: a drawn row, a = its id */
   NN_RNG_TEST = 99,
 };
 

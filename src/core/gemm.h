@@ -9,7 +9,7 @@
  * by row, keeps a 4-row x 64-column block of C in sixteen 16-float vector
  * registers and streams k: 95-125 GFLOP/s for m >= 8 at the same shapes,
  * 2-5x OpenBLAS below m = 8 (tests/test_core_gemm.c checks it against a
- * double-precision reference; bench figures in docs/performance.md).
+ * double-precision reference; figures in docs/layers.md, rnn).
  * Written with GCC's vector extensions: without AVX-512 the compiler splits
  * the 16-float vectors into what the target has. */
 #ifndef NN_CORE_GEMM_H

@@ -23,7 +23,6 @@
 #include "coordinator/train.h"
 #include "core/mem.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +40,7 @@
 #include "coordinator/run/split.h"
 #include "coordinator/run/task.h"
 #include "coordinator/schedule.h"
+#include "core/compute.h"
 #include "core/hash.h"
 #include "worker/agree.h"
 #include "worker/collective.h"
@@ -494,7 +494,7 @@ static int open_outputs(run *R, nn_error *err) {
  * rank at the same point, and no rank is left in a collective. */
 static int setup(run *R, nn_error *err) {
   const nn_job *job = R->job;
-  openblas_set_num_threads(nn_train_blas_threads(job, R->comm));
+  nn_compute_set_threads(nn_train_blas_threads(job, R->comm)); /* OpenBLAS, oneDNN */
   int rc = nn_task_for_job(job, &R->task, err);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};

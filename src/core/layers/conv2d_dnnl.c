@@ -503,6 +503,35 @@ void nn__conv_dnnl_free(nn__conv_dnnl *c) {
 
 const char *nn__conv_dnnl_failure(const nn__conv_dnnl *c) { return c->why; }
 
-#else
-typedef int nn__conv_dnnl_absent; /* a build without oneDNN: nothing here */
+#else /* a build without oneDNN: nn_conv_backend_choice never picks it, and these say so */
+
+#include "core/layers/conv2d_dnnl.h"
+
+int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, nn__conv_dnnl **out,
+                      nn_error *err) {
+  (void)d;
+  (void)blocked;
+  *out = NULL;
+  return nn_error_set(err, NN_EINTERNAL, "this build has no oneDNN");
+}
+
+void nn__conv_dnnl_free(nn__conv_dnnl *c) { (void)c; }
+
+int nn__conv_dnnl_forward(nn__conv_dnnl *c, const float *x, const float *w, const float *b,
+                          float *y, int n) {
+  (void)c, (void)x, (void)w, (void)b, (void)y, (void)n;
+  return NN_EINTERNAL;
+}
+
+int nn__conv_dnnl_backward(nn__conv_dnnl *c, const float *x, const float *w, const float *dy,
+                           float *dx, float *dw, float *db, int n) {
+  (void)c, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)n;
+  return NN_EINTERNAL;
+}
+
+const char *nn__conv_dnnl_failure(const nn__conv_dnnl *c) {
+  (void)c;
+  return "this build has no oneDNN";
+}
+
 #endif /* NN_HAVE_DNNL */

@@ -554,6 +554,12 @@ static int announce(run *R, nn_error *err) {
   nn_json_int(rec, "epochs", job->train.epochs);
   nn_json_int(rec, "batch_size", job->train.batch_size);
   nn_json_int(rec, "step", R->state.step);
+  for (int i = 0; i < m->nlayers; i++) /* which convolution backend runs (core/compute.h) */
+    if (m->layers[i].ops && strcmp(m->layers[i].ops->type, "conv2d") == 0) {
+      nn_json_str(rec, "conv_backend", nn_conv_backend_name(nn_conv2d_backend(&m->layers[i],
+                                                                              NULL, NULL)));
+      break;
+    }
   return nn_runlog_write(&R->log, rec, err);
 }
 

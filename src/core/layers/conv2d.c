@@ -37,6 +37,13 @@
  * for the largest S; nothing is allocated in forward or backward.
  * Limits: K*P and F*P must fit an int (BLAS dimensions; checked by build).
  *
+ * Backends: everything below conv_state is the reference implementation.
+ * When the build has oneDNN and NN_CONV_BACKEND picks it (core/compute.h),
+ * build also creates a conv2d_dnnl backend (l->state) and forward/backward
+ * hand the call to it; a call it cannot serve (no primitives for that slice
+ * size: out of memory) falls back here. The reference's scratch is declared
+ * either way, for that fallback.
+ *
  * Initialization: weight he_uniform, U(-sqrt(6/fan_in), +) with fan_in =
  * C/groups*kh*kw (suited to the relu that usually follows; PyTorch's own
  * default, kaiming_uniform(a=sqrt 5), is U(-1/sqrt(fan_in), +)); bias zeros. */

@@ -16,7 +16,7 @@
  *   checks that oneDNN served every call (no fallback to the reference);
  * - a backward without dx (the first layer of a model);
  * - more slice sizes than the primitive cache holds, twice over (entries
- *   replaced and re-created);
+ *   replaced and re-created), then an empty slice (n = 0: nothing to do);
  * - a cached call allocates nothing through nn_malloc (fault-injection
  *   builds count allocations; skipped otherwise);
  * - finite-difference gradient checks on both oneDNN layouts;
@@ -226,8 +226,19 @@ static void test_cache_replacement(void) {
   for (int round = 0; round < 2 && nn__test_failed == fails; round++)
     for (int n = 1; n <= k.n && nn__test_failed == fails; n++)
       compare(&r, &d, n, (uint64_t)(round * 100 + n), 1, 0, "cache");
+  /* an empty slice (a rank's share of a short last batch): nothing computed,
+   * nothing added, no fallback to the reference */
+  float one = 0.0f, g0 = d.grads[0];
+  nn_run_ctx ctx = {.training = 1};
+  nn_model_forward(&d, &one, 0, &ctx);
+  nn_model_backward_dx(&d, &one, &one, &one, 0, &ctx, NULL, NULL);
+  long fb = -1;
+  nn_conv2d_backend(&d.layers[0], &fb, NULL);
+  int same = d.grads[0] == g0;
   nn_model_free(&r);
   nn_model_free(&d);
+  ASSERT_EQ_INT(fb, 0);
+  ASSERT_TRUE(same);
 }
 
 /* A call whose primitives are cached allocates nothing through nn_malloc

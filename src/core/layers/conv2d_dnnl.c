@@ -381,6 +381,7 @@ static int move(nn__conv_dnnl *c, const dn_entry *e, const dn_edge *g, int out) 
 
 int nn__conv_dnnl_forward(nn__conv_dnnl *c, const float *x, const float *w, const float *b,
                           float *y, int n) {
+  if (n <= 0) return 0; /* an empty slice (a rank's share of a short last batch) */
   dn_entry *e = entry_for(c, n);
   if (!e) return NN_EINTERNAL;
   int rc = edge_bind(c, e, &e->x, x);
@@ -447,7 +448,7 @@ static int backward_weights(nn__conv_dnnl *c, dn_entry *e, const float *x, float
 
 int nn__conv_dnnl_backward(nn__conv_dnnl *c, const float *x, const float *w, const float *dy,
                            float *dx, float *dw, float *db, int n) {
-  if (!dx && !dw) return 0;
+  if ((!dx && !dw) || n <= 0) return 0;
   dn_entry *e = entry_for(c, n);
   if (!e) return NN_EINTERNAL;
   /* dy: reordered for backward-data when dx is wanted, for backward-weights

@@ -11,18 +11,22 @@
 #   fortunes  jobs/fortunes_charlstm.toml vs bench/pytorch_charlm.py (nn.Embedding +
 #             nn.LSTM with carried state), 16 streams per rank, windows of 64; data/fortunes
 #
+# --backends "reference dnnl" runs nntrain once per convolution backend (NN_CONV_BACKEND,
+# docs/layers.md) in each round, alternating with the rest, and prints a row per backend.
+#
 # usage: bench/compare_pytorch.sh [--job cnn|wordlang|fortunes] [--reps R] [--threads T]
-#                                 [--epochs E]
+#                                 [--epochs E] [--backends "B1 B2 ..."]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-reps=2 threads=1 epochs=1 job=cnn
+reps=2 threads=1 epochs=1 job=cnn backends=""
 while [ $# -gt 0 ]; do
   case $1 in
     --job) job=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --backends) backends=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "compare_pytorch.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -47,20 +51,23 @@ export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$t
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-nn_run() { # ranks -> JSON line like pytorch_cnn.py's
-  local n=$1
+nn_run() { # ranks [conv backend] -> JSON line like pytorch_cnn.py's
+  local n=$1 be=${2:-}
+  if [ -n "$be" ]; then export NN_CONV_BACKEND=$be; else unset NN_CONV_BACKEND; fi
   mpirun -np "$n" --oversubscribe --bind-to none "$NNTRAIN" "$JOB" \
     --no-progress --set train.epochs="$epochs" --set train.batch_size=$((PER * n)) \
     "${NNSET[@]}" --set run.threads="$threads" --set run.dir="\"$out/run$n\"" \
     --set checkpoint.every_epochs=0 --set checkpoint.every_steps=0 \
     --set checkpoint.at_end=false > "$out/nn.txt"
-  $PY - "$out/run$n/metrics.jsonl" "$n" "$UNIT" <<'PYEOF'
+  unset NN_CONV_BACKEND
+  $PY - "$out/run$n/metrics.jsonl" "$n" "$UNIT" "$be" <<'PYEOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 ep = [r for r in recs if "epoch" in r]
 summ = [r for r in recs if r.get("event") == "summary"][-1]
 t = sum(r["epoch_s"] for r in ep)
-print(json.dumps({"impl": "nntrain", "ranks": int(sys.argv[2]),
+impl = "nntrain[%s]" % sys.argv[4] if sys.argv[4] else "nntrain"
+print(json.dumps({"impl": impl, "ranks": int(sys.argv[2]),
                   "samples_per_s": summ["samples_per_s"] * int(sys.argv[3]),
                   "epoch_s": t / len(ep), "peak_rss_mb": summ["peak_rss_mb"], "loss": ep[-1]["loss"]}))
 PYEOF
@@ -77,7 +84,11 @@ py_run() {
 
 for rep in $(seq "$reps"); do
   for n in 1 2; do
-    nn_run "$n" | tee -a "$out/results.jsonl"
+    if [ -z "$backends" ]; then
+      nn_run "$n" | tee -a "$out/results.jsonl"
+    else
+      for be in $backends; do nn_run "$n" "$be" | tee -a "$out/results.jsonl"; done
+    fi
     py_run "$n" | tee -a "$out/results.jsonl"
   done
 done
@@ -91,11 +102,14 @@ what = {"cnn": "classic convnet, Fashion-MNIST, batch 64 per rank; samples/s",
 print("%s, %s thread(s) per rank" % (what, sys.argv[2]))
 print("%6s %14s %14s %8s %22s %22s" % ("ranks", "nntrain /s", "pytorch /s", "ratio",
                                         "nntrain RSS MB", "pytorch RSS MB"))
+impls = sorted({r["impl"] for r in rows if r["impl"] != "pytorch"})
 for n in (1, 2):
-    a = [r for r in rows if r["ranks"] == n and r["impl"] == "nntrain"]
     b = [r for r in rows if r["ranks"] == n and r["impl"] == "pytorch"]
-    sa = statistics.median(r["samples_per_s"] for r in a)
     sb = statistics.median(r["samples_per_s"] for r in b)
-    print("%6d %14.0f %14.0f %7.2fx %22s %22s" % (n, sa, sb, sa / sb, a[-1]["peak_rss_mb"],
-                                                  b[-1]["peak_rss_mb"]))
+    for impl in impls:
+        a = [r for r in rows if r["ranks"] == n and r["impl"] == impl]
+        sa = statistics.median(r["samples_per_s"] for r in a)
+        label = "%d" % n if len(impls) == 1 else "%d %s" % (n, impl[len("nntrain"):])
+        print("%6s %14.0f %14.0f %7.2fx %22s %22s" % (label, sa, sb, sa / sb,
+                                                      a[-1]["peak_rss_mb"], b[-1]["peak_rss_mb"]))
 PYEOF

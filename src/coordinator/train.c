@@ -23,7 +23,6 @@
 #include "coordinator/train.h"
 #include "core/mem.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +40,7 @@
 #include "coordinator/run/split.h"
 #include "coordinator/run/task.h"
 #include "coordinator/schedule.h"
+#include "core/compute.h"
 #include "core/hash.h"
 #include "worker/agree.h"
 #include "worker/collective.h"
@@ -494,7 +494,7 @@ static int open_outputs(run *R, nn_error *err) {
  * rank at the same point, and no rank is left in a collective. */
 static int setup(run *R, nn_error *err) {
   const nn_job *job = R->job;
-  openblas_set_num_threads(nn_train_blas_threads(job, R->comm));
+  nn_compute_set_threads(nn_train_blas_threads(job, R->comm)); /* OpenBLAS, oneDNN */
   int rc = nn_task_for_job(job, &R->task, err);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
@@ -554,6 +554,12 @@ static int announce(run *R, nn_error *err) {
   nn_json_int(rec, "epochs", job->train.epochs);
   nn_json_int(rec, "batch_size", job->train.batch_size);
   nn_json_int(rec, "step", R->state.step);
+  for (int i = 0; i < m->nlayers; i++) /* which convolution backend runs (core/compute.h) */
+    if (m->layers[i].ops && strcmp(m->layers[i].ops->type, "conv2d") == 0) {
+      nn_json_str(rec, "conv_backend", nn_conv_backend_name(nn_conv2d_backend(&m->layers[i],
+                                                                              NULL, NULL)));
+      break;
+    }
   return nn_runlog_write(&R->log, rec, err);
 }
 

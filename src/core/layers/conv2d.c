@@ -37,6 +37,13 @@
  * for the largest S; nothing is allocated in forward or backward.
  * Limits: K*P and F*P must fit an int (BLAS dimensions; checked by build).
  *
+ * Backends: everything below conv_state is the reference implementation.
+ * When the build has oneDNN and NN_CONV_BACKEND picks it (core/compute.h),
+ * build also creates a conv2d_dnnl backend (l->state) and forward/backward
+ * hand the call to it; a call it cannot serve (no primitives for that slice
+ * size: out of memory) falls back here. The reference's scratch is declared
+ * either way, for that fallback.
+ *
  * Initialization: weight he_uniform, U(-sqrt(6/fan_in), +) with fan_in =
  * C/groups*kh*kw (suited to the relu that usually follows; PyTorch's own
  * default, kaiming_uniform(a=sqrt 5), is U(-1/sqrt(fan_in), +)); bias zeros. */
@@ -48,9 +55,12 @@
 #include <immintrin.h>
 #endif
 
+#include "core/compute.h"
 #include "core/layer.h"
+#include "core/layers/conv2d_dnnl.h"
 #include "core/layers/rows.h"
 #include "core/layers/window.h"
+#include "core/mem.h"
 
 #define CONV__MAXDIM (1 << 16)
 #define CONV__SLACK 16 /* floats after col that copy_row may spill into */
@@ -205,6 +215,49 @@ static size_t conv_chunk(const conv_geom *g, int n) {
   return s;
 }
 
+/* ---- backends ------------------------------------------------------------------
+ * l->state: NULL for the reference backend; a conv_state when oneDNN serves
+ * the layer (compute.h: NN_CONV_BACKEND). The reference's scratch is declared
+ * either way: it is the fallback when oneDNN cannot serve a slice size. */
+typedef struct conv_state {
+  nn_conv_backend backend;
+  nn__conv_dnnl *dnnl;
+  long fallbacks;  /* calls the reference served for want of primitives */
+} conv_state;
+
+static int conv_backend_new(nn_layer *l, const conv_geom *g, nn_error *err) {
+  nn_conv_backend b;
+  int rc = nn_conv_backend_choice(&b, err);
+  if (rc || b == NN_CONV_REFERENCE) return rc;
+  conv_state *st = nn_calloc(1, sizeof *st);
+  if (!st) return nn_error_set(err, NN_ENOMEM, "out of memory for the convolution's state");
+  nn__conv_dims d = {g->c, g->h, g->w, g->f, g->groups, g->kh, g->kw, g->sh, g->sw, g->dh, g->dw,
+                     g->pt, g->pb, g->pl, g->pr, g->ho, g->wo, opts(l)->use_bias};
+  st->backend = b;
+  rc = nn__conv_dnnl_new(&d, b == NN_CONV_DNNL_BLOCKED, &st->dnnl, err);
+  if (rc) {
+    free(st);
+    return rc;
+  }
+  l->state = st;
+  return 0;
+}
+
+static void conv2d_destroy(nn_layer *l) {
+  conv_state *st = l->state;
+  if (!st) return;
+  nn__conv_dnnl_free(st->dnnl);
+  free(st);
+  l->state = NULL;
+}
+
+nn_conv_backend nn_conv2d_backend(const nn_layer *l, long *fallbacks, const char **why) {
+  const conv_state *st = l->state;
+  if (fallbacks) *fallbacks = st ? st->fallbacks : 0;
+  if (why) *why = st ? nn__conv_dnnl_failure(st->dnnl) : "";
+  return st ? st->backend : NN_CONV_REFERENCE;
+}
+
 static int conv2d_build(nn_layer *l, nn_error *err) {
   conv_geom g;
   int rc = conv_geometry(l, &g, err);
@@ -237,6 +290,7 @@ static int conv2d_build(nn_layer *l, nn_error *err) {
     nn_shape bs = {1, {g.f}};
     rc = nn_layer_add_param(l, "bias", &bs, NN_INIT_ZEROS, fan_in, fan_out, err);
   }
+  if (!rc) rc = conv_backend_new(l, &g, err);
   return rc;
 }
 
@@ -427,7 +481,7 @@ static void conv_scratch(const nn_layer *l, const conv_geom *g, float **col, flo
 /* x [n, C, H, W] -> y [n, F, Ho, Wo], S samples at a time: im2col of the
  * chunk, then per group either one GEMM per sample straight into y (large
  * planes) or one GEMM over the chunk into yt and a reorder (small planes). */
-static void conv2d_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
+static void conv2d_forward_ref(nn_layer *l, const float *x, float *y, int n) {
   conv_geom g;
   float *col, *yt, *dcol;
   conv_geometry(l, &g, NULL);
@@ -473,17 +527,13 @@ static void conv2d_forward(nn_layer *l, const float *x, float *y, int n, const n
  * db += sums of dy; dW += dy col^T; dx = col2im(W^T dy) when dx is not
  * NULL. Large planes use dy in place per sample, small ones go through
  * dyt [F, S*P] and one GEMM per chunk. */
-static void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy,
-                            float *dx, int n, const nn_run_ctx *ctx) {
+static void conv2d_backward_ref(nn_layer *l, const float *x, const float *dy, float *dx,
+                                float *dw, float *db, int n) {
   conv_geom g;
   float *col, *dyt, *dcol;
-  int pg = nn_layer_param_grads(l, ctx);
-  if (!pg && !dx) return;
   conv_geometry(l, &g, NULL);
   conv_scratch(l, &g, &col, &dyt, &dcol);
-  float *db = pg && l->nparams > 1 ? l->grad[1] : NULL;
   const float *w = l->param[0];
-  float *dw = pg ? l->grad[0] : NULL; /* NULL: dx only (frozen) */
   int chunk = (int)conv_chunk(&g, n), p = (int)g.p, direct = p >= CONV__DIRECT_P;
   size_t xs = (size_t)g.c * g.h * g.w, ys = (size_t)g.f * g.p;
   for (int s0 = 0; s0 < n; s0 += chunk) {
@@ -531,6 +581,27 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
   }
 }
 
+static void conv2d_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
+  conv_state *st = l->state;
+  const float *b = l->nparams > 1 ? l->param[1] : NULL;
+  if (st && nn__conv_dnnl_forward(st->dnnl, x, l->param[0], b, y, n) == 0) return;
+  if (st) st->fallbacks++;
+  conv2d_forward_ref(l, x, y, n);
+}
+
+/* dW, db += (unless frozen: nn_layer_param_grads), dx = (unless NULL). */
+static void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy,
+                            float *dx, int n, const nn_run_ctx *ctx) {
+  conv_state *st = l->state;
+  int pg = nn_layer_param_grads(l, ctx);
+  if (!pg && !dx) return;
+  float *dw = pg ? l->grad[0] : NULL; /* NULL: dx only (frozen) */
+  float *db = pg && l->nparams > 1 ? l->grad[1] : NULL;
+  if (st && nn__conv_dnnl_backward(st->dnnl, x, l->param[0], dy, dx, dw, db, n) == 0) return;
+  if (st) st->fallbacks++;
+  conv2d_backward_ref(l, x, dy, dx, dw, db, n);
+}
+
 const nn_layer_ops nn_layer_conv2d = {
     .type = "conv2d",
     .help = "2-d convolution [C, H, W] -> [filters, Ho, Wo], weight [filters, C/groups, kh, kw]",
@@ -539,4 +610,5 @@ const nn_layer_ops nn_layer_conv2d = {
     .build = conv2d_build,
     .forward = conv2d_forward,
     .backward = conv2d_backward,
+    .destroy = conv2d_destroy,
 };

@@ -1,0 +1,69 @@
+/* compute.c: the math libraries' thread count and the convolution backend
+ * choice (compute.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#if defined(NN_HAVE_DNNL) && defined(NN_DNNL_OMP)
+#include <omp.h>
+#endif
+
+#include "core/compute.h"
+
+int nn_compute_have_dnnl(void) {
+#ifdef NN_HAVE_DNNL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/* The layout "dnnl" stands for: measured on the classic convnet (see
+ * docs/layers.md, "Convolution backends"). */
+#define NN__DNNL_DEFAULT NN_CONV_DNNL_BLOCKED
+
+int nn_conv_backend_choice(nn_conv_backend *out, nn_error *err) {
+  const char *v = getenv("NN_CONV_BACKEND");
+  if (!v || !v[0]) {
+    *out = nn_compute_have_dnnl() ? NN__DNNL_DEFAULT : NN_CONV_REFERENCE;
+    return 0;
+  }
+  if (strcmp(v, "reference") == 0) {
+    *out = NN_CONV_REFERENCE;
+    return 0;
+  }
+  nn_conv_backend b;
+  if (strcmp(v, "dnnl") == 0)
+    b = NN__DNNL_DEFAULT;
+  else if (strcmp(v, "dnnl_plain") == 0)
+    b = NN_CONV_DNNL_PLAIN;
+  else if (strcmp(v, "dnnl_blocked") == 0)
+    b = NN_CONV_DNNL_BLOCKED;
+  else
+    return nn_error_set(err, NN_EUSAGE,
+                        "environment variable NN_CONV_BACKEND='%s' is not one of %s", v,
+                        NN_CONV_BACKEND_CHOICES);
+  if (!nn_compute_have_dnnl())
+    return nn_error_set(err, NN_EUSAGE,
+                        "environment variable NN_CONV_BACKEND='%s': this build has no oneDNN "
+                        "(install libdnnl-dev and configure with -DNN_DNNL=ON), only 'reference'",
+                        v);
+  *out = b;
+  return 0;
+}
+
+const char *nn_conv_backend_name(nn_conv_backend b) {
+  switch (b) {
+  case NN_CONV_DNNL_PLAIN: return "dnnl_plain";
+  case NN_CONV_DNNL_BLOCKED: return "dnnl_blocked";
+  default: return "reference";
+  }
+}
+
+void nn_compute_set_threads(int n) {
+  if (n < 1) n = 1;
+  openblas_set_num_threads(n);
+#if defined(NN_HAVE_DNNL) && defined(NN_DNNL_OMP)
+  omp_set_num_threads(n);
+#endif
+}

@@ -1,0 +1,57 @@
+/* compute.h: which math libraries core computes with, and how many threads
+ * they use.
+ *
+ * Core computes with OpenBLAS (every layer's reference implementation) and,
+ * when built with it (CMake NN_DNNL, docs/layers.md "Convolution
+ * backends"), with oneDNN for conv2d. Both are told the rank's thread count
+ * here, once, by the run (run.threads).
+ *
+ * The convolution backend is a property of the machine and the build, not
+ * of the model (results agree to float rounding), so it is not a job key
+ * and never reaches a checkpoint: the environment variable NN_CONV_BACKEND
+ * picks it when a conv2d layer is built:
+ *   (unset) or "dnnl"   oneDNN in its default layout (reference when the
+ *                       build has no oneDNN and the variable is unset)
+ *   "dnnl_plain"        oneDNN on our NCHW / OIHW buffers as they are
+ *   "dnnl_blocked"      oneDNN in the layouts it picks (reorders at the edges)
+ *   "reference"         im2col + OpenBLAS
+ * Asking for a dnnl backend in a build without oneDNN, or an unknown name,
+ * fails the layer's build (NN_EUSAGE: exit 2, a bad invocation) with a message
+ * naming the variable. */
+#ifndef NN_CORE_COMPUTE_H
+#define NN_CORE_COMPUTE_H
+
+#include "core/err.h"
+#include "core/layer.h"
+
+typedef enum nn_conv_backend {
+  NN_CONV_REFERENCE,    /* im2col + OpenBLAS (conv2d.c) */
+  NN_CONV_DNNL_PLAIN,   /* oneDNN on NCHW / OIHW (goihw) buffers */
+  NN_CONV_DNNL_BLOCKED, /* oneDNN in its own layouts, reorders at the layer's edges */
+} nn_conv_backend;
+
+#define NN_CONV_BACKEND_CHOICES "dnnl|dnnl_plain|dnnl_blocked|reference"
+
+/* 1 if this build has the oneDNN convolution backend. */
+int nn_compute_have_dnnl(void);
+
+/* The backend NN_CONV_BACKEND asks for (see above) into *out: 0, or
+ * NN_EUSAGE with a message. */
+int nn_conv_backend_choice(nn_conv_backend *out, nn_error *err);
+
+/* "reference", "dnnl_plain", "dnnl_blocked". */
+const char *nn_conv_backend_name(nn_conv_backend b);
+
+/* The backend conv2d layer l was built with. *fallbacks (may be NULL): how
+ * many of its calls the reference served because oneDNN could not create
+ * primitives for their slice size; *why (may be NULL): the reason, "" if
+ * none. (Defined in layers/conv2d.c; tests and logs ask.) */
+nn_conv_backend nn_conv2d_backend(const nn_layer *l, long *fallbacks, const char **why);
+
+/* Threads per rank for every math library core uses: OpenBLAS, and
+ * oneDNN's OpenMP threads when built with it (omp_set_num_threads, which
+ * applies to the calling thread: call it from the thread that runs the
+ * model). n < 1 is taken as 1. */
+void nn_compute_set_threads(int n);
+
+#endif

@@ -61,6 +61,8 @@ void nn_softmax_rows(const float *logits, float *probs, int n, int k) {
  * logits, dlogits: [n, k]; labels: [n]. A label outside [0, k) makes the
  * returned sum NaN (the caller checks isfinite) and zeroes that row of the
  * gradient, so one bad label cannot write out of bounds. */
+#define CE__KEEP 1024 /* classes whose exponentials a row keeps (8 kB of stack) */
+
 double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int k,
                           float scale, float *dlogits) {
   double total = 0;
@@ -72,23 +74,28 @@ double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int
       if (dlogits) memset(dlogits + (size_t)i * k, 0, (size_t)k * sizeof(float));
       continue;
     }
-    /* the exponentials once, in float (core/fastmath.h: vectorized; every
-     * exponent is <= 0), into the gradient row when there is one; their sum
-     * in double */
+    /* Each exponential once, in double (the arithmetic every checkpoint so
+     * far was trained with: a run resumed from an old file continues bit
+     * for bit, tests/e2e_ckpt_v1.sh): kept on the stack for rows of up to
+     * CE__KEEP classes, computed again for the gradient above that. */
     float m = row_max(x, k);
-    float *d = dlogits ? dlogits + (size_t)i * k : NULL;
+    double keep[CE__KEEP];
+    int kept = dlogits && k <= CE__KEEP;
     double s = 0;
-    if (d) {
-      for (int j = 0; j < k; j++) d[j] = nn_expf(x[j] - m);
-      for (int j = 0; j < k; j++) s += d[j];
-    } else {
-      for (int j = 0; j < k; j++) s += nn_expf(x[j] - m);
+    for (int j = 0; j < k; j++) {
+      double e = exp((double)x[j] - m);
+      if (kept) keep[j] = e;
+      s += e;
     }
-    total += (double)m + log(s) - x[y];
-    if (d) {
-      float f = (float)(scale / s);
-      for (int j = 0; j < k; j++) d[j] *= f;
-      d[y] -= scale;
+    double lse = (double)m + log(s);
+    total += lse - x[y];
+    if (dlogits) {
+      float *d = dlogits + (size_t)i * k;
+      double inv = 1.0 / s;
+      for (int j = 0; j < k; j++) {
+        double e = kept ? keep[j] : exp((double)x[j] - m);
+        d[j] = (float)(scale * (e * inv - (j == y ? 1.0 : 0.0)));
+      }
     }
   }
   return total;

@@ -98,6 +98,13 @@ assert len({r.tobytes() for r in w[drawn]}) == 232       # every drawn row its o
 PYEOF
 echo "prepare vectors: found rows exact, padding zeros, drawn rows N(0, s^2)"
 
+# inspect describes the file from its attributes
+"$NNTRAIN" inspect "$T/e.h5" >"$T/insp" 2>&1 || fail "inspect of a vectors file: $(cat "$T/insp")"
+for want in "nntrain-vectors" "/params/emb/weight [257, 8] float32" "$T/glove.txt" \
+            "24 of 257 (1 duplicate lines skipped)" "232 from N(0," "seed 7" "padding row    0 (zeros)"; do
+  grep -qF -- "$want" "$T/insp" || fail "inspect of a vectors file lacks '$want': $(cat "$T/insp")"
+done
+
 # ---- the word2vec header and CRLF; seeds; a plain vocabulary ------------------------------
 "$NNTRAIN" prepare vectors "$T/glove_w2v.txt" --vocab "$T/w/vocab.txt" --layer emb \
   --out "$T/e_w2v.h5" --seed 7 >/dev/null 2>&1 || fail "prepare vectors: word2vec header + CRLF"

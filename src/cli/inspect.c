@@ -17,6 +17,7 @@
 #include "core/mem.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
+#include "worker/h5io.h"
 #include "worker/dataset.h"
 
 #define INSPECT_MAX_CHANNELS_SHOWN 8
@@ -315,6 +316,43 @@ static int inspect_ckpt_json(const char *path, nn_error *err) {
   return rc;
 }
 
+/* Print a vectors file (`nntrain prepare vectors`, docs/finetuning.md): its
+ * sources, table and counts, from the root attributes. */
+static int inspect_vectors(const char *path, nn_error *err) {
+  hid_t id;
+  int rc = nn_h5_open_read(path, "an nntrain vectors file", NULL, &id, err);
+  if (rc) return rc;
+  nn_h5_file f = {id, path, NN_EDATA, "an nntrain vectors file"};
+  static const char *const strs[] = {"layer", "vectors_file", "vocab_file"};
+  static const char *const nums[] = {"vocab_size", "tokens_found", "rows_drawn",
+                                     "duplicates_skipped", "padding_idx", "seed"};
+  char sv[3][1024];
+  int64_t nv[6];
+  int32_t dim = 0;
+  double sd = 0;
+  for (int i = 0; i < 3 && !rc; i++)
+    rc = nn_h5_attr_read_str(&f, id, strs[i], sv[i], sizeof sv[i], err);
+  for (int i = 0; i < 6 && !rc; i++)
+    rc = nn_h5_attr_read_num(&f, id, nums[i], H5T_NATIVE_INT64, &nv[i], 1, 1, NULL, err);
+  if (!rc) rc = nn_h5_attr_read_num(&f, id, "dim", H5T_NATIVE_INT32, &dim, 1, 1, NULL, err);
+  if (!rc) rc = nn_h5_attr_read_num(&f, id, "oov_std", H5T_NATIVE_DOUBLE, &sd, 1, 1, NULL, err);
+  H5Fclose(id);
+  if (rc) return rc;
+  printf("%-15s%s\n", "file", path);
+  printf("%-15snntrain-vectors (an embedding's weight for [init] from)\n", "format");
+  printf("%-15s/params/%s/weight [%lld, %d] float32\n", "table", sv[0], (long long)nv[0], dim);
+  printf("%-15s%s\n%-15s%s\n", "vectors", sv[1], "vocabulary", sv[2]);
+  printf("%-15s%lld of %lld (%lld duplicate lines skipped)\n", "rows found", (long long)nv[1],
+         (long long)nv[0], (long long)nv[3]);
+  printf("%-15s%lld from N(0, %.6g^2), seed %lld\n", "rows drawn", (long long)nv[2], sd,
+         (long long)nv[5]);
+  if (nv[4] >= 0)
+    printf("%-15s%lld (zeros)\n", "padding row", (long long)nv[4]);
+  else
+    printf("%-15snone\n", "padding row");
+  return 0;
+}
+
 /* Kinds of nntrain HDF5 file, by their "format" attribute. */
 typedef struct inspect_kind {
   const char *format;
@@ -325,6 +363,7 @@ typedef struct inspect_kind {
 static const inspect_kind kinds[] = {
   {NN_SHARD_FORMAT, inspect_shard, NULL},
   {NN_CKPT_FORMAT, inspect_ckpt, inspect_ckpt_json},
+  {"nntrain-vectors", inspect_vectors, NULL},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
@@ -338,7 +377,8 @@ static void help(FILE *f) {
           "belongs to (name, layers, optimizer), step and epoch, every state field,\n"
           "its replicas (one, \"model\", for a one-model run or a version 1 file) with\n"
           "every tensor's name and shape and the optimizer slots, and the last metrics\n"
-          "records. --json (checkpoints): the version, state, replicas and tensors as\n"
+          "records. For a vectors file (prepare vectors): the table, its sources and\n"
+          "counts. --json (checkpoints): the version, state, replicas and tensors as\n"
           "one JSON object.\n"
           "Exit code 4 if the file is missing, not HDF5, or not an nntrain file.\n");
 }

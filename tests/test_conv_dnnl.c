@@ -21,6 +21,13 @@
  *   builds count allocations; skipped otherwise);
  * - finite-difference gradient checks on both oneDNN layouts;
  * - NN_CONV_BACKEND errors: an unknown name fails the build (NN_EUSAGE);
+ * - bf16 (train.precision; skipped on a CPU without bf16): every case above
+ *   on the blocked and plain layouts in bf16 against the f32 reference, to a
+ *   bf16 tolerance (BF16_TOL, below), and each bf16 layer must differ from
+ *   the reference by more than f32 rounding (BF16_MIN_ERR: proof the bf16
+ *   path ran); layers with fewer than NN_CONV_BF16_MIN_CHANNELS input
+ *   channels per group stay f32 (nn_conv2d_bf16 0, f32 tolerance); bf16
+ *   refused with NN_CONV_BACKEND=reference, precision unchanged;
  * - with NN_CONV_BENCH_REPS=R set (not in CTest), a timing of the classic
  *   convnet's three convolutions at batch 64, forward + backward (no dx for
  *   the first, as in training), each backend in turn R times, alternating so
@@ -63,15 +70,22 @@ static nn_layer_cfg case_cfg(const conv_case *k) {
   return c;
 }
 
-/* Build m for the case with NN_CONV_BACKEND = backend. */
+/* The precision models are built in (core/compute.h): bf16 while a test
+ * of bf16 runs, f32 otherwise. */
+static nn_precision build_precision = NN_PRECISION_FP32;
+
+/* Build m for the case with NN_CONV_BACKEND = backend, in build_precision
+ * (reset to f32 afterwards). */
 static int build_with(nn_model *m, const conv_case *k, const char *backend, int max_batch) {
   nn_layer_cfg c = case_cfg(k);
   nn_shape in = {3, {k->c, k->h, k->w}};
   nn_error e;
   nn_error_clear(&e);
   setenv("NN_CONV_BACKEND", backend, 1);
-  int rc = nn_model_build(m, &in, &c, 1, max_batch, &e);
+  int rc = nn_compute_set_precision(build_precision, &e);
+  if (!rc) rc = nn_model_build(m, &in, &c, 1, max_batch, &e);
   unsetenv("NN_CONV_BACKEND");
+  nn_compute_set_precision(NN_PRECISION_FP32, NULL);
   if (rc) fprintf(stderr, "build (%s): %s\n", backend, e.msg);
   return rc;
 }
@@ -94,6 +108,21 @@ static double rel_err(const float *a, const float *b, size_t n) {
 static double worst_seen;
 
 #define TOL 2e-5
+
+/* bf16 keeps 8 significant bits: rounding x and w to bf16 errs by up to
+ * 2^-9 (2e-3) relative each, so a product by up to ~4e-3; the sums run in
+ * f32. Over K products of random sign the errors partly cancel, and the
+ * result is compared relative to the tensor's largest element: measured
+ * worst ~3e-3 (see the summary line), so 1.5e-2 leaves room and still
+ * fails a wrong index or a missing term (errors of order 1). */
+#define BF16_TOL 1.5e-2
+/* ...and a bf16 layer's forward must differ from the f32 reference by more
+ * than f32 rounding ever does (TOL): else the bf16 path did not run. */
+#define BF16_MIN_ERR 1e-4
+
+/* The tolerance compare() applies, and the least forward error it demands
+ * (0: none): TOL and 0 for f32 layers, BF16_TOL and BF16_MIN_ERR for bf16. */
+static double tol = TOL, min_err = 0;
 
 /* Run both models on the same n samples and compare y, dx, dW, db (grads
  * pre-filled with the same values). dx NULL: backward without dx. frozen:
@@ -137,9 +166,12 @@ static void compare(nn_model *r, nn_model *d, int n, uint64_t seed, int want_dx,
   ASSERT_TRUE(ok);
   double worst = fmax(fmax(ey, edx), fmax(ew, eb));
   worst_seen = fmax(worst_seen, worst);
-  if (!(worst <= TOL))
+  if (!(worst <= tol))
     fprintf(stderr, "%s n=%d: y %.2e dx %.2e dW %.2e db %.2e\n", what, n, ey, edx, ew, eb);
-  ASSERT_TRUE(worst <= TOL);
+  ASSERT_TRUE(worst <= tol);
+  if (min_err > 0 && !(ey >= min_err))
+    fprintf(stderr, "%s n=%d: y %.2e: no bf16 rounding seen\n", what, n, ey);
+  ASSERT_TRUE(ey >= min_err);
   long fb = 0;
   const char *why = "";
   nn_conv_backend b = nn_conv2d_backend(&d->layers[0], &fb, &why);
@@ -175,11 +207,26 @@ static void check_cases(const char *backend) {
     snprintf(what, sizeof what, "%s case %zu", backend, i);
     nn_model r, d;
     int max_batch = k->n + 2;
-    ASSERT_OK(build_with(&r, k, "reference", max_batch));
+    nn_precision p = build_precision;
+    build_precision = NN_PRECISION_FP32; /* the reference is f32 */
+    int rc = build_with(&r, k, "reference", max_batch);
+    build_precision = p;
+    ASSERT_OK(rc);
     if (build_with(&d, k, backend, max_batch)) {
       nn_model_free(&r);
       ASSERT_TRUE(0);
     }
+    /* bf16 exactly where asked for and the layer has the channels for it */
+    int bf16 = p == NN_PRECISION_BF16 && k->c / k->groups >= NN_CONV_BF16_MIN_CHANNELS;
+    if (nn_conv2d_bf16(&d.layers[0]) != bf16) {
+      fprintf(stderr, "%s: nn_conv2d_bf16 %d, expected %d\n", what, nn_conv2d_bf16(&d.layers[0]),
+              bf16);
+      nn_model_free(&r);
+      nn_model_free(&d);
+      ASSERT_TRUE(0);
+    }
+    tol = bf16 ? BF16_TOL : TOL;
+    min_err = bf16 ? BF16_MIN_ERR : 0;
     nn_model_init_params(&r, 7 + i);
     nn_rng g;
     nn_rng_init(&g, i, NN_RNG_TEST, 14, 0, 0);
@@ -193,10 +240,13 @@ static void check_cases(const char *backend) {
     if (nn__test_failed == fails) compare(&r, &d, k->n, 400 + i, 0, 0, what); /* no dx */
     nn_model_free(&r);
     nn_model_free(&d);
+    tol = TOL;
+    min_err = 0;
     if (nn__test_failed != fails) return;
   }
-  fprintf(stderr, "    %s: %zu cases, worst relative error %.2e (tolerance %.0e)\n", backend,
-          sizeof cases / sizeof *cases, worst_seen, TOL);
+  fprintf(stderr, "    %s%s: %zu cases, worst relative error %.2e (tolerance %.1e)\n", backend,
+          build_precision == NN_PRECISION_BF16 ? " bf16" : "", sizeof cases / sizeof *cases,
+          worst_seen, build_precision == NN_PRECISION_BF16 ? BF16_TOL : TOL);
 }
 
 static void test_plain_vs_reference(void) {
@@ -339,6 +389,48 @@ static void test_backend_env_errors(void) {
   }
 }
 
+#define NEED_BF16()                                                                 \
+  do {                                                                              \
+    const char *why_ = "";                                                          \
+    if (!nn_compute_bf16_support(&why_)) SKIP_TEST("no bf16 here: %s", why_);       \
+  } while (0)
+
+static void test_bf16_blocked_vs_reference(void) {
+  NEED_BF16();
+  build_precision = NN_PRECISION_BF16;
+  check_cases("dnnl_blocked");
+  build_precision = NN_PRECISION_FP32;
+}
+
+static void test_bf16_plain_vs_reference(void) {
+  NEED_BF16();
+  build_precision = NN_PRECISION_BF16;
+  check_cases("dnnl_plain");
+  build_precision = NN_PRECISION_FP32;
+}
+
+/* bf16 with the reference backend, or (in a build without oneDNN or on a
+ * CPU without bf16) at all: NN_EINVAL saying why, the precision unchanged. */
+static void test_bf16_refused(void) {
+  nn_error e;
+  nn_error_clear(&e);
+  setenv("NN_CONV_BACKEND", "reference", 1);
+  int rc = nn_compute_set_precision(NN_PRECISION_BF16, &e);
+  unsetenv("NN_CONV_BACKEND");
+  ASSERT_EQ_INT(rc, NN_EINVAL);
+  ASSERT_EQ_INT(nn_compute_precision(), NN_PRECISION_FP32);
+  const char *why = "";
+  if (nn_compute_bf16_support(&why)) {
+    ASSERT_STR_CONTAINS(e.msg, "NN_CONV_BACKEND=reference");
+    ASSERT_OK(nn_compute_set_precision(NN_PRECISION_BF16, &e));
+    ASSERT_EQ_INT(nn_compute_precision(), NN_PRECISION_BF16);
+  } else {
+    ASSERT_STR_CONTAINS(e.msg, why);
+  }
+  ASSERT_OK(nn_compute_set_precision(NN_PRECISION_FP32, &e));
+  ASSERT_EQ_INT(nn_compute_precision(), NN_PRECISION_FP32);
+}
+
 static double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -354,13 +446,19 @@ static int cmp_double(const void *a, const void *b) {
 
 /* One layer's timing: models[b] for each backend, R alternating rounds. */
 static void bench_layer(const conv_case *k, int reps, int want_dx) {
-  static const char *const names[] = {"reference", "dnnl_plain", "dnnl_blocked"};
-  enum { NB = 3 };
+  /* the last: dnnl_blocked in bf16 (where the CPU has it: else f32 again) */
+  static const char *const names[] = {"reference", "dnnl_plain", "dnnl_blocked", "dnnl_blocked"};
+  enum { NB = 4 };
   nn_model m[NB];
   static double t[NB][BENCH_MAX_REPS];
   int built = 0;
-  for (; built < NB; built++)
-    if (build_with(&m[built], k, names[built], k->n)) break;
+  for (; built < NB; built++) {
+    build_precision = built == 3 && nn_compute_bf16_support(NULL) ? NN_PRECISION_BF16
+                                                                  : NN_PRECISION_FP32;
+    int rc = build_with(&m[built], k, names[built], k->n);
+    build_precision = NN_PRECISION_FP32;
+    if (rc) break;
+  }
   size_t nx = (size_t)k->n * k->c * k->h * k->w, ny = 0;
   float *x = NULL, *dy = NULL, *dx = NULL;
   if (built == NB) {
@@ -385,9 +483,9 @@ static void bench_layer(const conv_case *k, int reps, int want_dx) {
       }
     for (int b = 0; b < NB; b++) {
       qsort(t[b], (size_t)reps, sizeof(double), cmp_double);
-      fprintf(stderr, "    %dx%dx%d -> %d, %dx%d, batch %d%s: %-12s min %7.3f ms  median %7.3f ms\n",
+      fprintf(stderr, "    %dx%dx%d -> %d, %dx%d, batch %d%s: %-12s %s min %7.3f ms  median %7.3f ms\n",
               k->c, k->h, k->w, k->f, k->kh, k->kw, k->n, want_dx ? "" : " (no dx)", names[b],
-              t[b][0], t[b][reps / 2]);
+              nn_conv2d_bf16(&m[b].layers[0]) ? "bf16" : "f32 ", t[b][0], t[b][reps / 2]);
     }
   }
   free(x);
@@ -417,4 +515,6 @@ static void test_bench_cnn_layers(void) {
 TEST_MAIN(TEST(test_plain_vs_reference), TEST(test_blocked_vs_reference),
           TEST(test_cache_replacement), TEST(test_cached_call_allocates_nothing),
           TEST(test_gradcheck_plain), TEST(test_gradcheck_blocked),
-          TEST(test_backend_env_errors), TEST(test_bench_cnn_layers))
+          TEST(test_backend_env_errors), TEST(test_bf16_blocked_vs_reference),
+          TEST(test_bf16_plain_vs_reference), TEST(test_bf16_refused),
+          TEST(test_bench_cnn_layers))

@@ -201,6 +201,13 @@ static const nn_key train_keys[] = {
    .max = 1000, .def = "3", .flags = NN_KEY_ZERO_ABSENT,
    .help = "With on_nonfinite = \"rollback\": rollbacks allowed in one run (resumes "
            "included); the non-finite step after the last one stops the run (exit 7)."},
+  {.name = "precision", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, precision),
+   .size = SZ(nn_job_train, precision), .def = "\"fp32\"", .choices = "fp32|bf16",
+   .help = "\"bf16\": the oneDNN convolutions with 4 or more input channels per group "
+           "compute in bf16 (bf16 inputs, f32 sums and outputs); parameters, gradients, "
+           "optimizer state, checkpoints and every other layer stay f32 "
+           "(docs/layers.md#bf16). Needs a CPU with AVX512-BF16 or AMX and a build with "
+           "oneDNN, else the run stops (exit 3). May change on resume."},
   {0},
 };
 

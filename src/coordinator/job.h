@@ -70,6 +70,8 @@ typedef struct nn_job_train {
   int nonfinite_max_skips;  /* skip: stop after this many non-finite steps in a row */
   double nonfinite_lr_factor; /* rollback: the learning rate's factor per rollback */
   int nonfinite_max_rollbacks; /* rollback: stop at the non-finite step after this many */
+  char precision[8];        /* "fp32" | "bf16": the convolutions' compute precision
+                               (core/compute.h); a run setting, not in checkpoints */
 } nn_job_train;
 
 typedef struct nn_job_run {

@@ -489,13 +489,28 @@ static int open_outputs(run *R, nn_error *err) {
   return rc;
 }
 
+/* train.precision for the layers built from here on (core/compute.h); a
+ * machine or build that cannot run bf16 is a job this machine refuses
+ * (NN_ESCHEMA: exit 3, naming the key). "" (a spec from before the key): fp32. */
+static int set_precision(const nn_job *job, nn_error *err) {
+  int bf16 = strcmp(job->train.precision, "bf16") == 0;
+  nn_error e;
+  nn_error_clear(&e);
+  if (nn_compute_set_precision(bf16 ? NN_PRECISION_BF16 : NN_PRECISION_FP32, &e) == 0) return 0;
+  nn_error_at(err, NN_ESCHEMA, job->source, 0, 0,
+              "train.precision = \"bf16\" cannot run here: %s", e.msg);
+  if (err) snprintf(err->where, sizeof err->where, "train.precision");
+  return NN_ESCHEMA;
+}
+
 /* Every step of setup ends with all ranks agreeing on its outcome, so a
  * failure on one rank (out of memory, an unreadable shard) returns on every
  * rank at the same point, and no rank is left in a collective. */
 static int setup(run *R, nn_error *err) {
   const nn_job *job = R->job;
   nn_compute_set_threads(nn_train_blas_threads(job, R->comm)); /* OpenBLAS, oneDNN */
-  int rc = nn_task_for_job(job, &R->task, err);
+  int rc = set_precision(job, err);
+  if (!rc) rc = nn_task_for_job(job, &R->task, err);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
   if ((rc = nn_run_data_open(&R->data, job, &so, R->comm, err)) != 0) return rc;
@@ -554,12 +569,17 @@ static int announce(run *R, nn_error *err) {
   nn_json_int(rec, "epochs", job->train.epochs);
   nn_json_int(rec, "batch_size", job->train.batch_size);
   nn_json_int(rec, "step", R->state.step);
-  for (int i = 0; i < m->nlayers; i++) /* which convolution backend runs (core/compute.h) */
+  int convs = 0, bf16 = 0; /* which convolution backend runs, in what (core/compute.h) */
+  for (int i = 0; i < m->nlayers; i++)
     if (m->layers[i].ops && strcmp(m->layers[i].ops->type, "conv2d") == 0) {
-      nn_json_str(rec, "conv_backend", nn_conv_backend_name(nn_conv2d_backend(&m->layers[i],
-                                                                              NULL, NULL)));
-      break;
+      if (!convs++)
+        nn_json_str(rec, "conv_backend",
+                    nn_conv_backend_name(nn_conv2d_backend(&m->layers[i], NULL, NULL)));
+      bf16 += nn_conv2d_bf16(&m->layers[i]);
     }
+  nn_json_str(rec, "precision",
+              nn_compute_precision() == NN_PRECISION_BF16 ? "bf16" : "fp32");
+  if (convs) nn_json_int(rec, "conv_bf16_layers", bf16);
   return nn_runlog_write(&R->log, rec, err);
 }
 

@@ -7,6 +7,9 @@
 #if defined(NN_HAVE_DNNL) && defined(NN_DNNL_OMP)
 #include <omp.h>
 #endif
+#ifdef NN_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 #include "core/compute.h"
 
@@ -59,6 +62,42 @@ const char *nn_conv_backend_name(nn_conv_backend b) {
   default: return "reference";
   }
 }
+
+int nn_compute_bf16_support(const char **why) {
+  const char *w = "";
+  int ok = 0;
+#ifdef NN_HAVE_DNNL
+  /* ISA values are nested bit sets: avx512_core_amx holds avx512_core_bf16 */
+  unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+  ok = (isa & bf) == bf;
+  if (!ok) w = "this CPU has no bf16 instructions (oneDNN needs AVX512-BF16 or AMX)";
+#else
+  w = "this build has no oneDNN (install libdnnl-dev and configure with -DNN_DNNL=ON)";
+#endif
+  if (why) *why = w;
+  return ok;
+}
+
+/* The run's precision (compute.h): set once by the run before it builds its
+ * models, like the thread count the math libraries keep. */
+static nn_precision nn__precision = NN_PRECISION_FP32;
+
+int nn_compute_set_precision(nn_precision p, nn_error *err) {
+  if (p == NN_PRECISION_BF16) {
+    const char *why = "";
+    if (!nn_compute_bf16_support(&why)) return nn_error_set(err, NN_EINVAL, "%s", why);
+    nn_conv_backend b;
+    int rc = nn_conv_backend_choice(&b, err);
+    if (rc) return rc;
+    if (b == NN_CONV_REFERENCE)
+      return nn_error_set(err, NN_EINVAL, "NN_CONV_BACKEND=reference computes in f32 only "
+                                          "(bf16 needs a oneDNN backend: unset it or use dnnl)");
+  }
+  nn__precision = p;
+  return 0;
+}
+
+nn_precision nn_compute_precision(void) { return nn__precision; }
 
 void nn_compute_set_threads(int n) {
   if (n < 1) n = 1;

@@ -223,6 +223,7 @@ typedef struct conv_state {
   nn_conv_backend backend;
   nn__conv_dnnl *dnnl;
   long fallbacks;  /* calls the reference served for want of primitives */
+  int bf16;        /* computes in bf16 (compute.h: the precision when built) */
 } conv_state;
 
 static int conv_backend_new(nn_layer *l, const conv_geom *g, nn_error *err) {
@@ -234,7 +235,8 @@ static int conv_backend_new(nn_layer *l, const conv_geom *g, nn_error *err) {
   nn__conv_dims d = {g->c, g->h, g->w, g->f, g->groups, g->kh, g->kw, g->sh, g->sw, g->dh, g->dw,
                      g->pt, g->pb, g->pl, g->pr, g->ho, g->wo, opts(l)->use_bias};
   st->backend = b;
-  rc = nn__conv_dnnl_new(&d, b == NN_CONV_DNNL_BLOCKED, &st->dnnl, err);
+  st->bf16 = nn_compute_precision() == NN_PRECISION_BF16 && g->cg >= NN_CONV_BF16_MIN_CHANNELS;
+  rc = nn__conv_dnnl_new(&d, b == NN_CONV_DNNL_BLOCKED, st->bf16, &st->dnnl, err);
   if (rc) {
     free(st);
     return rc;
@@ -256,6 +258,11 @@ nn_conv_backend nn_conv2d_backend(const nn_layer *l, long *fallbacks, const char
   if (fallbacks) *fallbacks = st ? st->fallbacks : 0;
   if (why) *why = st ? nn__conv_dnnl_failure(st->dnnl) : "";
   return st ? st->backend : NN_CONV_REFERENCE;
+}
+
+int nn_conv2d_bf16(const nn_layer *l) {
+  const conv_state *st = l->state;
+  return st ? st->bf16 : 0;
 }
 
 static int conv2d_build(nn_layer *l, nn_error *err) {

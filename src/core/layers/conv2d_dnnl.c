@@ -66,6 +66,7 @@ typedef struct dn_entry {
 struct nn__conv_dnnl {
   nn__conv_dims d;
   int blocked;
+  int bf16;                 /* src, weights, diff_dst in bf16 (conv2d_dnnl.h) */
   dnnl_engine_t engine;
   dnnl_stream_t stream;
   dn_entry cache[NN__CONV_DNNL_CACHE];
@@ -188,12 +189,25 @@ done:
 
 /* ---- one entry: the primitives for slice size n --------------------------------- */
 
-/* Memory descriptors of the problem: ours (`u_*`) and what the primitives
- * are asked for (`a_*`: ours when plain, "any" when blocked). */
+/* Memory descriptors of the problem: ours (`u_*`, always f32) and what the
+ * primitives are asked for (`a_*`: ours when plain, "any" when blocked; in
+ * bf16 the tensors the primitives read are bf16 (src, weights, diff_dst)
+ * and the ones they write stay f32 (dst, diff_src, diff_weights, bias)). */
 typedef struct dn_mds {
-  dnnl_memory_desc_t u_src, u_wei, u_dst, bias, a_src, a_wei, a_dst;
+  dnnl_memory_desc_t u_src, u_wei, u_dst, bias;
+  dnnl_memory_desc_t a_src, a_wei, a_dst;   /* read: src, weights; written: dst (f32) */
+  dnnl_memory_desc_t a_dsrc, a_dwei, a_ddst; /* written: diff_src, diff_weights (f32); read: diff_dst */
   dnnl_dims_t strides, dil, pad_l, pad_r;
 } dn_mds;
+
+/* *md: dims in `tag` (format "any" when c->blocked) of type t. */
+static int md_init(nn__conv_dnnl *c, dnnl_memory_desc_t *md, int nd, const dnnl_dims_t dims,
+                   dnnl_data_type_t t, dnnl_format_tag_t tag) {
+  int rc = 0;
+  DN(dnnl_memory_desc_init_by_tag(md, nd, dims, t, c->blocked ? dnnl_format_tag_any : tag));
+done:
+  return rc;
+}
 
 static int mds_init(nn__conv_dnnl *c, int n, dn_mds *m) {
   const nn__conv_dims *d = &c->d;
@@ -201,21 +215,20 @@ static int mds_init(nn__conv_dnnl *c, int n, dn_mds *m) {
   dnnl_dims_t src = {n, d->c, d->h, d->w}, dst = {n, d->f, d->ho, d->wo}, bias = {d->f};
   dnnl_dims_t wei4 = {d->f, d->c, d->kh, d->kw};
   dnnl_dims_t wei5 = {d->groups, d->f / d->groups, d->c / d->groups, d->kh, d->kw};
-  int g = d->groups > 1;
+  int g = d->groups > 1, wn = g ? 5 : 4;
+  const dnnl_dim_t *wei = g ? wei5 : wei4;
+  dnnl_format_tag_t wtag = g ? dnnl_goihw : dnnl_oihw;
+  dnnl_data_type_t in = c->bf16 ? dnnl_bf16 : dnnl_f32; /* what the primitives read */
   DN(dnnl_memory_desc_init_by_tag(&m->u_src, 4, src, dnnl_f32, dnnl_nchw));
   DN(dnnl_memory_desc_init_by_tag(&m->u_dst, 4, dst, dnnl_f32, dnnl_nchw));
-  DN(dnnl_memory_desc_init_by_tag(&m->u_wei, g ? 5 : 4, g ? wei5 : wei4, dnnl_f32,
-                                  g ? dnnl_goihw : dnnl_oihw));
+  DN(dnnl_memory_desc_init_by_tag(&m->u_wei, wn, wei, dnnl_f32, wtag));
   DN(dnnl_memory_desc_init_by_tag(&m->bias, 1, bias, dnnl_f32, dnnl_a));
-  m->a_src = m->u_src;
-  m->a_dst = m->u_dst;
-  m->a_wei = m->u_wei;
-  if (c->blocked) {
-    DN(dnnl_memory_desc_init_by_tag(&m->a_src, 4, src, dnnl_f32, dnnl_format_tag_any));
-    DN(dnnl_memory_desc_init_by_tag(&m->a_dst, 4, dst, dnnl_f32, dnnl_format_tag_any));
-    DN(dnnl_memory_desc_init_by_tag(&m->a_wei, g ? 5 : 4, g ? wei5 : wei4, dnnl_f32,
-                                    dnnl_format_tag_any));
-  }
+  if ((rc = md_init(c, &m->a_src, 4, src, in, dnnl_nchw)) != 0) goto done;
+  if ((rc = md_init(c, &m->a_wei, wn, wei, in, wtag)) != 0) goto done;
+  if ((rc = md_init(c, &m->a_dst, 4, dst, dnnl_f32, dnnl_nchw)) != 0) goto done;
+  if ((rc = md_init(c, &m->a_dsrc, 4, src, dnnl_f32, dnnl_nchw)) != 0) goto done;
+  if ((rc = md_init(c, &m->a_dwei, wn, wei, dnnl_f32, wtag)) != 0) goto done;
+  if ((rc = md_init(c, &m->a_ddst, 4, dst, in, dnnl_nchw)) != 0) goto done;
   m->strides[0] = d->sh;
   m->strides[1] = d->sw;
   m->dil[0] = d->dh - 1; /* oneDNN counts the gaps: 0 = none */
@@ -240,12 +253,12 @@ static int pds_new(nn__conv_dnnl *c, const dn_mds *m, dnnl_primitive_desc_t pds[
                                                 &m->a_src, &m->a_wei, bias, &m->a_dst, m->strides,
                                                 m->dil, m->pad_l, m->pad_r));
   DN(dnnl_primitive_desc_create(&pds[0], &fd, attr, c->engine, NULL));
-  DN(dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &m->a_src,
-                                                      &m->a_wei, &m->a_dst, m->strides, m->dil,
+  DN(dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &m->a_dsrc,
+                                                      &m->a_wei, &m->a_ddst, m->strides, m->dil,
                                                       m->pad_l, m->pad_r));
   DN(dnnl_primitive_desc_create(&pds[1], &bd, attr, c->engine, pds[0]));
   DN(dnnl_dilated_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &m->a_src,
-                                                         &m->a_wei, bias, &m->a_dst, m->strides,
+                                                         &m->a_dwei, bias, &m->a_ddst, m->strides,
                                                          m->dil, m->pad_l, m->pad_r));
   DN(dnnl_primitive_desc_create(&pds[2], &wd, attr, c->engine, pds[0]));
 done:
@@ -475,7 +488,7 @@ int nn__conv_dnnl_backward(nn__conv_dnnl *c, const float *x, const float *w, con
 
 /* ---- life ----------------------------------------------------------------------- */
 
-int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, nn__conv_dnnl **out,
+int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, int bf16, nn__conv_dnnl **out,
                       nn_error *err) {
   int rc = 0;
   nn__conv_dnnl *c = nn_calloc(1, sizeof *c);
@@ -483,6 +496,7 @@ int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, nn__conv_dnnl **out,
   if (!c) return nn_error_set(err, NN_ENOMEM, "out of memory for the oneDNN convolution");
   c->d = *d;
   c->blocked = blocked;
+  c->bf16 = bf16;
   DN(dnnl_engine_create(&c->engine, dnnl_cpu, 0));
   DN(dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags));
   *out = c;
@@ -508,10 +522,11 @@ const char *nn__conv_dnnl_failure(const nn__conv_dnnl *c) { return c->why; }
 
 #include "core/layers/conv2d_dnnl.h"
 
-int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, nn__conv_dnnl **out,
+int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, int bf16, nn__conv_dnnl **out,
                       nn_error *err) {
   (void)d;
   (void)blocked;
+  (void)bf16;
   *out = NULL;
   return nn_error_set(err, NN_EINTERNAL, "this build has no oneDNN");
 }

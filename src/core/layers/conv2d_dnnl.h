@@ -1,4 +1,4 @@
-/* conv2d_dnnl.h: conv2d's oneDNN backend (fp32), private to conv2d.c.
+/* conv2d_dnnl.h: conv2d's oneDNN backend (fp32 or bf16), private to conv2d.c.
  *
  * conv2d.c keeps the im2col + OpenBLAS convolution as the reference
  * implementation and the fallback; when the build has oneDNN (NN_HAVE_DNNL)
@@ -28,7 +28,13 @@
  * primitive writes it (it overwrites; our contract adds, so it is added into
  * the caller's dW by a reorder with a sum post-op), the bias gradient, and
  * every primitive's scratchpad (oneDNN's scratchpad mode "user", so oneDNN
- * allocates none while it runs). */
+ * allocates none while it runs).
+ *
+ * bf16 (train.precision, core/compute.h): the primitives read bf16 (x, the
+ * weights and dy, rounded to nearest even by the reorders that bring them
+ * in, so a bf16 backend always reorders them, plain or blocked) and write
+ * f32 (y, dx, the weight and bias gradients); products are exact in f32 and
+ * accumulated in f32. Our buffers at the edges stay f32 either way. */
 #ifndef NN_CORE_LAYERS_CONV2D_DNNL_H
 #define NN_CORE_LAYERS_CONV2D_DNNL_H
 
@@ -49,10 +55,11 @@ typedef struct nn__conv_dims {
 
 typedef struct nn__conv_dnnl nn__conv_dnnl;
 
-/* A backend for d, in the blocked layout when `blocked`, else plain: the
- * engine and stream only (primitives come with the first call of each n).
+/* A backend for d, in the blocked layout when `blocked`, else plain, in bf16
+ * when `bf16` (the caller checked the CPU has it: nn_compute_bf16_support):
+ * the engine and stream only (primitives come with the first call of each n).
  * 0, or NN_ENOMEM / NN_EINTERNAL with a message. */
-int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, nn__conv_dnnl **out,
+int nn__conv_dnnl_new(const nn__conv_dims *d, int blocked, int bf16, nn__conv_dnnl **out,
                       nn_error *err);
 void nn__conv_dnnl_free(nn__conv_dnnl *c);
 

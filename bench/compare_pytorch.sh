@@ -23,12 +23,15 @@
 # --backends "reference dnnl" runs nntrain once per convolution backend (NN_CONV_BACKEND,
 # docs/layers.md) in each round, alternating with the rest, and prints a row per backend.
 #
+# --precision bf16 trains nntrain with train.precision = "bf16" (docs/layers.md#bf16); PyTorch
+# stays in fp32, as issue 13's bf16 targets compare.
+#
 # usage: bench/compare_pytorch.sh [--job cnn|wordlang|fortunes|resnet] [--reps R]
 #                                 [--threads T] [--epochs E] [--backends "B1 B2 ..."]
-#                                 [--no-augment]
+#                                 [--no-augment] [--precision fp32|bf16]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-reps=2 threads=1 epochs=1 job=cnn backends="" augment=1
+reps=2 threads=1 epochs=1 job=cnn backends="" augment=1 precision=fp32
 while [ $# -gt 0 ]; do
   case $1 in
     --job) job=$2; shift 2 ;;
@@ -37,7 +40,8 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;;
     --backends) backends=$2; shift 2 ;;
     --no-augment) augment=0; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --precision) precision=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "compare_pytorch.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +76,7 @@ nn_run() { # ranks [conv backend] -> JSON line like pytorch_cnn.py's
   mpirun -np "$n" --oversubscribe --bind-to none "$NNTRAIN" "$JOB" \
     --no-progress --set train.epochs="$epochs" --set train.batch_size=$((PER * n)) \
     "${NNSET[@]}" --set run.threads="$threads" --set run.dir="\"$out/run$n\"" \
+    --set train.precision="\"$precision\"" \
     --set checkpoint.every_epochs=0 --set checkpoint.every_steps=0 \
     --set checkpoint.at_end=false > "$out/nn.txt"
   unset NN_CONV_BACKEND
@@ -109,7 +114,7 @@ for rep in $(seq "$reps"); do
     py_run "$n" | tee -a "$out/results.jsonl"
   done
 done
-$PY - "$out/results.jsonl" "$threads" "$job" <<'PYEOF'
+$PY - "$out/results.jsonl" "$threads" "$job" "$precision" <<'PYEOF'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
 # PyTorch's usual figures with 1 thread per rank, (low, high) at 1 and 2 ranks, on quiet
@@ -123,7 +128,8 @@ what = {"cnn": "classic convnet, Fashion-MNIST, batch 64 per rank; samples/s",
         "resnet": "ResNet (4 blocks, BatchNorm), Fashion-MNIST, batch 64 per rank; samples/s",
         "wordlang": "word language (embedding + GRU 128), batch 64 per rank; samples/s",
         "fortunes": "char LSTM 256 on fortunes, 16 streams x 64 tokens per rank; tokens/s"}[sys.argv[3]]
-print("%s, %s thread(s) per rank" % (what, sys.argv[2]))
+print("%s, %s thread(s) per rank%s" % (what, sys.argv[2],
+      ", nntrain in bf16" if sys.argv[4] == "bf16" else ""))
 print("%6s %14s %14s %8s %22s %22s  %s" % ("ranks", "nntrain /s", "pytorch /s", "ratio",
                                             "nntrain RSS MB", "pytorch RSS MB",
                                             "pytorch usually"))

@@ -114,13 +114,62 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
     }
     float mu = (float)mean, inv = (float)(1.0 / sqrt(var + eps));
     if (ctx->training) mu = smean[ch], inv = sinv[ch];
-    /* x - mu first, in double: no cancellation, one rounding */
-    double g = (double)gamma[ch] * inv, b = beta[ch], mud = mu;
+    /* x - mu first (exact when x is near mu: no cancellation), then one
+     * multiply-add, all in float so the loop runs at full vector width;
+     * relu_out: a ReLU fused onto the output (model.c), max(0, .) */
+    const float a = (float)((double)gamma[ch] * inv), b = beta[ch];
+    const int relu = l->relu_out;
     for (int i = 0; i < n; i++) {
       size_t base = ((size_t)i * c + ch) * s;
-      for (size_t j = 0; j < s; j++) y[base + j] = (float)(g * ((double)x[base + j] - mud) + b);
+      const float *restrict xs = x + base;
+      float *restrict ys = y + base;
+      if (relu) {
+        for (size_t j = 0; j < s; j++) {
+          float v = a * (xs[j] - mu) + b;
+          ys[j] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+        for (size_t j = 0; j < s; j++) ys[j] = a * (xs[j] - mu) + b;
+      }
     }
   }
+}
+
+/* Sums over one channel's rows of dy and of (x - mu) * dy, in one pass over
+ * x and dy (sixteen float partials per row, added up in double, as rows.h
+ * does). relu_y non-NULL (a fused ReLU): dy counts only where relu_y > 0. */
+static void bn_sums(const float *x, const float *dy, const float *relu_y, size_t c, size_t ch,
+                    size_t s, int n, float mu, double *sdy_out, double *sdyx_out) {
+  double sdy = 0.0, sdyx = 0.0;
+  for (int i = 0; i < n; i++) {
+    size_t base = ((size_t)i * c + ch) * s;
+    const float *restrict xs = x + base, *restrict ds = dy + base;
+    const float *restrict ry = relu_y ? relu_y + base : NULL;
+    float p1[16] = {0}, p2[16] = {0};
+    size_t k = 0;
+    if (ry) {
+      for (; k + 16 <= s; k += 16)
+        for (int q = 0; q < 16; q++) {
+          float g = ry[k + q] > 0.0f ? ds[k + q] : 0.0f;
+          p1[q] += g;
+          p2[q] += (xs[k + q] - mu) * g;
+        }
+    } else {
+      for (; k + 16 <= s; k += 16)
+        for (int q = 0; q < 16; q++) {
+          p1[q] += ds[k + q];
+          p2[q] += (xs[k + q] - mu) * ds[k + q];
+        }
+    }
+    for (; k < s; k++) {
+      double g = ry && !(ry[k] > 0.0f) ? 0.0 : (double)ds[k];
+      sdy += g;
+      sdyx += ((double)xs[k] - mu) * g;
+    }
+    for (int q = 0; q < 16; q++) sdy += p1[q], sdyx += p2[q];
+  }
+  *sdy_out = sdy;
+  *sdyx_out = sdyx;
 }
 
 /* dy [n, C, S]; xhat = (x - mean) * inv.
@@ -129,7 +178,6 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
  *   evaluation: dx = weight * inv * dy  (the statistics are constants) */
 static void batchnorm_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                                float *dx, int n, const nn_run_ctx *ctx) {
-  (void)y;
   size_t c, s;
   geometry(l, &c, &s);
   const float *gamma = l->param[BN_WEIGHT];
@@ -147,12 +195,9 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
       mu = rmean[ch];
       inv = (float)(1.0 / sqrt((double)rvar[ch] + opts(l)->eps));
     }
-    double sdy = 0.0, sdyx = 0.0; /* sums of dy and of dy * xhat */
-    for (int i = 0; i < n; i++) {
-      size_t base = ((size_t)i * c + ch) * s;
-      sdy += nn_row_sum(dy + base, s);
-      sdyx += nn_row_devv(x + base, mu, dy + base, s);
-    }
+    const float *ry = l->relu_out ? y : NULL; /* y = relu(bn(x)) when fused */
+    double sdy, sdyx; /* sums of dy and of dy * xhat */
+    bn_sums(x, dy, ry, c, ch, s, n, mu, &sdy, &sdyx);
     sdyx *= inv;
     if (pg) {
       dgamma[ch] += (float)sdyx;
@@ -160,19 +205,22 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
     }
     if (!dx) continue;
     double k = (double)gamma[ch] * inv;
-    if (ctx->training) {
-      /* dx = k (dy - mean dy) - k inv mean(dy xhat) (x - mu) */
-      float a = (float)k, mdy = (float)(sdy / m), bx = (float)(k * inv * (sdyx / m));
-      for (int i = 0; i < n; i++) {
-        size_t base = ((size_t)i * c + ch) * s;
-        const float *restrict xs = x + base, *restrict dys = dy + base;
-        float *restrict dxs = dx + base;
+    /* training: dx = k (dy - mean dy) - k inv mean(dy xhat) (x - mu);
+     * evaluation: dx = k dy (mdy = bx = 0) */
+    float a = (float)k, mdy = 0.0f, bx = 0.0f;
+    if (ctx->training) mdy = (float)(sdy / m), bx = (float)(k * inv * (sdyx / m));
+    for (int i = 0; i < n; i++) {
+      size_t base = ((size_t)i * c + ch) * s;
+      const float *restrict xs = x + base, *restrict dys = dy + base;
+      float *restrict dxs = dx + base;
+      if (ry) {
+        const float *restrict rys = ry + base;
+        for (size_t j = 0; j < s; j++) {
+          float g = rys[j] > 0.0f ? dys[j] : 0.0f;
+          dxs[j] = a * (g - mdy) - bx * (xs[j] - mu);
+        }
+      } else {
         for (size_t j = 0; j < s; j++) dxs[j] = a * (dys[j] - mdy) - bx * (xs[j] - mu);
-      }
-    } else {
-      for (int i = 0; i < n; i++) {
-        size_t base = ((size_t)i * c + ch) * s;
-        for (size_t j = 0; j < s; j++) dx[base + j] = (float)(k * dy[base + j]);
       }
     }
   }
@@ -186,4 +234,5 @@ const nn_layer_ops nn_layer_batchnorm = {
     .build = batchnorm_build,
     .forward = batchnorm_forward,
     .backward = batchnorm_backward,
+    .fuse_relu = NN_FUSE_RELU_OUT,
 };

@@ -18,7 +18,13 @@
  * name while it is built, so only layers above it can be named.
  *
  * Backward runs the layers from last to first; a layer's output gradient is
- * complete when it runs because every reader comes after it. */
+ * complete when it runs because every reader comes after it.
+ *
+ * The fusion pass (nn_model_fuse, model.h) only redirects buffers: a layer
+ * with a ReLU fused onto its output writes (and takes its gradient from) the
+ * ReLU's act/dact (fuse_out), a maxpool with the ReLU before it moved after
+ * it reads the ReLU's input (fuse_in), and the ReLU itself is skipped
+ * (fused). The graph, names and arenas stay as built. */
 #include "core/model.h"
 #include "core/compute.h"
 #include "core/mem.h"

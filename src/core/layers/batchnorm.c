@@ -27,7 +27,19 @@
  * Buffers: running_mean [C] (zeros), running_var [C] (ones). No
  * num_batches_tracked: momentum is always a number here.
  * Scratch (fixed): mean [C] and 1/sqrt(var + eps) [C] of the last training
- * forward, which backward uses with x to rebuild xhat. */
+ * forward, which backward uses with x to rebuild xhat.
+ *
+ * Passes over memory per channel: forward reads x twice for the statistics
+ * (sum, then squared deviations: no cancellation) and once to write y;
+ * backward reads x and dy once for both sums, once more to write dx. The
+ * statistics accumulate in float partials added up in double (rows.h); y and
+ * dx are computed in float.
+ *
+ * A ReLU after it may be fused in (nn_layer.relu_out, set by the model's
+ * fusion pass, model.h): forward writes max(0, y) into the ReLU's output,
+ * backward gets the ReLU's output gradient and masks it (dy where y > 0, the
+ * sign recomputed from x: bn_affine) inside both of its passes, which then
+ * read x and dy only, as the unfused batchnorm does. */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -82,6 +94,13 @@ static void geometry(const nn_layer *l, size_t *c, size_t *s) {
   *s = *c ? nn_shape_count(&l->in) / *c : 0;
 }
 
+/* The normalized, scaled and shifted value of x: forward's y, and (its sign)
+ * backward's ReLU mask when a ReLU is fused, recomputed from x instead of
+ * read from y. One expression in one place: both compute the same float
+ * operations, so the mask is exactly forward's (test_core_fuse checks the
+ * fused gradients are bit-identical to the unfused layers'). */
+static inline float bn_affine(float x, float mu, float a, float b) { return a * (x - mu) + b; }
+
 /* x, y [n, C, S]. Training: batch statistics into scratch (mean [C],
  * invstd [C]) and the running update; evaluation: running statistics. */
 static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
@@ -125,51 +144,55 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
       float *restrict ys = y + base;
       if (relu) {
         for (size_t j = 0; j < s; j++) {
-          float v = a * (xs[j] - mu) + b;
+          float v = bn_affine(xs[j], mu, a, b);
           ys[j] = v > 0.0f ? v : 0.0f;
         }
       } else {
-        for (size_t j = 0; j < s; j++) ys[j] = a * (xs[j] - mu) + b;
+        for (size_t j = 0; j < s; j++) ys[j] = bn_affine(xs[j], mu, a, b);
       }
     }
   }
 }
 
-/* Sums over one channel's rows of dy and of (x - mu) * dy, in one pass over
- * x and dy (sixteen float partials per row, added up in double, as rows.h
- * does). relu_y non-NULL (a fused ReLU): dy counts only where relu_y > 0. */
-static void bn_sums(const float *x, const float *dy, const float *relu_y, size_t c, size_t ch,
-                    size_t s, int n, float mu, double *sdy_out, double *sdyx_out) {
-  double sdy = 0.0, sdyx = 0.0;
+/* One row: sums of g and of (x - mu) * g into *sdy, *sdyx; g = dy, or with a
+ * fused ReLU (relu = 1) g = dy where bn_affine(x, mu, ya, yb) > 0, else 0.
+ * Sixteen float partials the compiler keeps in a vector register, added up
+ * in double (as rows.h does). */
+static inline void bn_row_sums(const float *restrict xs, const float *restrict ds, int relu,
+                               float mu, float ya, float yb, size_t s, double *sdy,
+                               double *sdyx) {
+  float p1[16] = {0}, p2[16] = {0};
+  size_t k = 0;
+  for (; k + 16 <= s; k += 16)
+    for (int q = 0; q < 16; q++) {
+      float d = ds[k + q], xv = xs[k + q];
+      float g = relu ? (bn_affine(xv, mu, ya, yb) > 0.0f ? d : 0.0f) : d;
+      p1[q] += g;
+      p2[q] += (xv - mu) * g;
+    }
+  double a = 0.0, b = 0.0;
+  for (; k < s; k++) {
+    double g = relu && !(bn_affine(xs[k], mu, ya, yb) > 0.0f) ? 0.0 : (double)ds[k];
+    a += g;
+    b += ((double)xs[k] - mu) * g;
+  }
+  for (int q = 0; q < 16; q++) a += p1[q], b += p2[q];
+  *sdy += a;
+  *sdyx += b;
+}
+
+/* Sums over channel ch (all n rows) of dy and of (x - mu) * dy, in one pass
+ * over x and dy (with relu, of the masked dy: bn_row_sums). */
+static void bn_sums(const float *x, const float *dy, int relu, size_t c, size_t ch, size_t s,
+                    int n, float mu, float ya, float yb, double *sdy, double *sdyx) {
+  *sdy = *sdyx = 0.0;
   for (int i = 0; i < n; i++) {
     size_t base = ((size_t)i * c + ch) * s;
-    const float *restrict xs = x + base, *restrict ds = dy + base;
-    const float *restrict ry = relu_y ? relu_y + base : NULL;
-    float p1[16] = {0}, p2[16] = {0};
-    size_t k = 0;
-    if (ry) {
-      for (; k + 16 <= s; k += 16)
-        for (int q = 0; q < 16; q++) {
-          float g = ry[k + q] > 0.0f ? ds[k + q] : 0.0f;
-          p1[q] += g;
-          p2[q] += (xs[k + q] - mu) * g;
-        }
-    } else {
-      for (; k + 16 <= s; k += 16)
-        for (int q = 0; q < 16; q++) {
-          p1[q] += ds[k + q];
-          p2[q] += (xs[k + q] - mu) * ds[k + q];
-        }
-    }
-    for (; k < s; k++) {
-      double g = ry && !(ry[k] > 0.0f) ? 0.0 : (double)ds[k];
-      sdy += g;
-      sdyx += ((double)xs[k] - mu) * g;
-    }
-    for (int q = 0; q < 16; q++) sdy += p1[q], sdyx += p2[q];
+    if (relu)
+      bn_row_sums(x + base, dy + base, 1, mu, ya, yb, s, sdy, sdyx);
+    else
+      bn_row_sums(x + base, dy + base, 0, mu, ya, yb, s, sdy, sdyx);
   }
-  *sdy_out = sdy;
-  *sdyx_out = sdyx;
 }
 
 /* dy [n, C, S]; xhat = (x - mean) * inv.
@@ -178,6 +201,7 @@ static void bn_sums(const float *x, const float *dy, const float *relu_y, size_t
  *   evaluation: dx = weight * inv * dy  (the statistics are constants) */
 static void batchnorm_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                                float *dx, int n, const nn_run_ctx *ctx) {
+  (void)y;
   size_t c, s;
   geometry(l, &c, &s);
   const float *gamma = l->param[BN_WEIGHT];
@@ -195,9 +219,11 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
       mu = rmean[ch];
       inv = (float)(1.0 / sqrt((double)rvar[ch] + opts(l)->eps));
     }
-    const float *ry = l->relu_out ? y : NULL; /* y = relu(bn(x)) when fused */
+    /* a fused ReLU: its mask from x (bn_affine), as forward computed y */
+    const int relu = l->relu_out;
+    const float ya = (float)((double)gamma[ch] * inv), yb = l->param[BN_BIAS][ch];
     double sdy, sdyx; /* sums of dy and of dy * xhat */
-    bn_sums(x, dy, ry, c, ch, s, n, mu, &sdy, &sdyx);
+    bn_sums(x, dy, relu, c, ch, s, n, mu, ya, yb, &sdy, &sdyx);
     sdyx *= inv;
     if (pg) {
       dgamma[ch] += (float)sdyx;
@@ -213,11 +239,10 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
       size_t base = ((size_t)i * c + ch) * s;
       const float *restrict xs = x + base, *restrict dys = dy + base;
       float *restrict dxs = dx + base;
-      if (ry) {
-        const float *restrict rys = ry + base;
+      if (relu) {
         for (size_t j = 0; j < s; j++) {
-          float g = rys[j] > 0.0f ? dys[j] : 0.0f;
-          dxs[j] = a * (g - mdy) - bx * (xs[j] - mu);
+          float xv = xs[j], g = bn_affine(xv, mu, ya, yb) > 0.0f ? dys[j] : 0.0f;
+          dxs[j] = a * (g - mdy) - bx * (xv - mu);
         }
       } else {
         for (size_t j = 0; j < s; j++) dxs[j] = a * (dys[j] - mdy) - bx * (xs[j] - mu);

@@ -32,8 +32,10 @@
  * Passes over memory per channel: forward reads x twice for the statistics
  * (sum, then squared deviations: no cancellation) and once to write y;
  * backward reads x and dy once for both sums, once more to write dx. The
- * statistics accumulate in float partials added up in double (rows.h); y and
- * dx are computed in float.
+ * sums accumulate in sixteen float partials added up in double (rows.h's
+ * order); y is computed in double and rounded once, training's dx in float.
+ * These are the bits every earlier nntrain computed (a run resumed from an
+ * old checkpoint continues bit for bit: tests/e2e_ckpt_v1.sh).
  *
  * A ReLU after it may be fused in (nn_layer.relu_out, set by the model's
  * fusion pass, model.h): forward writes max(0, y) into the ReLU's output,
@@ -100,7 +102,10 @@ static void geometry(const nn_layer *l, size_t *c, size_t *s) {
  * read from y. One expression in one place: both compute the same float
  * operations, so the mask is exactly forward's (test_core_fuse checks the
  * fused gradients are bit-identical to the unfused layers'). */
-static inline float bn_affine(float x, float mu, float a, float b) { return a * (x - mu) + b; }
+static inline float bn_affine(float x, float mu, double g, double b) {
+  return (float)(g * ((double)x - mu) + b);
+}
+#define BN_FLOAT_POS 0x1p-150 /* the largest double that rounds to float +0 */
 
 /* x, y [n, C, S]. Training: batch statistics into scratch (mean [C],
  * invstd [C]) and the running update; evaluation: running statistics. */
@@ -134,10 +139,11 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
     }
     float mu = (float)mean, inv = (float)(1.0 / sqrt(var + eps));
     if (ctx->training) mu = smean[ch], inv = sinv[ch];
-    /* x - mu first (exact when x is near mu: no cancellation), then one
-     * multiply-add, all in float so the loop runs at full vector width;
-     * relu_out: a ReLU fused onto the output (model.c), max(0, .) */
-    const float a = (float)((double)gamma[ch] * inv), b = beta[ch];
+    /* x - mu first, in double: no cancellation, one rounding (and the bits
+     * every earlier nntrain computed: a run resumed from an old checkpoint
+     * continues bit for bit, tests/e2e_ckpt_v1.sh); relu_out: a ReLU fused
+     * onto the output (model.c), max(0, .) */
+    const double a = (double)gamma[ch] * inv, b = beta[ch];
     const int relu = l->relu_out;
     for (int i = 0; i < n; i++) {
       size_t base = ((size_t)i * c + ch) * s;
@@ -160,13 +166,17 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
  * Sixteen float partials in one vector, added up in double (as rows.h
  * does). */
 static inline void bn_row_sums(const float *restrict xs, const float *restrict ds, int relu,
-                               float mu, float ya, float yb, size_t s, double *sdy,
+                               float mu, double ya, double yb, size_t s, double *sdy,
                                double *sdyx) {
   /* GCC/Clang vector types: the compiler does not vectorize the select of a
    * masked sum written as a loop (it gives up on the 16 unrolled lanes) */
   typedef float v16f __attribute__((vector_size(64)));
   typedef int32_t v16i __attribute__((vector_size(64)));
-  const v16f zero = {0}, vmu = zero + mu, va = zero + ya, vb = zero + yb;
+  typedef double v8d __attribute__((vector_size(64)));
+  typedef float v8f __attribute__((vector_size(32)));
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  const v16f zero = {0}, vmu = zero + mu;
+  const v8d dzero = {0}, va = dzero + ya, vb = dzero + yb, vmud = dzero + (double)mu;
   v16f p1 = zero, p2 = zero;
   size_t k = 0;
   for (; k + 16 <= s; k += 16) {
@@ -174,8 +184,16 @@ static inline void bn_row_sums(const float *restrict xs, const float *restrict d
     memcpy(&d, ds + k, sizeof d);
     memcpy(&xv, xs + k, sizeof xv);
     v16f dev = xv - vmu;
-    if (relu) { /* bn_affine's operations, lane by lane */
-      v16i on = va * dev + vb > zero;
+    if (relu) { /* bn_affine's operations, lane by lane, in double */
+      v8f lo = __builtin_shufflevector(xv, xv, 0, 1, 2, 3, 4, 5, 6, 7);
+      v8f hi = __builtin_shufflevector(xv, xv, 8, 9, 10, 11, 12, 13, 14, 15);
+      v8d vl = va * (__builtin_convertvector(lo, v8d) - vmud) + vb;
+      v8d vh = va * (__builtin_convertvector(hi, v8d) - vmud) + vb;
+      /* (float)v > 0 exactly when v > 2^-150 (below, v rounds to +-0) */
+      v8i ml = __builtin_convertvector(vl > BN_FLOAT_POS, v8i);
+      v8i mh = __builtin_convertvector(vh > BN_FLOAT_POS, v8i);
+      v16i on = __builtin_shufflevector(ml, mh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                        14, 15);
       d = (v16f)((v16i)d & on);
     }
     p1 += d;
@@ -195,7 +213,7 @@ static inline void bn_row_sums(const float *restrict xs, const float *restrict d
 /* Sums over channel ch (all n rows) of dy and of (x - mu) * dy, in one pass
  * over x and dy (with relu, of the masked dy: bn_row_sums). */
 static void bn_sums(const float *x, const float *dy, int relu, size_t c, size_t ch, size_t s,
-                    int n, float mu, float ya, float yb, double *sdy, double *sdyx) {
+                    int n, float mu, double ya, double yb, double *sdy, double *sdyx) {
   *sdy = *sdyx = 0.0;
   for (int i = 0; i < n; i++) {
     size_t base = ((size_t)i * c + ch) * s;
@@ -232,7 +250,7 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
     }
     /* a fused ReLU: its mask from x (bn_affine), as forward computed y */
     const int relu = l->relu_out;
-    const float ya = (float)((double)gamma[ch] * inv), yb = l->param[BN_BIAS][ch];
+    const double ya = (double)gamma[ch] * inv, yb = l->param[BN_BIAS][ch];
     double sdy, sdyx; /* sums of dy and of dy * xhat */
     bn_sums(x, dy, relu, c, ch, s, n, mu, ya, yb, &sdy, &sdyx);
     sdyx *= inv;
@@ -242,10 +260,20 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
     }
     if (!dx) continue;
     double k = (double)gamma[ch] * inv;
-    /* training: dx = k (dy - mean dy) - k inv mean(dy xhat) (x - mu);
-     * evaluation: dx = k dy (mdy = bx = 0) */
-    float a = (float)k, mdy = 0.0f, bx = 0.0f;
-    if (ctx->training) mdy = (float)(sdy / m), bx = (float)(k * inv * (sdyx / m));
+    /* evaluation: dx = k dy (in double, as always);
+     * training: dx = k (dy - mean dy) - k inv mean(dy xhat) (x - mu) */
+    if (!ctx->training) {
+      for (int i = 0; i < n; i++) {
+        size_t base = ((size_t)i * c + ch) * s;
+        for (size_t j = 0; j < s; j++) {
+          float g = dy[base + j];
+          if (relu && !(bn_affine(x[base + j], mu, ya, yb) > 0.0f)) g = 0.0f;
+          dx[base + j] = (float)(k * g);
+        }
+      }
+      continue;
+    }
+    float a = (float)k, mdy = (float)(sdy / m), bx = (float)(k * inv * (sdyx / m));
     for (int i = 0; i < n; i++) {
       size_t base = ((size_t)i * c + ch) * s;
       const float *restrict xs = x + base, *restrict dys = dy + base;

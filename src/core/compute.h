@@ -53,6 +53,12 @@ typedef enum nn_precision {
  * classic convnet's first layer, C = 1; docs/layers.md "bf16"). */
 #define NN_CONV_BF16_MIN_CHANNELS 4
 
+/* Whether the model fuses ReLUs into their neighbours (model.h,
+ * nn_model_fuse), from the environment variable NN_FUSE: unset, "" or "1"
+ * on, "0" off (the unfused layers, the reference the tests compare with).
+ * *on is set; 0, or NN_EUSAGE naming the variable for another value. */
+int nn_fuse_choice(int *on, nn_error *err);
+
 /* 1 if this build has the oneDNN convolution backend. */
 int nn_compute_have_dnnl(void);
 

@@ -181,7 +181,16 @@ typedef struct nn_layer_ops {
   /* 1 for a block whose nested configs nn_model_build expands into a graph
    * (residual); its forward/backward are never called */
   int expands;
+  /* How a ReLU next to this layer may be fused into it (model.c's fusion
+   * pass, nn_model_fuse): NN_FUSE_RELU_OUT, the type honors nn_layer.relu_out
+   * (forward writes relu(y); backward gets that y and the gradient w.r.t.
+   * it, and masks); NN_FUSE_RELU_COMMUTES, in addition the type commutes
+   * with ReLU (maxpool: max of relus = relu of max, gradients identical), so
+   * a ReLU BEFORE it can move after it. 0: no fusion. */
+  int fuse_relu;
 } nn_layer_ops;
+
+enum { NN_FUSE_RELU_OUT = 1, NN_FUSE_RELU_COMMUTES = 2 };
 
 struct nn_layer {
   const nn_layer_ops *ops;
@@ -217,6 +226,9 @@ struct nn_layer {
   size_t carry_per_sample;
   float *carry;                       /* view into the model's carry arena */
   size_t carry_stride;                /* floats between two samples' rows */
+  int relu_out;                       /* set by the model's fusion pass (ops->fuse_relu):
+                                         forward writes relu of the layer's output, and
+                                         backward's y is that and dy its gradient */
 };
 
 /* 1 if backward must add into l's parameter gradients: the layer is not

@@ -18,8 +18,15 @@
  * name while it is built, so only layers above it can be named.
  *
  * Backward runs the layers from last to first; a layer's output gradient is
- * complete when it runs because every reader comes after it. */
+ * complete when it runs because every reader comes after it.
+ *
+ * The fusion pass (nn_model_fuse, model.h) only redirects buffers: a layer
+ * with a ReLU fused onto its output writes (and takes its gradient from) the
+ * ReLU's act/dact (fuse_out), a maxpool with the ReLU before it moved after
+ * it reads the ReLU's input (fuse_in), and the ReLU itself is skipped
+ * (fused). The graph, names and arenas stay as built. */
 #include "core/model.h"
+#include "core/compute.h"
 #include "core/mem.h"
 #include "core/regularize.h"
 
@@ -560,7 +567,10 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   m->act_off = nn_calloc((size_t)nl, sizeof *m->act_off);
   m->need = nn_calloc((size_t)nl, 1);
   m->gset = nn_calloc((size_t)nl, 1);
-  if (!m->act_off || !m->need || !m->gset) {
+  m->fuse_out = nn_calloc((size_t)nl, sizeof *m->fuse_out);
+  m->fuse_in = nn_calloc((size_t)nl, sizeof *m->fuse_in);
+  m->fused = nn_calloc((size_t)nl, 1);
+  if (!m->act_off || !m->need || !m->gset || !m->fuse_out || !m->fuse_in || !m->fused) {
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     goto fail;
   }
@@ -593,8 +603,11 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
     goto fail;
   }
 
-  /* 4. Views and the tensor table. */
+  /* 4. Views and the tensor table; the fusion pass. */
   bind_views(m);
+  int fuse;
+  if ((rc = nn_fuse_choice(&fuse, err))) goto fail;
+  nn_model_fuse(m, fuse);
   free(alias);
   return 0;
 
@@ -621,6 +634,9 @@ void nn_model_free(nn_model *m) {
   free(m->dtmp);
   free(m->need);
   free(m->gset);
+  free(m->fuse_out);
+  free(m->fuse_in);
+  free(m->fused);
   free(m->scratch);
   free(m->carry);
   memset(m, 0, sizeof *m);
@@ -637,15 +653,78 @@ void nn_model_init_params(nn_model *m, uint64_t seed) {
   }
 }
 
+/* The number of inputs of all layers that read layer i's output. */
+static int readers(const nn_model *m, int i) {
+  int r = 0;
+  for (int j = i + 1; j < m->nlayers; j++)
+    for (int k = 0; k < m->layers[j].nin; k++) r += m->layers[j].src[k] == i;
+  return r;
+}
+
+static int has_activity(const nn_layer *l) {
+  return l->cfg.activity_l1 > 0 || l->cfg.activity_l2 > 0;
+}
+
+/* The ReLU r fused into its producer p (p -> r), or moved after its single
+ * reader (q -> r -> p); 0 if neither applies. model.h describes the rules. */
+static int fuse_one(nn_model *m, int r) {
+  nn_layer *lr = &m->layers[r];
+  if (strcmp(lr->ops->type, "relu") != 0 || lr->nin != 1 || has_activity(lr) ||
+      r == m->nlayers - 1)
+    return 0;
+  int p = lr->src[0];
+  if (p >= 0) {
+    nn_layer *lp = &m->layers[p];
+    if ((lp->ops->fuse_relu & NN_FUSE_RELU_OUT) && !lp->relu_out && !m->fused[p] &&
+        !has_activity(lp) && readers(m, p) == 1) {
+      lp->relu_out = 1;
+      m->fuse_out[p] = r;
+      m->fused[r] = 1;
+      return 1;
+    }
+  }
+  if (readers(m, r) != 1) return 0;
+  for (int j = r + 1; j < m->nlayers; j++) {
+    nn_layer *lj = &m->layers[j];
+    if (lj->nin != 1 || lj->src[0] != r) continue;
+    if (!(lj->ops->fuse_relu & NN_FUSE_RELU_COMMUTES) || lj->relu_out) return 0;
+    lj->relu_out = 1;
+    m->fuse_in[j] = p;
+    m->fused[r] = 1;
+    return 1;
+  }
+  return 0;
+}
+
+int nn_model_fuse(nn_model *m, int on) {
+  m->nfused = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    m->layers[i].relu_out = 0;
+    m->fuse_out[i] = i;
+    m->fuse_in[i] = m->layers[i].nin > 0 ? m->layers[i].src[0] : -1;
+    m->fused[i] = 0;
+  }
+  if (on)
+    for (int i = 0; i < m->nlayers; i++) m->nfused += fuse_one(m, i);
+  return m->nfused;
+}
+
+/* The producer of layer l's input k (a ReLU moved after l is skipped). */
+static int src_of(const nn_model *m, const nn_layer *l, int k) {
+  return k == 0 ? m->fuse_in[l->index] : l->src[k];
+}
+
 /* Input k of layer l for a forward over x. */
 static const float *input_of(const nn_model *m, const nn_layer *l, int k, const float *x) {
-  return l->src[k] < 0 ? x : m->act + m->act_off[l->src[k]];
+  int s = src_of(m, l, k);
+  return s < 0 ? x : m->act + m->act_off[s];
 }
 
 const float *nn_model_forward(nn_model *m, const float *x, int n, const nn_run_ctx *ctx) {
   for (int i = 0; i < m->nlayers; i++) {
     nn_layer *l = &m->layers[i];
-    float *y = m->act + m->act_off[i];
+    if (m->fused[i]) continue;
+    float *y = m->act + m->act_off[m->fuse_out[i]];
     if (l->ops->forward_n) {
       const float *xs[NN_MAX_INPUTS];
       for (int k = 0; k < l->nin; k++) xs[k] = input_of(m, l, k, x);
@@ -668,7 +747,7 @@ static void layer_backward(nn_model *m, nn_layer *l, const float *x, float *dx, 
   const float *xs[NN_MAX_INPUTS];
   size_t tmp = 0;
   for (int k = 0; k < l->nin; k++) {
-    int s = l->src[k];
+    int s = src_of(m, l, k);
     xs[k] = input_of(m, l, k, x);
     target[k] = dxs[k] = s < 0 ? dx : (dx || m->need[s]) ? m->dact + m->act_off[s] : NULL;
     if (!target[k]) continue;
@@ -681,7 +760,7 @@ static void layer_backward(nn_model *m, nn_layer *l, const float *x, float *dx, 
       m->gset[s] = 1;
     }
   }
-  const float *y = m->act + m->act_off[l->index];
+  const float *y = m->act + m->act_off[m->fuse_out[l->index]];
   if (l->ops->backward_n)
     l->ops->backward_n(l, xs, y, dy, dxs, n, ctx);
   else
@@ -700,8 +779,10 @@ void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float 
   for (int i = nl - 1; i >= 0; i--) {
     nn_layer *l = &m->layers[i];
     if (!dx && (!m->need[i] || ctx->frozen)) continue; /* no gradient to fill below */
-    /* every reader of a layer that runs has run and written its dact */
-    float *g = m->dact + m->act_off[i];
+    if (m->fused[i]) continue; /* a neighbour does its work (nn_model_fuse) */
+    /* every reader of a layer that runs has run and written its dact (a
+     * layer with a ReLU fused on: the ReLU's dact, which its readers wrote) */
+    float *g = m->dact + m->act_off[m->fuse_out[i]];
     const float *dy = i == nl - 1 ? dout : g;
     if (ctx->act_scale != 0 && (l->cfg.activity_l1 > 0 || l->cfg.activity_l2 > 0)) {
       /* the layer's activity penalty adds to the gradient w.r.t. its output */

@@ -117,6 +117,14 @@ typedef struct nn_model {
   float *scratch;        /* layer scratch arena */
   size_t carry_per_sample; /* floats of carried state per sample, over all layers
                               (0: no layer carries state) */
+  int *fuse_out;         /* [nlayers] the layer whose output (act) and output gradient
+                            (dact) layer i writes and reads: i, or the ReLU fused onto
+                            it (nn_model_fuse) */
+  int *fuse_in;          /* [nlayers] the producer layer i reads as input 0: src[0], or
+                            the input of a ReLU moved after it (-1: the model input) */
+  unsigned char *fused;  /* [nlayers] 1: a ReLU whose work a neighbour does; it runs
+                            neither forward nor backward */
+  int nfused;            /* ReLUs fused (nn_model_fuse) */
   float *carry;          /* [max_batch * carry_per_sample], sample-major: row i holds
                             sample i's state of every carrying layer, in layer order
                             (NULL when carry_per_sample is 0) */
@@ -137,6 +145,22 @@ typedef void (*nn_grad_ready_fn)(void *user, size_t offset, size_t count);
 int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs,
                    int n, int max_batch, nn_error *err);
 void nn_model_free(nn_model *m);
+
+/* The fusion pass (nn_model_build runs it, on unless NN_FUSE=0: core/compute.h).
+ * It changes how layers run, never the graph's names, tensors, parameters or
+ * outputs: checkpoints, `nntrain check` and results (to float rounding) are
+ * the same with it on or off. Two patterns, for a ReLU layer r (type "relu",
+ * one input, no activity penalty on it or its neighbour, not the last layer):
+ *  - p -> r, where p's type can write a ReLU of its output
+ *    (ops->fuse_relu: batchnorm, add) and r is p's only reader: p writes
+ *    relu(its output) into r's output and takes r's output gradient, masking
+ *    it; p's own output buffer is left unwritten.
+ *  - q -> r -> p, where p commutes with ReLU (maxpool) and is r's only
+ *    reader: p reads q's output and writes relu(maxpool) (the same values and
+ *    gradients, on a quarter of the elements).
+ * on = 0 undoes it (the reference layers). Returns the number of ReLUs fused.
+ * Call it between passes only (a forward and its backward see one setting). */
+int nn_model_fuse(nn_model *m, int on);
 
 /* Initialize all parameters and buffers from (seed): depends on nothing else. */
 void nn_model_init_params(nn_model *m, uint64_t seed);

@@ -189,7 +189,14 @@ static void maxpool_2x2(const pool_geom *g, const float *restrict xc, float *res
   }
 }
 
-/* x [n, C, H, W] -> y [n, C, Ho, Wo]. */
+/* A ReLU fused onto maxpool (nn_layer.relu_out): y = max(0, y) over one
+ * output plane. The model moves a ReLU that feeds a maxpool to after it
+ * (model.c): relu and max commute, on a quarter of the elements. */
+static void relu_plane(float *restrict y, size_t len) {
+  for (size_t j = 0; j < len; j++) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+}
+
+/* x [n, C, H, W] -> y [n, C, Ho, Wo]; relu_out: relu(y). */
 static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
   pool_geom g;
   pool_geometry(l, &g, NULL);
@@ -200,6 +207,7 @@ static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const 
     float *yc = y + pi * plane;
     if (fast) {
       maxpool_2x2(&g, xc, yc, l->scratch + pi * plane);
+      if (l->relu_out) relu_plane(yc, plane);
       continue;
     }
     for (int oh = 0; oh < g.ho; oh++) {
@@ -214,6 +222,7 @@ static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const 
         yc[(size_t)oh * g.wo + ow] = best;
       }
     }
+    if (l->relu_out) relu_plane(yc, plane);
   }
 }
 
@@ -228,17 +237,20 @@ static inline float keep_if(float v, int cond) {
 }
 
 /* 2x2 / stride 2 backward of one plane from the forward's codes [Ho, Wo]:
- * dxc [H, W] is fully written (rows/columns no window covers get 0). The
+ * dxc [H, W] is fully written (rows/columns no window covers get 0);
+ * relu_y (a fused ReLU, else NULL): the output plane, dy counts where > 0. The
  * loop runs over input columns (2*Wo long, not Wo) without branches, so it
  * vectorizes even for small planes. */
 static void maxpool_2x2_backward(const pool_geom *g, const float *restrict code,
-                                 const float *restrict dyc, float *restrict dxc) {
+                                 const float *restrict dyc, const float *restrict relu_y,
+                                 float *restrict dxc) {
   const int w = g->w, h = g->h, ho = g->ho, wo = g->wo;
   for (int oh = 0; oh < ho; oh++, code += wo, dyc += wo) {
     float *d0 = dxc + (size_t)(2 * oh) * w, *d1 = d0 + w;
+    const float *ry = relu_y ? relu_y + (size_t)oh * wo : NULL;
     for (int iw = 0; iw < 2 * wo; iw++) {
       int k = (int)code[iw >> 1], col = iw & 1;
-      float gr = dyc[iw >> 1];
+      float gr = ry ? keep_if(dyc[iw >> 1], ry[iw >> 1] > 0.0f) : dyc[iw >> 1];
       d0[iw] = keep_if(gr, k == col);
       d1[iw] = keep_if(gr, k == col + 2);
     }
@@ -271,7 +283,7 @@ static void maxpool_backward(nn_layer *l, const float *x, const float *y, const 
     const float *xc = x + pi * hw, *yc = y + pi * plane, *dyc = dy + pi * plane;
     float *dxc = dx + pi * hw;
     if (fast) {
-      maxpool_2x2_backward(&g, l->scratch + pi * plane, dyc, dxc);
+      maxpool_2x2_backward(&g, l->scratch + pi * plane, dyc, l->relu_out ? yc : NULL, dxc);
       continue;
     }
     for (int oh = 0; oh < g.ho; oh++) {
@@ -280,7 +292,9 @@ static void maxpool_backward(nn_layer *l, const float *x, const float *y, const 
       for (int ow = 0; ow < g.wo; ow++) {
         int w0, w1;
         clip(ow * g.sw - g.pl, g.kw, g.w, &w0, &w1);
-        size_t at = find_max(xc, g.w, h0, h1, w0, w1, yc[(size_t)oh * g.wo + ow]);
+        float yv = yc[(size_t)oh * g.wo + ow];
+        if (l->relu_out && !(yv > 0.0f)) continue; /* fused ReLU: no gradient */
+        size_t at = find_max(xc, g.w, h0, h1, w0, w1, yv);
         dxc[at] += dyc[(size_t)oh * g.wo + ow];
       }
     }
@@ -388,6 +402,7 @@ const nn_layer_ops nn_layer_maxpool = {
     .build = maxpool_build,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
+    .fuse_relu = NN_FUSE_RELU_OUT | NN_FUSE_RELU_COMMUTES,
 };
 
 const nn_layer_ops nn_layer_avgpool = {

@@ -12,26 +12,14 @@ operations (--no-augment: none). Same batch order rule as nntrain (bench/torchdd
 Prints one JSON line (bench/torchddp.py). Usage:
   pytorch_resnet.py --ranks N --batch-per-rank B --threads T [--epochs E] [--no-augment]
 """
-import argparse, gzip, os, time
+import argparse, time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import torchddp
-
-SRC = "/usr/share/datasets/fashion-mnist"
-
-
-def load():
-    with gzip.open(os.path.join(SRC, "train-images-idx3-ubyte.gz")) as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(os.path.join(SRC, "train-labels-idx1-ubyte.gz")) as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8)
-    x = x.astype(np.float32) / 255.0
-    x = (x - x.mean()) / x.std()
-    return torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+from pytorch_cnn import load  # the same normalized training images
 
 
 class Block(nn.Module):

@@ -121,8 +121,8 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 # 2-core machines of ours (AMD EPYC and Intel Xeon sessions; the notes of issues 12 and 13)
 PEER_USUAL = {"cnn": {1: (2500, 3200), 2: (4000, 5200)},
               "wordlang": {1: (8100, 10300), 2: (9000, 10800)},
-              "fortunes": {1: (25700, 31000), 2: (40000, 42500)},
-              "resnet": {1: (785, 1100), 2: (1400, 2000)}}
+              "fortunes": {1: (25700, 31000), 2: (40000, 43000)},
+              "resnet": {1: (785, 1200), 2: (1400, 2000)}}
 print()
 what = {"cnn": "classic convnet, Fashion-MNIST, batch 64 per rank; samples/s",
         "resnet": "ResNet (4 blocks, BatchNorm), Fashion-MNIST, batch 64 per rank; samples/s",

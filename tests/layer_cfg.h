@@ -50,6 +50,23 @@ static inline void cfg_set_bool(nn_layer_cfg *c, const char *key, int v) {
   cfg_set(c, key, "%s", v ? "true" : "false");
 }
 
+/* A dense layer of `units` with activation `act` (NULL or "" for none). */
+static inline nn_layer_cfg cfg_dense(int units, const char *act) {
+  nn_layer_cfg c = cfg_of("dense");
+  cfg_set(&c, "units", "%d", units);
+  if (act) snprintf(c.activation, sizeof c.activation, "%s", act);
+  return c;
+}
+
+/* A residual block over the next `len` configs; projection: a learned
+ * shortcut instead of the identity. */
+static inline nn_layer_cfg cfg_block(int len, int projection) {
+  nn_layer_cfg c = cfg_of("residual");
+  c.block_len = len;
+  c.projection = projection;
+  return c;
+}
+
 /* A numeric (integer, float, boolean) key's value. */
 static inline double cfg_num(const nn_layer_cfg *c, const char *key) {
   double v = nn_layer_cfg_num(c, key);

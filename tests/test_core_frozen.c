@@ -27,38 +27,24 @@ static nn_layer_cfg conv(int filters) {
   return c;
 }
 
-static nn_layer_cfg dense(int units, const char *act) {
-  nn_layer_cfg c = cfg_of("dense");
-  cfg_set(&c, "units", "%d", units);
-  if (act) snprintf(c.activation, sizeof c.activation, "%s", act);
-  return c;
-}
-
 static nn_layer_cfg prelu(void) {
   nn_layer_cfg c = cfg_of("prelu");
   cfg_set_bool(&c, "per_channel", 1);
   return c;
 }
 
-static nn_layer_cfg block(int len, int projection) {
-  nn_layer_cfg c = cfg_of("residual");
-  c.block_len = len;
-  c.projection = projection;
-  return c;
-}
-
 /* [2, 5, 5] -> conv(3) -> batchnorm -> prelu -> residual[conv(4)] + projection
- * -> flatten -> dense(6, tanh) -> dense(3): every layer type with parameters.
+ * -> flatten -> cfg_dense(6, tanh) -> cfg_dense(3): every layer type with parameters.
  * cfgs[9]. */
 static void every_kind(nn_layer_cfg *c) {
   c[0] = conv(3);
   c[1] = cfg_of("batchnorm");
   c[2] = prelu();
-  c[3] = block(1, 1);
+  c[3] = cfg_block(1, 1);
   c[4] = conv(4);
   c[5] = cfg_of("flatten");
-  c[6] = dense(6, "tanh");
-  c[7] = dense(3, NULL);
+  c[6] = cfg_dense(6, "tanh");
+  c[7] = cfg_dense(3, NULL);
   c[8] = cfg_of("flatten"); /* unused slot: keeps the array size fixed */
 }
 #define EVERY_KIND_N 8
@@ -134,7 +120,7 @@ static void test_layout_with_frozen(void) {
 /* A residual block is a graph of ordinary layers (body, shortcut, add), each
  * with its own range: one layer of a trainable block may be frozen alone. */
 static void test_frozen_inside_trainable_block(void) {
-  nn_layer_cfg c[4] = {block(2, 0), dense(4, "tanh"), dense(4, NULL), dense(2, NULL)};
+  nn_layer_cfg c[4] = {cfg_block(2, 0), cfg_dense(4, "tanh"), cfg_dense(4, NULL), cfg_dense(2, NULL)};
   c[2].frozen = 1;
   nn_shape in = {1, {4}};
   nn_model m;
@@ -237,8 +223,8 @@ static void test_gradcheck_with_frozen(void) {
 /* The trainable layer below a frozen one gets exactly the gradient it gets
  * when nothing is frozen (same parameters), and the frozen layer none. */
 static void test_trainable_below_frozen(void) {
-  nn_layer_cfg a[3] = {dense(5, "tanh"), dense(4, "tanh"), dense(2, NULL)};
-  nn_layer_cfg b[3] = {dense(5, "tanh"), dense(4, "tanh"), dense(2, NULL)};
+  nn_layer_cfg a[3] = {cfg_dense(5, "tanh"), cfg_dense(4, "tanh"), cfg_dense(2, NULL)};
+  nn_layer_cfg b[3] = {cfg_dense(5, "tanh"), cfg_dense(4, "tanh"), cfg_dense(2, NULL)};
   b[1].frozen = 1;
   b[2].frozen = 1;
   nn_shape in = {1, {3}};

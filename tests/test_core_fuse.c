@@ -46,20 +46,6 @@ static nn_layer_cfg pool(int k, int stride, const char *pad) {
   return c;
 }
 
-static nn_layer_cfg dense(int units, const char *act) {
-  nn_layer_cfg c = cfg_of("dense");
-  cfg_set(&c, "units", "%d", units);
-  snprintf(c.activation, sizeof c.activation, "%s", act);
-  return c;
-}
-
-static nn_layer_cfg block(int len, int projection) {
-  nn_layer_cfg c = cfg_of("residual");
-  c.block_len = len;
-  c.projection = projection;
-  return c;
-}
-
 /* The classic convnet in small: [2, 13, 11] -> conv3 relu -> maxpool 2 (fast
  * path, odd edge dropped) -> conv 2 relu -> maxpool 3/2 "same" (generic
  * path) -> flatten -> dense relu (not fusable) -> dense. */
@@ -70,8 +56,8 @@ static int cnn(nn_layer_cfg *c) {
   c[n++] = conv(4, 2, 1, "valid", 1, "relu");
   c[n++] = pool(3, 2, "same");
   c[n++] = cfg_of("flatten");
-  c[n++] = dense(5, "relu");
-  c[n++] = dense(3, "none");
+  c[n++] = cfg_dense(5, "relu");
+  c[n++] = cfg_dense(3, "none");
   return n;
 }
 
@@ -85,7 +71,7 @@ static int resnet(nn_layer_cfg *c) {
   c[n++] = cfg_of("relu");
   c[n++] = pool(2, 2, "valid");
   for (int b = 0; b < 2; b++) {
-    c[n++] = block(5, b == 1);
+    c[n++] = cfg_block(5, b == 1);
     c[n++] = conv(b ? 6 : 4, 3, b ? 2 : 1, "same", 0, "");
     c[n++] = cfg_of("batchnorm");
     c[n++] = cfg_of("relu");
@@ -94,7 +80,7 @@ static int resnet(nn_layer_cfg *c) {
     c[n++] = cfg_of("relu");
   }
   c[n++] = cfg_of("global_avgpool");
-  c[n++] = dense(3, "none");
+  c[n++] = cfg_dense(3, "none");
   return n;
 }
 
@@ -282,7 +268,7 @@ static void test_fused_gradcheck(void) {
     o.training = training;
     CHECK_GRADS_TOL(&in, c, 4, &o, 2e-2);
   }
-  c[0] = block(1, 0);
+  c[0] = cfg_block(1, 0);
   c[1] = cfg_of("batchnorm");
   c[2] = cfg_of("relu");
   c[3] = cfg_of("flatten");

@@ -12,20 +12,6 @@
 #include "core/regularize.h"
 
 
-static nn_layer_cfg dense(int units, const char *act) {
-  nn_layer_cfg c = cfg_of("dense");
-  cfg_set(&c, "units", "%d", units);
-  snprintf(c.activation, sizeof c.activation, "%s", act);
-  return c;
-}
-
-static nn_layer_cfg block(int len, int projection) {
-  nn_layer_cfg c = cfg_of("residual");
-  c.block_len = len;
-  c.projection = projection;
-  return c;
-}
-
 
 static nn_gradcheck_opts opts_of(uint64_t seed, int n, int training) {
   nn_gradcheck_opts o;
@@ -49,7 +35,7 @@ static nn_gradcheck_opts opts_of(uint64_t seed, int n, int training) {
 
 /* x -> [dense(tanh) -> dense] + x -> dense */
 static void test_grad_identity_block(void) {
-  nn_layer_cfg c[4] = {block(2, 0), dense(4, "tanh"), dense(4, "none"), dense(3, "none")};
+  nn_layer_cfg c[4] = {cfg_block(2, 0), cfg_dense(4, "tanh"), cfg_dense(4, "none"), cfg_dense(3, "none")};
   nn_shape in = {1, {4}};
   nn_gradcheck_opts o = opts_of(1, 3, 1);
   CHECK_GRADS(&in, c, 4, &o);
@@ -66,7 +52,7 @@ static void test_grad_identity_block(void) {
 
 /* The body changes the width 5 -> 3: a dense projection on the shortcut. */
 static void test_grad_dense_projection(void) {
-  nn_layer_cfg c[3] = {block(2, 1), dense(4, "tanh"), dense(3, "none")};
+  nn_layer_cfg c[3] = {cfg_block(2, 1), cfg_dense(4, "tanh"), cfg_dense(3, "none")};
   nn_shape in = {1, {5}};
   nn_gradcheck_opts o = opts_of(3, 3, 1);
   CHECK_GRADS(&in, c, 3, &o);
@@ -84,7 +70,7 @@ static void test_grad_conv_projection(void) {
   cfg_set(&conv, "kernel_size", "[3, 3]");
   cfg_set(&conv, "stride", "[2, 2]");
   cfg_set(&conv, "padding", "\"same\"");
-  nn_layer_cfg c[3] = {block(2, 1), conv, cfg_of("batchnorm")};
+  nn_layer_cfg c[3] = {cfg_block(2, 1), conv, cfg_of("batchnorm")};
   nn_shape in = {3, {2, 5, 5}};
   nn_model m;
   BUILD(&m, c, 3, &in, 2);
@@ -102,7 +88,7 @@ static void test_grad_conv_projection(void) {
   /* identity image block: conv "same" stride 1 keeps [2, 4, 4] */
   cfg_set(&conv, "filters", "%d", 2);
   cfg_set(&conv, "stride", "[1]");
-  nn_layer_cfg d[3] = {block(2, 0), conv, cfg_of("prelu")};
+  nn_layer_cfg d[3] = {cfg_block(2, 0), conv, cfg_of("prelu")};
   nn_shape in2 = {3, {2, 4, 4}};
   o = opts_of(5, 2, 1);
   o.x_lo = 0.1f; /* keep the prelu away from its corner at 0 for most inputs */
@@ -113,9 +99,9 @@ static void test_grad_conv_projection(void) {
 /* dense(tanh) -> residual[dense(tanh) -> residual[dense -> batchnorm] -> dense]
  * -> dense, in training (batch statistics) and evaluation. */
 static void test_grad_nested(void) {
-  nn_layer_cfg c[8] = {dense(4, "tanh"), block(5, 0), dense(4, "tanh"), block(2, 0),
-                       dense(4, "none"), cfg_of("batchnorm"), dense(4, "none"),
-                       dense(2, "none")};
+  nn_layer_cfg c[8] = {cfg_dense(4, "tanh"), cfg_block(5, 0), cfg_dense(4, "tanh"), cfg_block(2, 0),
+                       cfg_dense(4, "none"), cfg_of("batchnorm"), cfg_dense(4, "none"),
+                       cfg_dense(2, "none")};
   nn_shape in = {1, {3}};
   /* batch statistics over 4 samples make f curved (truncation ~ eps^2) and
    * the bias before the batchnorm has a true gradient of 0 (float noise ~
@@ -149,7 +135,7 @@ static double widening_loss(nn_model *m, const float *x, int n) {
 }
 
 static void test_widening_body_activity(void) {
-  nn_layer_cfg c[2] = {block(1, 1), dense(16, "none")};
+  nn_layer_cfg c[2] = {cfg_block(1, 1), cfg_dense(16, "none")};
   c[1].activity_l2 = 0.1;
   nn_shape in = {1, {4}};
   enum { N = 3 };
@@ -184,7 +170,7 @@ static void test_widening_body_activity(void) {
 
 static void test_forward_values(void) {
   /* empty body: y = x + x */
-  nn_layer_cfg e = block(0, 0);
+  nn_layer_cfg e = cfg_block(0, 0);
   nn_shape in = {1, {2}};
   nn_model m;
   BUILD(&m, &e, 1, &in, 1);
@@ -199,7 +185,7 @@ static void test_forward_values(void) {
   nn_model_free(&m);
 
   /* body dense W = [[1, 2], [3, 4]], b = 0: y = W x + x */
-  nn_layer_cfg c[2] = {block(1, 0), dense(2, "none")};
+  nn_layer_cfg c[2] = {cfg_block(1, 0), cfg_dense(2, "none")};
   BUILD(&m, c, 2, &in, 1);
   static const float w[4] = {1, 2, 3, 4};
   memcpy(m.layers[0].param[0], w, sizeof w); /* the body, then the add */
@@ -239,12 +225,12 @@ static void on_ready(void *user, size_t offset, size_t count) {
 }
 
 /* Layers, names, inputs, init keys and arena ranges of
- *   0 dense(4, tanh)  1 residual(len 5): [2 dense(4, tanh)  3 residual(len 1,
- *   projection): [4 dense(3)]  5 dense(4)]  6 dense(2)
+ *   0 cfg_dense(4, tanh)  1 residual(len 5): [2 cfg_dense(4, tanh)  3 residual(len 1,
+ *   projection): [4 cfg_dense(3)]  5 cfg_dense(4)]  6 cfg_dense(2)
  * expanded into a graph (core/model.h): body, shortcut, add per block. */
 static void test_layout(void) {
-  nn_layer_cfg c[7] = {dense(4, "tanh"), block(4, 0), dense(4, "tanh"), block(1, 1),
-                       dense(3, "none"), dense(4, "none"), dense(2, "none")};
+  nn_layer_cfg c[7] = {cfg_dense(4, "tanh"), cfg_block(4, 0), cfg_dense(4, "tanh"), cfg_block(1, 1),
+                       cfg_dense(3, "none"), cfg_dense(4, "none"), cfg_dense(2, "none")};
   nn_shape in = {1, {3}};
   nn_model m;
   BUILD(&m, c, 7, &in, 2);
@@ -321,7 +307,7 @@ static void test_layout(void) {
 /* Dense layers' names and init draws are those of a flat model when there is
  * no block: the historical layout is unchanged. */
 static void test_no_block_layout_unchanged(void) {
-  nn_layer_cfg c[2] = {dense(3, "relu"), dense(2, "none")};
+  nn_layer_cfg c[2] = {cfg_dense(3, "relu"), cfg_dense(2, "none")};
   nn_shape in = {1, {2}};
   nn_model m;
   BUILD(&m, c, 2, &in, 1);
@@ -338,29 +324,29 @@ static void test_build_errors(void) {
   nn_error e;
   nn_shape in = {1, {4}};
   /* the body changes the shape and there is no projection */
-  nn_layer_cfg a[2] = {block(1, 0), dense(3, "none")};
+  nn_layer_cfg a[2] = {cfg_block(1, 0), cfg_dense(3, "none")};
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_model_build(&m, &in, a, 2, 1, &e), NN_ESHAPE);
   ASSERT_STR_CONTAINS(e.msg, "layer 0 'residual0' (residual)");
   ASSERT_STR_CONTAINS(e.msg, "[3] differs from the block's input [4]");
   ASSERT_STR_CONTAINS(e.msg, "projection = true");
   /* block_len past the end of the list, top level and nested */
-  nn_layer_cfg b[2] = {block(2, 0), dense(4, "none")};
+  nn_layer_cfg b[2] = {cfg_block(2, 0), cfg_dense(4, "none")};
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_model_build(&m, &in, b, 2, 1, &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "block_len 2, but 1 layer configs follow it");
-  nn_layer_cfg b2[4] = {block(2, 0), dense(4, "none"), block(2, 0), dense(4, "none")};
+  nn_layer_cfg b2[4] = {cfg_block(2, 0), cfg_dense(4, "none"), cfg_block(2, 0), cfg_dense(4, "none")};
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_model_build(&m, &in, b2, 4, 1, &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "'residual0.residual1'");
   /* an error inside a body names the nested layer */
-  nn_layer_cfg c[2] = {block(1, 0), dense(0, "none")};
+  nn_layer_cfg c[2] = {cfg_block(1, 0), cfg_dense(0, "none")};
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_model_build(&m, &in, c, 2, 1, &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "layer 1 'residual0.dense0' (dense): units must be >= 1");
   ASSERT_STR_EQ(e.where, "residual0.dense0");
   /* a projection to a shape neither dense nor a 1x1 conv can produce */
-  nn_layer_cfg d[2] = {block(1, 1), cfg_of("prelu")};
+  nn_layer_cfg d[2] = {cfg_block(1, 1), cfg_of("prelu")};
   nn_shape two = {2, {2, 3}};
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_model_build(&m, &two, d, 2, 1, &e), NN_ESHAPE);
@@ -370,19 +356,19 @@ static void test_build_errors(void) {
   d[0].projection = 0;
   ASSERT_OK(nn_model_build(&m, &two, d, 2, 1, &e));
   nn_model_free(&m);
-  nn_layer_cfg f[3] = {block(2, 1), cfg_of("flatten"), dense(5, "none")};
+  nn_layer_cfg f[3] = {cfg_block(2, 1), cfg_of("flatten"), cfg_dense(5, "none")};
   nn_shape img = {3, {1, 2, 3}};
   ASSERT_OK(nn_model_build(&m, &img, f, 3, 1, &e));
   ASSERT_EQ_INT(m.tensors[nn_model_find_tensor(&m, "residual0.shortcut", "weight")].shape.dim[1], 6);
   nn_model_free(&m);
   /* names too long for NN_NAME_MAX once qualified */
-  nn_layer_cfg n[2] = {block(1, 0), dense(4, "none")};
+  nn_layer_cfg n[2] = {cfg_block(1, 0), cfg_dense(4, "none")};
   snprintf(n[0].name, sizeof n[0].name, "a_block_with_a_really_very_long_name_0123456");
   nn_error_clear(&e);
   ASSERT_EQ_INT(nn_model_build(&m, &in, n, 2, 1, &e), NN_ESCHEMA);
   ASSERT_STR_CONTAINS(e.msg, "longer than 47 characters");
   /* duplicate names across nesting levels */
-  nn_layer_cfg u[3] = {dense(4, "none"), block(1, 0), dense(4, "none")};
+  nn_layer_cfg u[3] = {cfg_dense(4, "none"), cfg_block(1, 0), cfg_dense(4, "none")};
   snprintf(u[0].name, sizeof u[0].name, "x");
   snprintf(u[2].name, sizeof u[2].name, "x");
   nn_error_clear(&e);

@@ -3,13 +3,14 @@
  * scratch file and read the way `nntrain inspect` and --resume do:
  * nn_ckpt_read (format, version, checksum, structure), then the job in its
  * spec (nn_job_unpack), every /state field as text and every tensor's range.
- * Checks: no memory error, UB or leak; a checkpoint that reads has 1 ..
+ * Checks: no memory error, UB or leak (HDF5 identifiers counted too:
+ * fuzz_util.h); a checkpoint that reads has 1 ..
  * NN_CKPT_MAX_REPLICAS replicas whose tensors lie inside the parameters.
  * Seeds: checkpoints of a tiny training run (tests/fuzz/seeds.sh). */
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
-#include "fuzz_util.h"
 #include "worker/h5io.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,8 +26,10 @@ static void touch_replica(const nn_ckpt_replica *r) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int init;
   static nn_job job;
+  static long ids;
   if (!init) {
     nn_h5_quiet();
+    ids = fuzz_h5_ids();
     init = 1;
   }
   const char *path = fuzz_write_tmp(data, size, "ckpt.h5");
@@ -37,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nn_error_clear(&err);
   if (nn_ckpt_read(path, &s, &err) != 0) {
     FUZZ_CHECK(err.code != 0);
+    FUZZ_CHECK(fuzz_h5_ids() == ids);
     nn_ckpt_snapshot_free(&s);
     return 0;
   }
@@ -50,5 +54,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     (void)nn_ckpt_field_str(&s.state, f, buf, sizeof buf);
   (void)nn_ckpt_checksum(&s);
   nn_ckpt_snapshot_free(&s);
+  FUZZ_CHECK(fuzz_h5_ids() == ids);
   return 0;
 }

@@ -3,12 +3,12 @@
  * read the way `nntrain inspect` and training do: nn_h5_format,
  * nn_shard_describe, nn_dataset_open, then the labels or targets and the
  * first and last samples through nn_dataset_read. Checks: no memory error,
- * UB or leak; an opened set has n >= 0, a valid class count and labels in
+ * UB or leak (HDF5 identifiers counted: fuzz_util.h); an opened set has n >= 0, a valid class count and labels in
  * [0, num_classes). Seeds: small shards made with `nntrain prepare`
  * (tests/fuzz/seeds.sh). */
-#include "fuzz_util.h"
 #include "worker/h5io.h"
 #include "worker/dataset.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,8 +32,10 @@ static void read_ends(nn_dataset *ds, const nn_dataset_info *info) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int init;
+  static long ids;
   if (!init) {
     nn_h5_quiet();
+    ids = fuzz_h5_ids();
     init = 1;
   }
   const char *path = fuzz_write_tmp(data, size, "shard.h5");
@@ -49,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nn_error_clear(&err);
   if (nn_dataset_open(&ds, path, NULL, &err) != 0) {
     FUZZ_CHECK(err.code != 0 && ds == NULL);
+    FUZZ_CHECK(fuzz_h5_ids() == ids);
     return 0;
   }
   const nn_dataset_info *info = nn_dataset_get_info(ds);
@@ -68,5 +71,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   read_ends(ds, info);
   nn_dataset_close(ds);
+  FUZZ_CHECK(fuzz_h5_ids() == ids);
   return 0;
 }

@@ -192,6 +192,33 @@ typedef struct nn_layer_ops {
 
 enum { NN_FUSE_RELU_OUT = 1, NN_FUSE_RELU_COMMUTES = 2 };
 
+/* Blocked activations (the model's layout pass, nn_model_layouts in model.h).
+ *
+ * An image tensor [C, H, W] per sample with C a multiple of 16 may be kept
+ * in oneDNN's nChw16c layout between layers that can all work in it, so
+ * that no reorder runs between oneDNN convolutions: sample n's element
+ * (c, h, w) is at
+ *     n*C*H*W + ((c/16)*H*W + h*W + w)*16 + c%16
+ * (the same element count as NCHW; every sample is still one contiguous run
+ * of C*H*W floats). Gradients are in their tensor's layout.
+ *
+ * build sets l->blk_caps from its shapes and options:
+ *   NN_BLK_IN    forward/backward can read a blocked input (x, and write dx
+ *                in it) whatever their output's layout;
+ *   NN_BLK_OUT   can write a blocked output (y, and read dy in it) whatever
+ *                the input's layout;
+ *   NN_BLK_SAME  can run with input(s) and output all blocked (elementwise
+ *                layers, batchnorm, maxpool: the layout passes through).
+ * The model then sets l->in_blocked (one flag for every input: merge layers
+ * see all inputs in one layout) and l->out_blocked before any forward;
+ * 0/0 is NCHW, what every layer does without asking. */
+enum { NN_BLK_IN = 1, NN_BLK_OUT = 2, NN_BLK_SAME = 4 };
+
+/* Offset of element (c, h, w) within one blocked sample of [C, H, W]. */
+static inline size_t nn_blk_index(int c, int h, int w, int H, int W) {
+  return (((size_t)(c >> 4) * (size_t)H + (size_t)h) * (size_t)W + (size_t)w) * 16 + (size_t)(c & 15);
+}
+
 struct nn_layer {
   const nn_layer_ops *ops;
   nn_layer_cfg cfg;
@@ -229,6 +256,8 @@ struct nn_layer {
   int relu_out;                       /* set by the model's fusion pass (ops->fuse_relu):
                                          forward writes relu of the layer's output, and
                                          backward's y is that and dy its gradient */
+  int blk_caps;                       /* NN_BLK_* this layer supports (build sets it) */
+  int in_blocked, out_blocked;        /* layouts the model chose (NN_BLK_*, above) */
 };
 
 /* 1 if backward must add into l's parameter gradients: the layer is not

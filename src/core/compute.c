@@ -66,6 +66,17 @@ int nn_fuse_choice(int *on, nn_error *err) {
   return nn_error_set(err, NN_EUSAGE, "environment variable NN_FUSE='%s' is not one of 0|1", v);
 }
 
+int nn_blocked_choice(int *on, nn_error *err) {
+  const char *v = getenv("NN_BLOCKED");
+  *on = 1;
+  if (!v || !v[0] || strcmp(v, "1") == 0) return 0;
+  if (strcmp(v, "0") == 0) {
+    *on = 0;
+    return 0;
+  }
+  return nn_error_set(err, NN_EUSAGE, "environment variable NN_BLOCKED='%s' is not one of 0|1", v);
+}
+
 const char *nn_conv_backend_name(nn_conv_backend b) {
   switch (b) {
   case NN_CONV_DNNL_PLAIN: return "dnnl_plain";

@@ -59,6 +59,11 @@ typedef enum nn_precision {
  * *on is set; 0, or NN_EUSAGE naming the variable for another value. */
 int nn_fuse_choice(int *on, nn_error *err);
 
+/* Whether the model keeps activations in the blocked layout between layers
+ * that can all work in it (model.h, nn_model_layouts), from NN_BLOCKED: unset,
+ * "" or "1" on, "0" off (every tensor NCHW). As nn_fuse_choice. */
+int nn_blocked_choice(int *on, nn_error *err);
+
 /* 1 if this build has the oneDNN convolution backend. */
 int nn_compute_have_dnnl(void);
 

@@ -214,6 +214,11 @@ enum { NN_FUSE_RELU_OUT = 1, NN_FUSE_RELU_COMMUTES = 2 };
  * 0/0 is NCHW, what every layer does without asking. */
 enum { NN_BLK_IN = 1, NN_BLK_OUT = 2, NN_BLK_SAME = 4 };
 
+/* 1 if a tensor of per-sample shape s can be blocked: [C, H, W], C % 16 == 0. */
+static inline int nn_blk_fits(const nn_shape *s) {
+  return s->ndim == 3 && s->dim[0] > 0 && s->dim[0] % 16 == 0;
+}
+
 /* Offset of element (c, h, w) within one blocked sample of [C, H, W]. */
 static inline size_t nn_blk_index(int c, int h, int w, int H, int W) {
   return (((size_t)(c >> 4) * (size_t)H + (size_t)h) * (size_t)W + (size_t)w) * 16 + (size_t)(c & 15);

@@ -570,7 +570,9 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   m->fuse_out = nn_calloc((size_t)nl, sizeof *m->fuse_out);
   m->fuse_in = nn_calloc((size_t)nl, sizeof *m->fuse_in);
   m->fused = nn_calloc((size_t)nl, 1);
-  if (!m->act_off || !m->need || !m->gset || !m->fuse_out || !m->fuse_in || !m->fused) {
+  m->blocked = nn_calloc((size_t)nl, 1);
+  if (!m->act_off || !m->need || !m->gset || !m->fuse_out || !m->fuse_in || !m->fused ||
+      !m->blocked) {
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     goto fail;
   }
@@ -608,6 +610,9 @@ int nn_model_build(nn_model *m, const nn_shape *in, const nn_layer_cfg *cfgs, in
   int fuse;
   if ((rc = nn_fuse_choice(&fuse, err))) goto fail;
   nn_model_fuse(m, fuse);
+  int blocked;
+  if ((rc = nn_blocked_choice(&blocked, err))) goto fail;
+  nn_model_layouts(m, blocked);
   free(alias);
   return 0;
 
@@ -637,6 +642,7 @@ void nn_model_free(nn_model *m) {
   free(m->fuse_out);
   free(m->fuse_in);
   free(m->fused);
+  free(m->blocked);
   free(m->scratch);
   free(m->carry);
   memset(m, 0, sizeof *m);
@@ -707,6 +713,51 @@ int nn_model_fuse(nn_model *m, int on) {
   if (on)
     for (int i = 0; i < m->nlayers; i++) m->nfused += fuse_one(m, i);
   return m->nfused;
+}
+
+/* 1 if layer j can read a blocked input given its own output's layout. */
+static int reads_blocked(const nn_layer *lj, const unsigned char *blk) {
+  if (lj->blk_caps & NN_BLK_IN) return 1;
+  return (lj->blk_caps & NN_BLK_SAME) && blk[lj->index];
+}
+
+int nn_model_layouts(nn_model *m, int on) {
+  int nl = m->nlayers;
+  unsigned char *blk = m->blocked;
+  for (int i = 0; i < nl; i++) {
+    const nn_layer *l = &m->layers[i];
+    blk[i] = on && i != nl - 1 && !has_activity(l) && nn_blk_fits(&l->out) &&
+             (l->blk_caps & (NN_BLK_OUT | NN_BLK_SAME));
+  }
+  /* Only ever 1 -> 0, so this ends: a pass-through layer needs all its inputs
+   * blocked (or it writes NCHW unless it can produce blocked itself), and a
+   * blocked tensor needs every reader able to read it. */
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (int i = 0; i < nl; i++) {
+      if (!blk[i]) continue;
+      const nn_layer *l = &m->layers[i];
+      int ok = 1;
+      if (!(l->blk_caps & NN_BLK_OUT))
+        for (int k = 0; k < l->nin; k++) ok &= l->src[k] >= 0 && blk[l->src[k]];
+      for (int j = i + 1; j < nl && ok; j++)
+        for (int k = 0; k < m->layers[j].nin; k++)
+          if (m->layers[j].src[k] == i && !reads_blocked(&m->layers[j], blk)) ok = 0;
+      if (!ok) {
+        blk[i] = 0;
+        changed = 1;
+      }
+    }
+  }
+  int count = 0;
+  for (int i = 0; i < nl; i++) {
+    nn_layer *l = &m->layers[i];
+    l->out_blocked = blk[i];
+    l->in_blocked = l->nin > 0 && l->src[0] >= 0 && blk[l->src[0]];
+    count += blk[i];
+  }
+  m->nblocked = count;
+  return count;
 }
 
 /* The producer of layer l's input k (a ReLU moved after l is skipped). */

@@ -125,6 +125,9 @@ typedef struct nn_model {
   unsigned char *fused;  /* [nlayers] 1: a ReLU whose work a neighbour does; it runs
                             neither forward nor backward */
   int nfused;            /* ReLUs fused (nn_model_fuse) */
+  unsigned char *blocked; /* [nlayers] 1: layer i's output (and its gradient) is in the
+                            blocked layout (nn_model_layouts) */
+  int nblocked;          /* outputs kept blocked */
   float *carry;          /* [max_batch * carry_per_sample], sample-major: row i holds
                             sample i's state of every carrying layer, in layer order
                             (NULL when carry_per_sample is 0) */
@@ -161,6 +164,23 @@ void nn_model_free(nn_model *m);
  * on = 0 undoes it (the reference layers). Returns the number of ReLUs fused.
  * Call it between passes only (a forward and its backward see one setting). */
 int nn_model_fuse(nn_model *m, int on);
+
+/* The layout pass (nn_model_build runs it after the fusion pass, on unless
+ * NN_BLOCKED=0: core/compute.h). It keeps a layer's output in the blocked
+ * layout nChw16c (core/layer.h, "Blocked activations") when the layer can
+ * write it (NN_BLK_OUT: a oneDNN convolution; NN_BLK_SAME with all its
+ * inputs blocked: batchnorm, maxpool, elementwise layers, add) and every
+ * reader can read it (NN_BLK_IN: a oneDNN convolution, global_avgpool; or
+ * NN_BLK_SAME and blocked itself). Never the last layer's output, nor a
+ * layer's with an activity penalty (regularize.c reads them). So a chain of
+ * oneDNN convolutions, batchnorms, ReLUs, pools and residual adds runs with
+ * no reorder between its convolutions. Like fusion it changes how layers
+ * run, never names, tensors, checkpoints or results: the layers' blocked
+ * paths compute the bits of their NCHW ones (tests/test_core_blocked.c,
+ * test_core_model.c). on = 0: every tensor NCHW. Sets each layer's
+ * in_blocked / out_blocked; returns the number of blocked outputs. Call it
+ * between passes only. */
+int nn_model_layouts(nn_model *m, int on);
 
 /* Initialize all parameters and buffers from (seed): depends on nothing else. */
 void nn_model_init_params(nn_model *m, uint64_t seed);

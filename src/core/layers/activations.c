@@ -66,6 +66,7 @@ static int act_build(nn_layer *l, nn_error *err) {
   if (!isfinite(opts(l)->alpha))
     return nn_error_set(err, NN_ESCHEMA, "alpha must be finite");
   l->out = l->in;
+  if (nn_blk_fits(&l->in)) l->blk_caps = NN_BLK_SAME; /* elementwise: any layout */
   return 0;
 }
 

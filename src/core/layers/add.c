@@ -8,7 +8,11 @@
 
 static const nn_key add_keys[] = {{0}};
 
-static int add_build(nn_layer *l, nn_error *err) { return nn__merge_same_shapes(l, err); }
+static int add_build(nn_layer *l, nn_error *err) {
+  int rc = nn__merge_same_shapes(l, err);
+  if (!rc && nn_blk_fits(&l->out)) l->blk_caps = NN_BLK_SAME; /* elementwise: any layout */
+  return rc;
+}
 
 /* xs[k], y [n, count(out)]; summed in input order. relu_out (a ReLU fused
  * onto the output, model.c): y = max(0, sum), in the same pass. */

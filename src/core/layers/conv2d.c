@@ -42,12 +42,16 @@
  * build also creates a conv2d_dnnl backend (l->state) and forward/backward
  * hand the call to it; a call it cannot serve (no primitives for that slice
  * size: out of memory) falls back here. The reference's scratch is declared
- * either way, for that fallback.
+ * either way, for that fallback. A blocked oneDNN backend also reads and
+ * writes the blocked activation layout (core/layer.h: blk_caps NN_BLK_IN when
+ * C, NN_BLK_OUT when F is a multiple of 16; groups 1), where the model keeps
+ * it; the fallback then converts those tensors to NCHW and back in place.
  *
  * Initialization: weight he_uniform, U(-sqrt(6/fan_in), +) with fan_in =
  * C/groups*kh*kw (suited to the relu that usually follows; PyTorch's own
  * default, kaiming_uniform(a=sqrt 5), is U(-1/sqrt(fan_in), +)); bias zeros. */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -55,6 +59,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/blocked.h"
 #include "core/compute.h"
 #include "core/layer.h"
 #include "core/layers/conv2d_dnnl.h"
@@ -224,6 +229,8 @@ typedef struct conv_state {
   nn__conv_dnnl *dnnl;
   long fallbacks;  /* calls the reference served for want of primitives */
   int bf16;        /* computes in bf16 (compute.h: the precision when built) */
+  size_t tmp_off;  /* blk_caps set: one sample's floats at scratch + tmp_off, through
+                      which a fallback converts blocked tensors in place */
 } conv_state;
 
 static int conv_backend_new(nn_layer *l, const conv_geom *g, nn_error *err) {
@@ -298,6 +305,16 @@ static int conv2d_build(nn_layer *l, nn_error *err) {
     rc = nn_layer_add_param(l, "bias", &bs, NN_INIT_ZEROS, fan_in, fan_out, err);
   }
   if (!rc) rc = conv_backend_new(l, &g, err);
+  conv_state *st = l->state;
+  if (!rc && st && st->backend == NN_CONV_DNNL_BLOCKED && g.groups == 1) {
+    /* oneDNN reads and writes nChw16c directly (core/layer.h, "Blocked activations") */
+    l->blk_caps = (nn_blk_fits(&l->in) ? NN_BLK_IN : 0) | (nn_blk_fits(&l->out) ? NN_BLK_OUT : 0);
+    if (l->blk_caps) {
+      size_t in = nn_shape_count(&l->in), out = nn_shape_count(&l->out);
+      st->tmp_off = l->scratch_fixed;
+      l->scratch_fixed += in > out ? in : out;
+    }
+  }
   return rc;
 }
 
@@ -588,12 +605,26 @@ static void conv2d_backward_ref(nn_layer *l, const float *x, const float *dy, fl
   }
 }
 
+/* The reference serves a call whose tensors the model keeps blocked: they are
+ * converted to NCHW in place (one sample at a time, through the scratch set
+ * aside in build), and the inputs converted back afterwards. */
+static void blk_tensor(const nn_layer *l, const float *t, int n, int in, int to_blocked) {
+  const conv_state *st = l->state;
+  const nn_shape *s = in ? &l->in : &l->out;
+  nn_blk_convert((float *)(uintptr_t)t, l->scratch + st->tmp_off, n, s->dim[0], s->dim[1],
+                 s->dim[2], to_blocked);
+}
+
 static void conv2d_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
   conv_state *st = l->state;
   const float *b = l->nparams > 1 ? l->param[1] : NULL;
+  if (st) nn__conv_dnnl_set_layouts(st->dnnl, l->in_blocked, l->out_blocked);
   if (st && nn__conv_dnnl_forward(st->dnnl, x, l->param[0], b, y, n) == 0) return;
   if (st) st->fallbacks++;
+  if (l->in_blocked) blk_tensor(l, x, n, 1, 0);
   conv2d_forward_ref(l, x, y, n);
+  if (l->in_blocked) blk_tensor(l, x, n, 1, 1);
+  if (l->out_blocked) blk_tensor(l, y, n, 0, 1);
 }
 
 /* dW, db += (unless frozen: nn_layer_param_grads), dx = (unless NULL). */
@@ -604,9 +635,15 @@ static void conv2d_backward(nn_layer *l, const float *x, const float *y, const f
   if (!pg && !dx) return;
   float *dw = pg ? l->grad[0] : NULL; /* NULL: dx only (frozen) */
   float *db = pg && l->nparams > 1 ? l->grad[1] : NULL;
+  if (st) nn__conv_dnnl_set_layouts(st->dnnl, l->in_blocked, l->out_blocked);
   if (st && nn__conv_dnnl_backward(st->dnnl, x, l->param[0], dy, dx, dw, db, n) == 0) return;
   if (st) st->fallbacks++;
+  if (l->in_blocked) blk_tensor(l, x, n, 1, 0);
+  if (l->out_blocked) blk_tensor(l, dy, n, 0, 0);
   conv2d_backward_ref(l, x, dy, dx, dw, db, n);
+  if (l->in_blocked) blk_tensor(l, x, n, 1, 1);
+  if (l->out_blocked) blk_tensor(l, dy, n, 0, 1);
+  if (l->in_blocked && dx) blk_tensor(l, dx, n, 1, 1);
 }
 
 const nn_layer_ops nn_layer_conv2d = {

@@ -67,6 +67,7 @@ struct nn__conv_dnnl {
   nn__conv_dims d;
   int blocked;
   int bf16;                 /* src, weights, diff_dst in bf16 (conv2d_dnnl.h) */
+  int in_blk, out_blk;      /* x/dx, y/dy are ours in nChw16c, not NCHW (set_layouts) */
   dnnl_engine_t engine;
   dnnl_stream_t stream;
   dn_entry cache[NN__CONV_DNNL_CACHE];
@@ -219,8 +220,10 @@ static int mds_init(nn__conv_dnnl *c, int n, dn_mds *m) {
   const dnnl_dim_t *wei = g ? wei5 : wei4;
   dnnl_format_tag_t wtag = g ? dnnl_goihw : dnnl_oihw;
   dnnl_data_type_t in = c->bf16 ? dnnl_bf16 : dnnl_f32; /* what the primitives read */
-  DN(dnnl_memory_desc_init_by_tag(&m->u_src, 4, src, dnnl_f32, dnnl_nchw));
-  DN(dnnl_memory_desc_init_by_tag(&m->u_dst, 4, dst, dnnl_f32, dnnl_nchw));
+  DN(dnnl_memory_desc_init_by_tag(&m->u_src, 4, src, dnnl_f32,
+                                  c->in_blk ? dnnl_nChw16c : dnnl_nchw));
+  DN(dnnl_memory_desc_init_by_tag(&m->u_dst, 4, dst, dnnl_f32,
+                                  c->out_blk ? dnnl_nChw16c : dnnl_nchw));
   DN(dnnl_memory_desc_init_by_tag(&m->u_wei, wn, wei, dnnl_f32, wtag));
   DN(dnnl_memory_desc_init_by_tag(&m->bias, 1, bias, dnnl_f32, dnnl_a));
   if ((rc = md_init(c, &m->a_src, 4, src, in, dnnl_nchw)) != 0) goto done;
@@ -359,6 +362,15 @@ static dn_entry *entry_for(nn__conv_dnnl *c, int n) {
 }
 
 /* ---- calls ---------------------------------------------------------------------- */
+
+void nn__conv_dnnl_set_layouts(nn__conv_dnnl *c, int in_blocked, int out_blocked) {
+  in_blocked = in_blocked && c->blocked;
+  out_blocked = out_blocked && c->blocked;
+  if (in_blocked == c->in_blk && out_blocked == c->out_blk) return;
+  for (int i = 0; i < NN__CONV_DNNL_CACHE; i++) entry_free(&c->cache[i]);
+  c->in_blk = in_blocked;
+  c->out_blk = out_blocked;
+}
 
 /* Point the memory objects of e's edge at the caller's buffer `buf` and, when
  * it has one, at its arena region. */
@@ -543,6 +555,10 @@ int nn__conv_dnnl_backward(nn__conv_dnnl *c, const float *x, const float *w, con
                            float *dx, float *dw, float *db, int n) {
   (void)c, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)db, (void)n;
   return NN_EINTERNAL;
+}
+
+void nn__conv_dnnl_set_layouts(nn__conv_dnnl *c, int in_blocked, int out_blocked) {
+  (void)c, (void)in_blocked, (void)out_blocked;
 }
 
 const char *nn__conv_dnnl_failure(const nn__conv_dnnl *c) {

@@ -5,7 +5,8 @@
  * and NN_CONV_BACKEND picks it (core/compute.h), a layer's forward and
  * backward go through the functions here instead. Data stay in our layouts
  * at the layer's edges whatever oneDNN computes in: x, y, dx, dy NCHW
- * [n, C, H, W], weight PyTorch's [F, C/groups, kh, kw], bias [F].
+ * [n, C, H, W] (or nChw16c where the model keeps activations blocked:
+ * nn__conv_dnnl_set_layouts), weight PyTorch's [F, C/groups, kh, kw], bias [F].
  *
  * Two layouts inside:
  *   plain    the primitives read and write our buffers as they are (nchw,
@@ -75,6 +76,13 @@ int nn__conv_dnnl_forward(nn__conv_dnnl *c, const float *x, const float *w, cons
  * added to dw or db. */
 int nn__conv_dnnl_backward(nn__conv_dnnl *c, const float *x, const float *w, const float *dy,
                            float *dx, float *dw, float *db, int n);
+
+/* Our side's layouts from now on: x and dx in nChw16c when in_blocked, y and
+ * dy when out_blocked (core/layer.h, "Blocked activations"; C or F a
+ * multiple of 16), else NCHW. Only a blocked backend takes them (a plain one
+ * ignores them). A change empties the cache: the reorders the primitives
+ * need depend on it; where our layout is the primitive's, there is none. */
+void nn__conv_dnnl_set_layouts(nn__conv_dnnl *c, int in_blocked, int out_blocked);
 
 /* Why the last failed creation failed, "" if none has. */
 const char *nn__conv_dnnl_failure(const nn__conv_dnnl *c);

@@ -8,7 +8,11 @@
 
 static const nn_key multiply_keys[] = {{0}};
 
-static int multiply_build(nn_layer *l, nn_error *err) { return nn__merge_same_shapes(l, err); }
+static int multiply_build(nn_layer *l, nn_error *err) {
+  int rc = nn__merge_same_shapes(l, err);
+  if (!rc && nn_blk_fits(&l->out)) l->blk_caps = NN_BLK_SAME; /* elementwise: any layout */
+  return rc;
+}
 
 /* xs[k], y [n, count(out)]; multiplied in input order. */
 static void multiply_forward(nn_layer *l, const float *const *xs, float *y, int n,

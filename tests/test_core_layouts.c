@@ -10,8 +10,8 @@
  * runs the same primitives whichever layout our side has (only the reorders
  * around them go). In training and in evaluation, with the ReLU fusion on
  * and off. Models: a small ResNet (16 and 32 channels: everything blocked
- * from the stem to global_avgpool) and a convnet whose second stage ends in
- * flatten (so it stays NCHW). Also: what the pass may not block (channels
+ * from the stem to global_avgpool) and a convnet (blocked up to flatten,
+ * which writes NCHW order for the dense layer). Also: what the pass may not block (channels
  * not a multiple of 16, the last layer, an activity penalty, a reader that
  * cannot read blocked), NN_BLOCKED, and a convolution whose oneDNN
  * primitives cannot be made (an injected allocation failure), served by the
@@ -213,7 +213,7 @@ static void test_resnet_blocked_matches_nchw(void) {
   compare_layouts(&in, c, n, expect, -1);
 }
 
-static void test_cnn_second_stage_stays_nchw(void) {
+static void test_cnn_blocked_to_flatten(void) {
   nn_layer_cfg c[8];
   int n = cnn(c);
   nn_shape in = {3, {2, 12, 10}};
@@ -222,13 +222,13 @@ static void test_cnn_second_stage_stays_nchw(void) {
   ASSERT_OK(build(&m, &in, c, n));
   int expect = 0;
   if (conv_blocks()) {
-    /* conv0 relu maxpool blocked; the second stage feeds flatten: NCHW */
-    const char *blocked[] = {"conv2d0", "conv2d0_relu", "maxpool1"};
-    for (int i = 0; i < 3; i++) ASSERT_EQ_INT(m.layers[find(&m, blocked[i])].out_blocked, 1);
-    ASSERT_EQ_INT(m.layers[find(&m, "conv2d2")].in_blocked, 1);
-    ASSERT_EQ_INT(m.layers[find(&m, "conv2d2")].out_blocked, 0);
-    ASSERT_EQ_INT(m.layers[find(&m, "maxpool3")].out_blocked, 0);
-    expect = 3;
+    /* both stages blocked; flatten reads blocked and writes NCHW order */
+    const char *blocked[] = {"conv2d0", "conv2d0_relu", "maxpool1", "conv2d2", "conv2d2_relu",
+                             "maxpool3"};
+    for (int i = 0; i < 6; i++) ASSERT_EQ_INT(m.layers[find(&m, blocked[i])].out_blocked, 1);
+    ASSERT_EQ_INT(m.layers[find(&m, "flatten4")].in_blocked, 1);
+    ASSERT_EQ_INT(m.layers[find(&m, "flatten4")].out_blocked, 0);
+    expect = 6;
   }
   ASSERT_EQ_INT(m.nblocked, expect);
   nn_model_free(&m);
@@ -355,4 +355,4 @@ static void test_fallback_converts(void) {
 }
 
 TEST_MAIN(TEST(test_fallback_converts), TEST(test_resnet_blocked_matches_nchw),
-          TEST(test_cnn_second_stage_stays_nchw), TEST(test_what_stays_nchw))
+          TEST(test_cnn_blocked_to_flatten), TEST(test_what_stays_nchw))

@@ -580,6 +580,8 @@ static int announce(run *R, nn_error *err) {
   nn_json_str(rec, "precision",
               nn_compute_precision() == NN_PRECISION_BF16 ? "bf16" : "fp32");
   if (convs) nn_json_int(rec, "conv_bf16_layers", bf16);
+  nn_json_int(rec, "fused_relus", m->nfused);
+  nn_json_int(rec, "blocked_outputs", m->nblocked); /* core/model.h: nn_model_layouts */
   return nn_runlog_write(&R->log, rec, err);
 }
 

@@ -14,7 +14,9 @@
  * 2x2/2 valid (the fast path with its codes, odd sizes dropping an edge),
  * 3x3/2 same, 3x3/1 explicit pad 1; inputs drawn from a few values so that
  * windows tie (the first maximum gets the gradient), plus a case with NaNs
- * and signed zeros. Also: which shapes declare blk_caps. The NCHW kernels'
+ * and signed zeros. Batchnorm also runs on data built so that its sums
+ * cancel (fill_cancel): any other order of the sums than rows.h's gives
+ * other bits. Also: which shapes declare blk_caps. The NCHW kernels'
  * gradients are checked against finite differences elsewhere
  * (test_core_bn, test_core_layers); bit-identity carries that over. */
 #include <stdint.h>
@@ -33,7 +35,7 @@ static const int batches[] = {1, 3, 8};
 
 /* Input values: uniform in [-1, 1], or (ties) one of -1, -0.5, 0, 0.5, 1,
  * or (special) ties with some NaNs and negative zeros. */
-enum { FILL_UNIFORM, FILL_TIES, FILL_SPECIAL };
+enum { FILL_UNIFORM, FILL_TIES, FILL_SPECIAL, FILL_CANCEL };
 
 static void fill(float *v, size_t cnt, uint64_t key, int kind) {
   nn_rng r;
@@ -48,6 +50,24 @@ static void fill(float *v, size_t cnt, uint64_t key, int kind) {
       if (kind == FILL_SPECIAL && i % 23 == 5) v[i] = NAN;
     }
   }
+}
+
+/* FILL_CANCEL (batchnorm), v [n, C, S] NCHW: uniform values, and where a
+ * row has a full group of 16 positions, +B at its position 0 and -B at 1
+ * (B = 2^60 times a channel's factor): in rows.h's order the tail is added
+ * to B in double first and lost, in any other order it survives; and at
+ * position 2, +B in sample 0 and -B in sample 1, so that the rows' order
+ * (sample order) shows in the channel's sum likewise. */
+static void fill_cancel(float *v, int n, int C, size_t S, uint64_t key) {
+  fill(v, (size_t)n * C * S, key, FILL_UNIFORM);
+  if (S < 16) return;
+  for (int i = 0; i < n; i++)
+    for (int c = 0; c < C; c++) {
+      float *row = v + ((size_t)i * C + c) * S, big = 0x1p60f * (1.0f + (float)(c % 5) / 8.0f);
+      row[0] = big;
+      row[1] = -big;
+      if (i < 2) row[2] = i == 0 ? big : -big;
+    }
 }
 
 /* One run's results, NCHW whatever the layout it ran in. */
@@ -140,8 +160,14 @@ static int compare(const nn_layer_cfg *cfg, const char *what, int C, int H, int 
   nn_shape in = {3, {C, H, W}};
   size_t cnt = (size_t)o->n * C * H * W;
   float *x = malloc(cnt * sizeof *x), *dy = malloc(cnt * sizeof *dy);
-  fill(x, cnt, 1000u + (uint64_t)(C * 7 + H * 3 + W + o->n), o->fill);
-  fill(dy, cnt, 2000u + (uint64_t)(C + H + W * 5 + o->n), FILL_UNIFORM);
+  uint64_t kx = 1000u + (uint64_t)(C * 7 + H * 3 + W + o->n), kd = 2000u + (uint64_t)(C + H + W * 5 + o->n);
+  if (o->fill == FILL_CANCEL) {
+    fill_cancel(x, o->n, C, (size_t)H * W, kx);
+    fill_cancel(dy, o->n, C, (size_t)H * W, kd);
+  } else {
+    fill(x, cnt, kx, o->fill);
+    fill(dy, cnt, kd, FILL_UNIFORM);
+  }
   result a, b;
   memset(&a, 0, sizeof a);
   memset(&b, 0, sizeof b);
@@ -215,7 +241,7 @@ static void sweep(const nn_layer_cfg *cfg, const char *what, int min_hw, int has
 
 static void test_batchnorm_blocked(void) {
   nn_layer_cfg c = cfg_of("batchnorm");
-  SWEEP_ASSERT(&c, "batchnorm", 1, 1, FILL_UNIFORM);
+  SWEEP_ASSERT(&c, "batchnorm", 1, 1, FILL_UNIFORM, FILL_CANCEL);
 }
 
 static nn_layer_cfg maxpool(int k, int stride, const char *pad, int explicit_pad) {

@@ -388,9 +388,8 @@ static inline v16f bn_affine16(v16f x, const bn_lanes *k) {
  * nn_row_dev2 around mu (dev2 = 1), added into *lo / *hi. rows.h's order: a
  * double sum of the tail positions [S16, S) (S16 = S rounded down to 16),
  * then partial q (positions q, q + 16, ... < S16, summed in float) added for
- * q = 0..15. Each partial is one register here, so it runs over the
- * positions of its own residue before the next starts: the order within
- * every partial is the same. */
+ * q = 0..15. The sixteen partials are sixteen vector registers, one group
+ * of 16 positions (1 KiB, contiguous) at a time. */
 static inline void bn_blk_reduce(const float *restrict xb, size_t s, int dev2, v16f mu,
                                  v8d *lo, v8d *hi) {
   const size_t s16 = s / 16 * 16;
@@ -409,19 +408,24 @@ static inline void bn_blk_reduce(const float *restrict xb, size_t s, int dev2, v
       rhi += uh;
     }
   }
-  for (size_t q = 0; q < 16; q++) {
-    v16f part = {0};
-    for (size_t p = q; p < s16; p += 16) {
-      v16f u = bn_ld(xb + p * 16);
+  v16f part[16];
+  for (int q = 0; q < 16; q++) part[q] = (v16f){0};
+  for (size_t k = 0; k < s16; k += 16) {
+    const float *xk = xb + k * 16;
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++) {
+      v16f u = bn_ld(xk + q * 16);
       if (dev2) {
         v16f d = u - mu;
-        part += d * d;
+        part[q] += d * d;
       } else {
-        part += u;
+        part[q] += u;
       }
     }
-    rlo += bn_lo(part);
-    rhi += bn_hi(part);
+  }
+  for (int q = 0; q < 16; q++) {
+    rlo += bn_lo(part[q]);
+    rhi += bn_hi(part[q]);
   }
   *lo += rlo;
   *hi += rhi;
@@ -494,26 +498,36 @@ static inline void bn_blk_sums(const float *restrict xb, const float *restrict d
     blo += (bn_lo(u) - k->mlo) * gl;
     bhi += (bn_hi(u) - k->mhi) * gh;
   }
-  for (size_t q = 0; q < 16; q++) {
-    v16f p1 = zero, p2 = zero;
-    for (size_t p = q; p < s16; p += 16) {
-      v16f u = bn_ld(xb + p * 16), d = bn_ld(db + p * 16);
-      v16f dev = u - k->mu;
-      if (relu) {
-        v8d vl = k->alo * (bn_lo(u) - k->mlo) + k->blo;
-        v8d vh = k->ahi * (bn_hi(u) - k->mhi) + k->bhi;
-        v8i ml = __builtin_convertvector(vl > BN_FLOAT_POS, v8i);
-        v8i mh = __builtin_convertvector(vh > BN_FLOAT_POS, v8i);
-        d = bn_keep(d, __builtin_shufflevector(ml, mh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                               13, 14, 15));
+  /* the partials of q = 0..7, then of 8..15: sixteen registers each time */
+  v16f p1[16], p2[16];
+  for (int g0 = 0; g0 < 16; g0 += 8) {
+    v16f s1[8], s2[8];
+    for (int q = 0; q < 8; q++) s1[q] = s2[q] = zero;
+    for (size_t j = (size_t)g0; j < s16; j += 16) {
+      const float *xk = xb + j * 16, *dk = db + j * 16;
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; q++) {
+        v16f u = bn_ld(xk + q * 16), d = bn_ld(dk + q * 16);
+        v16f dev = u - k->mu;
+        if (relu) {
+          v8d vl = k->alo * (bn_lo(u) - k->mlo) + k->blo;
+          v8d vh = k->ahi * (bn_hi(u) - k->mhi) + k->bhi;
+          v8i ml = __builtin_convertvector(vl > BN_FLOAT_POS, v8i);
+          v8i mh = __builtin_convertvector(vh > BN_FLOAT_POS, v8i);
+          d = bn_keep(d, __builtin_shufflevector(ml, mh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                 12, 13, 14, 15));
+        }
+        s1[q] += d;
+        s2[q] += dev * d;
       }
-      p1 += d;
-      p2 += dev * d;
     }
-    alo += bn_lo(p1);
-    ahi += bn_hi(p1);
-    blo += bn_lo(p2);
-    bhi += bn_hi(p2);
+    for (int q = 0; q < 8; q++) p1[g0 + q] = s1[q], p2[g0 + q] = s2[q];
+  }
+  for (int q = 0; q < 16; q++) {
+    alo += bn_lo(p1[q]);
+    ahi += bn_hi(p1[q]);
+    blo += bn_lo(p2[q]);
+    bhi += bn_hi(p2[q]);
   }
   acc[0] += alo;
   acc[1] += ahi;

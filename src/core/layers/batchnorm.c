@@ -332,6 +332,13 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
  * the channel loop turned into the lanes: the same float and double
  * operations per element, the same order of every sum. */
 
+/* The helpers below pass 64-byte vectors by value between static functions
+ * of this file only: GCC's note that such calls would differ from the ABI
+ * of an AVX-512 build (-Wpsabi, given when the target has no AVX-512) does
+ * not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 static inline v16f bn_ld(const float *p) {
   v16f v;
   memcpy(&v, p, sizeof v);

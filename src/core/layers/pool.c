@@ -213,6 +213,13 @@ static void relu_plane(float *restrict y, size_t len) {
  * A sample's block of 16 channels is [H, W, 16] in, [Ho, Wo, 16] out: the
  * channels of one position are the 16 lanes of one vector, and every kernel
  * is its NCHW twin with the plane loop turned into the lanes. */
+/* The helpers below pass 64-byte vectors by value between static functions
+ * of this file only: GCC's note that such calls would differ from the ABI
+ * of an AVX-512 build (-Wpsabi, given when the target has no AVX-512) does
+ * not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float pool_v16f __attribute__((vector_size(64)));
 typedef int32_t pool_v16i __attribute__((vector_size(64)));
 

@@ -51,8 +51,10 @@
  * the tail a pair of 8-lane double vectors, added up in rows.h's order
  * (tail, then partials q = 0..15, then the rows in sample order), and y / dx
  * are the same per-element operations (bn_affine and the rest) lane by lane.
- * On 7x7 and 14x14 planes, where the NCHW rows are a few vectors long, the
- * blocked loops run full 16-wide vectors throughout. */
+ * One difference: with a fused ReLU, backward reads its mask from forward's
+ * output y (y > 0 exactly where bn_affine(x) > 0) instead of recomputing it
+ * in double. On 7x7 and 14x14 planes, where the NCHW rows are a few vectors
+ * long, the blocked loops run full 16-wide vectors throughout. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -264,8 +266,8 @@ static void bn_sums(const float *x, const float *dy, int relu, size_t c, size_t 
  *   dweight[c] += sum dy * xhat, dbias[c] += sum dy
  *   training:   dx = weight * inv / M * (M dy - sum dy - xhat sum(dy xhat))
  *   evaluation: dx = weight * inv * dy  (the statistics are constants) */
-static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *dy, float *dx,
-                                   int n, const nn_run_ctx *ctx);
+static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *y,
+                                   const float *dy, float *dx, int n, const nn_run_ctx *ctx);
 
 static void batchnorm_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                                float *dx, int n, const nn_run_ctx *ctx) {
@@ -278,7 +280,7 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
   int pg = nn_layer_param_grads(l, ctx);
   if (n <= 0 || (!pg && !dx)) return;
   if (l->in_blocked) {
-    batchnorm_backward_blk(l, x, dy, dx, n, ctx);
+    batchnorm_backward_blk(l, x, y, dy, dx, n, ctx);
     return;
   }
   for (size_t ch = 0; ch < c; ch++) {
@@ -487,18 +489,21 @@ static void batchnorm_forward_blk(nn_layer *l, const float *x, float *y, int n,
 
 /* One sample's blocks xb, db [S, 16]: each lane's bn_row_sums into
  * acc[0..1] (sum of g, lo / hi lanes) and acc[2..3] (sum of (x - mu) g), in
- * its order: tail positions in double, then partials q = 0..15 (each one
- * register, as in bn_blk_reduce), the ReLU mask of a partial's positions
- * taken in double against BN_FLOAT_POS and of the tail's in float, as
- * bn_row_sums does. */
-static inline void bn_blk_sums(const float *restrict xb, const float *restrict db, size_t s,
-                               int relu, const bn_lanes *k, v8d acc[4]) {
+ * its order: tail positions in double, then partials q = 0..15 (sixteen
+ * registers, as in bn_blk_reduce). yb (a fused ReLU, else NULL): forward's
+ * output max(0, bn_affine(x)), so yb > 0 exactly where bn_row_sums' mask
+ * is on (where it recomputes bn_affine from x: here, on planes of a few
+ * dozen positions, the extra read of y costs less than the double
+ * arithmetic). */
+static inline void bn_blk_sums(const float *restrict xb, const float *restrict db,
+                               const float *restrict yb, size_t s, const bn_lanes *k,
+                               v8d acc[4]) {
   const size_t s16 = s / 16 * 16;
   const v16f zero = {0};
   v8d alo = {0}, ahi = {0}, blo = {0}, bhi = {0};
   for (size_t p = s16; p < s; p++) {
     v16f u = bn_ld(xb + p * 16), d = bn_ld(db + p * 16);
-    if (relu) d = bn_keep(d, bn_affine16(u, k) > zero);
+    if (yb) d = bn_keep(d, bn_ld(yb + p * 16) > zero);
     v8d gl = bn_lo(d), gh = bn_hi(d);
     alo += gl;
     ahi += gh;
@@ -516,14 +521,7 @@ static inline void bn_blk_sums(const float *restrict xb, const float *restrict d
       for (int q = 0; q < 8; q++) {
         v16f u = bn_ld(xk + q * 16), d = bn_ld(dk + q * 16);
         v16f dev = u - k->mu;
-        if (relu) {
-          v8d vl = k->alo * (bn_lo(u) - k->mlo) + k->blo;
-          v8d vh = k->ahi * (bn_hi(u) - k->mhi) + k->bhi;
-          v8i ml = __builtin_convertvector(vl > BN_FLOAT_POS, v8i);
-          v8i mh = __builtin_convertvector(vh > BN_FLOAT_POS, v8i);
-          d = bn_keep(d, __builtin_shufflevector(ml, mh, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                 12, 13, 14, 15));
-        }
+        if (yb) d = bn_keep(d, bn_ld(yb + (j + (size_t)q) * 16) > zero);
         s1[q] += d;
         s2[q] += dev * d;
       }
@@ -544,9 +542,9 @@ static inline void bn_blk_sums(const float *restrict xb, const float *restrict d
 
 /* dx [n, C/16, S, 16] of one block from its per-lane constants (the
  * expressions of batchnorm_backward's last loops). */
-static void bn_blk_dx(const float *x, const float *dy, float *dx, int n, size_t c, size_t s,
-                      size_t ch0, int training, int relu, const bn_lanes *k, v16f a, v16f mdy,
-                      v16f bx) {
+static void bn_blk_dx(const float *x, const float *y, const float *dy, float *dx, int n,
+                      size_t c, size_t s, size_t ch0, int training, int relu, const bn_lanes *k,
+                      v16f a, v16f mdy, v16f bx) {
   const v16f zero = {0};
   for (int i = 0; i < n; i++) {
     size_t base = ((size_t)i * c + ch0) * s;
@@ -554,7 +552,7 @@ static void bn_blk_dx(const float *x, const float *dy, float *dx, int n, size_t 
     float *restrict dxb = dx + base;
     for (size_t p = 0; p < s; p++) {
       v16f u = bn_ld(xb + p * 16), g = bn_ld(db + p * 16);
-      if (relu) g = bn_keep(g, bn_affine16(u, k) > zero);
+      if (relu) g = bn_keep(g, bn_ld(y + base + p * 16) > zero); /* as in bn_blk_sums */
       if (training)
         bn_st(dxb + p * 16, a * (g - mdy) - bx * (u - k->mu));
       else /* k = weight * invstd = bn_affine's g */
@@ -564,8 +562,8 @@ static void bn_blk_dx(const float *x, const float *dy, float *dx, int n, size_t 
 }
 
 /* batchnorm_backward on x, dy, dx [n, C/16, S, 16]. */
-static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *dy, float *dx,
-                                   int n, const nn_run_ctx *ctx) {
+static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *y,
+                                   const float *dy, float *dx, int n, const nn_run_ctx *ctx) {
   size_t c, s;
   geometry(l, &c, &s);
   const float *gamma = l->param[BN_WEIGHT];
@@ -580,9 +578,9 @@ static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *dy,
     for (int i = 0; i < n; i++) {
       size_t base = ((size_t)i * c + ch0) * s;
       if (relu)
-        bn_blk_sums(x + base, dy + base, s, 1, &k, acc);
+        bn_blk_sums(x + base, dy + base, y + base, s, &k, acc);
       else
-        bn_blk_sums(x + base, dy + base, s, 0, &k, acc);
+        bn_blk_sums(x + base, dy + base, NULL, s, &k, acc);
     }
     float a[16], mdy[16], bx[16];
     for (int q = 0; q < 16; q++) {
@@ -604,7 +602,7 @@ static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *dy,
     memcpy(&va, a, sizeof va);
     memcpy(&vmdy, mdy, sizeof vmdy);
     memcpy(&vbx, bx, sizeof vbx);
-    bn_blk_dx(x, dy, dx, n, c, s, ch0, ctx->training, relu, &k, va, vmdy, vbx);
+    bn_blk_dx(x, y, dy, dx, n, c, s, ch0, ctx->training, relu, &k, va, vmdy, vbx);
   }
 }
 

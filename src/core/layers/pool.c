@@ -168,6 +168,11 @@ static int maxpool_build(nn_layer *l, nn_error *err) {
 }
 static int avgpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, err); }
 
+/* 1 for 2x2 windows at stride 2 without padding: maxpool's fast path. */
+static int pool_2x2(const pool_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 && g->pl == 0;
+}
+
 /* In-bounds range [a, b) of the window starting at `start` of size k in [0, n). */
 static void clip(int start, int k, int n, int *a, int *b) {
   *a = start < 0 ? 0 : start;
@@ -267,7 +272,7 @@ static void maxpool_forward_blk(nn_layer *l, const pool_geom *g, const float *x,
                                 int n) {
   size_t hw = (size_t)g->h * g->w, plane = (size_t)g->ho * g->wo;
   size_t blocks = (size_t)n * (size_t)(g->c / 16);
-  int fast = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 && g->pl == 0;
+  int fast = pool_2x2(g);
   const pool_v16f zero = {0};
   for (size_t bi = 0; bi < blocks; bi++) {
     const float *xb = x + bi * hw * 16;
@@ -346,7 +351,7 @@ static void maxpool_backward_blk(nn_layer *l, const pool_geom *g, const float *x
                                  const float *y, const float *dy, float *dx, int n) {
   size_t hw = (size_t)g->h * g->w, plane = (size_t)g->ho * g->wo;
   size_t blocks = (size_t)n * (size_t)(g->c / 16);
-  int fast = g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 && g->pl == 0;
+  int fast = pool_2x2(g);
   const pool_v16f zero = {0};
   if (!fast) memset(dx, 0, sizeof(float) * hw * 16 * blocks);
   for (size_t bi = 0; bi < blocks; bi++) {
@@ -414,7 +419,7 @@ static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const 
     return;
   }
   size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo, planes = (size_t)n * g.c;
-  int fast = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0;
+  int fast = pool_2x2(&g);
   for (size_t pi = 0; pi < planes; pi++) {
     const float *xc = x + pi * hw;
     float *yc = y + pi * plane;
@@ -494,7 +499,7 @@ static void maxpool_backward(nn_layer *l, const float *x, const float *y, const 
     return;
   }
   size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo, planes = (size_t)n * g.c;
-  int fast = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0;
+  int fast = pool_2x2(&g);
   if (!fast) memset(dx, 0, sizeof(float) * hw * planes);
   for (size_t pi = 0; pi < planes; pi++) {
     const float *xc = x + pi * hw, *yc = y + pi * plane, *dyc = dy + pi * plane;

@@ -41,7 +41,20 @@
  * fusion pass, model.h): forward writes max(0, y) into the ReLU's output,
  * backward gets the ReLU's output gradient and masks it (dy where y > 0, the
  * sign recomputed from x: bn_affine) inside both of its passes, which then
- * read x and dy only, as the unfused batchnorm does. */
+ * read x and dy only, as the unfused batchnorm does.
+ *
+ * Blocked layout (core/layer.h, "Blocked activations"): a [C, H, W] input
+ * with C % 16 == 0 declares NN_BLK_SAME, and with l->in_blocked set x, y, dy
+ * and dx are all nChw16c. The blocked kernels compute the same bits as the
+ * NCHW ones: one position's 16 channels are one 16-lane vector, so each of
+ * rows.h's sixteen float partials (by position k % 16) is a 16-lane vector,
+ * the tail a pair of 8-lane double vectors, added up in rows.h's order
+ * (tail, then partials q = 0..15, then the rows in sample order), and y / dx
+ * are the same per-element operations (bn_affine and the rest) lane by lane.
+ * One difference: with a fused ReLU, backward reads its mask from forward's
+ * output y (y > 0 exactly where bn_affine(x) > 0) instead of recomputing it
+ * in double. On 7x7 and 14x14 planes, where the NCHW rows are a few vectors
+ * long, the blocked loops run full 16-wide vectors throughout. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +101,7 @@ static int batchnorm_build(nn_layer *l, nn_error *err) {
   if (rc) return rc;
   l->out = l->in;
   l->scratch_fixed = 2 * (size_t)c;
+  l->blk_caps = l->in.ndim == 3 && c % 16 == 0 ? NN_BLK_SAME : 0;
   return 0;
 }
 
@@ -107,38 +121,69 @@ static inline float bn_affine(float x, float mu, double g, double b) {
 }
 #define BN_FLOAT_POS 0x1p-150 /* the largest double that rounds to float +0 */
 
-/* x, y [n, C, S]. Training: batch statistics into scratch (mean [C],
- * invstd [C]) and the running update; evaluation: running statistics. */
+/* GCC/Clang vector types: the compiler does not vectorize the select of a
+ * masked sum written as a loop (it gives up on the 16 unrolled lanes) */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* Training: the running update of channel ch from this batch's mean and sum
+ * of squared deviations sq over m values, and mean / invstd into scratch. */
+static void bn_train_stats(nn_layer *l, size_t ch, double mean, double sq, size_t m) {
+  size_t c = (size_t)l->in.dim[0];
+  float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
+  double eps = opts(l)->eps, mom = opts(l)->momentum;
+  double var = sq / (double)m;
+  double unbiased = m > 1 ? sq / (double)(m - 1) : var;
+  rmean[ch] = (float)((1.0 - mom) * rmean[ch] + mom * mean);
+  rvar[ch] = (float)((1.0 - mom) * rvar[ch] + mom * unbiased);
+  l->scratch[ch] = (float)mean;
+  l->scratch[c + ch] = (float)(1.0 / sqrt(var + eps));
+}
+
+/* The mean and invstd channel ch normalizes with: training, the batch's
+ * (scratch, after bn_train_stats); evaluation, the running statistics. */
+static void bn_coefs(const nn_layer *l, size_t ch, int training, float *mu, float *inv) {
+  size_t c = (size_t)l->in.dim[0];
+  if (training) {
+    *mu = l->scratch[ch];
+    *inv = l->scratch[c + ch];
+  } else {
+    *mu = l->buffer[BN_RUNNING_MEAN][ch];
+    *inv = (float)(1.0 / sqrt((double)l->buffer[BN_RUNNING_VAR][ch] + opts(l)->eps));
+  }
+}
+
+static void batchnorm_forward_blk(nn_layer *l, const float *x, float *y, int n,
+                                  const nn_run_ctx *ctx);
+
+/* x, y [n, C, S] (nChw16c when l->in_blocked: batchnorm_forward_blk).
+ * Training: batch statistics into scratch (mean [C], invstd [C]) and the
+ * running update; evaluation: running statistics. */
 static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
                               const nn_run_ctx *ctx) {
   size_t c, s;
   geometry(l, &c, &s);
   const float *gamma = l->param[BN_WEIGHT], *beta = l->param[BN_BIAS];
-  float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
-  float *smean = l->scratch, *sinv = l->scratch + c;
-  double eps = opts(l)->eps, mom = opts(l)->momentum;
   size_t m = (size_t)n * s;
   if (n <= 0) return;
+  if (l->in_blocked) {
+    batchnorm_forward_blk(l, x, y, n, ctx);
+    return;
+  }
   for (size_t ch = 0; ch < c; ch++) {
-    double mean, var;
     if (ctx->training) {
       double sum = 0.0;
       for (int i = 0; i < n; i++) sum += nn_row_sum(x + ((size_t)i * c + ch) * s, s);
-      mean = sum / (double)m;
+      double mean = sum / (double)m;
       double sq = 0.0;
       for (int i = 0; i < n; i++) sq += nn_row_dev2(x + ((size_t)i * c + ch) * s, (float)mean, s);
-      var = sq / (double)m;
-      double unbiased = m > 1 ? sq / (double)(m - 1) : var;
-      rmean[ch] = (float)((1.0 - mom) * rmean[ch] + mom * mean);
-      rvar[ch] = (float)((1.0 - mom) * rvar[ch] + mom * unbiased);
-      smean[ch] = (float)mean;
-      sinv[ch] = (float)(1.0 / sqrt(var + eps));
-    } else {
-      mean = rmean[ch];
-      var = rvar[ch];
+      bn_train_stats(l, ch, mean, sq, m);
     }
-    float mu = (float)mean, inv = (float)(1.0 / sqrt(var + eps));
-    if (ctx->training) mu = smean[ch], inv = sinv[ch];
+    float mu, inv;
+    bn_coefs(l, ch, ctx->training, &mu, &inv);
     /* x - mu first, in double: no cancellation, one rounding (and the bits
      * every earlier nntrain computed: a run resumed from an old checkpoint
      * continues bit for bit, tests/e2e_ckpt_v1.sh); relu_out: a ReLU fused
@@ -168,13 +213,6 @@ static void batchnorm_forward(nn_layer *l, const float *x, float *y, int n,
 static inline void bn_row_sums(const float *restrict xs, const float *restrict ds, int relu,
                                float mu, double ya, double yb, size_t s, double *sdy,
                                double *sdyx) {
-  /* GCC/Clang vector types: the compiler does not vectorize the select of a
-   * masked sum written as a loop (it gives up on the 16 unrolled lanes) */
-  typedef float v16f __attribute__((vector_size(64)));
-  typedef int32_t v16i __attribute__((vector_size(64)));
-  typedef double v8d __attribute__((vector_size(64)));
-  typedef float v8f __attribute__((vector_size(32)));
-  typedef int32_t v8i __attribute__((vector_size(32)));
   const v16f zero = {0}, vmu = zero + mu;
   const v8d dzero = {0}, va = dzero + ya, vb = dzero + yb, vmud = dzero + (double)mu;
   v16f p1 = zero, p2 = zero;
@@ -228,6 +266,9 @@ static void bn_sums(const float *x, const float *dy, int relu, size_t c, size_t 
  *   dweight[c] += sum dy * xhat, dbias[c] += sum dy
  *   training:   dx = weight * inv / M * (M dy - sum dy - xhat sum(dy xhat))
  *   evaluation: dx = weight * inv * dy  (the statistics are constants) */
+static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *y,
+                                   const float *dy, float *dx, int n, const nn_run_ctx *ctx);
+
 static void batchnorm_backward(nn_layer *l, const float *x, const float *y, const float *dy,
                                float *dx, int n, const nn_run_ctx *ctx) {
   (void)y;
@@ -235,19 +276,16 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
   geometry(l, &c, &s);
   const float *gamma = l->param[BN_WEIGHT];
   float *dgamma = l->grad[BN_WEIGHT], *dbeta = l->grad[BN_BIAS];
-  const float *rmean = l->buffer[BN_RUNNING_MEAN], *rvar = l->buffer[BN_RUNNING_VAR];
   double m = (double)n * (double)s;
   int pg = nn_layer_param_grads(l, ctx);
   if (n <= 0 || (!pg && !dx)) return;
+  if (l->in_blocked) {
+    batchnorm_backward_blk(l, x, y, dy, dx, n, ctx);
+    return;
+  }
   for (size_t ch = 0; ch < c; ch++) {
     float mu, inv;
-    if (ctx->training) {
-      mu = l->scratch[ch];
-      inv = l->scratch[c + ch];
-    } else {
-      mu = rmean[ch];
-      inv = (float)(1.0 / sqrt((double)rvar[ch] + opts(l)->eps));
-    }
+    bn_coefs(l, ch, ctx->training, &mu, &inv);
     /* a fused ReLU: its mask from x (bn_affine), as forward computed y */
     const int relu = l->relu_out;
     const double ya = (double)gamma[ch] * inv, yb = l->param[BN_BIAS][ch];
@@ -287,6 +325,284 @@ static void batchnorm_backward(nn_layer *l, const float *x, const float *y, cons
         for (size_t j = 0; j < s; j++) dxs[j] = a * (dys[j] - mdy) - bx * (xs[j] - mu);
       }
     }
+  }
+}
+
+/* ---- blocked (nChw16c) kernels -------------------------------------------
+ * One sample's block of 16 channels is [S, 16]: position p's channels are
+ * the 16 lanes of one vector. Each kernel below is its NCHW twin above with
+ * the channel loop turned into the lanes: the same float and double
+ * operations per element, the same order of every sum. */
+
+/* The helpers below pass 64-byte vectors by value between static functions
+ * of this file only: GCC's note that such calls would differ from the ABI
+ * of an AVX-512 build (-Wpsabi, given when the target has no AVX-512) does
+ * not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+static inline v16f bn_ld(const float *p) {
+  v16f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void bn_st(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+static inline v8d bn_lo(v16f v) {
+  return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+}
+static inline v8d bn_hi(v16f v) {
+  return __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15),
+                                 v8d);
+}
+/* Both halves rounded to float, as one vector. */
+static inline v16f bn_join(v8d lo, v8d hi) {
+  v8f a = __builtin_convertvector(lo, v8f), b = __builtin_convertvector(hi, v8f);
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+/* v where m is all ones, +0 elsewhere (keep_if of pool.c, 16 lanes). */
+static inline v16f bn_keep(v16f v, v16i m) { return (v16f)((v16i)v & m); }
+
+/* The per-channel constants of one block of 16 channels, as lanes. */
+typedef struct bn_lanes {
+  v16f mu;                /* the mean the layer normalizes with */
+  v8d mlo, mhi;           /* mu in double */
+  v8d alo, ahi, blo, bhi; /* bn_affine's g = weight * invstd and b = bias */
+  float inv[16];          /* invstd */
+} bn_lanes;
+
+static void bn_lanes_of(const nn_layer *l, size_t ch0, int training, bn_lanes *k) {
+  const float *gamma = l->param[BN_WEIGHT], *beta = l->param[BN_BIAS];
+  float mu[16];
+  double a[16], b[16];
+  for (int q = 0; q < 16; q++) {
+    bn_coefs(l, ch0 + q, training, &mu[q], &k->inv[q]);
+    a[q] = (double)gamma[ch0 + q] * k->inv[q];
+    b[q] = beta[ch0 + q];
+  }
+  memcpy(&k->mu, mu, sizeof mu);
+  memcpy(&k->alo, a, sizeof k->alo);
+  memcpy(&k->ahi, a + 8, sizeof k->ahi);
+  memcpy(&k->blo, b, sizeof k->blo);
+  memcpy(&k->bhi, b + 8, sizeof k->bhi);
+  k->mlo = bn_lo(k->mu);
+  k->mhi = bn_hi(k->mu);
+}
+
+/* bn_affine on 16 lanes. */
+static inline v16f bn_affine16(v16f x, const bn_lanes *k) {
+  return bn_join(k->alo * (bn_lo(x) - k->mlo) + k->blo, k->ahi * (bn_hi(x) - k->mhi) + k->bhi);
+}
+
+/* One sample's block xb [S, 16]: each lane's nn_row_sum (dev2 = 0) or
+ * nn_row_dev2 around mu (dev2 = 1), added into *lo / *hi. rows.h's order: a
+ * double sum of the tail positions [S16, S) (S16 = S rounded down to 16),
+ * then partial q (positions q, q + 16, ... < S16, summed in float) added for
+ * q = 0..15. The sixteen partials are sixteen vector registers, one group
+ * of 16 positions (1 KiB, contiguous) at a time. */
+static inline void bn_blk_reduce(const float *restrict xb, size_t s, int dev2, v16f mu,
+                                 v8d *lo, v8d *hi) {
+  const size_t s16 = s / 16 * 16;
+  const v8d mlo = bn_lo(mu), mhi = bn_hi(mu);
+  v8d rlo = {0}, rhi = {0};
+  for (size_t p = s16; p < s; p++) {
+    v16f u = bn_ld(xb + p * 16);
+    v8d ul = bn_lo(u), uh = bn_hi(u);
+    if (dev2) {
+      ul -= mlo;
+      uh -= mhi;
+      rlo += ul * ul;
+      rhi += uh * uh;
+    } else {
+      rlo += ul;
+      rhi += uh;
+    }
+  }
+  v16f part[16];
+  for (int q = 0; q < 16; q++) part[q] = (v16f){0};
+  for (size_t k = 0; k < s16; k += 16) {
+    const float *xk = xb + k * 16;
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++) {
+      v16f u = bn_ld(xk + q * 16);
+      if (dev2) {
+        v16f d = u - mu;
+        part[q] += d * d;
+      } else {
+        part[q] += u;
+      }
+    }
+  }
+  for (int q = 0; q < 16; q++) {
+    rlo += bn_lo(part[q]);
+    rhi += bn_hi(part[q]);
+  }
+  *lo += rlo;
+  *hi += rhi;
+}
+
+/* Training statistics of the block of channels ch0..ch0+15 over the n
+ * samples (batchnorm_forward's sums, lane by lane), then bn_train_stats. */
+static void bn_blk_train_stats(nn_layer *l, const float *x, int n, size_t ch0) {
+  size_t c, s;
+  geometry(l, &c, &s);
+  size_t m = (size_t)n * s;
+  const v16f zero = {0};
+  v8d slo = {0}, shi = {0}, qlo = {0}, qhi = {0};
+  for (int i = 0; i < n; i++) bn_blk_reduce(x + ((size_t)i * c + ch0) * s, s, 0, zero, &slo, &shi);
+  double mean[16];
+  float muf[16];
+  for (int q = 0; q < 16; q++) {
+    mean[q] = (q < 8 ? slo[q] : shi[q - 8]) / (double)m;
+    muf[q] = (float)mean[q];
+  }
+  v16f mu;
+  memcpy(&mu, muf, sizeof mu);
+  for (int i = 0; i < n; i++) bn_blk_reduce(x + ((size_t)i * c + ch0) * s, s, 1, mu, &qlo, &qhi);
+  for (int q = 0; q < 16; q++) bn_train_stats(l, ch0 + (size_t)q, mean[q], q < 8 ? qlo[q] : qhi[q - 8], m);
+}
+
+/* batchnorm_forward on x, y [n, C/16, S, 16]. */
+static void batchnorm_forward_blk(nn_layer *l, const float *x, float *y, int n,
+                                  const nn_run_ctx *ctx) {
+  size_t c, s;
+  geometry(l, &c, &s);
+  const v16f zero = {0};
+  for (size_t ch0 = 0; ch0 < c; ch0 += 16) {
+    if (ctx->training) bn_blk_train_stats(l, x, n, ch0);
+    bn_lanes k;
+    bn_lanes_of(l, ch0, ctx->training, &k);
+    for (int i = 0; i < n; i++) {
+      size_t base = ((size_t)i * c + ch0) * s;
+      const float *restrict xb = x + base;
+      float *restrict yb = y + base;
+      if (l->relu_out) {
+        for (size_t p = 0; p < s; p++) {
+          v16f v = bn_affine16(bn_ld(xb + p * 16), &k);
+          bn_st(yb + p * 16, bn_keep(v, v > zero));
+        }
+      } else {
+        for (size_t p = 0; p < s; p++) bn_st(yb + p * 16, bn_affine16(bn_ld(xb + p * 16), &k));
+      }
+    }
+  }
+}
+
+/* One sample's blocks xb, db [S, 16]: each lane's bn_row_sums into
+ * acc[0..1] (sum of g, lo / hi lanes) and acc[2..3] (sum of (x - mu) g), in
+ * its order: tail positions in double, then partials q = 0..15 (sixteen
+ * registers, as in bn_blk_reduce). yb (a fused ReLU, else NULL): forward's
+ * output max(0, bn_affine(x)), so yb > 0 exactly where bn_row_sums' mask
+ * is on (where it recomputes bn_affine from x: here, on planes of a few
+ * dozen positions, the extra read of y costs less than the double
+ * arithmetic). */
+static inline void bn_blk_sums(const float *restrict xb, const float *restrict db,
+                               const float *restrict yb, size_t s, const bn_lanes *k,
+                               v8d acc[4]) {
+  const size_t s16 = s / 16 * 16;
+  const v16f zero = {0};
+  v8d alo = {0}, ahi = {0}, blo = {0}, bhi = {0};
+  for (size_t p = s16; p < s; p++) {
+    v16f u = bn_ld(xb + p * 16), d = bn_ld(db + p * 16);
+    if (yb) d = bn_keep(d, bn_ld(yb + p * 16) > zero);
+    v8d gl = bn_lo(d), gh = bn_hi(d);
+    alo += gl;
+    ahi += gh;
+    blo += (bn_lo(u) - k->mlo) * gl;
+    bhi += (bn_hi(u) - k->mhi) * gh;
+  }
+  /* the partials of q = 0..7, then of 8..15: sixteen registers each time */
+  v16f p1[16], p2[16];
+  for (int g0 = 0; g0 < 16; g0 += 8) {
+    v16f s1[8], s2[8];
+    for (int q = 0; q < 8; q++) s1[q] = s2[q] = zero;
+    for (size_t j = (size_t)g0; j < s16; j += 16) {
+      const float *xk = xb + j * 16, *dk = db + j * 16;
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; q++) {
+        v16f u = bn_ld(xk + q * 16), d = bn_ld(dk + q * 16);
+        v16f dev = u - k->mu;
+        if (yb) d = bn_keep(d, bn_ld(yb + (j + (size_t)q) * 16) > zero);
+        s1[q] += d;
+        s2[q] += dev * d;
+      }
+    }
+    for (int q = 0; q < 8; q++) p1[g0 + q] = s1[q], p2[g0 + q] = s2[q];
+  }
+  for (int q = 0; q < 16; q++) {
+    alo += bn_lo(p1[q]);
+    ahi += bn_hi(p1[q]);
+    blo += bn_lo(p2[q]);
+    bhi += bn_hi(p2[q]);
+  }
+  acc[0] += alo;
+  acc[1] += ahi;
+  acc[2] += blo;
+  acc[3] += bhi;
+}
+
+/* dx [n, C/16, S, 16] of one block from its per-lane constants (the
+ * expressions of batchnorm_backward's last loops). */
+static void bn_blk_dx(const float *x, const float *y, const float *dy, float *dx, int n,
+                      size_t c, size_t s, size_t ch0, int training, int relu, const bn_lanes *k,
+                      v16f a, v16f mdy, v16f bx) {
+  const v16f zero = {0};
+  for (int i = 0; i < n; i++) {
+    size_t base = ((size_t)i * c + ch0) * s;
+    const float *restrict xb = x + base, *restrict db = dy + base;
+    float *restrict dxb = dx + base;
+    for (size_t p = 0; p < s; p++) {
+      v16f u = bn_ld(xb + p * 16), g = bn_ld(db + p * 16);
+      if (relu) g = bn_keep(g, bn_ld(y + base + p * 16) > zero); /* as in bn_blk_sums */
+      if (training)
+        bn_st(dxb + p * 16, a * (g - mdy) - bx * (u - k->mu));
+      else /* k = weight * invstd = bn_affine's g */
+        bn_st(dxb + p * 16, bn_join(k->alo * bn_lo(g), k->ahi * bn_hi(g)));
+    }
+  }
+}
+
+/* batchnorm_backward on x, dy, dx [n, C/16, S, 16]. */
+static void batchnorm_backward_blk(nn_layer *l, const float *x, const float *y,
+                                   const float *dy, float *dx, int n, const nn_run_ctx *ctx) {
+  size_t c, s;
+  geometry(l, &c, &s);
+  const float *gamma = l->param[BN_WEIGHT];
+  float *dgamma = l->grad[BN_WEIGHT], *dbeta = l->grad[BN_BIAS];
+  double m = (double)n * (double)s;
+  int pg = nn_layer_param_grads(l, ctx);
+  const int relu = l->relu_out;
+  for (size_t ch0 = 0; ch0 < c; ch0 += 16) {
+    bn_lanes k;
+    bn_lanes_of(l, ch0, ctx->training, &k);
+    v8d acc[4] = {{0}, {0}, {0}, {0}};
+    for (int i = 0; i < n; i++) {
+      size_t base = ((size_t)i * c + ch0) * s;
+      if (relu)
+        bn_blk_sums(x + base, dy + base, y + base, s, &k, acc);
+      else
+        bn_blk_sums(x + base, dy + base, NULL, s, &k, acc);
+    }
+    float a[16], mdy[16], bx[16];
+    for (int q = 0; q < 16; q++) {
+      size_t ch = ch0 + (size_t)q;
+      float inv = k.inv[q];
+      double sdy = q < 8 ? acc[0][q] : acc[1][q - 8];
+      double sdyx = (q < 8 ? acc[2][q] : acc[3][q - 8]) * inv;
+      if (pg) {
+        dgamma[ch] += (float)sdyx;
+        dbeta[ch] += (float)sdy;
+      }
+      double kq = (double)gamma[ch] * inv;
+      a[q] = (float)kq;
+      mdy[q] = (float)(sdy / m);
+      bx[q] = (float)(kq * inv * (sdyx / m));
+    }
+    if (!dx) continue;
+    v16f va, vmdy, vbx;
+    memcpy(&va, a, sizeof va);
+    memcpy(&vmdy, mdy, sizeof vmdy);
+    memcpy(&vbx, bx, sizeof vbx);
+    bn_blk_dx(x, y, dy, dx, n, c, s, ch0, ctx->training, relu, &k, va, vmdy, vbx);
   }
 }
 

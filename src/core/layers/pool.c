@@ -24,7 +24,18 @@
  * four won as a float code in scratch [n, C*Ho*Wo]; other windows take a
  * generic loop, whose backward finds the maximum again from x and y.
  *
- * global_avgpool: [C, H, W] -> [C], the mean of each channel. */
+ * global_avgpool: [C, H, W] -> [C], the mean of each channel.
+ *
+ * Blocked layout (core/layer.h, "Blocked activations"): with C % 16 == 0,
+ * maxpool declares NN_BLK_SAME (x, y, dy, dx all nChw16c when
+ * l->in_blocked) and global_avgpool NN_BLK_IN (x and dx nChw16c, y and dy
+ * plain [C]); avgpool stays NCHW. The blocked kernels run the NCHW ones'
+ * operations with the 16 channels of one position as the 16 lanes of a
+ * vector, so their results are the same bits: the same compare-and-select
+ * maxima in the same window order, the same 2x2 codes (kept in scratch in
+ * the output's blocked order), the same first-maximum rule in backward (a
+ * lane mask of the windows' maxima already found), the same double sums of
+ * global_avgpool in position order. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -150,10 +161,17 @@ static int pool_build_common(nn_layer *l, nn_error *err) {
 /* The 2x2 / stride 2 path keeps one float code per output (scratch). */
 static int maxpool_build(nn_layer *l, nn_error *err) {
   int rc = pool_build_common(l, err);
-  if (rc == 0) l->scratch_per_sample = nn_shape_count(&l->out);
-  return rc;
+  if (rc) return rc;
+  l->scratch_per_sample = nn_shape_count(&l->out);
+  l->blk_caps = l->in.dim[0] % 16 == 0 ? NN_BLK_SAME : 0;
+  return 0;
 }
 static int avgpool_build(nn_layer *l, nn_error *err) { return pool_build_common(l, err); }
+
+/* 1 for 2x2 windows at stride 2 without padding: maxpool's fast path. */
+static int pool_2x2(const pool_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->pt == 0 && g->pl == 0;
+}
 
 /* In-bounds range [a, b) of the window starting at `start` of size k in [0, n). */
 static void clip(int start, int k, int n, int *a, int *b) {
@@ -196,12 +214,212 @@ static void relu_plane(float *restrict y, size_t len) {
   for (size_t j = 0; j < len; j++) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
 }
 
+/* ---- blocked (nChw16c) kernels -------------------------------------------
+ * A sample's block of 16 channels is [H, W, 16] in, [Ho, Wo, 16] out: the
+ * channels of one position are the 16 lanes of one vector, and every kernel
+ * is its NCHW twin with the plane loop turned into the lanes. */
+/* The helpers below pass 64-byte vectors by value between static functions
+ * of this file only: GCC's note that such calls would differ from the ABI
+ * of an AVX-512 build (-Wpsabi, given when the target has no AVX-512) does
+ * not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float pool_v16f __attribute__((vector_size(64)));
+typedef int32_t pool_v16i __attribute__((vector_size(64)));
+
+static inline pool_v16f ld16(const float *p) {
+  pool_v16f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void st16(float *p, pool_v16f v) { memcpy(p, &v, sizeof v); }
+/* max2 and keep_if, lane by lane: masks are all ones (true) or zeros */
+static inline pool_v16f max16(pool_v16f m, pool_v16f v) {
+  pool_v16i t = v > m;
+  return (pool_v16f)(((pool_v16i)v & t) | ((pool_v16i)m & ~t));
+}
+static inline pool_v16f keep16(pool_v16f v, pool_v16i m) { return (pool_v16f)((pool_v16i)v & m); }
+static inline pool_v16f sel16(pool_v16i m, pool_v16f a, pool_v16f b) {
+  return (pool_v16f)(((pool_v16i)a & m) | ((pool_v16i)b & ~m));
+}
+
+/* maxpool_2x2 on one block: xb [H, W, 16] -> yb [Ho, Wo, 16], codes [Ho,
+ * Wo, 16]; relu: the fused ReLU on the way out (relu_plane). */
+static void maxpool_2x2_blk(const pool_geom *g, const float *restrict xb, float *restrict yb,
+                            float *restrict code, int relu) {
+  const size_t w = (size_t)g->w, wo = (size_t)g->wo;
+  const pool_v16f zero = {0};
+  for (size_t oh = 0; oh < (size_t)g->ho; oh++) {
+    const float *r0 = xb + 2 * oh * w * 16, *r1 = r0 + w * 16;
+    for (size_t ow = 0; ow < wo; ow++) {
+      pool_v16f a = ld16(r0 + 2 * ow * 16), b = ld16(r0 + (2 * ow + 1) * 16);
+      pool_v16f c = ld16(r1 + 2 * ow * 16), d = ld16(r1 + (2 * ow + 1) * 16);
+      /* compare results are -1 / 0: negated, maxpool_2x2's 1 / 0 */
+      pool_v16i tb = -(b > a), td = -(d > c);
+      pool_v16f top = max16(a, b), bot = max16(c, d);
+      pool_v16i tt = -(bot > top);
+      pool_v16f m = max16(top, bot);
+      size_t o = (oh * wo + ow) * 16;
+      st16(yb + o, relu ? keep16(m, m > zero) : m);
+      st16(code + o, __builtin_convertvector(tb + tt * (2 + td - tb), pool_v16f));
+    }
+  }
+}
+
+/* maxpool_forward on x [n, C/16, H, W, 16] -> y [n, C/16, Ho, Wo, 16]. */
+static void maxpool_forward_blk(nn_layer *l, const pool_geom *g, const float *x, float *y,
+                                int n) {
+  size_t hw = (size_t)g->h * g->w, plane = (size_t)g->ho * g->wo;
+  size_t blocks = (size_t)n * (size_t)(g->c / 16);
+  int fast = pool_2x2(g);
+  const pool_v16f zero = {0};
+  for (size_t bi = 0; bi < blocks; bi++) {
+    const float *xb = x + bi * hw * 16;
+    float *yb = y + bi * plane * 16;
+    if (fast) {
+      maxpool_2x2_blk(g, xb, yb, l->scratch + bi * plane * 16, l->relu_out);
+      continue;
+    }
+    for (int oh = 0; oh < g->ho; oh++) {
+      int h0, h1;
+      clip(oh * g->sh - g->pt, g->kh, g->h, &h0, &h1);
+      for (int ow = 0; ow < g->wo; ow++) {
+        int w0, w1;
+        clip(ow * g->sw - g->pl, g->kw, g->w, &w0, &w1);
+        pool_v16f best = ld16(xb + ((size_t)h0 * g->w + w0) * 16);
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++)
+            best = max16(best, ld16(xb + ((size_t)ih * g->w + iw) * 16));
+        if (l->relu_out) best = keep16(best, best > zero);
+        st16(yb + ((size_t)oh * g->wo + ow) * 16, best);
+      }
+    }
+  }
+}
+
+/* maxpool_2x2_backward on one block: codes and dyb [Ho, Wo, 16], relu_y
+ * (a fused ReLU, else NULL) the output block; dxb [H, W, 16] fully
+ * written. */
+static void maxpool_2x2_backward_blk(const pool_geom *g, const float *restrict code,
+                                     const float *restrict dyb, const float *restrict relu_y,
+                                     float *restrict dxb) {
+  const size_t w = (size_t)g->w, wo = (size_t)g->wo;
+  const pool_v16f zero = {0}, one = zero + 1.0f, two = zero + 2.0f, three = zero + 3.0f;
+  for (size_t oh = 0; oh < (size_t)g->ho; oh++) {
+    float *d0 = dxb + 2 * oh * w * 16, *d1 = d0 + w * 16;
+    for (size_t ow = 0; ow < wo; ow++) {
+      size_t o = (oh * wo + ow) * 16;
+      pool_v16f k = ld16(code + o), gr = ld16(dyb + o);
+      if (relu_y) gr = keep16(gr, ld16(relu_y + o) > zero);
+      st16(d0 + 2 * ow * 16, keep16(gr, k == zero));
+      st16(d0 + (2 * ow + 1) * 16, keep16(gr, k == one));
+      st16(d1 + 2 * ow * 16, keep16(gr, k == two));
+      st16(d1 + (2 * ow + 1) * 16, keep16(gr, k == three));
+    }
+    if (2 * wo < w) { /* odd width: last column uncovered */
+      st16(d0 + (w - 1) * 16, zero);
+      st16(d1 + (w - 1) * 16, zero);
+    }
+  }
+  if (2 * (size_t)g->ho < (size_t)g->h)
+    memset(dxb + ((size_t)g->h - 1) * w * 16, 0, sizeof(float) * w * 16);
+}
+
+/* The generic backward of one window in one block: dy g to the first
+ * element (row-major) of rows [h0, h1) x columns [w0, w1) equal to the
+ * window's max yv, lane by lane (find_max); to the window's first element
+ * in lanes where none is (NaN). done: lanes that get nothing (a fused ReLU's
+ * zero) or already had theirs. */
+static void maxpool_window_blk(float *dxb, const float *xb, int w, int h0, int h1, int w0,
+                               int w1, pool_v16f yv, pool_v16f g, pool_v16i done) {
+  for (int ih = h0; ih < h1; ih++)
+    for (int iw = w0; iw < w1; iw++) {
+      size_t at = ((size_t)ih * w + iw) * 16;
+      pool_v16i hit = (ld16(xb + at) == yv) & ~done;
+      pool_v16f d = ld16(dxb + at);
+      st16(dxb + at, sel16(hit, d + g, d));
+      done |= hit;
+    }
+  size_t at = ((size_t)h0 * w + w0) * 16;
+  pool_v16f d = ld16(dxb + at);
+  st16(dxb + at, sel16(~done, d + g, d));
+}
+
+/* maxpool_backward on [n, C/16, ., ., 16] blocks. */
+static void maxpool_backward_blk(nn_layer *l, const pool_geom *g, const float *x,
+                                 const float *y, const float *dy, float *dx, int n) {
+  size_t hw = (size_t)g->h * g->w, plane = (size_t)g->ho * g->wo;
+  size_t blocks = (size_t)n * (size_t)(g->c / 16);
+  int fast = pool_2x2(g);
+  const pool_v16f zero = {0};
+  if (!fast) memset(dx, 0, sizeof(float) * hw * 16 * blocks);
+  for (size_t bi = 0; bi < blocks; bi++) {
+    const float *xb = x + bi * hw * 16, *yb = y + bi * plane * 16, *dyb = dy + bi * plane * 16;
+    float *dxb = dx + bi * hw * 16;
+    if (fast) {
+      maxpool_2x2_backward_blk(g, l->scratch + bi * plane * 16, dyb, l->relu_out ? yb : NULL,
+                               dxb);
+      continue;
+    }
+    for (int oh = 0; oh < g->ho; oh++) {
+      int h0, h1;
+      clip(oh * g->sh - g->pt, g->kh, g->h, &h0, &h1);
+      for (int ow = 0; ow < g->wo; ow++) {
+        int w0, w1;
+        clip(ow * g->sw - g->pl, g->kw, g->w, &w0, &w1);
+        size_t o = ((size_t)oh * g->wo + ow) * 16;
+        pool_v16f yv = ld16(yb + o);
+        /* fused ReLU: no gradient where y is not > 0 */
+        const pool_v16i none = {0};
+        pool_v16i done = l->relu_out ? ~(yv > zero) : none;
+        maxpool_window_blk(dxb, xb, g->w, h0, h1, w0, w1, yv, ld16(dyb + o), done);
+      }
+    }
+  }
+}
+
+/* global_avgpool_forward on x [n, C/16, H, W, 16] -> y [n, C] (plain): each
+ * lane's double sum in position order, as the NCHW loop. */
+static void global_avgpool_forward_blk(nn_layer *l, const float *x, float *y, int n) {
+  typedef double v8d __attribute__((vector_size(64)));
+  size_t hw = (size_t)l->in.dim[1] * l->in.dim[2];
+  size_t blocks = (size_t)n * (size_t)(l->in.dim[0] / 16);
+  for (size_t bi = 0; bi < blocks; bi++) {
+    const float *xb = x + bi * hw * 16;
+    v8d lo = {0}, hi = {0};
+    for (size_t p = 0; p < hw; p++) {
+      pool_v16f u = ld16(xb + p * 16);
+      lo += __builtin_convertvector(__builtin_shufflevector(u, u, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+      hi += __builtin_convertvector(__builtin_shufflevector(u, u, 8, 9, 10, 11, 12, 13, 14, 15),
+                                    v8d);
+    }
+    for (int q = 0; q < 16; q++) y[bi * 16 + q] = (float)((q < 8 ? lo[q] : hi[q - 8]) / (double)hw);
+  }
+}
+
+/* global_avgpool_backward: dy [n, C] (plain) -> dx [n, C/16, H, W, 16]. */
+static void global_avgpool_backward_blk(nn_layer *l, const float *dy, float *dx, int n,
+                                        float inv) {
+  size_t hw = (size_t)l->in.dim[1] * l->in.dim[2];
+  size_t blocks = (size_t)n * (size_t)(l->in.dim[0] / 16);
+  for (size_t bi = 0; bi < blocks; bi++) {
+    pool_v16f d = ld16(dy + bi * 16) * inv;
+    float *dxb = dx + bi * hw * 16;
+    for (size_t p = 0; p < hw; p++) st16(dxb + p * 16, d);
+  }
+}
+
 /* x [n, C, H, W] -> y [n, C, Ho, Wo]; relu_out: relu(y). */
 static void maxpool_forward(nn_layer *l, const float *x, float *y, int n, const nn_run_ctx *ctx) {
   pool_geom g;
   pool_geometry(l, &g, NULL);
+  if (l->in_blocked) {
+    maxpool_forward_blk(l, &g, x, y, n);
+    return;
+  }
   size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo, planes = (size_t)n * g.c;
-  int fast = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0;
+  int fast = pool_2x2(&g);
   for (size_t pi = 0; pi < planes; pi++) {
     const float *xc = x + pi * hw;
     float *yc = y + pi * plane;
@@ -276,8 +494,12 @@ static void maxpool_backward(nn_layer *l, const float *x, const float *y, const 
   if (!dx) return;
   pool_geom g;
   pool_geometry(l, &g, NULL);
+  if (l->in_blocked) {
+    maxpool_backward_blk(l, &g, x, y, dy, dx, n);
+    return;
+  }
   size_t hw = (size_t)g.h * g.w, plane = (size_t)g.ho * g.wo, planes = (size_t)n * g.c;
-  int fast = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pt == 0 && g.pl == 0;
+  int fast = pool_2x2(&g);
   if (!fast) memset(dx, 0, sizeof(float) * hw * planes);
   for (size_t pi = 0; pi < planes; pi++) {
     const float *xc = x + pi * hw, *yc = y + pi * plane, *dyc = dy + pi * plane;
@@ -367,6 +589,7 @@ static int global_avgpool_build(nn_layer *l, nn_error *err) {
                         nn_shape_str(&l->in, shp, sizeof shp));
   l->out.ndim = 1;
   l->out.dim[0] = l->in.dim[0];
+  l->blk_caps = l->in.dim[0] % 16 == 0 ? NN_BLK_IN : 0;
   return 0;
 }
 
@@ -374,6 +597,10 @@ static int global_avgpool_build(nn_layer *l, nn_error *err) {
 static void global_avgpool_forward(nn_layer *l, const float *x, float *y, int n,
                                    const nn_run_ctx *ctx) {
   size_t hw = (size_t)l->in.dim[1] * l->in.dim[2], rows = (size_t)n * l->in.dim[0];
+  if (l->in_blocked) {
+    global_avgpool_forward_blk(l, x, y, n);
+    return;
+  }
   for (size_t r = 0; r < rows; r++) {
     const float *xc = x + r * hw;
     double sum = 0.0;
@@ -388,6 +615,10 @@ static void global_avgpool_backward(nn_layer *l, const float *x, const float *y,
   if (!dx) return;
   size_t hw = (size_t)l->in.dim[1] * l->in.dim[2], rows = (size_t)n * l->in.dim[0];
   float inv = 1.0f / (float)hw;
+  if (l->in_blocked) {
+    global_avgpool_backward_blk(l, dy, dx, n, inv);
+    return;
+  }
   for (size_t r = 0; r < rows; r++) {
     float d = dy[r] * inv;
     float *dxc = dx + r * hw;

@@ -60,6 +60,8 @@ typedef struct run {
   nn_train_result *res;
   MPI_Comm comm;
   int rank, N, lead;
+  double epoch_waits[3];   /* the last epoch's data, sync and control seconds, means
+                              over the ranks (reduce_epoch) */
   char dir[NN_PATH_MAX];
   const nn_task_ops *task;
   nn_run_data data;
@@ -105,6 +107,8 @@ typedef struct run {
 typedef struct epoch_out {
   nn_step_stats s;        /* this rank's sums */
   double t_train;         /* seconds in the step loop */
+  double t_data;          /* of which waiting for the loader's next batch */
+  double t_control;       /* of which after the step: control all-reduce, checkpoints */
   double samples;         /* global samples trained */
   int pending;            /* a checkpoint fell due at the epoch's last step */
   int stop;               /* --steps reached */
@@ -863,7 +867,9 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
   nn_batch none;
   int leave = 0;
   while (!rc && !leave) {
+    double t1 = now_s();
     if ((rc = next_slice(R, &starved, &none, &b, err)) != 0 || !b) break;
+    eo->t_data += now_s() - t1;
     double lr[NN_TASK_MAX_REPLICAS]; /* each replica's own schedule */
     double scale = rollback_scale(R);
     for (int i = 0; i < R->nrep; i++)
@@ -886,7 +892,9 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
     R->state.epoch_step++;
     R->state.lr = lr[R->task->eval_replica];
     eo->samples += b->global_n;
+    t1 = now_s();
     rc = after_step(R, b, epoch, t0, eo, &leave, err);
+    eo->t_control += now_s() - t1;
   }
   eo->t_train = now_s() - t0;
   return rc;
@@ -909,12 +917,14 @@ static int reduce_epoch(run *R, int epoch, const epoch_out *eo, nn_epoch_figures
     R->state.epoch = epoch + 1;
     R->state.epoch_step = 0;
   }
-  double g[4] = {eo->s.loss_sum, eo->s.correct, eo->s.count, R->fail_rc ? 1 : 0};
+  double g[7] = {eo->s.loss_sum, eo->s.correct, eo->s.count, R->fail_rc ? 1 : 0,
+                 eo->t_data, eo->s.sync_wait_s, eo->t_control};
   int rc = nn_watched_barrier(R->ctl, R->state.step, err);
-  if (!rc) rc = nn_allreduce_sum_f64(R->comm, g, 4, err);
+  if (!rc) rc = nn_allreduce_sum_f64(R->comm, g, 7, err);
   if (rc) return rc;
   if (g[3] > 0.5) return agree_failure(R, 0, err);
   memset(f, 0, sizeof *f);
+  for (int k = 0; k < 3; k++) R->epoch_waits[k] = g[4 + k] / R->N; /* means over the ranks */
   f->epoch = epoch;
   f->train_loss = g[2] > 0 ? g[0] / g[2] : 0;
   f->train_acc = g[2] > 0 ? g[1] / g[2] : 0;
@@ -1001,6 +1011,11 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
   nn_json_num(rec, "accuracy", f->train_acc);
   nn_json_num(rec, "samples_per_s", sps);
   nn_json_num(rec, "epoch_s", t_train);
+  /* where the step loop's time went besides the steps' own compute, each
+   * the mean over the ranks (docs/metrics.md) */
+  nn_json_num(rec, "data_wait_s", R->epoch_waits[0]);
+  nn_json_num(rec, "sync_wait_s", R->epoch_waits[1]);
+  nn_json_num(rec, "control_s", R->epoch_waits[2]);
   nn_json_num(rec, "elapsed_s", elapsed);
   if (f->val) nn_json_metrics(rec, f->val, "val");
   if (test) nn_json_metrics(rec, test, "test");

@@ -4,6 +4,7 @@
 #include "core/mem.h"
 
 #include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,8 +150,14 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
     count_correct(s, b, out, st);
     nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);
   }
+  double wait = 0;
   if (s->sync) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int r = nn_gradsync_finish(s->sync, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    wait = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    st->sync_wait_s += wait;
     if (r) return r;
   }
   /* From here on the gradients are the global sum, the same bits on every
@@ -168,6 +175,7 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   if (s->nonfinite) {
     *st = before;
     st->nonfinite += 1;
+    st->sync_wait_s += wait;
     return 0;
   }
   if (s->clip_value > 0) nn_clip_by_value(m->grads, m->ntrainable, s->clip_value);

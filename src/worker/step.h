@@ -45,6 +45,8 @@ typedef struct nn_step_stats {
   double correct;      /* classification: samples whose argmax is the label */
   double count;        /* samples */
   int nonfinite;       /* steps whose summed gradient was non-finite (not applied) */
+  double sync_wait_s;  /* seconds the step waited for the gradient sync after backward:
+                          the all-reduce's tail and, mostly, the slowest rank */
 } nn_step_stats;
 
 typedef struct nn_stepper {

@@ -50,6 +50,10 @@ assert ep[0]["loss"] < 2.30, "first epoch loss not below chance level"
 assert ep[1]["test_accuracy"] > 0.75, ep[1]
 for k in ("lr", "accuracy", "samples_per_s", "elapsed_s", "test_loss", "step"):
     assert k in ep[1], k
+for e in ep:  # where the time went: no gradient sync on one rank
+    assert e["sync_wait_s"] == 0, e
+    assert 0 <= e["data_wait_s"] and 0 <= e["control_s"], e
+    assert e["data_wait_s"] + e["control_s"] < e["epoch_s"], e
 PY
 grep -q "^test accuracy: " "$T/out1" || fail "no final test accuracy line"
 
@@ -85,6 +89,17 @@ for i in 1 2; do
     --set train.batch_size=99 --dump-params "$T/p3_$i" --check-replicas || fail "np3 run $i"
 done
 cmp -s "$T/p3_1" "$T/p3_2" || fail "repeated -np 3 runs differ"
+$PY - "$T/r3/metrics.jsonl" <<'PY' || fail "np3 epoch timing fields"
+import json, sys
+ep = [json.loads(l) for l in open(sys.argv[1])]
+ep = [r for r in ep if "epoch" in r and "epoch_s" in r]
+assert ep, "no epoch record"
+for e in ep:  # every step waits for the gradient sync at least for its transfer
+    print("np3 epoch %d: epoch_s %.3f data_wait_s %.4f sync_wait_s %.4f control_s %.4f" % (
+        e["epoch"], e["epoch_s"], e["data_wait_s"], e["sync_wait_s"], e["control_s"]))
+    assert 0 < e["sync_wait_s"] < e["epoch_s"], e
+    assert 0 <= e["data_wait_s"] < e["epoch_s"] and 0 <= e["control_s"] < e["epoch_s"], e
+PY
 
 # --- a final batch of one sample: two of three ranks get an empty slice ------------
 tiny_csv "$T/tiny.csv" 97

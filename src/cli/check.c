@@ -77,8 +77,14 @@ static void check_warn(void *user, const char *msg) {
   fprintf(stderr, "nntrain: warning: %s\n", msg);
 }
 
-static void print_summary(const nn_job *job, const nn_model *m) {
-  nn_cli_print_graph(stdout, m);
+/* The replicas' graphs (a heading for each when the kind has several: a
+ * GAN's generator and discriminator), then the training settings. */
+static void print_summary(const nn_job *job, const nn_task_ops *task, const nn_replica *reps) {
+  for (int i = 0; i < task->nreplicas; i++) {
+    if (!reps[i].have_model) continue;
+    if (task->nreplicas > 1) printf("%sreplica %s:\n", i ? "\n" : "", reps[i].name);
+    nn_cli_print_graph(stdout, &reps[i].model);
+  }
   printf("optimizer: %s, lr %g; %d epochs, global batch %d, loss %s\n", job->optimizer.type,
          job->optimizer.lr, job->train.epochs, job->train.batch_size, job->train.loss);
 }
@@ -144,14 +150,14 @@ static int check_data(const nn_job *job, data_found *train, data_found *test, nn
 
 /* The task's replicas (its build: the model for the input shape the job
  * gives or the data has, held to the kind's rules against the training data;
- * coordinator/run/task.h), the evaluated one printed. Returns the exit code. */
+ * coordinator/run/task.h), each printed. Returns the exit code. */
 static int check_model(const nn_job *job, const nn_task_ops *task, const data_found *train,
                        nn_replica *reps, nn_error *err) {
   nn_replica_opts ro = {.train = 0, .max_batch = 1, .lint = 1, .warn = check_warn};
   int rc = nn_task_build(task, reps, job, train->ok ? &train->info : NULL, job->source, &ro, err);
   if (rc == NN_ESCHEMA && reps[task->eval_replica].have_model) { /* built: the data disagrees */
     printf("\n");
-    print_summary(job, &reps[task->eval_replica].model);
+    print_summary(job, task, reps);
     return nn_cli_fail(err);
   }
   if (rc) {
@@ -159,7 +165,7 @@ static int check_model(const nn_job *job, const nn_task_ops *task, const data_fo
     return rc == NN_ENOMEM ? NN_EXIT_FAILURE : NN_EXIT_JOB;
   }
   printf("\n");
-  print_summary(job, &reps[task->eval_replica].model);
+  print_summary(job, task, reps);
   return NN_EXIT_OK;
 }
 

@@ -208,6 +208,19 @@ static const nn_key train_keys[] = {
            "optimizer state, checkpoints and every other layer stay f32 "
            "(docs/layers.md#bf16). Needs a CPU with AVX512-BF16 or AMX and a build with "
            "oneDNN, else the run stops (exit 3). May change on resume."},
+  {.name = "gan_discriminator", .type = NN_KEY_STRING,
+   .offset = offsetof(nn_job_train, gan_discriminator), .size = SZ(nn_job_train, gan_discriminator),
+   .def = "\"\"",
+   .help = "train.task = \"gan\": the name of the discriminator's first layer in [model]; "
+           "the layers before it are the generator (noise [gan_latent] in, an image out), the "
+           "layers from it on the discriminator (an image in, one logit out) (docs/tasks.md#gan)."},
+  {.name = "gan_latent", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, gan_latent),
+   .size = sizeof(int), .min = 1, .max = 65536, .def = "64",
+   .help = "train.task = \"gan\": values in the generator's noise vector (standard normal)."},
+  {.name = "gan_d_steps", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, gan_d_steps),
+   .size = sizeof(int), .min = 1, .max = 100, .def = "1",
+   .help = "train.task = \"gan\": discriminator steps (one per global batch) for each "
+           "generator step."},
   {0},
 };
 

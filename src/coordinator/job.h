@@ -72,6 +72,10 @@ typedef struct nn_job_train {
   int nonfinite_max_rollbacks; /* rollback: stop at the non-finite step after this many */
   char precision[8];        /* "fp32" | "bf16": the convolutions' compute precision
                                (core/compute.h); a run setting, not in checkpoints */
+  /* train.task = "gan" (run/tasks/gan.c) */
+  char gan_discriminator[NN_NAME_MAX]; /* the discriminator's first layer in [model] */
+  int gan_latent;           /* the generator's noise vector size */
+  int gan_d_steps;          /* discriminator steps per generator step */
 } nn_job_train;
 
 typedef struct nn_job_run {

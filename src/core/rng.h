@@ -21,6 +21,8 @@ enum nn_rng_purpose {
   NN_RNG_REPLICA = 6,   /* the seed of a run's replica k > 0: a = k (core/rng.c) */
   NN_RNG_GENERATE = 7,  /* `nntrain generate`: the sampled tokens, in order */
   NN_RNG_VECTORS = 8,   /* `nntrain prepare vectors`: a drawn row, a = its id */
+  NN_RNG_GAN = 10,      /* a GAN's noise: a = phase (0 discriminator step, 1 generator
+                           step, 2 evaluation), b = global step, c = global sample */
   NN_RNG_TEST = 99,
 };
 

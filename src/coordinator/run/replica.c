@@ -89,7 +89,10 @@ static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err
 static int build_model(nn_replica *r, const nn_shape *in, const nn_replica_opts *o, int *loss,
                        nn_error *err) {
   const nn_job *job = r->job;
-  int rc = nn_model_build(&r->model, in, job->model.layers, job->model.nlayers, o->max_batch, err);
+  int first = o->layer0 > 0 && o->layer0 < job->model.nlayers ? o->layer0 : 0;
+  int count = job->model.nlayers - first;
+  if (o->nlayers > 0 && o->nlayers < count) count = o->nlayers;
+  int rc = nn_model_build(&r->model, in, job->model.layers + first, count, o->max_batch, err);
   r->have_model = !rc;
   if (rc) {
     nn_job_model_error(job, err); /* the job file and the layer's line */
@@ -125,6 +128,7 @@ int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *j
 }
 
 void nn_replica_free(nn_replica *r) {
+  free(r->aux);
   if (r->have_stepper) nn_stepper_free(&r->st);
   nn_gradsync_free(r->sync);
   if (r->have_optim) nn_optim_free(&r->optim);

@@ -49,6 +49,8 @@ typedef struct nn_replica {
   nn_gradsync *sync;        /* training on N > 1 ranks only */
   nn_stepper st;            /* every replica (evaluation uses its loss) */
   int have_stepper;
+  float *aux;               /* scratch a task kind's own step uses (run/tasks/gan.c),
+                               allocated by its build, freed by nn_replica_free */
 } nn_replica;
 
 /* What to build. */
@@ -60,6 +62,8 @@ typedef struct nn_replica_opts {
   const nn_optim_cfg *optim_cfg;   /* NULL: the job's [optimizer] */
   const nn_schedule_cfg *schedule; /* NULL: the job's [schedule] */
   int lint;                 /* apply the model checks of coordinator/lint.h (train, check) */
+  int layer0, nlayers;      /* build job->model.layers[layer0, layer0 + nlayers) only
+                               (nlayers 0: to the end): a GAN's two models in one list */
   void (*warn)(void *user, const char *msg); /* their warnings (NULL: dropped) */
   void *warn_user;
 } nn_replica_opts;

@@ -10,10 +10,12 @@
 extern const nn_task_ops nn_task_supervised;
 extern const nn_task_ops nn_task_twin;
 extern const nn_task_ops nn_task_lm;
+extern const nn_task_ops nn_task_gan;
 
 static const nn_task_ops *const kinds[] = {
     &nn_task_supervised,
     &nn_task_lm,
+    &nn_task_gan,
     &nn_task_twin,
     NULL,
 };

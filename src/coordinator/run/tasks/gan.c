@@ -1,0 +1,268 @@
+/* gan.c: the GAN task (docs/tasks.md#gan): two replicas, "generator" and
+ * "discriminator", trained in alternation with the non-saturating loss
+ * (Goodfellow et al. 2014, as DCGAN trains).
+ *
+ * The job's [model] lists the generator's layers, then the discriminator's;
+ * train.gan_discriminator names the discriminator's first layer. The
+ * generator reads noise [train.gan_latent] and writes an image with as many
+ * values as the data's samples; the discriminator reads an image (the data's
+ * sample shape, or model.input_shape) and writes one logit, "real".
+ *
+ * Each global batch is one discriminator step: on this rank's slice of real
+ * images (target 1) and as many generated ones (target 0), binary
+ * cross-entropy on the logit, both halves' gradients summed before its
+ * gradient sync. Every train.gan_d_steps-th batch is also a generator step:
+ * fresh noise, the discriminator's gradient w.r.t. the generated images
+ * taken in a frozen pass (its parameter gradients untouched), the loss
+ * -log D(G(z)). Each replica has its own optimizer state, gradient sync and
+ * checkpoint group; both use [optimizer] and [schedule].
+ *
+ * The noise of sample i of the global batch at step s is drawn from
+ * (seed, NN_RNG_GAN, phase, s, i): the same whatever the rank count, so a
+ * GAN run is N-invariant and resumes exactly like any other.
+ *
+ * Figures: the training loss and accuracy are the discriminator's (its BCE
+ * over real and fake, the share of both it classifies right); evaluation
+ * reports the same on the test images and as many fakes drawn from noise
+ * keyed by the test sample's index (phase 2: the same fakes every epoch). */
+#include <math.h>
+#include <string.h>
+
+#include "coordinator/run/task.h"
+#include "core/mem.h"
+#include "core/optim.h"
+#include "core/regularize.h"
+#include "core/rng.h"
+#include "worker/agree.h"
+#include "worker/collective.h"
+
+enum { GEN = 0, DIS = 1 };
+enum { PHASE_D = 0, PHASE_G = 1, PHASE_EVAL = 2 };
+
+/* The index of the discriminator's first layer in the job's [model] into
+ * *at; 0, or NN_ESCHEMA naming the job file. */
+static int split_at(const nn_job *job, int *at, nn_error *err) {
+  const char *name = job->train.gan_discriminator;
+  if (!name[0])
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"gan\" needs "
+                        "train.gan_discriminator, the name of the discriminator's first layer "
+                        "in [model] (the layers before it are the generator)");
+  for (int i = 0; i < job->model.nlayers; i++)
+    if (!strcmp(job->model.layers[i].name, name)) {
+      if (i == 0)
+        return nn_error_at(err, NN_ESCHEMA, job->source, job->model.layer_line[i], 0,
+                            "train.gan_discriminator = \"%s\" is the first layer of [model]: "
+                            "the generator's layers come before it", name);
+      *at = i;
+      return 0;
+    }
+  return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.gan_discriminator = \"%s\" "
+                      "names no layer of [model] (give the discriminator's first layer "
+                      "name = \"%s\")", name, name);
+}
+
+static int gan_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                     const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+                     nn_error *err) {
+  int k = 0, rc = split_at(job, &k, err);
+  nn_shape img = {.ndim = job->model.input_ndim};
+  if (!rc && di) rc = nn_replica_input_shape(job, &di->sample, where, &img, err);
+  else for (int i = 0; i < img.ndim; i++) img.dim[i] = job->model.input_shape[i];
+  if (!rc && di && di->stream)
+    rc = nn_error_at(err, NN_ESCHEMA, where, 0, 0, "train.task = \"gan\" learns images, "
+                     "not a token stream");
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  if (rc) return rc;
+  nn_replica_opts og = *o, od = *o;
+  og.lint = od.lint = 0; /* the lint rules are about train.loss, which a GAN does not use */
+  og.nlayers = k;
+  od.layer0 = k;
+  od.warn_user = NULL;
+  nn_shape noise = {1, {job->train.gan_latent}};
+  char a[64], b[64];
+  rc = nn_replica_build(&reps[GEN], t->replicas[GEN], GEN, job, &noise, &og, err);
+  if (!rc && img.ndim > 0 &&
+      nn_shape_count(&reps[GEN].model.out) != nn_shape_count(&img))
+    rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "the generator (the layers before "
+                     "'%s') writes %s, but the images are %s: it must write as many values",
+                     job->train.gan_discriminator, nn_shape_str(&reps[GEN].model.out, a, sizeof a),
+                     nn_shape_str(&img, b, sizeof b));
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  if (rc) return rc;
+  if (img.ndim == 0) img = reps[GEN].model.out; /* `check` without data: what G writes */
+  rc = nn_replica_build(&reps[DIS], t->replicas[DIS], DIS, job, &img, &od, err);
+  if (!rc && nn_shape_count(&reps[DIS].model.out) != 1)
+    rc = nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "the discriminator (from '%s' on) "
+                     "writes %s; it must write one logit (end with a dense layer of units = 1)",
+                     job->train.gan_discriminator,
+                     nn_shape_str(&reps[DIS].model.out, a, sizeof a));
+  if (!rc && o->train) { /* the step's scratch: noise, and the gradients of the fakes
+                           and of the logits */
+    size_t mb = (size_t)o->max_batch, img_n = nn_shape_count(&reps[DIS].model.in);
+    reps[GEN].aux = nn_calloc(mb * ((size_t)job->train.gan_latent + img_n), sizeof(float));
+    reps[DIS].aux = nn_calloc(mb, sizeof(float));
+    if (!reps[GEN].aux || !reps[DIS].aux)
+      rc = nn_error_set(err, NN_ENOMEM, "out of memory for the GAN step's buffers");
+  }
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  return rc;
+}
+
+/* z [n, latent] for the samples of slice b at (phase, step). */
+static void draw_noise(const nn_replica *g, const nn_batch *b, int phase, uint64_t step,
+                       float *z) {
+  int latent = g->model.in.dim[0];
+  for (int i = 0; i < b->n; i++) {
+    nn_rng r;
+    nn_rng_init(&r, g->seed, NN_RNG_GAN, (uint32_t)phase, (uint32_t)step,
+                (uint32_t)(b->sample0 + i));
+    for (int j = 0; j < latent; j++) z[(size_t)i * latent + j] = nn_rng_normal(&r);
+  }
+}
+
+/* Binary cross-entropy of logits l [n] against target t (0 or 1), from the
+ * logits (stable for any |l|): the sum; dl = scale * d(sum)/dl when dl. The
+ * samples classified right (l > 0 for 1, l <= 0 for 0) into *right. */
+static double bce(const float *l, int n, int t, float scale, float *dl, double *right) {
+  double sum = 0;
+  for (int i = 0; i < n; i++) {
+    double x = l[i];
+    sum += fmax(x, 0.0) - x * t + log1p(exp(-fabs(x)));
+    if (dl) dl[i] = (float)(scale * (1.0 / (1.0 + exp(-x)) - t));
+    if (right) *right += t ? x > 0 : x <= 0;
+  }
+  return sum;
+}
+
+static void ready_cb(void *user, size_t offset, size_t count) {
+  nn_gradsync_ready(user, offset, count);
+}
+
+/* The tail of a replica's step after its backward passes: the gradient
+ * sync, then (the same on every rank) the non-finite check, clipping and
+ * the optimizer, as worker/step.c does for one model. */
+static int finish(nn_replica *r, double lr, nn_step_stats *st, nn_error *err) {
+  nn_model *m = &r->model;
+  if (r->sync) {
+    int rc = nn_gradsync_finish(r->sync, err);
+    if (rc) return rc;
+  }
+  if (!nn_floats_finite(m->grads, m->ntrainable)) {
+    st->nonfinite += 1;
+    return 0;
+  }
+  if (r->st.clip_value > 0) nn_clip_by_value(m->grads, m->ntrainable, r->st.clip_value);
+  if (r->st.clip_norm > 0) nn_clip_by_norm(m->grads, m->ntrainable, r->st.clip_norm);
+  nn_optim_step(&r->optim, m->params, m->grads, lr);
+  return 0;
+}
+
+static void begin(nn_replica *r, uint64_t step) {
+  nn_model_zero_grad(&r->model);
+  if (r->sync) nn_gradsync_begin_step(r->sync, (long)step + 1);
+}
+
+static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
+                    nn_step_stats *st, nn_error *err) {
+  nn_replica *G = &reps[GEN], *D = &reps[DIS];
+  const nn_job *job = G->job;
+  int n = b->n, rc;
+  size_t latent = (size_t)G->model.in.dim[0];
+  float *z = G->aux, *dfake = G->aux + (size_t)G->model.max_batch * latent, *dl = D->aux;
+  float scale = 1.0f / (float)b->global_n;
+  nn_run_ctx ctx = {.training = 1, .step = step, .sample0 = b->sample0, .act_scale = 0};
+
+  /* the discriminator: real images are 1, generated ones 0 */
+  begin(D, step);
+  if (n > 0) {
+    ctx.seed = D->seed;
+    const float *l = nn_model_forward(&D->model, b->x, n, &ctx);
+    st->loss_sum += bce(l, n, 1, scale, dl, &st->correct);
+    nn_model_backward(&D->model, b->x, dl, n, &ctx, NULL, NULL); /* half the gradient */
+    draw_noise(G, b, PHASE_D, step, z);
+    ctx.seed = G->seed;
+    const float *fake = nn_model_forward(&G->model, z, n, &ctx);
+    ctx.seed = D->seed;
+    l = nn_model_forward(&D->model, fake, n, &ctx);
+    st->loss_sum += bce(l, n, 0, scale, dl, &st->correct);
+    nn_model_backward(&D->model, fake, dl, n, &ctx, D->sync ? ready_cb : NULL, D->sync);
+    st->count += 2.0 * n;
+  }
+  if ((rc = finish(D, lr[DIS], st, err)) != 0) return rc;
+  if ((step + 1) % (uint64_t)job->train.gan_d_steps != 0) return 0;
+
+  /* the generator: its images should pass for real (non-saturating loss) */
+  begin(G, step);
+  if (n > 0) {
+    draw_noise(G, b, PHASE_G, step, z);
+    ctx.seed = G->seed;
+    const float *fake = nn_model_forward(&G->model, z, n, &ctx);
+    ctx.seed = D->seed;
+    const float *l = nn_model_forward(&D->model, fake, n, &ctx);
+    (void)bce(l, n, 1, scale, dl, NULL);
+    nn_run_ctx frozen = ctx;
+    frozen.frozen = 1; /* the discriminator's input gradient only */
+    nn_model_backward_dx(&D->model, fake, dl, dfake, n, &frozen, NULL, NULL);
+    ctx.seed = G->seed;
+    nn_model_backward(&G->model, z, dfake, n, &ctx, G->sync ? ready_cb : NULL, G->sync);
+  }
+  return finish(G, lr[GEN], st, err);
+}
+
+/* The discriminator on the test images and as many fakes (noise keyed by
+ * the test sample's index, the same every epoch): its mean BCE and the share
+ * it classifies right. */
+static int gan_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
+                        nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
+                        nn_metrics_result *res, nn_error *err) {
+  (void)t, (void)acc;
+  nn_replica *G = &reps[GEN], *D = &reps[DIS];
+  memset(res, 0, sizeof *res);
+  size_t latent = (size_t)G->model.in.dim[0];
+  float *z = NULL;
+  double g[3] = {0, 0, 0}; /* loss sum, right, count */
+  int rc = nn_loader_start(L, 0, 0, err);
+  const nn_batch *b;
+  nn_run_ctx ctx = {.training = 0};
+  while (!rc) {
+    if ((rc = nn_loader_next(L, &b, err)) != 0 || !b) break;
+    if (b->n == 0) continue;
+    if (!z && !(z = nn_malloc((size_t)G->model.max_batch * latent * sizeof *z))) {
+      rc = nn_error_set(err, NN_ENOMEM, "out of memory for the GAN's evaluation noise");
+      break;
+    }
+    ctx.sample0 = b->sample0;
+    ctx.seed = D->seed;
+    const float *l = nn_model_forward(&D->model, b->x, b->n, &ctx);
+    g[0] += bce(l, b->n, 1, 1.0f, NULL, &g[1]);
+    draw_noise(G, b, PHASE_EVAL, 0, z);
+    ctx.seed = G->seed;
+    const float *fake = nn_model_forward(&G->model, z, b->n, &ctx);
+    ctx.seed = D->seed;
+    l = nn_model_forward(&D->model, fake, b->n, &ctx);
+    g[0] += bce(l, b->n, 0, 1.0f, NULL, &g[1]);
+    g[2] += 2.0 * b->n;
+  }
+  free(z);
+  int brc = nn_watched_barrier(ctl, step, err);
+  if (brc) return brc;
+  if ((rc = nn_agree(comm, rc, err)) != 0) return rc;
+  if ((rc = nn_allreduce_sum_f64(comm, g, 3, err)) != 0) return rc;
+  res->count = g[2];
+  res->loss = g[2] > 0 ? g[0] / g[2] : NAN;
+  res->accuracy = g[2] > 0 ? g[1] / g[2] : NAN;
+  res->per_token = 1; /* loss and accuracy only (not per class) */
+  return 0;
+}
+
+const nn_task_ops nn_task_gan = {
+    .name = "gan",
+    .help = "a generator and a discriminator trained in alternation (train.gan_*; the "
+            "figures are the discriminator's)",
+    .nreplicas = 2,
+    .replicas = {"generator", "discriminator"},
+    .eval_replica = 1,
+    .build = gan_build,
+    .step = gan_step,
+    .evaluate = gan_evaluate,
+};

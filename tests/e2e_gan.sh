@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The GAN task (run/tasks/gan.c, docs/tasks.md#gan) on a small Fashion-MNIST subset:
+#   - the discriminator learns (its training accuracy beats chance in epoch 1) while
+#     the generator trains (its parameters move), at -np 1, 2 and 3 with replicas
+#     identical across ranks (--check-replicas);
+#   - N-invariance: the parameters after 60 steps agree at -np 1, 2 and 3 (to 1e-4);
+#   - an interrupted run resumes bit-exactly, both replicas and both optimizers, at
+#     -np 2 and 3; train.gan_d_steps = 2 runs a generator step every second batch;
+#   - bad set-ups fail once, clearly (no gan_discriminator, a name that is no layer,
+#     a generator whose output is not an image's size, a discriminator without one
+#     logit), exit 3.
+set -euo pipefail
+: "${NNTRAIN:?}"
+. "$(dirname "$0")/lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+need_py numpy
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+MPI="timeout 300 mpirun --oversubscribe"
+fm_idx train 0 2400 "$T/sub"
+"$NNTRAIN" prepare idx "$T/sub-img" "$T/sub-lab" --out "$T/fm" --split train --shards 2 >/dev/null
+fm_idx t10k 0 600 "$T/tsub"
+"$NNTRAIN" prepare idx "$T/tsub-img" "$T/tsub-lab" --out "$T/fm" --split test --shards 1 >/dev/null
+job() { # $1: generator output units, $2: discriminator output units, $3: gan_discriminator
+  cat <<EOF2
+name = "gan"
+[data]
+train = "$T/fm/train-*.h5"
+test = "$T/fm/test-*.h5"
+normalize = false
+[model]
+[[model.layers]]
+type = "dense"
+units = 64
+activation = "relu"
+[[model.layers]]
+type = "dense"
+units = $1
+activation = "sigmoid"
+[[model.layers]]
+name = "d_in"
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 64
+activation = "leaky_relu"
+[[model.layers]]
+type = "dropout"
+rate = 0.2
+[[model.layers]]
+type = "dense"
+units = $2
+[train]
+epochs = 2
+batch_size = 48
+seed = 5
+task = "gan"
+gan_discriminator = "$3"
+gan_latent = 16
+[optimizer]
+type = "adam"
+lr = 0.001
+beta1 = 0.5
+[checkpoint]
+every_epochs = 0
+EOF2
+}
+job 784 1 d_in > "$T/job.toml"
+P_G=$((16 * 64 + 64 + 64 * 784 + 784)) P_D=$((784 * 64 + 64 + 64 + 1))
+
+for np in 1 2 3; do
+  $MPI -np $np "$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/r$np\"" --check-replicas --no-progress \
+    --dump-params "$T/p$np.bin" >"$T/o$np" 2>&1 || fail "gan -np $np: $(tail -3 "$T/o$np")"
+  [ "$(stat -c %s "$T/p$np.bin")" = $((4 * (P_G + P_D))) ] || fail "the dump holds both replicas"
+done
+$PY - "$T" <<'PY' || fail "gan figures"
+import json, sys, numpy as np
+T = sys.argv[1]
+P_G = 16 * 64 + 64 + 64 * 784 + 784
+ps = [np.fromfile("%s/p%d.bin" % (T, n), dtype=np.float32) for n in (1, 2, 3)]
+for n, p in zip((2, 3), ps[1:]):
+    rel = np.abs(p - ps[0]).max() / np.abs(ps[0]).max()
+    print("gan np1 vs np%d after 2 epochs: max|diff|/max|p| = %.3g" % (n, rel))
+    assert rel < 1e-4, rel
+ep = [json.loads(l) for l in open(T + "/r1/metrics.jsonl")]
+ep = [r for r in ep if "epoch" in r and "loss" in r]
+for r in ep:
+    print("epoch %d: discriminator loss %.4f accuracy %.3f; test %.4f / %.3f" % (
+        r["epoch"], r["loss"], r["accuracy"], r["test_loss"], r["test_accuracy"]))
+assert ep[0]["accuracy"] > 0.6, ep[0]    # it tells real from fake better than chance
+assert 0 < ep[-1]["test_loss"] < 5, ep[-1]
+PY
+
+# the generator moves: its parameters after 2 epochs differ from those after 1 step
+"$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/one\"" --steps 1 --dump-params "$T/one.bin" \
+  --no-progress --quiet || fail "one step"
+cmp -s <(head -c $((4 * P_G)) "$T/one.bin") <(head -c $((4 * P_G)) "$T/p1.bin") &&
+  fail "the generator did not train"
+
+for np in 2 3; do
+  $MPI -np $np "$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/full$np\"" --steps 60 \
+    --set train.gan_d_steps=2 --dump-params "$T/f$np.bin" --no-progress --quiet || fail "full -np $np"
+  $MPI -np $np "$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/part$np\"" --steps 23 \
+    --set train.gan_d_steps=2 --no-progress --quiet || fail "part -np $np"
+  $MPI -np $np "$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/part$np\"" --steps 60 --resume \
+    --set train.gan_d_steps=2 --dump-params "$T/res$np.bin" --no-progress --quiet || fail "resume -np $np"
+  cmp -s "$T/res$np.bin" "$T/f$np.bin" || fail "-np $np: the resumed GAN differs from the uninterrupted one"
+  echo "-np $np: GAN resume bit-exact (step 23 of 60, gan_d_steps = 2)"
+done
+ck=$(ls "$T"/part2/checkpoints/*.h5 | tail -1)
+"$NNTRAIN" inspect "$ck" >"$T/inspect" 2>&1 || fail "inspect: $(cat "$T/inspect")"
+grep -q "^replicas *2: generator, discriminator" "$T/inspect" ||
+  fail "the checkpoint should list both replicas: $(head -20 "$T/inspect")"
+
+# bad set-ups: exit 3, one line naming the job file
+bad() { # $1: what, job text on stdin
+  cat > "$T/bad.toml"
+  "$NNTRAIN" "$T/bad.toml" --set "run.dir=\"$T/bad\"" --no-progress >"$T/bo" 2>"$T/be"; rc=$?
+  [ $rc -eq 3 ] || fail "$1: exit $rc, want 3: $(cat "$T/be")"
+  [ "$(wc -l < "$T/be")" -eq 1 ] || fail "$1: want one line: $(cat "$T/be")"
+  grep -q "bad.toml" "$T/be" || fail "$1: the message names no job file: $(cat "$T/be")"
+  echo "$1: $(cat "$T/be")"
+}
+set +e
+job 784 1 "" | bad "no gan_discriminator"
+job 784 1 nosuch | bad "an unknown gan_discriminator"
+job 100 1 d_in | bad "a generator of the wrong size"
+job 784 2 d_in | bad "two logits"
+set -e
+echo "e2e_gan: ok"

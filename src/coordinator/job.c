@@ -215,10 +215,10 @@ static const nn_key train_keys[] = {
            "the layers before it are the generator (noise [gan_latent] in, an image out), the "
            "layers from it on the discriminator (an image in, one logit out) (docs/tasks.md#gan)."},
   {.name = "gan_latent", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, gan_latent),
-   .size = sizeof(int), .min = 1, .max = 65536, .def = "64",
+   .size = sizeof(int), .min = 1, .max = 65536, .def = "64", .flags = NN_KEY_ZERO_ABSENT,
    .help = "train.task = \"gan\": values in the generator's noise vector (standard normal)."},
   {.name = "gan_d_steps", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, gan_d_steps),
-   .size = sizeof(int), .min = 1, .max = 100, .def = "1",
+   .size = sizeof(int), .min = 1, .max = 100, .def = "1", .flags = NN_KEY_ZERO_ABSENT,
    .help = "train.task = \"gan\": discriminator steps (one per global batch) for each "
            "generator step."},
   {0},

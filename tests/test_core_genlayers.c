@@ -221,9 +221,9 @@ static const char k_parity_py[] =
     "            m.weight.copy_(t['weight'].reshape(m.weight.shape))\n"
     "            if bias: m.bias.copy_(t['bias'])\n"
     "    else:\n"
+    "        bil = {'align_corners': False} if cfg['mode'] == 'bilinear' else {}\n"
     "        m = torch.nn.Upsample(scale_factor=(int(cfg['sh']), int(cfg['sw'])),\n"
-    "                              mode=cfg['mode'],\n"
-    "                              **({'align_corners': False} if cfg['mode'] == 'bilinear' else {}))\n"
+    "                              mode=cfg['mode'], **bil)\n"
     "    y = m(x)\n"
     "    (y * t['g'].reshape(y.shape)).sum().backward()\n"
     "    got = [('y', y.detach(), t['y']), ('dx', x.grad, t['dx'])]\n"
@@ -235,7 +235,8 @@ static const char k_parity_py[] =
     "        if ref.numel() != ours.numel():\n"
     "            print(path, name, 'size', ref.numel(), ours.numel()); bad = 1; continue\n"
     "        err = ((ref - ours).abs().max() / ref.abs().max().clamp(min=1e-6)).item()\n"
-    "        print('%s %s %s max relative error %.2e' % (path.split('/')[-1], cfg['type'], name, err))\n"
+    "        print('%s %s %s max relative error %.2e'\n"
+    "              % (path.split('/')[-1], cfg['type'], name, err))\n"
     "        if not err < 1e-5: bad = 1\n"
     "sys.exit(bad)\n";
 
@@ -522,7 +523,8 @@ static void test_sample_shapes(void) {
   ASSERT_OK(build_err(&c, chw(4, 3, 3), &e)); /* [2C, H, W]: the first C channels are mu */
   nn_shape odd = {1, {7}};
   ASSERT_TRUE(build_err(&c, odd, &e) != 0);
-  ASSERT_STR_CONTAINS(e.msg, "first dimension is even ([2*D]: D means, then D log-variances), got [7]");
+  ASSERT_STR_CONTAINS(e.msg,
+                      "first dimension is even ([2*D]: D means, then D log-variances), got [7]");
   nn_layer_cfg def = cfg_of("sample");
   ASSERT_NEAR(cfg_num(&def, "beta"), 1.0, 0); /* the default */
 }

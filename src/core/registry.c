@@ -39,6 +39,10 @@ extern const nn_layer_ops nn_layer_embedding;
 extern const nn_layer_ops nn_layer_conv1d;
 extern const nn_layer_ops nn_layer_global_avgpool1d;
 extern const nn_layer_ops nn_layer_global_maxpool1d;
+extern const nn_layer_ops nn_layer_conv2d_transpose;
+extern const nn_layer_ops nn_layer_upsample;
+extern const nn_layer_ops nn_layer_reshape;
+extern const nn_layer_ops nn_layer_sample;
 
 static const nn_layer_ops *const table[] = {
     &nn_layer_dense,
@@ -71,6 +75,10 @@ static const nn_layer_ops *const table[] = {
     &nn_layer_conv1d,
     &nn_layer_global_avgpool1d,
     &nn_layer_global_maxpool1d,
+    &nn_layer_conv2d_transpose,
+    &nn_layer_upsample,
+    &nn_layer_reshape,
+    &nn_layer_sample,
     NULL,
 };
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/layers/sample.h"
 #include "core/loss.h"
 #include "core/regularize.h"
 
@@ -146,6 +147,7 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
     if (!isfinite(l)) s->dout[0] = NAN;
     st->loss_sum += l;
     if (s->activity_penalty) st->loss_sum += nn_reg_activity_model_sum(m, b->n);
+    st->loss_sum += nn_sample_penalty(m); /* sample layers' beta * KL (core/layers/sample.h) */
     st->count += batch_count(s, b);
     count_correct(s, b, out, st);
     nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);

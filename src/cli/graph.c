@@ -10,7 +10,7 @@
 void nn_cli_print_graph(FILE *f, const nn_model *m) {
   char sh[64];
   fprintf(f, "input  %s\n\n", nn_shape_str(&m->in, sh, sizeof sh));
-  fprintf(f, "%5s  %-28s %-14s %-16s %10s  %s\n", "layer", "name", "type", "output", "params",
+  fprintf(f, "%5s  %-28s %-16s %-16s %10s  %s\n", "layer", "name", "type", "output", "params",
           "inputs");
   for (int i = 0; i < m->nlayers; i++) {
     const nn_layer *l = &m->layers[i];
@@ -21,7 +21,7 @@ void nn_cli_print_graph(FILE *f, const nn_model *m) {
       int n = snprintf(ins + w, sizeof ins - w, "%s%s", k ? ", " : "", l->cfg.inputs[k]);
       if (n > 0) w += (size_t)n;
     }
-    fprintf(f, "%5d  %-28s %-14s %-16s %10zu  %s%s\n", i, l->cfg.name, l->ops->type,
+    fprintf(f, "%5d  %-28s %-16s %-16s %10zu  %s%s\n", i, l->cfg.name, l->ops->type,
             nn_shape_str(&l->out, sh, sizeof sh), l->param_count, ins,
             l->frozen && l->param_count ? "  (frozen)" : "");
   }

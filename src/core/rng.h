@@ -23,6 +23,8 @@ enum nn_rng_purpose {
   NN_RNG_VECTORS = 8,   /* `nntrain prepare vectors`: a drawn row, a = its id */
   NN_RNG_GAN = 10,      /* a GAN's noise: a = phase (0 discriminator step, 1 generator
                            step, 2 evaluation), b = global step, c = global sample */
+  NN_RNG_SAMPLE_LAYER = 16, /* a VAE's sample layer: a = layer, b = global step,
+                               c = global sample (core/layers/sample.h) */
   NN_RNG_TEST = 99,
 };
 

@@ -6,11 +6,11 @@
 
 #include "core/model.h"
 
-/* The purpose (core/rng.h) of the sample layer's noise: eps of element j of
- * global sample s in optimizer step t is draw j of the stream
- * (seed, NN_RNG_SAMPLE_LAYER, layer init_index, t, s). Not in rng.h's enum
- * (not this branch's file): keep it distinct from every value there. */
-#define NN_RNG_SAMPLE_LAYER 16u
+#include "core/rng.h"
+
+/* The sample layer's noise: eps of element j of global sample s in optimizer
+ * step t is draw j of the stream (seed, NN_RNG_SAMPLE_LAYER, layer
+ * init_index, t, s) (core/rng.h). */
 
 /* The sum over m's sample layers of KL(N(mu, sigma^2) || N(0, 1)) =
  * 0.5 * sum(mu^2 + exp(logvar) - 1 - logvar) over the samples of each one's

@@ -4,6 +4,7 @@
  *    it) also reads: dx and the parameter gradients equal, bit for bit, those
  *    of the truncated model (the same layers up to it, same parameters) run
  *    with nn_model_backward_dx; layers after it get no gradient;
+ *  - a layer before it that feeds only layers after it does not run;
  *  - from the last layer it is nn_model_backward_dx;
  *  - dx against central differences of sum(g * layer output);
  *  - a fused model and a layer index out of range are refused (NN_EUSAGE). */
@@ -115,6 +116,58 @@ static void test_matches_truncated_model(void) {
   nn_model_free(&b);
 }
 
+/* Two convolutions of the input, "a" then "b", added: backward from "b"
+ * must not run "a" (no gradient reaches it; its output gradient is stale):
+ * dx equals that of a model of "b" alone. */
+static void test_skips_layers_off_the_path(void) {
+  nn_layer_cfg c[5];
+  c[0] = conv(3);
+  snprintf(c[0].name, sizeof c[0].name, "a");
+  c[1] = conv(3);
+  snprintf(c[1].name, sizeof c[1].name, "b");
+  snprintf(c[1].inputs[0], sizeof c[1].inputs[0], "input");
+  c[1].ninputs = 1;
+  c[2] = cfg_of("add");
+  snprintf(c[2].inputs[0], sizeof c[2].inputs[0], "a");
+  snprintf(c[2].inputs[1], sizeof c[2].inputs[1], "b");
+  c[2].ninputs = 2;
+  c[3] = cfg_of("flatten");
+  c[4] = cfg_dense(4, NULL);
+  nn_model a, b;
+  nn_error e;
+  nn_error_clear(&e);
+  ASSERT_OK(nn_model_build(&a, &in_shape, c, 5, NB, &e));
+  nn_layer_cfg cb = conv(3);
+  ASSERT_OK(nn_model_build(&b, &in_shape, &cb, 1, NB, &e));
+  nn_model_init_params(&a, 12);
+  nn_model_fuse(&a, 0);
+  nn_model_layouts(&a, 0);
+  nn_model_fuse(&b, 0);
+  nn_model_layouts(&b, 0);
+  size_t off, cnt;
+  nn_model_layer_range(&a, 1, &off, &cnt);
+  ASSERT_EQ_INT(cnt, b.nparams);
+  memcpy(b.params, a.params + off, cnt * sizeof *b.params);
+  static float x[NX], g[NH], dxa[NX], dxb[NX];
+  fill(x, NX, 7);
+  fill(g, NH, 8);
+  nn_run_ctx ctx = {.training = 0, .seed = 1};
+  nn_model_forward(&a, x, NB, &ctx);
+  for (size_t i = 0; i < (size_t)NH; i++) a.dact[a.act_off[0] + i] = 1e6f; /* stale */
+  nn_model_zero_grad(&a);
+  ASSERT_OK(nn_model_backward_from(&a, x, 1, g, dxa, NB, &ctx, &e));
+  nn_model_forward(&b, x, NB, &ctx);
+  nn_model_zero_grad(&b);
+  nn_model_backward_dx(&b, x, g, dxb, NB, &ctx, NULL, NULL);
+  int same = memcmp(dxa, dxb, sizeof dxa) == 0;
+  size_t oa, ca;
+  nn_model_layer_range(&a, 0, &oa, &ca);
+  for (size_t i = oa; i < oa + ca; i++) same &= a.grads[i] == 0.0f; /* "a" untouched */
+  nn_model_free(&a);
+  nn_model_free(&b);
+  ASSERT_TRUE(same);
+}
+
 static void test_last_layer_is_backward_dx(void) {
   nn_model a;
   ASSERT_OK(build_full(&a));
@@ -199,5 +252,6 @@ static void test_refusals(void) {
   ASSERT_TRUE(strstr(e.msg, "nn_model_fuse") != NULL);
 }
 
-TEST_MAIN(TEST(test_matches_truncated_model), TEST(test_last_layer_is_backward_dx),
+TEST_MAIN(TEST(test_matches_truncated_model), TEST(test_skips_layers_off_the_path),
+          TEST(test_last_layer_is_backward_dx),
           TEST(test_finite_differences), TEST(test_refusals))

@@ -3,7 +3,8 @@
 # trained here on 2,000 Fashion-MNIST images (normalised inputs, so the pictures must undo
 # the normalisation):
 #  - dream raises the mean activation it maximises (a conv channel, a class logit; the
-#    figures printed), --steps 0 leaves it unchanged; the same seed writes a byte-identical
+#    figures printed), --steps 0 leaves it unchanged, --blur smooths the picture; the same
+#    seed writes a byte-identical
 #    PNG, another seed a different one; --from I --steps 0 writes sample I's own pixels;
 #  - saliency writes an RGB PNG of (2*28 + 1) x 28 (times --zoom), byte-identical on a
 #    rerun, whose left half is the sample's pixels from the IDX file, whose right half (the
@@ -141,6 +142,21 @@ up "$T/d.json" "c1 (all channels)"
 [ "$(png "$T/d.png")" = "84 84 1" ] || fail "dream --zoom 3's PNG is not 84x84: $(png "$T/d.png")"
 dream "$T/e.json" --layer logits --channel 7 --steps 40 --lr 0.02 --out "$T/e.png"
 up "$T/e.json" "logits channel 7 (sneaker)"
+# --blur: still an ascent, and a smoother picture than the same run without it (total
+# variation: the sum of absolute differences of neighbouring pixels)
+dream "$T/bl.json" --layer c2 --channel 3 --steps 40 --blur 0.1 --out "$T/bl.png"
+up "$T/bl.json" "c2 channel 3 with --blur 0.1"
+png "$T/bl.png" >/dev/null
+"$PY" - "$T/a.png.raw" "$T/bl.png.raw" <<'PYEOF' || fail "--blur 0.1 did not smooth the picture"
+import sys
+def tv(p):
+    b = open(p, "rb").read()
+    return sum(abs(b[y * 28 + x] - b[y * 28 + x + 1]) for y in range(28) for x in range(27)) + \
+           sum(abs(b[y * 28 + x] - b[(y + 1) * 28 + x]) for y in range(27) for x in range(28))
+a, bl = tv(sys.argv[1]), tv(sys.argv[2])
+print("total variation: %d without --blur, %d with --blur 0.1" % (a, bl))
+assert bl < 0.8 * a
+PYEOF
 dream "$T/f.json" --layer c2 --steps 0 --out "$T/f.png"
 [ "$(jget "$T/f.json" before)" = "$(jget "$T/f.json" after)" ] ||
   fail "dream --steps 0 changed the activation: $(cat "$T/f.json")"

@@ -1,5 +1,5 @@
 /* dream.c: `nntrain dream CKPT.h5 --layer NAME [--channel C] --steps N [--lr R]
- * [--seed S] [--from I] [--data GLOB] [--zoom Z] [--json] --out dream.png`,
+ * [--seed S] [--from I] [--blur B] [--data GLOB] [--zoom Z] [--json] --out dream.png`,
  * and what it shares with `nntrain saliency` (dream.h).
  *
  * Gradient ascent on the input to maximise the mean activation of one layer
@@ -10,7 +10,9 @@
  * only) from the layer's output (nn_model_backward_from). Each step moves
  * the input by lr times the data's range along the gradient divided by its
  * mean absolute value (so lr is the mean step as a fraction of the range,
- * whatever the gradient's scale), then clips it to the data's range. The
+ * whatever the gradient's scale), then clips it to the data's range, and
+ * with --blur B mixes B of a 3x3 box mean into the input (plain ascent grows
+ * checkerboard high frequencies; this is the usual smoothing prior). The
  * start is a mid-range image with small uniform noise drawn from the
  * counter-based RNG (purpose NN_RNG_GENERATE, a = 1: `generate` uses a = 0)
  * keyed by --seed, or sample --from I of the data. The picture is the input
@@ -226,17 +228,19 @@ void nn_pic_raw(const nn_pic_model *P, const float *x, float *raw) {
 static void help(FILE *f) {
   fprintf(f,
           "usage: nntrain dream CKPT.h5 --layer NAME [--channel C] --steps N [--lr R]\n"
-          "                     [--seed S] [--from I] [--data GLOB] [--zoom Z] [--json]\n"
-          "                     --out dream.png\n\n"
+          "                     [--seed S] [--from I] [--blur B] [--data GLOB] [--zoom Z]\n"
+          "                     [--json] --out dream.png\n\n"
           "Gradient ascent on the input image to maximise the mean activation of layer\n"
           "NAME (or of its channel C: a feature map of [C, H, W], a unit of [F]), with the\n"
           "checkpoint's parameters frozen. Each step moves the input by R times the data's\n"
           "value range along the normalised gradient (default R = 0.01) and clips it to\n"
-          "that range. Starts from small noise drawn with --seed S (default 1), or from\n"
-          "sample I of the data (--from). Writes the input (normalisation undone) as a PNG,\n"
-          "each pixel Z x Z (default 1), and prints the activation before and after\n"
-          "(--json: one JSON line). The data (for the image shape, the normalisation and\n"
-          "the value range) is the job's data.train unless --data gives it.\n"
+          "that range; --blur B (0 to 1, default 0) then mixes B of a 3x3 mean into it,\n"
+          "which damps the high frequencies plain ascent grows. Starts from small noise\n"
+          "drawn with --seed S (default 1), or from sample I of the data (--from). Writes\n"
+          "the input (normalisation undone) as a PNG, each pixel Z x Z (default 1), and\n"
+          "prints the activation before and after (--json: one JSON line). The data (for\n"
+          "the image shape, the normalisation and the value range) is the job's\n"
+          "data.train unless --data gives it.\n"
           "One process: not under mpirun with more than one rank.\n");
 }
 
@@ -244,7 +248,7 @@ typedef struct dream_opts {
   const char *ckpt, *layer, *out, *data;
   long channel, steps, zoom;
   int64_t from;
-  double lr;
+  double lr, blur;
   unsigned long seed;
   int json;
 } dream_opts;
@@ -290,6 +294,12 @@ static int parse(int argc, char **argv, dream_opts *o) {
       o->seed = v ? strtoul(v, &end, 10) : 0;
       if (!v || !*v || *end || errno || v[0] == '-')
         return nn_cli_usage_error(cmd, "--seed '%s': expected a whole number >= 0", v ? v : "");
+    } else if (!strcmp(a, "--blur")) {
+      char *end;
+      errno = 0;
+      o->blur = v ? strtod(v, &end) : -1;
+      if (!v || !*v || *end || errno || !(o->blur >= 0 && o->blur <= 1))
+        return nn_cli_usage_error(cmd, "--blur '%s': expected a number from 0 to 1", v ? v : "");
     } else if (!strcmp(a, "--lr")) {
       char *end;
       errno = 0;
@@ -320,7 +330,7 @@ typedef struct dream {
   nn_pic_model P;
   int layer;
   size_t count, first, sel; /* the layer's outputs; the selected run [first, first + sel) */
-  float *x, *dx, *g, *raw;
+  float *x, *dx, *g, *raw; /* raw also holds the blur's copy of x */
 } dream;
 
 /* Mean of the selected outputs of the layer for input x (a forward). */
@@ -377,6 +387,29 @@ static int start_image(dream *D, const dream_opts *o, nn_error *err) {
     D->x[j] = (raw - P->mean[j]) * P->inv[j];
   }
   return 0;
+}
+
+/* x = (1 - b) x + b (3x3 box mean of x), per channel plane, edges clamped:
+ * damps the checkerboard high frequencies plain ascent grows. */
+static void blur(dream *D, float b) {
+  const nn_pic_model *P = &D->P;
+  const int H = P->H, W = P->W;
+  memcpy(D->raw, D->x, sizeof(float) * P->feat);
+  for (int c = 0; c < P->C; c++) {
+    const float *src = D->raw + (size_t)c * (size_t)H * (size_t)W;
+    float *dst = D->x + (size_t)c * (size_t)H * (size_t)W;
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        float s = 0;
+        for (int dy = -1; dy <= 1; dy++)
+          for (int dx = -1; dx <= 1; dx++) {
+            int yy = y + dy < 0 ? 0 : y + dy >= H ? H - 1 : y + dy;
+            int xx = x + dx < 0 ? 0 : x + dx >= W ? W - 1 : x + dx;
+            s += src[yy * W + xx];
+          }
+        dst[y * W + x] = (1 - b) * src[y * W + x] + b * s / 9.0f;
+      }
+  }
 }
 
 /* One ascent step; 0 if the gradient vanished (nothing moves). */
@@ -442,7 +475,10 @@ static int run(dream *D, const dream_opts *o, nn_error *err) {
   for (size_t i = 0; i < D->sel; i++) D->g[D->first + i] = (float)(1.0 / (double)D->sel);
   nn_run_ctx ctx = {.training = 0, .seed = D->P.ev->seed, .frozen = 1};
   double before = activation(D, &ctx);
-  for (long s = 0; s < o->steps && !rc; s++) rc = ascend(D, o->lr, &ctx, err);
+  for (long s = 0; s < o->steps && !rc; s++) {
+    rc = ascend(D, o->lr, &ctx, err);
+    if (o->blur > 0) blur(D, (float)o->blur);
+  }
   if (rc) return rc;
   double after = activation(D, &ctx);
   if (!isfinite(after))

@@ -3,9 +3,9 @@
 # trained here on 2,000 Fashion-MNIST images (normalised inputs, so the pictures must undo
 # the normalisation):
 #  - dream raises the mean activation it maximises (a conv channel, a class logit; the
-#    figures printed), --steps 0 leaves it unchanged, --blur smooths the picture; the same
-#    seed writes a byte-identical
-#    PNG, another seed a different one; --from I --steps 0 writes sample I's own pixels;
+#    figures printed), --steps 0 leaves it unchanged, --blur smooths the picture; the
+#    same seed writes a byte-identical PNG, another seed a different one; --from I
+#    --steps 0 writes sample I's own pixels;
 #  - saliency writes an RGB PNG of (2*28 + 1) x 28 (times --zoom), byte-identical on a
 #    rerun, whose left half is the sample's pixels from the IDX file, whose right half (the
 #    heat map) is not all black and whose gap is white; its JSON names label and prediction;
@@ -13,7 +13,8 @@
 #    of our own: no PIL);
 #  - bad inputs: an unknown layer (the list of names), a channel, index or class out of
 #    range, a model that does not read images, a missing checkpoint, an unwritable output,
-#    missing flags, and mpirun -np 2: one line each on stderr and the README's exit code.
+#    missing flags, and mpirun -np 2: one line each on stderr and the README's exit code;
+#  - with fault injection, allocation failures end with exit 1 and one line.
 set -uo pipefail   # no -e: expect_fail needs the failing status; checks use || fail
 : "${NNTRAIN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -250,4 +251,33 @@ rc=$?
 [ "$rc" = 2 ] || fail "dream under mpirun -np 2 exited $rc, expected 2: $(cat "$T/se")"
 [ "$(grep -c "runs on one process" "$T/se")" = 1 ] ||
   fail "dream under mpirun -np 2 should say once that it runs on one process: $(cat "$T/se")"
+
+# ---- allocation failures (a -DNN_FAULT_INJECTION=ON build): every NN_ALLOCFAIL_SAMPLE-th
+# site (default 8) of dream and saliency failed once must end with exit 1 and one line
+# (tests/tools/allocwalk.sh). On an MLP over the images: a oneDNN convolution's failed
+# arena is not an error but a documented fall-back to the reference backend (exit 0).
+if "$NNTRAIN" --version | grep -q "fault injection"; then
+  . "$(dirname "${BASH_SOURCE[0]}")/tools/allocwalk.sh"   # walk
+  export NN_ALLOCFAIL_SAMPLE=${NN_ALLOCFAIL_SAMPLE:-8}
+  cat > "$T/fm_mlp.toml" <<EOF2
+name = "e2e_pictures_mlp"
+[data]
+train = "$T/fm/train-*.h5"
+$(mlp_model)
+[train]
+epochs = 1
+batch_size = 100
+[run]
+dir = "$T/run_mlp"
+EOF2
+  "$NNTRAIN" "$T/fm_mlp.toml" --quiet || fail "training the MLP"
+  MLP=$(ls "$T"/run_mlp/checkpoints/step-*.h5 | tail -1)
+  w_dream() { $RUN "$NNTRAIN" dream "$MLP" --layer dense0 --channel 1 --steps 2 --blur 0.1 \
+                --out "$FAILDIR/d.png"; }
+  w_saliency() { $RUN "$NNTRAIN" saliency "$MLP" "$T/fm/train-*.h5" --index 3 \
+                   --out "$FAILDIR/s.png"; }
+  walk dream w_dream
+  walk saliency w_saliency
+  [ "$WALK_BAD" = 0 ] || fail "$WALK_BAD allocation-failure runs misbehaved (above)"
+fi
 echo "e2e_pictures: ok"

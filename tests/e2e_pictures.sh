@@ -203,6 +203,13 @@ echo "saliency sample 5: $(cat "$T/s.json")"
 grep -q "predicted [0-9], class 0 logit" "$T/s4.txt" || fail "saliency's line: $(cat "$T/s4.txt")"
 
 # ---- bad inputs ------------------------------------------------------------------------
+for c in dream saliency; do
+  "$NNTRAIN" $c --help >"$T/help" || fail "$c --help exited $?"
+  grep -q "^usage: nntrain $c CKPT.h5" "$T/help" || fail "$c --help: $(head -2 "$T/help")"
+done
+expect_fail 2 "--blur '2': expected a number from 0 to 1" \
+  "$NNTRAIN" dream "$CK" --layer c2 --steps 1 --blur 2 --out "$T/x.png"
+expect_fail 2 "unknown option '--frob'" "$NNTRAIN" saliency "$CK" x --index 0 --frob --out "$T/x.png"
 expect_fail 2 "its layers: c1, c1_relu, maxpool1, c2, c2_relu, maxpool3, flatten4, logits" \
   "$NNTRAIN" dream "$CK" --layer nope --steps 3 --out "$T/x.png"
 expect_fail 2 "--channel 16: layer 'c2' has 16 channels" \

@@ -13,7 +13,7 @@
 #    of our own: no PIL);
 #  - bad inputs: an unknown layer (the list of names), a channel, index or class out of
 #    range, a model that does not read images, a missing checkpoint, an unwritable output,
-#    missing flags, and mpirun -np 2: one line each on stderr and the README's exit code;
+#    missing flags, and mpirun -np 2 and 3: one line each on stderr and the README's exit code;
 #  - with fault injection, allocation failures end with exit 1 and one line.
 set -uo pipefail   # no -e: expect_fail needs the failing status; checks use || fail
 : "${NNTRAIN:?}"
@@ -251,13 +251,17 @@ expect_fail 5 "pictures need images [C, H, W] with 1 or 3 channels" \
   "$NNTRAIN" dream "$CSV" --layer dense0 --steps 1 --out "$T/x.png"
 expect_fail 5 "pictures need images" \
   "$NNTRAIN" saliency "$CSV" "$T/tiny/train-*.h5" --index 0 --out "$T/x.png"
-# one process only: under mpirun -np 2, one line (rank 0's) and exit 2
-timeout 120 mpirun --oversubscribe -np 2 "$NNTRAIN" dream "$CK" --layer c2 --steps 1 \
-  --out "$T/x.png" >"$T/so" 2>"$T/se"
-rc=$?
-[ "$rc" = 2 ] || fail "dream under mpirun -np 2 exited $rc, expected 2: $(cat "$T/se")"
-[ "$(grep -c "runs on one process" "$T/se")" = 1 ] ||
-  fail "dream under mpirun -np 2 should say once that it runs on one process: $(cat "$T/se")"
+# one process only: under mpirun -np 2 and 3, one line (rank 0's) and exit 2
+for np in 2 3; do
+  for c in "dream $CK --layer c2 --steps 1" "saliency $CK $T/fm/train-000.h5 --index 0"; do
+    timeout 120 mpirun --oversubscribe -np $np "$NNTRAIN" $c --out "$T/x.png" >"$T/so" 2>"$T/se"
+    rc=$?
+    [ "$rc" = 2 ] || fail "${c%% *} under mpirun -np $np exited $rc, expected 2: $(cat "$T/se")"
+    [ "$(grep -c "runs on one process" "$T/se")" = 1 ] ||
+      fail "${c%% *} under mpirun -np $np should say once that it runs on one process: $(cat "$T/se")"
+  done
+done
+[ -e "$T/x.png" ] && fail "a refused run wrote $T/x.png"
 
 # ---- allocation failures (a -DNN_FAULT_INJECTION=ON build): every NN_ALLOCFAIL_SAMPLE-th
 # site (default 8) of dream and saliency failed once must end with exit 1 and one line

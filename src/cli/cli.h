@@ -69,5 +69,7 @@ int nn_cmd_bench(int argc, char **argv);
 int nn_cmd_eval(int argc, char **argv);
 int nn_cmd_generate(int argc, char **argv);
 int nn_cmd_predict(int argc, char **argv);
+int nn_cmd_dream(int argc, char **argv);
+int nn_cmd_saliency(int argc, char **argv);
 
 #endif

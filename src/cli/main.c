@@ -28,6 +28,8 @@ static const nn_command commands[] = {
   {"eval", nn_cmd_eval, "evaluate a checkpoint on a data set (no job file needed)"},
   {"predict", nn_cmd_predict, "write a checkpoint's predictions for a data set as CSV"},
   {"generate", nn_cmd_generate, "sample text from a language model's checkpoint"},
+  {"dream", nn_cmd_dream, "the input image that excites a layer, as a PNG (docs/pictures.md)"},
+  {"saliency", nn_cmd_saliency, "which pixels a prediction is sensitive to, as a PNG heat map"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard or a checkpoint holds"},
   {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };

@@ -852,6 +852,28 @@ void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
   nn_model_backward_dx(m, x, dout, NULL, n, ctx, ready, user);
 }
 
+int nn_model_backward_from(nn_model *m, const float *x, int layer, const float *dy, float *dx,
+                           int n, const nn_run_ctx *ctx, nn_error *err) {
+  if (layer < 0 || layer >= m->nlayers)
+    return nn_error_set(err, NN_EUSAGE, "backward from layer %d: the model has %d layers", layer,
+                        m->nlayers);
+  if (m->nfused || m->nblocked)
+    return nn_error_set(err, NN_EUSAGE, "backward from layer '%s': the model runs fused or "
+                        "blocked (nn_model_fuse(m, 0) and nn_model_layouts(m, 0) first)",
+                        m->layers[layer].cfg.name);
+  int dx_set = 0;
+  memset(m->gset, 0, (size_t)m->nlayers);
+  for (int i = layer; i >= 0; i--) {
+    nn_layer *l = &m->layers[i];
+    if (i != layer && !m->gset[i]) continue; /* no gradient reaches it from `layer` */
+    if (!dx && (!m->need[i] || ctx->frozen)) continue;
+    layer_backward(m, l, x, dx, &dx_set, i == layer ? dy : m->dact + m->act_off[i], n, ctx);
+  }
+  /* `layer` may not depend on the input at all (nothing wrote dx): its gradient is 0 */
+  if (dx && !dx_set) memset(dx, 0, (size_t)n * nn_shape_count(&m->in) * sizeof *dx);
+  return 0;
+}
+
 void nn_model_zero_grad(nn_model *m) {
   if (m->ntrainable) memset(m->grads, 0, m->ntrainable * sizeof *m->grads);
 }

@@ -202,6 +202,20 @@ void nn_model_backward(nn_model *m, const float *x, const float *dout, int n,
 void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float *dx, int n,
                           const nn_run_ctx *ctx, nn_grad_ready_fn ready, void *user);
 
+/* Backward from the output of layer `layer` instead of the model's output:
+ * dy [n, out of that layer] is the gradient of some function of layer
+ * `layer`'s output in the last forward (m->act + m->act_off[layer]); layers
+ * after it are skipped, as are layers no gradient reaches from it (a branch
+ * read only by layers after it). Writes dx [n, in] (may be NULL) and, unless
+ * ctx->frozen, adds into grads like nn_model_backward. Activity penalties
+ * are not added (ctx->act_scale is ignored). For `nntrain dream`: the input
+ * that excites a hidden layer. The model must run unfused and NCHW
+ * (nn_model_fuse(m, 0), nn_model_layouts(m, 0) before the forward), where
+ * every layer's output is its own act: NN_EUSAGE otherwise, or for a layer
+ * index out of range. */
+int nn_model_backward_from(nn_model *m, const float *x, int layer, const float *dy, float *dx,
+                           int n, const nn_run_ctx *ctx, nn_error *err);
+
 void nn_model_zero_grad(nn_model *m);
 
 /* Range of layer i's parameters in the arena. */

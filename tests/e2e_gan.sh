@@ -2,7 +2,8 @@
 # The GAN task (run/tasks/gan.c, docs/tasks.md#gan) on a small Fashion-MNIST subset:
 #   - the discriminator learns (its training accuracy beats chance in epoch 1) while
 #     the generator trains (its parameters move), at -np 1, 2 and 3 with replicas
-#     identical across ranks (--check-replicas);
+#     identical across ranks (--check-replicas); each epoch leaves a PNG of the
+#     generator's images for fixed noise in the run directory;
 #   - N-invariance: the parameters after 60 steps agree at -np 1, 2 and 3 (to 1e-4);
 #   - an interrupted run resumes bit-exactly, both replicas and both optimizers, at
 #     -np 2 and 3; train.gan_d_steps = 2 runs a generator step every second batch;
@@ -89,6 +90,14 @@ for r in ep:
         r["epoch"], r["loss"], r["accuracy"], r["test_loss"], r["test_accuracy"]))
 assert ep[0]["accuracy"] > 0.6, ep[0]    # it tells real from fake better than chance
 assert 0 < ep[-1]["test_loss"] < 5, ep[-1]
+import struct, zlib
+for e in (1, 2):  # the generator's 64 fixed-noise images after each epoch, 8 x 8, zoom 2
+    png = open("%s/r2/samples-e%03d.png" % (T, e), "rb").read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", png[:8]
+    w, h = struct.unpack(">II", png[16:24])
+    assert (w, h) == (8 * 56 + 7, 8 * 56 + 7), (w, h)
+a, b = (open("%s/r2/samples-e%03d.png" % (T, e), "rb").read() for e in (1, 2))
+assert a != b, "the generator's pictures did not change between epochs"
 PY
 
 # the generator moves: its parameters after 2 epochs differ from those after 1 step

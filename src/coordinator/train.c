@@ -1043,6 +1043,8 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
   R->epochs_here++;
   if ((rc = report_epoch(R, f, eo->t_train, eo->samples, err)) != 0)
     return defer_failure(R, rc, err);
+  if (R->task->epoch_end && (rc = R->task->epoch_end(R->task, R->rep, R->dir, f->epoch, err)) != 0)
+    return defer_failure(R, rc, err);
   char best[NN_PATH_MAX + 16];
   snprintf(best, sizeof best, "%s/best.h5", R->dir);
   if (dec.improved && (rc = take_checkpoint(R, best, 0, err)) != 0)

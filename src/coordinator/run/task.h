@@ -52,6 +52,11 @@ struct nn_task_ops {
   int (*evaluate)(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
                   nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
                   nn_metrics_result *res, nn_error *err);
+  /* Optional: rank 0 alone, after each epoch's report, with the run
+   * directory (generative kinds write a picture of their samples there).
+   * Local; a failure ends the run at the next step's boundary. */
+  int (*epoch_end)(const nn_task_ops *t, nn_replica *reps, const char *dir, int epoch,
+                   nn_error *err);
 };
 
 /* The supervised build: every replica is the job's [model] for the data's

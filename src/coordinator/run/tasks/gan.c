@@ -24,7 +24,9 @@
  * Figures: the training loss and accuracy are the discriminator's (its BCE
  * over real and fake, the share of both it classifies right); evaluation
  * reports the same on the test images and as many fakes drawn from noise
- * keyed by the test sample's index (phase 2: the same fakes every epoch). */
+ * keyed by the test sample's index (phase 2: the same fakes every epoch).
+ * After each epoch rank 0 writes the generator's images for 64 fixed noise
+ * vectors to the run directory (samples-eNNN.png). */
 #include <math.h>
 #include <string.h>
 
@@ -35,9 +37,11 @@
 #include "core/rng.h"
 #include "worker/agree.h"
 #include "worker/collective.h"
+#include "worker/png.h"
 
 enum { GEN = 0, DIS = 1 };
-enum { PHASE_D = 0, PHASE_G = 1, PHASE_EVAL = 2 };
+enum { PHASE_D = 0, PHASE_G = 1, PHASE_EVAL = 2, PHASE_GRID = 3 };
+#define GAN_GRID 64 /* images in the per-epoch picture */
 
 /* The index of the discriminator's first layer in the job's [model] into
  * *at; 0, or NN_ESCHEMA naming the job file. */
@@ -255,6 +259,39 @@ static int gan_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
   return 0;
 }
 
+/* DIR/samples-eEEE.png: the generator's images for GAN_GRID fixed noise
+ * vectors (phase 3, keyed by their index: the same every epoch, so the
+ * pictures show the generator's progress), in evaluation mode, 8 by 8. */
+static int gan_epoch_end(const nn_task_ops *t, nn_replica *reps, const char *dir, int epoch,
+                         nn_error *err) {
+  (void)t;
+  nn_replica *G = &reps[GEN];
+  const nn_shape *img = &reps[DIS].model.in;
+  size_t latent = (size_t)G->model.in.dim[0], count = nn_shape_count(img);
+  int mb = G->model.max_batch;
+  float *z = nn_malloc((size_t)mb * latent * sizeof *z);
+  float *x = nn_malloc((size_t)GAN_GRID * count * sizeof *x);
+  int rc = z && x ? 0 : nn_error_set(err, NN_ENOMEM, "out of memory for the GAN's sample picture");
+  nn_run_ctx ctx = {.training = 0, .seed = G->seed};
+  for (int i0 = 0; !rc && i0 < GAN_GRID; i0 += mb) { /* in slices the model takes */
+    nn_batch b = {.n = GAN_GRID - i0 < mb ? GAN_GRID - i0 : mb, .sample0 = i0};
+    draw_noise(G, &b, PHASE_GRID, 0, z);
+    const float *y = nn_model_forward(&G->model, z, b.n, &ctx);
+    memcpy(x + (size_t)i0 * count, y, (size_t)b.n * count * sizeof *x);
+  }
+  int C = img->ndim == 3 ? img->dim[0] : 1, H = img->ndim == 3 ? img->dim[1] : 1;
+  int W = img->ndim == 3 ? img->dim[2] : (int)count;
+  char path[NN_PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/samples-e%03d.png", dir, epoch + 1);
+  /* the data's [0, 1] when not normalized (a sigmoid output), else the images' own range */
+  nn_png_grid_opts o = {.cols = 8, .lo = 0, .hi = G->job->data.normalize ? 0 : 1, .zoom = 2,
+                        .gap = 128};
+  if (!rc && (C == 1 || C == 3)) rc = nn_png_grid(path, x, GAN_GRID, C, H, W, &o, err);
+  free(z);
+  free(x);
+  return rc;
+}
+
 const nn_task_ops nn_task_gan = {
     .name = "gan",
     .help = "a generator and a discriminator trained in alternation (train.gan_*; the "
@@ -265,4 +302,5 @@ const nn_task_ops nn_task_gan = {
     .build = gan_build,
     .step = gan_step,
     .evaluate = gan_evaluate,
+    .epoch_end = gan_epoch_end,
 };

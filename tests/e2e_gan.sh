@@ -7,6 +7,10 @@
 #   - N-invariance: the parameters after 60 steps agree at -np 1, 2 and 3 (to 1e-4);
 #   - an interrupted run resumes bit-exactly, both replicas and both optimizers, at
 #     -np 2 and 3; train.gan_d_steps = 2 runs a generator step every second batch;
+#   - `nntrain sample`: a PNG grid, the same for the same seed, another for
+#     another seed; --score with a small classifier trained here gives figures in
+#     range, the real images' (--reference) clearly above chance; a classifier's
+#     checkpoint, a missing --n, a .jpg and mpirun -np 2 are refused;
 #   - bad set-ups fail once, clearly (no gan_discriminator, a name that is no layer,
 #     a generator whose output is not an image's size, a discriminator without one
 #     logit), exit 3.
@@ -105,6 +109,63 @@ PY
   --no-progress --quiet || fail "one step"
 cmp -s <(head -c $((4 * P_G)) "$T/one.bin") <(head -c $((4 * P_G)) "$T/p1.bin") &&
   fail "the generator did not train"
+
+# nntrain sample: a PNG grid, deterministic by seed; scored by a classifier
+ck=$(ls "$T"/r1/checkpoints/*.h5 | tail -1)
+"$NNTRAIN" sample "$ck" --n 20 --out "$T/s1.png" >/dev/null || fail "sample"
+"$NNTRAIN" sample "$ck" --n 20 --zoom 1 --out "$T/s1b.png" >/dev/null || fail "sample zoom 1"
+"$NNTRAIN" sample "$ck" --n 20 --out "$T/s1c.png" >/dev/null || fail "sample again"
+"$NNTRAIN" sample "$ck" --n 20 --seed 2 --out "$T/s2.png" >/dev/null || fail "sample seed 2"
+cmp -s "$T/s1.png" "$T/s1c.png" || fail "sample: the same seed gave different pictures"
+cmp -s "$T/s1.png" "$T/s2.png" && fail "sample: seeds 1 and 2 gave the same picture"
+cat > "$T/cls.toml" <<EOF2
+name = "cls"
+[data]
+train = "$T/fm/train-*.h5"
+normalize = true
+[model]
+[[model.layers]]
+type = "dense"
+units = 64
+activation = "relu"
+[[model.layers]]
+type = "dense"
+units = 10
+[train]
+epochs = 3
+batch_size = 48
+[optimizer]
+type = "adam"
+lr = 0.002
+[checkpoint]
+every_epochs = 0
+EOF2
+"$NNTRAIN" "$T/cls.toml" --set "run.dir=\"$T/cls\"" --no-progress --quiet || fail "classifier"
+cls=$(ls "$T"/cls/checkpoints/*.h5 | tail -1)
+"$NNTRAIN" sample "$ck" --n 300 --score "$cls" --reference "$T/fm/train-*.h5" > "$T/score" ||
+  fail "sample --score: $(cat "$T/score")"
+cat "$T/score"
+$PY - "$T/score" <<'PY' || fail "scores"
+import re, sys
+txt = open(sys.argv[1]).read()
+rows = re.findall(r"(generated|reference) +(\d+) images.*?confidence ([\d.]+), histogram entropy ([\d.]+) bits, inception score ([\d.]+)", txt)
+assert len(rows) == 2, txt
+for kind, n, conf, h, i_s in rows:
+    conf, h, i_s = float(conf), float(h), float(i_s)
+    assert int(n) == 300 and 0.1 <= conf <= 1 and 0 <= h <= 3.3220 and 1 <= i_s <= 10, rows
+ref = rows[1]
+assert float(ref[2]) > 0.5 and float(ref[4]) > 3, ref  # the classifier tells real classes apart
+PY
+set +e
+"$NNTRAIN" sample "$cls" --n 4 --out "$T/x.png" 2>"$T/e"; rc=$?
+[ $rc -eq 5 ] && grep -q "has no generator" "$T/e" || fail "sample of a classifier: exit $rc: $(cat "$T/e")"
+"$NNTRAIN" sample "$ck" --out "$T/x.png" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "missing --n" "$T/e" || fail "sample without --n: exit $rc: $(cat "$T/e")"
+"$NNTRAIN" sample "$ck" --n 4 --out "$T/x.jpg" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] || fail "sample to .jpg: exit $rc"
+$MPI -np 2 "$NNTRAIN" sample "$ck" --n 4 --out "$T/x.png" >"$T/o" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] || fail "sample under mpirun -np 2: exit $rc"
+set -e
 
 for np in 2 3; do
   $MPI -np $np "$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/full$np\"" --steps 60 \

@@ -30,6 +30,7 @@ static const nn_command commands[] = {
   {"generate", nn_cmd_generate, "sample text from a language model's checkpoint"},
   {"dream", nn_cmd_dream, "the input image that excites a layer, as a PNG (docs/pictures.md)"},
   {"saliency", nn_cmd_saliency, "which pixels a prediction is sensitive to, as a PNG heat map"},
+  {"sample", nn_cmd_sample, "images from a GAN checkpoint's generator, as a PNG grid or a shard"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard or a checkpoint holds"},
   {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };

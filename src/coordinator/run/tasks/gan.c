@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "coordinator/run/task.h"
+#include "coordinator/run/tasks/gan.h"
 #include "core/mem.h"
 #include "core/optim.h"
 #include "core/regularize.h"
@@ -40,7 +41,7 @@
 #include "worker/png.h"
 
 enum { GEN = 0, DIS = 1 };
-enum { PHASE_D = 0, PHASE_G = 1, PHASE_EVAL = 2, PHASE_GRID = 3 };
+enum { PHASE_D = 0, PHASE_G = 1, PHASE_EVAL = 2, PHASE_GRID = 3, PHASE_SAMPLE = 4 };
 #define GAN_GRID 64 /* images in the per-epoch picture */
 
 /* The index of the discriminator's first layer in the job's [model] into
@@ -112,15 +113,33 @@ static int gan_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
   return rc;
 }
 
-/* z [n, latent] for the samples of slice b at (phase, step). */
-static void draw_noise(const nn_replica *g, const nn_batch *b, int phase, uint64_t step,
-                       float *z) {
+/* z [n, latent] for the samples of slice b at (phase, step), from `seed`. */
+static void draw_noise_seed(const nn_replica *g, uint64_t seed, const nn_batch *b, int phase,
+                            uint64_t step, float *z) {
   int latent = g->model.in.dim[0];
   for (int i = 0; i < b->n; i++) {
     nn_rng r;
-    nn_rng_init(&r, g->seed, NN_RNG_GAN, (uint32_t)phase, (uint32_t)step,
+    nn_rng_init(&r, seed, NN_RNG_GAN, (uint32_t)phase, (uint32_t)step,
                 (uint32_t)(b->sample0 + i));
     for (int j = 0; j < latent; j++) z[(size_t)i * latent + j] = nn_rng_normal(&r);
+  }
+}
+
+/* The same from the generator's own seed. */
+static void draw_noise(const nn_replica *g, const nn_batch *b, int phase, uint64_t step,
+                       float *z) {
+  draw_noise_seed(g, g->seed, b, phase, step, z);
+}
+
+void nn_gan_generate(nn_replica *g, uint64_t seed, int64_t first, int n, float *z, float *x) {
+  size_t count = nn_shape_count(&g->model.out);
+  int mb = g->model.max_batch;
+  nn_run_ctx ctx = {.training = 0, .seed = g->seed};
+  for (int i0 = 0; i0 < n; i0 += mb) { /* in slices the model takes */
+    nn_batch b = {.n = n - i0 < mb ? n - i0 : mb, .sample0 = first + i0};
+    draw_noise_seed(g, seed, &b, PHASE_SAMPLE, 0, z);
+    const float *y = nn_model_forward(&g->model, z, b.n, &ctx);
+    memcpy(x + (size_t)i0 * count, y, (size_t)b.n * count * sizeof *x);
   }
 }
 

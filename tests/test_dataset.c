@@ -61,7 +61,7 @@ static int write_shard(const char *path, const spec *sp, int index, int64_t firs
     for (int t = 0; t < sp->target_dim; t++) tg[i * sp->target_dim + t] = (float)(g * 10 + t);
   }
   nn_shard_meta m = {sp->sample, sp->ftype, sp->num_classes, sp->target_dim, sp->scale, C,
-                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0, 0, 0};
+                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0, 0, 0, 0};
   nn_shard_writer *w = NULL;
   int rc = nn_shard_create(&w, path, &m, err);
   /* Append in uneven pieces to exercise the staging buffer. */
@@ -403,7 +403,7 @@ static void test_label_out_of_range(void) {
   /* The writer refuses such a label in the first place. */
   nn_shard_writer *w = NULL;
   double mean[2] = {0, 0}, sd[2] = {1, 1};
-  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0, 0, 0};
+  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0, 0, 0, 0};
   path_in(p, sizeof p, "badlab2.h5");
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   uint8_t x[2 * 30] = {0};
@@ -700,7 +700,7 @@ static int poke_i32(const char *p, const char *name, hsize_t row, hsize_t col, i
 static int write_seq(const char *p, nn_error *err) {
   enum { N = 40, T = 6 };
   double mean[T] = {0}, sd[T] = {1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 0};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 0, 0};
   int32_t ids[N * T] = {0}, len[N], lab[N];
   for (int i = 0; i < N; i++) {
     len[i] = 1 + i % T;
@@ -759,7 +759,7 @@ static void test_sequence_shard(void) {
 
   /* the writer refuses bad lengths, ids and padding */
   double mean[6] = {0}, sd[6] = {1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9, 0, 0};
+  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9, 0, 0, 0};
   struct { int32_t len, id0, id5; const char *msg; } bad[] = {
       {0, 1, 0, "length 0 is outside [1, 6]"},
       {7, 1, 0, "length 7 is outside [1, 6]"},
@@ -802,7 +802,7 @@ static void test_stream_loader(void) {
     for (int t = 0; t < len[r]; t++) ids[r * R + t] = tok[r * R + t];
   }
   double mean[R] = {0}, sd[R] = {1, 1, 1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1, 0};
+  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1, 0, 0};
   nn_shard_writer *w = NULL;
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   ASSERT_OK(nn_shard_append_seq(w, ids, len, NULL, NULL, 13, &err));
@@ -858,7 +858,7 @@ static void test_token_labels(void) {
   char p[512];
   path_in(p, sizeof p, "tags.h5");
   double mean[T] = {0}, sd[T] = {1, 1, 1, 1};
-  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 1};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 1, 0};
   int32_t ids[N * T] = {0}, len[N], lab[N * T];
   for (int i = 0; i < N; i++) {
     len[i] = 1 + i % T;

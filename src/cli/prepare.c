@@ -600,9 +600,10 @@ static int csv_column(const nn_csv_data *d, const char *name) {
   return -1;
 }
 
-/* --multilabel COL,COL,...: take those K columns out of d's features (d->x
- * compacted in place, d->nfeat reduced) into *tg [rows, K] (malloc; the
- * caller frees), each value 0 or 1. */
+/* --multilabel COL,COL,...: d was read with the first of them as its label
+ * column (so each row's file line is known); take the other K - 1 out of
+ * d's features too (d->x compacted in place, d->nfeat reduced) and all K
+ * into *tg [rows, K] (malloc; the caller frees), each value 0 or 1. */
 static int csv_multilabel(const char *path, nn_csv_data *d, const char *spec, float **tg,
                           int *K, nn_error *err) {
   int col_of[NN_SHARD_MAX_CHANNELS], k = 0;
@@ -629,25 +630,31 @@ static int csv_multilabel(const char *path, nn_csv_data *d, const char *spec, fl
                      "expected at least one label and one feature column", k, d->cols);
     goto out;
   }
+  if (col_of[0] != d->label_col) { /* the reader resolved the first name the same way */
+    rc = nn_error_at(err, NN_EUSAGE, path, 0, 0, "--multilabel: '%s' is ambiguous", spec);
+    goto out;
+  }
   if (!(*tg = nn_malloc(sizeof **tg * (size_t)d->rows * (size_t)k))) {
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     goto out;
   }
+  const int lc = d->label_col, nf = d->nfeat; /* x holds every column but lc */
   for (int64_t i = 0; i < d->rows; i++) {
-    const float *row = d->x + (size_t)i * (size_t)d->cols;
+    const float *row = d->x + (size_t)i * (size_t)nf;
     for (int j = 0; j < k; j++) {
-      float v = row[col_of[j]];
+      const int c = col_of[j];
+      double v = c == lc ? d->y[i] : row[c < lc ? c : c - 1];
       if (v != 0 && v != 1) {
         rc = nn_error_at(err, NN_EDATA, path, (int)d->y_line[i], 0, "label column '%s' is %g, "
                          "expected 0 or 1 (--multilabel)", d->names ? d->names[col_of[j]] : "?",
                          (double)v);
         goto out;
       }
-      (*tg)[(size_t)i * (size_t)k + (size_t)j] = v;
+      (*tg)[(size_t)i * (size_t)k + (size_t)j] = (float)v;
     }
     float *dst = d->x + (size_t)i * (size_t)(d->cols - k); /* never ahead of row */
     for (int c = 0, o = 0; c < d->cols; c++)
-      if (!is_label[c]) dst[o++] = row[c];
+      if (!is_label[c]) dst[o++] = row[c < lc ? c : c - 1];
   }
   d->nfeat = d->cols - k;
   *K = k;
@@ -706,7 +713,11 @@ static int cmd_csv(int argc, char **argv) {
   nn_error err;
   nn_error_clear(&err);
   nn_csv_data d;
-  nn_csv_opts o = {label, NN_CSV_HEADER_AUTO}; /* --multilabel: label NULL, split below */
+  /* --multilabel: the first label column is read as the label (its lines
+   * are kept for messages), the others split off by csv_multilabel */
+  char first[128] = "";
+  if (multi) snprintf(first, sizeof first, "%.*s", (int)strcspn(multi, ","), multi);
+  nn_csv_opts o = {multi ? first : label, NN_CSV_HEADER_AUTO};
   int32_t *lab = NULL;
   float *tg = NULL;
   double *mean = NULL, *sd = NULL;

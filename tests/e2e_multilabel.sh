@@ -130,6 +130,23 @@ check_best val_auc val_roc_auc "$T/out_alias" "$T/run_alias"
   --set run.dir="\"$T/run_map\"" > "$T/out_map" || fail "val_map run"
 check_best val_map val_map "$T/out_map" "$T/run_map"
 
+# `nntrain eval` on a multi-label set: the report's figures are the ones training logged
+"$NNTRAIN" eval "$T/run/best.h5" "$T/d/val-*.h5" > "$T/eval" || fail "eval exited $?"
+cat "$T/eval"
+$PY - "$T" <<'PY' || fail "eval report"
+import json, re, sys
+d = sys.argv[1]
+text = open(d + "/eval").read()
+ep = [json.loads(l) for l in open(d + "/run/metrics.jsonl")]
+best = max((r for r in ep if "val_roc_auc" in r), key=lambda r: r["val_roc_auc"])
+m = re.search(r"^mAP: ([0-9.]+)$", text, re.M)
+a = re.search(r"^ROC AUC: ([0-9.]+) \(macro over 4 labels", text, re.M)
+assert m and a, text
+assert abs(float(m.group(1)) - best["val_map"]) < 1e-4, (m.group(1), best["val_map"])
+assert abs(float(a.group(1)) - best["val_roc_auc"]) < 1e-4, (a.group(1), best["val_roc_auc"])
+assert len(re.findall(r"^[0-3] +[0-9.]+", text, re.M)) == 4, "per-label rows"
+PY
+
 # --- N-invariance: 60 steps (2 epochs) at -np 1, 2, 3 -------------------------------
 # batch 48 over 2 and 3 ranks; the last batch of an epoch (1500 = 31 x 48 + 12) is partial
 "$NNTRAIN" "$T/ml.toml" --steps 60 --quiet --set run.dir="\"$T/r1\"" --dump-params "$T/p1" \

@@ -186,6 +186,11 @@ expect_fail 3 "4 labels per sample" \
 sed -e "s#$T/d/train-\*.h5#$T/cls/train-*.h5#" -e '/^validation/d' -e '/^test/d' \
   -e '/early_stopping/,/restore_best/d' -e 's/input_shape = \[6\]/input_shape = [9]/' "$T/ml.toml" > "$T/cls.toml"
 expect_fail 3 "needs multi-label data" "$NNTRAIN" "$T/cls.toml" --set 'model.layers.1.units=2'
+mkdir -p "$T/reg" && cp "$T/d/val-000.h5" "$T/reg/" &&
+  $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); del f.attrs['multi_label']" \
+    "$T/reg/val-000.h5" || fail "strip multi_label"
+expect_fail 4 "test data is not multi-label (attribute multi_label) but the training data is" \
+  "$NNTRAIN" "$T/ml.toml" --set data.test="\"$T/reg/val-*.h5\""
 printf 'a,b,y1,y2\n0.5,1,1,0\n0.25,2,0.5,1\n' > "$T/bad.csv"
 expect_fail 4 "bad.csv:3" "$NNTRAIN" prepare csv "$T/bad.csv" --multilabel y1,y2 --out "$T/bad"
 grep -qF "label column 'y1' is 0.5, expected 0 or 1" "$T/se" || fail "bad label message: $(cat "$T/se")"

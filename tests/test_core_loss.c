@@ -276,6 +276,16 @@ static void test_bce_reference_and_fd(void) {
       const double h = 1e-5, xi = x[i], t = tg[i];
       double fd = scale * (ref_bce1(xi + h, t) - ref_bce1(xi - h, t)) / (2 * h) / K;
       ASSERT_NEAR(g[i], fd, 1e-7 + 1e-5 * fabs(fd));
+      /* and through nn_loss_bce itself, one float logit moved by +-2^-7 (the
+       * returned sum is double, so the difference is not lost to rounding) */
+      float xs[N * K];
+      memcpy(xs, x, sizeof xs);
+      xs[i] = x[i] + 0x1p-7f;
+      const double xp = xs[i], lp = nn_loss_bce(xs, tg, N, K, 1.0f, NULL);
+      xs[i] = x[i] - 0x1p-7f;
+      const double xm = xs[i], lm = nn_loss_bce(xs, tg, N, K, 1.0f, NULL);
+      const double fd2 = scale * (lp - lm) / (xp - xm);
+      ASSERT_NEAR(g[i], fd2, 1e-6 + 1e-4 * fabs(fd2));
     }
   }
 }

@@ -6,6 +6,7 @@
  * the ranks have summed. Nothing here knows about ranks or files, except
  * nn_metrics_report, which writes to the FILE* it is given. */
 #include "core/metrics.h"
+#include "core/loss.h"
 #include "core/mem.h"
 
 #include <math.h>
@@ -206,13 +207,10 @@ int nn_metrics_add_classification(nn_metrics_acc *acc, const float *scores,
 }
 
 /* P(label) of a multi-label score: the logistic function of a logit
- * (no overflow: exp of a non-positive number), or a probability clamped
- * to [0, 1]. */
+ * (core/loss.h, as the loss computes it), or a probability clamped to [0, 1]. */
 static double label_prob(float x, int scores) {
   if (scores == NN_METRICS_PROBS) return x < 0 ? 0 : x > 1 ? 1 : x;
-  if (x >= 0) return 1.0 / (1.0 + exp(-(double)x));
-  double e = exp((double)x);
-  return e / (1.0 + e);
+  return nn_sigmoid(x);
 }
 
 int nn_metrics_add_multilabel(nn_metrics_acc *acc, const float *scores, const float *targets,

@@ -395,7 +395,7 @@ static int make_shard(char *path, size_t n, nn_error *err) {
     lab[i] = (int32_t)(i % 3);
   }
   nn_shard_meta m = {{3, {LC, LH, LW}}, NN_FEAT_F32, 3, 0, 1.0, LC, L_MEAN, L_STD,
-                     "train", "test_augment", 0, 1, 0, 0, 0};
+                     "train", "test_augment", 0, 1, 0, 0, 0, 0};
   nn_shard_writer *w = NULL;
   int rc = nn_shard_create(&w, path, &m, err);
   if (!rc) rc = nn_shard_append(w, x, lab, NULL, LN, err);
@@ -535,7 +535,7 @@ static void test_loader_refuses_flat_data(void) {
   float x[4 * 6] = {0};
   int32_t lab[4] = {0, 1, 0, 1};
   double mean[6] = {0}, sd[6] = {1, 1, 1, 1, 1, 1}; /* flat samples: one entry per feature */
-  nn_shard_meta m = {{1, {6}}, NN_FEAT_F32, 2, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 0, 0, 0};
+  nn_shard_meta m = {{1, {6}}, NN_FEAT_F32, 2, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 0, 0, 0, 0};
   nn_shard_writer *w = NULL;
   ASSERT_OK(nn_shard_create(&w, flat_path, &m, &err));
   ASSERT_OK(nn_shard_append(w, x, lab, NULL, 4, &err));

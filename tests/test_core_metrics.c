@@ -81,10 +81,174 @@ static void test_confusion_3class(void) {
   ASSERT_EQ_INT(r.ntopk, 2);
   ASSERT_NEAR(r.topk_accuracy[0], 0.6, 1e-15);
   ASSERT_NEAR(r.topk_accuracy[1], 0.7, 1e-15);
-  ASSERT_EQ_INT(r.has_auc, 0);
-  ASSERT_TRUE(isnan(r.roc_auc));
+  /* one-vs-rest ROC AUC on the softmax of these scores: the predicted
+   * class has p_hi = e^2 / (e^2 + 2), the others p_lo (ties within a class
+   * count half):
+   *   class 0: positives p0 = hi,hi,hi,lo; negatives 2 hi, 4 lo
+   *            -> 3 * (4 + 0.5 * 2) + 1 * (0.5 * 4) = 17 of 24
+   *   class 1: positives hi, lo; negatives 1 hi, 7 lo
+   *            -> (7 + 0.5) + 0.5 * 7 = 11 of 16
+   *   class 2: positives lo,lo,hi,hi; negatives 1 hi, 5 lo
+   *            -> 2 * (5 + 0.5) + 2 * 2.5 = 16 of 24
+   * macro = (17/24 + 11/16 + 2/3) / 3 = 99/144 */
+  ASSERT_EQ_INT(r.has_auc, 1);
+  ASSERT_NEAR(r.auc[0], 17.0 / 24, 1e-15);
+  ASSERT_NEAR(r.auc[1], 11.0 / 16, 1e-15);
+  ASSERT_NEAR(r.auc[2], 16.0 / 24, 1e-15);
+  ASSERT_EQ_INT(r.auc_classes, 3);
+  ASSERT_NEAR(r.roc_auc, 99.0 / 144, 1e-15);
+  ASSERT_TRUE(r.ap == NULL);
   nn_metrics_result_free(&r);
   nn_metrics_acc_free(&acc);
+}
+
+/* One-vs-rest ROC AUC, 3 classes, probabilities worked out by hand:
+ *   sample  probs            label
+ *   0       .7  .2  .1       0
+ *   1       .3  .4  .3       0
+ *   2       .2  .6  .2       1
+ *   3       .5  .3  .2       1
+ *   4       .1  .2  .7       2
+ *   5       .25 .35 .4       2
+ * class 0: positives {.7, .3} vs negatives {.2, .5, .1, .25}: .7 beats 4,
+ *          .3 beats 3 (not .5) -> 7/8
+ * class 1: positives {.6, .3} vs {.2, .4, .2, .35}: 4 + 2 -> 6/8
+ * class 2: positives {.7, .4} vs {.1, .3, .2, .2}: 8/8
+ * macro = (0.875 + 0.75 + 1) / 3 = 0.875 (scikit-learn's roc_auc_score with
+ * multi_class="ovr", average="macro"). The same from logits log(p), whose
+ * softmax is p, and a class with no sample left out of the average. */
+static void test_auc_ovr_3class(void) {
+  static const float p[18] = {.7f, .2f, .1f, .3f, .4f, .3f, .2f, .6f, .2f,
+                              .5f, .3f, .2f, .1f, .2f, .7f, .25f, .35f, .4f};
+  static const int32_t y[6] = {0, 0, 1, 1, 2, 2};
+  nn_error err = {0};
+  for (int kind = 0; kind < 2; kind++) {
+    float sc[18];
+    for (int i = 0; i < 18; i++) sc[i] = kind ? logf(p[i]) : p[i];
+    nn_metrics_config cfg = {.num_classes = 3,
+                             .scores = kind ? NN_METRICS_LOGITS : NN_METRICS_PROBS};
+    nn_metrics_acc acc;
+    nn_metrics_result r = {0};
+    ASSERT_OK(nn_metrics_acc_init(&acc, &cfg, &err));
+    ASSERT_EQ_INT(acc.auc_sets, 3);
+    ASSERT_OK(nn_metrics_add_classification(&acc, sc, y, 6, 0, &err));
+    ASSERT_OK(nn_metrics_finalize(&acc, &r, &err));
+    ASSERT_NEAR(r.auc[0], 0.875, 1e-15);
+    ASSERT_NEAR(r.auc[1], 0.75, 1e-15);
+    ASSERT_NEAR(r.auc[2], 1.0, 1e-15);
+    ASSERT_NEAR(r.roc_auc, 0.875, 1e-15);
+    nn_metrics_result_free(&r);
+    nn_metrics_acc_free(&acc);
+  }
+  /* 4 classes, class 3 never the label: its AUC is undefined (NaN) and the
+   * macro average is over the other three */
+  static const int32_t y4[3] = {0, 1, 2};
+  float s4[12] = {3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3, 0};
+  nn_metrics_config c4 = {.num_classes = 4};
+  nn_metrics_acc acc;
+  nn_metrics_result r = {0};
+  ASSERT_OK(nn_metrics_acc_init(&acc, &c4, &err));
+  ASSERT_OK(nn_metrics_add_classification(&acc, s4, y4, 3, 0, &err));
+  ASSERT_OK(nn_metrics_finalize(&acc, &r, &err));
+  ASSERT_TRUE(isnan(r.auc[3]));
+  ASSERT_EQ_INT(r.auc_classes, 3);
+  ASSERT_NEAR(r.roc_auc, 1.0, 1e-15);
+  nn_metrics_result_free(&r);
+  nn_metrics_acc_free(&acc);
+  /* many classes: the bins are cut so the histograms stay bounded */
+  nn_metrics_config big = {.num_classes = 1000};
+  ASSERT_OK(nn_metrics_acc_init(&acc, &big, &err));
+  ASSERT_TRUE((size_t)acc.auc_bins * 2 * 1000 <= NN_METRICS_AUC_MAX_SUMS);
+  ASSERT_TRUE(acc.auc_bins >= 1000);
+  nn_metrics_acc_free(&acc);
+}
+
+/* Multi-label, T = 3 labels, 5 samples, probabilities (threshold 0.5):
+ *   label 0: targets 1 0 1 0 0, scores .9 .8 .4 .1 .1 -> predicted 1 1 0 0 0
+ *            tp 1 fp 1 fn 1: P = R = F1 = 0.5
+ *            AUC: .9 beats the 3 negatives, .4 beats .1 twice -> 5/6
+ *            AP: ranked .9+ .8- .4+ ...: 1/2 * 1 + 1/2 * 2/3 = 5/6
+ *   label 1: targets 1 1 0 0 0, scores .7 .6 .3 .2 .1 -> all right
+ *            P = R = F1 = 1, AUC = 1, AP = 1
+ *   label 2: targets 0 0 0 1 0, scores .6 .2 .35 .3 .1 -> predicted 1 0 0 0 0
+ *            tp 0 fp 1 fn 1: P = R = F1 = 0
+ *            AUC: .3 beats .2 and .1 of 4 negatives -> 1/2
+ *            AP: ranked .6- .35- .3+: 1 * 1/3 = 1/3
+ * micro: tp 3 fp 2 fn 2 -> P = R = F1 = 0.6; macro P = R = F1 = 0.5
+ * mAP = (5/6 + 1 + 1/3) / 3 = 13/18; macro AUC = (5/6 + 1 + 1/2) / 3 = 7/9
+ * exact match: only sample 4 (all 0, none predicted) -> 1/5 */
+static const float ml_p[15] = {.9f, .7f, .6f, .8f, .6f, .2f,  .4f, .3f,
+                               .35f, .1f, .2f, .3f, .1f, .1f, .1f};
+static const float ml_t[15] = {1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0};
+
+static void check_ml_hand(const nn_metrics_result *r) {
+  ASSERT_EQ_INT(r->multilabel, 1);
+  ASSERT_NEAR(r->count, 5, 0);
+  ASSERT_NEAR(r->loss, 0.4, 1e-15);
+  ASSERT_NEAR(r->accuracy, 0.2, 1e-15);
+  const double P[3] = {0.5, 1, 0}, AUC[3] = {5.0 / 6, 1, 0.5}, AP[3] = {5.0 / 6, 1, 1.0 / 3};
+  const double sup[3] = {2, 2, 1};
+  for (int j = 0; j < 3; j++) {
+    ASSERT_NEAR(r->precision[j], P[j], 1e-15);
+    ASSERT_NEAR(r->recall[j], P[j], 1e-15);
+    ASSERT_NEAR(r->f1[j], P[j], 1e-15);
+    ASSERT_NEAR(r->support[j], sup[j], 0);
+    ASSERT_NEAR(r->auc[j], AUC[j], 1e-15);
+    ASSERT_NEAR(r->ap[j], AP[j], 1e-15);
+  }
+  ASSERT_NEAR(r->micro_precision, 0.6, 1e-15);
+  ASSERT_NEAR(r->micro_recall, 0.6, 1e-15);
+  ASSERT_NEAR(r->micro_f1, 0.6, 1e-15);
+  ASSERT_NEAR(r->macro_precision, 0.5, 1e-15);
+  ASSERT_NEAR(r->macro_f1, 0.5, 1e-15);
+  ASSERT_NEAR(r->map, 13.0 / 18, 1e-15);
+  ASSERT_NEAR(r->roc_auc, 7.0 / 9, 1e-15);
+  ASSERT_EQ_INT(r->has_auc, 1);
+  ASSERT_TRUE(r->confusion == NULL);
+}
+
+static void test_multilabel_hand(void) {
+  nn_error err = {0};
+  for (int kind = 0; kind < 2; kind++) {
+    float sc[15];
+    for (int i = 0; i < 15; i++) sc[i] = kind ? logf(ml_p[i] / (1 - ml_p[i])) : ml_p[i];
+    nn_metrics_config cfg = {.target_dim = 3, .multilabel = 1,
+                             .scores = kind ? NN_METRICS_LOGITS : NN_METRICS_PROBS};
+    nn_metrics_acc acc, part;
+    nn_metrics_result r = {0};
+    ASSERT_OK(nn_metrics_acc_init(&acc, &cfg, &err));
+    ASSERT_OK(nn_metrics_acc_init(&part, &cfg, &err));
+    /* two "ranks": samples 0-1 and 2-4, then the sum */
+    ASSERT_OK(nn_metrics_add_multilabel(&acc, sc, ml_t, 2, 0.8, &err));
+    ASSERT_OK(nn_metrics_add_multilabel(&part, sc + 6, ml_t + 6, 3, 1.2, &err));
+    ASSERT_OK(nn_metrics_acc_merge(&acc, &part, &err));
+    ASSERT_OK(nn_metrics_finalize(&acc, &r, &err));
+    check_ml_hand(&r);
+    /* the report names the figures */
+    char buf[4096] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    ASSERT_TRUE(f != NULL);
+    ASSERT_OK(nn_metrics_report(f, &r, NULL, &err));
+    fclose(f);
+    ASSERT_STR_CONTAINS(buf, "mAP: 0.7222");
+    ASSERT_STR_CONTAINS(buf, "exact match: 0.2000");
+    nn_metrics_result_free(&r);
+    /* a target that is not 0/1 is refused and adds nothing */
+    const double before = acc.data[acc.off_count];
+    float bad_t[3] = {0, 0.5f, 1};
+    ASSERT_EQ_INT(nn_metrics_add_multilabel(&acc, sc, bad_t, 1, 0, &err), NN_EDATA);
+    ASSERT_STR_CONTAINS(err.msg, "label 1 of sample 0");
+    float nan_s[3] = {0, NAN, 0};
+    ASSERT_EQ_INT(nn_metrics_add_multilabel(&acc, nan_s, ml_t, 1, 0, &err), NN_ENUMERIC);
+    ASSERT_NEAR(acc.data[acc.off_count], before, 0);
+    /* a classification accumulator is not a multi-label one */
+    ASSERT_EQ_INT(nn_metrics_add_classification(&acc, sc, NULL, 0, 0, &err), NN_EINVAL);
+    nn_metrics_acc_free(&acc);
+    nn_metrics_acc_free(&part);
+  }
+  nn_metrics_config bad = {.num_classes = 3, .target_dim = 3, .multilabel = 1};
+  nn_metrics_acc acc;
+  ASSERT_EQ_INT(nn_metrics_acc_init(&acc, &bad, &err), NN_EINVAL);
 }
 
 /* k = 4, labels [0 0 1 2], all predicted 0:
@@ -477,8 +641,8 @@ static void test_bad_input(void) {
 
   /* a bad label or score rejects the whole batch: nothing is added */
   ASSERT_OK(c3_acc(&acc, &err));
-  double before[64];
-  ASSERT_TRUE(acc.len <= 64);
+  static double before[3 * 2 * NN_METRICS_AUC_BINS + 64]; /* one-vs-rest histograms */
+  ASSERT_TRUE(acc.len <= sizeof before / sizeof before[0]);
   memcpy(before, acc.data, acc.len * sizeof(double));
   float s[6] = {1, 0, 0, 0, 1, 0};
   int32_t y[2] = {0, 3};
@@ -508,7 +672,7 @@ static void test_bad_input(void) {
   nn_metrics_acc_free(&acc);
 }
 
-TEST_MAIN(TEST(test_confusion_3class), TEST(test_undefined_precision_recall),
+TEST_MAIN(TEST(test_auc_ovr_3class), TEST(test_multilabel_hand), TEST(test_confusion_3class), TEST(test_undefined_precision_recall),
           TEST(test_topk_ties), TEST(test_auc_hand), TEST(test_auc_ties_and_resolution),
           TEST(test_auc_one_class), TEST(test_auc_matches_pairwise), TEST(test_regression),
           TEST(test_sharded_equals_whole), TEST(test_report),

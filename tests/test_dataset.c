@@ -61,7 +61,7 @@ static int write_shard(const char *path, const spec *sp, int index, int64_t firs
     for (int t = 0; t < sp->target_dim; t++) tg[i * sp->target_dim + t] = (float)(g * 10 + t);
   }
   nn_shard_meta m = {sp->sample, sp->ftype, sp->num_classes, sp->target_dim, sp->scale, C,
-                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0, 0, 0};
+                     mean, sd, "train", "test_dataset", index, sp->shard_count, 0, 0, 0, 0};
   nn_shard_writer *w = NULL;
   int rc = nn_shard_create(&w, path, &m, err);
   /* Append in uneven pieces to exercise the staging buffer. */
@@ -403,7 +403,7 @@ static void test_label_out_of_range(void) {
   /* The writer refuses such a label in the first place. */
   nn_shard_writer *w = NULL;
   double mean[2] = {0, 0}, sd[2] = {1, 1};
-  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0, 0, 0};
+  nn_shard_meta m = {sp.sample, NN_FEAT_U8, 7, 0, 1.0, 2, mean, sd, "train", "t", 0, 1, 0, 0, 0, 0};
   path_in(p, sizeof p, "badlab2.h5");
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   uint8_t x[2 * 30] = {0};
@@ -700,7 +700,7 @@ static int poke_i32(const char *p, const char *name, hsize_t row, hsize_t col, i
 static int write_seq(const char *p, nn_error *err) {
   enum { N = 40, T = 6 };
   double mean[T] = {0}, sd[T] = {1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 0};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 0, 0};
   int32_t ids[N * T] = {0}, len[N], lab[N];
   for (int i = 0; i < N; i++) {
     len[i] = 1 + i % T;
@@ -759,7 +759,7 @@ static void test_sequence_shard(void) {
 
   /* the writer refuses bad lengths, ids and padding */
   double mean[6] = {0}, sd[6] = {1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9, 0, 0};
+  nn_shard_meta m = {{1, {6}}, NN_FEAT_I32, 3, 0, 1.0, 6, mean, sd, "train", "t", 0, 1, 9, 0, 0, 0};
   struct { int32_t len, id0, id5; const char *msg; } bad[] = {
       {0, 1, 0, "length 0 is outside [1, 6]"},
       {7, 1, 0, "length 7 is outside [1, 6]"},
@@ -802,7 +802,7 @@ static void test_stream_loader(void) {
     for (int t = 0; t < len[r]; t++) ids[r * R + t] = tok[r * R + t];
   }
   double mean[R] = {0}, sd[R] = {1, 1, 1, 1, 1, 1, 1, 1};
-  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1, 0};
+  nn_shard_meta m = {{1, {R}}, NN_FEAT_I32, 0, 0, 1.0, R, mean, sd, "train", "t", 0, 1, 257, 1, 0, 0};
   nn_shard_writer *w = NULL;
   ASSERT_OK(nn_shard_create(&w, p, &m, &err));
   ASSERT_OK(nn_shard_append_seq(w, ids, len, NULL, NULL, 13, &err));
@@ -858,7 +858,7 @@ static void test_token_labels(void) {
   char p[512];
   path_in(p, sizeof p, "tags.h5");
   double mean[T] = {0}, sd[T] = {1, 1, 1, 1};
-  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 1};
+  nn_shard_meta m = {{1, {T}}, NN_FEAT_I32, 3, 0, 1.0, T, mean, sd, "train", "t", 0, 1, 9, 0, 1, 0};
   int32_t ids[N * T] = {0}, len[N], lab[N * T];
   for (int i = 0; i < N; i++) {
     len[i] = 1 + i % T;
@@ -890,7 +890,113 @@ static void test_token_labels(void) {
   ASSERT_STR_CONTAINS(err.msg, "sample 2 step 1: label 3");
 }
 
-TEST_MAIN(TEST(test_u8_multishard_random), TEST(test_cache_bounded_across_shards), TEST(test_f32_regression),
+/* Write a multi-label shard `name` of N samples [4] and K labels (0/1 from
+ * lab), shard i of count. */
+enum { ML_N = 6, ML_K = 3 };
+static int write_ml(const char *name, const float *lab, int multilabel, int index, int count,
+                    nn_error *err) {
+  char p[512];
+  path_in(p, sizeof p, name);
+  double mean[4] = {0}, sd[4] = {1, 1, 1, 1};
+  nn_shard_meta m = {{1, {4}}, NN_FEAT_F32, 0, ML_K, 1.0, 4, mean, sd, "train", "t", index,
+                     count, 0, 0, 0, multilabel};
+  float x[ML_N * 4];
+  for (int i = 0; i < ML_N * 4; i++) x[i] = val_f32(i / 4, (size_t)(i % 4));
+  nn_shard_writer *w = NULL;
+  int rc = nn_shard_create(&w, p, &m, err);
+  if (!rc && (rc = nn_shard_append(w, x, NULL, lab, ML_N, err)) != 0) nn_shard_abort(w);
+  if (!rc) rc = nn_shard_close(w, err);
+  return rc;
+}
+
+/* Overwrite /targets of `name` with a [ML_N, ML_K] dataset of type t from buf. */
+static void rewrite_targets(const char *name, hid_t t, const void *buf) {
+  char p[512];
+  path_in(p, sizeof p, name);
+  hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_TRUE(f >= 0);
+  ASSERT_TRUE(H5Ldelete(f, "targets", H5P_DEFAULT) >= 0);
+  hsize_t dims[2] = {ML_N, ML_K};
+  hid_t sp = H5Screate_simple(2, dims, NULL);
+  hid_t d = H5Dcreate2(f, "targets", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t e = H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  H5Dclose(d);
+  H5Sclose(sp);
+  H5Fclose(f);
+  ASSERT_TRUE(e >= 0);
+}
+
+/* Multi-label shards: attribute multi_label, /targets [N, K] of 0/1 as
+ * float32 (the writer) or uint8 (as h5py writes a bool/uint8 array); the
+ * writer and the reader refuse anything but 0/1, naming the row and label. */
+static void test_multilabel_shard(void) {
+  nn_error err;
+  nn_error_clear(&err);
+  float lab[ML_N * ML_K];
+  for (int i = 0; i < ML_N * ML_K; i++) lab[i] = (float)((i * 5 + i / 3) % 2);
+  ASSERT_OK(write_ml("ml-000.h5", lab, 1, 0, 1, &err));
+  char p[512];
+  path_in(p, sizeof p, "ml-000.h5");
+  nn_dataset *ds = NULL;
+  ASSERT_OK(nn_dataset_open(&ds, p, NULL, &err));
+  const nn_dataset_info *di = nn_dataset_get_info(ds);
+  ASSERT_EQ_INT(di->multilabel, 1);
+  ASSERT_EQ_INT(di->num_classes, 0);
+  ASSERT_EQ_INT(di->target_dim, ML_K);
+  int64_t idx[3] = {5, 0, 2};
+  float x[3 * 4], got[3 * ML_K];
+  ASSERT_OK(nn_dataset_read(ds, idx, 3, x, NULL, got, &err));
+  for (int j = 0; j < 3; j++)
+    for (int k = 0; k < ML_K; k++) ASSERT_NEAR(got[j * ML_K + k], lab[idx[j] * ML_K + k], 0);
+  nn_dataset_close(ds);
+
+  /* uint8 targets read as the same 0/1 floats */
+  uint8_t u8[ML_N * ML_K];
+  for (int i = 0; i < ML_N * ML_K; i++) u8[i] = (uint8_t)lab[i];
+  rewrite_targets("ml-000.h5", H5T_NATIVE_UINT8, u8);
+  ASSERT_OK(nn_dataset_open(&ds, p, NULL, &err));
+  ASSERT_OK(nn_dataset_read(ds, idx, 3, x, NULL, got, &err));
+  for (int j = 0; j < 3; j++)
+    for (int k = 0; k < ML_K; k++) ASSERT_NEAR(got[j * ML_K + k], lab[idx[j] * ML_K + k], 0);
+  nn_dataset_close(ds);
+
+  /* a 2 in row 4, label 1: refused at open */
+  u8[4 * ML_K + 1] = 2;
+  rewrite_targets("ml-000.h5", H5T_NATIVE_UINT8, u8);
+  ASSERT_EQ_INT(open_fail("ml-000.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.file, "ml-000.h5");
+  ASSERT_STR_CONTAINS(err.msg, "/targets row 4 label 1: value 2, expected 0 or 1");
+
+  /* the writer refuses 0.5 */
+  lab[1 * ML_K + 2] = 0.5f;
+  ASSERT_EQ_INT(write_ml("mlbad.h5", lab, 1, 0, 1, &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "sample 1: label 2 is 0.5, expected 0 or 1");
+  lab[1 * ML_K + 2] = 1;
+
+  /* a multi-label shard and a regression shard of the same shape do not mix */
+  ASSERT_OK(write_ml("mlmix-000.h5", lab, 1, 0, 2, &err));
+  ASSERT_OK(write_ml("mlmix-001.h5", lab, 0, 1, 2, &err));
+  ASSERT_EQ_INT(open_fail("mlmix-*.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "attribute 'multi_label' 0 differs from 1");
+
+  /* multi_label on a classification shard is refused */
+  spec sp = spec_u8();
+  sp.shard_count = 1;
+  path_in(p, sizeof p, "mlcls.h5");
+  ASSERT_OK(write_shard(p, &sp, 0, 0, 10, &err));
+  hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t as = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(f, "multi_label", H5T_NATIVE_INT32, as, H5P_DEFAULT, H5P_DEFAULT);
+  int32_t one = 1;
+  ASSERT_TRUE(H5Awrite(a, H5T_NATIVE_INT32, &one) >= 0);
+  H5Aclose(a);
+  H5Sclose(as);
+  H5Fclose(f);
+  ASSERT_EQ_INT(open_fail("mlcls.h5", &err), NN_EDATA);
+  ASSERT_STR_CONTAINS(err.msg, "attribute 'multi_label' is 1");
+}
+
+TEST_MAIN(TEST(test_multilabel_shard), TEST(test_u8_multishard_random), TEST(test_cache_bounded_across_shards), TEST(test_f32_regression),
           TEST(test_mismatched_shards), TEST(test_not_hdf5_truncated_missing),
           TEST(test_not_a_shard), TEST(test_label_out_of_range), TEST(test_contiguous_features),
           TEST(test_small_chunk_cache), TEST(test_describe_and_format),

@@ -100,6 +100,25 @@ static void test_nonnegative_output_warned(void) {
   ASSERT_EQ_INT(nwarn, 0);
 }
 
+/* binary_cross_entropy takes logits: a sigmoid at the output is warned
+ * about (a dense's activation or a layer of its own); a relu is not (its
+ * outputs are valid logits, if one-sided), nor is a sigmoid with mse. */
+static void test_bce_sigmoid_warned(void) {
+  nn_error err;
+  ASSERT_OK(lint(L("flatten") "[[model.layers]]\ntype = \"dense\"\nunits = 3\n"
+                 "activation = \"sigmoid\"\n", NN_LOSS_BCE, &err));
+  ASSERT_EQ_INT(nwarn, 1);
+  ASSERT_STR_CONTAINS(warned, "layer 1 'dense1'");
+  ASSERT_STR_CONTAINS(warned, "binary_cross_entropy applies the sigmoid itself");
+  ASSERT_OK(lint(L("flatten") DENSE(3) L("sigmoid") L("dropout"), NN_LOSS_BCE, &err));
+  ASSERT_EQ_INT(nwarn, 1);
+  ASSERT_STR_CONTAINS(warned, "'sigmoid2'");
+  ASSERT_OK(lint(L("flatten") DENSE(3), NN_LOSS_BCE, &err));
+  ASSERT_EQ_INT(nwarn, 0);
+  ASSERT_OK(lint(L("flatten") DENSE(3) L("sigmoid"), NN_LOSS_MSE, &err));
+  ASSERT_EQ_INT(nwarn, 0);
+}
+
 static void test_clean_models_pass(void) {
   nn_error err;
   ASSERT_OK(lint(L("flatten") DENSE(8) L("relu") DENSE(3), NN_LOSS_SOFTMAX_CE, &err));
@@ -120,4 +139,5 @@ static void test_clean_models_pass(void) {
 }
 
 TEST_MAIN(TEST(test_softmax_layer_refused), TEST(test_dense_softmax_refused),
-          TEST(test_nonnegative_output_warned), TEST(test_clean_models_pass))
+          TEST(test_nonnegative_output_warned), TEST(test_bce_sigmoid_warned),
+          TEST(test_clean_models_pass))

@@ -67,6 +67,8 @@ static void print_data(const char *what, const char *pattern, const data_found *
          in->nfiles, in->nfiles == 1 ? "" : "s", nn_shape_str(&in->sample, sh, sizeof sh));
   if (in->num_classes > 0)
     printf("%d classes\n", in->num_classes);
+  else if (in->multilabel)
+    printf("multi-label, %d labels\n", in->target_dim);
   else
     printf("regression, %d targets\n", in->target_dim);
 }

@@ -74,6 +74,9 @@ static int inspect_shard(const char *path, nn_error *err) {
     printf("%-15sthe next token (rows of one stream, for language models)\n", "targets");
   else if (info->num_classes > 0)
     printf("%-15s%d\n", "classes", info->num_classes);
+  else if (info->multilabel) /* the targets table below: mean = the share of positives */
+    printf("%-15s0 (multi-label: %d 0/1 labels, attribute multi_label)\n", "classes",
+           info->target_dim);
   else
     printf("%-15s0 (regression, %d target%s)\n", "classes", info->target_dim,
            info->target_dim == 1 ? "" : "s");

@@ -6,6 +6,7 @@
  *                       [--classes N] [--stats SHARD]
  *   nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]
  *                       [--classes N | --regression] [--stats SHARD]
+ *   nntrain prepare csv FILE --multilabel COL,COL,... --out DIR [...]
  *   nntrain prepare lines FILE... --out DIR [...]   (prepare_seq.c)
  *   nntrain prepare text FILE... --out DIR [...]    (prepare_seq.c)
  *   nntrain prepare vectors VECTORS.txt --vocab VOCAB.txt --layer NAME
@@ -179,7 +180,7 @@ int nn__prep_write_split(const prep_set *s, const char *dir, int k, nn_error *er
     int64_t a = shard_begin(s->n, k, i), b = shard_begin(s->n, k, i + 1);
     nn_shard_meta m = {s->sample, s->ftype, s->num_classes, s->target_dim, s->scale, s->channels,
                        s->mean, s->std, s->split, s->source, i, k, s->vocab_size,
-                       s->stream, s->token_labels};
+                       s->stream, s->token_labels, s->multilabel};
     nn_shard_writer *w = NULL;
     if ((rc = nn_shard_create(&w, path, &m, err))) return rc;
     const int32_t *lab = s->labels ? s->labels + a : NULL;
@@ -498,7 +499,7 @@ static int cmd_fmnist(int argc, char **argv) {
              nn__prep_base_name(paths[2 * s + 1]));
     prep_set set = {s == 0 ? "train" : "test", src, sample, NN_FEAT_U8, img[s].data, lab[s],
                     NULL, img[s].dim[0], nclasses, 0, 1.0 / 255, channels, mean, sd,
-                    0, NULL, 0, 0};
+                    0, NULL, 0, 0, 0};
     rc = nn__prep_write_split(&set, out, k, &err);
   }
   for (int s = 0; s < 2; s++) {
@@ -577,7 +578,7 @@ static int cmd_idx(int argc, char **argv) {
   char src[512];
   snprintf(src, sizeof src, "idx: %.200s + %.200s", nn__prep_base_name(pos[0]), nn__prep_base_name(pos[1]));
   prep_set set = {split, src, sample, NN_FEAT_U8, x, lab, NULL, img.dim[0], classes, 0,
-                  1.0 / 255, channels, mean, sd, 0, NULL, 0, 0};
+                  1.0 / 255, channels, mean, sd, 0, NULL, 0, 0, 0};
   rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_idx_free(&img);
@@ -589,10 +590,85 @@ cleanup:
   return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
 }
 
+/* Column of a CSV file named by its header or a 0-based number; -1 if none. */
+static int csv_column(const nn_csv_data *d, const char *name) {
+  for (int c = 0; d->names && c < d->cols; c++)
+    if (!strcmp(d->names[c], name)) return c;
+  char *end = NULL;
+  long v = strtol(name, &end, 10);
+  if (end != name && !*end && v >= 0 && v < d->cols) return (int)v;
+  return -1;
+}
+
+/* --multilabel COL,COL,...: d was read with the first of them as its label
+ * column (so each row's file line is known); take the other K - 1 out of
+ * d's features too (d->x compacted in place, d->nfeat reduced) and all K
+ * into *tg [rows, K] (malloc; the caller frees), each value 0 or 1. */
+static int csv_multilabel(const char *path, nn_csv_data *d, const char *spec, float **tg,
+                          int *K, nn_error *err) {
+  int col_of[NN_SHARD_MAX_CHANNELS], k = 0;
+  char *is_label = nn_calloc((size_t)d->cols, 1), *buf = nn_malloc(strlen(spec) + 1);
+  int rc = 0;
+  if (!is_label || !buf) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    goto out;
+  }
+  strcpy(buf, spec);
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int c = csv_column(d, t);
+    if (c < 0 || is_label[c] || k == NN_SHARD_MAX_CHANNELS) {
+      rc = nn_error_at(err, NN_EUSAGE, path, 0, 0, "--multilabel: '%s' is %s", t,
+                       c < 0 ? "not a column (a header name or a 0-based number)"
+                             : is_label[c] ? "given twice" : "one label too many");
+      goto out;
+    }
+    is_label[c] = 1;
+    col_of[k++] = c;
+  }
+  if (k < 1 || k >= d->cols) {
+    rc = nn_error_at(err, NN_EUSAGE, path, 0, 0, "--multilabel names %d of the %d columns; "
+                     "expected at least one label and one feature column", k, d->cols);
+    goto out;
+  }
+  if (col_of[0] != d->label_col) { /* the reader resolved the first name the same way */
+    rc = nn_error_at(err, NN_EUSAGE, path, 0, 0, "--multilabel: '%s' is ambiguous", spec);
+    goto out;
+  }
+  if (!(*tg = nn_malloc(sizeof **tg * (size_t)d->rows * (size_t)k))) {
+    rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+    goto out;
+  }
+  const int lc = d->label_col, nf = d->nfeat; /* x holds every column but lc */
+  for (int64_t i = 0; i < d->rows; i++) {
+    const float *row = d->x + (size_t)i * (size_t)nf;
+    for (int j = 0; j < k; j++) {
+      const int c = col_of[j];
+      double v = c == lc ? d->y[i] : row[c < lc ? c : c - 1];
+      if (v != 0 && v != 1) {
+        rc = nn_error_at(err, NN_EDATA, path, (int)d->y_line[i], 0, "label column '%s' is %g, "
+                         "expected 0 or 1 (--multilabel)", d->names ? d->names[col_of[j]] : "?",
+                         (double)v);
+        goto out;
+      }
+      (*tg)[(size_t)i * (size_t)k + (size_t)j] = (float)v;
+    }
+    float *dst = d->x + (size_t)i * (size_t)(d->cols - k); /* never ahead of row */
+    for (int c = 0, o = 0; c < d->cols; c++)
+      if (!is_label[c]) dst[o++] = row[c < lc ? c : c - 1];
+  }
+  d->nfeat = d->cols - k;
+  *K = k;
+out:
+  free(is_label);
+  free(buf);
+  return rc;
+}
+
 static void help_csv(FILE *f) {
   fprintf(f,
           "usage: nntrain prepare csv FILE --label COLUMN --out DIR [--split NAME] [--shards K]\n"
-          "                           [--classes N | --regression] [--stats SHARD]\n\n"
+          "                           [--classes N | --regression] [--stats SHARD]\n"
+          "       nntrain prepare csv FILE --multilabel COL,COL,... --out DIR [...]\n\n"
           "Convert a numeric CSV file into HDF5 shards DIR/NAME-000.h5 ... Every column except\n"
           "the label becomes a float32 feature (sample shape [F], feature_scale 1). A header\n"
           "row is detected automatically.\n\n"
@@ -602,6 +678,9 @@ static void help_csv(FILE *f) {
           "  --shards K       number of shards (default 1)\n"
           "  --classes N      labels are class ids in [0, N) (default: largest label + 1)\n"
           "  --regression     the label is a real-valued target (stored in /targets [N, 1])\n"
+          "  --multilabel COL,COL,...  these columns (names or 0-based numbers) are 0/1\n"
+          "                   labels of a multi-label shard (/targets [N, K], attribute\n"
+          "                   multi_label = 1; train.loss = \"binary_cross_entropy\")\n"
           "  --stats SHARD    copy mean/std from this shard instead of computing them\n");
 }
 
@@ -612,31 +691,39 @@ static int cmd_csv(int argc, char **argv) {
     return NN_EXIT_OK;
   }
   const char *out = NULL, *split = "train", *shards = NULL, *classes_s = NULL, *stats = NULL;
-  const char *label = NULL, *regression = NULL, *pos[1];
+  const char *label = NULL, *regression = NULL, *multi = NULL, *pos[1];
   const prep_flag flags[] = {{"--out", 1, &out},       {"--split", 1, &split},
                              {"--shards", 1, &shards}, {"--classes", 1, &classes_s},
                              {"--stats", 1, &stats},   {"--label", 1, &label},
-                             {"--regression", 0, &regression}};
-  int npos, rc = nn__prep_parse_flags(cmd, argc, argv, 2, flags, 7, pos, 1, &npos);
+                             {"--regression", 0, &regression}, {"--multilabel", 1, &multi}};
+  int npos, rc = nn__prep_parse_flags(cmd, argc, argv, 2, flags, 8, pos, 1, &npos);
   if (rc) return rc;
   if (npos < 1) return nn_cli_usage_error(cmd, "expected a CSV FILE");
-  if (!label) return nn_cli_usage_error(cmd, "--label COLUMN is required");
+  if (multi && (label || classes_s || regression))
+    return nn_cli_usage_error(cmd, "--multilabel excludes --label, --classes and --regression");
+  if (!label && !multi) return nn_cli_usage_error(cmd, "--label COLUMN (or --multilabel "
+                                                  "COL,COL,...) is required");
   if (!out) return nn_cli_usage_error(cmd, "--out DIR is required");
   if (classes_s && regression) return nn_cli_usage_error(cmd, "--classes and --regression exclude each other");
   if (!split[0] || strchr(split, '/')) return nn_cli_usage_error(cmd, "--split '%s' is not a file name prefix", split);
-  int k = 1, classes = 0;
+  int k = 1, classes = 0, K = 0;
   if (shards && (rc = nn__prep_parse_int(cmd, "--shards", shards, 1, PREP_MAX_SHARDS, &k))) return rc;
   if (classes_s && (rc = nn__prep_parse_int(cmd, "--classes", classes_s, 2, 1 << 20, &classes))) return rc;
 
   nn_error err;
   nn_error_clear(&err);
   nn_csv_data d;
-  nn_csv_opts o = {label, NN_CSV_HEADER_AUTO};
+  /* --multilabel: the first label column is read as the label (its lines
+   * are kept for messages), the others split off by csv_multilabel */
+  char first[128] = "";
+  if (multi) snprintf(first, sizeof first, "%.*s", (int)strcspn(multi, ","), multi);
+  nn_csv_opts o = {multi ? first : label, NN_CSV_HEADER_AUTO};
   int32_t *lab = NULL;
   float *tg = NULL;
   double *mean = NULL, *sd = NULL;
   int channels = 0;
   if ((rc = nn_csv_read(pos[0], &o, &d, &err))) goto cleanup;
+  if (multi && (rc = csv_multilabel(pos[0], &d, multi, &tg, &K, &err))) goto cleanup;
   if (d.nfeat > NN_SHARD_MAX_CHANNELS) {
     rc = nn_error_at(&err, NN_EDATA, pos[0], 0, 0, "%d feature columns; at most %d are supported",
                      d.nfeat, NN_SHARD_MAX_CHANNELS);
@@ -653,7 +740,9 @@ static int cmd_csv(int argc, char **argv) {
     rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
     goto cleanup;
   }
-  if (regression) {
+  if (multi) {
+    /* tg [rows, K] from csv_multilabel */
+  } else if (regression) {
     if (!(tg = nn_malloc(sizeof *tg * (size_t)d.rows))) {
       rc = nn_error_set(&err, NN_ENOMEM, "out of memory");
       goto cleanup;
@@ -698,9 +787,11 @@ static int cmd_csv(int argc, char **argv) {
     rc = nn_shard_stats(d.x, NN_FEAT_F32, d.rows, &sample, 1.0, &channels, mean, sd, &err);
   if (rc) goto cleanup;
   char src[512];
-  snprintf(src, sizeof src, "csv: %.200s (label column '%.128s')", nn__prep_base_name(pos[0]), d.label_name);
+  snprintf(src, sizeof src, "csv: %.200s (%s '%.128s')", nn__prep_base_name(pos[0]),
+           multi ? "multi-label columns" : "label column", multi ? multi : d.label_name);
   prep_set set = {split, src, sample, NN_FEAT_F32, d.x, lab, tg, d.rows,
-                  regression ? 0 : classes, regression ? 1 : 0, 1.0, channels, mean, sd, 0, NULL, 0, 0};
+                  regression || multi ? 0 : classes, multi ? K : regression ? 1 : 0, 1.0,
+                  channels, mean, sd, 0, NULL, 0, 0, multi ? 1 : 0};
   rc = nn__prep_write_split(&set, out, k, &err);
 cleanup:
   nn_csv_free(&d);

@@ -46,6 +46,7 @@ typedef struct prep_set {
   const int32_t *lengths;  /* [n] with vocab_size, else NULL */
   int stream;              /* 1: rows of one token stream, no labels or targets */
   int token_labels;        /* 1: labels [n, T], a class per timestep */
+  int multilabel;          /* 1: targets [n, target_dim] are 0/1 labels (multi_label) */
 } prep_set;
 
 /* Write set s as k shards DIR/SPLIT-000.h5 ...; one line per file. */

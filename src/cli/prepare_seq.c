@@ -318,7 +318,7 @@ static int build_splits(lines_class *cl, int nc, const lines_opts *o, const char
     if (sp->n == 0) continue;
     int k = o->shards < sp->n ? o->shards : (int)sp->n;
     prep_set set = {s == 0 ? "train" : "test", src, {1, {T}}, NN_FEAT_I32, sp->ids, sp->lab,
-                    NULL, sp->n, nc, 0, 1.0, T, mean, sd, LINES_VOCAB, sp->len, 0, 0};
+                    NULL, sp->n, nc, 0, 1.0, T, mean, sd, LINES_VOCAB, sp->len, 0, 0, 0};
     rc = nn__prep_write_split(&set, out, k, err);
   }
   if (!rc) rc = write_side_files(out, cl, nc, err);
@@ -382,7 +382,7 @@ static int write_stream(const unsigned char *text, size_t a, size_t b, int R, co
     len[r] = (int32_t)(r + 1 < rows ? (size_t)R : n - r * (size_t)R);
   for (int t = 0; t < R && !rc; t++) sd[t] = 1;
   prep_set set = {name, src, {1, {R}}, NN_FEAT_I32, ids, NULL, NULL, (int64_t)rows, 0, 0, 1.0, R,
-                  mean, sd, LINES_VOCAB, len, 1, 0};
+                  mean, sd, LINES_VOCAB, len, 1, 0, 0};
   if (!rc) rc = nn__prep_write_split(&set, out, 1, err);
   free(ids);
   free(len);

@@ -105,12 +105,14 @@ static const nn_key early_stopping_keys[] = {
   {.name = "monitor", .type = NN_KEY_ENUM,
    .offset = offsetof(nn_job_early_stopping, monitor), .size = SZ(nn_job_early_stopping, monitor),
    .def = "\"val_loss\"",
-   .choices = "val_loss|val_accuracy|val_macro_f1|val_top_k_accuracy|val_auc|val_mse|val_mae|"
-              "loss|accuracy",
-   .help = "The metric watched for improvement (val_*: on the validation set)."},
+   .choices = "val_loss|val_accuracy|val_macro_f1|val_top_k_accuracy|val_roc_auc|val_map|"
+              "val_mse|val_mae|loss|accuracy|val_auc",
+   .help = "The metric watched for improvement (val_*: on the validation set; the names of "
+           "the figures in metrics.jsonl, docs/metrics.md). val_auc is an old alias of "
+           "val_roc_auc."},
   {.name = "mode", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_early_stopping, mode),
    .size = SZ(nn_job_early_stopping, mode), .def = "\"auto\"", .choices = "auto|min|max",
-   .help = "min: lower is better; max: higher is better; auto: max for accuracy, F1 and "
+   .help = "min: lower is better; max: higher is better; auto: max for accuracy, F1, mAP and "
            "AUC, min otherwise."},
   {.name = "patience", .type = NN_KEY_INT,
    .offset = offsetof(nn_job_early_stopping, patience), .size = sizeof(int), .min = 0,
@@ -147,10 +149,13 @@ static const nn_key train_keys[] = {
    .help = "GLOBAL batch size: the samples of one optimizer step summed over all "
            "ranks; each rank takes a contiguous slice of it."},
   {.name = "loss", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, loss),
-   .size = SZ(nn_job_train, loss), .def = "\"cross_entropy\"", .choices = "cross_entropy|mse",
+   .size = SZ(nn_job_train, loss), .def = "\"cross_entropy\"",
+   .choices = "cross_entropy|mse|binary_cross_entropy",
    .help = "Loss: cross_entropy (softmax + negative log likelihood on the model's "
-           "logits, integer class labels) or mse (mean squared error against "
-           "regression targets)."},
+           "logits, integer class labels), mse (mean squared error against "
+           "regression targets) or binary_cross_entropy (sigmoid + binary cross-entropy "
+           "on each logit, mean over the outputs: multi-label shards, one output per "
+           "label; a two-class task is a one-label multi-label shard, docs/metrics.md)."},
   {.name = "seed", .type = NN_KEY_INT64, .offset = offsetof(nn_job_train, seed),
    .size = sizeof(int64_t), .min = 0, .max = 9007199254740992.0, .def = "1",
    .help = "Seed of every random draw (initialization, shuffling, dropout, "

@@ -36,6 +36,19 @@ static const char *config_name(const nn_job *job, const nn_layer *l) {
 
 int nn_lint_model(const nn_job *job, const nn_model *m, int loss,
                   void (*warn)(void *user, const char *msg), void *user, nn_error *err) {
+  if (loss == NN_LOSS_BCE && m->nlayers >= 1 && warn) { /* the sigmoid is in the loss */
+    int b = source_layer(m, "flatten|dropout|reshape");
+    if (b >= 0 && nn_choice_index("sigmoid|hard_sigmoid", m->layers[b].ops->type) >= 0) {
+      const nn_layer *l = &m->layers[b];
+      char msg[NN_PATH_MAX + 512];
+      snprintf(msg, sizeof msg, "%s:%d: layer %d '%s': the output comes from a %s, but "
+               "binary_cross_entropy applies the sigmoid itself (it takes logits): the "
+               "outputs are squashed twice and learn slowly (remove the activation from the "
+               "output layer)", job->source, layer_line(job, l), l->src_index,
+               config_name(job, l), l->ops->type);
+      warn(user, msg);
+    }
+  }
   if (loss != NN_LOSS_SOFTMAX_CE || m->nlayers < 1) return 0;
   int s = source_layer(m, "flatten|dropout");
   if (s >= 0 && !strcmp(m->layers[s].ops->type, "softmax")) {

@@ -85,15 +85,15 @@ const nn_key nn_schedule_keys[] = {
            "last rate (PyTorch three_phase; needs pct_start <= 0.5)."},
   {.name = "monitor", .type = NN_KEY_ENUM, .offset = OFF(monitor), .size = SZ(monitor),
    .def = "\"val_loss\"",
-   .choices = "val_loss|val_accuracy|val_macro_f1|val_top_k_accuracy|val_auc|val_mse|val_mae|"
-              "loss|accuracy",
+   .choices = "val_loss|val_accuracy|val_macro_f1|val_top_k_accuracy|val_roc_auc|val_map|"
+              "val_mse|val_mae|loss|accuracy|val_auc",
    .help = "reduce_on_plateau: the metric watched after each validation (val_*: on the "
            "validation set; loss, accuracy: the epoch's training averages); the same names "
            "as early_stopping.monitor."},
   {.name = "mode", .type = NN_KEY_ENUM, .offset = OFF(mode), .size = SZ(mode),
    .def = "\"auto\"", .choices = "auto|min|max",
    .help = "reduce_on_plateau: min: lower is better; max: higher is better; auto: max "
-           "for accuracy, F1 and AUC, min otherwise."},
+           "for accuracy, F1, AUC and mAP, min otherwise."},
   {.name = "factor", .type = NN_KEY_FLOAT, .offset = OFF(factor), .size = sizeof(double),
    .min = 0, .max = 1, .flags = NN_KEY_MIN_EXCLUSIVE, .def = "0.1",
    .help = "reduce_on_plateau: the rate is multiplied by factor, in (0, 1), on a plateau."},
@@ -279,7 +279,8 @@ int nn_schedule_check_run(const nn_schedule_cfg *c, double base, int64_t steps_p
 int nn_monitor_maximizes(const char *mode, const char *monitor) {
   if (!strcmp(mode, "max")) return 1;
   if (!strcmp(mode, "min")) return 0;
-  return strstr(monitor, "accuracy") || strstr(monitor, "f1") || strstr(monitor, "auc");
+  return strstr(monitor, "accuracy") || strstr(monitor, "f1") || strstr(monitor, "auc") ||
+         !strcmp(monitor, "val_map");
 }
 
 int nn_plateau_maximizes(const nn_schedule_cfg *c) {

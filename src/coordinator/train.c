@@ -996,6 +996,9 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
       k += snprintf(line + k, sizeof line - k, "  val_bpt %.3f  val_acc %6.2f%%",
                     f->val->loss / log(2.0), 100 * f->val->accuracy);
     if (cls) k += snprintf(line + k, sizeof line - k, "  val_acc %6.2f%%", 100 * f->val->accuracy);
+    if (f->val->multilabel) /* multi-label: mean average precision, macro ROC AUC */
+      k += snprintf(line + k, sizeof line - k, "  val_map %.4f  val_roc_auc %.4f", f->val->map,
+                    f->val->roc_auc);
   }
   if (test) {
     k += snprintf(line + k, sizeof line - k, "  test_loss %.4f", test->loss);

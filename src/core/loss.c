@@ -1,5 +1,5 @@
 /* loss.c: softmax cross-entropy (per sample, and per timestep with
- * masking) and mean squared error over a batch (see loss.h), plus the
+ * masking), binary cross-entropy from logits and mean squared error over a batch (see loss.h), plus the
  * row-wise softmax and argmax the metrics use.
  *
  * Sums over samples are accumulated in double so the loss of a large batch
@@ -12,12 +12,13 @@
 #include "core/fastmath.h"
 #include <string.h>
 
-const char *const nn_loss_choices = "cross_entropy|mse";
+const char *const nn_loss_choices = "cross_entropy|mse|binary_cross_entropy";
 
 int nn_loss_parse(const char *name) {
   if (!name) return -1;
   if (strcmp(name, "cross_entropy") == 0) return NN_LOSS_SOFTMAX_CE;
   if (strcmp(name, "mse") == 0) return NN_LOSS_MSE;
+  if (strcmp(name, "binary_cross_entropy") == 0) return NN_LOSS_BCE;
   return -1;
 }
 
@@ -147,6 +148,32 @@ double nn_loss_mse(const float *out, const float *target, int n, int k, float sc
       double e = (double)out[i + j] - target[i + j];
       s += e * e;
       if (dout) dout[i + j] = (float)(g * e);
+    }
+    total += s / k;
+  }
+  return total;
+}
+
+double nn_sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + exp(-x));
+  double e = exp(x); /* x < 0: e in (0, 1), no overflow */
+  return e / (1.0 + e);
+}
+
+/* See loss.h. In double: the stable form's log1p(exp(-|x|)) keeps full
+ * relative precision for |x| up to ~745 (exp underflows to 0 beyond, where
+ * the term is below 1e-300 anyway). out, target, dout: [n, k]. */
+double nn_loss_bce(const float *out, const float *target, int n, int k, float scale,
+                   float *dout) {
+  double total = 0;
+  if (k <= 0) return 0;
+  const double g = (double)scale / k;
+  for (size_t i = 0; i < (size_t)n * (size_t)k; i += (size_t)k) {
+    double s = 0;
+    for (int j = 0; j < k; j++) {
+      const double x = out[i + j], t = target[i + j];
+      s += (x > 0 ? x : 0) - x * t + log1p(exp(-fabs(x)));
+      if (dout) dout[i + j] = (float)(g * (nn_sigmoid(x) - t));
     }
     total += s / k;
   }

@@ -12,11 +12,13 @@
 typedef enum nn_loss_kind {
   NN_LOSS_SOFTMAX_CE, /* "cross_entropy": softmax + negative log likelihood on logits */
   NN_LOSS_MSE,        /* "mse": mean over the k outputs of (out - target)^2 */
+  NN_LOSS_BCE,        /* "binary_cross_entropy": sigmoid + binary cross-entropy on
+                         logits, mean over the k outputs (nn_loss_bce) */
 } nn_loss_kind;
 
 /* Parse a loss name; -1 if unknown. */
 int nn_loss_parse(const char *name);
-extern const char *const nn_loss_choices; /* "cross_entropy|mse" */
+extern const char *const nn_loss_choices; /* "cross_entropy|mse|binary_cross_entropy" */
 
 /* logits [n, k], labels [n] in [0, k). */
 double nn_loss_softmax_ce(const float *logits, const int32_t *labels, int n, int k,
@@ -51,6 +53,21 @@ int64_t nn_seq_valid_steps(const int32_t *lengths, int n, int t);
 /* out, target [n, k]. */
 double nn_loss_mse(const float *out, const float *target, int n, int k, float scale,
                    float *dout);
+
+/* Binary cross-entropy from logits: out [n, k] logits x, target [n, k]
+ * values t in [0, 1] (0/1 labels of a multi-label shard, or an
+ * autoencoder's input). Per sample: (1/k) sum_j l(x_j, t_j) with
+ *   l(x, t) = -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x))
+ *           = max(x, 0) - x t + log(1 + exp(-|x|)),
+ * the second form finite for every finite x (no exp overflow, no log(0)).
+ * The mean over k is the convention of nn_loss_mse (and of PyTorch's
+ * BCEWithLogitsLoss, whose 'mean' is this sum / n); a caller that wants the
+ * sum over outputs (a VAE's reconstruction term) multiplies by k.
+ * dout = scale * (sigmoid(x) - t) / k; dout may alias out or target. */
+double nn_loss_bce(const float *out, const float *target, int n, int k, float scale,
+                   float *dout);
+/* The logistic function 1 / (1 + exp(-x)), without overflow for any x. */
+double nn_sigmoid(double x);
 
 /* Row-wise softmax of logits [n, k] into probs [n, k] (may alias). */
 void nn_softmax_rows(const float *logits, float *probs, int n, int k);

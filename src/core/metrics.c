@@ -6,6 +6,7 @@
  * the ranks have summed. Nothing here knows about ranks or files, except
  * nn_metrics_report, which writes to the FILE* it is given. */
 #include "core/metrics.h"
+#include "core/loss.h"
 #include "core/mem.h"
 
 #include <math.h>
@@ -17,7 +18,10 @@
 int nn_metrics_acc_init(nn_metrics_acc *acc, const nn_metrics_config *cfg, nn_error *err) {
   memset(acc, 0, sizeof *acc);
   if (!cfg) return nn_error_set(err, NN_EINVAL, "metrics: no configuration given");
-  const int k = cfg->num_classes, t = cfg->target_dim;
+  const int k = cfg->num_classes, t = cfg->target_dim, ml = cfg->multilabel;
+  if (ml && (ml != 1 || k != 0 || t < 1))
+    return nn_error_set(err, NN_EINVAL, "metrics: multi-label needs num_classes 0 and "
+                        "target_dim >= 1 labels, got %d and %d", k, t);
   if (k == 1 || k < 0)
     return nn_error_set(err, NN_EINVAL,
                         "metrics: num_classes is %d, expected 0 (regression) or >= 2", k);
@@ -39,12 +43,15 @@ int nn_metrics_acc_init(nn_metrics_acc *acc, const nn_metrics_config *cfg, nn_er
                           cfg->topk[i], k);
   if (cfg->scores != NN_METRICS_LOGITS && cfg->scores != NN_METRICS_PROBS)
     return nn_error_set(err, NN_EINVAL, "metrics: unknown score kind %d", cfg->scores);
-  int bins = 0;
-  if (k == 2) {
+  int bins = 0, sets = k == 2 ? 1 : k > 2 ? k : ml ? t : 0;
+  if (sets) {
     bins = cfg->auc_bins ? cfg->auc_bins : NN_METRICS_AUC_BINS;
     if (bins < 2 || bins > NN_METRICS_AUC_MAX_BINS)
       return nn_error_set(err, NN_EINVAL, "metrics: auc_bins is %d, expected 2..%d", bins,
                           NN_METRICS_AUC_MAX_BINS);
+    if (sets > 1 && (size_t)bins * 2 * (size_t)sets > NN_METRICS_AUC_MAX_SUMS)
+      bins = NN_METRICS_AUC_MAX_SUMS / (2 * sets); /* coarser, bounded memory */
+    if (bins < 2) bins = 2;
   }
 
   size_t off = 0;
@@ -55,7 +62,11 @@ int nn_metrics_acc_init(nn_metrics_acc *acc, const nn_metrics_config *cfg, nn_er
   acc->off_topk = off;
   off += (size_t)cfg->ntopk;
   acc->off_auc = off;
-  off += 2 * (size_t)bins;
+  off += (size_t)sets * 2 * (size_t)bins;
+  acc->off_ml = off;
+  off += ml ? 3 * (size_t)t : 0;
+  acc->off_exact = off;
+  off += ml ? 1 : 0;
   acc->off_sse = off;
   off += (size_t)t;
   acc->off_sae = off;
@@ -72,6 +83,7 @@ int nn_metrics_acc_init(nn_metrics_acc *acc, const nn_metrics_config *cfg, nn_er
   acc->cfg.auc_bins = bins;
   for (int i = cfg->ntopk; i < NN_METRICS_MAX_TOPK; i++) acc->cfg.topk[i] = 0;
   acc->auc_bins = bins;
+  acc->auc_sets = sets;
   acc->len = off;
   acc->data = data;
   return 0;
@@ -91,6 +103,7 @@ int nn_metrics_acc_merge(nn_metrics_acc *acc, const nn_metrics_acc *other, nn_er
   if (!acc->data || !other->data || acc->len != other->len ||
       acc->cfg.num_classes != other->cfg.num_classes ||
       acc->cfg.target_dim != other->cfg.target_dim || acc->cfg.ntopk != other->cfg.ntopk ||
+      acc->cfg.multilabel != other->cfg.multilabel || acc->auc_sets != other->auc_sets ||
       acc->auc_bins != other->auc_bins ||
       memcmp(acc->cfg.topk, other->cfg.topk, (size_t)acc->cfg.ntopk * sizeof(int)) != 0)
     return nn_error_set(err, NN_ESHAPE,
@@ -117,6 +130,26 @@ static double positive_prob(const float *s, int scores) {
 static int auc_bin(double p, int bins) {
   int b = (int)(p * bins);
   return b >= bins ? bins - 1 : b < 0 ? 0 : b;
+}
+
+/* One-vs-rest histograms (k > 2) of one row: class c's probability goes
+ * into set c, as a positive when y == c. Logits: softmax in double, the
+ * max subtracted first (no overflow). */
+static void add_ovr(nn_metrics_acc *acc, const float *row, int y) {
+  const int k = acc->cfg.num_classes, B = acc->auc_bins;
+  double m = row[0], s = 1;
+  if (acc->cfg.scores == NN_METRICS_LOGITS) {
+    for (int j = 1; j < k; j++)
+      if (row[j] > m) m = row[j];
+    s = 0;
+    for (int j = 0; j < k; j++) s += exp((double)row[j] - m);
+  }
+  for (int c = 0; c < k; c++) {
+    double p = acc->cfg.scores == NN_METRICS_LOGITS ? exp((double)row[c] - m) / s : row[c];
+    int b = auc_bin(p < 0 ? 0 : p > 1 ? 1 : p, B);
+    acc->data[acc->off_auc + (size_t)c * 2 * (size_t)B + (size_t)(c == y ? 0 : B) + (size_t)b] +=
+        1;
+  }
 }
 
 int nn_metrics_add_classification(nn_metrics_acc *acc, const float *scores,
@@ -160,11 +193,59 @@ int nn_metrics_add_classification(nn_metrics_acc *acc, const float *scores,
     conf[(size_t)y * (size_t)k + (size_t)pred] += 1;
     for (int t = 0; t < ntopk; t++)
       if (rank < acc->cfg.topk[t]) topk[t] += 1;
-    if (acc->auc_bins) {
+    if (k == 2) {
       int b = auc_bin(positive_prob(row, acc->cfg.scores), acc->auc_bins);
       /* row 0: positives (label 1), row 1: negatives (label 0) */
       d[acc->off_auc + (size_t)(y == 1 ? 0 : acc->auc_bins) + (size_t)b] += 1;
+    } else {
+      add_ovr(acc, row, y);
     }
+  }
+  d[acc->off_loss] += loss_sum;
+  d[acc->off_count] += n;
+  return 0;
+}
+
+/* P(label) of a multi-label score: the logistic function of a logit
+ * (core/loss.h, as the loss computes it), or a probability clamped to [0, 1]. */
+static double label_prob(float x, int scores) {
+  if (scores == NN_METRICS_PROBS) return x < 0 ? 0 : x > 1 ? 1 : x;
+  return nn_sigmoid(x);
+}
+
+int nn_metrics_add_multilabel(nn_metrics_acc *acc, const float *scores, const float *targets,
+                              int n, double loss_sum, nn_error *err) {
+  const int T = acc->cfg.target_dim, B = acc->auc_bins;
+  if (!acc->data || !acc->cfg.multilabel)
+    return nn_error_set(err, NN_EINVAL, "metrics: accumulator is not set up for multi-label");
+  if (n < 0) return nn_error_set(err, NN_EINVAL, "metrics: negative batch size %d", n);
+  if (n > 0 && (!scores || !targets))
+    return nn_error_set(err, NN_EINVAL, "metrics: batch of %d samples without data", n);
+  const size_t m = (size_t)n * (size_t)T;
+  for (size_t i = 0; i < m; i++) {
+    if (targets[i] != 0 && targets[i] != 1)
+      return nn_error_set(err, NN_EDATA, "metrics: label %d of sample %zu is %g, expected 0 or 1",
+                          (int)(i % (size_t)T), i / (size_t)T, (double)targets[i]);
+    if (!isfinite(scores[i]))
+      return nn_error_set(err, NN_ENUMERIC, "metrics: score of label %d for sample %zu is %g, "
+                          "expected a finite value", (int)(i % (size_t)T), i / (size_t)T,
+                          (double)scores[i]);
+  }
+  double *d = acc->data;
+  for (size_t i = 0; i < (size_t)n; i++) {
+    int all_right = 1;
+    for (int j = 0; j < T; j++) {
+      const double p = label_prob(scores[i * (size_t)T + (size_t)j], acc->cfg.scores);
+      const int pos = targets[i * (size_t)T + (size_t)j] == 1, pred = p >= 0.5;
+      double *ml = d + acc->off_ml + 3 * (size_t)j; /* tp, fp, fn */
+      if (pred && pos) ml[0] += 1;
+      if (pred && !pos) ml[1] += 1;
+      if (!pred && pos) ml[2] += 1;
+      if (pred != pos) all_right = 0;
+      d[acc->off_auc + (size_t)j * 2 * (size_t)B + (size_t)(pos ? 0 : B) +
+        (size_t)auc_bin(p, B)] += 1;
+    }
+    d[acc->off_exact] += all_right;
   }
   d[acc->off_loss] += loss_sum;
   d[acc->off_count] += n;
@@ -208,7 +289,7 @@ int nn_metrics_add_regression(nn_metrics_acc *acc, const float *out, const float
 
 void nn_metrics_result_free(nn_metrics_result *res) {
   if (!res) return;
-  free(res->precision); /* one block: precision, recall, f1, support */
+  free(res->precision); /* one block: precision, recall, f1, support, auc, ap */
   free(res->flags);
   memset(res, 0, sizeof *res);
 }
@@ -228,6 +309,112 @@ static double auc_from_hist(const double *pos, const double *neg, int bins) {
   return u / (np * nneg);
 }
 
+/* Average precision from the two score histograms, as scikit-learn's
+ * average_precision_score with one threshold per bin: sweeping the bins
+ * from the highest score down, AP = sum over bins with positives of
+ * (positives in the bin / all positives) * precision at that bin's
+ * threshold (everything in it and above predicted positive). NaN without
+ * positives. */
+static double ap_from_hist(const double *pos, const double *neg, int bins) {
+  double np = 0, tp = 0, fp = 0, ap = 0;
+  for (int b = 0; b < bins; b++) np += pos[b];
+  if (np == 0) return NAN;
+  for (int b = bins - 1; b >= 0; b--) {
+    tp += pos[b];
+    fp += neg[b];
+    if (pos[b] > 0) ap += pos[b] / np * (tp / (tp + fp));
+  }
+  return ap;
+}
+
+/* Class (label) c's precision, recall, F1, support and flags from its
+ * counts, zero_division = 0; adds them to the macro sums s[3] unless
+ * the class is absent (no sample of it, none predicted). */
+static void prf_one(nn_metrics_result *r, int c, double tp, double fp, double fn, double *s,
+                    int *used) {
+  const double col = tp + fp, row = tp + fn;
+  int fl = 0;
+  if (col == 0) fl |= NN_METRICS_NO_PRED;
+  if (row == 0) fl |= NN_METRICS_NO_TRUE;
+  if (row == 0 && col == 0) fl |= NN_METRICS_ABSENT;
+  r->precision[c] = col > 0 ? tp / col : 0;
+  r->recall[c] = row > 0 ? tp / row : 0;
+  r->f1[c] = (2 * tp + fp + fn) > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
+  r->support[c] = row;
+  r->flags[c] = fl;
+  if (!(fl & NN_METRICS_ABSENT)) {
+    s[0] += r->precision[c];
+    s[1] += r->recall[c];
+    s[2] += r->f1[c];
+    (*used)++;
+  }
+}
+
+static void macro_set(nn_metrics_result *r, const double *s, int used) {
+  r->macro_classes = used;
+  r->macro_precision = used ? s[0] / used : NAN;
+  r->macro_recall = used ? s[1] / used : NAN;
+  r->macro_f1 = used ? s[2] / used : NAN;
+}
+
+/* auc[c] for each of the acc->auc_sets histograms and their macro mean
+ * into roc_auc (binary: the one histogram is both classes' AUC). */
+static void finalize_auc(const nn_metrics_acc *acc, nn_metrics_result *r, int k) {
+  const int B = acc->auc_bins;
+  const double *h = acc->data + acc->off_auc;
+  r->auc_bins = B;
+  r->has_auc = B > 0;
+  if (!B) return;
+  if (acc->auc_sets == 1) { /* binary */
+    r->roc_auc = auc_from_hist(h, h + B, B);
+    r->auc[0] = r->auc[1] = r->roc_auc;
+    r->auc_classes = isnan(r->roc_auc) ? 0 : 2;
+    return;
+  }
+  double sum = 0;
+  int used = 0;
+  for (int c = 0; c < k; c++) {
+    const double *pos = h + (size_t)c * 2 * (size_t)B;
+    r->auc[c] = auc_from_hist(pos, pos + B, B);
+    if (r->ap) r->ap[c] = ap_from_hist(pos, pos + B, B);
+    if (!isnan(r->auc[c])) {
+      sum += r->auc[c];
+      used++;
+    }
+  }
+  r->auc_classes = used;
+  r->roc_auc = used ? sum / used : NAN;
+}
+
+/* Multi-label: per-label figures at 0.5, micro and macro averages, the
+ * exact-match ratio as accuracy, per-label AUC and AP, mAP. */
+static void finalize_multilabel(const nn_metrics_acc *acc, nn_metrics_result *r) {
+  const int T = acc->cfg.target_dim;
+  const double *ml = acc->data + acc->off_ml;
+  double s[3] = {0, 0, 0}, tp = 0, fp = 0, fn = 0;
+  int used = 0;
+  for (int j = 0; j < T; j++) {
+    prf_one(r, j, ml[3 * j], ml[3 * j + 1], ml[3 * j + 2], s, &used);
+    tp += ml[3 * j];
+    fp += ml[3 * j + 1];
+    fn += ml[3 * j + 2];
+  }
+  macro_set(r, s, used);
+  r->micro_precision = tp + fp > 0 ? tp / (tp + fp) : 0;
+  r->micro_recall = tp + fn > 0 ? tp / (tp + fn) : 0;
+  r->micro_f1 = 2 * tp + fp + fn > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
+  r->accuracy = r->count > 0 ? acc->data[acc->off_exact] / r->count : NAN;
+  finalize_auc(acc, r, T);
+  double sum = 0;
+  int with_pos = 0;
+  for (int j = 0; j < T; j++)
+    if (!isnan(r->ap[j])) {
+      sum += r->ap[j];
+      with_pos++;
+    }
+  r->map = with_pos ? sum / with_pos : NAN;
+}
+
 static void finalize_classification(const nn_metrics_acc *acc, nn_metrics_result *r) {
   const int k = acc->cfg.num_classes;
   const double *d = acc->data, *conf = d + acc->off_conf;
@@ -241,7 +428,7 @@ static void finalize_classification(const nn_metrics_acc *acc, nn_metrics_result
     r->topk_accuracy[t] = n > 0 ? d[acc->off_topk + (size_t)t] / n : NAN;
   }
 
-  double sp = 0, sr = 0, sf = 0;
+  double s[3] = {0, 0, 0};
   int used = 0;
   for (int c = 0; c < k; c++) {
     double tp = conf[(size_t)c * (size_t)k + (size_t)c], row = 0, col = 0;
@@ -249,35 +436,11 @@ static void finalize_classification(const nn_metrics_acc *acc, nn_metrics_result
       row += conf[(size_t)c * (size_t)k + (size_t)j]; /* samples of class c */
       col += conf[(size_t)j * (size_t)k + (size_t)c]; /* samples predicted c */
     }
-    const double fp = col - tp, fn = row - tp;
-    int fl = 0;
-    if (col == 0) fl |= NN_METRICS_NO_PRED;
-    if (row == 0) fl |= NN_METRICS_NO_TRUE;
-    if (row == 0 && col == 0) fl |= NN_METRICS_ABSENT;
-    r->precision[c] = col > 0 ? tp / col : 0;
-    r->recall[c] = row > 0 ? tp / row : 0;
-    r->f1[c] = (2 * tp + fp + fn) > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
-    r->support[c] = row;
-    r->flags[c] = fl;
-    if (!(fl & NN_METRICS_ABSENT)) {
-      sp += r->precision[c];
-      sr += r->recall[c];
-      sf += r->f1[c];
-      used++;
-    }
+    prf_one(r, c, tp, col - tp, row - tp, s, &used);
   }
-  r->macro_classes = used;
-  r->macro_precision = used ? sp / used : NAN;
-  r->macro_recall = used ? sr / used : NAN;
-  r->macro_f1 = used ? sf / used : NAN;
+  macro_set(r, s, used);
   r->confusion = conf;
-
-  r->auc_bins = acc->auc_bins;
-  r->has_auc = acc->auc_bins > 0;
-  r->roc_auc = r->has_auc ? auc_from_hist(d + acc->off_auc,
-                                          d + acc->off_auc + (size_t)acc->auc_bins,
-                                          acc->auc_bins)
-                          : NAN;
+  finalize_auc(acc, r, k);
 }
 
 /* R^2 of one output: 1 - SSE / SST with SST = sum y^2 - (sum y)^2 / n.
@@ -308,20 +471,23 @@ static void finalize_regression(const nn_metrics_acc *acc, nn_metrics_result *r)
 int nn_metrics_finalize(const nn_metrics_acc *acc, nn_metrics_result *res, nn_error *err) {
   memset(res, 0, sizeof *res);
   if (!acc || !acc->data) return nn_error_set(err, NN_EINVAL, "metrics: empty accumulator");
-  const int k = acc->cfg.num_classes;
-  res->num_classes = k;
+  const int ml = acc->cfg.multilabel;
+  const int k = ml ? acc->cfg.target_dim : acc->cfg.num_classes;
+  res->num_classes = acc->cfg.num_classes;
   res->target_dim = acc->cfg.target_dim;
+  res->multilabel = ml;
   res->count = acc->data[acc->off_count];
   res->loss = res->count > 0 ? acc->data[acc->off_loss] / res->count : NAN;
   res->accuracy = res->roc_auc = NAN;
   res->macro_precision = res->macro_recall = res->macro_f1 = NAN;
+  res->micro_precision = res->micro_recall = res->micro_f1 = res->map = NAN;
   res->mse = res->mae = res->r2 = NAN;
-  if (k == 0) {
+  if (k == 0) { /* regression */
     finalize_regression(acc, res);
     return 0;
   }
-  /* precision, recall, f1, support: one block of 4k doubles */
-  res->precision = nn_malloc(4 * (size_t)k * sizeof(double));
+  /* precision, recall, f1, support, auc, ap: one block of 6k doubles */
+  res->precision = nn_malloc(6 * (size_t)k * sizeof(double));
   res->flags = nn_malloc((size_t)k * sizeof(int));
   if (!res->precision || !res->flags) {
     nn_metrics_result_free(res);
@@ -331,7 +497,15 @@ int nn_metrics_finalize(const nn_metrics_acc *acc, nn_metrics_result *res, nn_er
   res->recall = res->precision + k;
   res->f1 = res->precision + 2 * (size_t)k;
   res->support = res->precision + 3 * (size_t)k;
-  finalize_classification(acc, res);
+  res->auc = res->precision + 4 * (size_t)k;
+  for (int c = 0; c < k; c++) res->auc[c] = NAN;
+  if (ml) {
+    res->ap = res->precision + 5 * (size_t)k;
+    for (int c = 0; c < k; c++) res->ap[c] = NAN;
+    finalize_multilabel(acc, res);
+  } else {
+    finalize_classification(acc, res);
+  }
   return 0;
 }
 
@@ -345,19 +519,49 @@ static void put_fig(FILE *out, double v, int undefined) {
     fprintf(out, " %9.4f%c", v, undefined ? '*' : ' ');
 }
 
+/* Multi-label: summary, then one row per label. */
+static void report_multilabel(FILE *out, const nn_metrics_result *r) {
+  const int T = r->target_dim;
+  fprintf(out, "exact match: %.4f\nmicro precision %.4f  recall %.4f  f1 %.4f\n"
+          "macro precision %.4f  recall %.4f  f1 %.4f (over %d labels)\n"
+          "ROC AUC: %.4f (macro over %d labels; score resolution 1/%d)\nmAP: %.4f\n",
+          r->accuracy, r->micro_precision, r->micro_recall, r->micro_f1, r->macro_precision,
+          r->macro_recall, r->macro_f1, r->macro_classes, r->roc_auc, r->auc_classes,
+          r->auc_bins, r->map);
+  fprintf(out, "\n%-9s  %9s  %9s  %9s  %9s  %9s  %9s\n", "label", "precision", "recall", "f1",
+          "support", "roc_auc", "ap");
+  for (int j = 0; j < T; j++) {
+    const int fl = r->flags[j];
+    fprintf(out, "%-9d ", j);
+    put_fig(out, r->precision[j], fl & NN_METRICS_NO_PRED);
+    put_fig(out, r->recall[j], fl & NN_METRICS_NO_TRUE);
+    put_fig(out, r->f1[j], fl & NN_METRICS_ABSENT);
+    fprintf(out, " %9.0f ", r->support[j]);
+    put_fig(out, r->auc[j], 0);
+    put_fig(out, r->ap[j], 0);
+    fputc('\n', out);
+  }
+  fprintf(out, "(threshold 0.5; support: samples with the label; * undefined, reported as 0)\n");
+}
+
 int nn_metrics_report(FILE *out, const nn_metrics_result *res,
                       const char *const *class_names, nn_error *err) {
   if (!out || !res) return nn_error_set(err, NN_EINVAL, "metrics: report needs a stream and a result");
   fprintf(out, "samples: %.0f\nloss:    %.6g\n", res->count, res->loss);
-  if (res->num_classes == 0) {
+  if (res->multilabel) {
+    report_multilabel(out, res);
+  } else if (res->num_classes == 0) {
     fprintf(out, "mse:     %.6g\nmae:     %.6g\nr2:      %.6g\n", res->mse, res->mae, res->r2);
   } else {
     const int k = res->num_classes;
     fprintf(out, "accuracy: %.4f\n", res->accuracy);
     for (int t = 0; t < res->ntopk; t++)
       fprintf(out, "top-%d accuracy: %.4f\n", res->topk[t], res->topk_accuracy[t]);
-    if (res->has_auc)
+    if (res->has_auc && k == 2)
       fprintf(out, "ROC AUC: %.4f (score resolution 1/%d)\n", res->roc_auc, res->auc_bins);
+    else if (res->has_auc)
+      fprintf(out, "ROC AUC: %.4f (one-vs-rest, macro over %d classes; score resolution "
+              "1/%d)\n", res->roc_auc, res->auc_classes, res->auc_bins);
 
     /* name column as wide as the longest name, at least "class" / "macro avg" */
     int w = 9;

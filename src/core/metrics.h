@@ -14,14 +14,20 @@
  * a FILE* the caller opened. Definitions of every figure: docs/metrics.md.
  *
  * Layout of data[len] (offsets are fields of nn_metrics_acc; k classes,
- * T regression outputs, B histogram bins, m top-k values):
+ * T regression outputs or multi-label labels, B histogram bins, m top-k
+ * values, S = auc_sets score histograms: 1 binary, k multi-class
+ * (one-vs-rest), T multi-label):
  *   [off_loss]          loss sum (as passed by the caller)
  *   [off_count]         samples
  *   [off_conf]  [k, k]  confusion counts, row = true class, column = argmax
  *   [off_topk]  [m]     samples whose true class ranks within the top topk[i]
- *   [off_auc]   [2, B]  binary only: histogram of the positive-class score
- *                       (probability in [0, 1], bin b = [b/B, (b+1)/B)) of
- *                       samples whose label is 1 (row 0) and 0 (row 1)
+ *   [off_auc]   [S, 2, B] per set s: histogram of the score of the positive
+ *                       class (binary: class 1; one-vs-rest: class s;
+ *                       multi-label: label s), a probability in [0, 1], bin
+ *                       b = [b/B, (b+1)/B), of the samples that are positive
+ *                       (row 0) and negative (row 1) for it
+ *   [off_ml]    [T, 3]  multi-label: per label tp, fp, fn at threshold 0.5
+ *   [off_exact]         multi-label: samples with every label right at 0.5
  *   [off_sse]   [T]     regression: sum of (out - target)^2 per output
  *   [off_sae]   [T]     regression: sum of |out - target| per output
  *   [off_sy]    [T]     regression: sum of target per output
@@ -39,6 +45,9 @@
 #define NN_METRICS_MAX_TOPK 8       /* most top-k values one accumulator tracks */
 #define NN_METRICS_AUC_BINS 4096    /* default histogram bins for ROC AUC */
 #define NN_METRICS_AUC_MAX_BINS (1 << 20)
+#define NN_METRICS_AUC_MAX_SUMS (1 << 21) /* one-vs-rest and multi-label: B is cut
+                                             so that S * 2 * B stays below this
+                                             (16 MiB of sums to all-reduce) */
 #define NN_METRICS_REPORT_MAX_CM 32 /* nn_metrics_report prints the confusion
                                        matrix only up to this many classes */
 
@@ -50,12 +59,17 @@ typedef enum nn_metrics_scores {
 
 /* What to accumulate. Zero-initialise, then set the fields that apply. */
 typedef struct nn_metrics_config {
-  int num_classes;  /* k >= 2: classification; 0: regression */
-  int target_dim;   /* regression: T >= 1 outputs per sample; 0 for classification */
+  int num_classes;  /* k >= 2: classification; 0: regression or multi-label */
+  int target_dim;   /* regression: T >= 1 outputs per sample; multi-label: T >= 1
+                       labels; 0 for classification */
+  int multilabel;   /* 1: T 0/1 labels per sample, scores [n, T] logits (sigmoid)
+                       or probabilities; num_classes 0 */
   int ntopk;        /* entries used in topk (0..NN_METRICS_MAX_TOPK) */
   int topk[NN_METRICS_MAX_TOPK]; /* classification: each 1 <= topk[i] <= k */
-  int auc_bins;     /* binary (k == 2) only: B >= 2 histogram bins for ROC AUC;
-                       0 = NN_METRICS_AUC_BINS. Ignored when k != 2. */
+  int auc_bins;     /* classification and multi-label: B >= 2 histogram bins for
+                       ROC AUC and average precision; 0 = NN_METRICS_AUC_BINS
+                       (one-vs-rest and multi-label: at most
+                       NN_METRICS_AUC_MAX_SUMS / (2 S)). Ignored for regression. */
   int scores;       /* nn_metrics_scores: how to turn scores into P(class 1) */
 } nn_metrics_config;
 
@@ -63,8 +77,9 @@ typedef struct nn_metrics_config {
  * Read the layout fields, never write them. */
 typedef struct nn_metrics_acc {
   nn_metrics_config cfg; /* copy of the config (auc_bins resolved) */
-  int auc_bins;          /* B when binary, 0 otherwise */
-  size_t off_loss, off_count, off_conf, off_topk, off_auc;
+  int auc_bins;          /* B when classification or multi-label, 0 otherwise */
+  int auc_sets;          /* S: score histograms (1 binary, k, or T multi-label) */
+  size_t off_loss, off_count, off_conf, off_topk, off_auc, off_ml, off_exact;
   size_t off_sse, off_sae, off_sy, off_syy;
   size_t len;            /* doubles in data */
   double *data;          /* [len] sums, see the layout above; owned */
@@ -91,6 +106,13 @@ int nn_metrics_add_classification(nn_metrics_acc *acc, const float *scores,
                                   const int32_t *labels, int n, double loss_sum,
                                   nn_error *err);
 
+/* Multi-label batch: scores [n, T] (logits: P = sigmoid, or probabilities,
+ * as cfg.scores says), targets [n, T] of 0/1, loss_sum as above. Label j of
+ * a sample is predicted when P >= 0.5. A target other than 0/1 (NN_EDATA)
+ * or a non-finite score (NN_ENUMERIC) is reported, nothing added. */
+int nn_metrics_add_multilabel(nn_metrics_acc *acc, const float *scores, const float *targets,
+                              int n, double loss_sum, nn_error *err);
+
 /* Regression batch: out, target [n, T], loss_sum as above. A non-finite
  * value is reported (NN_ENUMERIC) with its sample and output, nothing added. */
 int nn_metrics_add_regression(nn_metrics_acc *acc, const float *out, const float *target,
@@ -114,8 +136,12 @@ typedef struct nn_metrics_result {
   int per_token;              /* 1: a language model's figures (run/tasks/lm.c): count
                                  is tokens, loss and accuracy are per token; the
                                  class/regression fields are unset */
-  int num_classes;            /* k, 0 for regression */
+  int num_classes;            /* k, 0 for regression and multi-label */
   int target_dim;             /* T, 0 for classification */
+  int multilabel;             /* 1: T labels; the classification fields below are per
+                                 label ("class" c = label c; k = T in their sizes),
+                                 accuracy is the exact-match ratio (every label right),
+                                 confusion is NULL */
   double count;               /* samples */
   double loss;                /* loss sum / count */
   /* classification */
@@ -132,13 +158,26 @@ typedef struct nn_metrics_result {
   double macro_precision;     /* mean over those classes */
   double macro_recall;
   double macro_f1;
+  double micro_precision;     /* multi-label: sum tp / sum (tp + fp) over labels */
+  double micro_recall;        /* multi-label: sum tp / sum (tp + fn) */
+  double micro_f1;            /* multi-label: 2 sum tp / sum (2 tp + fp + fn) */
+  double *auc;                /* [k] ROC AUC of each class (one-vs-rest) or label; NaN
+                                 where it has no positive or no negative; owned
+                                 (binary: both are roc_auc; class 0's one-vs-rest
+                                 AUC is class 1's) */
+  double *ap;                 /* [k] multi-label: average precision of each label
+                                 (NaN without positives); NULL otherwise; owned */
+  double map;                 /* multi-label: mean of ap over labels with positives */
   const double *confusion;    /* [k, k] row = true, col = predicted; BORROWED:
                                  points into acc->data, valid while the
                                  accumulator lives and is not changed */
-  int has_auc;                /* 1 when binary (k == 2) */
-  double roc_auc;             /* P(score of a positive > score of a negative),
-                                 ties (same bin) count half; NaN with only one
-                                 class present */
+  int has_auc;                /* 1 for classification and multi-label */
+  double roc_auc;             /* binary: P(score of a positive > score of a
+                                 negative), ties (same bin) count half; NaN with
+                                 only one class present. k > 2 and multi-label:
+                                 the macro average of auc[] over the classes
+                                 (labels) where it is defined */
+  int auc_classes;            /* classes (labels) in that average */
   int auc_bins;               /* B: score resolution 1/B */
   /* regression (over all n * T values) */
   double mse;

@@ -141,6 +141,14 @@ static int shard_read_attrs(nn__ds_shard *s, nn_dataset_info *info, int64_t *nsa
       return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'stream' is %d: expected 1 on a "
                          "sequence shard (vocab_size) with num_classes 0, or 0", info->stream);
   }
+  info->multilabel = 0;
+  if (H5Aexists(s->file, "multi_label") > 0) { /* /targets [N, K] of 0/1 labels */
+    if ((rc = nn_h5_attr_read_int(&hf, s->file, "multi_label", &info->multilabel, err))) return rc;
+    if (info->multilabel != 0 && (info->multilabel != 1 || info->num_classes || info->vocab_size))
+      return nn_error_at(err, NN_EDATA, p, 0, 0, "attribute 'multi_label' is %d: expected 1 on a "
+                         "shard with num_classes 0 and /targets [N, K] of 0/1 labels (not a "
+                         "sequence shard), or 0", info->multilabel);
+  }
   if ((rc = nn_h5_attr_read_int(&hf, s->file, "shard_index", &s->shard_index, err)) ||
       (rc = nn_h5_attr_read_int(&hf, s->file, "shard_count", &s->shard_count, err)))
     return rc;
@@ -352,6 +360,17 @@ static int shard_load_labels(nn__ds_shard *s, const nn_dataset_info *info, void 
         if (err) snprintf(err->where, sizeof err->where, "/labels");
         return NN_EDATA;
       }
+  } else if (info->multilabel) {
+    const float *t = dst;
+    const int K = info->target_dim;
+    for (int64_t i = 0; i < s->n * K; i++)
+      if (t[i] != 0 && t[i] != 1) {
+        nn_error_at(err, NN_EDATA, s->path, 0, 0, "/targets row %lld label %d: value %g, "
+                    "expected 0 or 1 (attribute multi_label = 1)", (long long)(i / K),
+                    (int)(i % K), (double)t[i]);
+        if (err) snprintf(err->where, sizeof err->where, "/targets");
+        return NN_EDATA;
+      }
   } else {
     const float *t = dst;
     for (int64_t i = 0; i < s->n * info->target_dim; i++)
@@ -381,6 +400,9 @@ static int shard_agree(const nn_dataset_info *a, const char *first, const nn_dat
   if (a->stream != b->stream)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "attribute 'stream' %d differs from %d in %s",
                        b->stream, a->stream, first);
+  if (a->multilabel != b->multilabel)
+    return nn_error_at(err, NN_EDATA, path, 0, 0, "attribute 'multi_label' %d differs from %d "
+                       "in %s", b->multilabel, a->multilabel, first);
   if (a->token_labels != b->token_labels)
     return nn_error_at(err, NN_EDATA, path, 0, 0, "/labels has %s, but %s in %s",
                        b->token_labels ? "a class per timestep" : "one class per sample",

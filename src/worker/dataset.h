@@ -7,6 +7,8 @@
  *   /targets    [N, T]            float32 regression targets (num_classes = 0)
  *   /labels     [N, T]            int32, sequence shards only: a class per timestep
  *                                 (taggers; entries past each length are ignored)
+ *   /targets    [N, K]            float32 (or uint8) 0/1, multi-label shards (attribute
+ *                                 multi_label = 1, num_classes 0): K labels per sample
  *   /lengths    [N]               int32, sequence shards only (attribute vocab_size):
  *                                 valid timesteps of each sample, in [1, T]
  * Sequence shards (docs/data-format.md#sequences): /features [N, T] int32 token
@@ -69,6 +71,8 @@ typedef struct nn_dataset_info {
   int token_labels;          /* 1: /labels is [N, T], a class per timestep (sequence
                                 shards: taggers); labels past a sample's length are
                                 not read */
+  int multilabel;            /* 1 (attribute multi_label): /targets [N, K] are 0/1
+                                labels, K = target_dim, num_classes 0 */
   int channels;              /* entries in mean/std */
   double mean[NN_SHARD_MAX_CHANNELS];
   double std[NN_SHARD_MAX_CHANNELS];
@@ -97,6 +101,8 @@ typedef struct nn_shard_meta {
                                 models predict the next token) */
   int token_labels;          /* 1 (a sequence shard with classes): labels [n, T], a class
                                 per timestep; entries past each length are not checked */
+  int multilabel;            /* 1: targets [n, K = target_dim] are 0/1 labels (attribute
+                                multi_label; checked on append), num_classes 0 */
 } nn_shard_meta;
 
 /* Create `path` (written as path.tmp, renamed on close). */

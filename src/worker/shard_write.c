@@ -26,6 +26,7 @@ struct nn_shard_writer {
   int vocab_size;      /* > 0: a sequence shard */
   int stream;          /* 1: no /labels or /targets */
   int token_labels;    /* 1: /labels [rows, T] */
+  int multilabel;      /* 1: /targets [rows, K] hold 0/1 labels */
   nn_feature_type ftype;
   int num_classes, target_dim;
   int fdims;           /* rank of /features */
@@ -104,6 +105,10 @@ static int check_meta(const char *path, const nn_shard_meta *m, nn_error *err) {
                        "num_classes %d, target_dim %d: a shard has either classes (> 0) or "
                        "regression targets (target_dim > 0)",
                        m->num_classes, m->target_dim);
+  if (m->multilabel && (m->multilabel != 1 || m->num_classes || m->target_dim < 1 ||
+                        m->vocab_size || m->stream))
+    return nn_error_at(err, NN_EINVAL, path, 0, 0, "multi-label targets need num_classes 0, "
+                       "target_dim K >= 1 and no sequence (vocab_size, stream)");
   if (!(m->feature_scale > 0) || !isfinite(m->feature_scale))
     return nn_error_at(err, NN_EINVAL, path, 0, 0, "feature_scale %g must be positive and finite",
                        m->feature_scale);
@@ -127,6 +132,7 @@ static int writer_alloc(nn_shard_writer **out, const char *path, const nn_shard_
   w->vocab_size = m->vocab_size;
   w->stream = m->stream;
   w->token_labels = m->token_labels;
+  w->multilabel = m->multilabel;
   w->num_classes = m->num_classes;
   w->target_dim = m->target_dim;
   w->rowlen = nn_shape_count(&m->sample);
@@ -180,6 +186,11 @@ static int write_root_attrs(nn_shard_writer *w, const nn_shard_meta *m, nn_error
   if (m->stream) {
     int32_t one = 1;
     if ((rc = nn_h5_attr_write(&hf, f, "stream", H5T_NATIVE_INT32, &one, 0, err))) return rc;
+  }
+  if (m->multilabel) {
+    int32_t one = 1;
+    if ((rc = nn_h5_attr_write(&hf, f, "multi_label", H5T_NATIVE_INT32, &one, 0, err)))
+      return rc;
   }
   return 0;
 }
@@ -364,6 +375,13 @@ static int append_rows(nn_shard_writer *w, const void *features, const int32_t *
                            "sample %lld: label %d is outside [0, %d)",
                            (long long)(w->written + w->buffered + i), (int)labels[i],
                            w->num_classes);
+  if (targets && w->multilabel)
+    for (int64_t i = 0; i < n * w->target_dim; i++)
+      if (targets[i] != 0 && targets[i] != 1)
+        return nn_error_at(err, NN_EDATA, w->path, 0, 0,
+                           "sample %lld: label %d is %g, expected 0 or 1 (multi-label)",
+                           (long long)(w->written + w->buffered + i / w->target_dim),
+                           (int)(i % w->target_dim), (double)targets[i]);
   const uint8_t *f = features;
   size_t lsz = w->num_classes > 0 ? sizeof(int32_t) : sizeof(float) * (size_t)w->target_dim;
   if (w->token_labels) lsz = sizeof(int32_t) * w->rowlen;

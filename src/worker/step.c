@@ -92,6 +92,7 @@ static double batch_loss(nn_stepper *s, const nn_batch *b, const float *out, flo
                                   scale / (float)s->seq_t, d);
   if (s->loss == NN_LOSS_SOFTMAX_CE) return nn_loss_softmax_ce(out, b->labels, n, k, scale, d);
   const float *target = b->targets;
+  if (s->loss == NN_LOSS_BCE) return nn_loss_bce(out, target, n, k, scale, d); /* multi-label */
   if (!target) { /* MSE against one-hot class labels */
     memset(s->onehot, 0, (size_t)n * (size_t)k * sizeof(float));
     for (int i = 0; i < n; i++) s->onehot[(size_t)i * k + b->labels[i]] = 1.0f;

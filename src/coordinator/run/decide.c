@@ -29,7 +29,10 @@ double nn_monitored_value(const char *name, const nn_epoch_figures *f) {
   if (!strcmp(name, "val_accuracy")) return v->accuracy;
   if (!strcmp(name, "val_macro_f1")) return v->macro_f1;
   if (!strcmp(name, "val_top_k_accuracy")) return v->ntopk ? v->topk_accuracy[0] : NAN;
-  if (!strcmp(name, "val_auc")) return v->has_auc ? v->roc_auc : NAN;
+  /* the names of metrics.jsonl's val_* keys (runlog.c); val_auc: the old alias */
+  if (!strcmp(name, "val_roc_auc") || !strcmp(name, "val_auc"))
+    return v->has_auc ? v->roc_auc : NAN;
+  if (!strcmp(name, "val_map")) return v->multilabel ? v->map : NAN;
   if (!strcmp(name, "val_mse")) return v->mse;
   if (!strcmp(name, "val_mae")) return v->mae;
   return NAN;

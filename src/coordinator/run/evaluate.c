@@ -10,6 +10,7 @@
 nn_metrics_config nn_eval_metrics_config(const nn_dataset_info *di, int top_k) {
   nn_metrics_config mc = {.num_classes = di->num_classes, .target_dim = di->target_dim,
                           .scores = NN_METRICS_LOGITS};
+  mc.multilabel = di->multilabel; /* 0/1 targets, one logit per label */
   if (di->stream) mc.target_dim = 1; /* unused: language models report per token (lm.c) */
   if (di->num_classes > 0 && top_k > 1 && top_k < di->num_classes) {
     mc.ntopk = 1;
@@ -44,6 +45,8 @@ int nn_evaluate(nn_replica *r, nn_loader *L, nn_metrics_acc *acc, MPI_Comm comm,
     double l = nn_step_loss(&r->st, b, out);
     if (b->labels)
       rc = nn_metrics_add_classification(acc, out, b->labels, b->n, l, err);
+    else if (acc->cfg.multilabel)
+      rc = nn_metrics_add_multilabel(acc, out, b->targets, b->n, l, err);
     else
       rc = nn_metrics_add_regression(acc, out, b->targets, b->n, l, err);
   }

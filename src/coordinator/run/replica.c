@@ -26,6 +26,31 @@ int nn_replica_input_shape(const nn_job *job, const nn_shape *sample, const char
   return 0;
 }
 
+/* Multi-label data (attribute multi_label: /targets [N, K] of 0/1) goes with
+ * binary_cross_entropy on K logits, and that loss with nothing else: a
+ * two-class task is a one-label multi-label shard (docs/metrics.md). */
+static int check_multilabel(const nn_job *job, size_t k, const nn_dataset_info *di,
+                            const char *where, nn_error *err) {
+  if (!di->multilabel)
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                       "train.loss = \"binary_cross_entropy\" needs multi-label data (/targets "
+                       "[N, K] of 0/1 with attribute multi_label = 1), but the data has %s; use "
+                       "%s (two classes: cross_entropy on 2 outputs, or a one-label multi-label "
+                       "shard)", di->num_classes > 0 ? "class labels" : "regression targets",
+                       di->num_classes > 0 ? "cross_entropy" : "mse");
+  if (nn_loss_parse(job->train.loss) != NN_LOSS_BCE)
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                       "the data is multi-label (%d 0/1 labels per sample): train.loss = \"%s\" "
+                       "does not fit; use train.loss = \"binary_cross_entropy\"", di->target_dim,
+                       job->train.loss);
+  if (k != (size_t)di->target_dim)
+    return nn_error_at(err, NN_ESCHEMA, where, 0, 0,
+                       "the model has %zu outputs but the data has %d labels per sample (set the "
+                       "last layer's units to %d: one logit per label)", k, di->target_dim,
+                       di->target_dim);
+  return 0;
+}
+
 int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset_info *di,
                           const char *where, nn_error *err) {
   size_t k = nn_shape_count(&m->out);
@@ -51,6 +76,7 @@ int nn_replica_check_data(const nn_job *job, const nn_model *m, const nn_dataset
                          "\"cross_entropy\"");
     return 0;
   }
+  if (di->multilabel || loss == NN_LOSS_BCE) return check_multilabel(job, k, di, where, err);
   if (di->num_classes > 0) {
     if (k != (size_t)di->num_classes)
       return nn_error_at(err, NN_ESCHEMA, where, 0, 0,

@@ -103,6 +103,16 @@ void nn_json_metrics(json_t *o, const nn_metrics_result *res, const char *prefix
   if (res->per_token) { /* a language model: bits per token = loss / ln 2 */
     PUT("bits_per_token", res->loss / log(2.0));
     PUT("accuracy", res->accuracy);
+  } else if (res->multilabel) { /* accuracy: every label of the sample right */
+    PUT("accuracy", res->accuracy);
+    PUT("micro_precision", res->micro_precision);
+    PUT("micro_recall", res->micro_recall);
+    PUT("micro_f1", res->micro_f1);
+    PUT("macro_precision", res->macro_precision);
+    PUT("macro_recall", res->macro_recall);
+    PUT("macro_f1", res->macro_f1);
+    PUT("roc_auc", res->roc_auc);
+    PUT("map", res->map);
   } else if (res->num_classes > 0) {
     PUT("accuracy", res->accuracy);
     for (int t = 0; t < res->ntopk; t++) {

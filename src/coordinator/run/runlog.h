@@ -45,8 +45,10 @@ void nn_json_int(json_t *o, const char *key, long long v);
 void nn_json_str(json_t *o, const char *key, const char *v);
 /* Add a metrics result's figures as "<prefix>_loss", "<prefix>_accuracy", ...
  * (prefix "" for bare names). Classification: loss, accuracy, top<k>_accuracy,
- * macro_precision, macro_recall, macro_f1, roc_auc (binary); regression: loss,
- * mse, mae, r2. */
+ * macro_precision, macro_recall, macro_f1, roc_auc (binary; one-vs-rest macro
+ * for k > 2); multi-label: loss, accuracy (exact match), micro_ and macro_
+ * precision/recall/f1, roc_auc (macro over labels), map; regression: loss,
+ * mse, mae, r2. The val_* monitor names are these keys (decide.c). */
 void nn_json_metrics(json_t *o, const nn_metrics_result *res, const char *prefix);
 
 /* Append one record (stolen: freed here) as a line {"time": <unix s>, ...}

@@ -55,6 +55,10 @@ static int same_data_kind(const nn_dataset_info *a, const nn_dataset_info *b, co
                        "(sample %s, %d classes)", what,
                        nn_shape_str(&b->sample, sb, sizeof sb), b->num_classes,
                        nn_shape_str(&a->sample, sa, sizeof sa), a->num_classes);
+  if (a->multilabel != b->multilabel)
+    return nn_error_at(err, NN_EDATA, glob, 0, 0, "%s data %s multi-label (attribute "
+                       "multi_label) but the training data %s", what,
+                       b->multilabel ? "is" : "is not", a->multilabel ? "is" : "is not");
   return 0;
 }
 

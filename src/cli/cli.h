@@ -69,5 +69,6 @@ int nn_cmd_bench(int argc, char **argv);
 int nn_cmd_eval(int argc, char **argv);
 int nn_cmd_generate(int argc, char **argv);
 int nn_cmd_predict(int argc, char **argv);
+int nn_cmd_encode(int argc, char **argv);
 
 #endif

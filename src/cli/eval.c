@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/evalctx.h"
 #include "core/mem.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
@@ -27,16 +28,6 @@
 #include "worker/loader.h"
 #include "worker/collective.h"
 #include "worker/step.h"
-
-typedef struct evalctx {
-  MPI_Comm comm;
-  int rank, N;
-  nn_job *job;
-  nn_dataset *ds;
-  nn_loader *L;
-  nn_replica reps[NN_TASK_MAX_REPLICAS]; /* the checkpoint's task's replicas, evaluation only */
-  nn_replica *ev;            /* the one the task evaluates */
-} evalctx;
 
 /* Rank 0 read the checkpoint; every rank gets its job spec. */
 static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, nn_error *err) {
@@ -63,9 +54,9 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
  * loads the evaluated replica's values from the checkpoint. */
 static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, const char *data,
                        nn_error *err) {
-  const nn_task_ops *task = NULL;
-  if (nn_task_for_job(E->job, &task, err) != 0) return nn_error_at(err, NN_ECKPT, ckpt, 0, 0,
-                                                                 "%s", err->msg);
+  if (nn_task_for_job(E->job, &E->task, err) != 0) return nn_error_at(err, NN_ECKPT, ckpt, 0, 0,
+                                                                    "%s", err->msg);
+  const nn_task_ops *task = E->task;
   nn_replica_opts o = {.train = 0, .max_batch = nn_loader_max_slice(E->L), .comm = E->comm};
   int rc = nn_task_build(task, E->reps, E->job, nn_dataset_get_info(E->ds), data, &o, err);
   if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
@@ -83,7 +74,7 @@ static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, 
 
 /* Read the checkpoint (rank 0), share spec and parameters, open the data with
  * a loader over all of it, build the model for the data's samples. */
-static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
+int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
   nn_ckpt_snapshot s;
   memset(&s, 0, sizeof s);
   int rc = E->rank == 0 ? nn_ckpt_read(ckpt, &s, err) : 0;
@@ -104,7 +95,7 @@ out:
   return rc;
 }
 
-static void teardown(evalctx *E) {
+void nn_evalctx_teardown(evalctx *E) {
   for (int i = 0; i < NN_TASK_MAX_REPLICAS; i++) nn_replica_free(&E->reps[i]);
   nn_loader_free(E->L);
   nn_dataset_close(E->ds);
@@ -142,7 +133,7 @@ static int start(const char *cmd, int argc, char **argv, const char **ckpt, cons
   return -1;
 }
 
-static int init_mpi(int *argc, char ***argv, evalctx *E) {
+int nn_evalctx_init_mpi(int *argc, char ***argv, evalctx *E) {
   nn_error err;
   nn_error_clear(&err);
   int provided;
@@ -174,7 +165,7 @@ int nn_cmd_eval(int argc, char **argv) {
   if (code >= 0) return code;
   evalctx E;
   memset(&E, 0, sizeof E);
-  if ((code = init_mpi(&argc, &argv, &E)) != 0) {
+  if ((code = nn_evalctx_init_mpi(&argc, &argv, &E)) != 0) {
     MPI_Finalize();
     return code;
   }
@@ -184,13 +175,13 @@ int nn_cmd_eval(int argc, char **argv) {
   memset(&acc, 0, sizeof acc);
   nn_metrics_result res;
   memset(&res, 0, sizeof res);
-  int rc = setup(&E, ckpt, data, batch, &err);
+  int rc = nn_evalctx_setup(&E, ckpt, data, batch, &err);
   if (!rc) {
     nn_metrics_config mc = nn_eval_metrics_config(nn_dataset_get_info(E.ds), 5);
     rc = nn_metrics_acc_init(&acc, &mc, &err);
   }
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc) rc = nn_evaluate(E.ev, E.L, &acc, E.comm, NULL, 0, &res, &err);
+  if (!rc) rc = nn_task_evaluate(E.task, E.reps, E.L, &acc, E.comm, NULL, 0, &res, &err);
   rc = nn_agree(E.comm, rc, &err);
   if (!rc && E.rank == 0) {
     printf("checkpoint %s, data %s: %.0f samples\n", ckpt, data, res.count);
@@ -200,7 +191,7 @@ int nn_cmd_eval(int argc, char **argv) {
   else code = rc ? nn_exit_code(rc) : NN_EXIT_OK;
   nn_metrics_result_free(&res);
   nn_metrics_acc_free(&acc);
-  teardown(&E);
+  nn_evalctx_teardown(&E);
   MPI_Finalize();
   return code;
 }
@@ -341,7 +332,7 @@ int nn_cmd_predict(int argc, char **argv) {
   if (code >= 0) return code;
   evalctx E;
   memset(&E, 0, sizeof E);
-  if ((code = init_mpi(&argc, &argv, &E)) != 0) {
+  if ((code = nn_evalctx_init_mpi(&argc, &argv, &E)) != 0) {
     MPI_Finalize();
     return code;
   }
@@ -351,7 +342,7 @@ int nn_cmd_predict(int argc, char **argv) {
   snprintf(tmp, sizeof tmp, "%s.tmp", outp);
   pred P;
   memset(&P, 0, sizeof P);
-  int rc = setup(&E, ckpt, data, batch, &err);
+  int rc = nn_evalctx_setup(&E, ckpt, data, batch, &err);
   if (!rc) rc = pred_alloc(&P, &E, batch, &err);
   if (!rc && E.rank == 0) rc = pred_open(&P, tmp, &err);
   rc = nn_agree(E.comm, rc, &err);
@@ -361,7 +352,7 @@ int nn_cmd_predict(int argc, char **argv) {
   if (rc && E.rank == 0) code = nn_cli_fail(&err);
   else code = rc ? nn_exit_code(rc) : NN_EXIT_OK;
   pred_free(&P);
-  teardown(&E);
+  nn_evalctx_teardown(&E);
   MPI_Finalize();
   return code;
 }

@@ -25,7 +25,6 @@
 #include "core/blocked.h"
 #include "core/mem.h"
 #include "worker/agree.h"
-#include "worker/collective.h"
 #include "worker/dataset.h"
 #include "worker/loader.h"
 
@@ -39,7 +38,7 @@ typedef struct enc {
   float *all;               /* [batch * N, k] rank 0: the global batch's rows */
   int32_t *labs;            /* [batch * N] rank 0: their labels */
   float *tgts;              /* [batch * N, T] rank 0: their targets */
-  int *counts, *displs;     /* [2 * N]: rows * k, then labels (or rows * T) */
+  int *counts, *displs;     /* [N] gather work space */
   nn_shard_writer *w;       /* rank 0 */
   int64_t written;
 } enc;
@@ -119,8 +118,8 @@ static int enc_open(enc *P, evalctx *E, const char *ckpt, const char *lname, con
   P->all = nn_malloc(sizeof(float) * gmax * k + 1);
   P->labs = nn_malloc(sizeof(int32_t) * gmax + 1);
   P->tgts = nn_malloc(sizeof(float) * gmax * T + 1);
-  P->counts = nn_malloc(sizeof(int) * (size_t)E->N * 2);
-  P->displs = nn_malloc(sizeof(int) * (size_t)E->N * 2);
+  P->counts = nn_malloc(sizeof(int) * (size_t)E->N);
+  P->displs = nn_malloc(sizeof(int) * (size_t)E->N);
   double *mean = nn_calloc((size_t)ch, sizeof(double)), *sd = nn_malloc(sizeof(double) * (size_t)ch);
   if (!P->rows || !P->all || !P->labs || !P->tgts || !P->counts || !P->displs || !mean || !sd)
     rc = nn_error_set(err, NN_ENOMEM, "out of memory");
@@ -163,58 +162,27 @@ static void take_rows(enc *P, const nn_model *m, int n) {
                    s->dim[2]);
 }
 
-/* Gather one global batch's rows and labels (or targets) on rank 0 in data
- * order and append them to the shard. Collective; every MPI call checked. */
-static int gather_rows(evalctx *E, const nn_batch *b, enc *P, nn_error *err) {
-  int n = b->n, N = E->N, k = P->k, per = P->cls ? 1 : P->T, *counts = P->counts,
-      *displs = P->displs;
-  NN_MPI_RETURN(err, MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, E->comm));
-  if (E->rank == 0)
-    for (int r = 0, o = 0; r < N; o += counts[r], r++) {
-      counts[N + r] = counts[r] * per;
-      displs[N + r] = o * per;
-      displs[r] = o * k;
-    }
-  if (E->rank == 0)
-    for (int r = 0; r < N; r++) counts[r] *= k;
-  NN_MPI_RETURN(err, MPI_Gatherv(P->rows, n * k, MPI_FLOAT, P->all, counts, displs, MPI_FLOAT, 0,
-                                 E->comm));
+/* One global batch: this rank's rows of the layer, gathered with the labels
+ * (or targets) on rank 0 in data order and appended to the shard.
+ * Collective; every MPI call checked. */
+static int enc_batch(evalctx *E, const nn_batch *b, const float *out, void *user,
+                     nn_error *err) {
+  enc *P = user;
+  int rc;
+  if (out) take_rows(P, &E->ev->model, b->n);
+  if ((rc = nn_evalctx_gather(E, P->rows, b->n, P->k, MPI_FLOAT, P->all, P->counts, P->displs,
+                              err)))
+    return rc;
   if (P->cls)
-    NN_MPI_RETURN(err, MPI_Gatherv(b->labels, n, MPI_INT32_T, P->labs, counts + N, displs + N,
-                                   MPI_INT32_T, 0, E->comm));
+    rc = nn_evalctx_gather(E, b->labels, b->n, 1, MPI_INT32_T, P->labs, P->counts, P->displs,
+                           err);
   else
-    NN_MPI_RETURN(err, MPI_Gatherv(b->targets, n * per, MPI_FLOAT, P->tgts, counts + N,
-                                   displs + N, MPI_FLOAT, 0, E->comm));
-  if (E->rank != 0) return 0;
+    rc = nn_evalctx_gather(E, b->targets, b->n, P->T, MPI_FLOAT, P->tgts, P->counts, P->displs,
+                           err);
+  if (rc || E->rank != 0) return rc;
   P->written += b->global_n;
   return nn_shard_append(P->w, P->all, P->cls ? P->labs : NULL, P->cls ? NULL : P->tgts,
                          b->global_n, err);
-}
-
-/* Every batch of the data: forward, the layer's rows, gathered and written.
- * The ranks stop together when every rank's loader is done (or one failed):
- * a failure inside the loop is shared at the next batch's count. */
-static int encode_all(evalctx *E, enc *P, nn_error *err) {
-  int rc = nn_loader_start(E->L, 0, 0, err);
-  nn_model *m = &E->ev->model;
-  nn_run_ctx ctx = {.training = 0, .seed = E->ev->seed};
-  const nn_batch *b;
-  while (!rc) {
-    rc = nn_loader_next(E->L, &b, err);
-    int more = !rc && b, all_more = 0;
-    int mrc = MPI_Allreduce(&more, &all_more, 1, MPI_INT, MPI_MIN, E->comm);
-    if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Allreduce(more)", __FILE__, __LINE__, err);
-    if (rc || !all_more) break;
-    if (b->n > 0) {
-      ctx.sample0 = b->sample0;
-      ctx.lengths = b->lengths;
-      ctx.carry_in = b->carry_in;
-      nn_model_forward(m, b->x, b->n, &ctx);
-      take_rows(P, m, b->n);
-    }
-    rc = gather_rows(E, b, P, err);
-  }
-  return rc;
 }
 
 static int usage(void) {
@@ -251,7 +219,7 @@ int nn_cmd_encode(int argc, char **argv) {
     rc = enc_open(&P, &E, ckpt, layer, outp, batch, &err);
   }
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc) rc = encode_all(&E, &P, &err);
+  if (!rc) rc = nn_evalctx_walk(&E, enc_batch, &P, &err);
   rc = nn_agree(E.comm, rc, &err);
   if (E.rank == 0 && P.w) {
     if (rc) nn_shard_abort(P.w); /* a partial file never takes the final name */

@@ -9,7 +9,7 @@
 #   - its rules: an output without as many values as the input, or a classification loss,
 #     is a one-line job error (exit 3) naming the job file; `nntrain eval` reports the MSE
 #   - encode writes a shard [N, 16] of the code layer with the data's labels in data order,
-#     the same at -np 1, 2 and 3; a conv layer that the model keeps blocked (nChw16c, oneDNN)
+#     the same at -np 1, 2 and 3; on regression data, its targets; a conv layer that the model keeps blocked (nChw16c, oneDNN)
 #     is written in NCHW: equal to the reference backend's (plain NCHW) to 1e-4
 #   - encode's bad input: unknown layer (lists the names, exit 2), data that does not
 #     match the model / missing (exit 4), unwritable output (exit 4, no file left)
@@ -137,6 +137,34 @@ rows = [l.split()[1:] for l in open(sys.argv[1]).read().split("\n")[1:] if l]
 assert len(set(tuple(r) for r in rows)) > 1000, "codes do not depend on the sample"
 PYEOF
 echo "encode: [1200, 16] codes with the data's labels, the same at -np 1, 2, 3"
+
+# regression data: the targets play no part in training and are copied next to the codes
+"$PY" - "$T/reg.csv" <<'PYEOF'
+import random, sys
+random.seed(1)
+with open(sys.argv[1], "w") as f:
+    f.write("a,b,c,d,y\n")
+    for i in range(200):
+        a, b, c = [random.uniform(-1, 1) for _ in range(3)]
+        f.write("%f,%f,%f,%f,%f\n" % (a, b, c, a + b, a * b))
+PYEOF
+"$NNTRAIN" prepare csv "$T/reg.csv" --label y --regression --out "$T/reg" >/dev/null
+"$PY" - "$T/ae.toml" "$T/reg" >"$T/reg.toml" <<'PYEOF'
+import sys
+s = open(sys.argv[1]).read().replace("units = 64", "units = 8").replace("units = 16", "units = 3")
+s = s.replace("units = 784", "units = 4").replace("batch_size = 42", "batch_size = 20")
+s = s.replace('[data]', '[data]\ntrain = "%s/train-*.h5"' % sys.argv[2], 1)
+print("\n".join(l for l in s.split("\n") if not l.startswith(("train = \"/", "test = "))
+                 or sys.argv[2] in l))
+PYEOF
+"$NNTRAIN" "$T/reg.toml" --set "run.dir=\"$T/reg_run\"" --no-progress --quiet || fail "regression-data autoencoder"
+"$NNTRAIN" encode "$T/reg_run/best.h5" "$T/reg/train-*.h5" --layer code --out "$T/regc.h5" >/dev/null ||
+  fail "encode on regression data"
+"$S2T" "$T/regc.h5" >"$T/regc.txt" && "$S2T" "$T/reg/train-*.h5" >"$T/reg.txt"
+[ "$(head -1 "$T/regc.txt")" = "200 3 0 1" ] || fail "regression codes: $(head -1 "$T/regc.txt")"
+cmp -s <(cut -d' ' -f1 "$T/regc.txt") <(cut -d' ' -f1 "$T/reg.txt") ||
+  fail "encode's targets are not the data's, in order"
+echo "encode: regression data's targets copied in order"
 
 # a conv layer of 16 channels, blocked by the layout pass with oneDNN: written NCHW
 # (conv -> relu -> maxpool -> flatten: with oneDNN, conv1 and its relu stay blocked)

@@ -9,8 +9,9 @@
 #   - its rules: an output without as many values as the input, or a classification loss,
 #     is a one-line job error (exit 3) naming the job file; `nntrain eval` reports the MSE
 #   - encode writes a shard [N, 16] of the code layer with the data's labels in data order,
-#     the same at -np 1, 2 and 3; on regression data, its targets; a conv layer that the model keeps blocked (nChw16c, oneDNN)
-#     is written in NCHW: equal to the reference backend's (plain NCHW) to 1e-4
+#     the same at -np 1, 2 and 3; on regression data, its targets; a conv layer that the
+#     model keeps blocked (nChw16c, oneDNN) is written in NCHW: equal to the reference
+#     backend's (plain NCHW) to 1e-4
 #   - encode's bad input: unknown layer (lists the names, exit 2), data that does not
 #     match the model / missing (exit 4), unwritable output (exit 4, no file left)
 set -euo pipefail

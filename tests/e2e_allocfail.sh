@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Allocation-failure walk (issue 11, "Memory"): for short commands (check,
 # prepare idx, prepare vectors, a few training steps on one rank and on two,
-# eval, inspect) every allocation site the command reaches is failed once, in its own run
+# eval, encode, inspect) every allocation site the command reaches is failed once, in its own run
 # (core/mem.h NN_FAIL_SITE; tests/tools/allocwalk.sh): each run must end with
 # exit 1 and a one-line "nntrain: ..." message, no sanitizer report (run it in the ASan
 # build: leaks count, tests/lsan.supp names Open MPI's own), no hang, no
@@ -72,6 +72,9 @@ run_vectors() {
     --out "$FAILDIR/e.h5"
 }
 run_eval() { $RUN "$NNTRAIN" eval "$CKPT" "$T/fm/test-*.h5"; }
+run_encode() {
+  $RUN "$NNTRAIN" encode "$CKPT" "$T/fm/test-*.h5" --layer dense0_relu --out "$FAILDIR/codes.h5"
+}
 run_inspect() { $RUN "$NNTRAIN" inspect --json "$CKPT" && $RUN "$NNTRAIN" inspect "$T/fm/train-000.h5"; }
 # Two ranks; the report (NN_ALLOC_REPORT) comes from rank WALK_RANK only, and
 # NN_FAIL_RANK makes the failure happen there only: the other rank must not hang.
@@ -95,6 +98,7 @@ walk prepare run_prepare
 walk vectors run_vectors
 walk train1 run_train1
 walk eval run_eval
+walk encode run_encode
 walk inspect run_inspect
 WALK_MPI=1 WALK_RANK=1 walk train2_rank1 run_train2
 WALK_MPI=1 WALK_RANK=0 walk train2_rank0 run_train2

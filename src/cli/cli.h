@@ -72,5 +72,6 @@ int nn_cmd_predict(int argc, char **argv);
 int nn_cmd_dream(int argc, char **argv);
 int nn_cmd_saliency(int argc, char **argv);
 int nn_cmd_sample(int argc, char **argv);
+int nn_cmd_encode(int argc, char **argv);
 
 #endif

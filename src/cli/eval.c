@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/evalctx.h"
 #include "core/mem.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/job.h"
@@ -27,16 +28,6 @@
 #include "worker/loader.h"
 #include "worker/collective.h"
 #include "worker/step.h"
-
-typedef struct evalctx {
-  MPI_Comm comm;
-  int rank, N;
-  nn_job *job;
-  nn_dataset *ds;
-  nn_loader *L;
-  nn_replica reps[NN_TASK_MAX_REPLICAS]; /* the checkpoint's task's replicas, evaluation only */
-  nn_replica *ev;            /* the one the task evaluates */
-} evalctx;
 
 /* Rank 0 read the checkpoint; every rank gets its job spec. */
 static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, nn_error *err) {
@@ -63,9 +54,9 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
  * loads the evaluated replica's values from the checkpoint. */
 static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, const char *data,
                        nn_error *err) {
-  const nn_task_ops *task = NULL;
-  if (nn_task_for_job(E->job, &task, err) != 0) return nn_error_at(err, NN_ECKPT, ckpt, 0, 0,
-                                                                 "%s", err->msg);
+  if (nn_task_for_job(E->job, &E->task, err) != 0) return nn_error_at(err, NN_ECKPT, ckpt, 0, 0,
+                                                                    "%s", err->msg);
+  const nn_task_ops *task = E->task;
   nn_replica_opts o = {.train = 0, .max_batch = nn_loader_max_slice(E->L), .comm = E->comm};
   int rc = nn_task_build(task, E->reps, E->job, nn_dataset_get_info(E->ds), data, &o, err);
   if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
@@ -83,7 +74,7 @@ static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, 
 
 /* Read the checkpoint (rank 0), share spec and parameters, open the data with
  * a loader over all of it, build the model for the data's samples. */
-static int setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
+int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
   nn_ckpt_snapshot s;
   memset(&s, 0, sizeof s);
   int rc = E->rank == 0 ? nn_ckpt_read(ckpt, &s, err) : 0;
@@ -104,7 +95,7 @@ out:
   return rc;
 }
 
-static void teardown(evalctx *E) {
+void nn_evalctx_teardown(evalctx *E) {
   for (int i = 0; i < NN_TASK_MAX_REPLICAS; i++) nn_replica_free(&E->reps[i]);
   nn_loader_free(E->L);
   nn_dataset_close(E->ds);
@@ -142,7 +133,7 @@ static int start(const char *cmd, int argc, char **argv, const char **ckpt, cons
   return -1;
 }
 
-static int init_mpi(int *argc, char ***argv, evalctx *E) {
+int nn_evalctx_init_mpi(int *argc, char ***argv, evalctx *E) {
   nn_error err;
   nn_error_clear(&err);
   int provided;
@@ -174,7 +165,7 @@ int nn_cmd_eval(int argc, char **argv) {
   if (code >= 0) return code;
   evalctx E;
   memset(&E, 0, sizeof E);
-  if ((code = init_mpi(&argc, &argv, &E)) != 0) {
+  if ((code = nn_evalctx_init_mpi(&argc, &argv, &E)) != 0) {
     MPI_Finalize();
     return code;
   }
@@ -184,13 +175,13 @@ int nn_cmd_eval(int argc, char **argv) {
   memset(&acc, 0, sizeof acc);
   nn_metrics_result res;
   memset(&res, 0, sizeof res);
-  int rc = setup(&E, ckpt, data, batch, &err);
+  int rc = nn_evalctx_setup(&E, ckpt, data, batch, &err);
   if (!rc) {
     nn_metrics_config mc = nn_eval_metrics_config(nn_dataset_get_info(E.ds), 5);
     rc = nn_metrics_acc_init(&acc, &mc, &err);
   }
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc) rc = nn_evaluate(E.ev, E.L, &acc, E.comm, NULL, 0, &res, &err);
+  if (!rc) rc = nn_task_evaluate(E.task, E.reps, E.L, &acc, E.comm, NULL, 0, &res, &err);
   rc = nn_agree(E.comm, rc, &err);
   if (!rc && E.rank == 0) {
     printf("checkpoint %s, data %s: %.0f samples\n", ckpt, data, res.count);
@@ -200,7 +191,7 @@ int nn_cmd_eval(int argc, char **argv) {
   else code = rc ? nn_exit_code(rc) : NN_EXIT_OK;
   nn_metrics_result_free(&res);
   nn_metrics_acc_free(&acc);
-  teardown(&E);
+  nn_evalctx_teardown(&E);
   MPI_Finalize();
   return code;
 }
@@ -211,7 +202,7 @@ typedef struct pred {
   float *probs;             /* [batch, k] this rank's rows */
   float *all;               /* [batch * N, k] rank 0: the global batch's rows */
   int32_t *labs;            /* [batch * N] rank 0: their labels */
-  int *counts, *displs;     /* [2 * N] gather counts and offsets: rows * k, then labels */
+  int *counts, *displs;     /* [N] gather counts and offsets */
   int k, cls;               /* outputs per sample; 1 for class labels */
   FILE *f;                  /* rank 0: FILE.csv.tmp */
   int64_t index;            /* rows written */
@@ -232,8 +223,8 @@ static int pred_alloc(pred *P, const evalctx *E, int batch, nn_error *err) {
   P->all = nn_malloc(sizeof(float) * gmax * k + 1);
   P->probs = nn_malloc(sizeof(float) * (size_t)batch * k + 1);
   P->labs = nn_malloc(sizeof(int32_t) * gmax + 1);
-  P->counts = nn_malloc(sizeof(int) * (size_t)E->N * 2);
-  P->displs = nn_malloc(sizeof(int) * (size_t)E->N * 2);
+  P->counts = nn_malloc(sizeof(int) * (size_t)E->N);
+  P->displs = nn_malloc(sizeof(int) * (size_t)E->N);
   if (!P->all || !P->probs || !P->labs || !P->counts || !P->displs)
     return nn_error_set(err, NN_ENOMEM, "out of memory");
   return 0;
@@ -258,40 +249,19 @@ static int pred_open(pred *P, const char *tmp, nn_error *err) {
   return 0;
 }
 
-/* Gather one global batch's rows (this rank's P->probs and labels) on rank 0
- * in data order and write them as CSV rows. Collective; every MPI call
- * checked. */
-static int gather_rows(evalctx *E, const nn_batch *b, pred *P, nn_error *err) {
-  int n = b->n, N = E->N, k = P->k, *counts = P->counts, *displs = P->displs;
+int nn_evalctx_gather(evalctx *E, const void *send, int n, int width, MPI_Datatype type,
+                      void *recv, int *counts, int *displs, nn_error *err) {
   NN_MPI_RETURN(err, MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, E->comm));
-  if (E->rank == 0) {
-    for (int r = 0, o = 0; r < N; r++) {
-      displs[N + r] = o;
-      counts[N + r] = counts[r];
-      o += counts[r];
-      counts[r] *= k;
-      displs[r] = displs[N + r] * k;
+  if (E->rank == 0)
+    for (int r = 0, o = 0; r < E->N; o += counts[r], r++) {
+      displs[r] = o;
+      counts[r] *= width;
     }
-  }
-  NN_MPI_RETURN(err, MPI_Gatherv(P->probs, n * k, MPI_FLOAT, P->all, counts, displs, MPI_FLOAT,
-                                 0, E->comm));
-  if (P->cls)
-    NN_MPI_RETURN(err, MPI_Gatherv(b->labels, n, MPI_INT32_T, P->labs, counts + N, displs + N,
-                                   MPI_INT32_T, 0, E->comm));
-  if (E->rank != 0) return 0;
-  for (int i = 0; i < b->global_n; i++, P->index++) {
-    const float *p = P->all + (size_t)i * k;
-    fprintf(P->f, "%lld", (long long)P->index);
-    if (P->cls) fprintf(P->f, ",%d,%d", P->labs[i], nn_argmax(p, k));
-    for (int j = 0; j < k; j++) fprintf(P->f, ",%.9g", p[j]);
-    fprintf(P->f, "\n");
-  }
+  NN_MPI_RETURN(err, MPI_Gatherv(send, n * width, type, recv, counts, displs, type, 0, E->comm));
   return 0;
 }
 
-/* Every batch of the data: forward, softmax for classes, gathered rows. The
- * ranks stop together when every rank's loader is done (or one failed). */
-static int predict_all(evalctx *E, pred *P, nn_error *err) {
+int nn_evalctx_walk(evalctx *E, nn_evalctx_batch_fn each, void *user, nn_error *err) {
   int rc = nn_loader_start(E->L, 0, 0, err);
   nn_run_ctx ctx = {.training = 0, .seed = E->ev->seed};
   const nn_batch *b;
@@ -301,17 +271,42 @@ static int predict_all(evalctx *E, pred *P, nn_error *err) {
     int mrc = MPI_Allreduce(&more, &all_more, 1, MPI_INT, MPI_MIN, E->comm);
     if (mrc != MPI_SUCCESS) rc = nn_mpi_fail(mrc, "MPI_Allreduce(more)", __FILE__, __LINE__, err);
     if (rc || !all_more) break;
+    const float *out = NULL;
     if (b->n > 0) {
       ctx.sample0 = b->sample0;
       ctx.lengths = b->lengths;
       ctx.carry_in = b->carry_in;
-      const float *out = nn_model_forward(&E->ev->model, b->x, b->n, &ctx);
-      if (P->cls) nn_softmax_rows(out, P->probs, b->n, P->k);
-      else memcpy(P->probs, out, sizeof(float) * (size_t)b->n * (size_t)P->k);
+      out = nn_model_forward(&E->ev->model, b->x, b->n, &ctx);
     }
-    rc = gather_rows(E, b, P, err);
+    rc = each(E, b, out, user, err);
   }
   return rc;
+}
+
+/* One global batch: this rank's probabilities (softmax for classes) or
+ * outputs, gathered with the labels on rank 0 in data order and written as
+ * CSV rows. Collective; every MPI call checked. */
+static int pred_batch(evalctx *E, const nn_batch *b, const float *out, void *user,
+                      nn_error *err) {
+  pred *P = user;
+  int k = P->k, rc;
+  if (out && P->cls) nn_softmax_rows(out, P->probs, b->n, k);
+  else if (out) memcpy(P->probs, out, sizeof(float) * (size_t)b->n * (size_t)k);
+  if ((rc = nn_evalctx_gather(E, P->probs, b->n, k, MPI_FLOAT, P->all, P->counts, P->displs,
+                              err)))
+    return rc;
+  if (P->cls && (rc = nn_evalctx_gather(E, b->labels, b->n, 1, MPI_INT32_T, P->labs, P->counts,
+                                        P->displs, err)))
+    return rc;
+  if (E->rank != 0) return 0;
+  for (int i = 0; i < b->global_n; i++, P->index++) {
+    const float *p = P->all + (size_t)i * k;
+    fprintf(P->f, "%lld", (long long)P->index);
+    if (P->cls) fprintf(P->f, ",%d,%d", P->labs[i], nn_argmax(p, k));
+    for (int j = 0; j < k; j++) fprintf(P->f, ",%.9g", p[j]);
+    fprintf(P->f, "\n");
+  }
+  return 0;
 }
 
 /* Rank 0: close FILE.csv.tmp and rename it to FILE.csv when all went well,
@@ -341,7 +336,7 @@ int nn_cmd_predict(int argc, char **argv) {
   if (code >= 0) return code;
   evalctx E;
   memset(&E, 0, sizeof E);
-  if ((code = init_mpi(&argc, &argv, &E)) != 0) {
+  if ((code = nn_evalctx_init_mpi(&argc, &argv, &E)) != 0) {
     MPI_Finalize();
     return code;
   }
@@ -351,17 +346,17 @@ int nn_cmd_predict(int argc, char **argv) {
   snprintf(tmp, sizeof tmp, "%s.tmp", outp);
   pred P;
   memset(&P, 0, sizeof P);
-  int rc = setup(&E, ckpt, data, batch, &err);
+  int rc = nn_evalctx_setup(&E, ckpt, data, batch, &err);
   if (!rc) rc = pred_alloc(&P, &E, batch, &err);
   if (!rc && E.rank == 0) rc = pred_open(&P, tmp, &err);
   rc = nn_agree(E.comm, rc, &err);
-  if (!rc) rc = predict_all(&E, &P, &err);
+  if (!rc) rc = nn_evalctx_walk(&E, pred_batch, &P, &err);
   rc = nn_agree(E.comm, rc, &err);
   if (E.rank == 0 && P.f) rc = pred_close(&P, rc, tmp, outp, &err);
   if (rc && E.rank == 0) code = nn_cli_fail(&err);
   else code = rc ? nn_exit_code(rc) : NN_EXIT_OK;
   pred_free(&P);
-  teardown(&E);
+  nn_evalctx_teardown(&E);
   MPI_Finalize();
   return code;
 }

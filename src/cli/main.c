@@ -27,10 +27,11 @@ static const nn_command commands[] = {
   {"prepare", nn_cmd_prepare, "convert a data set (Fashion-MNIST, IDX, CSV, text) into HDF5 shards"},
   {"eval", nn_cmd_eval, "evaluate a checkpoint on a data set (no job file needed)"},
   {"predict", nn_cmd_predict, "write a checkpoint's predictions for a data set as CSV"},
+  {"encode", nn_cmd_encode, "write a layer's outputs (e.g. an autoencoder's codes) as a shard"},
   {"generate", nn_cmd_generate, "sample text from a language model's checkpoint"},
   {"dream", nn_cmd_dream, "the input image that excites a layer, as a PNG (docs/pictures.md)"},
   {"saliency", nn_cmd_saliency, "which pixels a prediction is sensitive to, as a PNG heat map"},
-  {"sample", nn_cmd_sample, "images from a GAN checkpoint's generator, as a PNG grid or a shard"},
+  {"sample", nn_cmd_sample, "images from a GAN checkpoint's generator as a PNG grid; --score: judged by a classifier"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard or a checkpoint holds"},
   {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };

@@ -156,7 +156,22 @@ for kind, n, conf, h, i_s in rows:
 ref = rows[1]
 assert float(ref[2]) > 0.5 and float(ref[4]) > 3, ref  # the classifier tells real classes apart
 PY
+# eval uses both replicas: the discriminator on the test images and the generator's
+# images, as the run's own test figures
+"$NNTRAIN" eval "$ck" "$T/fm/test-*.h5" > "$T/ev" || fail "eval of a GAN checkpoint"
+$PY - "$T/ev" "$T/r1/metrics.jsonl" <<'PY' || fail "eval of a GAN checkpoint differs from the run's test figures"
+import json, re, sys
+ev = open(sys.argv[1]).read()
+loss = float(re.search(r"loss: +([\d.e+-]+)", ev).group(1))
+acc = float(re.search(r"accuracy: +([\d.]+)", ev).group(1))
+last = [json.loads(l) for l in open(sys.argv[2]) if '"test_loss"' in l][-1]
+print("eval of the GAN: loss %.6f accuracy %.4f; the run's test: %.6f %.4f" % (
+    loss, acc, last["test_loss"], last["test_accuracy"]))
+assert abs(loss - last["test_loss"]) < 1e-5 and abs(acc - last["test_accuracy"]) < 1e-4
+PY
 set +e
+"$NNTRAIN" predict "$ck" "$T/fm/test-*.h5" --out "$T/p.csv" 2>"$T/e"; rc=$?
+[ $rc -eq 5 ] && grep -q 'train.task is "gan"' "$T/e" || fail "predict of a GAN: exit $rc: $(cat "$T/e")"
 "$NNTRAIN" sample "$cls" --n 4 --out "$T/x.png" 2>"$T/e"; rc=$?
 [ $rc -eq 5 ] && grep -q "has no generator" "$T/e" || fail "sample of a classifier: exit $rc: $(cat "$T/e")"
 "$NNTRAIN" sample "$ck" --out "$T/x.png" 2>"$T/e"; rc=$?

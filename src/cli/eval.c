@@ -51,7 +51,8 @@ static int share_spec(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, n
 /* The replicas of the checkpoint's task kind for the data's samples, built
  * and checked against the data by the kind's own build (run/task.h), the
  * rules train and check apply; a mismatch is the data's fault here. Rank 0
- * loads the evaluated replica's values from the checkpoint. */
+ * loads every replica's values from the checkpoint (a kind's evaluation may
+ * use them all: a GAN's generator makes the images its discriminator sees). */
 static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, const char *data,
                        nn_error *err) {
   if (nn_task_for_job(E->job, &E->task, err) != 0) return nn_error_at(err, NN_ECKPT, ckpt, 0, 0,
@@ -62,13 +63,16 @@ static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, 
   if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
   E->ev = &E->reps[task->eval_replica];
   if (rc || E->rank != 0) return rc;
-  int g = nn_ckpt_find_replica(s, E->ev->name);
-  if (g < 0) return nn_replica_check_ckpt(E->ev, s, ckpt, 0, err); /* names the gap */
-  if (nn_replica_check_ckpt(E->ev, s, data, 0, err) != 0)
-    return nn_error_at(err, NN_ESHAPE, data, 0, 0,
-                       "the data's samples do not fit the checkpoint's model (%zu parameters "
-                       "stored, %zu for these samples)", s->rep[g].nparams, E->ev->model.nparams);
-  nn_replica_load_ckpt(E->ev, s, 0);
+  for (int i = 0; i < task->nreplicas; i++) {
+    nn_replica *r = &E->reps[i];
+    int g = nn_ckpt_find_replica(s, r->name);
+    if (g < 0) return nn_replica_check_ckpt(r, s, ckpt, 0, err); /* names the gap */
+    if (nn_replica_check_ckpt(r, s, data, 0, err) != 0)
+      return nn_error_at(err, NN_ESHAPE, data, 0, 0,
+                         "the data's samples do not fit the checkpoint's model (%zu parameters "
+                         "stored, %zu for these samples)", s->rep[g].nparams, r->model.nparams);
+    nn_replica_load_ckpt(r, s, 0);
+  }
   return 0;
 }
 
@@ -77,6 +81,7 @@ static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, 
 int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
   nn_ckpt_snapshot s;
   memset(&s, 0, sizeof s);
+  E->ckpt = ckpt;
   int rc = E->rank == 0 ? nn_ckpt_read(ckpt, &s, err) : 0;
   if ((rc = nn_agree(E->comm, rc, err)) != 0) goto out;
   rc = share_spec(E, &s, ckpt, err);
@@ -89,7 +94,8 @@ int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, 
   }
   if (!rc) rc = build_model(E, &s, ckpt, data, err);
   rc = nn_agree(E->comm, rc, err);
-  if (!rc) rc = nn_replica_bcast(E->ev, E->comm, 0, err);
+  for (int i = 0; !rc && E->task && i < E->task->nreplicas; i++)
+    rc = nn_replica_bcast(&E->reps[i], E->comm, 0, err);
 out:
   nn_ckpt_snapshot_free(&s);
   return rc;
@@ -210,6 +216,12 @@ typedef struct pred {
 
 static int pred_alloc(pred *P, const evalctx *E, int batch, nn_error *err) {
   const nn_dataset_info *di = nn_dataset_get_info(E->ds);
+  if (strcmp(E->task->name, "supervised") != 0) /* outputs that are no per-sample prediction */
+    return nn_error_at(err, NN_ECKPT, E->ckpt, 0, 0, "predict writes a supervised model's "
+                       "predictions; this checkpoint's train.task is \"%s\" (%s)", E->task->name,
+                       !strcmp(E->task->name, "gan") ? "nntrain sample draws its images"
+                       : !strcmp(E->task->name, "autoencoder") ? "nntrain encode --layer writes "
+                       "any layer's outputs, the reconstructions too" : "use nntrain eval");
   if (di->token_labels || di->stream) /* one CSV row per sample: not for per-token data */
     return nn_error_at(err, NN_EDATA, nn_dataset_file(E->ds, 0), 0, 0, "predict writes one row "
                        "per sample; this data has a label per timestep (use eval for its "

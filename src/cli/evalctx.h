@@ -24,6 +24,7 @@ typedef struct evalctx {
   const nn_task_ops *task;   /* the checkpoint's task kind */
   nn_replica reps[NN_TASK_MAX_REPLICAS]; /* the checkpoint's task's replicas, evaluation only */
   nn_replica *ev;            /* the one the task evaluates */
+  const char *ckpt;          /* the checkpoint's path (messages) */
 } evalctx;
 
 /* MPI up (nn_cli_mpi_init) and E->job allocated: 0, or the exit code (rank 0

@@ -548,7 +548,9 @@ int nn_metrics_report(FILE *out, const nn_metrics_result *res,
                       const char *const *class_names, nn_error *err) {
   if (!out || !res) return nn_error_set(err, NN_EINVAL, "metrics: report needs a stream and a result");
   fprintf(out, "samples: %.0f\nloss:    %.6g\n", res->count, res->loss);
-  if (res->multilabel) {
+  if (res->per_token) { /* loss and accuracy only (language models, a GAN's discriminator) */
+    fprintf(out, "accuracy: %.4f\n", res->accuracy);
+  } else if (res->multilabel) {
     report_multilabel(out, res);
   } else if (res->num_classes == 0) {
     fprintf(out, "mse:     %.6g\nmae:     %.6g\nr2:      %.6g\n", res->mse, res->mae, res->r2);

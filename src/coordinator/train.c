@@ -984,8 +984,11 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
   char el[32], eta[32];
   nn_fmt_duration(elapsed, el, sizeof el);
   nn_fmt_duration(per_epoch * (job->train.epochs - epoch - 1), eta, sizeof eta);
-  int cls = nn_dataset_get_info(R->data.train_ds)->num_classes > 0;
   const nn_metrics_result *test = R->data.test_L ? &R->tres : NULL;
+  /* class figures when the data has classes and the task reports them (not a
+   * task with figures of its own: GAN, VAE) */
+  int cls = nn_dataset_get_info(R->data.train_ds)->num_classes > 0 &&
+            !(f->val && f->val->nfigs) && !(test && test->nfigs) && !R->task->evaluate;
   char line[512];
   int k = snprintf(line, sizeof line, "epoch %*d/%d  loss %.4f", job->train.epochs >= 10 ? 2 : 1,
                    epoch + 1, job->train.epochs, f->train_loss);
@@ -996,12 +999,16 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
       k += snprintf(line + k, sizeof line - k, "  val_bpt %.3f  val_acc %6.2f%%",
                     f->val->loss / log(2.0), 100 * f->val->accuracy);
     if (cls) k += snprintf(line + k, sizeof line - k, "  val_acc %6.2f%%", 100 * f->val->accuracy);
+    for (int i = 0; i < f->val->nfigs; i++)
+      k += snprintf(line + k, sizeof line - k, "  val_%s %.4g", f->val->fig_name[i], f->val->fig[i]);
     if (f->val->multilabel) /* multi-label: mean average precision, macro ROC AUC */
       k += snprintf(line + k, sizeof line - k, "  val_map %.4f  val_roc_auc %.4f", f->val->map,
                     f->val->roc_auc);
   }
   if (test) {
     k += snprintf(line + k, sizeof line - k, "  test_loss %.4f", test->loss);
+    for (int i = 0; i < test->nfigs; i++)
+      k += snprintf(line + k, sizeof line - k, "  test_%s %.4g", test->fig_name[i], test->fig[i]);
     if (cls) k += snprintf(line + k, sizeof line - k, "  test_acc %6.2f%%", 100 * test->accuracy);
   }
   nn_runlog_say(&R->log, "%s  lr %.3g  %.0f samples/s  elapsed %s  ETA %s\n", line, R->state.lr,

@@ -548,7 +548,9 @@ int nn_metrics_report(FILE *out, const nn_metrics_result *res,
                       const char *const *class_names, nn_error *err) {
   if (!out || !res) return nn_error_set(err, NN_EINVAL, "metrics: report needs a stream and a result");
   fprintf(out, "samples: %.0f\nloss:    %.6g\n", res->count, res->loss);
-  if (res->per_token) { /* loss and accuracy only (language models, a GAN's discriminator) */
+  if (res->nfigs > 0) { /* a task's own figures */
+    for (int i = 0; i < res->nfigs; i++) fprintf(out, "%s: %.6g\n", res->fig_name[i], res->fig[i]);
+  } else if (res->per_token) { /* loss and accuracy only (language models) */
     fprintf(out, "accuracy: %.4f\n", res->accuracy);
   } else if (res->multilabel) {
     report_multilabel(out, res);

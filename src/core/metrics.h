@@ -132,6 +132,8 @@ enum {
 
 /* Final figures. Figures that cannot be computed are NaN (e.g. everything
  * when count == 0, roc_auc unless binary with both classes present). */
+#define NN_METRICS_MAX_FIGS 4
+
 typedef struct nn_metrics_result {
   int per_token;              /* 1: a language model's figures (run/tasks/lm.c): count
                                  is tokens, loss and accuracy are per token; the
@@ -183,6 +185,12 @@ typedef struct nn_metrics_result {
   double mse;
   double mae;
   double r2;                  /* mean over outputs of 1 - SSE/SST (see docs) */
+  /* A task's own figures (a GAN's discriminator accuracy, a VAE's ELBO): with
+   * nfigs > 0 the result is loss plus these alone, written as <prefix>_<name>
+   * (run/tasks/; per_token, classes and targets unset) */
+  int nfigs;
+  char fig_name[NN_METRICS_MAX_FIGS][24];
+  double fig[NN_METRICS_MAX_FIGS];
 } nn_metrics_result;
 
 /* Compute the figures from acc->data (after the all-reduce). res must be

@@ -100,7 +100,9 @@ void nn_json_metrics(json_t *o, const nn_metrics_result *res, const char *prefix
     nn_json_num(o, key, (v));                                      \
   } while (0)
   PUT("loss", res->loss);
-  if (res->per_token) { /* a language model: bits per token = loss / ln 2 */
+  if (res->nfigs > 0) { /* a task's own figures (run/tasks/) */
+    for (int i = 0; i < res->nfigs; i++) PUT(res->fig_name[i], res->fig[i]);
+  } else if (res->per_token) { /* a language model: bits per token = loss / ln 2 */
     PUT("bits_per_token", res->loss / log(2.0));
     PUT("accuracy", res->accuracy);
   } else if (res->multilabel) { /* accuracy: every label of the sample right */

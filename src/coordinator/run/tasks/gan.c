@@ -274,7 +274,9 @@ static int gan_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
   res->count = g[2];
   res->loss = g[2] > 0 ? g[0] / g[2] : NAN;
   res->accuracy = g[2] > 0 ? g[1] / g[2] : NAN;
-  res->per_token = 1; /* loss and accuracy only (not per class) */
+  res->nfigs = 1; /* the loss and the discriminator's accuracy alone */
+  snprintf(res->fig_name[0], sizeof res->fig_name[0], "accuracy");
+  res->fig[0] = res->accuracy;
   return 0;
 }
 

@@ -101,7 +101,7 @@ has shape shape.err "model.input_shape [783] does not match the data's sample sh
 
 # the task kind comes from the task table
 run task 3 check mlp.toml --set train.task=bogus
-has task task.err 'train.task = "bogus": expected one of "supervised", "language_model", "autoencoder", "gan", "test_twin"'
+has task task.err 'train.task = "bogus": expected one of "supervised", "language_model", "autoencoder", "vae", "gan", "test_twin"'
 
 # --- bad job files: exit 3, one line with file:line:col ------------------------
 printf '[data]\ntrain = "data/train-*.h5"\n[[model.layers]]\ntype = "dense"\nunits = 10\n[train]\nbacth_size = 3\n' >typo.toml

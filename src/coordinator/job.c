@@ -181,7 +181,8 @@ static const nn_key train_keys[] = {
    .help = "Kind of training, a row of the task table (src/coordinator/run/task.c; "
            "docs/tasks.md): \"supervised\", one model learning the data's labels or "
            "targets; \"language_model\", the next token of a token stream (train.bptt); "
-           "\"autoencoder\", each sample its own target; \"gan\", a generator and a "
+           "\"autoencoder\", each sample its own target; \"vae\", a variational "
+           "autoencoder (a `sample` layer; the ELBO reported); \"gan\", a generator and a "
            "discriminator (train.gan_*). \"test_twin\" is for the test suite only."},
   {.name = "on_nonfinite", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, on_nonfinite),
    .size = SZ(nn_job_train, on_nonfinite), .def = "\"stop\"", .choices = "stop|skip|rollback",

@@ -1144,7 +1144,14 @@ static int report_end(run *R, nn_error *err) {
   }
   if (R->data.test_L && res->epochs > 0 && res->test_loss >= 0) {
     long long n = nn_dataset_get_info(R->data.test_ds)->n;
-    if (nn_dataset_get_info(R->data.train_ds)->num_classes > 0)
+    if (R->tres.nfigs > 0) { /* a task's own figures: GAN, VAE */
+      char line[256];
+      int k = 0;
+      for (int i = 0; i < R->tres.nfigs; i++)
+        k += snprintf(line + k, sizeof line - (size_t)k, ", test %s %.6g", R->tres.fig_name[i],
+                      R->tres.fig[i]);
+      nn_runlog_say(&R->log, "test loss: %.6g (%lld samples)%s\n", res->test_loss, n, line);
+    } else if (nn_dataset_get_info(R->data.train_ds)->num_classes > 0 && !R->task->evaluate)
       nn_runlog_say(&R->log, "test accuracy: %.2f%% (%lld samples), test loss %.4f\n",
                     100 * res->test_acc, n, res->test_loss);
     else

@@ -187,6 +187,36 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   return 0;
 }
 
+void nn_step_begin(nn_stepper *s, uint64_t step) {
+  nn_model_zero_grad(s->model);
+  if (s->sync) nn_gradsync_begin_step(s->sync, (long)step + 1);
+}
+
+void nn_step_on_ready(void *sync, size_t offset, size_t count) {
+  nn_gradsync_ready(sync, offset, count);
+}
+
+int nn_step_finish(nn_stepper *s, double lr, nn_step_stats *st, nn_error *err) {
+  nn_model *m = s->model;
+  if (s->sync) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r = nn_gradsync_finish(s->sync, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    st->sync_wait_s += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (r) return r;
+  }
+  s->nonfinite = !nn_floats_finite(m->grads, m->ntrainable);
+  if (s->nonfinite) {
+    st->nonfinite += 1;
+    return 0;
+  }
+  if (s->clip_value > 0) nn_clip_by_value(m->grads, m->ntrainable, s->clip_value);
+  if (s->clip_norm > 0) s->grad_norm = nn_clip_by_norm(m->grads, m->ntrainable, s->clip_norm);
+  nn_optim_step(s->optim, m->params, m->grads, lr);
+  return 0;
+}
+
 double nn_step_loss(nn_stepper *s, const nn_batch *b, const float *out) {
   return b->n > 0 ? batch_loss(s, b, out, 1.0f, NULL) : 0.0;
 }

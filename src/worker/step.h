@@ -75,6 +75,16 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
                     nn_error *err);
 void nn_stepper_free(nn_stepper *s);
 
+/* The pieces of a step for task kinds with a loss of their own (run/tasks/:
+ * GAN, VAE), in this order: nn_step_begin (zero the gradients, start the
+ * sync), forward and backward passes (the last backward passes
+ * nn_step_on_ready, s->sync as its user; earlier ones NULL: a second pass
+ * still adds), nn_step_finish (wait for the sync, timed into st; then, the
+ * same on every rank, the non-finite check, clipping and the optimizer). */
+void nn_step_begin(nn_stepper *s, uint64_t step);
+void nn_step_on_ready(void *sync, size_t offset, size_t count);
+int nn_step_finish(nn_stepper *s, double lr, nn_step_stats *st, nn_error *err);
+
 /* One optimizer step on batch b at learning rate lr; adds to st (loss_sum
  * includes this rank's share, b->n / global_n, of the weight penalty). */
 int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,

@@ -12,11 +12,13 @@ extern const nn_task_ops nn_task_twin;
 extern const nn_task_ops nn_task_lm;
 extern const nn_task_ops nn_task_gan;
 extern const nn_task_ops nn_task_autoencoder;
+extern const nn_task_ops nn_task_vae;
 
 static const nn_task_ops *const kinds[] = {
     &nn_task_supervised,
     &nn_task_lm,
     &nn_task_autoencoder,
+    &nn_task_vae,
     &nn_task_gan,
     &nn_task_twin,
     NULL,

@@ -157,34 +157,6 @@ static double bce(const float *l, int n, int t, float scale, float *dl, double *
   return sum;
 }
 
-static void ready_cb(void *user, size_t offset, size_t count) {
-  nn_gradsync_ready(user, offset, count);
-}
-
-/* The tail of a replica's step after its backward passes: the gradient
- * sync, then (the same on every rank) the non-finite check, clipping and
- * the optimizer, as worker/step.c does for one model. */
-static int finish(nn_replica *r, double lr, nn_step_stats *st, nn_error *err) {
-  nn_model *m = &r->model;
-  if (r->sync) {
-    int rc = nn_gradsync_finish(r->sync, err);
-    if (rc) return rc;
-  }
-  if (!nn_floats_finite(m->grads, m->ntrainable)) {
-    st->nonfinite += 1;
-    return 0;
-  }
-  if (r->st.clip_value > 0) nn_clip_by_value(m->grads, m->ntrainable, r->st.clip_value);
-  if (r->st.clip_norm > 0) nn_clip_by_norm(m->grads, m->ntrainable, r->st.clip_norm);
-  nn_optim_step(&r->optim, m->params, m->grads, lr);
-  return 0;
-}
-
-static void begin(nn_replica *r, uint64_t step) {
-  nn_model_zero_grad(&r->model);
-  if (r->sync) nn_gradsync_begin_step(r->sync, (long)step + 1);
-}
-
 static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
                     nn_step_stats *st, nn_error *err) {
   nn_replica *G = &reps[GEN], *D = &reps[DIS];
@@ -196,7 +168,7 @@ static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
   nn_run_ctx ctx = {.training = 1, .step = step, .sample0 = b->sample0, .act_scale = 0};
 
   /* the discriminator: real images are 1, generated ones 0 */
-  begin(D, step);
+  nn_step_begin(&D->st, step);
   if (n > 0) {
     ctx.seed = D->seed;
     const float *l = nn_model_forward(&D->model, b->x, n, &ctx);
@@ -208,14 +180,14 @@ static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
     ctx.seed = D->seed;
     l = nn_model_forward(&D->model, fake, n, &ctx);
     st->loss_sum += bce(l, n, 0, scale, dl, &st->correct);
-    nn_model_backward(&D->model, fake, dl, n, &ctx, D->sync ? ready_cb : NULL, D->sync);
+    nn_model_backward(&D->model, fake, dl, n, &ctx, D->sync ? nn_step_on_ready : NULL, D->sync);
     st->count += 2.0 * n;
   }
-  if ((rc = finish(D, lr[DIS], st, err)) != 0) return rc;
+  if ((rc = nn_step_finish(&D->st, lr[DIS], st, err)) != 0) return rc;
   if ((step + 1) % (uint64_t)job->train.gan_d_steps != 0) return 0;
 
   /* the generator: its images should pass for real (non-saturating loss) */
-  begin(G, step);
+  nn_step_begin(&G->st, step);
   if (n > 0) {
     draw_noise(G, b, PHASE_G, step, z);
     ctx.seed = G->seed;
@@ -227,9 +199,9 @@ static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
     frozen.frozen = 1; /* the discriminator's input gradient only */
     nn_model_backward_dx(&D->model, fake, dl, dfake, n, &frozen, NULL, NULL);
     ctx.seed = G->seed;
-    nn_model_backward(&G->model, z, dfake, n, &ctx, G->sync ? ready_cb : NULL, G->sync);
+    nn_model_backward(&G->model, z, dfake, n, &ctx, G->sync ? nn_step_on_ready : NULL, G->sync);
   }
-  return finish(G, lr[GEN], st, err);
+  return nn_step_finish(&G->st, lr[GEN], st, err);
 }
 
 /* The discriminator on the test images and as many fakes (noise keyed by

@@ -1,0 +1,159 @@
+/* vae.c: the variational autoencoder task (docs/tasks.md#vae): one replica
+ * ("model"), an encoder that writes a mean and a log-variance, a `sample`
+ * layer (core/layers/sample.h: z = mu + sigma * eps, the noise from the
+ * counter-based generator keyed by the global sample, so runs are
+ * N-invariant), and a decoder that writes the input back.
+ *
+ * The loss of one image is the negative evidence lower bound of Kingma &
+ * Welling (2014) with a beta weight on its KL term:
+ *   reconstruction  the SUM over the image's values of binary cross-entropy
+ *                   from logits (data in [0, 1]: data.normalize = false) or
+ *                   of squared errors (train.loss = "mse"),
+ *   + beta * KL(N(mu, sigma^2) || N(0, 1)), the sample layer's (its `beta`),
+ * averaged over the global batch. Evaluation runs the sample layer in
+ * evaluation mode (z = mu) and reports, per image, the reconstruction, the KL
+ * and the ELBO = -(reconstruction + KL) (beta = 1, the bound itself), as
+ * val_/test_ recon, kl and elbo; the loss is the objective, reconstruction +
+ * beta * KL. */
+#include <math.h>
+#include <string.h>
+
+#include "coordinator/run/task.h"
+#include "core/layers/sample.h"
+#include "core/loss.h"
+#include "worker/agree.h"
+#include "worker/collective.h"
+
+/* The model's sample layers' beta-weighted KL of the last forward, and the
+ * plain KL (nn_sample_penalty, nn_sample_kl). */
+
+static int has_sample_layer(const nn_model *m) {
+  for (int i = 0; i < m->nlayers; i++)
+    if (!strcmp(m->layers[i].ops->type, "sample")) return 1;
+  return 0;
+}
+
+static int vae_check(const nn_job *job, const nn_model *m, const nn_dataset_info *di,
+                     nn_error *err) {
+  char a[64], b[64];
+  int loss = nn_loss_parse(job->train.loss);
+  if (di && (di->vocab_size > 0 || di->stream))
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\" reconstructs "
+                       "images or feature vectors, not token sequences");
+  if (loss != NN_LOSS_BCE && loss != NN_LOSS_MSE)
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\": train.loss "
+                       "must be \"binary_cross_entropy\" (data in [0, 1]) or \"mse\", not \"%s\"",
+                       job->train.loss);
+  if (loss == NN_LOSS_BCE && job->data.normalize)
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\" with "
+                       "binary_cross_entropy reconstructs values in [0, 1]: set "
+                       "data.normalize = false");
+  if (!has_sample_layer(m))
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\": the model "
+                       "has no `sample` layer (the encoder writes [2 * latent] means and "
+                       "log-variances, a sample layer draws z, the decoder follows)");
+  if (nn_shape_count(&m->out) != nn_shape_count(&m->in))
+    return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\": the model's "
+                       "output %s has %zu values, its input %s has %zu: the decoder must write "
+                       "as many values as the input", nn_shape_str(&m->out, a, sizeof a),
+                       nn_shape_count(&m->out), nn_shape_str(&m->in, b, sizeof b),
+                       nn_shape_count(&m->in));
+  return 0;
+}
+
+static int vae_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                     const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+                     nn_error *err) {
+  nn_shape in = {.ndim = job->model.input_ndim};
+  int rc = 0;
+  if (di) rc = nn_replica_input_shape(job, &di->sample, where, &in, err);
+  else for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  if (!rc) rc = nn_replica_build(&reps[0], t->replicas[0], 0, job, &in, o, err);
+  if (!rc) rc = vae_check(job, &reps[0].model, di, err);
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  return rc;
+}
+
+/* The reconstruction of x by out [n, k], summed over the k values of each
+ * sample and over the samples; dout = scale * its gradient when dout. */
+static double recon(const nn_stepper *s, const float *out, const float *x, int n, int k,
+                    float scale, float *dout) {
+  /* the losses average over the k values; the sum over them is k times that */
+  float sk = scale * (float)k;
+  double mean = s->loss == NN_LOSS_BCE ? nn_loss_bce(out, x, n, k, sk, dout)
+                                       : nn_loss_mse(out, x, n, k, sk, dout);
+  return mean * k;
+}
+
+static int vae_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
+                    nn_step_stats *st, nn_error *err) {
+  nn_replica *r = &reps[0];
+  nn_model *m = &r->model;
+  nn_step_begin(&r->st, step);
+  if (b->n > 0) {
+    nn_run_ctx ctx = {.training = 1, .seed = r->seed, .step = step, .sample0 = b->sample0,
+                      .act_scale = 1.0f / (float)b->global_n}; /* the KL's gradient scale */
+    const float *out = nn_model_forward(m, b->x, b->n, &ctx);
+    int k = (int)nn_shape_count(&m->out);
+    double l = recon(&r->st, out, b->x, b->n, k, 1.0f / (float)b->global_n, r->st.dout);
+    if (!isfinite(l)) r->st.dout[0] = NAN; /* every rank's verdict: non-finite (step.h) */
+    st->loss_sum += l + nn_sample_penalty(m);
+    st->count += b->n;
+    nn_model_backward(m, b->x, r->st.dout, b->n, &ctx, r->sync ? nn_step_on_ready : NULL,
+                      r->sync);
+  }
+  return nn_step_finish(&r->st, lr[0], st, err);
+}
+
+static int vae_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L, nn_metrics_acc *acc,
+                        MPI_Comm comm, nn_ring *ctl, int64_t step, nn_metrics_result *res,
+                        nn_error *err) {
+  (void)acc;
+  nn_replica *r = &reps[t->eval_replica];
+  nn_model *m = &r->model;
+  memset(res, 0, sizeof *res);
+  double g[4] = {0, 0, 0, 0}; /* reconstruction, KL, beta * KL, samples */
+  int rc = nn_loader_start(L, 0, 0, err);
+  nn_run_ctx ctx = {.training = 0, .seed = r->seed};
+  const nn_batch *b;
+  int k = (int)nn_shape_count(&m->out);
+  while (!rc) {
+    if ((rc = nn_loader_next(L, &b, err)) != 0 || !b) break;
+    if (b->n == 0) continue;
+    ctx.sample0 = b->sample0;
+    const float *out = nn_model_forward(m, b->x, b->n, &ctx);
+    g[0] += recon(&r->st, out, b->x, b->n, k, 1.0f, NULL);
+    g[1] += nn_sample_kl(m);
+    g[2] += nn_sample_penalty(m);
+    g[3] += b->n;
+  }
+  int brc = nn_watched_barrier(ctl, step, err);
+  if (brc) return brc;
+  if ((rc = nn_agree(comm, rc, err)) != 0) return rc;
+  if ((rc = nn_allreduce_sum_f64(comm, g, 4, err)) != 0) return rc;
+  double n = g[3] > 0 ? g[3] : NAN;
+  res->count = g[3];
+  res->loss = (g[0] + g[2]) / n;
+  res->accuracy = NAN;
+  const char *names[3] = {"elbo", "recon", "kl"};
+  double figs[3] = {-(g[0] + g[1]) / n, g[0] / n, g[1] / n};
+  res->nfigs = 3;
+  for (int i = 0; i < 3; i++) {
+    snprintf(res->fig_name[i], sizeof res->fig_name[i], "%s", names[i]);
+    res->fig[i] = figs[i];
+  }
+  return 0;
+}
+
+const nn_task_ops nn_task_vae = {
+    .name = "vae",
+    .help = "a variational autoencoder: reconstruction + beta * KL (a `sample` layer), the "
+            "ELBO reported",
+    .nreplicas = 1,
+    .replicas = {"model"},
+    .eval_replica = 0,
+    .build = vae_build,
+    .step = vae_step,
+    .evaluate = vae_evaluate,
+};

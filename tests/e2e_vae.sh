@@ -6,6 +6,8 @@
 #     noise is keyed by the global sample;
 #   - an interrupted run resumes bit-exactly at -np 2 and 3;
 #   - nntrain eval of the checkpoint gives the run's last test figures;
+#   - nntrain sample draws images from the decoder (deterministic by seed) and shows
+#     test images above their reconstructions (--reconstruct);
 #   - bad set-ups fail once, clearly, exit 3.
 set -euo pipefail
 : "${NNTRAIN:?}"
@@ -97,6 +99,40 @@ last = [json.loads(l) for l in open(sys.argv[2]) if '"test_elbo"' in l][-1]
 print("eval of the VAE: ELBO %.4f; the run's test: %.4f" % (elbo, last["test_elbo"]))
 assert abs(elbo - last["test_elbo"]) < 1e-4 * abs(elbo)
 PY
+
+# nntrain sample: the decoder from drawn codes (deterministic by seed), and
+# --reconstruct: 8 test images above their reconstructions
+"$NNTRAIN" sample "$ck" --n 16 --out "$T/s1.png" >/dev/null || fail "sample of a VAE"
+"$NNTRAIN" sample "$ck" --n 16 --out "$T/s1b.png" >/dev/null || fail "sample of a VAE again"
+"$NNTRAIN" sample "$ck" --n 16 --seed 2 --out "$T/s2.png" >/dev/null || fail "sample seed 2"
+cmp -s "$T/s1.png" "$T/s1b.png" || fail "sample of a VAE: the same seed gave different pictures"
+cmp -s "$T/s1.png" "$T/s2.png" && fail "sample of a VAE: seeds 1 and 2 gave the same picture"
+"$NNTRAIN" sample "$ck" --n 8 --reconstruct --data "$T/fm/test-*.h5" --zoom 1 --out "$T/rec.png" \
+  >/dev/null || fail "sample --reconstruct"
+$PY - "$T" <<'PY' || fail "sample pictures"
+import struct, sys, zlib
+T = sys.argv[1]
+def size(p):
+    b = open(p, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", b[16:24])
+assert size(T + "/s1.png") == (4 * 56 + 3, 4 * 56 + 3), size(T + "/s1.png")   # 16: 4 x 4, zoom 2
+assert size(T + "/rec.png") == (8 * 28 + 7, 2 * 28 + 1), size(T + "/rec.png")  # 8 over 8
+PY
+# an autoencoder's reconstructions; it has no prior to draw from
+job relu mse false 784 | sed 's/^task = "vae"/task = "autoencoder"/' > "$T/ae.toml"
+"$NNTRAIN" "$T/ae.toml" --set "run.dir=\"$T/ae\"" --steps 20 --no-progress --quiet || fail "autoencoder"
+ae=$(ls "$T"/ae/checkpoints/*.h5 | tail -1)
+"$NNTRAIN" sample "$ae" --n 4 --reconstruct --data "$T/fm/test-*.h5" --zoom 1 --out "$T/aerec.png" \
+  >/dev/null || fail "sample --reconstruct of an autoencoder"
+$PY -c 'import struct,sys; b=open(sys.argv[1],"rb").read(); assert struct.unpack(">II", b[16:24]) == (4*28+3, 2*28+1)' \
+  "$T/aerec.png" || fail "an autoencoder's reconstructions: the picture's size"
+set +e
+"$NNTRAIN" sample "$ae" --n 4 --out "$T/x.png" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "no prior" "$T/e" || fail "sample of an autoencoder: exit $rc: $(cat "$T/e")"
+"$NNTRAIN" sample "$ck" --n 12 --reconstruct --out "$T/x.png" 2>"$T/e"; rc=$?
+[ $rc -eq 2 ] && grep -q "multiple of 8" "$T/e" || fail "--reconstruct --n 12: exit $rc: $(cat "$T/e")"
+set -e
 
 for np in 2 3; do
   $MPI -np $np "$NNTRAIN" "$T/job.toml" --set "run.dir=\"$T/full$np\"" --steps 80 \

@@ -252,6 +252,44 @@ static void test_refusals(void) {
   ASSERT_TRUE(strstr(e.msg, "nn_model_fuse") != NULL);
 }
 
+/* nn_model_forward_from: from flatten3's output (layer 4) only dense4 runs
+ * and gives the full forward's output bit for bit; from tanh1 (layer 1) the
+ * residual's add reads tanh1 itself (fine), from conv2d0's body conv (layer
+ * 2) the add reads tanh1, before it: refused; so are a layer out of range
+ * and a fused model. */
+static void test_forward_from(void) {
+  nn_model a;
+  ASSERT_OK(build_full(&a));
+  static float x[NX];
+  fill(x, NX, 21);
+  nn_run_ctx ctx = {.training = 0, .seed = 1};
+  size_t no = NB * nn_shape_count(&a.out), nh = NB * nn_shape_count(&a.layers[4].out);
+  float *full = malloc(no * sizeof *full), *h = malloc(nh * sizeof *h);
+  ASSERT_TRUE(full && h);
+  memcpy(full, nn_model_forward(&a, x, NB, &ctx), no * sizeof *full);
+  memcpy(h, a.act + a.act_off[4], nh * sizeof *h);
+  memset(a.act, 0, sizeof(float) * a.act_off[4]); /* the layers before are not read */
+  const float *out = NULL;
+  nn_error e;
+  nn_error_clear(&e);
+  ASSERT_OK(nn_model_forward_from(&a, 4, h, NB, &ctx, &out, &e));
+  ASSERT_TRUE(out != NULL && memcmp(out, full, no * sizeof *full) == 0);
+  ASSERT_OK(nn_model_forward_from(&a, 1, a.act + a.act_off[1], NB, &ctx, &out, &e));
+  ASSERT_EQ_INT(nn_model_forward_from(&a, 2, h, NB, &ctx, &out, &e), NN_EUSAGE);
+  ASSERT_TRUE(out == NULL && strstr(e.msg, "which comes before it") != NULL);
+  ASSERT_EQ_INT(nn_model_forward_from(&a, 6, h, NB, &ctx, &out, &e), NN_EUSAGE);
+  free(full);
+  free(h);
+  nn_model_free(&a);
+  nn_layer_cfg c[4] = {conv(16), cfg_of("batchnorm"), cfg_of("relu"), cfg_of("flatten")};
+  nn_model m;
+  ASSERT_OK(nn_model_build(&m, &in_shape, c, 4, NB, &e));
+  int fused = nn_model_fuse(&m, 1);
+  int rc = nn_model_forward_from(&m, 0, x, NB, &ctx, &out, &e);
+  nn_model_free(&m);
+  if (fused) ASSERT_EQ_INT(rc, NN_EUSAGE);
+}
+
 TEST_MAIN(TEST(test_matches_truncated_model), TEST(test_skips_layers_off_the_path),
           TEST(test_last_layer_is_backward_dx),
-          TEST(test_finite_differences), TEST(test_refusals))
+          TEST(test_finite_differences), TEST(test_refusals), TEST(test_forward_from))

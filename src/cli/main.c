@@ -31,7 +31,7 @@ static const nn_command commands[] = {
   {"generate", nn_cmd_generate, "sample text from a language model's checkpoint"},
   {"dream", nn_cmd_dream, "the input image that excites a layer, as a PNG (docs/pictures.md)"},
   {"saliency", nn_cmd_saliency, "which pixels a prediction is sensitive to, as a PNG heat map"},
-  {"sample", nn_cmd_sample, "images from a GAN checkpoint's generator as a PNG grid; --score: judged by a classifier"},
+  {"sample", nn_cmd_sample, "a GAN's or a VAE's images, or an autoencoder's reconstructions, as a PNG"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard or a checkpoint holds"},
   {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };

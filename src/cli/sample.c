@@ -29,6 +29,9 @@
 #include "coordinator/run/task.h"
 #include "coordinator/run/tasks/gan.h"
 #include "core/mem.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "worker/dataset.h"
 #include "worker/png.h"
 
 #define SAMPLE_MAX_N 1000000
@@ -36,9 +39,13 @@
 static void help(FILE *f) {
   fprintf(f,
           "usage: nntrain sample CKPT.h5 --n N [--seed S] [--zoom Z] [--out FILE.png]\n"
+          "                      [--reconstruct] [--data GLOB]\n"
           "                      [--score CLASSIFIER.h5 [--reference DATA_GLOB]]\n\n"
-          "N images from a GAN checkpoint's generator (train.task = \"gan\"), from noise\n"
-          "vectors 0..N-1 of seed S (default 1): the same S gives the same images.\n"
+          "N images from a GAN checkpoint's generator (train.task = \"gan\") or a VAE's\n"
+          "decoder (train.task = \"vae\"), from noise vectors 0..N-1 of seed S (default 1):\n"
+          "the same S gives the same images. --reconstruct (autoencoders and VAEs): the\n"
+          "first N images of the data (--data GLOB, default the job's data.train) with\n"
+          "their reconstructions, each image above its reconstruction.\n"
           "--out: a grid of them as a PNG (each pixel Z x Z, default 2).\n"
           "--score: how a classifier's checkpoint sees them: its mean confidence, the\n"
           "entropy (bits) of its predicted-class histogram and the inception score;\n"
@@ -47,8 +54,9 @@ static void help(FILE *f) {
 }
 
 typedef struct sample_opts {
-  const char *ckpt, *out, *score, *reference;
+  const char *ckpt, *out, *score, *reference, *data;
   long long n, seed, zoom;
+  int reconstruct;
 } sample_opts;
 
 static int ends_with(const char *s, const char *tail) {
@@ -61,10 +69,14 @@ static int parse(int argc, char **argv, sample_opts *o) {
   *o = (sample_opts){.n = -1, .seed = 1, .zoom = 2};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--out") || !strcmp(a, "--score") || !strcmp(a, "--reference")) {
+    if (!strcmp(a, "--reconstruct")) {
+      o->reconstruct = 1;
+    } else if (!strcmp(a, "--out") || !strcmp(a, "--score") || !strcmp(a, "--reference") ||
+               !strcmp(a, "--data")) {
       if (!v || !*v) return nn_cli_usage_error(cmd, "%s needs a file", a);
       if (a[2] == 'o') o->out = v;
       else if (a[2] == 's') o->score = v;
+      else if (a[2] == 'd') o->data = v;
       else o->reference = v;
       i++;
     } else if (!strcmp(a, "--n") || !strcmp(a, "--seed") || !strcmp(a, "--zoom")) {
@@ -93,6 +105,10 @@ static int parse(int argc, char **argv, sample_opts *o) {
   if (o->out && !ends_with(o->out, ".png"))
     return nn_cli_usage_error(cmd, "--out '%s': the name must end in .png", o->out);
   if (o->reference && !o->score) return nn_cli_usage_error(cmd, "--reference needs --score");
+  if (o->reconstruct && !o->out) return nn_cli_usage_error(cmd, "--reconstruct needs --out FILE.png");
+  if (o->reconstruct && o->n > 8 && o->n % 8)
+    return nn_cli_usage_error(cmd, "--reconstruct shows rows of 8: --n must be a multiple of 8 "
+                              "(or at most 8), got %lld", o->n);
   return -1;
 }
 
@@ -140,19 +156,120 @@ static void unload(sampler *S) {
   free(S->job);
 }
 
-/* The images' shape: the discriminator's input (what the data's were). */
-static nn_shape image_shape(const sampler *S) { return S->reps[1].model.in; }
+/* A batch of images [n, C, H, W], on the data's stored scale when raw (the
+ * range [lo, hi] then maps to black .. white), else on the model's own
+ * (normalized) scale, drawn with the batch's min and max. */
+typedef struct images {
+  float *x;
+  int n, C, H, W;
+  int raw;
+  float lo, hi;
+} images;
 
-static int write_png(const sampler *S, const sample_opts *o, const float *x, nn_error *err) {
-  nn_shape img = image_shape(S);
-  int C = img.ndim == 3 ? img.dim[0] : 1, H = img.ndim == 3 ? img.dim[1] : 1;
-  int W = img.ndim == 3 ? img.dim[2] : (int)nn_shape_count(&img);
-  if (C != 1 && C != 3)
-    return nn_error_at(err, NN_ECKPT, o->ckpt, 0, 0, "the generator writes %d channels: a "
-                       "picture needs 1 or 3 (write FILE.h5 instead)", C);
-  nn_png_grid_opts g = {.cols = 0, .lo = 0, .hi = S->job->data.normalize ? 0 : 1,
+static int write_png(const images *im, const sample_opts *o, int cols, nn_error *err) {
+  if (im->C != 1 && im->C != 3)
+    return nn_error_at(err, NN_ECKPT, o->ckpt, 0, 0, "the model writes %d channels: a picture "
+                       "needs 1 or 3", im->C);
+  nn_png_grid_opts g = {.cols = cols, .lo = im->raw ? im->lo : 0, .hi = im->raw ? im->hi : 0,
                         .zoom = (int)o->zoom, .gap = 128};
-  return nn_png_grid(o->out, x, (int)o->n, C, H, W, &g, err);
+  return nn_png_grid(o->out, im->x, im->n, im->C, im->H, im->W, &g, err);
+}
+
+/* A GAN's: its generator's images. */
+static int gan_images(const sample_opts *o, images *im, nn_error *err) {
+  sampler S;
+  memset(&S, 0, sizeof S);
+  int rc = load(&S, o->ckpt, err);
+  float *z = NULL;
+  if (!rc) {
+    nn_shape img = S.reps[1].model.in; /* the discriminator's input: the data's shape */
+    im->C = img.ndim == 3 ? img.dim[0] : 1;
+    im->H = img.ndim == 3 ? img.dim[1] : 1;
+    im->W = img.ndim == 3 ? img.dim[2] : (int)nn_shape_count(&img);
+    im->n = (int)o->n;
+    im->raw = !S.job->data.normalize; /* trained on the stored [0, 1] (a sigmoid output) */
+    im->lo = 0;
+    im->hi = 1;
+    size_t count = nn_shape_count(&S.g->model.out), latent = (size_t)S.g->model.in.dim[0];
+    im->x = nn_malloc((size_t)o->n * count * sizeof *im->x);
+    z = nn_malloc((size_t)S.g->model.max_batch * latent * sizeof *z);
+    if (!im->x || !z) rc = nn_error_set(err, NN_ENOMEM, "out of memory for %lld images", o->n);
+  }
+  if (!rc) nn_gan_generate(S.g, (uint64_t)o->seed, 0, (int)o->n, z, im->x);
+  free(z);
+  unload(&S);
+  return rc;
+}
+
+/* Images per row of a --reconstruct picture: 8, or n when fewer. */
+static int recon_cols(long long n) { return n < 8 ? (int)n : 8; }
+
+/* The index of the model's sample layer, -1 if none. */
+static int sample_layer(const nn_model *m) {
+  for (int i = 0; i < m->nlayers; i++)
+    if (!strcmp(m->layers[i].ops->type, "sample")) return i;
+  return -1;
+}
+
+/* An autoencoder's or a VAE's output y [feat] on the data's stored scale:
+ * through the sigmoid when it was trained with binary cross-entropy (logits),
+ * else out of the model's input normalization. */
+static void to_raw(const nn_pic_model *P, const float *y, float *raw) {
+  if (!strcmp(P->job->train.loss, "binary_cross_entropy")) {
+    for (size_t j = 0; j < P->feat; j++) raw[j] = 1.0f / (1.0f + expf(-y[j]));
+  } else {
+    nn_pic_raw(P, y, raw);
+  }
+}
+
+/* A VAE's decoder images, or (reconstruct) an autoencoder's or a VAE's
+ * reconstructions of the data's first n images, each row of 8 inputs above
+ * its row of reconstructions. */
+static int ae_images(const sample_opts *o, const char *task, images *im, nn_error *err) {
+  nn_pic_model P;
+  int rc = nn_pic_load(&P, o->ckpt, o->data, err);
+  int j = rc ? -1 : sample_layer(P.m);
+  if (!rc && !o->reconstruct && j < 0)
+    rc = nn_error_at(err, NN_EUSAGE, o->ckpt, 0, 0, "an autoencoder (train.task = \"%s\") has "
+                     "no prior to draw codes from: use --reconstruct for its reconstructions",
+                     task);
+  int64_t ndata = rc ? 0 : nn_dataset_get_info(P.ds)->n;
+  if (!rc && o->reconstruct && o->n > ndata)
+    rc = nn_error_at(err, NN_EUSAGE, P.data, 0, 0, "--n %lld: the data has %lld images", o->n,
+                     (long long)ndata);
+  int total = o->reconstruct ? 2 * (int)o->n : (int)o->n;
+  float *in = NULL, *z = NULL;
+  if (!rc) {
+    im->C = P.C, im->H = P.H, im->W = P.W, im->n = total, im->raw = 1;
+    im->lo = P.raw_lo, im->hi = P.raw_hi;
+    im->x = nn_malloc((size_t)total * P.feat * sizeof *im->x);
+    in = nn_malloc(P.feat * sizeof *in);
+    z = j >= 0 ? nn_malloc(nn_shape_count(&P.m->layers[j].out) * sizeof *z) : NULL;
+    if (!im->x || !in || (j >= 0 && !z)) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
+  }
+  nn_run_ctx ctx = {.training = 0, .seed = P.ev ? P.ev->seed : 0};
+  for (int i = 0; !rc && i < (int)o->n; i++) {
+    const float *y = NULL;
+    if (o->reconstruct) {
+      /* each row of `cols` inputs with its row of reconstructions below */
+      int cols = recon_cols(o->n), at = (i / cols) * 2 * cols + i % cols;
+      if ((rc = nn_pic_sample(&P, i, in, NULL, err)) != 0) break;
+      nn_pic_raw(&P, in, im->x + (size_t)at * P.feat);
+      y = nn_model_forward(P.m, in, 1, &ctx);
+      to_raw(&P, y, im->x + (size_t)(at + cols) * P.feat);
+    } else {
+      size_t latent = nn_shape_count(&P.m->layers[j].out);
+      nn_rng r;
+      nn_rng_init(&r, (uint64_t)o->seed, NN_RNG_GENERATE, 3, 0, (uint32_t)i);
+      for (size_t k = 0; k < latent; k++) z[k] = nn_rng_normal(&r);
+      if ((rc = nn_model_forward_from(P.m, j, z, 1, &ctx, &y, err)) != 0) break;
+      to_raw(&P, y, im->x + (size_t)i * P.feat);
+    }
+  }
+  free(in);
+  free(z);
+  nn_pic_free(&P);
+  return rc;
 }
 
 /* How the classifier P sees n images x [n, feat] given in its data's raw
@@ -210,16 +327,18 @@ static int classify(nn_pic_model *P, const float *x, int64_t n, int from_data, s
   return rc;
 }
 
-static int run_score(const sampler *S, const sample_opts *o, const float *x, nn_error *err) {
-  if (S->job->data.normalize)
+static int run_score(const images *im, const sample_opts *o, nn_error *err) {
+  if (!im->raw)
     return nn_error_at(err, NN_EUSAGE, o->ckpt, 0, 0, "--score needs a GAN trained on its data "
                        "as stored (data.normalize = false): its images are then on the data's "
                        "scale, which the classifier's normalization expects");
+  const float *x = im->x;
   nn_pic_model P;
   int rc = nn_pic_load(&P, o->score, o->reference, err);
-  if (!rc && P.feat != nn_shape_count(&S->g->model.out))
+  size_t feat = (size_t)im->C * im->H * im->W;
+  if (!rc && P.feat != feat)
     rc = nn_error_at(err, NN_ECKPT, o->score, 0, 0, "the classifier reads %zu values, the "
-                     "generator writes %zu", P.feat, nn_shape_count(&S->g->model.out));
+                     "images have %zu", P.feat, feat);
   score g = {0}, r = {0};
   if (!rc) rc = classify(&P, x, o->n, 0, &g, err);
   int64_t nref = 0;
@@ -242,6 +361,23 @@ static int run_score(const sampler *S, const sample_opts *o, const float *x, nn_
   return rc;
 }
 
+/* The checkpoint's train.task into task. */
+static int task_of(const char *ckpt, char *task, size_t n, nn_error *err) {
+  nn_ckpt_snapshot s;
+  memset(&s, 0, sizeof s);
+  nn_job *job = nn_calloc(1, sizeof *job);
+  int rc = job ? nn_ckpt_read(ckpt, &s, err) : nn_error_set(err, NN_ENOMEM, "out of memory");
+  if (!rc && (rc = nn_job_unpack(job, s.spec, s.spec_len, err)) != 0 && rc != NN_ENOMEM) {
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "its job spec does not decode: %s", why);
+  }
+  if (!rc) snprintf(task, n, "%s", job->train.task[0] ? job->train.task : "supervised");
+  nn_ckpt_snapshot_free(&s);
+  free(job);
+  return rc;
+}
+
 int nn_cmd_sample(int argc, char **argv) {
   if (nn_cli_wants_help(argc, argv)) {
     help(stdout);
@@ -253,24 +389,23 @@ int nn_cmd_sample(int argc, char **argv) {
   if ((code = nn_pic_one_process("sample")) != 0) return code;
   nn_error err;
   nn_error_clear(&err);
-  sampler S;
-  memset(&S, 0, sizeof S);
-  int rc = load(&S, o.ckpt, &err);
-  float *x = NULL, *z = NULL;
-  if (!rc) {
-    size_t count = nn_shape_count(&S.g->model.out), latent = (size_t)S.g->model.in.dim[0];
-    x = nn_malloc((size_t)o.n * count * sizeof *x);
-    z = nn_malloc((size_t)S.g->model.max_batch * latent * sizeof *z);
-    if (!x || !z) rc = nn_error_set(&err, NN_ENOMEM, "out of memory for %lld images", o.n);
-  }
-  if (!rc) {
-    nn_gan_generate(S.g, (uint64_t)o.seed, 0, (int)o.n, z, x);
-    if (o.out && (rc = write_png(&S, &o, x, &err)) == 0)
-      printf("sample: %lld images from %s (seed %lld) -> %s\n", o.n, o.ckpt, o.seed, o.out);
-  }
-  if (!rc && o.score) rc = run_score(&S, &o, x, &err);
-  free(x);
-  free(z);
-  unload(&S);
+  char task[32] = "";
+  int rc = task_of(o.ckpt, task, sizeof task, &err);
+  images im;
+  memset(&im, 0, sizeof im);
+  if (!rc && (!strcmp(task, "vae") || !strcmp(task, "autoencoder")))
+    rc = ae_images(&o, task, &im, &err);
+  else if (!rc && o.reconstruct)
+    rc = nn_error_at(&err, NN_ECKPT, o.ckpt, 0, 0, "--reconstruct needs an autoencoder's or a "
+                     "VAE's checkpoint; this one's train.task is \"%s\"", task);
+  else if (!rc)
+    rc = gan_images(&o, &im, &err);
+  if (!rc && o.out && (rc = write_png(&im, &o, o.reconstruct ? recon_cols(o.n) : 0, &err)) == 0)
+    printf("sample: %lld %s from %s (seed %lld) -> %s\n", o.n,
+           o.reconstruct ? "images and their reconstructions" : "images", o.ckpt, o.seed, o.out);
+  if (!rc && o.score && o.reconstruct)
+    rc = nn_error_set(&err, NN_EUSAGE, "--score judges drawn images, not reconstructions");
+  if (!rc && o.score) rc = run_score(&im, &o, &err);
+  free(im.x);
   return rc ? nn_cli_fail(&err) : NN_EXIT_OK;
 }

@@ -874,6 +874,41 @@ int nn_model_backward_from(nn_model *m, const float *x, int layer, const float *
   return 0;
 }
 
+int nn_model_forward_from(nn_model *m, int layer, const float *y, int n, const nn_run_ctx *ctx,
+                          const float **out, nn_error *err) {
+  *out = NULL;
+  if (layer < 0 || layer >= m->nlayers)
+    return nn_error_set(err, NN_EUSAGE, "forward from layer %d: the model has %d layers", layer,
+                        m->nlayers);
+  for (int i = 0; i < m->nlayers; i++)
+    if (m->fused[i] || m->blocked[i])
+      return nn_error_set(err, NN_EUSAGE, "forward from layer '%s': the model must be unfused "
+                          "and NCHW", m->layers[layer].cfg.name);
+  for (int i = layer + 1; i < m->nlayers; i++)
+    for (int k = 0; k < m->layers[i].nin; k++)
+      if (m->layers[i].src[k] < layer)
+        return nn_error_set(err, NN_EUSAGE, "forward from layer '%s': layer '%s' reads '%s', "
+                            "which comes before it", m->layers[layer].cfg.name,
+                            m->layers[i].cfg.name,
+                            m->layers[i].src[k] < 0 ? "input"
+                                                    : m->layers[m->layers[i].src[k]].cfg.name);
+  memcpy(m->act + m->act_off[layer], y, (size_t)n * nn_shape_count(&m->layers[layer].out) *
+                                            sizeof *y);
+  for (int i = layer + 1; i < m->nlayers; i++) {
+    nn_layer *l = &m->layers[i];
+    float *o = m->act + m->act_off[i];
+    if (l->ops->forward_n) {
+      const float *xs[NN_MAX_INPUTS];
+      for (int k = 0; k < l->nin; k++) xs[k] = m->act + m->act_off[l->src[k]];
+      l->ops->forward_n(l, xs, o, n, ctx);
+    } else {
+      l->ops->forward(l, m->act + m->act_off[l->src[0]], o, n, ctx);
+    }
+  }
+  *out = m->act + m->act_off[m->nlayers - 1];
+  return 0;
+}
+
 void nn_model_zero_grad(nn_model *m) {
   if (m->ntrainable) memset(m->grads, 0, m->ntrainable * sizeof *m->grads);
 }

@@ -216,6 +216,15 @@ void nn_model_backward_dx(nn_model *m, const float *x, const float *dout, float 
 int nn_model_backward_from(nn_model *m, const float *x, int layer, const float *dy, float *dx,
                            int n, const nn_run_ctx *ctx, nn_error *err);
 
+/* Forward from a hidden layer: y [n, out of `layer`] is taken as that
+ * layer's output and only the layers after it run (a VAE's decoder from a
+ * latent code, `nntrain sample`); returns the model's output as
+ * nn_model_forward does. Every layer after `layer` must read only its output
+ * or later ones, and the model must be unfused and NCHW (nn_model_fuse(m, 0),
+ * nn_model_layouts(m, 0)): NN_EUSAGE otherwise (*out NULL). */
+int nn_model_forward_from(nn_model *m, int layer, const float *y, int n, const nn_run_ctx *ctx,
+                          const float **out, nn_error *err);
+
 void nn_model_zero_grad(nn_model *m);
 
 /* Range of layer i's parameters in the arena. */

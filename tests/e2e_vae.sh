@@ -2,6 +2,7 @@
 # The VAE task (run/tasks/vae.c, docs/tasks.md#vae) on a small Fashion-MNIST subset:
 #   - the test ELBO improves over 3 epochs, its parts add up (elbo = -(recon + kl)),
 #     the KL term is positive, at -np 1, 2 and 3 with replicas identical across ranks;
+#     each epoch leaves a PNG of the decoder's images for fixed codes;
 #   - N-invariance: the parameters agree at -np 1, 2 and 3 (to 1e-4): the sample layer's
 #     noise is keyed by the global sample;
 #   - an interrupted run resumes bit-exactly at -np 2 and 3;
@@ -86,6 +87,11 @@ for n in (1, 2, 3):
             print("epoch %d: loss %.2f, test ELBO %.2f (recon %.2f, KL %.2f)" % (
                 r["epoch"], r["loss"], r["test_elbo"], r["test_recon"], r["test_kl"]))
     assert ep[-1]["test_elbo"] > ep[0]["test_elbo"] + 1, ep   # the bound improves
+import struct
+pics = [open("%s/r2/samples-e%03d.png" % (T, e), "rb").read() for e in (1, 2, 3)]
+for b in pics:  # the decoder's images for 64 fixed codes after each epoch, 8 x 8, zoom 2
+    assert b[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", b[16:24]) == (455, 455)
+assert pics[0] != pics[2], "the decoder's pictures did not change"
 PY
 
 # eval of the checkpoint: the run's last test figures

@@ -14,15 +14,20 @@
  * evaluation mode (z = mu) and reports, per image, the reconstruction, the KL
  * and the ELBO = -(reconstruction + KL) (beta = 1, the bound itself), as
  * val_/test_ recon, kl and elbo; the loss is the objective, reconstruction +
- * beta * KL. */
+ * beta * KL. After every epoch rank 0 writes the decoder's images for 64
+ * fixed codes to the run directory (samples-eNNN.png). */
 #include <math.h>
 #include <string.h>
 
 #include "coordinator/run/task.h"
 #include "core/layers/sample.h"
+#include "core/compute.h"
 #include "core/loss.h"
+#include "core/mem.h"
+#include "core/rng.h"
 #include "worker/agree.h"
 #include "worker/collective.h"
+#include "worker/png.h"
 
 /* The model's sample layers' beta-weighted KL of the last forward, and the
  * plain KL (nn_sample_penalty, nn_sample_kl). */
@@ -146,6 +151,63 @@ static int vae_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L, nn
   return 0;
 }
 
+/* DIR/samples-eEEE.png after every epoch: the decoder's images for 64 codes
+ * drawn once (the same every epoch: seed, NN_RNG_GENERATE, 4, code index),
+ * through the sigmoid for a binary cross-entropy model. The decoder runs
+ * from the sample layer on, which needs the model unfused and NCHW for the
+ * call (core/model.h nn_model_forward_from); the run's settings come back
+ * after it. */
+static int vae_epoch_end(const nn_task_ops *t, nn_replica *reps, const char *dir, int epoch,
+                         nn_error *err) {
+  (void)t;
+  nn_replica *r = &reps[0];
+  nn_model *m = &r->model;
+  const nn_shape *img = &m->in;
+  int C = img->ndim == 3 ? img->dim[0] : 1, H = img->ndim == 3 ? img->dim[1] : 1;
+  int W = img->ndim == 3 ? img->dim[2] : (int)nn_shape_count(img);
+  if (C != 1 && C != 3) return 0; /* not a picture */
+  int j = -1;
+  for (int i = 0; i < m->nlayers && j < 0; i++)
+    if (!strcmp(m->layers[i].ops->type, "sample")) j = i;
+  size_t latent = nn_shape_count(&m->layers[j].out), count = nn_shape_count(img);
+  enum { NPIC = 64 };
+  float *z = nn_malloc(latent * (size_t)m->max_batch * sizeof *z);
+  float *x = nn_malloc(count * NPIC * sizeof *x);
+  int rc = z && x ? 0 : nn_error_set(err, NN_ENOMEM, "out of memory for the VAE's sample picture");
+  int fuse = 1, blocked = 1;
+  if (!rc) rc = nn_fuse_choice(&fuse, err);
+  if (!rc) rc = nn_blocked_choice(&blocked, err);
+  if (!rc) {
+    nn_model_fuse(m, 0);
+    nn_model_layouts(m, 0);
+  }
+  nn_run_ctx ctx = {.training = 0, .seed = r->seed};
+  int bce = r->st.loss == NN_LOSS_BCE;
+  for (int i0 = 0; !rc && i0 < NPIC; i0 += m->max_batch) {
+    int n = NPIC - i0 < m->max_batch ? NPIC - i0 : m->max_batch;
+    for (int i = 0; i < n; i++) {
+      nn_rng g;
+      nn_rng_init(&g, r->seed, NN_RNG_GENERATE, 4, 0, (uint32_t)(i0 + i));
+      for (size_t k = 0; k < latent; k++) z[(size_t)i * latent + k] = nn_rng_normal(&g);
+    }
+    const float *y = NULL;
+    if ((rc = nn_model_forward_from(m, j, z, n, &ctx, &y, err)) != 0) break;
+    for (size_t e = 0; e < (size_t)n * count; e++)
+      x[(size_t)i0 * count + e] = bce ? 1.0f / (1.0f + expf(-y[e])) : y[e];
+  }
+  nn_model_fuse(m, fuse);
+  nn_model_layouts(m, blocked);
+  if (!rc) {
+    char path[NN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/samples-e%03d.png", dir, epoch + 1);
+    nn_png_grid_opts o = {.cols = 8, .lo = 0, .hi = bce ? 1 : 0, .zoom = 2, .gap = 128};
+    rc = nn_png_grid(path, x, NPIC, C, H, W, &o, err);
+  }
+  free(z);
+  free(x);
+  return rc;
+}
+
 const nn_task_ops nn_task_vae = {
     .name = "vae",
     .help = "a variational autoencoder: reconstruction + beta * KL (a `sample` layer), the "
@@ -156,4 +218,5 @@ const nn_task_ops nn_task_vae = {
     .build = vae_build,
     .step = vae_step,
     .evaluate = vae_evaluate,
+    .epoch_end = vae_epoch_end,
 };

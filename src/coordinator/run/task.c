@@ -60,6 +60,20 @@ int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *
   return rc;
 }
 
+int nn_task_build_one(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                      const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+                      nn_task_check_fn check, nn_error *err) {
+  nn_shape in = {.ndim = job->model.input_ndim};
+  int rc = 0;
+  if (di) rc = nn_replica_input_shape(job, &di->sample, where, &in, err);
+  else for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  if (!rc) rc = nn_replica_build(&reps[0], t->replicas[0], 0, job, &in, o, err);
+  if (!rc) rc = check(job, &reps[0].model, di, di ? where : job->source, err);
+  if (o->train) rc = nn_agree(o->comm, rc, err);
+  return rc;
+}
+
 int nn_task_step_default(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
                          nn_step_stats *st, nn_error *err) {
   return nn_step_train(&reps[0].st, b, lr[0], step, reps[0].seed, st, err);

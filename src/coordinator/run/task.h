@@ -66,6 +66,16 @@ struct nn_task_ops {
 int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
                           const nn_dataset_info *di, const char *where,
                           const nn_replica_opts *o, nn_error *err);
+/* The rules of a one-model kind against its built model (where: the data's
+ * glob when di is given, else the job file). */
+typedef int (*nn_task_check_fn)(const nn_job *job, const nn_model *m, const nn_dataset_info *di,
+                                const char *where, nn_error *err);
+/* A one-model kind's build: reps[0] for the data's samples (or
+ * model.input_shape), then `check`; collective like every build. */
+int nn_task_build_one(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
+                      const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
+                      nn_task_check_fn check, nn_error *err);
+
 /* One replica's optimizer step on the batch (reps[0]; supervised, language
  * models): nn_step_train at lr[0]. */
 int nn_task_step_default(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,

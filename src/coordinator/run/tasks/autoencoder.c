@@ -79,15 +79,7 @@ static int ae_check(const nn_job *job, const nn_model *m, const nn_dataset_info 
 static int ae_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
                     const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
                     nn_error *err) {
-  nn_shape in = {.ndim = job->model.input_ndim};
-  int rc = 0;
-  if (di) rc = nn_replica_input_shape(job, &di->sample, where, &in, err);
-  else for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
-  if (o->train) rc = nn_agree(o->comm, rc, err);
-  if (!rc) rc = nn_replica_build(&reps[0], t->replicas[0], 0, job, &in, o, err);
-  if (!rc) rc = ae_check(job, &reps[0].model, di, di ? where : job->source, err);
-  if (o->train) rc = nn_agree(o->comm, rc, err);
-  return rc;
+  return nn_task_build_one(t, reps, job, di, where, o, ae_check, err);
 }
 
 static int ae_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,

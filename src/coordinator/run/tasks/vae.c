@@ -39,7 +39,8 @@ static int has_sample_layer(const nn_model *m) {
 }
 
 static int vae_check(const nn_job *job, const nn_model *m, const nn_dataset_info *di,
-                     nn_error *err) {
+                     const char *where, nn_error *err) {
+  (void)where; /* the rules are the job file's */
   char a[64], b[64];
   int loss = nn_loss_parse(job->train.loss);
   if (di && (di->vocab_size > 0 || di->stream))
@@ -69,15 +70,7 @@ static int vae_check(const nn_job *job, const nn_model *m, const nn_dataset_info
 static int vae_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
                      const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
                      nn_error *err) {
-  nn_shape in = {.ndim = job->model.input_ndim};
-  int rc = 0;
-  if (di) rc = nn_replica_input_shape(job, &di->sample, where, &in, err);
-  else for (int i = 0; i < in.ndim; i++) in.dim[i] = job->model.input_shape[i];
-  if (o->train) rc = nn_agree(o->comm, rc, err);
-  if (!rc) rc = nn_replica_build(&reps[0], t->replicas[0], 0, job, &in, o, err);
-  if (!rc) rc = vae_check(job, &reps[0].model, di, err);
-  if (o->train) rc = nn_agree(o->comm, rc, err);
-  return rc;
+  return nn_task_build_one(t, reps, job, di, where, o, vae_check, err);
 }
 
 /* The reconstruction of x by out [n, k], summed over the k values of each

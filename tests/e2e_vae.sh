@@ -82,10 +82,13 @@ for n in (1, 2, 3):
     for r in ep:
         assert abs(r["test_elbo"] + r["test_recon"] + r["test_kl"]) < 1e-6 * abs(r["test_elbo"]), r
         assert r["test_kl"] > 0 and r["test_recon"] > 0, r
+        # training: the same figures with sampled codes; beta = 1, so loss = -elbo
+        assert abs(r["elbo"] + r["recon"] + r["kl"]) < 1e-6 * abs(r["elbo"]), r
+        assert abs(r["loss"] + r["elbo"]) < 1e-6 * abs(r["elbo"]) and r["kl"] > 0, r
     if n == 1:
         for r in ep:
-            print("epoch %d: loss %.2f, test ELBO %.2f (recon %.2f, KL %.2f)" % (
-                r["epoch"], r["loss"], r["test_elbo"], r["test_recon"], r["test_kl"]))
+            print("epoch %d: train ELBO %.2f (recon %.2f, KL %.2f), test ELBO %.2f (recon %.2f, KL %.2f)" % (
+                r["epoch"], r["elbo"], r["recon"], r["kl"], r["test_elbo"], r["test_recon"], r["test_kl"]))
     assert ep[-1]["test_elbo"] > ep[0]["test_elbo"] + 1, ep   # the bound improves
 import struct
 pics = [open("%s/r2/samples-e%03d.png" % (T, e), "rb").read() for e in (1, 2, 3)]

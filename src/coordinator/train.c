@@ -917,10 +917,11 @@ static int reduce_epoch(run *R, int epoch, const epoch_out *eo, nn_epoch_figures
     R->state.epoch = epoch + 1;
     R->state.epoch_step = 0;
   }
-  double g[7] = {eo->s.loss_sum, eo->s.correct, eo->s.count, R->fail_rc ? 1 : 0,
-                 eo->t_data, eo->s.sync_wait_s, eo->t_control};
+  double g[11] = {eo->s.loss_sum, eo->s.correct, eo->s.count, R->fail_rc ? 1 : 0,
+                  eo->t_data, eo->s.sync_wait_s, eo->t_control, eo->s.fig_sum[0],
+                  eo->s.fig_sum[1], eo->s.fig_sum[2], eo->s.fig_sum[3]};
   int rc = nn_watched_barrier(R->ctl, R->state.step, err);
-  if (!rc) rc = nn_allreduce_sum_f64(R->comm, g, 7, err);
+  if (!rc) rc = nn_allreduce_sum_f64(R->comm, g, 11, err);
   if (rc) return rc;
   if (g[3] > 0.5) return agree_failure(R, 0, err);
   memset(f, 0, sizeof *f);
@@ -928,6 +929,7 @@ static int reduce_epoch(run *R, int epoch, const epoch_out *eo, nn_epoch_figures
   f->epoch = epoch;
   f->train_loss = g[2] > 0 ? g[0] / g[2] : 0;
   f->train_acc = g[2] > 0 ? g[1] / g[2] : 0;
+  for (int k = 0; k < 4; k++) f->train_fig[k] = g[2] > 0 ? g[7 + k] / g[2] : 0;
   nn_train_result *res = R->res;
   res->train_loss = f->train_loss;
   res->train_acc = f->train_acc;
@@ -993,6 +995,8 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
   int k = snprintf(line, sizeof line, "epoch %*d/%d  loss %.4f", job->train.epochs >= 10 ? 2 : 1,
                    epoch + 1, job->train.epochs, f->train_loss);
   if (cls) k += snprintf(line + k, sizeof line - k, "  acc %6.2f%%", 100 * f->train_acc);
+  for (int i = 0; i < 4 && R->task->train_figs[i]; i++)
+    k += snprintf(line + k, sizeof line - k, "  %s %.4g", R->task->train_figs[i], f->train_fig[i]);
   if (f->val) {
     k += snprintf(line + k, sizeof line - k, "  val_loss %.4f", f->val->loss);
     if (f->val->per_token && !cls) /* a language model: bits per token (character) */
@@ -1019,6 +1023,8 @@ static int report_epoch(run *R, const nn_epoch_figures *f, double t_train, doubl
   nn_json_num(rec, "lr", R->state.lr);
   nn_json_num(rec, "loss", f->train_loss);
   nn_json_num(rec, "accuracy", f->train_acc);
+  for (int i = 0; i < 4 && R->task->train_figs[i]; i++)
+    nn_json_num(rec, R->task->train_figs[i], f->train_fig[i]);
   nn_json_num(rec, "samples_per_s", sps);
   nn_json_num(rec, "epoch_s", t_train);
   /* where the step loop's time went besides the steps' own compute, each

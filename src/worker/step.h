@@ -45,6 +45,9 @@ typedef struct nn_step_stats {
   double correct;      /* classification: samples whose argmax is the label */
   double count;        /* samples */
   int nonfinite;       /* steps whose summed gradient was non-finite (not applied) */
+  double fig_sum[4];   /* a task kind's own training figures, summed over samples like
+                          loss_sum (run/task.h train_figs: a VAE's ELBO, reconstruction
+                          and KL); the trainer reports each sum / count */
   double sync_wait_s;  /* seconds the step waited for the gradient sync after backward:
                           the all-reduce's tail and, mostly, the slowest rank */
 } nn_step_stats;

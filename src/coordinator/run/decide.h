@@ -20,6 +20,7 @@
 typedef struct nn_epoch_figures {
   int epoch;                    /* 0-based */
   double train_loss, train_acc; /* reduced over the ranks */
+  double train_fig[4];          /* the task's own training figures (task.h train_figs) */
   const nn_metrics_result *val; /* NULL: no validation this epoch */
 } nn_epoch_figures;
 

@@ -52,6 +52,10 @@ struct nn_task_ops {
   int (*evaluate)(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
                   nn_metrics_acc *acc, MPI_Comm comm, nn_ring *ctl, int64_t step,
                   nn_metrics_result *res, nn_error *err);
+  /* The names of the training figures the kind's step sums into
+   * nn_step_stats.fig_sum (up to 4; NULL-ended): each epoch record gets
+   * name = sum / count (a VAE's "elbo", "recon", "kl"). */
+  const char *train_figs[5];
   /* Optional: rank 0 alone, after each epoch's report, with the run
    * directory (generative kinds write a picture of their samples there).
    * Local; a failure ends the run at the next step's boundary. */

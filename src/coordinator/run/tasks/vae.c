@@ -13,8 +13,9 @@
  * averaged over the global batch. Evaluation runs the sample layer in
  * evaluation mode (z = mu) and reports, per image, the reconstruction, the KL
  * and the ELBO = -(reconstruction + KL) (beta = 1, the bound itself), as
- * val_/test_ recon, kl and elbo; the loss is the objective, reconstruction +
- * beta * KL. After every epoch rank 0 writes the decoder's images for 64
+ * val_/test_ recon, kl and elbo (training: the same with the sampled codes,
+ * as elbo, recon and kl in the epoch records); the loss is the objective,
+ * reconstruction + beta * KL. After every epoch rank 0 writes the decoder's images for 64
  * fixed codes to the run directory (samples-eNNN.png). */
 #include <math.h>
 #include <string.h>
@@ -96,7 +97,11 @@ static int vae_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
     int k = (int)nn_shape_count(&m->out);
     double l = recon(&r->st, out, b->x, b->n, k, 1.0f / (float)b->global_n, r->st.dout);
     if (!isfinite(l)) r->st.dout[0] = NAN; /* every rank's verdict: non-finite (step.h) */
+    double kl = nn_sample_kl(m);
     st->loss_sum += l + nn_sample_penalty(m);
+    st->fig_sum[0] -= l + kl; /* the ELBO (beta 1), with the sampled codes */
+    st->fig_sum[1] += l;
+    st->fig_sum[2] += kl;
     st->count += b->n;
     nn_model_backward(m, b->x, r->st.dout, b->n, &ctx, r->sync ? nn_step_on_ready : NULL,
                       r->sync);
@@ -212,4 +217,5 @@ const nn_task_ops nn_task_vae = {
     .step = vae_step,
     .evaluate = vae_evaluate,
     .epoch_end = vae_epoch_end,
+    .train_figs = {"elbo", "recon", "kl"},
 };

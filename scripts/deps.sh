@@ -6,6 +6,7 @@ pkgs=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev zlib1g-dev
       libprotobuf-c-dev protobuf-c-compiler libjansson-dev
       libpng-dev                     # PNG pictures: dream, saliency, sample grids
+      libgraphviz-dev                # nntrain graph: cgraph + gvc render model graphs
       libdnnl-dev                    # oneDNN: the fast conv2d backend (NN_DNNL=AUTO finds it)
       dataset-fashion-mnist python3 python3-numpy python3-h5py
       clang-14 libclang-rt-14-dev)   # the libFuzzer targets (tests/fuzz)

@@ -73,5 +73,6 @@ int nn_cmd_dream(int argc, char **argv);
 int nn_cmd_saliency(int argc, char **argv);
 int nn_cmd_sample(int argc, char **argv);
 int nn_cmd_encode(int argc, char **argv);
+int nn_cmd_graph(int argc, char **argv);
 
 #endif

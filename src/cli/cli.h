@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include <jansson.h>
+#include <mpi.h>
 
 #include "core/err.h"
 
@@ -61,7 +62,16 @@ json_t *nn_cli_json_real(double v);
  * memory while building it). NN_EIO names `path` (NULL: standard output). */
 int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err);
 
+/* The MPI commands' job (cli/train.c): rank 0 loads the job file (with its
+ * --set overrides), every rank gets the spec. Returns the exit code every
+ * rank agrees on (NN_EXIT_OK: *job is loaded everywhere); rank 0 printed the
+ * error; a failed broadcast ends the job with MPI_Abort. */
+struct nn_job;
+int nn_cli_share_job(const char *path, const char *const *sets, int nsets, MPI_Comm comm,
+                     int rank, struct nn_job *job, nn_error *err);
+
 int nn_cmd_train(int argc, char **argv);
+int nn_cmd_lrfind(int argc, char **argv);
 int nn_cmd_check(int argc, char **argv);
 int nn_cmd_prepare(int argc, char **argv);
 int nn_cmd_inspect(int argc, char **argv);

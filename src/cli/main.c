@@ -23,6 +23,7 @@ typedef struct nn_command {
 
 static const nn_command commands[] = {
   {"train", nn_cmd_train, "train a model described by a job file (the default command)"},
+  {"lr-find", nn_cmd_lrfind, "the learning-rate range test: loss against a growing rate (mpirun)"},
   {"check", nn_cmd_check, "validate a job file and print the model summary"},
   {"prepare", nn_cmd_prepare, "convert a data set (Fashion-MNIST, IDX, CSV, text) into HDF5 shards"},
   {"eval", nn_cmd_eval, "evaluate a checkpoint on a data set (no job file needed)"},

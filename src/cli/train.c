@@ -230,12 +230,13 @@ static int train_parse(int argc, char **argv, train_args *a) {
  * every rank). A rank that cannot hold or decode the spec (out of memory, a
  * damaged spec) fails every rank with its record, printed once by rank 0; a
  * failed broadcast ends the job with MPI_Abort. */
-static int share_job(const train_args *a, MPI_Comm comm, int rank, nn_job *job, nn_error *err) {
+int nn_cli_share_job(const char *path, const char *const *sets, int nsets, MPI_Comm comm,
+                     int rank, nn_job *job, nn_error *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
   int code = NN_EXIT_OK, rc;
   if (rank == 0) {
-    rc = nn_job_load(job, a->path, a->sets, a->nsets, err);
+    rc = nn_job_load(job, path, sets, nsets, err);
     if (rc) {
       nn_cli_fail(err);
       /* A missing or unreadable job file is a bad job, as in `check`. */
@@ -321,7 +322,8 @@ int nn_cmd_train(int argc, char **argv) {
     code = NN_EXIT_COMM;
     goto out;
   }
-  if ((code = share_job(&a, comm, rank, job, &err)) != NN_EXIT_OK) goto out;
+  if ((code = nn_cli_share_job(a.path, a.sets, a.nsets, comm, rank, job, &err)) != NN_EXIT_OK)
+    goto out;
 
   /* Stop requests: the job's signals, and SIGINT; resume = "auto". */
   int mask = nn_signals_parse(job->run.stop_signals);

@@ -44,6 +44,7 @@
 #include "core/hash.h"
 #include "worker/agree.h"
 #include "worker/collective.h"
+#include "worker/mpi_check.h"
 #include "worker/signals.h"
 
 static double now_s(void) {
@@ -477,7 +478,7 @@ static int check_schedule(run *R, nn_error *err) {
 
 /* Rank 0's outputs: the run log, the packed job, the checkpoint writer. */
 static int open_outputs(run *R, nn_error *err) {
-  if (!R->lead) return 0;
+  if (!R->lead || R->opts->lrfind) return 0; /* lr-find writes no log and no checkpoint */
   int rc = nn_runlog_open(&R->log, R->dir, R->opts->out, R->opts->quiet, err);
   if (!rc) rc = nn_job_pack(R->job, &R->spec, &R->spec_len, err);
   if (!rc) rc = nn_ckpt_writer_start(&R->ckw, R->dir, R->job->checkpoint.keep, err);
@@ -1218,6 +1219,68 @@ static void free_run(run *R) {
   free(R->carry_displs);
 }
 
+/* ---- the learning-rate range test (train.h: nn_lrfind) ---------------------- */
+
+/* The global mean loss of this step's batch, from every rank's sums: reduced
+ * on rank 0 and broadcast, so every rank holds the same value. */
+static int lrfind_loss(run *R, const nn_step_stats *s, double *loss, nn_error *err) {
+  double mine[2] = {s->loss_sum, s->count}, all[2] = {0, 0};
+  int rc = 0;
+  if (R->N > 1) {
+    if ((rc = NN_MPI_CHECK(err, MPI_Reduce(mine, all, 2, MPI_DOUBLE, MPI_SUM, 0, R->comm))))
+      return rc;
+  } else {
+    all[0] = mine[0];
+    all[1] = mine[1];
+  }
+  *loss = s->nonfinite ? INFINITY : all[1] > 0 ? all[0] / all[1] : NAN;
+  if (R->N > 1) rc = NN_MPI_CHECK(err, MPI_Bcast(loss, 1, MPI_DOUBLE, 0, R->comm));
+  return rc;
+}
+
+/* The sweep: epochs of the run's batches (the trainer's loader and slices,
+ * so the batches are the training run's, N-invariant) until `steps` steps or
+ * on_step says stop. A failure of one rank is shared at the step's control
+ * all-reduce, as in training. */
+static int lrfind_sweep(run *R, nn_error *err) {
+  const nn_lrfind *F = R->opts->lrfind;
+  const double ratio = F->end / F->start;
+  int64_t i = 0;
+  int stop = 0, rc = 0;
+  for (int epoch = 0; !stop && !rc; epoch++) {
+    R->state.epoch = epoch;
+    R->state.epoch_step = 0;
+    rc = nn_loader_start(R->data.train_L, epoch, 0, err);
+    int starved = rc != 0, leave = 0;
+    rc = defer_failure(R, rc, err);
+    nn_batch none;
+    while (!rc && !stop && !leave) {
+      const nn_batch *b;
+      if ((rc = next_slice(R, &starved, &none, &b, err)) != 0 || !b) break;
+      double t = F->steps > 1 ? (double)i / (double)(F->steps - 1) : 0.0;
+      double lr[NN_TASK_MAX_REPLICAS], loss = NAN;
+      for (int r = 0; r < R->nrep; r++) lr[r] = F->start * pow(ratio, t);
+      nn_step_stats s;
+      memset(&s, 0, sizeof s);
+      if ((rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &s, err)) != 0) break;
+      R->state.step++;
+      R->state.epoch_step++;
+      int timed = 0, signalled = 0;
+      if ((rc = lrfind_loss(R, &s, &loss, err)) != 0) break;
+      if ((rc = step_control(R, &timed, &signalled, err)) != 0) break; /* shares failures */
+      rc = agree_failure(R, F->on_step(F->user, i, lr[0], loss, &stop, err), err);
+      i++;
+      if (signalled || i >= F->steps) stop = 1;
+      if (stop && R->state.epoch_step < R->steps_per_epoch) leave = 1;
+    }
+    if (leave || (rc && R->data.train_L)) nn_loader_stop(R->data.train_L);
+  }
+  if (!rc) rc = agree_failure(R, 0, err); /* a failure still pending */
+  R->res->steps = R->state.step;
+  R->res->seconds = now_s() - R->t_start;
+  return rc;
+}
+
 /* The epochs, from the resumed one. Returns on the first failure. */
 static int train_epochs(run *R, nn_error *err) {
   int stop = 0, rc = 0;
@@ -1276,7 +1339,13 @@ int nn_train_run(const nn_job *job, MPI_Comm comm, const nn_train_opts *opts,
   /* Setup failures are agreed on by every rank; so are later ones, at the
    * agreement points of defer_failure, except communication failures. */
   rc = setup(R, err);
-  if (!rc) {
+  if (!rc && opts->lrfind) {
+    rc = lrfind_sweep(R, err);
+    if (rc && rc != NN_ESTOPPED && !R->agreed) {
+      if (err->rank < 0) err->rank = R->rank;
+      res->local_error = 1;
+    }
+  } else if (!rc) {
     rc = agree_failure(R, announce(R, err), err);
     if (!rc) rc = train_epochs(R, err);
     if (!rc) rc = finish(R, err);

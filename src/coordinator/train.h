@@ -20,6 +20,22 @@
 #include "coordinator/job.h"
 #include "core/err.h"
 
+/* The learning-rate range test (`nntrain lr-find`, docs/training.md): the
+ * run's batches and steps at a learning rate growing exponentially from
+ * start to end over `steps` steps (every replica at the same rate), with no
+ * evaluation, metrics log, checkpoint or resume. After every step, on every
+ * rank, on_step gets the step (0-based), its rate and the global mean loss
+ * of its batch (+inf when the summed gradient was non-finite), identical on
+ * every rank (reduced on rank 0, broadcast); it sets *stop to end the sweep
+ * (the same decision on every rank, since it sees the same figures) and
+ * returns 0 or an error (agreed on by every rank). */
+typedef struct nn_lrfind {
+  double start, end;
+  int64_t steps;
+  int (*on_step)(void *user, int64_t step, double lr, double loss, int *stop, nn_error *err);
+  void *user;
+} nn_lrfind;
+
 typedef struct nn_train_opts {
   int64_t max_steps;      /* stop after this many global steps (0: the job's epochs) */
   int progress;           /* -1: auto (stderr is a terminal and run.progress), 0/1 force */
@@ -34,6 +50,7 @@ typedef struct nn_train_opts {
   int fold;               /* 0 .. kfold-1 */
   int repeat;             /* iterated k-fold: which reshuffle (0, 1, ...) */
   const char *run_dir;    /* overrides job->run.dir (k-fold runs each fold in a sub-dir) */
+  const nn_lrfind *lrfind;/* not NULL: the learning-rate range test instead of training */
 } nn_train_opts;
 
 enum {

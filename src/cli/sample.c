@@ -28,6 +28,7 @@
 #include "coordinator/job.h"
 #include "coordinator/run/task.h"
 #include "coordinator/run/tasks/gan.h"
+#include "core/layers/sample.h"
 #include "core/mem.h"
 #include "core/model.h"
 #include "core/rng.h"
@@ -204,13 +205,6 @@ static int gan_images(const sample_opts *o, images *im, nn_error *err) {
 /* Images per row of a --reconstruct picture: 8, or n when fewer. */
 static int recon_cols(long long n) { return n < 8 ? (int)n : 8; }
 
-/* The index of the model's sample layer, -1 if none. */
-static int sample_layer(const nn_model *m) {
-  for (int i = 0; i < m->nlayers; i++)
-    if (!strcmp(m->layers[i].ops->type, "sample")) return i;
-  return -1;
-}
-
 /* An autoencoder's or a VAE's output y [feat] on the data's stored scale:
  * through the sigmoid when it was trained with binary cross-entropy (logits),
  * else out of the model's input normalization. */
@@ -228,7 +222,7 @@ static void to_raw(const nn_pic_model *P, const float *y, float *raw) {
 static int ae_images(const sample_opts *o, const char *task, images *im, nn_error *err) {
   nn_pic_model P;
   int rc = nn_pic_load(&P, o->ckpt, o->data, err);
-  int j = rc ? -1 : sample_layer(P.m);
+  int j = rc ? -1 : nn_sample_layer_index(P.m);
   if (!rc && !o->reconstruct && j < 0)
     rc = nn_error_at(err, NN_EUSAGE, o->ckpt, 0, 0, "an autoencoder (train.task = \"%s\") has "
                      "no prior to draw codes from: use --reconstruct for its reconstructions",

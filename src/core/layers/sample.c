@@ -131,6 +131,12 @@ static void sample_backward(nn_layer *l, const float *x, const float *y, const f
   }
 }
 
+int nn_sample_layer_index(const nn_model *m) {
+  for (int i = 0; i < m->nlayers; i++)
+    if (m->layers[i].ops == &nn_layer_sample) return i;
+  return -1;
+}
+
 double nn_sample_kl(const nn_model *m) {
   double total = 0.0;
   for (int i = 0; i < m->nlayers; i++)

@@ -18,6 +18,10 @@
  * 0 when m has no sample layer. */
 double nn_sample_kl(const nn_model *m);
 
+/* The index of m's first sample layer (a VAE's: the decoder starts after
+ * it), -1 if it has none. */
+int nn_sample_layer_index(const nn_model *m);
+
 /* The same weighted by each layer's beta: the loss term the layers' backward
  * differentiates (scaled by ctx->act_scale), for the reported training loss. */
 double nn_sample_penalty(const nn_model *m);

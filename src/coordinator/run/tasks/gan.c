@@ -32,6 +32,7 @@
 
 #include "coordinator/run/task.h"
 #include "coordinator/run/tasks/gan.h"
+#include "core/loss.h"
 #include "core/mem.h"
 #include "core/optim.h"
 #include "core/regularize.h"
@@ -105,7 +106,7 @@ static int gan_build(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
                            and of the logits */
     size_t mb = (size_t)o->max_batch, img_n = nn_shape_count(&reps[DIS].model.in);
     reps[GEN].aux = nn_calloc(mb * ((size_t)job->train.gan_latent + img_n), sizeof(float));
-    reps[DIS].aux = nn_calloc(mb, sizeof(float));
+    reps[DIS].aux = nn_calloc(2 * mb, sizeof(float)); /* dl, then the targets */
     if (!reps[GEN].aux || !reps[DIS].aux)
       rc = nn_error_set(err, NN_ENOMEM, "out of memory for the GAN step's buffers");
   }
@@ -143,18 +144,16 @@ void nn_gan_generate(nn_replica *g, uint64_t seed, int64_t first, int n, float *
   }
 }
 
-/* Binary cross-entropy of logits l [n] against target t (0 or 1), from the
- * logits (stable for any |l|): the sum; dl = scale * d(sum)/dl when dl. The
+/* Binary cross-entropy of logits l [n] against target t (0 or 1): the sum;
+ * dl = scale * d(sum)/dl when dl; tgt [n] is scratch for the targets. The
  * samples classified right (l > 0 for 1, l <= 0 for 0) into *right. */
-static double bce(const float *l, int n, int t, float scale, float *dl, double *right) {
-  double sum = 0;
+static double bce(const float *l, int n, int t, float scale, float *dl, double *right,
+                  float *tgt) {
   for (int i = 0; i < n; i++) {
-    double x = l[i];
-    sum += fmax(x, 0.0) - x * t + log1p(exp(-fabs(x)));
-    if (dl) dl[i] = (float)(scale * (1.0 / (1.0 + exp(-x)) - t));
-    if (right) *right += t ? x > 0 : x <= 0;
+    tgt[i] = (float)t;
+    if (right) *right += t ? l[i] > 0 : l[i] <= 0;
   }
-  return sum;
+  return nn_loss_bce(l, tgt, n, 1, scale, dl); /* core/loss.h: from logits, stable */
 }
 
 static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
@@ -163,7 +162,7 @@ static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
   const nn_job *job = G->job;
   int n = b->n, rc;
   size_t latent = (size_t)G->model.in.dim[0];
-  float *z = G->aux, *dfake = G->aux + (size_t)G->model.max_batch * latent, *dl = D->aux;
+  float *z = G->aux, *dfake = G->aux + (size_t)G->model.max_batch * latent, *dl = D->aux, *tgt = D->aux + D->model.max_batch;
   float scale = 1.0f / (float)b->global_n;
   nn_run_ctx ctx = {.training = 1, .step = step, .sample0 = b->sample0, .act_scale = 0};
 
@@ -172,14 +171,14 @@ static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
   if (n > 0) {
     ctx.seed = D->seed;
     const float *l = nn_model_forward(&D->model, b->x, n, &ctx);
-    st->loss_sum += bce(l, n, 1, scale, dl, &st->correct);
+    st->loss_sum += bce(l, n, 1, scale, dl, &st->correct, tgt);
     nn_model_backward(&D->model, b->x, dl, n, &ctx, NULL, NULL); /* half the gradient */
     draw_noise(G, b, PHASE_D, step, z);
     ctx.seed = G->seed;
     const float *fake = nn_model_forward(&G->model, z, n, &ctx);
     ctx.seed = D->seed;
     l = nn_model_forward(&D->model, fake, n, &ctx);
-    st->loss_sum += bce(l, n, 0, scale, dl, &st->correct);
+    st->loss_sum += bce(l, n, 0, scale, dl, &st->correct, tgt);
     nn_model_backward(&D->model, fake, dl, n, &ctx, D->sync ? nn_step_on_ready : NULL, D->sync);
     st->count += 2.0 * n;
   }
@@ -194,7 +193,7 @@ static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint6
     const float *fake = nn_model_forward(&G->model, z, n, &ctx);
     ctx.seed = D->seed;
     const float *l = nn_model_forward(&D->model, fake, n, &ctx);
-    (void)bce(l, n, 1, scale, dl, NULL);
+    (void)bce(l, n, 1, scale, dl, NULL, tgt);
     nn_run_ctx frozen = ctx;
     frozen.frozen = 1; /* the discriminator's input gradient only */
     nn_model_backward_dx(&D->model, fake, dl, dfake, n, &frozen, NULL, NULL);
@@ -229,13 +228,13 @@ static int gan_evaluate(const nn_task_ops *t, nn_replica *reps, nn_loader *L,
     ctx.sample0 = b->sample0;
     ctx.seed = D->seed;
     const float *l = nn_model_forward(&D->model, b->x, b->n, &ctx);
-    g[0] += bce(l, b->n, 1, 1.0f, NULL, &g[1]);
-    draw_noise(G, b, PHASE_EVAL, 0, z);
+    g[0] += bce(l, b->n, 1, 1.0f, NULL, &g[1], z);
+    draw_noise(G, b, PHASE_EVAL, 0, z); /* (z also held the targets just above: read by then) */
     ctx.seed = G->seed;
     const float *fake = nn_model_forward(&G->model, z, b->n, &ctx);
     ctx.seed = D->seed;
     l = nn_model_forward(&D->model, fake, b->n, &ctx);
-    g[0] += bce(l, b->n, 0, 1.0f, NULL, &g[1]);
+    g[0] += bce(l, b->n, 0, 1.0f, NULL, &g[1], z);
     g[2] += 2.0 * b->n;
   }
   free(z);

@@ -30,14 +30,6 @@
 #include "worker/collective.h"
 #include "worker/png.h"
 
-/* The model's sample layers' beta-weighted KL of the last forward, and the
- * plain KL (nn_sample_penalty, nn_sample_kl). */
-
-static int has_sample_layer(const nn_model *m) {
-  for (int i = 0; i < m->nlayers; i++)
-    if (!strcmp(m->layers[i].ops->type, "sample")) return 1;
-  return 0;
-}
 
 static int vae_check(const nn_job *job, const nn_model *m, const nn_dataset_info *di,
                      const char *where, nn_error *err) {
@@ -55,7 +47,7 @@ static int vae_check(const nn_job *job, const nn_model *m, const nn_dataset_info
     return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\" with "
                        "binary_cross_entropy reconstructs values in [0, 1]: set "
                        "data.normalize = false");
-  if (!has_sample_layer(m))
+  if (nn_sample_layer_index(m) < 0)
     return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "train.task = \"vae\": the model "
                        "has no `sample` layer (the encoder writes [2 * latent] means and "
                        "log-variances, a sample layer draws z, the decoder follows)");
@@ -164,9 +156,7 @@ static int vae_epoch_end(const nn_task_ops *t, nn_replica *reps, const char *dir
   int C = img->ndim == 3 ? img->dim[0] : 1, H = img->ndim == 3 ? img->dim[1] : 1;
   int W = img->ndim == 3 ? img->dim[2] : (int)nn_shape_count(img);
   if (C != 1 && C != 3) return 0; /* not a picture */
-  int j = -1;
-  for (int i = 0; i < m->nlayers && j < 0; i++)
-    if (!strcmp(m->layers[i].ops->type, "sample")) j = i;
+  int j = nn_sample_layer_index(m);
   size_t latent = nn_shape_count(&m->layers[j].out), count = nn_shape_count(img);
   enum { NPIC = 64 };
   float *z = nn_malloc(latent * (size_t)m->max_batch * sizeof *z);

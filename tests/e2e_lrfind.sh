@@ -9,7 +9,7 @@
 # here; the rates grow exponentially from --start to --end; divergence (smoothed > 4x its
 # minimum) stops the sweep early and a gentle sweep runs all --steps; the suggestion is
 # finite and inside [start, end]; no checkpoint or metrics log appears; bad flags fail
-# with one line each.
+# with one line each. Also one-cycle's momentum cycling (below).
 set -uo pipefail   # not -e: expect_fail runs commands that must fail
 : "${NNTRAIN:?}" "${NN_SOURCE_DIR:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -99,6 +99,49 @@ PY
 [ "$(wc -l <"$T/gentle/lr_find.jsonl")" = 40 ] || fail "gentle sweep: $(wc -l <"$T/gentle/lr_find.jsonl") records, expected 40"
 grep -q "stopped" "$T/outg" && fail "gentle sweep says it stopped: $(cat "$T/outg")"
 grep -q "suggested max lr" "$T/outg" || fail "no suggestion: $(cat "$T/outg")"
+
+# one-cycle cycles momentum (schedule.cycle_momentum, docs/schedules.md#one_cycle): with
+# Adam (beta1) and SGD with momentum the parameters differ from cycle_momentum = false;
+# with Adagrad (no momentum) and SGD without momentum they are the same bits; -np 2 and 3
+# give what -np 1 gives to float rounding
+OC=(--set data.train="\"$T/d/train-*.h5\"" --set data.test="\"\"" --set train.batch_size=96
+    --set train.epochs=2 --set schedule.type="\"one_cycle\"" --set optimizer.lr=0.01)
+oc() { # name, ranks, extra --set args...
+  local name=$1 np=$2
+  shift 2
+  $MPI -np "$np" "$NNTRAIN" "$J" "${OC[@]}" "$@" --set run.dir="\"$T/oc_$name\"" \
+    --dump-params "$T/p_$name" >/dev/null || fail "one-cycle run $name"
+}
+oc adam_on 1 --set optimizer.type='"adam"'
+oc adam_off 1 --set optimizer.type='"adam"' --set schedule.cycle_momentum=false
+oc adam_on2 2 --set optimizer.type='"adam"'
+oc adam_on3 3 --set optimizer.type='"adam"'
+oc sgdm_on 1 --set optimizer.type='"sgd"' --set optimizer.momentum=0.9
+oc sgdm_off 1 --set optimizer.type='"sgd"' --set optimizer.momentum=0.9 --set schedule.cycle_momentum=false
+oc sgd0_on 1 --set optimizer.type='"sgd"'
+oc sgd0_off 1 --set optimizer.type='"sgd"' --set schedule.cycle_momentum=false
+oc adagrad_on 1 --set optimizer.type='"adagrad"'
+oc adagrad_off 1 --set optimizer.type='"adagrad"' --set schedule.cycle_momentum=false
+cmp -s "$T/p_adam_on" "$T/p_adam_off" && fail "adam: cycle_momentum changed nothing"
+cmp -s "$T/p_sgdm_on" "$T/p_sgdm_off" && fail "sgd with momentum: cycle_momentum changed nothing"
+cmp -s "$T/p_sgd0_on" "$T/p_sgd0_off" || fail "sgd without momentum: cycle_momentum changed the parameters"
+cmp -s "$T/p_adagrad_on" "$T/p_adagrad_off" || fail "adagrad: cycle_momentum changed the parameters"
+"$PY" - "$T" <<'PY' || fail "one-cycle momentum: N-invariance"
+import array, sys
+T = sys.argv[1]
+def load(n):
+    a = array.array("f")
+    a.frombytes(open("%s/p_%s" % (T, n), "rb").read())
+    return a
+a, off = load("adam_on"), load("adam_off")
+moved = max(abs(x - y) for x, y in zip(a, off))
+for n in ("adam_on2", "adam_on3"):
+    b = load(n)
+    d = max(abs(x - y) for x, y in zip(a, b))
+    assert d < 1e-4 and d < moved / 10, (n, d, moved)
+print("one-cycle momentum: adam params move up to %.3g with cycling vs without; np 2, 3 vs 1 "
+      "within 1e-4" % moved)
+PY
 
 # bad flags and input: one line each, README exit codes
 expect_fail 2 "--steps" "$NNTRAIN" lr-find "$J" --steps 1

@@ -191,6 +191,54 @@ static void test_one_cycle(void) {
   ASSERT_NEAR(lr_at(&c, 99, 10, 100), 4e-07, TOL);
 }
 
+/* One-cycle's momentum (PyTorch OneCycleLR cycle_momentum, base 0.85, max
+ * 0.95; the values printed by torch 1.13 for SGD's momentum and Adam's
+ * betas[0] over 100 steps). */
+static void test_one_cycle_momentum(void) {
+  nn_schedule_cfg c = cfg_of("one_cycle");
+  ASSERT_EQ_INT(c.cycle_momentum, 1);
+  ASSERT_NEAR(c.base_momentum, 0.85, 0);
+  ASSERT_NEAR(c.max_momentum, 0.95, 0);
+  ASSERT_EQ_INT(nn_schedule_cycles_momentum(&c), 1);
+  const int64_t at[] = {0, 10, 29, 30, 44, 50, 58, 70, 99};
+  const double cos2[] = {0.95, 0.9234204220349895, 0.85, 0.8500503466729342, 0.8609084258765984,
+                         0.8706107373853763, 0.8866981577216662, 0.9133018422783337, 0.95};
+  const double lin2[] = {0.95, 0.9155172413793103, 0.85, 0.8514285714285714, 0.8714285714285714,
+                         0.88, 0.8914285714285713, 0.9085714285714286, 0.95};
+  const double cos3[] = {0.95, 0.9234204220349895, 0.85, 0.850293102142282, 0.9027069454292709,
+                         0.9323693142390913, 0.95, 0.95, 0.95};
+  for (int i = 0; i < 9; i++) ASSERT_NEAR(nn_schedule_momentum_at(&c, at[i], 10, 100), cos2[i], 1e-15);
+  ASSERT_NEAR(nn_schedule_momentum_at(&c, 150, 10, 100), 0.95, 1e-15); /* past the end */
+  snprintf(c.anneal_strategy, sizeof c.anneal_strategy, "linear");
+  for (int i = 0; i < 9; i++) ASSERT_NEAR(nn_schedule_momentum_at(&c, at[i], 10, 100), lin2[i], 1e-15);
+  snprintf(c.anneal_strategy, sizeof c.anneal_strategy, "cos");
+  c.three_phase = 1;
+  for (int i = 0; i < 9; i++) ASSERT_NEAR(nn_schedule_momentum_at(&c, at[i], 10, 100), cos3[i], 1e-15);
+  /* warmup holds the first value, then the cycle runs on its own clock */
+  c.three_phase = 0;
+  c.warmup_steps = 10;
+  ASSERT_NEAR(nn_schedule_momentum_at(&c, 5, 10, 110), 0.95, 1e-15);
+  ASSERT_NEAR(nn_schedule_momentum_at(&c, 20, 10, 110), cos2[1], 1e-15);
+  c.warmup_steps = 0;
+  /* off, or another type: nothing cycles */
+  c.cycle_momentum = 0;
+  ASSERT_EQ_INT(nn_schedule_cycles_momentum(&c), 0);
+  nn_schedule_cfg k = cfg_of("cosine");
+  ASSERT_EQ_INT(nn_schedule_cycles_momentum(&k), 0);
+  /* the check: momenta in (0, 1) when cycling */
+  c.cycle_momentum = 1;
+  c.base_momentum = 1.0;
+  nn_error err;
+  nn_error_clear(&err);
+  ASSERT_EQ_INT(nn_schedule_check(&c, &err), NN_EINVAL);
+  ASSERT_STR_CONTAINS(err.msg, "base_momentum");
+  c.base_momentum = 0.85;
+  c.max_momentum = 0;
+  nn_error_clear(&err);
+  ASSERT_EQ_INT(nn_schedule_check(&c, &err), NN_EINVAL);
+  ASSERT_STR_CONTAINS(err.msg, "max_momentum");
+}
+
 static void test_warmup(void) {
   /* cosine after 10 warmup steps: the cosine runs over the other 100 */
   nn_schedule_cfg c = cfg_of("cosine");
@@ -452,5 +500,5 @@ static void test_job_section(void) {
 
 TEST_MAIN(TEST(test_defaults_check), TEST(test_constant), TEST(test_cosine), TEST(test_step),
           TEST(test_multistep), TEST(test_exponential), TEST(test_cosine_restarts),
-          TEST(test_one_cycle), TEST(test_warmup), TEST(test_plateau), TEST(test_check),
+          TEST(test_one_cycle), TEST(test_one_cycle_momentum), TEST(test_warmup), TEST(test_plateau), TEST(test_check),
           TEST(test_job_section))

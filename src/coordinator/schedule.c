@@ -83,6 +83,21 @@ const nn_key nn_schedule_keys[] = {
    .size = sizeof(int), .def = "false",
    .help = "one_cycle: come back down to the first rate symmetrically, then anneal to the "
            "last rate (PyTorch three_phase; needs pct_start <= 0.5)."},
+  {.name = "cycle_momentum", .type = NN_KEY_BOOL, .offset = OFF(cycle_momentum),
+   .size = sizeof(int), .def = "true",
+   .help = "one_cycle: also cycle the optimizer's momentum inversely to the rate, from "
+           "max_momentum down to base_momentum and back (Smith 2018; PyTorch cycle_momentum): "
+           "SGD and RMSprop momentum when optimizer.momentum > 0, Adam/AdamW beta1; other "
+           "optimizers have none to cycle."},
+  {.name = "base_momentum", .type = NN_KEY_FLOAT, .offset = OFF(base_momentum),
+   .size = sizeof(double), .min = 0, .max = 1,
+   .flags = NN_KEY_MIN_EXCLUSIVE | NN_KEY_ZERO_ABSENT, .def = "0.85",
+   .help = "one_cycle with cycle_momentum: the momentum (or beta1) at the peak rate, in (0, 1)."},
+  {.name = "max_momentum", .type = NN_KEY_FLOAT, .offset = OFF(max_momentum),
+   .size = sizeof(double), .min = 0, .max = 1,
+   .flags = NN_KEY_MIN_EXCLUSIVE | NN_KEY_ZERO_ABSENT, .def = "0.95",
+   .help = "one_cycle with cycle_momentum: the momentum (or beta1) at the first and last "
+           "steps, in (0, 1)."},
   {.name = "monitor", .type = NN_KEY_ENUM, .offset = OFF(monitor), .size = SZ(monitor),
    .def = "\"val_loss\"",
    .choices = "val_loss|val_accuracy|val_macro_f1|val_top_k_accuracy|val_roc_auc|val_map|"
@@ -203,6 +218,12 @@ static int check_cycle_keys(const nn_schedule_cfg *c, nn_schedule_kind kind, nn_
                " = %g: expected at most 0.5 with three_phase = true (the rise and the fall "
                "each take pct_start of the run)",
                c->pct_start);
+  if (kind == NN_SCHED_ONE_CYCLE && c->cycle_momentum) {
+    if (!(c->base_momentum > 0 && c->base_momentum < 1))
+      return bad(err, "base_momentum", " = %g: expected a number in (0, 1)", c->base_momentum);
+    if (!(c->max_momentum > 0 && c->max_momentum < 1))
+      return bad(err, "max_momentum", " = %g: expected a number in (0, 1)", c->max_momentum);
+  }
   if (!(c->div_factor > 0) || !isfinite(c->div_factor))
     return bad(err, "div_factor", " = %g: expected a finite number > 0", c->div_factor);
   if (!(c->final_div_factor > 0) || !isfinite(c->final_div_factor))
@@ -349,33 +370,38 @@ static double sgdr(const nn_schedule_cfg *c, double base, int64_t s, int64_t spe
   return cos_anneal(base, c->min_lr, (double)(s - start) / (double)len);
 }
 
-/* OneCycleLR's rate at step s (0-based) of a run of n steps. */
-static double one_cycle(const nn_schedule_cfg *c, double base, int64_t s, int64_t n) {
+/* OneCycleLR at step s (0-based) of a run of n steps: the rate (which = 0)
+ * or the momentum (which = 1; PyTorch's cycle_momentum: down from
+ * max_momentum to base_momentum while the rate rises, and back up). */
+static double one_cycle(const nn_schedule_cfg *c, double base, int64_t s, int64_t n, int which) {
   double initial = base / c->div_factor, final = initial / c->final_div_factor;
+  double lo = c->base_momentum, hi = c->max_momentum;
   double pn = c->pct_start * (double)n;
-  /* phases: (end step, start rate, end rate), as PyTorch builds them */
-  double end[3], from[3], to[3];
+  /* phases: (end step, start rate, end rate, start momentum, end momentum),
+   * as PyTorch builds them */
+  double end[3], from[3], to[3], mfrom[3], mto[3];
   int nph;
   if (c->three_phase) {
-    end[0] = pn - 1, from[0] = initial, to[0] = base;
-    end[1] = 2 * pn - 2, from[1] = base, to[1] = initial;
-    end[2] = (double)n - 1, from[2] = initial, to[2] = final;
+    end[0] = pn - 1, from[0] = initial, to[0] = base, mfrom[0] = hi, mto[0] = lo;
+    end[1] = 2 * pn - 2, from[1] = base, to[1] = initial, mfrom[1] = lo, mto[1] = hi;
+    end[2] = (double)n - 1, from[2] = initial, to[2] = final, mfrom[2] = hi, mto[2] = hi;
     nph = 3;
   } else {
-    end[0] = pn - 1, from[0] = initial, to[0] = base;
-    end[1] = (double)n - 1, from[1] = base, to[1] = final;
+    end[0] = pn - 1, from[0] = initial, to[0] = base, mfrom[0] = hi, mto[0] = lo;
+    end[1] = (double)n - 1, from[1] = base, to[1] = final, mfrom[1] = lo, mto[1] = hi;
     nph = 2;
   }
   double x = (double)(s > n - 1 ? n - 1 : s), start = 0;
   for (int i = 0; i < nph; i++) {
     if (x <= end[i] || i == nph - 1) {
       double t = end[i] > start ? (x - start) / (end[i] - start) : 1.0;
-      if (!strcmp(c->anneal_strategy, "linear")) return from[i] + (to[i] - from[i]) * t;
-      return cos_anneal(from[i], to[i], t);
+      double a = which ? mfrom[i] : from[i], b = which ? mto[i] : to[i];
+      if (!strcmp(c->anneal_strategy, "linear")) return a + (b - a) * t;
+      return cos_anneal(a, b, t);
     }
     start = end[i];
   }
-  return final; /* not reached */
+  return which ? hi : final; /* not reached */
 }
 
 /* The main schedule (no warmup) at step s >= 0 of a run of n steps. */
@@ -391,7 +417,7 @@ static double main_lr(const nn_schedule_cfg *c, double base, int64_t s, int64_t 
     if (c->restart_epochs > 0) return sgdr(c, base, s, spe);
     if (n <= 0) return base;
     return cos_anneal(base, c->min_lr, (double)(s > n ? n : s) / (double)n);
-  case NN_SCHED_ONE_CYCLE: return n > 0 ? one_cycle(c, base, s, n) : base;
+  case NN_SCHED_ONE_CYCLE: return n > 0 ? one_cycle(c, base, s, n, 0) : base;
   case NN_SCHED_PLATEAU: return plateau ? base * plateau->scale : base;
   default: return base;
   }
@@ -409,4 +435,17 @@ double nn_schedule_lr_at(const nn_schedule_cfg *c, double base, int64_t step,
 
 double nn_schedule_lr(const nn_schedule_cfg *c, double base, int64_t step, int64_t total) {
   return nn_schedule_lr_at(c, base, step, 1, total, NULL);
+}
+
+int nn_schedule_cycles_momentum(const nn_schedule_cfg *c) {
+  return nn_schedule_parse_kind(c->type) == NN_SCHED_ONE_CYCLE && c->cycle_momentum;
+}
+
+double nn_schedule_momentum_at(const nn_schedule_cfg *c, int64_t step, int64_t steps_per_epoch,
+                               int64_t total_steps) {
+  int64_t spe = steps_per_epoch < 1 ? 1 : steps_per_epoch;
+  int64_t w = warmup_len(c, spe), s = step < 0 ? 0 : step;
+  int64_t n = total_steps - w;
+  if (n <= 0) return c->max_momentum;
+  return one_cycle(c, 1.0, s < w ? 0 : s - w, n, 1);
 }

@@ -68,6 +68,9 @@ typedef struct nn_schedule_cfg {
   double final_div_factor;  /* one_cycle: final lr = initial lr / final_div_factor */
   char anneal_strategy[8];  /* one_cycle: "cos" | "linear" */
   int three_phase;          /* one_cycle: PyTorch's three_phase */
+  int cycle_momentum;       /* one_cycle: cycle momentum / beta1 too */
+  double base_momentum;     /* one_cycle: momentum at the peak rate */
+  double max_momentum;      /* one_cycle: momentum at the ends */
   char monitor[32];         /* plateau: a metric name, as early_stopping.monitor */
   char mode[8];             /* plateau: "auto" | "min" | "max" */
   double factor;            /* plateau: lr multiplier on a plateau, in (0, 1) */
@@ -151,6 +154,18 @@ int nn_plateau_update(nn_plateau_state *s, const nn_schedule_cfg *c, double base
 double nn_schedule_lr_at(const nn_schedule_cfg *c, double base, int64_t step,
                          int64_t steps_per_epoch, int64_t total_steps,
                          const nn_plateau_state *plateau);
+
+/* 1 if the schedule sets the optimizer's momentum each step (one_cycle with
+ * cycle_momentum); the trainer then applies nn_schedule_momentum_at to the
+ * optimizers that have one (docs/schedules.md#one_cycle). */
+int nn_schedule_cycles_momentum(const nn_schedule_cfg *c);
+/* One-cycle's momentum at global step `step` (PyTorch OneCycleLR with
+ * cycle_momentum: max_momentum -> base_momentum over the rising phase, back
+ * to max_momentum over the falling one; three_phase: down, up, then flat at
+ * max_momentum), with the same step clock as nn_schedule_lr_at (warmup steps
+ * hold the first value). Pure. */
+double nn_schedule_momentum_at(const nn_schedule_cfg *c, int64_t step, int64_t steps_per_epoch,
+                               int64_t total_steps);
 
 /* Older form: nn_schedule_lr_at with steps_per_epoch = 1 (every step counts
  * as an epoch, so epoch-based keys are in steps) and no plateau state. Right

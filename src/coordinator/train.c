@@ -873,10 +873,16 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
     eo->t_data += now_s() - t1;
     double lr[NN_TASK_MAX_REPLICAS]; /* each replica's own schedule */
     double scale = rollback_scale(R);
-    for (int i = 0; i < R->nrep; i++)
-      lr[i] = scale * nn_schedule_lr_at(R->rep[i].schedule, R->rep[i].optim_cfg->lr,
-                                        R->state.step, R->steps_per_epoch, R->total_steps,
+    for (int i = 0; i < R->nrep; i++) {
+      const nn_schedule_cfg *sc = R->rep[i].schedule;
+      lr[i] = scale * nn_schedule_lr_at(sc, R->rep[i].optim_cfg->lr, R->state.step,
+                                        R->steps_per_epoch, R->total_steps,
                                         &R->state.decide.plateau);
+      if (nn_schedule_cycles_momentum(sc))
+        nn_replica_set_momentum(&R->rep[i], nn_schedule_momentum_at(sc, R->state.step,
+                                                                    R->steps_per_epoch,
+                                                                    R->total_steps));
+    }
     int bad = eo->s.nonfinite;
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
     if (rc) break; /* its gradient sync's: a communication failure (defer_failure) */

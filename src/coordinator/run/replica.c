@@ -239,3 +239,17 @@ void nn_replica_save_ckpt(const nn_replica *r, nn_ckpt_snapshot *snap) {
     snprintf(s->slot_names[i], sizeof s->slot_names[i], "%s", nn_optim_slot_name(&r->optim, i));
   s->optim_t = r->optim.t;
 }
+
+int nn_replica_set_momentum(nn_replica *r, double momentum) {
+  if (!r->have_optim) return 0;
+  switch (r->optim.kind) {
+  case NN_OPTIM_ADAM:
+  case NN_OPTIM_ADAMW: r->optim.cfg.beta1 = momentum; return 1;
+  case NN_OPTIM_SGD:
+  case NN_OPTIM_RMSPROP:
+    if (!(r->optim_cfg->momentum > 0)) return 0; /* no momentum slot to cycle */
+    r->optim.cfg.momentum = momentum;
+    return 1;
+  default: return 0;
+  }
+}

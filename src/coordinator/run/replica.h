@@ -100,6 +100,11 @@ int nn_replica_check_ckpt(const nn_replica *r, const nn_ckpt_snapshot *s, const 
 /* Copy the checkpoint's values into the replica (rank 0; then nn_replica_bcast):
  * parameters and buffers; with `training` also the slots and the step counter. */
 void nn_replica_load_ckpt(nn_replica *r, const nn_ckpt_snapshot *s, int training);
+/* [schedule] one_cycle with cycle_momentum: this step's momentum for the
+ * optimizer, as beta1 (adam, adamw) or momentum (sgd, rmsprop configured with
+ * momentum > 0); a no-op for other optimizers and evaluation-only replicas.
+ * Returns 1 if it set a value. */
+int nn_replica_set_momentum(nn_replica *r, double momentum);
 /* Copy the replica's state into a snapshot prepared for it. */
 void nn_replica_save_ckpt(const nn_replica *r, nn_ckpt_snapshot *s);
 

@@ -7,6 +7,8 @@ pkgs=(build-essential cmake pkg-config git
       libprotobuf-c-dev protobuf-c-compiler libjansson-dev
       libpng-dev                     # PNG pictures: dream, saliency, sample grids
       libgraphviz-dev                # nntrain graph: cgraph + gvc render model graphs
+      libjs-chart.js                 # the run report's plots (inlined into report.html)
+      chromium                       # tests/e2e_report.sh: the report in a headless browser
       libdnnl-dev                    # oneDNN: the fast conv2d backend (NN_DNNL=AUTO finds it)
       dataset-fashion-mnist python3 python3-numpy python3-h5py
       clang-14 libclang-rt-14-dev)   # the libFuzzer targets (tests/fuzz)

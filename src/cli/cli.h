@@ -84,5 +84,7 @@ int nn_cmd_saliency(int argc, char **argv);
 int nn_cmd_sample(int argc, char **argv);
 int nn_cmd_encode(int argc, char **argv);
 int nn_cmd_graph(int argc, char **argv);
+/* `nntrain report RUN_DIR`: the HTML run report (report_cmd.c). */
+int nn_cmd_report(int argc, char **argv);
 
 #endif

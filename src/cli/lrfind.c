@@ -207,11 +207,15 @@ static int run_sweep(const lrf_args *A, const nn_job *job, MPI_Comm comm, int ra
            (long long)S.n, S.lr[0], S.lr[S.n - 1],
            S.diverged ? " (stopped: the smoothed loss passed 4x its minimum)" : "", S.best,
            min_lr);
+    /* one_cycle's max_lr: a tenth of the minimum's rate (Smith's "largest
+     * rate that still trains", made safe; docs/training.md explains the
+     * choice with the CNN job's figures); the steepest descent, a
+     * conservative constant rate, beside it */
+    printf("suggested max lr: %.3g (for one_cycle: the smoothed loss's minimum's rate / 10)\n",
+           min_lr / 10);
     if (isfinite(s))
-      printf("suggested max lr: %.3g (steepest descent of the smoothed loss)\n", s);
-    else
-      printf("suggested max lr: %.3g (minimum's rate / 10: too few steps before the minimum)\n",
-             min_lr / 10);
+      printf("steepest descent of the smoothed loss at lr %.3g (a conservative constant rate)\n",
+             s);
     printf("records: %s\n", path);
   }
   free(S.lr);

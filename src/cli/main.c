@@ -34,6 +34,7 @@ static const nn_command commands[] = {
   {"saliency", nn_cmd_saliency, "which pixels a prediction is sensitive to, as a PNG heat map"},
   {"sample", nn_cmd_sample, "a GAN's or a VAE's images, or an autoencoder's reconstructions, as a PNG"},
   {"graph", nn_cmd_graph, "draw the model as a graph: .svg, .png (Graphviz) or .dot"},
+  {"report", nn_cmd_report, "the run report: one self-contained HTML page of a run directory"},
   {"inspect", nn_cmd_inspect, "print what an HDF5 shard or a checkpoint holds"},
   {"bench", nn_cmd_bench, "measure communication speed (run under mpirun)"},
 };

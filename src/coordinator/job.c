@@ -251,6 +251,15 @@ static const nn_key run_keys[] = {
    .help = "auto: continue from the newest valid checkpoint of the run directory when there "
            "is one, start fresh otherwise (the same command serves the first run and every "
            "requeued run); no: start fresh unless --resume is given."},
+  {.name = "log_every_steps", .type = NN_KEY_INT, .offset = offsetof(nn_job_run, log_every_steps),
+   .size = sizeof(int), .min = 0, .max = 1000000000, .def = "10",
+   .help = "Write a step record to metrics.jsonl every N optimizer steps (the step's loss "
+           "and accuracy over all ranks, learning rate, throughput since the last one; "
+           "docs/report.md); 0: none."},
+  {.name = "report", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_run, report),
+   .size = sizeof(int), .def = "true",
+   .help = "Rewrite RUN_DIR/report.html (the HTML run report, docs/report.md) at the end of "
+           "every epoch and of the run."},
   {0},
 };
 

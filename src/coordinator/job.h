@@ -84,6 +84,8 @@ typedef struct nn_job_run {
   int progress;             /* live progress bar when stderr is a terminal */
   char stop_signals[16];    /* "usr1" | "term" | "usr1+term": stop with a checkpoint */
   char resume[8];           /* "no" | "auto": continue from the newest checkpoint if any */
+  int log_every_steps;      /* a step record every N steps, 0 = none */
+  int report;               /* rewrite RUN_DIR/report.html every epoch */
 } nn_job_run;
 
 /* [init]: start a fresh run from another model's tensors (fine-tuning,

@@ -23,6 +23,7 @@
 #include "coordinator/train.h"
 #include "core/mem.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "coordinator/alloc.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/init_from.h"
+#include "coordinator/report.h"
 #include "coordinator/run/decide.h"
 #include "coordinator/run/evaluate.h"
 #include "coordinator/run/replica.h"
@@ -54,6 +56,8 @@ static double now_s(void) {
 }
 
 /* ---- the run's state ------------------------------------------------------ */
+
+#define REPORT_MISSES 16 /* misclassified samples the run report shows */
 
 typedef struct run {
   const nn_job *job;
@@ -102,6 +106,14 @@ typedef struct run {
   int *carry_counts, *carry_displs;        /* rank 0: [N] each, for the gather/scatter */
   int64_t carry_step;                      /* the step carry_all was gathered at, -1 */
   double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
+  /* step records (run.log_every_steps) and the run report (run.report) */
+  double step_sums[3];                     /* this rank's last step: loss sum, correct,
+                                              count; over all ranks after step_control */
+  double log_t, log_samples;               /* the lead: time and samples at the last record */
+  double samples_done;                     /* global samples trained by this process */
+  nn_eval_misses misses;                   /* misclassified test samples (the lead keeps
+                                              the merge); cap 0: none collected */
+  int report_failed;                       /* the report could not be written: said once */
 } run;
 
 /* What the step loop of one epoch leaves for the end of the epoch. */
@@ -200,6 +212,14 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   R->ckpt_count++;
   R->ckpt_pause_sum += pause;
   if (pause > R->ckpt_pause_max) R->ckpt_pause_max = pause;
+  if (!rc && R->log.f) { /* the report's checkpoint pauses */
+    json_t *rec = nn_runlog_record("checkpoint");
+    nn_json_int(rec, "step", R->state.step);
+    nn_json_num(rec, "pause_ms", 1e3 * pause);
+    nn_json_num(rec, "elapsed_s", R->last_ckpt_time - R->t_start);
+    nn_json_str(rec, "kind", path[0] ? "best" : "step");
+    rc = nn_runlog_write(&R->log, rec, err);
+  }
   return rc;
 }
 
@@ -424,7 +444,7 @@ static int build_replicas(run *R, nn_error *err) {
  * every replica's running statistics from CTL_STATS on, and the failure flag
  * last (so the statistics keep the positions, and with them the summation
  * order of the ring, that they had before the flag was added). */
-enum { CTL_TIMED = 0, CTL_SIGNAL = 1, CTL_STATS = 2 };
+enum { CTL_TIMED = 0, CTL_SIGNAL = 1, CTL_LOSS = 2, CTL_CORRECT = 3, CTL_COUNT = 4, CTL_STATS = 5 };
 
 /* The control ring and its buffer (CTL_*). */
 static int build_control(run *R, nn_error *err) {
@@ -476,10 +496,65 @@ static int check_schedule(run *R, nn_error *err) {
   return rc;
 }
 
+/* The job file as it was when the run started, for the report: copied to
+ * RUN_DIR/job.toml (unless that is the job file). Best effort: a job file
+ * that cannot be read or copied leaves the report without it. */
+static void copy_job_file(run *R) {
+  char dst[NN_PATH_MAX + 16], a[PATH_MAX], b[PATH_MAX];
+  snprintf(dst, sizeof dst, "%s/job.toml", R->dir);
+  if (!R->job->source[0]) return;
+  if (realpath(R->job->source, a) && realpath(dst, b) && !strcmp(a, b)) return;
+  FILE *in = fopen(R->job->source, "rb");
+  if (!in) return;
+  char tmp[NN_PATH_MAX + 32];
+  snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+  FILE *out = fopen(tmp, "wb");
+  int bad = !out;
+  char buf[8192];
+  size_t n;
+  while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, n, out) != n;
+  bad |= ferror(in) != 0;
+  fclose(in);
+  if (out && fclose(out) != 0) bad = 1;
+  if (bad || rename(tmp, dst) != 0) remove(tmp);
+}
+
+/* run.report: the lead rewrites RUN_DIR/report.html (coordinator/report.h)
+ * from the run's records so far, the model, and the last evaluation. A
+ * report that cannot be written is said once and training goes on. */
+static void write_report(run *R, const char *status) {
+  const nn_job *job = R->job;
+  if (!R->lead || !job->run.report || R->opts->lrfind) return;
+  char out[NN_PATH_MAX + 16], jobf[NN_PATH_MAX + 16];
+  snprintf(out, sizeof out, "%s/report.html", R->dir);
+  snprintf(jobf, sizeof jobf, "%s/job.toml", R->dir);
+  const nn_shape *in = &R->ev->model.in;
+  int pic = in->ndim == 3 && (in->dim[0] == 1 || in->dim[0] == 3);
+  const nn_metrics_result *ev = R->data.test_L ? &R->tres : R->data.val_L ? &R->vres : NULL;
+  nn_report_in ri = {.dir = R->dir, .title = job->name, .status = status,
+                     .metrics = R->log.hist.p ? R->log.hist.p : "", .metrics_len = R->log.hist.n,
+                     .job_path = access(jobf, R_OK) == 0 ? jobf : job->source,
+                     .reps = R->rep, .nrep = R->nrep,
+                     .eval = ev && ev->count > 0 ? ev : NULL,
+                     .eval_set = R->data.test_L ? "test" : "validation",
+                     .misses = R->misses.cap ? &R->misses : NULL,
+                     .img_c = pic ? in->dim[0] : 0, .img_h = pic ? in->dim[1] : 0,
+                     .img_w = pic ? in->dim[2] : 0};
+  nn_error e;
+  nn_error_clear(&e);
+  if (nn_report_write(&ri, out, &e) != 0 && !R->report_failed) {
+    R->report_failed = 1;
+    if (R->show_bar) nn_runlog_progress_clear();
+    fprintf(stderr, "nntrain: warning: no run report: %s%s%s; training goes on (run.report = "
+            "false turns it off)\n", e.file[0] ? e.file : "", e.file[0] ? ": " : "", e.msg);
+  }
+}
+
 /* Rank 0's outputs: the run log, the packed job, the checkpoint writer. */
 static int open_outputs(run *R, nn_error *err) {
   if (!R->lead || R->opts->lrfind) return 0; /* lr-find writes no log and no checkpoint */
   int rc = nn_runlog_open(&R->log, R->dir, R->opts->out, R->opts->quiet, err);
+  if (!rc && R->job->run.report) copy_job_file(R);
   if (!rc) rc = nn_job_pack(R->job, &R->spec, &R->spec_len, err);
   if (!rc) rc = nn_ckpt_writer_start(&R->ckw, R->dir, R->job->checkpoint.keep, err);
   const char *names[NN_TASK_MAX_REPLICAS];
@@ -527,6 +602,12 @@ static int setup(run *R, nn_error *err) {
   const nn_dataset_info *tri = nn_dataset_get_info(R->data.train_ds);
   nn_metrics_config mc = nn_eval_metrics_config(tri, job->validation.top_k);
   rc = nn_metrics_acc_init(&R->acc, &mc, err);
+  /* the report's misclassified pictures: from the test set's evaluation (else
+   * validation's) of a classifier */
+  if (!rc && job->run.report && !R->opts->lrfind && mc.num_classes > 0 && !mc.multilabel &&
+      (R->data.test_L || R->data.val_L))
+    rc = nn_eval_misses_init(&R->misses, REPORT_MISSES, nn_shape_count(&R->ev->model.in), R->N,
+                             err);
   if (!rc) rc = open_outputs(R, err);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_decide_init(&R->state.decide, job);
@@ -607,6 +688,7 @@ static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
   const size_t failed = R->nctl - 1;
   v[CTL_TIMED] = R->lead && every > 0 && now_s() - R->last_ckpt_time >= every ? 1.0f : 0.0f;
   v[CTL_SIGNAL] = nn_signals_pending() > 0 ? 1.0f : 0.0f;
+  for (int k = 0; k < 3; k++) v[CTL_LOSS + k] = (float)R->step_sums[k]; /* step records */
   v[failed] = R->fail_rc ? 1.0f : 0.0f;
   if (R->ctl) {
     size_t at = CTL_STATS, off, nb;
@@ -618,6 +700,7 @@ static int step_control(run *R, int *ckpt_due, int *stop, nn_error *err) {
     int rc = nn_ring_allreduce(R->ctl, v, R->nctl, err);
     if (rc) return rc;
     if (v[failed] > 0.5f) return agree_failure(R, 0, err);
+    for (int k = 0; k < 3; k++) R->step_sums[k] = v[CTL_LOSS + k];
     const float inv = 1.0f / (float)R->N;
     at = CTL_STATS;
     for (int i = 0; i < R->nrep; i++, at += nb) {
@@ -675,6 +758,28 @@ static int stop_on_signal(run *R, int last_of_epoch, int epoch, double t0, nn_er
                       "--resume (or run.resume = \"auto\")", (long long)R->state.step, path);
 }
 
+/* run.log_every_steps: the lead writes the step just taken (its loss and
+ * accuracy over every rank's slice, from step_control's sums), the rate, and
+ * the throughput since the last step record. */
+static int log_step(run *R, nn_error *err) {
+  int every = R->job->run.log_every_steps;
+  if (!R->lead || every <= 0 || R->state.step % every != 0 || R->opts->lrfind) return 0;
+  double t = now_s(), n = R->step_sums[2];
+  json_t *rec = nn_runlog_record("step");
+  nn_json_int(rec, "step", R->state.step); /* no "epoch": that key marks epoch records */
+  nn_json_num(rec, "lr", R->state.lr);
+  if (n > 0) {
+    nn_json_num(rec, "loss", R->step_sums[0] / n);
+    nn_json_num(rec, "accuracy", R->step_sums[1] / n);
+  }
+  if (R->log_t > 0 && t > R->log_t)
+    nn_json_num(rec, "samples_per_s", (R->samples_done - R->log_samples) / (t - R->log_t));
+  nn_json_num(rec, "elapsed_s", t - R->t_start);
+  R->log_t = t;
+  R->log_samples = R->samples_done;
+  return nn_runlog_write(&R->log, rec, err);
+}
+
 /* After each step: control, checkpoints inside the epoch (by steps, which
  * every rank counts the same, or by rank 0's clock, told to all; a checkpoint
  * due at the epoch's last step is written after its validation), signals and
@@ -700,6 +805,7 @@ static int after_step(run *R, const nn_batch *b, int epoch, double t0, epoch_out
   int due = job->checkpoint.every_steps > 0 && R->state.step % job->checkpoint.every_steps == 0;
   int timed = 0, signalled = 0;
   if ((rc = step_control(R, &timed, &signalled, err)) != 0) return rc;
+  if ((rc = defer_failure(R, log_step(R, err), err)) != 0) return rc;
   if (signalled) return stop_on_signal(R, last_of_epoch, epoch, t0, err);
   if ((due || timed) && !last_of_epoch && !max_reached) {
     /* not the epoch's last step: the next step's control shares a failure */
@@ -884,7 +990,11 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
                                                                     R->total_steps));
     }
     int bad = eo->s.nonfinite;
+    const double s0[3] = {eo->s.loss_sum, eo->s.correct, eo->s.count};
     rc = R->task->step(R->rep, b, lr, (uint64_t)R->state.step, &eo->s, err);
+    R->step_sums[0] = eo->s.loss_sum - s0[0];
+    R->step_sums[1] = eo->s.correct - s0[1];
+    R->step_sums[2] = eo->s.count - s0[2];
     if (rc) break; /* its gradient sync's: a communication failure (defer_failure) */
     if (eo->s.nonfinite != bad) {
       if ((rc = defer_failure(R, on_nonfinite(R, epoch, err), err)) != 0) break;
@@ -899,6 +1009,7 @@ static int run_epoch(run *R, int epoch, epoch_out *eo, nn_error *err) {
     R->state.epoch_step++;
     R->state.lr = lr[R->task->eval_replica];
     eo->samples += b->global_n;
+    R->samples_done += b->global_n;
     t1 = now_s();
     rc = after_step(R, b, epoch, t0, eo, &leave, err);
     eo->t_control += now_s() - t1;
@@ -965,12 +1076,18 @@ static int evaluate_epoch(run *R, int epoch, int last, nn_epoch_figures *f, nn_e
   nn_metrics_result_free(&R->vres);
   nn_metrics_result_free(&R->tres);
   int rc = 0;
-  if (validate)
+  nn_eval_misses *miss = R->misses.cap ? &R->misses : NULL; /* the report's pictures */
+  if (validate) {
+    R->ev->misses = R->data.test_L ? NULL : miss;
     rc = agree_failure(R, nn_task_evaluate(R->task, R->rep, R->data.val_L, &R->acc, R->comm,
                                            R->ctl, R->state.step, &R->vres, err), err);
-  if (!rc && R->data.test_L)
+  }
+  if (!rc && R->data.test_L) {
+    R->ev->misses = miss;
     rc = agree_failure(R, nn_task_evaluate(R->task, R->rep, R->data.test_L, &R->acc, R->comm,
                                            R->ctl, R->state.step, &R->tres, err), err);
+  }
+  R->ev->misses = NULL;
   f->val = validate ? &R->vres : NULL;
   if (validate) {
     R->res->val_loss = R->vres.loss;
@@ -1068,6 +1185,9 @@ static int decide_epoch(run *R, const nn_epoch_figures *f, const epoch_out *eo, 
     return defer_failure(R, rc, err);
   if (R->task->epoch_end && (rc = R->task->epoch_end(R->task, R->rep, R->dir, f->epoch, err)) != 0)
     return defer_failure(R, rc, err);
+  char status[96];
+  snprintf(status, sizeof status, "running: epoch %d of %d done", f->epoch + 1, job->train.epochs);
+  write_report(R, status);
   char best[NN_PATH_MAX + 16];
   snprintf(best, sizeof best, "%s/best.h5", R->dir);
   if (dec.improved && (rc = take_checkpoint(R, best, 0, err)) != 0)
@@ -1204,6 +1324,7 @@ static int finish(run *R, nn_error *err) {
   res->samples_per_s = R->train_time > 0 ? R->train_samples / R->train_time : 0;
   rc = report_memory(R, err);
   if (!rc) rc = report_end(R, err);
+  if (!rc) write_report(R, "finished");
   if (!rc) rc = dump_params(R, err);
   return agree_failure(R, rc, err); /* rank 0's summary and files, for everyone */
 }
@@ -1214,6 +1335,7 @@ static void free_run(run *R) {
   nn_metrics_result_free(&R->vres);
   nn_metrics_result_free(&R->tres);
   nn_metrics_acc_free(&R->acc);
+  nn_eval_misses_free(&R->misses);
   for (int i = 0; i < R->nrep; i++) nn_replica_free(&R->rep[i]);
   nn_ring_free(R->ctl);
   nn_run_data_close(&R->data);
@@ -1290,6 +1412,7 @@ static int lrfind_sweep(run *R, nn_error *err) {
 /* The epochs, from the resumed one. Returns on the first failure. */
 static int train_epochs(run *R, nn_error *err) {
   int stop = 0, rc = 0;
+  R->log_t = now_s(); /* the first step record's throughput counts from here */
   for (int epoch = R->state.epoch; epoch < R->job->train.epochs && !stop; epoch++) {
     epoch_out eo;
     nn_epoch_figures f;

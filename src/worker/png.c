@@ -95,6 +95,30 @@ int nn_png_write(const char *path, const uint8_t *pix, int w, int h, int channel
   return rc;
 }
 
+int nn_png_encode(const uint8_t *pix, int w, int h, int channels, char **buf, size_t *len,
+                  nn_error *err) {
+  *buf = NULL;
+  *len = 0;
+  if (w < 1 || h < 1 || (channels != 1 && channels != 3))
+    return nn_error_set(err, NN_EINVAL, "cannot encode a %dx%d PNG of %d channels", w, h,
+                        channels);
+  FILE *f = open_memstream(buf, len);
+  if (!f) return nn_error_set(err, NN_ENOMEM, "out of memory");
+  png_failure fail;
+  fail.msg[0] = 0;
+  int rc = write_png(f, pix, w, h, channels, &fail);
+  if (ferror(f)) rc = -1;
+  if (fclose(f) != 0) rc = -1;
+  if (rc) {
+    free(*buf);
+    *buf = NULL;
+    *len = 0;
+    return nn_error_set(err, NN_ENOMEM, "cannot encode the PNG: %s",
+                        fail.msg[0] ? fail.msg : "out of memory");
+  }
+  return 0;
+}
+
 uint8_t nn_png_byte(float v, float lo, float hi) {
   if (!(hi > lo) || !(v > lo)) return 0; /* NaN, below the range */
   if (v >= hi) return 255;

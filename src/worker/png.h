@@ -8,6 +8,7 @@
 #ifndef NN_WORKER_PNG_H
 #define NN_WORKER_PNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -16,6 +17,11 @@
  * bottom, channels interleaved (RGBRGB...). */
 int nn_png_write(const char *path, const uint8_t *pix, int w, int h, int channels,
                  nn_error *err);
+
+/* The same picture encoded in memory: *buf (malloc'd, free()) of *len
+ * bytes. NN_EINVAL for a bad size, NN_ENOMEM. */
+int nn_png_encode(const uint8_t *pix, int w, int h, int channels, char **buf, size_t *len,
+                  nn_error *err);
 
 /* The byte for value v of the range [lo, hi]: 0 at lo, 255 at hi, rounded,
  * clamped (NaN: 0). lo >= hi maps everything to 0. */

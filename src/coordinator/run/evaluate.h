@@ -12,6 +12,25 @@
 #include "worker/allreduce.h"
 #include "worker/loader.h"
 
+/* Misclassified samples an evaluation keeps (the run report's pictures):
+ * the first `cap` of the data order whose argmax is not their label, with
+ * their input. Each rank keeps its own first cap; nn_evaluate gathers them on
+ * rank 0 (the lowest sample indices win, so the pick is the same on any
+ * number of ranks). Set r->misses to collect; classification only. */
+typedef struct nn_eval_misses {
+  int cap;           /* samples kept */
+  size_t width;      /* floats per sample (the input's size) */
+  int n;             /* kept: this rank's during the pass, rank 0's merge after it */
+  int N;             /* ranks */
+  int64_t *index;    /* [cap * N]: position in the data order */
+  int32_t *pred, *truth;  /* [cap * N] */
+  float *x;          /* [cap * N, width] the inputs as the model saw them */
+  int *counts, *displs;   /* [N] gather work space */
+} nn_eval_misses;
+
+int nn_eval_misses_init(nn_eval_misses *m, int cap, size_t width, int N, nn_error *err);
+void nn_eval_misses_free(nn_eval_misses *m);
+
 /* The accumulator configuration for data di: classes or targets, logits as
  * scores, top-k accuracy when 1 < top_k < classes (0: none). */
 nn_metrics_config nn_eval_metrics_config(const nn_dataset_info *di, int top_k);

@@ -49,6 +49,8 @@ typedef struct nn_replica {
   nn_gradsync *sync;        /* training on N > 1 ranks only */
   nn_stepper st;            /* every replica (evaluation uses its loss) */
   int have_stepper;
+  struct nn_eval_misses *misses; /* evaluation keeps misclassified samples here (run
+                               report; borrowed, NULL: none) */
   float *aux;               /* scratch a task kind's own step uses (run/tasks/gan.c),
                                allocated by its build, freed by nn_replica_free */
 } nn_replica;

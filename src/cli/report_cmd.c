@@ -21,6 +21,7 @@
 #include "coordinator/checkpoint.h"
 #include "coordinator/report.h"
 #include "coordinator/run/evaluate.h"
+#include "coordinator/run/task.h"
 #include "core/mem.h"
 #include "worker/agree.h"
 #include "worker/dataset.h"
@@ -120,6 +121,19 @@ static int job_of(const char *ckpt, nn_job *job, nn_error *err) {
   return rc;
 }
 
+/* The model for its graph alone, built (not loaded) for the data's samples,
+ * as `nntrain graph` builds it. */
+static int graph_only(evalctx *E, const nn_job *job, const char *data, nn_error *err) {
+  int rc = nn_task_for_job(job, &E->task, err);
+  if (!rc) rc = nn_dataset_open(&E->ds, data, NULL, err);
+  if (rc) return rc;
+  nn_replica_opts ro = {.train = 0, .max_batch = 1, .lint = 0};
+  rc = nn_task_build(E->task, E->reps, job, nn_dataset_get_info(E->ds), data, &ro, err);
+  if (rc == NN_ESCHEMA) err->code = rc = NN_EDATA;
+  E->ev = &E->reps[E->task->eval_replica];
+  return rc;
+}
+
 static int run_report(const report_args *A, nn_error *err) {
   char metrics[4200], kfold[4200], out[4200], jobf[4200], ckpt[4200];
   snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", A->dir);
@@ -147,11 +161,16 @@ static int run_report(const report_args *A, nn_error *err) {
   int evaluated = 0;
   if (!job) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
   if (!rc && ckpt[0]) rc = job_of(ckpt, job, err);
-  if (!rc && ckpt[0] && (data = eval_data(A, job)) != NULL) {
+  /* a language model's data is one token stream, evaluated per token by the
+   * run itself (its validation records): here its graph only */
+  const int can_eval = !A->no_eval && job && job->train.bptt == 0;
+  if (!rc && ckpt[0] && (data = eval_data(A, job)) != NULL && !can_eval) {
+    rc = graph_only(&E, job, data, err);
+  } else if (!rc && ckpt[0] && data) {
     if (!(E.job = nn_calloc(1, sizeof *E.job))) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
     if (!rc) rc = nn_evalctx_setup(&E, ckpt, data, 256, err);
     const nn_dataset_info *di = rc ? NULL : nn_dataset_get_info(E.ds);
-    if (!rc && !A->no_eval) {
+    if (!rc) {
       nn_metrics_config mc = nn_eval_metrics_config(di, 5);
       rc = nn_metrics_acc_init(&acc, &mc, err);
       if (!rc && mc.num_classes > 0 && !mc.multilabel)

@@ -45,9 +45,16 @@
         showLine: s.showLine !== false, spanGaps: true,
       };
     });
+    /* a log axis labels its powers of ten only (Chart.js labels 1, 2, 5 of each decade) */
+    const decades = { callback: function (v) {
+      const e = Math.log10(v);
+      return Math.abs(e - Math.round(e)) < 1e-9 ? Number(v).toExponential(0) : '';
+    } };
     const scales = {
-      x: { type: opts.xlog ? 'logarithmic' : 'linear', title: { display: true, text: opts.xlabel } },
-      y: { type: opts.ylog ? 'logarithmic' : 'linear', title: { display: true, text: opts.ylabel } },
+      x: { type: opts.xlog ? 'logarithmic' : 'linear', title: { display: true, text: opts.xlabel },
+           ticks: opts.xlog ? decades : {} },
+      y: { type: opts.ylog ? 'logarithmic' : 'linear', title: { display: true, text: opts.ylabel },
+           ticks: opts.ylog ? decades : {}, beginAtZero: !!opts.yzero },
     };
     if (opts.y2label)
       scales.y2 = { position: 'right', title: { display: true, text: opts.y2label },
@@ -133,9 +140,14 @@
         if (has(E, k)) acc.push({ label: k.replace('_', ' '), points: pts(E, 'step', k), radius: 3 });
       chart(g, 'accuracy', acc, { title: 'Accuracy', xlabel: 'step', ylabel: 'accuracy' });
     }
+    /* rates span decades (warmup, cosine's tail, one-cycle): a log axis when all are > 0 */
+    const lrs = pts(S, 'step', 'lr').concat(pts(E, 'step', 'lr'));
+    const lrlog = lrs.length > 0 && lrs.every(function (p) { return p.y > 0; }) &&
+                  Math.max.apply(null, lrs.map(function (p) { return p.y; })) >
+                  1.5 * Math.min.apply(null, lrs.map(function (p) { return p.y; }));
     chart(g, 'lr', [{ label: 'learning rate (step)', points: pts(S, 'step', 'lr'), radius: 0 },
                     { label: 'learning rate (epoch end)', points: pts(E, 'step', 'lr'), radius: 3, showLine: false }],
-          { title: 'Learning rate', xlabel: 'step', ylabel: 'learning rate' });
+          { title: 'Learning rate', xlabel: 'step', ylabel: 'learning rate', ylog: lrlog, yzero: !lrlog });
     const tp = [{ label: 'samples/s (between step records)', points: pts(S, 'elapsed_s', 'samples_per_s'), radius: 0 },
                 { label: 'samples/s (epoch)', points: pts(E, 'elapsed_s', 'samples_per_s'), radius: 3, showLine: false },
                 { label: 'checkpoint pause (ms)', points: pts(ckpts, 'elapsed_s', 'pause_ms'), axis: 'y2',

@@ -94,11 +94,22 @@ static Agraph_t *build_graph(const char *title, const nn_replica *reps, int nrep
   return g;
 }
 
+/* One Graphviz context for the process, made on first use and kept: a second
+ * context after gvFreeContext reads text-layout state the first one freed
+ * (AddressSanitizer: heap-use-after-free in the pango plugin's text sizing,
+ * Debian's graphviz 2.42), and a run draws its graph every epoch. Rank 0's
+ * main thread alone draws. */
+static GVC_t *context(void) {
+  static GVC_t *gvc;
+  if (!gvc) gvc = gvContext();
+  return gvc;
+}
+
 /* Lay g out and render it as `format`, to path or (path NULL) to memory. */
 static int render(Agraph_t *g, const char *format, const char *path, char **mem, size_t *len,
                   nn_error *err) {
   const char *what = path ? path : "the model graph";
-  GVC_t *gvc = gvContext();
+  GVC_t *gvc = context();
   if (!gvc) return nn_error_set(err, NN_ENOMEM, "out of memory (graphviz context)");
   int rc = 0;
   if (gvLayout(gvc, g, "dot") != 0) {
@@ -124,7 +135,6 @@ static int render(Agraph_t *g, const char *format, const char *path, char **mem,
     }
     gvFreeLayout(gvc, g);
   }
-  gvFreeContext(gvc);
   return rc;
 }
 

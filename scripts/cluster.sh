@@ -176,11 +176,6 @@ NN_CLUSTER_MEMBER=$NAME; export NN_CLUSTER_MEMBER
 exec ip netns exec "\$host" unshare --uts sh -c 'hostname "\$0" && exec sh -c "\$1"' "\$host" "\$*"
 EOF
   chmod +x "$s/agent"
-  # Wait until every host answers on its address (the bridge learns the ports).
-  for i in $(seq 1 "$k"); do
-    ip netns exec "$NAME-h$i" ping -c1 -W1 "$net.254" >/dev/null 2>&1 ||
-      ip netns exec "$NAME-h$i" ping -c1 -W2 "$net.254" >/dev/null 2>&1 || true
-  done
   trap - EXIT INT TERM
   echo "$NAME"
 }

@@ -125,7 +125,7 @@ cmd_up() {
   [ -n "$NAME" ] || NAME=nnc$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')
   need_name
   mkdir -p "$STATE_ROOT"
-  local subnet s
+  local subnet s i
   s=$(state)
   exec 9>"$STATE_ROOT/lock"
   flock 9
@@ -134,11 +134,12 @@ cmd_up() {
   subnet=$(pick_subnet) || die "no free subnet in 10.213.1-250.0/24"
   mkdir -p "$s"
   echo "$subnet" >"$s/subnet"
+  for i in $(seq 1 "$k"); do mkdir -p "/etc/netns/$NAME-h$i"; done  # (down removes an empty /etc/netns under the lock)
   flock -u 9
   # From here on, anything that fails or interrupts removes what was made.
   trap 'trap - EXIT INT TERM; cmd_down >/dev/null 2>&1 || true; exit 1' INT TERM
   trap 'rc=$?; trap - EXIT INT TERM; [ $rc = 0 ] || cmd_down >/dev/null 2>&1 || true; exit $rc' EXIT
-  local net=${subnet%.0/24} br=$NAME-br i h
+  local net=${subnet%.0/24} br=$NAME-br h
   echo "$RATE" >"$s/rate"
   ip link add "$br" type bridge
   ip addr add "$net.254/24" dev "$br"
@@ -160,7 +161,6 @@ cmd_up() {
   # Each host resolves every host's name (ip netns exec mounts /etc/netns/H/hosts
   # over /etc/hosts for the processes it starts; nothing global changes).
   for i in $(seq 1 "$k"); do
-    mkdir -p "/etc/netns/$NAME-h$i"
     { echo "127.0.0.1 localhost"; awk '{print $2, $1}' "$s/hosts"; echo "$net.254 $NAME-br"; } \
       >"/etc/netns/$NAME-h$i/hosts"
   done
@@ -278,8 +278,9 @@ cmd_down() {
   local left
   left=$(leftovers | grep -v '^state ' || true)
   [ -z "$left" ] || { echo "cluster.sh: down: left behind of '$NAME':" >&2; echo "$left" >&2; return 1; }
-  rmdir /etc/netns 2>/dev/null || true
   rm -rf "$(state)"
+  mkdir -p "$STATE_ROOT"
+  flock "$STATE_ROOT/lock" rmdir /etc/netns 2>/dev/null || true
 }
 
 cmd_check() {

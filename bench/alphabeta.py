@@ -25,7 +25,8 @@ direction, so beta is the link's (not the shared memory's).
   scaling ROWS.json --alpha A --beta B --params P --batch G
       beside each row of `bench/scaling.sh --json`, the model's samples/s:
       a step at N ranks is G/N samples at the first row's per-sample time
-      (compute, data and control of one rank) plus the all-reduce of 4P bytes
+      (compute, data and control of one rank) plus the all-reduce of 4P bytes,
+      with the ring's real block sizes for its 256 KiB stripes (--chunk)
 """
 import argparse
 import json
@@ -103,9 +104,25 @@ def cmd_predict(a):
             cells = []
             for n in ranks:
                 comp = batch / n * sps
-                ar = model(a.alpha, beta, s, n)
+                ar = ring_time(a.alpha, beta, s, n, a.chunk)
                 cells.append("%.1f ms, %.0f%%" % (ar * 1e3, 100 * comp / (comp + ar)))
             print("| %s | %.2fM | %s | %s |" % (name, params / 1e6, rate, " | ".join(cells)))
+
+
+def ring_step_bytes(nbytes, n, chunk):
+    """The largest block of the ring (docs/allreduce.md): stripe j of `chunk`
+    bytes belongs to block j mod n; each of the 2(n-1) steps moves one block."""
+    blocks = [0] * n
+    for j in range(-(-nbytes // chunk)):
+        blocks[j % n] += min(chunk, nbytes - j * chunk)
+    return max(blocks)
+
+
+def ring_time(alpha, beta, nbytes, n, chunk):
+    """model() with the ring's real block sizes: equal to it when the stripes
+    spread evenly (the bench's chunk is bytes/N), slower for a gradient arena of
+    fewer than N stripes (the training's chunk is 256 KiB)."""
+    return 2 * (n - 1) * (alpha + beta * ring_step_bytes(nbytes, n, chunk))
 
 
 def cmd_scaling(a):
@@ -116,7 +133,7 @@ def cmd_scaling(a):
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         n = r["ranks"]
-        ar = model(a.alpha, a.beta, 4 * a.params, n) if n > 1 else 0.0
+        ar = ring_time(a.alpha, a.beta, 4 * a.params, n, a.chunk) if n > 1 else 0.0
         step = a.batch / n * per_sample + ar
         pred = a.batch / step
         print("| %d | %d | %.0f | %.0f | %+.0f%% | %.2f | %.2f | %.1f |" % (
@@ -138,12 +155,14 @@ def main():
     q.add_argument("--rates", default="10gbit,25gbit")
     q.add_argument("--ranks", default="2,4,8,16,32,64")
     q.add_argument("--job", action="append", required=True)
+    q.add_argument("--chunk", type=int, default=1 << 18, help="the ring's stripe in bytes (default 256K)")
     s = sub.add_parser("scaling")
     s.add_argument("rows")
     s.add_argument("--alpha", type=float, required=True, help="seconds")
     s.add_argument("--beta", type=float, required=True, help="seconds per byte")
     s.add_argument("--params", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--chunk", type=int, default=1 << 18, help="the ring's stripe in bytes (default 256K)")
     a = p.parse_args()
     {"fit": cmd_fit, "predict": cmd_predict, "scaling": cmd_scaling}[a.cmd](a)
 

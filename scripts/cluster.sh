@@ -26,6 +26,8 @@
 #                                            (idempotent, also after a crash)
 #   cluster.sh check [--name NAME]           exit 1, listing it, if anything
 #                                            of NAME is left
+#   cluster.sh probe                         exit 0 if clusters can run here,
+#                                            else 77 with the reason
 #   cluster.sh with K [--rate RATE] [--name NAME] [--ranks R] -- MPIRUN-ARGS...
 #                                      up, run, down in one (down also on error,
 #                                      SIGINT and SIGTERM); exits with mpirun's code
@@ -46,7 +48,7 @@ STATE_ROOT=${NN_CLUSTER_STATE:-/run/nntrain-cluster}
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { echo "cluster.sh: $*" >&2; sed -n '/^# usage:/,/^# NAME defaults/p' "$SELF" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+usage() { echo "cluster.sh: $* (cluster.sh --help)" >&2; exit 2; }
 cannot() { echo "cluster.sh: cannot run here: $*" >&2; exit 77; }
 
 # can_run: root, ip netns and tc tbf work (exit 77 with the reason if not).
@@ -330,6 +332,7 @@ case $cmd in
   down) cmd_down "$@" ;;
   check) cmd_check "$@" ;;
   with) cmd_with "$@" ;;
+  probe) can_run ;;
   -h|--help|help) sed -n '/^# usage:/,/^# NAME defaults/p' "$SELF" | sed '$d; s/^# \{0,1\}//' ;;
   *) usage "unknown command '$cmd'" ;;
 esac

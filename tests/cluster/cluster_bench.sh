@@ -22,6 +22,15 @@ outside() {
 }
 outside >"$T/before"
 
+# Bad input: one line, exit 2 (usage) or 1, and nothing made.
+nets=$(ip netns list | wc -l)
+expect_fail 2 "expected a host count 1-64, got '0'" "$CLUSTER_SH" up 0
+expect_fail 2 "--rate 'fast': expected e.g. 100mbit" "$CLUSTER_SH" up 2 --rate fast
+expect_fail 2 "cluster name 'Bad-Name': expected 1-8 of [a-z0-9]" "$CLUSTER_SH" up 2 --name Bad-Name
+expect_fail 1 "cluster 'nncnone' is not up" "$CLUSTER_SH" run --name nncnone -- -np 1 true
+[ "$(ip netns list | wc -l)" = "$nets" ] || fail "bad input made a namespace"
+echo "ok: bad input to cluster.sh: one line, exit 2 or 1, nothing made"
+
 cluster_up 4 1gbit
 NET=$(cat "/run/nntrain-cluster/$C/subnet"); NET=${NET%.0/24}
 for i in 1 2 3 4; do

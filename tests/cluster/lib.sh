@@ -21,6 +21,12 @@ set -uo pipefail
 . "$NN_SOURCE_DIR/tests/lib.sh"
 CLUSTER_SH=$NN_SOURCE_DIR/scripts/cluster.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+probe=$("$CLUSTER_SH" probe 2>&1)
+case $? in
+  0) ;;
+  77) skip "${probe#cluster.sh: }" ;;
+  *) fail "cluster.sh probe: $probe" ;;
+esac
 T=$(mktemp -d)
 C=
 MPIPID=

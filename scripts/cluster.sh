@@ -139,7 +139,8 @@ cmd_up() {
   for i in $(seq 1 "$k"); do mkdir -p "/etc/netns/$NAME-h$i"; done  # (down removes an empty /etc/netns under the lock)
   flock -u 9
   # From here on, anything that fails or interrupts removes what was made.
-  trap 'trap - EXIT INT TERM; cmd_down >/dev/null 2>&1 || true; exit 1' INT TERM
+  trap 'trap - EXIT INT TERM; cmd_down >/dev/null 2>&1 || true; exit 130' INT
+  trap 'trap - EXIT INT TERM; cmd_down >/dev/null 2>&1 || true; exit 143' TERM
   trap 'rc=$?; trap - EXIT INT TERM; [ $rc = 0 ] || cmd_down >/dev/null 2>&1 || true; exit $rc' EXIT
   local net=${subnet%.0/24} br=$NAME-br h
   echo "$RATE" >"$s/rate"

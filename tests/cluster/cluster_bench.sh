@@ -113,6 +113,23 @@ for sig in INT TERM; do
   echo "ok: cluster.sh with: SIG$sig -> exit $rc, all removed in $ms ms"
 done
 
+# `up`, interrupted while it makes 16 hosts (about 0.8 s): removes what it made.
+name=nnct$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')
+env --default-signal=INT "$CLUSTER_SH" up 16 --name "$name" >/dev/null 2>&1 &
+MPIPID=$!
+for _ in $(seq 200); do [ "$(ip netns list | grep -c "^$name-h")" -ge 2 ] && break; sleep 0.01; done
+kill -TERM "$MPIPID" 2>/dev/null
+rc=0; wait "$MPIPID" || rc=$?
+MPIPID=
+if [ "$rc" = 0 ]; then
+  echo "note: up 16 finished before SIGTERM; not checked"
+  "$CLUSTER_SH" down --name "$name" || fail "down $name"
+else
+  [ "$rc" = 143 ] || fail "up interrupted by SIGTERM: exit $rc, expected 143"
+  "$CLUSTER_SH" check --name "$name" || fail "up interrupted by SIGTERM left something"
+  echo "ok: cluster.sh up 16, SIGTERM after 2+ hosts: exit 143, nothing left"
+fi
+
 outside >"$T/after"
 diff "$T/before" "$T/after" >&2 || fail "addresses, links or routes outside the clusters changed"
 echo "ok: nothing outside the clusters' subnets changed"

@@ -23,16 +23,7 @@ fm_idx train 0 2000 "$T/sub"
 
 cluster_up 4 1gbit
 H3=$C-h3
-"$CLUSTER_SH" run --name "$C" --ranks 2 -- -np 8 "$NNTRAIN" "$T/job.toml" --quiet --steps 100000 \
-  --timeout 60 >"$T/out" 2>&1 &
-MPIPID=$!
-for _ in $(seq 600); do
-  grep -qs '"event": "start"' "$T/run/metrics.jsonl" && break
-  kill -0 "$MPIPID" 2>/dev/null || fail "the job ended before training: $(cat "$T/out")"
-  sleep 0.1
-done
-grep -qs '"event": "start"' "$T/run/metrics.jsonl" || fail "no start record in 60 s"
-sleep 1
+start_bg "$T/out" "$T/run" 2 -np 8 "$NNTRAIN" "$T/job.toml" --quiet --steps 100000 --timeout 60
 P=$(world_pid 5)
 [ -n "$P" ] || fail "no process of world rank 5"
 net3=$("$CLUSTER_SH" exec --name "$C" 3 readlink /proc/self/ns/net)

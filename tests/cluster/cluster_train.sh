@@ -78,16 +78,7 @@ cluster_down
 # (c) SIGUSR1 to mpirun, then resume, across 4 hosts x 2 ranks.
 cluster_up 4 1gbit
 job "$T/usr1" >"$T/usr1.toml"; job "$T/ref" >"$T/ref.toml"
-"$CLUSTER_SH" run --name "$C" --ranks 2 -- -np 8 "$NNTRAIN" "$T/usr1.toml" --quiet --steps 100000 \
-  >"$T/usr1.out" 2>&1 &
-MPIPID=$!
-for _ in $(seq 600); do
-  grep -qs '"event": "start"' "$T/usr1/metrics.jsonl" && break
-  kill -0 "$MPIPID" 2>/dev/null || fail "usr1 run ended before training: $(cat "$T/usr1.out")"
-  sleep 0.1
-done
-grep -qs '"event": "start"' "$T/usr1/metrics.jsonl" || fail "usr1 run: no start record in 60 s"
-sleep 1   # a few steps in
+start_bg "$T/usr1.out" "$T/usr1" 2 -np 8 "$NNTRAIN" "$T/usr1.toml" --quiet --steps 100000
 t0=$(date +%s%N)
 kill -USR1 "$MPIPID"
 rc=0; wait "$MPIPID" || rc=$?

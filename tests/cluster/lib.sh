@@ -14,6 +14,10 @@
 #   cluster_down         down C and fail unless nothing of it is left
 #                        (namespaces, links, processes, files)
 #   world_pid RANK       the pid of C's process that is MPI world rank RANK
+#   start_bg OUT RUN_DIR R MPIRUN-ARGS...
+#                        mpirun across C in the background (R ranks per host,
+#                        output in OUT, pid in MPIPID); returns 1 s after the
+#                        run's start record appears in RUN_DIR/metrics.jsonl
 #   MPIPID               a background mpirun the EXIT trap kills (if set)
 set -uo pipefail
 : "${NNTRAIN:?}"
@@ -61,4 +65,18 @@ world_pid() {
     if grep -qsxz "OMPI_COMM_WORLD_RANK=$1" "/proc/$p/environ" &&
        [ "$(readlink "/proc/$p/exe")" = "$(readlink -f "$NNTRAIN")" ]; then echo "$p"; fi
   done | head -1
+}
+
+start_bg() {
+  local out=$1 metrics=$2/metrics.jsonl r=$3
+  shift 3
+  "$CLUSTER_SH" run --name "$C" --ranks "$r" -- "$@" >"$out" 2>&1 &
+  MPIPID=$!
+  for _ in $(seq 600); do
+    grep -qs '"event": "start"' "$metrics" && break
+    kill -0 "$MPIPID" 2>/dev/null || fail "the job ended before training: $(cat "$out")"
+    sleep 0.1
+  done
+  grep -qs '"event": "start"' "$metrics" || fail "no start record in 60 s: $(cat "$out")"
+  sleep 1   # a few steps in
 }

@@ -111,6 +111,42 @@ shape() {
     cannot "tc cannot add a tbf qdisc (kernel without sch_tbf?)"
 }
 
+# add_host I NET: namespace NAME-hI, its veth link eth0 = NET.I/24 to the bridge,
+# loopback up, tbf both ways; its lines in STATE/hosts (name, address, netns
+# inode) and STATE/hostfile.
+add_host() {
+  local i=$1 net=$2 s h=$NAME-h$1
+  s=$(state)
+  ip netns add "$h"
+  echo "$h $net.$i $(stat -L -c %i "/run/netns/$h")" >>"$s/hosts"
+  ip link add "$NAME-$i" type veth peer name eth0 netns "$h"
+  ip link set "$NAME-$i" master "$NAME-br" up
+  ip -n "$h" link set lo up
+  ip -n "$h" addr add "$net.$i/24" dev eth0
+  ip -n "$h" link set eth0 up
+  shape "$NAME-$i"
+  shape eth0 "$h"
+  echo "$h slots=2" >>"$s/hostfile"
+}
+
+# write_agent: the rsh agent STATE/agent. mpirun runs it as
+# "AGENT [OPTIONS] HOST COMMAND..."; it enters HOST's network namespace and a
+# new UTS namespace named HOST, and marks every process below with
+# NN_CLUSTER_MEMBER (how down finds stragglers).
+write_agent() {
+  local s
+  s=$(state)
+  cat >"$s/agent" <<EOF
+#!/bin/sh
+while [ \$# -gt 0 ]; do case \$1 in -*) shift ;; *) break ;; esac; done
+host=\$1; shift
+case \$host in $NAME-h[0-9]*) ;; *) echo "cluster agent: unknown host '\$host'" >&2; exit 255 ;; esac
+NN_CLUSTER_MEMBER=$NAME; export NN_CLUSTER_MEMBER
+exec ip netns exec "\$host" unshare --uts sh -c 'hostname "\$0" && exec sh -c "\$1"' "\$host" "\$*"
+EOF
+  chmod +x "$s/agent"
+}
+
 cmd_up() {
   local k=${1:-}; shift || true
   RATE=1gbit
@@ -142,43 +178,20 @@ cmd_up() {
   trap 'trap - EXIT INT TERM; cmd_down >/dev/null 2>&1 || true; exit 130' INT
   trap 'trap - EXIT INT TERM; cmd_down >/dev/null 2>&1 || true; exit 143' TERM
   trap 'rc=$?; trap - EXIT INT TERM; [ $rc = 0 ] || cmd_down >/dev/null 2>&1 || true; exit $rc' EXIT
-  local net=${subnet%.0/24} br=$NAME-br h
+  local net=${subnet%.0/24} br=$NAME-br
   echo "$RATE" >"$s/rate"
   ip link add "$br" type bridge
   ip addr add "$net.254/24" dev "$br"
   ip link set "$br" up
   : >"$s/hostfile"; : >"$s/hosts"
-  for i in $(seq 1 "$k"); do
-    h=$NAME-h$i
-    ip netns add "$h"
-    echo "$h $net.$i $(stat -L -c %i "/run/netns/$h")" >>"$s/hosts"
-    ip link add "$NAME-$i" type veth peer name eth0 netns "$h"
-    ip link set "$NAME-$i" master "$br" up
-    ip -n "$h" link set lo up
-    ip -n "$h" addr add "$net.$i/24" dev eth0
-    ip -n "$h" link set eth0 up
-    shape "$NAME-$i"
-    shape eth0 "$h"
-    echo "$h slots=2" >>"$s/hostfile"
-  done
+  for i in $(seq 1 "$k"); do add_host "$i" "$net"; done
   # Each host resolves every host's name (ip netns exec mounts /etc/netns/H/hosts
   # over /etc/hosts for the processes it starts; nothing global changes).
   for i in $(seq 1 "$k"); do
     { echo "127.0.0.1 localhost"; awk '{print $2, $1}' "$s/hosts"; echo "$net.254 $NAME-br"; } \
       >"/etc/netns/$NAME-h$i/hosts"
   done
-  # The rsh agent: mpirun runs it as "AGENT [OPTIONS] HOST COMMAND..."; it
-  # enters HOST's network namespace and a new UTS namespace named HOST, marks
-  # every process below with NN_CLUSTER_MEMBER (how down finds stragglers).
-  cat >"$s/agent" <<EOF
-#!/bin/sh
-while [ \$# -gt 0 ]; do case \$1 in -*) shift ;; *) break ;; esac; done
-host=\$1; shift
-case \$host in $NAME-h[0-9]*) ;; *) echo "cluster agent: unknown host '\$host'" >&2; exit 255 ;; esac
-NN_CLUSTER_MEMBER=$NAME; export NN_CLUSTER_MEMBER
-exec ip netns exec "\$host" unshare --uts sh -c 'hostname "\$0" && exec sh -c "\$1"' "\$host" "\$*"
-EOF
-  chmod +x "$s/agent"
+  write_agent
   trap - EXIT INT TERM
   echo "$NAME"
 }

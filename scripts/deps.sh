@@ -11,7 +11,8 @@ pkgs=(build-essential cmake pkg-config git
       chromium                       # tests/e2e_report.sh: the report in a headless browser
       libdnnl-dev                    # oneDNN: the fast conv2d backend (NN_DNNL=AUTO finds it)
       dataset-fashion-mnist python3 python3-numpy python3-h5py
-      clang-14 libclang-rt-14-dev)   # the libFuzzer targets (tests/fuzz)
+      clang-14 libclang-rt-14-dev    # the libFuzzer targets (tests/fuzz)
+      iproute2 util-linux)           # scripts/cluster.sh: ip netns, tc tbf, unshare, flock
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,9 +20,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, skip, expect_fail, fm_idx
 MPI="timeout 300 mpirun --oversubscribe"
-command -v chromium >/dev/null || skip "chromium is not installed (apt-get install chromium)"
-[ -r /usr/share/javascript/chart.js/chart.min.js ] || [ -n "${NNTRAIN_CHARTJS:-}" ] ||
-  skip "Chart.js is not installed (apt-get install libjs-chart.js)"
+need_report_browser
 SHOTS=$PWD
 
 fm_idx train 0 1536 "$T/train" || fail "fm_idx train"

@@ -16,9 +16,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # PY, fail, skip, fm_idx
 MPI="timeout 300 mpirun --oversubscribe"
-command -v chromium >/dev/null || skip "chromium is not installed (apt-get install chromium)"
-[ -r /usr/share/javascript/chart.js/chart.min.js ] || [ -n "${NNTRAIN_CHARTJS:-}" ] ||
-  skip "Chart.js is not installed (apt-get install libjs-chart.js)"
+need_report_browser
 SHOTS=$PWD
 
 fm_idx train 0 512 "$T/train" || fail "fm_idx"

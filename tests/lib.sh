@@ -85,3 +85,10 @@ type = "dense"
 units = 10
 EOF
 }
+
+# The run report's browser tests: Debian's chromium and Chart.js (libjs-chart.js), else skip.
+need_report_browser() {
+  command -v chromium >/dev/null || skip "chromium is not installed (apt-get install chromium)"
+  [ -r /usr/share/javascript/chart.js/chart.min.js ] || [ -n "${NNTRAIN_CHARTJS:-}" ] ||
+    skip "Chart.js is not installed (apt-get install libjs-chart.js)"
+}

@@ -1023,15 +1023,28 @@ static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
 void nn_job_key_pos(const nn_job *job, const char *section, const char *key, int *line,
                     int *col) {
   *line = *col = 0;
+  const nn_job_section *s = nn_job_sections();
+  while (s->name && strcmp(s->name, section)) s++;
+  const nn_key *k = s->name ? nn__keys_find(s->keys, key) : NULL;
   nn_toml_value *root = NULL;
   nn_error e;
   nn_error_clear(&e);
-  if (nn_toml_parse_file(job->source, &root, &e) != 0) return;
+  if (!k || nn_toml_parse_file(job->source, &root, &e) != 0) return;
   const nn_toml_value *v = nn_toml_get(nn_toml_get(root, section), key);
-  if (v) {
+  /* the file's value, read as the parser does, must be the job's: else the
+   * value came from --set (or the file changed), and no place is right */
+  nn_job *scratch = nn_calloc(1, sizeof *scratch); /* large: layers */
+  char msg[256];
+  const char *base = (const char *)job + s->offset;
+  char *mine = scratch ? (char *)scratch + s->offset : NULL;
+  if (v && mine && nn__key_set_toml(k, mine, v, msg, sizeof msg, line, col) == 0 &&
+      nn__key_equal(k, mine, base)) {
     *line = v->line;
     *col = v->col;
+  } else {
+    *line = *col = 0;
   }
+  free(scratch);
   nn_toml_free(root);
 }
 

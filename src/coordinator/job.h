@@ -141,8 +141,8 @@ int nn_job_model_error(const nn_job *job, nn_error *err);
 
 /* Where the job file gives section.key: *line and *col of its value, read
  * again from job->source (error paths only: checks against the data, which
- * the parser cannot see). 0 and 0 when the file does not give it (a default,
- * --set) or cannot be read. */
+ * the parser cannot see). 0 and 0 when the file does not give it, gives
+ * another value (it came from --set) or cannot be read. */
 void nn_job_key_pos(const nn_job *job, const char *section, const char *key, int *line,
                     int *col);
 

@@ -527,11 +527,9 @@ static int setup(run *R, nn_error *err) {
   nn_compute_set_threads(nn_train_blas_threads(job, R->comm)); /* OpenBLAS, oneDNN */
   int rc = set_precision(job, err);
   if (!rc) rc = nn_task_for_job(job, &R->task, err);
-  if (!rc && job->train.accumulate > 1) { /* the parser checks it too; a spec from elsewhere */
-    int line, col;
-    nn_job_key_pos(job, "train", "accumulate", &line, &col);
-    rc = nn_task_check_accumulate(job, R->task, line, col, err);
-  }
+  /* the parser checks it too; this catches a spec from elsewhere */
+  if (!rc && (rc = nn_task_check_accumulate(job, R->task, 0, 0, err)) != 0 && err)
+    nn_job_key_pos(job, "train", "accumulate", &err->line, &err->col);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
   if ((rc = nn_run_data_open(&R->data, job, &so, R->comm, err)) != 0) return rc;

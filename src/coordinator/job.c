@@ -165,7 +165,7 @@ static const nn_key train_keys[] = {
    .size = sizeof(int), .def = "false",
    .help = "Drop the final partial batch of each epoch instead of training on it."},
   {.name = "accumulate", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, accumulate),
-   .size = sizeof(int), .min = 1, .max = 65536, .def = "1",
+   .size = sizeof(int), .min = 1, .max = 65536, .def = "1", .flags = NN_KEY_ZERO_ABSENT,
    .help = "Gradient accumulation: micro-batches per optimizer step. Each step trains "
            "accumulate x batch_size samples (exactly those batch_size = accumulate x "
            "batch_size would give) as accumulate micro-batches of batch_size, with one "

@@ -96,8 +96,9 @@ void nn_stepper_free(nn_stepper *s);
  * sync), forward and backward passes (the last backward passes
  * nn_step_on_ready, s->sync as its user; earlier ones NULL: a second pass
  * still adds; with accumulation, one pass per micro-batch, nn_step_micro,
- * only the last micro-batch's reporting), nn_step_finish (wait for the sync, timed into st; then, the
- * same on every rank, the non-finite check, clipping and the optimizer). */
+ * only the last micro-batch's reporting), nn_step_finish (wait for the sync,
+ * timed into st; then, the same on every rank, the non-finite check,
+ * clipping and the optimizer). */
 void nn_step_begin(nn_stepper *s, uint64_t step);
 void nn_step_on_ready(void *sync, size_t offset, size_t count);
 int nn_step_finish(nn_stepper *s, double lr, nn_step_stats *st, nn_error *err);

@@ -171,8 +171,9 @@ int nn_run_data_loaders(nn_run_data *d, const nn_job *job, int rank, int nranks,
   /* the training loader's batches are optimizer steps' (train.accumulate
    * micro-batches each, worker/step.h); evaluation reads batch_size */
   nn_loader_cfg lc = {.seed = (uint64_t)job->train.seed, .rank = rank, .nranks = nranks,
-                      .batch_size = (int)nn_run_optimizer_batch(job), .drop_last = job->train.drop_last,
-                      .shuffle = 1, .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
+                      .batch_size = (int)nn_run_optimizer_batch(job),
+                      .drop_last = job->train.drop_last, .shuffle = 1,
+                      .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
                       .normalize = job->data.normalize, .subset = d->train_idx,
                       .nsubset = d->train_idx ? d->ntrain : 0, .augment = &job->augment,
                       .bptt = job->train.bptt};

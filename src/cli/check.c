@@ -87,8 +87,11 @@ static void print_summary(const nn_job *job, const nn_task_ops *task, const nn_r
     if (task->nreplicas > 1) printf("%sreplica %s:\n", i ? "\n" : "", reps[i].name);
     nn_cli_print_graph(stdout, &reps[i].model);
   }
-  printf("optimizer: %s, lr %g; %d epochs, global batch %d, loss %s\n", job->optimizer.type,
-         job->optimizer.lr, job->train.epochs, job->train.batch_size, job->train.loss);
+  char accum[48] = ""; /* train.accumulate: micro-batches per optimizer step */
+  if (job->train.accumulate > 1)
+    snprintf(accum, sizeof accum, " x %d micro-batches per step", job->train.accumulate);
+  printf("optimizer: %s, lr %g; %d epochs, global batch %d%s, loss %s\n", job->optimizer.type,
+         job->optimizer.lr, job->train.epochs, job->train.batch_size, accum, job->train.loss);
 }
 
 /* The command line: the job file and its --set overrides, or --reference.

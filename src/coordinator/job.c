@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "coordinator/job_keys.h"
+#include "coordinator/run/task.h"
 #include "core/loss.h"
 #include "core/model.h"
 #include "toml/toml.h"
@@ -163,6 +164,15 @@ static const nn_key train_keys[] = {
   {.name = "drop_last", .type = NN_KEY_BOOL, .offset = offsetof(nn_job_train, drop_last),
    .size = sizeof(int), .def = "false",
    .help = "Drop the final partial batch of each epoch instead of training on it."},
+  {.name = "accumulate", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, accumulate),
+   .size = sizeof(int), .min = 1, .max = 65536, .def = "1", .flags = NN_KEY_ZERO_ABSENT,
+   .help = "Gradient accumulation: micro-batches per optimizer step. Each step trains "
+           "accumulate x batch_size samples (exactly those batch_size = accumulate x "
+           "batch_size would give) as accumulate micro-batches of batch_size, with one "
+           "gradient all-reduce and one update; activations need memory for batch_size only. "
+           "Steps, schedules and checkpoints count optimizer steps. BatchNorm normalizes each "
+           "micro-batch (docs/training.md#gradient-accumulation). Tasks supervised, "
+           "autoencoder and vae; not language models or GANs."},
   {.name = "bptt", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, bptt),
    .size = sizeof(int), .min = 0, .max = 65536, .def = "0",
    .help = "train.task = \"language_model\": tokens per window of truncated back-propagation "
@@ -947,9 +957,29 @@ static int section_check_error(pctx *c, const nn_toml_value *root, const char *s
               "[%s]: %s", section, oe->msg);
 }
 
+/* train.accumulate against the batch (the optimizer batch must fit an int
+ * batch) and the task kind (run/task.h: kinds that cannot accumulate). */
+static int check_accumulate(pctx *c, const nn_job *job, const nn_toml_value *root) {
+  const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "accumulate");
+  const ovr *o = find_ovr(c, "train", -1, "accumulate");
+  int line = v ? v->line : 0, col = v ? v->col : 0;
+  const int64_t big = (int64_t)job->train.accumulate * job->train.batch_size, most = 1 << 24;
+  if (big > most)
+    return perr(c, o, line, col, "train.accumulate", "train.accumulate = %d x train.batch_size "
+                "= %d is %lld samples per optimizer step: at most %lld", job->train.accumulate,
+                job->train.batch_size, (long long)big, (long long)most);
+  nn_error e;
+  nn_error_clear(&e);
+  const nn_task_ops *ops = nn_task_find(job->train.task[0] ? job->train.task : "supervised");
+  if (nn_task_check_accumulate(job, ops, line, col, &e))
+    return perr(c, o, line, col, "train.accumulate", "%s", e.msg);
+  return 0;
+}
+
 /* Checks that span keys of a read job: optimizer, schedule, one validation
- * source, a known loss. */
+ * source, a known loss, train.accumulate. */
 static int check_cross_keys(pctx *c, const nn_job *job, const nn_toml_value *root) {
+  int rc;
   nn_error oe;
   nn_error_clear(&oe);
   if (nn_optim_check(&job->optimizer, &oe))
@@ -974,6 +1004,7 @@ static int check_cross_keys(pctx *c, const nn_job *job, const nn_toml_value *roo
                 "checkpoint, and this job writes none during the run: set checkpoint.every_steps, "
                 "every_epochs or every_seconds (or use \"stop\" or \"skip\")");
   }
+  if ((rc = check_accumulate(c, job, root)) != 0) return rc;
   if (nn_loss_parse(job->train.loss) < 0) {
     const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "loss");
     return perr(c, NULL, v ? v->line : 0, v ? v->col : 0, "train.loss",
@@ -996,6 +1027,34 @@ static int read_job(pctx *c, nn_job *job, const nn_toml_value *root) {
   if (!job->name[0]) snprintf(job->name, sizeof job->name, "job");
   if (!job->run.dir[0]) snprintf(job->run.dir, sizeof job->run.dir, "runs/%.63s", job->name);
   return 0;
+}
+
+void nn_job_key_pos(const nn_job *job, const char *section, const char *key, int *line,
+                    int *col) {
+  *line = *col = 0;
+  const nn_job_section *s = nn_job_sections();
+  while (s->name && strcmp(s->name, section)) s++;
+  const nn_key *k = s->name ? nn__keys_find(s->keys, key) : NULL;
+  nn_toml_value *root = NULL;
+  nn_error e;
+  nn_error_clear(&e);
+  if (!k || nn_toml_parse_file(job->source, &root, &e) != 0) return;
+  const nn_toml_value *v = nn_toml_get(nn_toml_get(root, section), key);
+  /* the file's value, read as the parser does, must be the job's: else the
+   * value came from --set (or the file changed), and no place is right */
+  nn_job *scratch = nn_calloc(1, sizeof *scratch); /* large: layers */
+  char msg[256];
+  const char *base = (const char *)job + s->offset;
+  char *mine = scratch ? (char *)scratch + s->offset : NULL;
+  if (v && mine && nn__key_set_toml(k, mine, v, msg, sizeof msg, line, col) == 0 &&
+      nn__key_equal(k, mine, base)) {
+    *line = v->line;
+    *col = v->col;
+  } else {
+    *line = *col = 0;
+  }
+  free(scratch);
+  nn_toml_free(root);
 }
 
 int nn_job_parse(nn_job *job, const char *text, size_t len, const char *filename,

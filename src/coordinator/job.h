@@ -60,6 +60,8 @@ typedef struct nn_job_train {
   char loss[24];
   int64_t seed;
   int drop_last;            /* drop the final partial batch of each epoch */
+  int accumulate;           /* micro-batches of batch_size per optimizer step (gradient
+                               accumulation; docs/training.md#gradient-accumulation) */
   int bptt;                 /* > 0: language model on a token stream, windows of bptt
                                tokens (truncated back-propagation through time) */
   double clip_value;        /* clip each summed gradient element to +-clip_value; 0 = off */
@@ -138,6 +140,13 @@ int nn_job_parse(nn_job *job, const char *text, size_t len, const char *filename
  * Returns err->code. Every command that builds a job's model calls this on
  * failure, so a graph or shape error reads "job.toml:12: layer 3 ...". */
 int nn_job_model_error(const nn_job *job, nn_error *err);
+
+/* Where the job file gives section.key: *line and *col of its value, read
+ * again from job->source (error paths only: checks against the data, which
+ * the parser cannot see). 0 and 0 when the file does not give it, gives
+ * another value (it came from --set) or cannot be read. */
+void nn_job_key_pos(const nn_job *job, const char *section, const char *key, int *line,
+                    int *col);
 
 /* Serialize to a JobSpec protobuf. *buf is malloc'ed (caller frees). */
 int nn_job_pack(const nn_job *job, uint8_t **buf, size_t *len, nn_error *err);

@@ -299,6 +299,11 @@ static int check_resume_job(const run *R, const nn_ckpt_snapshot *s, const char 
                      "train.batch_size was %d in the checkpointed run and is %d now: the "
                      "global batch may not change on resume", old->train.batch_size,
                      job->train.batch_size);
+  if (!rc && nn_run_optimizer_batch(old) != nn_run_optimizer_batch(job))
+    rc = nn_error_at(err, NN_ECKPT, path, 0, 0,
+                     "train.accumulate was %d in the checkpointed run and is %d now: the "
+                     "optimizer step's batch may not change on resume", old->train.accumulate,
+                     job->train.accumulate);
   if (!rc && old->train.seed != job->train.seed)
     rc = nn_error_at(err, NN_ECKPT, path, 0, 0,
                      "train.seed was %lld in the checkpointed run and is %lld now: the seed "
@@ -431,7 +436,13 @@ static void warn_model(void *user, const char *msg) {
 
 /* The task's replicas, for the training data's samples (the kind's build). */
 static int build_replicas(run *R, nn_error *err) {
-  nn_replica_opts o = {.train = 1, .max_batch = nn_loader_max_slice(R->data.train_L),
+  /* one micro-batch of the training slice (train.accumulate, worker/step.h),
+   * and any evaluation slice */
+  int mb = nn_step_micro_max(nn_loader_max_slice(R->data.train_L), R->job->train.accumulate);
+  nn_loader *ev[2] = {R->data.val_L, R->data.test_L};
+  for (int i = 0; i < 2; i++)
+    if (ev[i] && nn_loader_max_slice(ev[i]) > mb) mb = nn_loader_max_slice(ev[i]);
+  nn_replica_opts o = {.train = 1, .max_batch = mb,
                        .comm = R->comm, .timeout_s = R->opts->timeout_s, .lint = 1,
                        .warn = warn_model, .warn_user = R->lead ? R : NULL};
   R->nrep = R->task->nreplicas; /* every slot is freed, built or not (zeroed by calloc) */
@@ -591,6 +602,9 @@ static int setup(run *R, nn_error *err) {
   nn_compute_set_threads(nn_train_blas_threads(job, R->comm)); /* OpenBLAS, oneDNN */
   int rc = set_precision(job, err);
   if (!rc) rc = nn_task_for_job(job, &R->task, err);
+  /* the parser checks it too; this catches a spec from elsewhere */
+  if (!rc && (rc = nn_task_check_accumulate(job, R->task, 0, 0, err)) != 0 && err)
+    nn_job_key_pos(job, "train", "accumulate", &err->line, &err->col);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
   if ((rc = nn_run_data_open(&R->data, job, &so, R->comm, err)) != 0) return rc;
@@ -630,7 +644,9 @@ static int announce(run *R, nn_error *err) {
   if (!R->lead) return 0;
   const nn_job *job = R->job;
   const nn_model *m = &R->ev->model;
-  char shp[64];
+  char shp[64], accum[64] = "";
+  if (job->train.accumulate > 1)
+    snprintf(accum, sizeof accum, " x %d micro-batches per step", job->train.accumulate);
   if (job->train.bptt > 0) /* a language model: its batch is streams of a token stream */
     nn_runlog_say(&R->log, "nntrain: job '%s': %d rank%s, language model: %d streams, windows of "
                   "%d tokens, %zu parameters, %d epochs of %lld windows\n",
@@ -640,12 +656,12 @@ static int announce(run *R, nn_error *err) {
   else
     nn_runlog_say(&R->log,
                   "nntrain: job '%s': %d rank%s, %lld training samples%s%s, input %s, %zu "
-                  "parameters, %d epochs of %lld steps (global batch %d)\n",
+                  "parameters, %d epochs of %lld steps (global batch %d%s)\n",
                   job->name[0] ? job->name : job->source, R->N, R->N == 1 ? "" : "s",
                   (long long)R->data.ntrain, R->data.val_L ? ", validation" : "",
                   R->data.test_ds ? "" : ", no test set", nn_shape_str(&m->in, shp, sizeof shp),
                   m->nparams, job->train.epochs, (long long)R->steps_per_epoch,
-                  job->train.batch_size);
+                  job->train.batch_size, accum);
   json_t *rec = nn_runlog_record("start");
   nn_json_str(rec, "job", job->name);
   nn_json_str(rec, "task", R->task->name);
@@ -654,6 +670,7 @@ static int announce(run *R, nn_error *err) {
   nn_json_int(rec, "train_samples", R->data.ntrain);
   nn_json_int(rec, "epochs", job->train.epochs);
   nn_json_int(rec, "batch_size", job->train.batch_size);
+  nn_json_int(rec, "accumulate", job->train.accumulate > 1 ? job->train.accumulate : 1);
   nn_json_int(rec, "step", R->state.step);
   int convs = 0, bf16 = 0; /* which convolution backend runs, in what (core/compute.h) */
   for (int i = 0; i < m->nlayers; i++)
@@ -955,7 +972,7 @@ static int next_slice(run *R, int *starved, nn_batch *none, const nn_batch **b, 
   if (R->state.epoch_step >= R->steps_per_epoch) return 0;
   memset(none, 0, sizeof *none);
   none->step = R->state.epoch_step;
-  none->global_n = R->job->train.batch_size; /* > 0; the slice is empty */
+  none->global_n = (int)nn_run_optimizer_batch(R->job); /* > 0; the slice is empty */
   *b = none;
   return 0;
 }

@@ -64,6 +64,7 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
     s->seq_t = m->out.dim[0];
     s->seq_k = m->out.dim[1];
   }
+  s->accumulate = 1;
   s->weight_penalty = nn_reg_has_weight_penalty(m);
   s->activity_penalty = nn_reg_has_activity(m);
   size_t n = (size_t)m->max_batch * (size_t)s->outputs + 1;
@@ -129,6 +130,48 @@ static void on_ready(void *user, size_t offset, size_t count) {
   nn_gradsync_ready(((ready_ctx *)user)->sync, offset, count);
 }
 
+int nn_step_micro_max(int max_slice, int k) {
+  return k > 1 ? (max_slice + k - 1) / k : max_slice;
+}
+
+nn_batch nn_step_micro(const nn_stepper *s, const nn_batch *b, int i) {
+  const int k = s->accumulate > 1 ? s->accumulate : 1;
+  if (k == 1) return *b;
+  const int lo = (int)((int64_t)b->n * i / k), hi = (int)((int64_t)b->n * (i + 1) / k);
+  const size_t in = nn_shape_count(&s->model->in), o = (size_t)lo;
+  nn_batch v = *b;
+  v.n = hi - lo;
+  v.sample0 = b->sample0 + lo;
+  v.x = b->x + o * in;
+  if (b->labels) v.labels = b->labels + o;
+  if (b->targets) v.targets = b->targets + o * (size_t)s->outputs;
+  if (b->lengths) v.lengths = b->lengths + o;
+  if (b->tlabels) v.tlabels = b->tlabels + o * (size_t)s->seq_t;
+  return v;
+}
+
+/* Forward, loss and backward of micro-batch v of an optimizer step whose
+ * global batch is v->global_n samples; adds its figures to st. ready: the
+ * gradient sync's callback (the step's last micro-batch) or NULL. */
+static void micro_pass(nn_stepper *s, const nn_batch *v, nn_run_ctx *ctx, int poison,
+                       nn_grad_ready_fn ready, void *rc, nn_step_stats *st) {
+  nn_model *m = s->model;
+  ctx->sample0 = v->sample0;
+  ctx->lengths = v->lengths;
+  const float *out = nn_model_forward(m, v->x, v->n, ctx);
+  double l = batch_loss(s, v, out, 1.0f / (float)v->global_n, s->dout);
+  if (poison) l = NAN;
+  /* A non-finite loss poisons the output gradient, so the all-reduced
+   * gradients carry it to every rank (the flag in nn_step_train). */
+  if (!isfinite(l)) s->dout[0] = NAN;
+  st->loss_sum += l;
+  if (s->activity_penalty) st->loss_sum += nn_reg_activity_model_sum(m, v->n);
+  st->loss_sum += nn_sample_penalty(m); /* sample layers' beta * KL (core/layers/sample.h) */
+  st->count += batch_count(s, v);
+  count_correct(s, v, out, st);
+  nn_model_backward(m, v->x, s->dout, v->n, ctx, ready, rc);
+}
+
 int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
                   uint64_t seed, nn_step_stats *st, nn_error *err) {
   nn_model *m = s->model;
@@ -139,19 +182,16 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   nn_model_zero_grad(m);
   ready_ctx rc = {s->sync};
   if (s->sync) nn_gradsync_begin_step(s->sync, (long)step + 1);
-  if (b->n > 0) {
-    const float *out = nn_model_forward(m, b->x, b->n, &ctx);
-    double l = batch_loss(s, b, out, 1.0f / (float)b->global_n, s->dout);
-    if (fault_nonfinite(step)) l = NAN;
-    /* A non-finite loss poisons the output gradient, so the all-reduced
-     * gradients carry it to every rank (the flag below). */
-    if (!isfinite(l)) s->dout[0] = NAN;
-    st->loss_sum += l;
-    if (s->activity_penalty) st->loss_sum += nn_reg_activity_model_sum(m, b->n);
-    st->loss_sum += nn_sample_penalty(m); /* sample layers' beta * KL (core/layers/sample.h) */
-    st->count += batch_count(s, b);
-    count_correct(s, b, out, st);
-    nn_model_backward(m, b->x, s->dout, b->n, &ctx, s->sync ? on_ready : NULL, &rc);
+  /* k micro-batches (1 without accumulation), each backward adding into the
+   * gradients; only the last one reports buckets to the sync (an empty last
+   * one reports none: nn_gradsync_finish reduces them all). */
+  const int k = s->accumulate > 1 ? s->accumulate : 1;
+  int poison = b->n > 0 && fault_nonfinite(step);
+  for (int i = 0; i < k; i++) {
+    nn_batch v = nn_step_micro(s, b, i);
+    if (v.n == 0) continue;
+    micro_pass(s, &v, &ctx, poison, s->sync && i == k - 1 ? on_ready : NULL, &rc, st);
+    poison = 0;
   }
   double wait = 0;
   if (s->sync) {

@@ -27,7 +27,19 @@
  * Activity penalties (activity_l1 / activity_l2) act inside the model's
  * backward (nn_reg_activity_backward before each such layer, scaled by the
  * run context's act_scale); their value joins the reported loss.
- * Evaluation losses never include penalties. */
+ * Evaluation losses never include penalties.
+ *
+ * Gradient accumulation (train.accumulate = k > 1, s->accumulate): the batch
+ * a step receives is this rank's slice of the OPTIMIZER step's global batch
+ * (k * train.batch_size samples, b->global_n of them), and the step runs it
+ * as k micro-batches of that slice (nn_step_micro: micro-batch i holds the
+ * slice's samples [i*n/k, (i+1)*n/k)), each forward and backward in turn,
+ * every backward ADDING into the gradients; only the last micro-batch's
+ * backward reports buckets to the gradient sync, so there is one all-reduce
+ * per optimizer step. The loss is scaled by 1/b->global_n throughout, so the
+ * summed gradient is the one of the whole optimizer batch, and the model's
+ * max_batch need only hold one micro-batch (nn_step_micro_max). Dropout and
+ * sampling noise keep their keys (optimizer step, position in the epoch). */
 #ifndef NN_WORKER_STEP_H
 #define NN_WORKER_STEP_H
 
@@ -69,6 +81,7 @@ typedef struct nn_stepper {
    * both to 0; the trainer sets them from train.clip_value / clip_norm. */
   double clip_value;   /* clip each gradient element to [-clip_value, clip_value] */
   double clip_norm;    /* scale the gradient arena to global L2 norm <= clip_norm */
+  int accumulate;      /* micro-batches per optimizer step (train.accumulate); init: 1 */
 } nn_stepper;
 
 /* 1 if every x[0, n) is finite (no NaN, no Inf). */
@@ -82,11 +95,23 @@ void nn_stepper_free(nn_stepper *s);
  * GAN, VAE), in this order: nn_step_begin (zero the gradients, start the
  * sync), forward and backward passes (the last backward passes
  * nn_step_on_ready, s->sync as its user; earlier ones NULL: a second pass
- * still adds), nn_step_finish (wait for the sync, timed into st; then, the
- * same on every rank, the non-finite check, clipping and the optimizer). */
+ * still adds; with accumulation, one pass per micro-batch, nn_step_micro,
+ * only the last micro-batch's reporting), nn_step_finish (wait for the sync,
+ * timed into st; then, the same on every rank, the non-finite check,
+ * clipping and the optimizer). */
 void nn_step_begin(nn_stepper *s, uint64_t step);
 void nn_step_on_ready(void *sync, size_t offset, size_t count);
 int nn_step_finish(nn_stepper *s, double lr, nn_step_stats *st, nn_error *err);
+
+/* The largest micro-batch of a slice of at most max_slice samples cut into
+ * k micro-batches: ceil(max_slice / k), the model's max_batch. */
+int nn_step_micro_max(int max_slice, int k);
+/* Micro-batch i of s->accumulate of batch b (this rank's slice of an
+ * optimizer step): a view into b's buffers (no copy), its n possibly 0;
+ * global_n stays the optimizer step's, sample0 the micro-batch's first
+ * sample (x advances by the model's input size, targets by its output size,
+ * tlabels by its timesteps). */
+nn_batch nn_step_micro(const nn_stepper *s, const nn_batch *b, int i);
 
 /* One optimizer step on batch b at learning rate lr; adds to st (loss_sum
  * includes this rank's share, b->n / global_n, of the weight penalty). */

@@ -101,7 +101,24 @@ static int check_batch(const nn_run_data *d, const nn_job *job, int N, nn_error 
     return nn_error_at(err, NN_EDATA, job->data.train, 0, 0,
                        "train.drop_last is set and the %lld training samples are fewer than "
                        "one batch (%d)", (long long)ntr, job->train.batch_size);
+  const int64_t k = job->train.accumulate, step = nn_run_optimizer_batch(job);
+  if (k > 1 && step > ntr) { /* a job error, at the key (job.h nn_job_key_pos) */
+    int line, col;
+    nn_job_key_pos(job, "train", "accumulate", &line, &col);
+    nn_error_at(err, NN_ESCHEMA, job->source, line, col,
+                "train.accumulate = %lld makes optimizer steps of %lld x %d = %lld samples, "
+                "more than the %lld training samples%s (at most %lld)", (long long)k,
+                (long long)k, job->train.batch_size, (long long)step, (long long)ntr,
+                d->train_idx ? " left after the validation part" : "",
+                (long long)(ntr / job->train.batch_size > 0 ? ntr / job->train.batch_size : 1));
+    snprintf(err->where, sizeof err->where, "train.accumulate");
+    return NN_ESCHEMA;
+  }
   return 0;
+}
+
+int64_t nn_run_optimizer_batch(const nn_job *job) {
+  return (int64_t)job->train.batch_size * (job->train.accumulate > 1 ? job->train.accumulate : 1);
 }
 
 static int open_all(nn_run_data *d, const nn_job *job, const nn_split_opts *so, int N,
@@ -151,14 +168,18 @@ int nn_run_data_loaders(nn_run_data *d, const nn_job *job, int rank, int nranks,
     return nn_error_at(err, NN_ESCHEMA, job->source, 0, 0, "a token stream (%s) cannot be cut "
                        "by data.validation_split or k-fold: `nntrain prepare text` writes a "
                        "validation split, name it in data.validation", nn_dataset_file(d->train_ds, 0));
+  /* the training loader's batches are optimizer steps' (train.accumulate
+   * micro-batches each, worker/step.h); evaluation reads batch_size */
   nn_loader_cfg lc = {.seed = (uint64_t)job->train.seed, .rank = rank, .nranks = nranks,
-                      .batch_size = job->train.batch_size, .drop_last = job->train.drop_last,
-                      .shuffle = 1, .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
+                      .batch_size = (int)nn_run_optimizer_batch(job),
+                      .drop_last = job->train.drop_last, .shuffle = 1,
+                      .prefetch = job->data.prefetch > 0 ? job->data.prefetch : 2,
                       .normalize = job->data.normalize, .subset = d->train_idx,
                       .nsubset = d->train_idx ? d->ntrain : 0, .augment = &job->augment,
                       .bptt = job->train.bptt};
   int rc = nn_loader_create(&d->train_L, d->train_ds, &lc, err);
   nn_loader_cfg ec = lc;
+  ec.batch_size = job->train.batch_size;
   ec.shuffle = 0;
   ec.drop_last = 0;
   ec.subset = NULL;

@@ -31,7 +31,11 @@ typedef struct nn_split_opts {
  * the batch against the ranks. Collective on comm (all ranks agree). */
 int nn_run_data_open(nn_run_data *d, const nn_job *job, const nn_split_opts *so, MPI_Comm comm,
                      nn_error *err);
-/* The loaders: training (shuffled, augmented) and evaluation ones. */
+/* Samples of one optimizer step: train.batch_size x train.accumulate (the
+ * training loader's global batch; checked against the data and <= 2^24). */
+int64_t nn_run_optimizer_batch(const nn_job *job);
+/* The loaders: training (shuffled, augmented; batches of
+ * nn_run_optimizer_batch) and evaluation ones (batches of train.batch_size). */
 int nn_run_data_loaders(nn_run_data *d, const nn_job *job, int rank, int nranks, nn_error *err);
 void nn_run_data_close(nn_run_data *d);
 

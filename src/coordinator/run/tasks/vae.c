@@ -77,26 +77,36 @@ static double recon(const nn_stepper *s, const float *out, const float *x, int n
   return mean * k;
 }
 
+/* One micro-batch v (the whole slice without train.accumulate) of an
+ * optimizer step: forward, the loss scaled by the step's global batch,
+ * backward adding into the gradients (ready: the sync's callback on the
+ * step's last micro-batch, else NULL). */
+static void vae_pass(nn_replica *r, const nn_batch *v, uint64_t step,
+                     nn_grad_ready_fn ready, nn_step_stats *st) {
+  nn_model *m = &r->model;
+  nn_run_ctx ctx = {.training = 1, .seed = r->seed, .step = step, .sample0 = v->sample0,
+                    .act_scale = 1.0f / (float)v->global_n}; /* the KL's gradient scale */
+  const float *out = nn_model_forward(m, v->x, v->n, &ctx);
+  int k = (int)nn_shape_count(&m->out);
+  double l = recon(&r->st, out, v->x, v->n, k, 1.0f / (float)v->global_n, r->st.dout);
+  if (!isfinite(l)) r->st.dout[0] = NAN; /* every rank's verdict: non-finite (step.h) */
+  double kl = nn_sample_kl(m);
+  st->loss_sum += l + nn_sample_penalty(m);
+  st->fig_sum[0] -= l + kl; /* the ELBO (beta 1), with the sampled codes */
+  st->fig_sum[1] += l;
+  st->fig_sum[2] += kl;
+  st->count += v->n;
+  nn_model_backward(m, v->x, r->st.dout, v->n, &ctx, ready, r->sync);
+}
+
 static int vae_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
                     nn_step_stats *st, nn_error *err) {
   nn_replica *r = &reps[0];
-  nn_model *m = &r->model;
   nn_step_begin(&r->st, step);
-  if (b->n > 0) {
-    nn_run_ctx ctx = {.training = 1, .seed = r->seed, .step = step, .sample0 = b->sample0,
-                      .act_scale = 1.0f / (float)b->global_n}; /* the KL's gradient scale */
-    const float *out = nn_model_forward(m, b->x, b->n, &ctx);
-    int k = (int)nn_shape_count(&m->out);
-    double l = recon(&r->st, out, b->x, b->n, k, 1.0f / (float)b->global_n, r->st.dout);
-    if (!isfinite(l)) r->st.dout[0] = NAN; /* every rank's verdict: non-finite (step.h) */
-    double kl = nn_sample_kl(m);
-    st->loss_sum += l + nn_sample_penalty(m);
-    st->fig_sum[0] -= l + kl; /* the ELBO (beta 1), with the sampled codes */
-    st->fig_sum[1] += l;
-    st->fig_sum[2] += kl;
-    st->count += b->n;
-    nn_model_backward(m, b->x, r->st.dout, b->n, &ctx, r->sync ? nn_step_on_ready : NULL,
-                      r->sync);
+  const int k = r->st.accumulate > 1 ? r->st.accumulate : 1; /* train.accumulate */
+  for (int i = 0; i < k; i++) {
+    nn_batch v = nn_step_micro(&r->st, b, i);
+    if (v.n > 0) vae_pass(r, &v, step, r->sync && i == k - 1 ? nn_step_on_ready : NULL, st);
   }
   return nn_step_finish(&r->st, lr[0], st, err);
 }
@@ -203,6 +213,7 @@ const nn_task_ops nn_task_vae = {
     .nreplicas = 1,
     .replicas = {"model"},
     .eval_replica = 0,
+    .accumulate = 1,
     .build = vae_build,
     .step = vae_step,
     .evaluate = vae_evaluate,

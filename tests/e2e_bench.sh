@@ -30,7 +30,7 @@ assert len(lines) == 3, f"expected 3 JSON lines, got {len(lines)}"
 want = [4096, 102400, 1048576]
 for l, b in zip(lines, want):
     o = json.loads(l, parse_constant=lambda c: sys.exit("not JSON: " + c))
-    for a in ("ring", "hier", "mpi", "cring"):
+    for a in ("ring", "hier", "hier_rs", "mpi", "cring"):
         for key in ("_us", "_min_us", "_busbw_gbps"):
             assert a + key in o, f"missing {a + key} in {l}"
         assert o[a + "_us"] > 0, o

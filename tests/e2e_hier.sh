@@ -6,6 +6,8 @@
 #     resumes exactly, and stays within float rounding of the ring's parameters: at -np 3
 #     the same bits (the 50890 gradients are one stripe, summed (x0+x1)+x2 either way), at
 #     -np 4 different ones ((x0+x1)+(x2+x3) against ((x0+x1)+x2)+x3);
+#   - hierarchical_rs (reduce-scatter variant) sums in hierarchical's order on a model of
+#     one stripe;
 #   - bf16 and fp16 on the wire train to the ring's test accuracy within 2 points;
 #   - a bad NN_SIM_HOST_RANKS is one line naming the variable.
 set -euo pipefail
@@ -75,6 +77,12 @@ PY
   echo "ok: -np $np: hierarchical on hosts of 2 repeatable, within rounding of the ring"
   echo "   test accuracy: ring $(acc r$np), hierarchical $(acc h2_$np)"
 done
+
+# The reduce-scatter variant: -np 4 on hosts of 2 (P = 2 owners per host): within
+# rounding of the ring, and (one stripe: b = 0 for both) the same bits as hierarchical.
+train rs4 4 2 hierarchical_rs none
+cmp "$T/p_h2_4" "$T/p_rs4" || fail "hierarchical_rs differs from hierarchical on one stripe"
+echo "ok: -np 4: hierarchical_rs == hierarchical (the model is one stripe: the same order)"
 
 # Exact resume of a hierarchical run (-np 3, hosts of 2): stop after epoch 1, resume.
 train h2s 3 2 hierarchical none --steps 30

@@ -51,6 +51,7 @@ stall stall2 2 "$H"
 # hierarchical on hosts {0, 1} and {2}: rank 1 stops the host phase, rank 2 the leaders' ring
 stall hier1 1 "$H/sim0" --hosts-of 2 --fault-algo hierarchical
 stall hier2 2 "$H/sim1" --hosts-of 2 --fault-algo hierarchical
+stall hrs1 1 "$H/sim0" --hosts-of 2 --fault-algo hierarchical_rs
 
 run kill 30 --timeout 0 --kill-rank 1
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$secs" -gt 10 ]; then

@@ -57,8 +57,10 @@ static float ring_order(const float *v, int n, size_t j, int mode) {
 }
 
 /* The documented hierarchical order for N ranks in hosts of k: host sums
- * left to right in local-rank order, then the ring order over the hosts. */
-static float hier_expected(int N, int k, size_t G, size_t i, uint32_t salt, int mode,
+ * left to right in local-rank order, then the ring order over the hosts, on
+ * stripe (i / G) / P (P = 1 for NN_AR_HIER; the smallest host's size for
+ * NN_AR_HIER_RS). */
+static float hier_expected(int N, int k, int P, size_t G, size_t i, uint32_t salt, int mode,
                            int integer) {
   float H[64];
   int nh = (N + k - 1) / k;
@@ -70,7 +72,7 @@ static float hier_expected(int N, int k, size_t G, size_t i, uint32_t salt, int 
     }
     H[h] = s;
   }
-  return ring_order(H, nh, i / G, mode);
+  return ring_order(H, nh, i / G / (size_t)P, mode);
 }
 
 static int make(nn_hier **h, size_t max, size_t chunk, int algo, int compress, int sim) {
@@ -109,8 +111,9 @@ static void test_topology(void) {
 }
 
 /* Every element against the formula, for hosts of 1, 2, 3 ranks, several
- * chunks and counts; wire formats none, bf16 and fp16 on the hosts' ring. */
-static void test_hier_formula(void) {
+ * chunks and counts; wire formats none, bf16 and fp16 on the hosts' ring;
+ * both variants. */
+static void hier_formula(int algo) {
   mpi_up();
   int me = rank_of(), N = size_of();
   size_t counts[] = {0, 1, (size_t)N + 1, 7, 1009, 65537, 300001};
@@ -125,8 +128,10 @@ static void test_hier_formula(void) {
       for (size_t c = 0; c < 3 && ok; c++) {
         if (mode && c == 1) continue;
         nn_hier *h = NULL;
-        ASSERT_OK(make(&h, big, chunks[c], NN_AR_HIER, mode, k));
+        ASSERT_OK(make(&h, big, chunks[c], algo, mode, k));
         size_t G = nn_hier_chunk(h);
+        int nh = (N + k - 1) / k, last = N - (nh - 1) * k;
+        int P = algo == NN_AR_HIER_RS ? (last < k ? last : k) : 1;
         nn_error err;
         nn_error_clear(&err);
         for (size_t q = 0; q < sizeof counts / sizeof *counts && ok; q++) {
@@ -140,10 +145,11 @@ static void test_hier_formula(void) {
               break;
             }
             for (size_t i = 0; i < n && ok; i++) {
-              float want = hier_expected(N, k, G, i, 5, mode, integer);
+              float want = hier_expected(N, k, P, G, i, 5, mode, integer);
               if (memcmp(&want, &buf[i], 4)) {
                 ok = 0;
-                snprintf(why, sizeof why, "k %d mode %d G %zu n %zu int %d: [%zu] = %.9g, want %.9g",
+                snprintf(why, sizeof why,
+                         "algo %d k %d mode %d G %zu n %zu int %d: [%zu] = %.9g, want %.9g", algo,
                          k, mode, G, n, integer, i, (double)buf[i], (double)want);
               }
             }
@@ -155,6 +161,9 @@ static void test_hier_formula(void) {
   if (!ok) fprintf(stderr, "rank %d: %s\n", me, why);
   ASSERT_TRUE(all_ok(ok));
 }
+
+static void test_hier_formula(void) { hier_formula(NN_AR_HIER); }
+static void test_hier_rs_formula(void) { hier_formula(NN_AR_HIER_RS); }
 
 /* The flat ring with a wire format follows its documented order too. */
 static void test_ring_compressed_formula(void) {
@@ -213,51 +222,56 @@ static void test_one_per_host_equals_ring(void) {
 }
 
 /* Pieces == whole, and the bucketed gradient sync == one call, for the
- * hierarchical all-reduce on hosts of 2 (also bf16). */
-static void test_hier_pieces_and_gradsync(void) {
+ * hierarchical all-reduce on hosts of 2 (also bf16), both variants. */
+static void pieces_and_gradsync(int algo) {
   mpi_up();
   int me = rank_of(), ok = 1;
   size_t n = 150021;
   float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
   ASSERT_TRUE(a && b);
-  for (int mode = 0; mode <= 1; mode++) {
-    nn_hier *h = NULL;
-    nn_error err;
-    nn_error_clear(&err);
-    ASSERT_OK(make(&h, n, 0, NN_AR_HIER, mode, 2));
-    for (size_t i = 0; i < n; i++) a[i] = b[i] = val(me, i, 3);
-    ASSERT_OK(nn_hier_allreduce(h, a, n, &err));
-    size_t off = 0, piece = 777;
-    while (off < n) {
-      size_t k = n - off < piece ? n - off : piece;
-      ASSERT_OK(nn_hier_allreduce_at(h, b + off, k, off, &err));
-      off += k;
-      piece = piece * 7 % 40009 + 1;
-    }
-    ok &= memcmp(a, b, n * sizeof *a) == 0;
-    size_t buckets[] = {4096, 40000};
-    for (size_t bi = 0; bi < 2; bi++) {
-      nn_gradsync *g = NULL;
-      nn_allreduce_cfg c = {NN_AR_HIER, mode, 2, 0};
-      ASSERT_OK(nn_gradsync_create_ex(&g, MPI_COMM_WORLD, b, n, buckets[bi] * 4, &c, &err));
-      ok &= nn_gradsync_algo(g) == NN_AR_HIER;
-      for (size_t i = 0; i < n; i++) b[i] = val(me, i, 3);
-      nn_gradsync_begin_step(g, 1);
-      for (size_t end = n; end > 0;) {
-        size_t k = end < 3001 + (size_t)me * 17 ? end : 3001 + (size_t)me * 17;
-        nn_gradsync_ready(g, end - k, k);
-        end -= k;
+  for (int mode = 0; mode <= 1; mode++)
+    for (int c = 0; c < 2; c++) { /* chunks of 1000 floats; the default (the sync's) */
+      nn_hier *h = NULL;
+      nn_error err;
+      nn_error_clear(&err);
+      ASSERT_OK(make(&h, n, c ? 0 : 4000, algo, mode, 2));
+      for (size_t i = 0; i < n; i++) a[i] = b[i] = val(me, i, 3);
+      ASSERT_OK(nn_hier_allreduce(h, a, n, &err));
+      size_t off = 0, piece = 777;
+      while (off < n) {
+        size_t k = n - off < piece ? n - off : piece;
+        ASSERT_OK(nn_hier_allreduce_at(h, b + off, k, off, &err));
+        off += k;
+        piece = piece * 7 % 40009 + 1;
       }
-      ASSERT_OK(nn_gradsync_finish(g, &err));
       ok &= memcmp(a, b, n * sizeof *a) == 0;
-      nn_gradsync_free(g);
+      nn_hier_free(h);
+      if (!c) continue;
+      size_t buckets[] = {4096, 40000};
+      for (size_t bi = 0; bi < 2; bi++) {
+        nn_gradsync *g = NULL;
+        nn_allreduce_cfg cfg = {algo, mode, 2, 0};
+        ASSERT_OK(nn_gradsync_create_ex(&g, MPI_COMM_WORLD, b, n, buckets[bi] * 4, &cfg, &err));
+        ok &= nn_gradsync_algo(g) == algo;
+        for (size_t i = 0; i < n; i++) b[i] = val(me, i, 3);
+        nn_gradsync_begin_step(g, 1);
+        for (size_t end = n; end > 0;) {
+          size_t k = end < 3001 + (size_t)me * 17 ? end : 3001 + (size_t)me * 17;
+          nn_gradsync_ready(g, end - k, k);
+          end -= k;
+        }
+        ASSERT_OK(nn_gradsync_finish(g, &err));
+        ok &= memcmp(a, b, n * sizeof *a) == 0;
+        nn_gradsync_free(g);
+      }
     }
-    nn_hier_free(h);
-  }
   free(a);
   free(b);
   ASSERT_TRUE(all_ok(ok));
 }
+
+static void test_hier_pieces_and_gradsync(void) { pieces_and_gradsync(NN_AR_HIER); }
+static void test_hier_rs_pieces_and_gradsync(void) { pieces_and_gradsync(NN_AR_HIER_RS); }
 
 /* auto: hierarchical only with several hosts, several ranks on one, and a
  * buffer of at least NN_HIER_AUTO_MIN_BYTES; the same answer on every rank. */
@@ -309,6 +323,7 @@ static void test_bad_env(void) {
   ASSERT_STR_CONTAINS(err.msg, "NN_SIM_HOST_RANKS='two'");
 }
 
-TEST_MAIN(TEST(test_topology), TEST(test_hier_formula), TEST(test_ring_compressed_formula),
-          TEST(test_one_per_host_equals_ring), TEST(test_hier_pieces_and_gradsync),
+TEST_MAIN(TEST(test_topology), TEST(test_hier_formula), TEST(test_hier_rs_formula),
+          TEST(test_ring_compressed_formula), TEST(test_one_per_host_equals_ring),
+          TEST(test_hier_pieces_and_gradsync), TEST(test_hier_rs_pieces_and_gradsync),
           TEST(test_auto), TEST(test_fp16_saturates), TEST(test_bad_env))

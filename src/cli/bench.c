@@ -1,5 +1,6 @@
 /* bench.c: `nntrain bench allreduce`: times our flat ring, the hierarchical
- * all-reduce (worker/hier.h), the ring with 16-bit values on the wire, and
+ * all-reduce and its reduce-scatter variant (worker/hier.h), the ring with
+ * 16-bit values on the wire, and
  * MPI_Allreduce(MPI_SUM, MPI_FLOAT) on the same buffers, under the same MCA
  * settings, and checks that they give the same sums (the compressed ring
  * within its rounding).
@@ -44,8 +45,8 @@ typedef struct bench_opts {
 } bench_opts;
 
 /* The algorithms, in table order. */
-enum { B_RING, B_HIER, B_MPI, B_CRING, B_NALGO };
-static const char *const b_name[B_NALGO] = {"ring", "hier", "mpi", "cring"};
+enum { B_RING, B_HIER, B_HRS, B_MPI, B_CRING, B_NALGO };
+static const char *const b_name[B_NALGO] = {"ring", "hier", "hier_rs", "mpi", "cring"};
 
 static void bench_help(FILE *f) {
   fprintf(f,
@@ -53,9 +54,11 @@ static void bench_help(FILE *f) {
           "                                        [--chunk BYTES] [--timeout SECONDS]\n"
           "                                        [--hosts-of K] [--compress bf16|fp16|none]\n\n"
           "Times nntrain's flat ring all-reduce (ring), its hierarchical all-reduce\n"
-          "(hier: sum within each host, ring across hosts, send back), MPI_Allreduce\n"
-          "(mpi) and the ring with 16-bit values on the wire (cring), float sums on\n"
-          "the same buffers, rotating which goes first; reports the median of each.\n\n"
+          "(hier: sum onto each host's leader, ring across leaders, send back), the\n"
+          "reduce-scatter variant (hrs: reduce-scatter in the host, a ring per local\n"
+          "rank across hosts, all-gather), MPI_Allreduce (mpi) and the ring with\n"
+          "16-bit values on the wire (cring), float sums on the same buffers, rotating\n"
+          "which goes first; reports the median of each.\n\n"
           "  --sizes LIST     comma-separated sizes in bytes, suffix K or M allowed\n"
           "                   (default 4K,16K,64K,256K,1M,4M,16M,64M)\n"
           "  --iters N        timed iterations per size (default: 30, fewer for big sizes)\n"
@@ -160,8 +163,9 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
                                   v);
     } else if (!strcmp(a, "--fault-algo")) { /* hidden: watchdog test */
       o->fault_algo = nn_algo_parse(v);
-      if (o->fault_algo != NN_AR_RING && o->fault_algo != NN_AR_HIER)
-        return nn_cli_usage_error("bench", "--fault-algo: expected ring or hierarchical");
+      if (o->fault_algo < NN_AR_RING)
+        return nn_cli_usage_error("bench", "--fault-algo: expected ring, hierarchical or "
+                                  "hierarchical_rs");
     } else if (!strcmp(a, "--stall-rank")) { /* hidden: watchdog test */
       if (parse_int(v, 0, INT_MAX, &o->stall_rank))
         return nn_cli_usage_error("bench", "--stall-rank: expected a rank, got '%s'", v);
@@ -217,7 +221,9 @@ static int bench_size(nn_hier *const *ar, const bench_opts *o, size_t bytes, int
   int warm = 2, run[B_NALGO];
   for (int a = 0; a < B_NALGO; a++) {
     run[a] = a == B_MPI || ar[a] != NULL;
-    if (faults) run[a] = a == (o->fault_algo == NN_AR_HIER ? B_HIER : B_RING);
+    if (faults)
+      run[a] = a == (o->fault_algo == NN_AR_HIER ? B_HIER
+                     : o->fault_algo == NN_AR_HIER_RS ? B_HRS : B_RING);
   }
   for (int it = 0; it < warm + iters; it++) {
     for (int k = 0; k < B_NALGO; k++) {
@@ -360,11 +366,11 @@ int nn_cmd_bench(int argc, char **argv) {
     if (o.sizes[i] > maxb) maxb = o.sizes[i];
   size_t maxn = maxb / 4;
   int maxit = o.iters ? o.iters : 30;
-  float *src = nn_malloc(maxb), *out[B_NALGO] = {NULL, NULL, NULL, NULL};
+  float *src = nn_malloc(maxb), *out[B_NALGO] = {NULL, NULL, NULL, NULL, NULL};
   int nomem = !src;
   for (int a = 0; a < B_NALGO; a++) nomem |= !(out[a] = nn_malloc(maxb ? maxb : 4));
   double *t = nn_calloc((size_t)B_NALGO * (size_t)maxit, sizeof(double));
-  nn_hier *ar[B_NALGO] = {NULL, NULL, NULL, NULL};
+  nn_hier *ar[B_NALGO] = {NULL, NULL, NULL, NULL, NULL};
   if (nomem || !t) {
     rc = nn_error_set(&err, NN_ENOMEM, "bench: out of memory for %zu-byte buffers", maxb);
     goto done;
@@ -377,7 +383,7 @@ int nn_cmd_bench(int argc, char **argv) {
     bench_result res;
     memset(&res, 0, sizeof res);
     size_t chunk = bench_chunk(&o, b, N);
-    static const int algo[B_NALGO] = {NN_AR_RING, NN_AR_HIER, -1, NN_AR_RING};
+    static const int algo[B_NALGO] = {NN_AR_RING, NN_AR_HIER, NN_AR_HIER_RS, -1, NN_AR_RING};
     for (int a = 0; a < B_NALGO; a++) {
       if (a == B_MPI || (a == B_CRING && o.compress == NN_WIRE_NONE)) continue;
       nn_allreduce_cfg cfg = {algo[a], a == B_CRING ? o.compress : NN_WIRE_NONE, 0, 0};
@@ -395,9 +401,9 @@ int nn_cmd_bench(int argc, char **argv) {
              topo->nhosts > 1 ? "s" : "", o.hosts_of ? "simulated, --hosts-of" : "shared memory",
              topo->maxlocal, topo->maxlocal > 1 ? "s" : "",
              getenv("OMPI_MCA_btl_vader_single_copy_mechanism"), nn_wire_name(o.compress));
-      printf("%10s %6s %8s %10s %10s %10s %10s %9s %9s %9s %9s %5s\n", "bytes", "iters", "chunk",
-             "ring_us", "hier_us", "mpi_us", "cring_us", "ring_GB/s", "hier_GB/s", "mpi_GB/s",
-             "crng_GB/s", "auto");
+      printf("%10s %6s %8s %10s %10s %10s %10s %10s %9s %9s %9s %9s %9s %5s\n", "bytes", "iters",
+             "chunk", "ring_us", "hier_us", "hrs_us", "mpi_us", "cring_us", "ring_GB/s",
+             "hier_GB/s", "hrs_GB/s", "mpi_GB/s", "crng_GB/s", "auto");
     }
     rc = bench_size(ar, &o, b, iters, src, out, t, &res, &err);
     if (rc) goto done;

@@ -217,11 +217,14 @@ static const nn_key train_keys[] = {
            "(docs/layers.md#bf16). Needs a CPU with AVX512-BF16 or AMX and a build with "
            "oneDNN, else the run stops (exit 3). May change on resume."},
   {.name = "allreduce", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, allreduce),
-   .size = SZ(nn_job_train, allreduce), .def = "\"auto\"", .choices = "auto|ring|hierarchical",
+   .size = SZ(nn_job_train, allreduce), .def = "\"auto\"",
+   .choices = "auto|ring|hierarchical|hierarchical_rs",
    .help = "How the ranks sum gradients (docs/allreduce.md). \"ring\": one ring over every "
            "rank. \"hierarchical\": the ranks of each host sum onto the host's lowest rank over "
            "shared memory, those leaders sum over a ring, and send the result back (fewer "
-           "messages between hosts). \"auto\": hierarchical when there is more than one host, "
+           "messages between hosts). \"hierarchical_rs\": each rank of a host sums 1/L of "
+           "the buffer (reduce-scatter in the host), one ring per local rank across the hosts, "
+           "then an all-gather in the host. \"auto\": hierarchical when there is more than one host, "
            "some host has more than one rank and the gradients are at least 256 KiB; ring "
            "otherwise. The two give slightly different roundings; each is repeatable. A run "
            "setting (may change on resume)."},

@@ -16,8 +16,26 @@
 #define NN__HIER_TAG_UP 21  /* peer -> leader, on h->host */
 #define NN__HIER_TAG_DOWN 22 /* leader -> peer */
 
+/* One message of the reduce-scatter variant's host phases: floats
+ * [off, off+len) of the caller's buffer (packed offset pk in h->pk), with
+ * local rank q; op: what to do once it is complete. */
+typedef struct nn__hier_item {
+  size_t off, len, pk;
+  int q;
+  int op; /* HI_SEND, HI_SEND_PK, HI_RECV_ADD (into pk), HI_RECV (into buf), HI_OWN */
+} nn__hier_item;
+enum { HI_SEND, HI_SEND_PK, HI_RECV_ADD, HI_RECV, HI_OWN };
+
 struct nn_hier {
-  int algo;            /* NN_AR_RING or NN_AR_HIER */
+  int algo;            /* NN_AR_RING, NN_AR_HIER or NN_AR_HIER_RS */
+  int slots;           /* HIER_RS: P = the smallest host's size */
+  nn_ring *slot;       /* HIER_RS, local ranks < P: ring over slot lrank's ranks of every host */
+  MPI_Comm slotc;
+  float *pk;           /* HIER_RS, local ranks < P: this rank's part, packed */
+  size_t pk_cap;
+  nn__hier_item *items[2]; /* HIER_RS: send and receive sequences */
+  size_t cap_items;
+  MPI_Request *reqs[2];
   nn_topo topo;
   nn_ring *full;       /* ring over comm: the data ring (RING), or the watchdog only (HIER) */
   nn_ring *lead;       /* HIER, leaders only: the hosts' ring */
@@ -53,11 +71,13 @@ int nn_algo_parse(const char *s) {
   if (!strcmp(s, "auto")) return NN_AR_AUTO;
   if (!strcmp(s, "ring")) return NN_AR_RING;
   if (!strcmp(s, "hierarchical")) return NN_AR_HIER;
+  if (!strcmp(s, "hierarchical_rs")) return NN_AR_HIER_RS;
   return -1;
 }
 
 const char *nn_algo_name(int algo) {
-  return algo == NN_AR_RING ? "ring" : algo == NN_AR_HIER ? "hierarchical" : "auto";
+  return algo == NN_AR_RING ? "ring" : algo == NN_AR_HIER ? "hierarchical"
+         : algo == NN_AR_HIER_RS ? "hierarchical_rs" : "auto";
 }
 
 /* The host and leaders communicators and the topology. Collective on comm. */
@@ -84,9 +104,13 @@ static int topo_split(nn_hier *h, MPI_Comm comm, int sim, nn_error *err) {
   t->nhosts = hv[0];
   t->host = hv[1];
   HIER_MPI(MPI_Allreduce(&t->lsize, &t->maxlocal, 1, MPI_INT, MPI_MAX, comm));
+  HIER_MPI(MPI_Allreduce(&t->lsize, &h->slots, 1, MPI_INT, MPI_MIN, comm));
 done:
   return rc;
 }
+
+static int rs_create(nn_hier *h, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
+                     int compress, nn_error *err);
 
 int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    const nn_allreduce_cfg *cfg, nn_error *err) {
@@ -104,7 +128,7 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
   nn_hier *h = nn_calloc(1, sizeof *h);
   int lrc = h ? 0 : nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
   if ((rc = nn_agree(comm, lrc, err))) goto fail;
-  h->host = h->leaders = MPI_COMM_NULL;
+  h->host = h->leaders = h->slotc = MPI_COMM_NULL;
   h->max_count = max_count;
   h->chunk = (chunk_bytes ? chunk_bytes : (size_t)256 << 10) / sizeof(float);
   if (h->chunk == 0) h->chunk = 1;
@@ -112,17 +136,22 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
   if ((rc = nn_agree(comm, topo_split(h, comm, sim, err), err))) goto fail;
   size_t bytes = cfg->auto_bytes ? cfg->auto_bytes : max_count * sizeof(float);
   int multi = h->topo.nhosts > 1 && h->topo.maxlocal > 1;
-  h->algo = cfg->algo == NN_AR_HIER ? NN_AR_HIER
-            : cfg->algo == NN_AR_RING ? NN_AR_RING
+  h->algo = cfg->algo == NN_AR_HIER || cfg->algo == NN_AR_HIER_RS || cfg->algo == NN_AR_RING
+                ? cfg->algo
             : multi && bytes >= NN_HIER_AUTO_MIN_BYTES ? NN_AR_HIER : NN_AR_RING;
-  int hier = h->algo == NN_AR_HIER;
+  int hier = h->algo != NN_AR_RING;
   /* The ring over every rank: the data ring, or (HIER) only the watchdog. */
   lrc = nn_ring_create_ex(&h->full, comm, hier ? 1 : max_count, chunk_bytes,
                           hier ? NN_WIRE_NONE : cfg->compress, err);
   if ((rc = nn_agree(comm, lrc, err))) goto fail;
+  if (h->algo == NN_AR_HIER_RS) {
+    if ((rc = nn_agree(comm, rs_create(h, comm, max_count, chunk_bytes, cfg->compress, err),
+                       err)))
+      goto fail;
+  }
   if (hier) {
     lrc = 0;
-    if (h->leaders != MPI_COMM_NULL) {
+    if (h->algo == NN_AR_HIER && h->leaders != MPI_COMM_NULL) {
       lrc = nn_ring_create_ex(&h->lead, h->leaders, max_count, chunk_bytes, cfg->compress, err);
       if (!lrc) nn_ring_set_watch(h->lead, h->full);
     }
@@ -135,7 +164,7 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
     HIER_MPI(MPI_Allgather(&me, 1, MPI_INT, h->local, 1, MPI_INT, h->host));
     size_t rx = h->chunk < max_count ? h->chunk : (max_count ? max_count : 1);
     lrc = 0;
-    if (h->topo.lrank == 0 && L > 1)
+    if (L > 1 && (h->algo == NN_AR_HIER ? h->topo.lrank == 0 : h->topo.lrank < h->slots))
       for (int i = 0; i < NN__HIER_WINDOW && !lrc; i++)
         if (!(h->rx[i] = nn_malloc(rx * sizeof(float))))
           lrc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory for %zu floats", rx);
@@ -153,7 +182,14 @@ fail:
 void nn_hier_free(nn_hier *h) {
   if (!h) return;
   nn_ring_free(h->lead);
+  nn_ring_free(h->slot);
   nn_ring_free(h->full);
+  if (h->slotc != MPI_COMM_NULL && h->slotc != 0) MPI_Comm_free(&h->slotc);
+  free(h->pk);
+  for (int i = 0; i < 2; i++) {
+    free(h->items[i]);
+    free(h->reqs[i]);
+  }
   if (h->host != MPI_COMM_NULL) MPI_Comm_free(&h->host);
   if (h->leaders != MPI_COMM_NULL) MPI_Comm_free(&h->leaders);
   free(h->local);
@@ -210,6 +246,181 @@ done:
   return rc;
 }
 
+
+/* ---- reduce-scatter variant (NN_AR_HIER_RS) ------------------------------ */
+
+/* The slot rings and buffers. Collective on comm (the split). */
+static int rs_create(nn_hier *h, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
+                     int compress, nn_error *err) {
+  int rc = 0, P = h->slots, lr = h->topo.lrank;
+  HIER_MPI(MPI_Comm_split(comm, lr < P ? lr : MPI_UNDEFINED, h->topo.host, &h->slotc));
+  if (h->slotc != MPI_COMM_NULL) {
+    /* a call's part: at most (count/G + 2)/P + 1 stripes */
+    h->pk_cap = max_count / (size_t)P + 3 * h->chunk;
+    if (h->pk_cap > max_count) h->pk_cap = max_count ? max_count : 1;
+    rc = nn_ring_create_ex(&h->slot, h->slotc, h->pk_cap, chunk_bytes, compress, err);
+    if (rc) goto done;
+    nn_ring_set_watch(h->slot, h->full);
+    h->pk = nn_malloc(h->pk_cap * sizeof(float));
+    if (!h->pk) {
+      rc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory for %zu floats", h->pk_cap);
+      goto done;
+    }
+  }
+  /* a call touches at most max_count/G + 2 stripes, each one message per
+   * local rank and direction */
+  h->cap_items = (max_count / h->chunk + 2) * (size_t)h->topo.lsize;
+  for (int i = 0; i < 2; i++) {
+    h->items[i] = nn_malloc(h->cap_items * sizeof *h->items[i]);
+    h->reqs[i] = nn_malloc(h->cap_items * sizeof *h->reqs[i]);
+    if (!h->items[i] || !h->reqs[i]) {
+      rc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
+      goto done;
+    }
+  }
+done:
+  return rc;
+}
+
+/* Run the send sequence items[0][0..ns) and the receive sequence
+ * items[1][0..nr) of a host phase, each with up to NN__HIER_WINDOW messages
+ * in flight; receives complete in order (the additions happen in sequence
+ * order), sends in any order. */
+static int rs_run(nn_hier *h, float *buf, size_t ns, size_t nr, nn_error *err) {
+  int rc = 0;
+  nn__hier_item *S = h->items[0], *R = h->items[1];
+  MPI_Request *sq = h->reqs[0], *rq = h->reqs[1];
+  size_t s_post = 0, s_done = 0, r_post = 0, r_done = 0, s_live = 0;
+  nn_ring_wait wait;
+  nn_ring_wait_init(&wait, h->full);
+  float *rx[NN__HIER_WINDOW];
+  for (int i = 0; i < NN__HIER_WINDOW; i++) rx[i] = h->rx[i];
+  while (s_done < ns || r_done < nr) {
+    int progress = 0;
+    while (r_post < nr && r_post - r_done < NN__HIER_WINDOW) {
+      nn__hier_item *it = &R[r_post];
+      if (it->op == HI_RECV_ADD)
+        HIER_MPI(MPI_Irecv(rx[r_post % NN__HIER_WINDOW], (int)it->len, MPI_FLOAT, it->q,
+                           NN__HIER_TAG_UP, h->host, &rq[r_post]));
+      else if (it->op == HI_RECV)
+        HIER_MPI(MPI_Irecv(buf + it->off, (int)it->len, MPI_FLOAT, it->q, NN__HIER_TAG_DOWN,
+                           h->host, &rq[r_post]));
+      else
+        rq[r_post] = MPI_REQUEST_NULL; /* HI_OWN: this rank's own value, no message */
+      r_post++;
+    }
+    while (s_post < ns && s_live < NN__HIER_WINDOW) {
+      nn__hier_item *it = &S[s_post];
+      const float *src = it->op == HI_SEND_PK ? h->pk + it->pk : buf + it->off;
+      HIER_MPI(MPI_Isend(src, (int)it->len, MPI_FLOAT, it->q,
+                         it->op == HI_SEND_PK ? NN__HIER_TAG_DOWN : NN__HIER_TAG_UP, h->host,
+                         &sq[s_post]));
+      s_post++;
+      s_live++;
+    }
+    if (r_done < r_post) {
+      int flag = 0;
+      HIER_MPI(MPI_Test(&rq[r_done], &flag, MPI_STATUS_IGNORE));
+      if (flag) {
+        nn__hier_item *it = &R[r_done];
+        float *acc = h->pk ? h->pk + it->pk : NULL;
+        const float *v = it->op == HI_OWN ? buf + it->off : rx[r_done % NN__HIER_WINDOW];
+        if (it->op != HI_RECV) {
+          if (it->q == 0)
+            memcpy(acc, v, it->len * sizeof *acc);
+          else
+            nn_ring_add(acc, v, it->len);
+        }
+        r_done++;
+        progress = 1;
+      }
+    }
+    for (size_t k = s_done; k < s_post; k++) {
+      if (sq[k] == MPI_REQUEST_NULL) continue;
+      int flag = 0;
+      HIER_MPI(MPI_Test(&sq[k], &flag, MPI_STATUS_IGNORE));
+      if (flag) {
+        s_live--;
+        progress = 1;
+      }
+    }
+    while (s_done < s_post && sq[s_done] == MPI_REQUEST_NULL) s_done++;
+    int on_recv = r_done < nr;
+    int q = on_recv ? R[r_done].q : s_done < ns ? S[s_done].q : 0;
+    rc = nn_ring_wait_tick(&wait, progress, h->full, h->local[q], on_recv ? "from" : "to", err);
+    if (rc) goto done;
+  }
+done:
+  return rc;
+}
+
+/*
+ * rs_allreduce_at: every rank of a host owns the global stripes j (of G
+ * floats) with j mod P == its local rank (P = the smallest host's size;
+ * local ranks >= P own none).
+ *   1. reduce-scatter in the host: the owner of stripe j receives it from
+ *      every other local rank and sums, in local-rank order (its own value
+ *      in its place), into its packed part h->pk: H_h, as NN_AR_HIER's;
+ *   2. the slot ring (local rank p of every host) sums the packed parts;
+ *      packed stripe j / P is the ring's stripe, so pieces == whole;
+ *   3. all-gather in the host: the owner sends each summed stripe to every
+ *      other local rank, which receives it in place.
+ * Element i of stripe j ends as the ring order over the hosts' H with
+ * b = (j / P) mod H.
+ */
+static int rs_allreduce_at(nn_hier *h, float *buf, size_t count, size_t base, nn_error *err) {
+  int rc = 0, L = h->topo.lsize, me = h->topo.lrank, P = h->slots;
+  size_t G = h->chunk, j0 = base / G, j1 = (base + count + G - 1) / G;
+  size_t ns = 0, nr = 0, npk = 0, pk_base = 0;
+  int have_pk = 0;
+  /* phase 1 sequences */
+  for (size_t j = j0; j < j1; j++) {
+    size_t lo = j * G < base ? base : j * G, hi = (j + 1) * G > base + count ? base + count : (j + 1) * G;
+    int owner = (int)(j % (size_t)P);
+    nn__hier_item it = {lo - base, hi - lo, 0, owner, HI_SEND};
+    if (owner != me) {
+      h->items[0][ns++] = it;
+      continue;
+    }
+    if (!have_pk) {
+      pk_base = (j / (size_t)P) * G + (lo - j * G);
+      have_pk = 1;
+    }
+    it.pk = npk;
+    for (int q = 0; q < L; q++) {
+      it.q = q;
+      it.op = q == me ? HI_OWN : HI_RECV_ADD;
+      h->items[1][nr++] = it;
+    }
+    npk += hi - lo;
+  }
+  if ((rc = rs_run(h, buf, ns, nr, err))) goto done;
+  /* phase 2 */
+  if (h->slot && (rc = nn_ring_allreduce_at(h->slot, h->pk, npk, pk_base, err))) goto done;
+  /* phase 3 sequences: owners send their stripes to everyone else */
+  ns = nr = 0;
+  for (size_t j = j0, k = 0; j < j1; j++) {
+    size_t lo = j * G < base ? base : j * G, hi = (j + 1) * G > base + count ? base + count : (j + 1) * G;
+    int owner = (int)(j % (size_t)P);
+    nn__hier_item it = {lo - base, hi - lo, k, owner, HI_RECV};
+    if (owner != me) {
+      h->items[1][nr++] = it;
+      continue;
+    }
+    memcpy(buf + it.off, h->pk + k, it.len * sizeof(float));
+    for (int q = 0; q < L; q++) {
+      if (q == me) continue;
+      it.q = q;
+      it.op = HI_SEND_PK;
+      h->items[0][ns++] = it;
+    }
+    k += hi - lo;
+  }
+  rc = rs_run(h, buf, ns, nr, err);
+done:
+  return rc;
+}
+
 int nn_hier_allreduce_at(nn_hier *h, float *buf, size_t count, size_t base, nn_error *err) {
   h->calls++;
   long step = h->step_set ? h->step : h->calls;
@@ -220,6 +431,7 @@ int nn_hier_allreduce_at(nn_hier *h, float *buf, size_t count, size_t base, nn_e
     return nn_error_set(err, NN_EINVAL, "all-reduce: %zu floats exceed the maximum %zu", count,
                         h->max_count);
   if (count == 0) return 0;
+  if (h->algo == NN_AR_HIER_RS) return rs_allreduce_at(h, buf, count, base, err);
   int rc = 0, L = h->topo.lsize;
   if (L > 1 && (rc = hier_phase(h, buf, count, 1, err))) return rc;
   if (h->lead && (rc = nn_ring_allreduce_at(h->lead, buf, count, base, err))) return rc;

@@ -31,7 +31,13 @@
 #include "core/err.h"
 #include "worker/allreduce.h"
 
-enum { NN_AR_AUTO = 0, NN_AR_RING = 1, NN_AR_HIER = 2 };
+/* NN_AR_HIER_RS: the reduce-scatter variant. Every rank of a host owns the
+ * global stripes j with j mod P == its local rank (P = the smallest host's
+ * size): reduce-scatter in the host (the owner sums in local-rank order,
+ * giving the same H_h), P rings across the hosts (local rank p of every
+ * host), each on its packed stripes, all-gather in the host. Its ring order
+ * uses b = (j / P) mod NH instead of j mod NH; with P = 1 it is NN_AR_HIER. */
+enum { NN_AR_AUTO = 0, NN_AR_RING = 1, NN_AR_HIER = 2, NN_AR_HIER_RS = 3 };
 
 /* auto picks the hierarchical all-reduce from this many bytes up (with more
  * than one host and more than one rank on some host). */
@@ -55,7 +61,8 @@ typedef struct nn_topo {
 
 /* NN_SIM_HOST_RANKS as a number: 0 when unset, -1 when not an integer >= 1. */
 int nn_sim_host_ranks(void);
-/* "auto" | "ring" | "hierarchical" -> NN_AR_*, -1 otherwise; and back. */
+/* "auto" | "ring" | "hierarchical" | "hierarchical_rs" -> NN_AR_*, -1
+ * otherwise; and back. */
 int nn_algo_parse(const char *s);
 const char *nn_algo_name(int algo);
 

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/mem.h"
 #include "worker/hier.h"
 #include "worker/mpi_check.h"
 
@@ -32,16 +31,18 @@ int nn_exit_code(int status) {
 }
 
 /* Every rank's host (MPI_Get_processor_name), gathered by nn_cli_mpi_init
- * so that a message about another rank can name its host; NULL before MPI
- * or when the gather could not be done. */
+ * so that a message about another rank can name its host. A fixed table (no
+ * allocation that could fail on one rank): the first NN__CLI_HOSTS_MAX ranks
+ * are named; cli_nhosts = 0 before MPI. */
 #define NN__CLI_HOST_LEN 64
-static char *cli_hosts;
+#define NN__CLI_HOSTS_MAX 1024
+static char cli_hosts[NN__CLI_HOSTS_MAX * NN__CLI_HOST_LEN];
 static int cli_nhosts;
 
 int nn_cli_fail(const nn_error *e) {
   char buf[1024];
   nn_error_format(e, buf, sizeof buf);
-  if (e->rank > 0 && cli_hosts && e->rank < cli_nhosts)
+  if (e->rank > 0 && e->rank < cli_nhosts)
     fprintf(stderr, "nntrain: rank %d (host %s): %s\n", e->rank,
             cli_hosts + (size_t)e->rank * NN__CLI_HOST_LEN, buf);
   else if (e->rank > 0)
@@ -78,38 +79,26 @@ int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err) {
   return 0;
 }
 
-/* The host table of nn_cli_fail. Collective; the ranks agree first that
- * every one has its table, and go without names otherwise. Under
+/* The host table of nn_cli_fail. Collective on MPI_COMM_WORLD. Under
  * NN_SIM_HOST_RANKS=k the name is "NAME/sim<rank / k>" as in the ring's
- * watchdog messages (worker/allreduce.h). */
+ * watchdog messages (worker/allreduce.h). With more than NN__CLI_HOSTS_MAX
+ * ranks nobody is named. */
 static int cli_gather_hosts(int n, nn_error *err) {
   char me[NN__CLI_HOST_LEN], pn[MPI_MAX_PROCESSOR_NAME];
-  int len = 0, wr = 0, ok, all = 0, rc;
-  char *t = nn_malloc((size_t)n * NN__CLI_HOST_LEN);
-  ok = t != NULL;
-  if ((rc = NN_MPI_CHECK(err, MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD))) ||
-      !all) {
-    free(t);
-    return rc;
-  }
+  int len = 0, wr = 0, rc;
+  if (n > NN__CLI_HOSTS_MAX) return 0;
   if ((rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &wr))) ||
-      (rc = NN_MPI_CHECK(err, MPI_Get_processor_name(pn, &len)))) {
-    free(t);
+      (rc = NN_MPI_CHECK(err, MPI_Get_processor_name(pn, &len))))
     return rc;
-  }
   pn[len < MPI_MAX_PROCESSOR_NAME ? len : MPI_MAX_PROCESSOR_NAME - 1] = 0;
   int sim = nn_sim_host_ranks();
   if (sim > 0)
     snprintf(me, sizeof me, "%.40s/sim%d", pn, wr / sim);
   else
     snprintf(me, sizeof me, "%.63s", pn);
-  if ((rc = NN_MPI_CHECK(err, MPI_Allgather(me, NN__CLI_HOST_LEN, MPI_CHAR, t, NN__CLI_HOST_LEN,
-                                            MPI_CHAR, MPI_COMM_WORLD)))) {
-    free(t);
+  if ((rc = NN_MPI_CHECK(err, MPI_Allgather(me, NN__CLI_HOST_LEN, MPI_CHAR, cli_hosts,
+                                            NN__CLI_HOST_LEN, MPI_CHAR, MPI_COMM_WORLD))))
     return rc;
-  }
-  free(cli_hosts);
-  cli_hosts = t;
   cli_nhosts = n;
   return 0;
 }

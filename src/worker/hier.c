@@ -126,9 +126,9 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
   /* Every rank reaches the same branches: the set-up's collectives first,
    * each stage agreed before the next. */
   nn_hier *h = nn_calloc(1, sizeof *h);
+  if (h) h->host = h->leaders = h->slotc = MPI_COMM_NULL;
   int lrc = h ? 0 : nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
   if ((rc = nn_agree(comm, lrc, err))) goto fail;
-  h->host = h->leaders = h->slotc = MPI_COMM_NULL;
   h->max_count = max_count;
   h->chunk = (chunk_bytes ? chunk_bytes : (size_t)256 << 10) / sizeof(float);
   if (h->chunk == 0) h->chunk = 1;
@@ -184,7 +184,7 @@ void nn_hier_free(nn_hier *h) {
   nn_ring_free(h->lead);
   nn_ring_free(h->slot);
   nn_ring_free(h->full);
-  if (h->slotc != MPI_COMM_NULL && h->slotc != 0) MPI_Comm_free(&h->slotc);
+  if (h->slotc != MPI_COMM_NULL) MPI_Comm_free(&h->slotc);
   free(h->pk);
   for (int i = 0; i < 2; i++) {
     free(h->items[i]);

@@ -247,6 +247,10 @@ int nn_ring_create_ex(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chu
   int mrc2 = MPI_Comm_dup(comm, &d);
   nn_ring *r = nn_calloc(1, sizeof *r);
   if (!r) {
+    /* still take part in ring_gather_names' agreement, so the peers do not
+     * wait for this rank there */
+    int ok = 0, all = 0;
+    if (c != MPI_COMM_NULL) MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, c);
     if (c != MPI_COMM_NULL) MPI_Comm_free(&c);
     if (d != MPI_COMM_NULL) MPI_Comm_free(&d);
     return nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");

@@ -223,10 +223,10 @@ static const nn_key train_keys[] = {
            "rank. \"hierarchical\": the ranks of each host sum onto the host's lowest rank over "
            "shared memory, those leaders sum over a ring, and send the result back (fewer "
            "messages between hosts). \"hierarchical_rs\": each rank of a host sums 1/L of "
-           "the buffer (reduce-scatter in the host), one ring per local rank across the hosts, "
-           "then an all-gather in the host. \"auto\": hierarchical when there is more than one host, "
-           "some host has more than one rank and the gradients are at least 256 KiB; ring "
-           "otherwise. The two give slightly different roundings; each is repeatable. A run "
+           "the buffer (reduce-scatter in the host), one ring per local rank across the "
+           "hosts, then an all-gather in the host. \"auto\": hierarchical when there is more "
+           "than one host, some host has more than one rank and the gradients are at least "
+           "256 KiB; ring otherwise. They round differently; each is repeatable. A run "
            "setting (may change on resume)."},
   {.name = "grad_compression", .type = NN_KEY_ENUM,
    .offset = offsetof(nn_job_train, grad_compression), .size = SZ(nn_job_train, grad_compression),

@@ -375,7 +375,8 @@ static int rs_allreduce_at(nn_hier *h, float *buf, size_t count, size_t base, nn
   int have_pk = 0;
   /* phase 1 sequences */
   for (size_t j = j0; j < j1; j++) {
-    size_t lo = j * G < base ? base : j * G, hi = (j + 1) * G > base + count ? base + count : (j + 1) * G;
+    size_t lo = j * G < base ? base : j * G;
+    size_t hi = (j + 1) * G > base + count ? base + count : (j + 1) * G;
     int owner = (int)(j % (size_t)P);
     nn__hier_item it = {lo - base, hi - lo, 0, owner, HI_SEND};
     if (owner != me) {
@@ -400,7 +401,8 @@ static int rs_allreduce_at(nn_hier *h, float *buf, size_t count, size_t base, nn
   /* phase 3 sequences: owners send their stripes to everyone else */
   ns = nr = 0;
   for (size_t j = j0, k = 0; j < j1; j++) {
-    size_t lo = j * G < base ? base : j * G, hi = (j + 1) * G > base + count ? base + count : (j + 1) * G;
+    size_t lo = j * G < base ? base : j * G;
+    size_t hi = (j + 1) * G > base + count ? base + count : (j + 1) * G;
     int owner = (int)(j % (size_t)P);
     nn__hier_item it = {lo - base, hi - lo, k, owner, HI_RECV};
     if (owner != me) {

@@ -14,7 +14,8 @@
 #
 # The training order is the epoch's permutation (core/rng.c, Philox4x32-10
 # and Fisher-Yates), recomputed here to put the row in rank 1's slice of the
-# global batch at both rank counts; "rank 1:" in the message checks it.
+# global batch at both rank counts; "rank 1 (host H):" in the message checks it
+# (H: MPI_Get_processor_name, the machine's hostname here).
 set -uo pipefail
 : "${NNTRAIN:?}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -141,7 +142,7 @@ check() {
   [ "$(sort -u "$T/codes")" = 4 ] || fail "$what: rank exit codes $(tr '\n' ' ' <"$T/codes"), expected 4 on every rank: $(cat "$T/out")"
   grep -q "MPI_ABORT" "$T/out" && fail "$what: ended through MPI_Abort: $(cat "$T/out")"
   [ "$(grep -c '^nntrain: ' "$T/out")" = 1 ] || fail "$what: want one 'nntrain: ...' line: $(cat "$T/out")"
-  grep -q "^nntrain: rank 1: $file: /features row $row element 6 is nan" "$T/out" ||
+  grep -qF "nntrain: rank 1 (host $(hostname)): $file: /features row $row element 6 is nan" "$T/out" ||
     fail "$what: the message does not name rank 1, $file and row $row: $(cat "$T/out")"
   [ "$SECS" -le "$LIMIT" ] || fail "$what: took $SECS s (limit $LIMIT s)"
   echo "ok: $what: exit 4 on $np ranks in $SECS s: $(grep '^nntrain: ' "$T/out")"

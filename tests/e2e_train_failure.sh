@@ -86,7 +86,7 @@ p=$(pid_of_rank 2) || { echo "FAIL: no rank 2"; exit 1; }
 t0=$(date +%s%N); kill -STOP "$p"
 finish "$t0" 8 "SIGSTOP of rank 2 (timeout 3 s)"
 kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null
-n=$(grep -cE "rank 2 did not reach the all-reduce of step [0-9]+ within 3 s" "$T/out")
+n=$(grep -cE "rank 2 \(host [^)]+\) did not reach the all-reduce of step [0-9]+ within 3 s" "$T/out")
 [ "$n" -eq 1 ] || { echo "FAIL: want one message naming rank 2 and the step:"; cat "$T/out"; fail=1; }
 grep -q "did not reach" "$T/out" && echo "   message: $(grep 'did not reach' "$T/out")"
 exit $fail

@@ -1,7 +1,9 @@
 #!/bin/bash
 # e2e_watchdog.sh: the all-reduce watchdog ends a job whose rank stopped
-# (SIGSTOP) within timeout + 5 s, non-zero, with one message naming that rank;
-# and a rank that dies (SIGKILL) ends the job within seconds, non-zero.
+# (SIGSTOP) within timeout + 5 s, non-zero, with one message naming that rank
+# and its host, in the flat ring and in the hierarchical all-reduce on
+# simulated hosts of 2 (a leader and a non-leader stopped); and a rank that
+# dies (SIGKILL) ends the job within seconds, non-zero.
 # Uses the hidden `nntrain bench allreduce --stall-rank/--kill-rank` options.
 set -u
 : "${NNTRAIN:?set NNTRAIN to the nntrain binary}"
@@ -25,21 +27,31 @@ run() {
   secs=$(( (t1 - t0) / 1000000000 ))
 }
 
-for r in 0 2; do
-  run stall$r 40 --timeout $T --stall-rank $r
-  n=$(grep -c "nntrain: rank $r did not reach the all-reduce of step 3 within $T s; aborting the job" "$out/stall$r")
-  lines=$(grep -c "did not reach" "$out/stall$r")
+H=$(hostname)
+# stall NAME RANK HOST ARGS...: rank RANK stopped; expect one message naming it on HOST.
+stall() {
+  local name=$1 r=$2 host=$3
+  shift 3
+  run $name 40 --timeout $T --stall-rank $r "$@"
+  n=$(grep -cF "nntrain: rank $r (host $host) did not reach the all-reduce of step 3 within $T s; aborting the job" "$out/$name")
+  lines=$(grep -c "did not reach" "$out/$name")
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
-    echo "FAIL: stall of rank $r: exit $rc after ${secs}s"; fail=1
+    echo "FAIL: $name: exit $rc after ${secs}s"; fail=1
   elif [ "$secs" -gt $((T + 5)) ]; then
-    echo "FAIL: stall of rank $r: job took ${secs}s, more than timeout+5 = $((T + 5))s"; fail=1
+    echo "FAIL: $name: job took ${secs}s, more than timeout+5 = $((T + 5))s"; fail=1
   elif [ "$n" -ne 1 ] || [ "$lines" -ne 1 ]; then
-    echo "FAIL: stall of rank $r: expected exactly one message naming rank $r, got:"; fail=1
-    cat "$out/stall$r"
+    echo "FAIL: $name: expected exactly one message naming rank $r (host $host), got:"; fail=1
+    cat "$out/$name"
   else
-    echo "ok: stall of rank $r: exit $rc after ${secs}s: $(grep 'did not reach' "$out/stall$r")"
+    echo "ok: $name: exit $rc after ${secs}s: $(grep 'did not reach' "$out/$name")"
   fi
-done
+}
+stall stall0 0 "$H"
+stall stall2 2 "$H"
+# hierarchical on hosts {0, 1} and {2}: rank 1 stops the host phase, rank 2 the leaders' ring
+stall hier1 1 "$H/sim0" --hosts-of 2 --fault-algo hierarchical
+stall hier2 2 "$H/sim1" --hosts-of 2 --fault-algo hierarchical
+stall hrs1 1 "$H/sim0" --hosts-of 2 --fault-algo hierarchical_rs
 
 run kill 30 --timeout 0 --kill-rank 1
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$secs" -gt 10 ]; then

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/hier.h"
 #include "worker/mpi_check.h"
 
 int nn_exit_code(int status) {
@@ -29,10 +30,22 @@ int nn_exit_code(int status) {
   }
 }
 
+/* Every rank's host (MPI_Get_processor_name), gathered by nn_cli_mpi_init
+ * so that a message about another rank can name its host. A fixed table (no
+ * allocation that could fail on one rank): the first NN__CLI_HOSTS_MAX ranks
+ * are named; cli_nhosts = 0 before MPI. */
+#define NN__CLI_HOST_LEN 64
+#define NN__CLI_HOSTS_MAX 1024
+static char cli_hosts[NN__CLI_HOSTS_MAX * NN__CLI_HOST_LEN];
+static int cli_nhosts;
+
 int nn_cli_fail(const nn_error *e) {
   char buf[1024];
   nn_error_format(e, buf, sizeof buf);
-  if (e->rank > 0)
+  if (e->rank > 0 && e->rank < cli_nhosts)
+    fprintf(stderr, "nntrain: rank %d (host %s): %s\n", e->rank,
+            cli_hosts + (size_t)e->rank * NN__CLI_HOST_LEN, buf);
+  else if (e->rank > 0)
     fprintf(stderr, "nntrain: rank %d: %s\n", e->rank, buf);
   else
     fprintf(stderr, "nntrain: %s\n", buf);
@@ -66,6 +79,30 @@ int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err) {
   return 0;
 }
 
+/* The host table of nn_cli_fail. Collective on MPI_COMM_WORLD. Under
+ * NN_SIM_HOST_RANKS=k the name is "NAME/sim<rank / k>" as in the ring's
+ * watchdog messages (worker/allreduce.h). With more than NN__CLI_HOSTS_MAX
+ * ranks nobody is named. */
+static int cli_gather_hosts(int n, nn_error *err) {
+  char me[NN__CLI_HOST_LEN], pn[MPI_MAX_PROCESSOR_NAME];
+  int len = 0, wr = 0, rc;
+  if (n > NN__CLI_HOSTS_MAX) return 0;
+  if ((rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &wr))) ||
+      (rc = NN_MPI_CHECK(err, MPI_Get_processor_name(pn, &len))))
+    return rc;
+  pn[len < MPI_MAX_PROCESSOR_NAME ? len : MPI_MAX_PROCESSOR_NAME - 1] = 0;
+  int sim = nn_sim_host_ranks();
+  if (sim > 0)
+    snprintf(me, sizeof me, "%.40s/sim%d", pn, wr / sim);
+  else
+    snprintf(me, sizeof me, "%.63s", pn);
+  if ((rc = NN_MPI_CHECK(err, MPI_Allgather(me, NN__CLI_HOST_LEN, MPI_CHAR, cli_hosts,
+                                            NN__CLI_HOST_LEN, MPI_CHAR, MPI_COMM_WORLD))))
+    return rc;
+  cli_nhosts = n;
+  return 0;
+}
+
 int nn_cli_mpi_init(int *argc, char ***argv, int *provided, int *rank, int *nranks,
                     nn_error *err) {
   /* Single-copy (CMA) transfers are slower and noisier than copy-in/copy-out
@@ -82,6 +119,7 @@ int nn_cli_mpi_init(int *argc, char ***argv, int *provided, int *rank, int *nran
       (rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &me))) ||
       (rc = NN_MPI_CHECK(err, MPI_Comm_size(MPI_COMM_WORLD, nranks))))
     me = 0; /* MPI is up: the caller must MPI_Abort */
+  if (!rc) rc = cli_gather_hosts(*nranks, err);
   *rank = me;
   if (err) err->rank = rc ? err->rank : me;
   return rc;

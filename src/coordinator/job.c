@@ -226,6 +226,26 @@ static const nn_key train_keys[] = {
            "optimizer state, checkpoints and every other layer stay f32 "
            "(docs/layers.md#bf16). Needs a CPU with AVX512-BF16 or AMX and a build with "
            "oneDNN, else the run stops (exit 3). May change on resume."},
+  {.name = "allreduce", .type = NN_KEY_ENUM, .offset = offsetof(nn_job_train, allreduce),
+   .size = SZ(nn_job_train, allreduce), .def = "\"auto\"",
+   .choices = "auto|ring|hierarchical|hierarchical_rs",
+   .help = "How the ranks sum gradients (docs/allreduce.md). \"ring\": one ring over every "
+           "rank. \"hierarchical\": the ranks of each host sum onto the host's lowest rank over "
+           "shared memory, those leaders sum over a ring, and send the result back (fewer "
+           "messages between hosts). \"hierarchical_rs\": each rank of a host sums 1/L of "
+           "the buffer (reduce-scatter in the host), one ring per local rank across the "
+           "hosts, then an all-gather in the host. \"auto\": hierarchical when there is more "
+           "than one host, some host has more than one rank and the gradients are at least "
+           "256 KiB; ring otherwise. They round differently; each is repeatable. A run "
+           "setting (may change on resume)."},
+  {.name = "grad_compression", .type = NN_KEY_ENUM,
+   .offset = offsetof(nn_job_train, grad_compression), .size = SZ(nn_job_train, grad_compression),
+   .def = "\"none\"", .choices = "none|bf16|fp16",
+   .help = "Gradient values on the wire between ranks (between hosts with the hierarchical "
+           "all-reduce): \"none\" (fp32), \"bf16\" or \"fp16\", half the bytes; sums stay "
+           "fp32 and every rank ends with the same bits. Costs precision: each hop rounds the "
+           "partial sum (bf16: 8 significant bits; fp16: 11, finite values past +-65504 "
+           "saturate, small ones lose digits) (docs/allreduce.md#compression)."},
   {.name = "gan_discriminator", .type = NN_KEY_STRING,
    .offset = offsetof(nn_job_train, gan_discriminator), .size = SZ(nn_job_train, gan_discriminator),
    .def = "\"\"",

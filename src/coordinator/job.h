@@ -74,6 +74,9 @@ typedef struct nn_job_train {
   int nonfinite_max_rollbacks; /* rollback: stop at the non-finite step after this many */
   char precision[8];        /* "fp32" | "bf16": the convolutions' compute precision
                                (core/compute.h); a run setting, not in checkpoints */
+  char allreduce[16];       /* "auto" | "ring" | "hierarchical": the gradient all-reduce
+                               (worker/hier.h); a run setting */
+  char grad_compression[8]; /* "none" | "bf16" | "fp16": gradient values on the wire */
   /* train.task = "gan" (run/tasks/gan.c) */
   char gan_discriminator[NN_NAME_MAX]; /* the discriminator's first layer in [model] */
   int gan_latent;           /* the generator's noise vector size */

@@ -8,6 +8,7 @@
  * and does not know about models; it sees float buffers. */
 #include "worker/allreduce.h"
 #include "core/mem.h"
+#include "worker/hier.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -27,6 +28,7 @@
 #define NN__RING_TAG_ANSWER 3       /* on r->diag: "yes, at step S" */
 #define NN__RING_GRACE_S 1.5        /* how long a timed-out rank collects answers */
 #define NN__RING_LINGER_S 4.0       /* non-reporters wait this long for the abort */
+#define NN__RING_HOST_LEN 64        /* bytes of a host name kept per rank */
 
 /* One message of the ring: floats buf[off, off+len); reduce = 1 in the
  * reduce-scatter phase (received into scratch, then added), 0 in the
@@ -52,6 +54,12 @@ struct nn_ring {
   long step;              /* step named in messages */
   int step_set;           /* 1: step set by the caller for the next call */
   long calls;             /* all-reduce calls so far */
+  int *world;             /* [size] each member's rank in MPI_COMM_WORLD */
+  char *hosts;            /* [size * NN__RING_HOST_LEN] each member's host, or NULL */
+  nn_ring *watch;         /* ring whose diag comm, timeout and step the watchdog uses */
+  int compress;           /* NN_WIRE_*: 16-bit values on the wire */
+  uint16_t *rx16[2];      /* [chunk] compressed receives */
+  uint16_t *tx16[NN__RING_SEND_WINDOW]; /* [chunk] compressed sends in flight */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -83,7 +91,7 @@ static void ring_sleep_ms(int ms) {
  * on the vector width. memcpy keeps unaligned loads and stores legal. */
 typedef float nn__v16f __attribute__((vector_size(64)));
 
-static void ring_add(float *restrict dst, const float *restrict src, size_t n) {
+void nn_ring_add(float *restrict dst, const float *restrict src, size_t n) {
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
     nn__v16f a0, a1, b0, b1;
@@ -99,10 +107,136 @@ static void ring_add(float *restrict dst, const float *restrict src, size_t n) {
   for (; i < n; i++) dst[i] += src[i];
 }
 
+/* ---- 16-bit wire values ------------------------------------------------- */
+
+/* float -> bfloat16, round to nearest even (NaN stays a quiet NaN; values
+ * past bf16's largest round to Inf, as fp32 would). */
+static inline uint16_t wire_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+static inline float wire_from_bf16(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* float -> IEEE half, round to nearest even; finite values beyond +-65504
+ * saturate to +-65504 (Inf and NaN pass through, so the trainer's
+ * non-finite guard still sees them). */
+static inline uint16_t wire_to_fp16(float f) {
+  if (!__builtin_isinf(f)) {
+    if (f > 65504.0f) f = 65504.0f;
+    if (f < -65504.0f) f = -65504.0f;
+  }
+  _Float16 h = (_Float16)f;
+  uint16_t u;
+  memcpy(&u, &h, 2);
+  return u;
+}
+
+static inline float wire_from_fp16(uint16_t u) {
+  _Float16 h;
+  memcpy(&h, &u, 2);
+  return (float)h;
+}
+
+/* dst[i] = encode(src[i]); with `back`, src[i] also becomes the decoded
+ * value (what every other rank will hold). */
+static void wire_pack(int mode, uint16_t *restrict dst, float *restrict src, size_t n, int back) {
+  if (mode == NN_WIRE_BF16) {
+    for (size_t i = 0; i < n; i++) dst[i] = wire_to_bf16(src[i]);
+    if (back)
+      for (size_t i = 0; i < n; i++) src[i] = wire_from_bf16(dst[i]);
+  } else {
+    for (size_t i = 0; i < n; i++) dst[i] = wire_to_fp16(src[i]);
+    if (back)
+      for (size_t i = 0; i < n; i++) src[i] = wire_from_fp16(dst[i]);
+  }
+}
+
+/* dst[i] += decode(src[i]) (add) or dst[i] = decode(src[i]). */
+static void wire_unpack(int mode, float *restrict dst, const uint16_t *restrict src, size_t n,
+                        int add) {
+  if (mode == NN_WIRE_BF16) {
+    if (add)
+      for (size_t i = 0; i < n; i++) dst[i] += wire_from_bf16(src[i]);
+    else
+      for (size_t i = 0; i < n; i++) dst[i] = wire_from_bf16(src[i]);
+  } else {
+    if (add)
+      for (size_t i = 0; i < n; i++) dst[i] += wire_from_fp16(src[i]);
+    else
+      for (size_t i = 0; i < n; i++) dst[i] = wire_from_fp16(src[i]);
+  }
+}
+
+float nn_wire_round(int mode, float x) {
+  if (mode == NN_WIRE_BF16) return wire_from_bf16(wire_to_bf16(x));
+  if (mode == NN_WIRE_FP16) return wire_from_fp16(wire_to_fp16(x));
+  return x;
+}
+
+const char *nn_wire_name(int mode) {
+  return mode == NN_WIRE_BF16 ? "bf16" : mode == NN_WIRE_FP16 ? "fp16" : "none";
+}
+
+int nn_wire_parse(const char *s) {
+  if (!strcmp(s, "none")) return NN_WIRE_NONE;
+  if (!strcmp(s, "bf16")) return NN_WIRE_BF16;
+  if (!strcmp(s, "fp16")) return NN_WIRE_FP16;
+  return -1;
+}
+
 /* ---- create / free ------------------------------------------------------- */
+
+/* Each member's rank in MPI_COMM_WORLD and host name (MPI_Get_processor_name;
+ * under NN_SIM_HOST_RANKS=k, "NAME/sim<world rank / k>"). Collective on
+ * r->comm, also when this rank's allocation failed: the ranks first agree
+ * that every one of them has its buffers, and skip the gather otherwise
+ * (names are only for messages; the rank that failed returns NN_ENOMEM). */
+static int ring_gather_names(nn_ring *r, nn_error *err) {
+  int rc = 0, ok = 1, all = 0, wr = 0;
+  size_t N = (size_t)r->size;
+  r->world = nn_malloc(N * sizeof *r->world);
+  r->hosts = nn_malloc(N * NN__RING_HOST_LEN);
+  ok = r->world && r->hosts;
+  RING_MPI(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, r->comm), "MPI_Allreduce(names)");
+  if (!all) {
+    free(r->hosts);
+    r->hosts = NULL;
+    if (!ok) rc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
+    goto done;
+  }
+  char me[NN__RING_HOST_LEN], pn[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  RING_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &wr), "MPI_Comm_rank");
+  RING_MPI(MPI_Get_processor_name(pn, &len), "MPI_Get_processor_name");
+  pn[len < MPI_MAX_PROCESSOR_NAME ? len : MPI_MAX_PROCESSOR_NAME - 1] = 0;
+  int k = nn_sim_host_ranks();
+  if (k > 0)
+    snprintf(me, sizeof me, "%.40s/sim%d", pn, wr / k);
+  else
+    snprintf(me, sizeof me, "%.63s", pn);
+  RING_MPI(MPI_Allgather(&wr, 1, MPI_INT, r->world, 1, MPI_INT, r->comm), "MPI_Allgather");
+  RING_MPI(MPI_Allgather(me, NN__RING_HOST_LEN, MPI_CHAR, r->hosts, NN__RING_HOST_LEN, MPI_CHAR,
+                         r->comm), "MPI_Allgather");
+done:
+  return rc;
+}
 
 int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    nn_error *err) {
+  return nn_ring_create_ex(out, comm, max_count, chunk_bytes, NN_WIRE_NONE, err);
+}
+
+int nn_ring_create_ex(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
+                      int compress, nn_error *err) {
   int rc = 0;
   *out = NULL;
   /* The collective part first, on every rank whatever happens locally: a
@@ -113,18 +247,25 @@ int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_
   int mrc2 = MPI_Comm_dup(comm, &d);
   nn_ring *r = nn_calloc(1, sizeof *r);
   if (!r) {
+    /* still take part in ring_gather_names' agreement, so the peers do not
+     * wait for this rank there */
+    int ok = 0, all = 0;
+    if (c != MPI_COMM_NULL) MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, c);
     if (c != MPI_COMM_NULL) MPI_Comm_free(&c);
     if (d != MPI_COMM_NULL) MPI_Comm_free(&d);
     return nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
   }
   r->comm = c;
   r->diag = d;
+  r->watch = r;
+  r->compress = compress == NN_WIRE_BF16 || compress == NN_WIRE_FP16 ? compress : NN_WIRE_NONE;
   RING_MPI(mrc, "MPI_Comm_dup");
   RING_MPI(mrc2, "MPI_Comm_dup");
   RING_MPI(MPI_Comm_rank(comm, &r->rank), "MPI_Comm_rank");
   RING_MPI(MPI_Comm_size(comm, &r->size), "MPI_Comm_size");
   RING_MPI(MPI_Comm_set_errhandler(r->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   RING_MPI(MPI_Comm_set_errhandler(r->diag, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  if ((rc = ring_gather_names(r, err))) goto done;
   if (chunk_bytes == 0) chunk_bytes = NN__RING_DEFAULT_CHUNK_BYTES;
   r->chunk = chunk_bytes / sizeof(float);
   if (r->chunk == 0) r->chunk = 1;
@@ -134,12 +275,20 @@ int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_
    * each stripe is received at most twice and sent at most twice. */
   r->cap_items = 2 * (max_count / r->chunk + 2);
   size_t scratch = r->chunk < max_count ? r->chunk : (max_count ? max_count : 1);
-  r->scratch[0] = nn_malloc(scratch * sizeof(float));
-  r->scratch[1] = nn_malloc(scratch * sizeof(float));
+  int bad = 0;
+  if (r->compress) {
+    for (int i = 0; i < 2; i++) bad |= !(r->rx16[i] = nn_malloc(scratch * sizeof(uint16_t)));
+    for (int i = 0; i < NN__RING_SEND_WINDOW; i++)
+      bad |= !(r->tx16[i] = nn_malloc(scratch * sizeof(uint16_t)));
+  } else {
+    r->scratch[0] = nn_malloc(scratch * sizeof(float));
+    r->scratch[1] = nn_malloc(scratch * sizeof(float));
+    bad = !r->scratch[0] || !r->scratch[1];
+  }
   r->recv_items = nn_malloc(r->cap_items * sizeof *r->recv_items);
   r->send_items = nn_malloc(r->cap_items * sizeof *r->send_items);
   r->sreq = nn_malloc(r->cap_items * sizeof *r->sreq);
-  if (!r->scratch[0] || !r->scratch[1] || !r->recv_items || !r->send_items || !r->sreq) {
+  if (bad || !r->recv_items || !r->send_items || !r->sreq) {
     rc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory for %zu floats of scratch",
                       scratch);
     goto done;
@@ -157,10 +306,34 @@ void nn_ring_free(nn_ring *r) {
   if (r->diag != MPI_COMM_NULL) MPI_Comm_free(&r->diag);
   free(r->scratch[0]);
   free(r->scratch[1]);
+  for (int i = 0; i < 2; i++) free(r->rx16[i]);
+  for (int i = 0; i < NN__RING_SEND_WINDOW; i++) free(r->tx16[i]);
   free(r->recv_items);
   free(r->send_items);
   free(r->sreq);
+  free(r->world);
+  free(r->hosts);
   free(r);
+}
+
+void nn_ring_set_watch(nn_ring *r, nn_ring *watch) { r->watch = watch ? watch : r; }
+
+int nn_ring_world_rank(const nn_ring *r, int member) {
+  return r->world && member >= 0 && member < r->size ? r->world[member] : member;
+}
+
+const char *nn_ring_host(const nn_ring *r, int member) {
+  return r->hosts && member >= 0 && member < r->size ? r->hosts + (size_t)member * NN__RING_HOST_LEN
+                                                     : NULL;
+}
+
+/* "rank W (host H)" for member q into buf. */
+static void ring_who(const nn_ring *r, int q, char *buf, size_t n) {
+  const char *h = nn_ring_host(r, q);
+  if (h)
+    snprintf(buf, n, "%d (host %s)", nn_ring_world_rank(r, q), h);
+  else
+    snprintf(buf, n, "%d", nn_ring_world_rank(r, q));
 }
 
 void nn_ring_set_timeout(nn_ring *r, double seconds) { r->timeout = seconds > 0 ? seconds : 0; }
@@ -194,19 +367,20 @@ done:
   return rc;
 }
 
-/* Called when no progress was seen for r->timeout seconds while waiting on
- * `peer`. Asks every rank whether it is inside the all-reduce; ranks that do
- * not answer within NN__RING_GRACE_S are the ones that did not arrive (stopped,
- * dead, or stuck elsewhere). Every live rank reaches the same verdict; the
- * lowest live rank returns at once, the others linger so that one message is
- * printed before the abort. Always returns NN_EMPI. */
-static int ring_diagnose(nn_ring *r, int peer, const char *dir, double waited,
+/* Called when no progress was seen for w->timeout seconds while waiting on
+ * `peer` (a "rank W (host H)" text). Asks every rank of the watch ring w
+ * whether it is inside the all-reduce; ranks that do not answer within
+ * NN__RING_GRACE_S are the ones that did not arrive (stopped, dead, or stuck
+ * elsewhere). Every live rank reaches the same verdict; the lowest live rank
+ * returns at once, the others linger so that one message is printed before
+ * the abort. Always returns NN_EMPI. */
+static int ring_diagnose(nn_ring *r, const char *peer, const char *dir, double waited,
                          nn_error *err) {
   int rc = 0, n = r->size;
   char *answered = nn_calloc((size_t)n, 1);
   if (!answered) {
     rc = nn_error_set(err, NN_EMPI,
-                      "no message %s rank %d in the all-reduce of step %ld within %g s; "
+                      "no message %s rank %s in the all-reduce of step %ld within %g s; "
                       "aborting the job", dir, peer, r->step, waited);
     goto done;
   }
@@ -237,7 +411,7 @@ static int ring_diagnose(nn_ring *r, int peer, const char *dir, double waited,
     }
   }
   int reporter = -1;
-  char list[256] = "";
+  char list[512] = "";
   size_t k = 0;
   int nmissing = 0;
   for (int q = 0; q < n; q++) {
@@ -246,7 +420,9 @@ static int ring_diagnose(nn_ring *r, int peer, const char *dir, double waited,
       continue;
     }
     if (k < sizeof list) {
-      int w = snprintf(list + k, sizeof list - k, "%s%d", nmissing ? ", " : "", q);
+      char who[128];
+      ring_who(r, q, who, sizeof who);
+      int w = snprintf(list + k, sizeof list - k, "%s%s", nmissing ? ", " : "", who);
       if (w > 0) k += (size_t)w;
     }
     nmissing++;
@@ -255,11 +431,14 @@ static int ring_diagnose(nn_ring *r, int peer, const char *dir, double waited,
     nn_error_set(err, NN_EMPI,
                  "rank%s %s did not reach the all-reduce of step %ld within %g s; "
                  "aborting the job", nmissing > 1 ? "s" : "", list, r->step, r->timeout);
-  else
+  else {
+    char me[128];
+    ring_who(r, r->rank, me, sizeof me);
     nn_error_set(err, NN_EMPI,
-                 "rank %d: no message %s rank %d in the all-reduce of step %ld within %g s, "
-                 "though every rank is in it; aborting the job", r->rank, dir, peer, r->step,
+                 "rank %s: no message %s rank %s in the all-reduce of step %ld within %g s, "
+                 "though every rank is in it; aborting the job", me, dir, peer, r->step,
                  waited);
+  }
   if (err) err->rank = -1;
   rc = NN_EMPI;
   if (reporter != r->rank) {
@@ -275,6 +454,35 @@ static int ring_diagnose(nn_ring *r, int peer, const char *dir, double waited,
 done:
   free(answered);
   return rc;
+}
+
+void nn_ring_wait_init(nn_ring_wait *q, nn_ring *r) {
+  q->w = r->watch;
+  q->last = q->last_probe = q->w->timeout > 0 ? ring_now() : 0;
+  q->idle = 0;
+}
+
+int nn_ring_wait_tick(nn_ring_wait *q, int progress, const nn_ring *pr, int peer,
+                      const char *dir, nn_error *err) {
+  /* On a machine with more runnable processes than cores, the peer we
+   * wait on may be waiting for our core: after a while, give it up. */
+  q->idle = progress ? 0 : q->idle + 1;
+  if (q->idle >= NN__RING_SPIN_POLLS) sched_yield();
+  nn_ring *w = q->w;
+  if (w->timeout <= 0) return 0;
+  double now = ring_now();
+  if (progress) {
+    q->last = now;
+  } else if (now - q->last > w->timeout) {
+    char who[128];
+    ring_who(pr, peer, who, sizeof who);
+    return ring_diagnose(w, who, dir, now - q->last, err);
+  }
+  if (now - q->last_probe > 1e-3) {
+    q->last_probe = now;
+    return ring_answer_probes(w, err);
+  }
+  return 0;
 }
 
 /* ---- the ring ------------------------------------------------------------ */
@@ -386,14 +594,23 @@ int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base, nn_e
 
   size_t k_done = 0, k_post = 0, m_done = 0, m_post = 0;
   MPI_Request rreq[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-  double last = r->timeout > 0 ? ring_now() : 0, last_probe = last;
-  unsigned idle = 0; /* polls in a row without progress */
+  nn_ring_wait wait;
+  nn_ring_wait_init(&wait, r);
+  int z = r->compress;
   while (k_done < nrecv || m_done < nsend) {
     int progress = 0;
     /* Keep two receives posted (before the sends, so that what arrives
      * finds its receive posted). */
     while (k_post < nrecv && k_post - k_done < 2) {
       const nn__ring_item *it = &r->recv_items[k_post];
+      if (z) {
+        /* 16-bit values into rx16, decoded when complete */
+        if (!it->reduce && k_post - nrecv_rs >= m_done) break;
+        RING_MPI(MPI_Irecv(r->rx16[k_post & 1], (int)it->len, MPI_UINT16_T, left,
+                           NN__RING_TAG_DATA, r->comm, &rreq[k_post & 1]), "MPI_Irecv");
+        k_post++;
+        continue;
+      }
       float *dst = buf + it->off;
       if (it->reduce) {
         dst = r->scratch[k_post & 1];
@@ -408,8 +625,17 @@ int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base, nn_e
     size_t m_ready = n0 + k_done < nsend ? n0 + k_done : nsend;
     while (m_post < m_ready && m_post - m_done < NN__RING_SEND_WINDOW) {
       const nn__ring_item *it = &r->send_items[m_post];
-      RING_MPI(MPI_Isend(buf + it->off, (int)it->len, MPI_FLOAT, right, NN__RING_TAG_DATA,
-                         r->comm, &r->sreq[m_post]), "MPI_Isend");
+      if (z) {
+        /* Encode; an all-gather send also rounds buf itself, so the owner
+         * keeps the bits every other rank decodes. */
+        uint16_t *t = r->tx16[m_post % NN__RING_SEND_WINDOW];
+        wire_pack(z, t, buf + it->off, it->len, !it->reduce);
+        RING_MPI(MPI_Isend(t, (int)it->len, MPI_UINT16_T, right, NN__RING_TAG_DATA, r->comm,
+                           &r->sreq[m_post]), "MPI_Isend");
+      } else {
+        RING_MPI(MPI_Isend(buf + it->off, (int)it->len, MPI_FLOAT, right, NN__RING_TAG_DATA,
+                           r->comm, &r->sreq[m_post]), "MPI_Isend");
+      }
       m_post++;
     }
     /* Progress the oldest receive, then the oldest sends. */
@@ -419,7 +645,10 @@ int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base, nn_e
       if (rc) goto done;
       if (flag) {
         const nn__ring_item *it = &r->recv_items[k_done];
-        if (it->reduce) ring_add(buf + it->off, r->scratch[k_done & 1], it->len);
+        if (z)
+          wire_unpack(z, buf + it->off, r->rx16[k_done & 1], it->len, it->reduce);
+        else if (it->reduce)
+          nn_ring_add(buf + it->off, r->scratch[k_done & 1], it->len);
         k_done++;
         progress = 1;
       }
@@ -432,25 +661,10 @@ int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base, nn_e
       m_done++;
       progress = 1;
     }
-    /* On a machine with more runnable processes than cores, the peer we
-     * wait on may be waiting for our core: after a while, give it up. */
-    idle = progress ? 0 : idle + 1;
-    if (idle >= NN__RING_SPIN_POLLS) sched_yield();
-    if (r->timeout > 0) {
-      double now = ring_now();
-      if (progress) {
-        last = now;
-      } else if (now - last > r->timeout) {
-        int on_recv = k_done < nrecv;
-        rc = ring_diagnose(r, on_recv ? left : right, on_recv ? "from" : "to", now - last, err);
-        goto done;
-      }
-      if (now - last_probe > 1e-3) {
-        last_probe = now;
-        rc = ring_answer_probes(r, err);
-        if (rc) goto done;
-      }
-    }
+    int on_recv = k_done < nrecv;
+    rc = nn_ring_wait_tick(&wait, progress, r, on_recv ? left : right, on_recv ? "from" : "to",
+                           err);
+    if (rc) goto done;
   }
 done:
   return rc;
@@ -465,7 +679,7 @@ int nn_ring_allreduce(nn_ring *r, float *buf, size_t count, nn_error *err) {
 /* Shared between the main thread (begin/ready/finish) and the communication
  * thread; every field below `mu` is guarded by it. */
 struct nn_gradsync {
-  nn_ring *ring;
+  nn_hier *ar;            /* the all-reduce (flat ring or hierarchical) */
   float *arena;           /* [n], not owned */
   size_t n;
   size_t bucket;          /* floats per bucket (last one may be shorter) */
@@ -503,7 +717,7 @@ static void *gs_thread(void *arg) {
     nn_error e;
     nn_error_clear(&e);
     long step = g->step;
-    nn_ring_set_timeout(g->ring, g->timeout);
+    nn_hier_set_timeout(g->ar, g->timeout);
     for (size_t b = g->nbuckets; b-- > 0;) {
       size_t sz = gs_bucket_size(g, b);
       while (!g->force && !g->quit && g->ready[b] < sz) pthread_cond_wait(&g->cv, &g->mu);
@@ -513,8 +727,8 @@ static void *gs_thread(void *arg) {
         break;
       }
       pthread_mutex_unlock(&g->mu);
-      nn_ring_set_step(g->ring, step);
-      status = nn_ring_allreduce_at(g->ring, g->arena + b * g->bucket, sz, b * g->bucket, &e);
+      nn_hier_set_step(g->ar, step);
+      status = nn_hier_allreduce_at(g->ar, g->arena + b * g->bucket, sz, b * g->bucket, &e);
       pthread_mutex_lock(&g->mu);
       if (status) break;
     }
@@ -529,6 +743,11 @@ static void *gs_thread(void *arg) {
 
 int nn_gradsync_create(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
                        size_t bucket_bytes, nn_error *err) {
+  return nn_gradsync_create_ex(out, comm, arena, n, bucket_bytes, NULL, err);
+}
+
+int nn_gradsync_create_ex(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
+                          size_t bucket_bytes, const nn_allreduce_cfg *cfg, nn_error *err) {
   int rc = 0, provided = 0;
   *out = NULL;
   int mrc = MPI_Query_thread(&provided);
@@ -539,13 +758,18 @@ int nn_gradsync_create(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
   if (bucket_bytes == 0) bucket_bytes = (size_t)4 << 20;
   size_t bucket = bucket_bytes / sizeof(float);
   if (bucket == 0) bucket = 1;
-  /* the ring (collective) before anything that can fail on one rank alone */
-  nn_ring *ring = NULL;
-  rc = nn_ring_create(&ring, comm, bucket < n ? bucket : n, 0, err);
+  /* the all-reduce (collective) before anything that can fail on one rank
+   * alone; auto decides on the whole arena, so every bucket uses the same
+   * algorithm */
+  nn_hier *ar = NULL;
+  nn_allreduce_cfg c = {NN_AR_RING, NN_WIRE_NONE, 0, 0};
+  if (cfg) c = *cfg;
+  c.auto_bytes = n * sizeof(float);
+  rc = nn_hier_create(&ar, comm, bucket < n ? bucket : n, 0, &c, err);
   if (rc) return rc;
   nn_gradsync *g = nn_calloc(1, sizeof *g);
   if (!g) {
-    nn_ring_free(ring);
+    nn_hier_free(ar);
     return nn_error_set(err, NN_ENOMEM, "gradient sync: out of memory");
   }
   pthread_mutex_init(&g->mu, NULL);
@@ -553,7 +777,7 @@ int nn_gradsync_create(nn_gradsync **out, MPI_Comm comm, float *arena, size_t n,
   g->arena = arena;
   g->n = n;
   g->bucket = bucket;
-  g->ring = ring;
+  g->ar = ar;
   g->nbuckets = n ? (n + g->bucket - 1) / g->bucket : 0;
   g->ready = nn_calloc(g->nbuckets ? g->nbuckets : 1, sizeof *g->ready);
   if (!g->ready) {
@@ -581,7 +805,7 @@ void nn_gradsync_free(nn_gradsync *g) {
     pthread_mutex_unlock(&g->mu);
     pthread_join(g->thread, NULL);
   }
-  nn_ring_free(g->ring);
+  nn_hier_free(g->ar);
   free(g->ready);
   pthread_mutex_destroy(&g->mu);
   pthread_cond_destroy(&g->cv);
@@ -589,6 +813,8 @@ void nn_gradsync_free(nn_gradsync *g) {
 }
 
 size_t nn_gradsync_count(const nn_gradsync *g) { return g->n; }
+
+int nn_gradsync_algo(const nn_gradsync *g) { return nn_hier_algo(g->ar); }
 
 void nn_gradsync_set_timeout(nn_gradsync *g, double seconds) {
   pthread_mutex_lock(&g->mu);

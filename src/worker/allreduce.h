@@ -22,12 +22,32 @@
 
 typedef struct nn_ring nn_ring;
 
+/* Values on the wire (train.grad_compression): fp32, or 16-bit values with
+ * sums kept in fp32 (see docs/allreduce.md, "Compression"). */
+enum { NN_WIRE_NONE = 0, NN_WIRE_BF16 = 1, NN_WIRE_FP16 = 2 };
+/* x as it arrives after a trip through the wire format: bf16 rounds to
+ * nearest even; fp16 also saturates finite values to +-65504 (Inf and NaN
+ * pass). */
+float nn_wire_round(int mode, float x);
+const char *nn_wire_name(int mode);
+/* "none" | "bf16" | "fp16" -> NN_WIRE_*, -1 otherwise. */
+int nn_wire_parse(const char *s);
+
 /* A ring on `comm` (duplicated; the caller's comm is not used for traffic).
  * max_count: the largest buffer (floats) that will be reduced; scratch is
  * allocated once here. chunk_bytes: pipeline chunk (message) size (0 = default
  * 128 KiB). */
 int nn_ring_create(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    nn_error *err);
+/* As nn_ring_create, with 16-bit values on the wire (NN_WIRE_*): each
+ * message is encoded from fp32, each received value decoded and added in
+ * fp32; the owner of a block rounds its sum to the wire format before the
+ * all-gather, so every rank still ends with the same bits. Element i of
+ * stripe j (b = j mod N) becomes
+ *   s = w(x[b]); s = w(s + x[b+1]); ...; s = w(s + x[b+N-1])
+ * with w = nn_wire_round (the last w is the all-gather's). */
+int nn_ring_create_ex(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
+                      int compress, nn_error *err);
 void nn_ring_free(nn_ring *r);
 
 /* In place: buf[i] = sum over ranks of buf[i], identical bits on every rank.
@@ -45,7 +65,8 @@ int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base,
 /* Watchdog: if no message from a neighbour arrives (or leaves) for `seconds`
  * during an all-reduce, the ranks find out which rank did not arrive and the
  * call returns NN_EMPI with "rank R did not reach the all-reduce of step S
- * within T s; aborting the job" (err->rank = -1). On the one rank chosen to
+ * within T s; aborting the job" (err->rank = -1; R is the rank in
+ * MPI_COMM_WORLD followed by "(host H)"). On the one rank chosen to
  * report (the lowest live rank) it returns at once; the others wait a few
  * seconds more for the job to be aborted before returning the same error.
  * The caller must then MPI_Abort. 0 (the default) = wait forever. */
@@ -57,6 +78,32 @@ void nn_ring_set_step(nn_ring *r, long step);
  * fixes the order of additions: element i of a buffer is summed starting at
  * rank (i / G) % N (see nn_ring_allreduce_at in allreduce.c). */
 size_t nn_ring_chunk(const nn_ring *r);
+/* Member q's rank in MPI_COMM_WORLD, and its host (MPI_Get_processor_name,
+ * gathered at creation; "NAME/simH" under NN_SIM_HOST_RANKS; NULL if
+ * unknown). Watchdog messages name both: "rank 5 (host h3)". */
+int nn_ring_world_rank(const nn_ring *r, int member);
+const char *nn_ring_host(const nn_ring *r, int member);
+
+/* For the hierarchical all-reduce (worker/hier.c): a ring whose watchdog
+ * (diag comm, timeout, step, probes) is `watch`'s, e.g. a ring of the hosts'
+ * leaders watched by a ring over every rank, so that the rank that did not
+ * arrive is found among all of them. NULL: its own. */
+void nn_ring_set_watch(nn_ring *r, nn_ring *watch);
+/* A wait loop's watchdog: call tick once per poll with progress = 1 when
+ * something moved. It yields the core after many idle polls, answers
+ * probes, and after the watch ring's timeout without progress diagnoses
+ * (NN_EMPI, message as nn_ring_set_timeout says); `peer` is the member of
+ * ring `pr` waited for, `dir` "from" or "to". */
+typedef struct nn_ring_wait {
+  nn_ring *w;
+  double last, last_probe;
+  unsigned idle;
+} nn_ring_wait;
+/* dst[i] += src[i], vectorized (one IEEE add per element). */
+void nn_ring_add(float *restrict dst, const float *restrict src, size_t n);
+void nn_ring_wait_init(nn_ring_wait *q, nn_ring *r);
+int nn_ring_wait_tick(nn_ring_wait *q, int progress, const nn_ring *pr, int peer,
+                      const char *dir, nn_error *err);
 
 typedef struct nn_gradsync nn_gradsync;
 
@@ -66,6 +113,16 @@ typedef struct nn_gradsync nn_gradsync;
  * the whole arena with the default chunk, whatever the bucket size. */
 int nn_gradsync_create(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
                        size_t bucket_bytes, nn_error *err);
+/* With the algorithm and the wire format of cfg (worker/hier.h; NULL: the
+ * flat ring, fp32). The auto choice looks at n, not at the bucket size, so
+ * every bucket uses the same algorithm; the sum has the same bits as that
+ * algorithm's all-reduce of the whole arena, whatever the bucket size. */
+struct nn_allreduce_cfg;
+int nn_gradsync_create_ex(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
+                          size_t bucket_bytes, const struct nn_allreduce_cfg *cfg,
+                          nn_error *err);
+/* The algorithm the sync uses (NN_AR_RING or NN_AR_HIER). */
+int nn_gradsync_algo(const nn_gradsync *g);
 void nn_gradsync_free(nn_gradsync *g);
 /* n of nn_gradsync_create: the floats every step reduces (a model's
  * trainable prefix, core/model.h). */

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "worker/agree.h"
 #include "worker/collective.h"
+#include "worker/hier.h"
 
 int nn_replica_input_shape(const nn_job *job, const nn_shape *sample, const char *where,
                            nn_shape *in, nn_error *err) {
@@ -104,7 +105,14 @@ static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err
   if ((rc = nn_agree(o->comm, rc, err)) != 0) return rc;
   NN_MPI_RETURN(err, MPI_Comm_size(o->comm, &N));
   if (N > 1) {
-    rc = nn_gradsync_create(&r->sync, o->comm, r->model.grads, r->model.ntrainable, 0, err);
+    /* train.allreduce and train.grad_compression (enum keys, checked by the
+     * job parser) */
+    nn_allreduce_cfg cfg = {nn_algo_parse(r->job->train.allreduce),
+                            nn_wire_parse(r->job->train.grad_compression), 0, 0};
+    if (cfg.algo < 0) cfg.algo = NN_AR_AUTO;
+    if (cfg.compress < 0) cfg.compress = NN_WIRE_NONE;
+    rc = nn_gradsync_create_ex(&r->sync, o->comm, r->model.grads, r->model.ntrainable, 0, &cfg,
+                               err);
     if (!rc && o->timeout_s > 0) nn_gradsync_set_timeout(r->sync, o->timeout_s);
   }
   return rc;

@@ -61,6 +61,10 @@ for np in 3 4; do
   echo "ok: -np $np: hierarchical on hosts of one rank == ring, byte for byte"
   train h2_$np $np 2 hierarchical none
   train h2b_$np $np 2 hierarchical none
+  # the start record says which all-reduce the run used (train.allreduce as decided)
+  [ "$($PY -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if r.get("event") == "start"][0].get("allreduce"))' "$T/h2_$np/metrics.jsonl")" = hierarchical ] &&
+    [ "$($PY -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if r.get("event") == "start"][0].get("allreduce"))' "$T/r$np/metrics.jsonl")" = ring ] ||
+    fail "-np $np: the start record does not name the all-reduce used"
   cmp "$T/p_h2_$np" "$T/p_h2b_$np" || fail "-np $np: hierarchical run not repeatable"
   $PY - "$T/p_r$np" "$T/p_h2_$np" $np <<'PY' || fail "-np $np: hierarchical far from the ring"
 import sys, numpy as np

@@ -11,10 +11,14 @@ per byte of the slowest link a step crosses (1 / its bandwidth). When the ranks
 are placed host by host, each host's link carries one ring stream per
 direction, so beta is the link's (not the shared memory's).
 
-  fit FILE.json... --rate RATE [--min-bytes B] [--which ring|mpi]
+  fit FILE.json... --rate RATE [--min-bytes B] [--which ring|mpi|hier|hier_rs]
       least-squares fit of alpha and beta to `nntrain bench allreduce --json`
       lines (relative error weighted, sizes >= B, default 1M), then a table of
-      measured vs predicted and the link use 8 / (beta * rate)
+      measured vs predicted and the link use 8 / (beta * rate). The
+      hierarchical all-reduces cross the host links as a ring over the H
+      hosts (hier: the leaders' ring; hier_rs: L rings of S/L bytes at once,
+      the same bytes per link), so they are fitted with N = H (the inside of
+      a host, over shared memory, goes into alpha).
   predict --alpha A --use U --rates 10gbit,25gbit --ranks 2,4,...
           --job NAME:PARAMS:BATCH:SECONDS_PER_SAMPLE ...
       per job, rate and rank count: the all-reduce of the job's float32
@@ -22,11 +26,13 @@ direction, so beta is the link's (not the shared memory's).
       (batch / N samples per rank, at the one-rank speed), and the efficiency
       compute / (compute + all-reduce), assuming no overlap (a lower bound:
       the gradient sync overlaps part of backward)
-  scaling ROWS.json --alpha A --beta B --params P --batch G
+  scaling ROWS.json --alpha A --beta B --params P --batch G [--hier-alpha A2 --hier-beta B2]
       beside each row of `bench/scaling.sh --json`, the model's samples/s:
       a step at N ranks is G/N samples at the first row's per-sample time
       (compute, data and control of one rank) plus the all-reduce of 4P bytes,
-      with the ring's real block sizes for its 256 KiB stripes (--chunk)
+      with the ring's real block sizes for its 256 KiB stripes (--chunk);
+      rows of a hierarchical run (bench/scaling.sh records the start
+      record's "allreduce") use the ring over the hosts with A2, B2
 """
 import argparse
 import json
@@ -50,11 +56,16 @@ def model(alpha, beta, s, n):
     return 2 * (n - 1) * alpha + 2 * (n - 1) / n * s * beta
 
 
+def ring_n(r, key):
+    """The ring length the model uses: every rank, or the hosts for the hierarchical ones."""
+    return r.get("hosts", r["ranks"]) if key in ("hier_us", "hier_rs_us") else r["ranks"]
+
+
 def fit(rows, key):
     """Weighted least squares of t = a*x1 + b*x2 minimizing sum ((pred - t) / t)^2."""
     sxx = sxy = syy = sx1t = sx2t = 0.0
     for r in rows:
-        n, s, t = r["ranks"], r["bytes"], r[key] * 1e-6
+        n, s, t = ring_n(r, key), r["bytes"], r[key] * 1e-6
         x1, x2 = 2 * (n - 1) / t, 2 * (n - 1) / n * s / t
         sxx += x1 * x1
         sxy += x1 * x2
@@ -69,7 +80,7 @@ def cmd_fit(a):
     rows = []
     for f in a.files:
         rows += [json.loads(l) for l in open(f) if l.strip()]
-    key = "ring_us" if a.which == "ring" else "mpi_us"
+    key = a.which + "_us"
     used = [r for r in rows if r["bytes"] >= a.min_bytes]
     if len(used) < 2:
         sys.exit("alphabeta.py: fewer than 2 sizes >= %d bytes to fit" % a.min_bytes)
@@ -82,7 +93,7 @@ def cmd_fit(a):
     print("| bytes | measured ms | model ms | error | busbw Mbit/s | of link |")
     print("|------:|------------:|---------:|------:|-------------:|--------:|")
     for r in sorted(rows, key=lambda r: r["bytes"]):
-        n, s, t = r["ranks"], r["bytes"], r[key] * 1e-6
+        n, s, t = ring_n(r, key), r["bytes"], r[key] * 1e-6
         p = model(alpha, beta, s, n)
         bus = 2 * (n - 1) / n * s * 8 / t / 1e6
         print("| %s | %.1f | %.1f | %+.1f%%%s | %.1f | %.0f%% |" % (
@@ -125,6 +136,12 @@ def ring_time(alpha, beta, nbytes, n, chunk):
     return 2 * (n - 1) * (alpha + beta * ring_step_bytes(nbytes, n, chunk))
 
 
+def hier_time(alpha, beta, nbytes, hosts, chunk):
+    """The hierarchical all-reduce: the host phases (shared memory, in alpha)
+    and the ring over the hosts' leaders, whose every hop crosses a link."""
+    return ring_time(alpha, beta, nbytes, hosts, chunk)
+
+
 def cmd_scaling(a):
     rows = [json.loads(l) for l in open(a.rows) if l.strip()]
     r0 = rows[0]
@@ -132,8 +149,13 @@ def cmd_scaling(a):
     print("| ranks | hosts | measured samples/s | model samples/s | error | measured eff | model eff | model all-reduce ms/step |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        n = r["ranks"]
-        ar = ring_time(a.alpha, a.beta, 4 * a.params, n, a.chunk) if n > 1 else 0.0
+        n, h = r["ranks"], r["hosts"]
+        if n == 1:
+            ar = 0.0
+        elif r.get("allreduce") == "hierarchical" and a.hier_alpha:
+            ar = hier_time(a.hier_alpha, a.hier_beta or a.beta, 4 * a.params, h, a.chunk)
+        else:
+            ar = ring_time(a.alpha, a.beta, 4 * a.params, n, a.chunk)
         step = a.batch / n * per_sample + ar
         pred = a.batch / step
         print("| %d | %d | %.0f | %.0f | %+.0f%% | %.2f | %.2f | %.1f |" % (
@@ -148,7 +170,7 @@ def main():
     f.add_argument("files", nargs="+")
     f.add_argument("--rate", required=True)
     f.add_argument("--min-bytes", type=int, default=1 << 20)
-    f.add_argument("--which", choices=("ring", "mpi"), default="ring")
+    f.add_argument("--which", choices=("ring", "mpi", "hier", "hier_rs"), default="ring")
     q = sub.add_parser("predict")
     q.add_argument("--alpha", type=float, required=True, help="seconds")
     q.add_argument("--use", type=float, default=0.93, help="fraction of the link rate a stream gets")
@@ -163,6 +185,9 @@ def main():
     s.add_argument("--params", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
     s.add_argument("--chunk", type=int, default=1 << 18, help="the ring's stripe in bytes (default 256K)")
+    s.add_argument("--hier-alpha", type=float, default=0.0,
+                   help="seconds: rows whose \"allreduce\" is \"hierarchical\" use the host ring's model")
+    s.add_argument("--hier-beta", type=float, default=0.0, help="seconds per byte (default --beta)")
     a = p.parse_args()
     {"fit": cmd_fit, "predict": cmd_predict, "scaling": cmd_scaling}[a.cmd](a)
 

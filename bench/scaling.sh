@@ -87,6 +87,9 @@ out = {"ranks": n, "hosts": min(hosts, -(-n // r)) if hosts else 1, "ranks_per_h
        "epochs": len(use), "samples_per_s": mean("samples_per_s"), "epoch_s": mean("epoch_s"),
        "sync_s": mean("sync_wait_s"), "data_s": mean("data_wait_s"), "ctrl_s": mean("control_s")}
 out["compute_s"] = out["epoch_s"] - out["sync_s"] - out["data_s"] - out["ctrl_s"]
+start = [e for e in map(json.loads, open(path)) if e.get("event") == "start"]
+if start and "allreduce" in start[-1]:  # the all-reduce the run used (train.allreduce as decided)
+    out["allreduce"] = start[-1]["allreduce"]
 print(json.dumps(out))
 PY
 }

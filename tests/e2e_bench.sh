@@ -48,7 +48,7 @@ for l, b in zip(lines, want):
     assert 0 <= o["cring_rel_err"] <= bound, o
     if np_ > 1:
         assert o["cring_rel_err"] > 0, o
-    want = "hierarchical" if nh > 1 and maxl > 1 and b >= 262144 else "ring"
+    want = "hierarchical" if nh > 1 and maxl > 1 and b >= 65536 else "ring"
     assert o["auto"] == want, (want, o)
 PY
   then echo "ok: np $np hosts of $k, $z: JSON"; else echo "FAIL: np $np hosts of $k JSON:"; cat "$out/json$np"; fail=1; fi

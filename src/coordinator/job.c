@@ -236,7 +236,7 @@ static const nn_key train_keys[] = {
            "the buffer (reduce-scatter in the host), one ring per local rank across the "
            "hosts, then an all-gather in the host. \"auto\": hierarchical when there is more "
            "than one host, some host has more than one rank and the gradients are at least "
-           "256 KiB; ring otherwise. They round differently; each is repeatable. A run "
+           "64 KiB; ring otherwise. They round differently; each is repeatable. A run "
            "setting (may change on resume)."},
   {.name = "grad_compression", .type = NN_KEY_ENUM,
    .offset = offsetof(nn_job_train, grad_compression), .size = SZ(nn_job_train, grad_compression),

@@ -41,7 +41,7 @@ enum { NN_AR_AUTO = 0, NN_AR_RING = 1, NN_AR_HIER = 2, NN_AR_HIER_RS = 3 };
 
 /* auto picks the hierarchical all-reduce from this many bytes up (with more
  * than one host and more than one rank on some host). */
-#define NN_HIER_AUTO_MIN_BYTES ((size_t)256 << 10)
+#define NN_HIER_AUTO_MIN_BYTES ((size_t)64 << 10)
 
 typedef struct nn_allreduce_cfg {
   int algo;            /* NN_AR_AUTO | NN_AR_RING | NN_AR_HIER */

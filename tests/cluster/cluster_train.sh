@@ -2,9 +2,11 @@
 # Training across 4 simulated hosts (scripts/cluster.sh, 1 Gbit/s links):
 #   (b) an MLP on a Fashion-MNIST subset, 4 hosts x 1 rank and 4 hosts x 2
 #       ranks, ends with parameters byte-identical to the same job at the same
-#       rank count on one host (plain mpirun): the ring's summation order
-#       depends only on the rank count and the chunk (docs/allreduce.md), not
-#       on where the ranks run or how fast the links are. This needs a fixed
+#       rank count on one host (plain mpirun, NN_SIM_HOST_RANKS grouping the
+#       ranks as the hosts do): the summation order of the ring (1 rank a host)
+#       and of the hierarchical all-reduce (2 a host, train.allreduce = "auto")
+#       depends only on the rank count, the host grouping and the chunk
+#       (docs/allreduce.md), not on where the ranks run or how fast the links are. This needs a fixed
 #       run.threads: by default a rank's BLAS threads are the node's cores over
 #       its ranks there (1 for 4 ranks on this host, 2 for 1 rank on each
 #       simulated host), and OpenBLAS's sums depend on its thread count; that
@@ -47,13 +49,21 @@ cluster_up 4 1gbit
 for r in 1 2; do
   np=$((4 * r))
   job "$T/one$np" >"$T/one$np.toml"; job "$T/four$np" >"$T/four$np.toml"
-  timeout 300 mpirun --oversubscribe -np "$np" "$NNTRAIN" "$T/one$np.toml" --quiet --steps $S \
+  # on one host, NN_SIM_HOST_RANKS=r groups the ranks as the cluster's hosts do, so
+  # train.allreduce = "auto" decides the same (ring at 1 rank a host, hierarchical at 2)
+  NN_SIM_HOST_RANKS=$r timeout 300 mpirun --oversubscribe -np "$np" -x NN_SIM_HOST_RANKS \
+    "$NNTRAIN" "$T/one$np.toml" --quiet --steps $S \
     --dump-params "$T/p_one$np" >"$T/out" 2>&1 || fail "-np $np on one host: $(cat "$T/out")"
   t0=$SECONDS
   crun "$r" -np "$np" "$NNTRAIN" "$T/four$np.toml" --quiet --steps $S --check-replicas \
     --dump-params "$T/p_four$np" >"$T/out" 2>&1 || fail "4 hosts x $r ranks: $(cat "$T/out")"
   cmp "$T/p_one$np" "$T/p_four$np" || fail "4 hosts x $r ranks: parameters differ from -np $np on one host"
-  echo "ok: $S steps at 4 hosts x $r rank(s) ($((SECONDS - t0)) s): parameters byte-identical to -np $np on one host"
+  want=ring; [ "$r" = 2 ] && want=hierarchical
+  for d in one four; do
+    got=$("$PY" -c 'import json,sys; print([e for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "start"][-1].get("allreduce"))' "$T/$d$np/metrics.jsonl")
+    [ "$got" = "$want" ] || fail "$d host(s), -np $np: the run used the $got all-reduce, expected $want"
+  done
+  echo "ok: $S steps at 4 hosts x $r rank(s) ($((SECONDS - t0)) s, $want all-reduce): parameters byte-identical to -np $np on one host with the same host grouping"
 done
 # run.threads = 0 (the default): 2 BLAS threads a rank on the simulated hosts
 crun 1 -np 4 "$NNTRAIN" "$T/four4.toml" --quiet --steps $S --set run.threads=0 \

@@ -84,18 +84,12 @@ int nn_cli_json_line(FILE *f, json_t *obj, const char *path, nn_error *err) {
  * watchdog messages (worker/allreduce.h). With more than NN__CLI_HOSTS_MAX
  * ranks nobody is named. */
 static int cli_gather_hosts(int n, nn_error *err) {
-  char me[NN__CLI_HOST_LEN], pn[MPI_MAX_PROCESSOR_NAME];
-  int len = 0, wr = 0, rc;
+  char me[NN__CLI_HOST_LEN];
+  int wr = 0, rc;
   if (n > NN__CLI_HOSTS_MAX) return 0;
   if ((rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &wr))) ||
-      (rc = NN_MPI_CHECK(err, MPI_Get_processor_name(pn, &len))))
+      (rc = NN_MPI_CHECK(err, nn_host_label(me, sizeof me, wr))))
     return rc;
-  pn[len < MPI_MAX_PROCESSOR_NAME ? len : MPI_MAX_PROCESSOR_NAME - 1] = 0;
-  int sim = nn_sim_host_ranks();
-  if (sim > 0)
-    snprintf(me, sizeof me, "%.40s/sim%d", pn, wr / sim);
-  else
-    snprintf(me, sizeof me, "%.63s", pn);
   if ((rc = NN_MPI_CHECK(err, MPI_Allgather(me, NN__CLI_HOST_LEN, MPI_CHAR, cli_hosts,
                                             NN__CLI_HOST_LEN, MPI_CHAR, MPI_COMM_WORLD))))
     return rc;

@@ -213,16 +213,9 @@ static int ring_gather_names(nn_ring *r, nn_error *err) {
     if (!ok) rc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
     goto done;
   }
-  char me[NN__RING_HOST_LEN], pn[MPI_MAX_PROCESSOR_NAME];
-  int len = 0;
+  char me[NN__RING_HOST_LEN];
   RING_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &wr), "MPI_Comm_rank");
-  RING_MPI(MPI_Get_processor_name(pn, &len), "MPI_Get_processor_name");
-  pn[len < MPI_MAX_PROCESSOR_NAME ? len : MPI_MAX_PROCESSOR_NAME - 1] = 0;
-  int k = nn_sim_host_ranks();
-  if (k > 0)
-    snprintf(me, sizeof me, "%.40s/sim%d", pn, wr / k);
-  else
-    snprintf(me, sizeof me, "%.63s", pn);
+  RING_MPI(nn_host_label(me, sizeof me, wr), "MPI_Get_processor_name");
   RING_MPI(MPI_Allgather(&wr, 1, MPI_INT, r->world, 1, MPI_INT, r->comm), "MPI_Allgather");
   RING_MPI(MPI_Allgather(me, NN__RING_HOST_LEN, MPI_CHAR, r->hosts, NN__RING_HOST_LEN, MPI_CHAR,
                          r->comm), "MPI_Allgather");

@@ -67,6 +67,17 @@ int nn_sim_host_ranks(void) {
   return (int)v;
 }
 
+int nn_host_label(char *buf, size_t n, int wr) {
+  char pn[MPI_MAX_PROCESSOR_NAME];
+  int len = 0, rc = MPI_Get_processor_name(pn, &len);
+  if (rc != MPI_SUCCESS) return rc;
+  pn[len >= 0 && len < MPI_MAX_PROCESSOR_NAME ? len : MPI_MAX_PROCESSOR_NAME - 1] = 0;
+  int k = nn_sim_host_ranks();
+  if (k > 0) snprintf(buf, n, "%.40s/sim%d", pn, wr / k);
+  else snprintf(buf, n, "%.63s", pn);
+  return MPI_SUCCESS;
+}
+
 int nn_algo_parse(const char *s) {
   if (!strcmp(s, "auto")) return NN_AR_AUTO;
   if (!strcmp(s, "ring")) return NN_AR_RING;

@@ -61,6 +61,10 @@ typedef struct nn_topo {
 
 /* NN_SIM_HOST_RANKS as a number: 0 when unset, -1 when not an integer >= 1. */
 int nn_sim_host_ranks(void);
+/* The host of world rank `wr` (this process) as messages name it: its
+ * MPI_Get_processor_name, or under NN_SIM_HOST_RANKS=k "NAME/sim<wr / k>";
+ * at most n - 1 bytes. Returns MPI_Get_processor_name's code. */
+int nn_host_label(char *buf, size_t n, int wr);
 /* "auto" | "ring" | "hierarchical" | "hierarchical_rs" -> NN_AR_*, -1
  * otherwise; and back. */
 int nn_algo_parse(const char *s);

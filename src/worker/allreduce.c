@@ -128,22 +128,45 @@ static inline float wire_from_bf16(uint16_t h) {
 
 /* float -> IEEE half, round to nearest even; finite values beyond +-65504
  * saturate to +-65504 (Inf and NaN pass through, so the trainer's
- * non-finite guard still sees them). */
+ * non-finite guard still sees them). In integer arithmetic: clang 14 has no
+ * _Float16 on x86-64 without AVX512-FP16, and it must give the same bits on
+ * every rank (tests/test_wire.c: against gcc's _Float16 conversion). */
 static inline uint16_t wire_to_fp16(float f) {
-  if (!__builtin_isinf(f)) {
-    if (f > 65504.0f) f = 65504.0f;
-    if (f < -65504.0f) f = -65504.0f;
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  const uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+  uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN */
+  if (a == 0x7f800000u) return (uint16_t)(sign | 0x7c00u);                        /* Inf */
+  if (a > 0x477fe000u) a = 0x477fe000u;      /* saturate at 65504 */
+  if (a >= 0x38800000u) {                     /* a normal half: |f| >= 2^-14 */
+    uint32_t r = a - 0x38000000u;             /* exponent bias 127 -> 15 */
+    r += 0xfffu + ((r >> 13) & 1u);           /* round 23 -> 10 mantissa bits, ties to even */
+    return (uint16_t)(sign | (r >> 13));
   }
-  _Float16 h = (_Float16)f;
-  uint16_t u;
-  memcpy(&u, &h, 2);
-  return u;
+  /* a subnormal half (or zero): |f| / 2^-24 rounded to nearest even */
+  const uint32_t e = a >> 23, shift = 126 - e; /* >= 14 here */
+  if (shift > 24) return sign;                 /* below half of 2^-24 */
+  const uint32_t m = (a & 0x7fffffu) | 0x800000u, q = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+  return (uint16_t)(sign | (q + (rem > half || (rem == half && (q & 1u)))));
 }
 
-static inline float wire_from_fp16(uint16_t u) {
-  _Float16 h;
-  memcpy(&h, &u, 2);
-  return (float)h;
+static inline float wire_from_fp16(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t u;
+  if (e == 0) { /* zero or subnormal: m * 2^-24, exact in float */
+    float f = (float)m * 0x1p-24f;
+    memcpy(&u, &f, 4);
+    u |= sign;
+  } else if (e == 31) {
+    u = sign | 0x7f800000u | (m << 13);
+  } else {
+    u = sign | ((e + 112u) << 23) | (m << 13);
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
 }
 
 /* dst[i] = encode(src[i]); with `back`, src[i] also becomes the decoded

@@ -70,6 +70,15 @@ struct nn_job;
 int nn_cli_share_job(const char *path, const char *const *sets, int nsets, MPI_Comm comm,
                      int rank, struct nn_job *job, nn_error *err);
 
+/* The start of train and lr-find: MPI up, the job allocated on every rank
+ * (agreed), MPI_THREAD_SERIALIZED checked for N > 1, the job shared
+ * (nn_cli_share_job). Returns the exit code every rank agrees on (NN_EXIT_OK:
+ * *job loaded). *mpi_up = 0 when MPI did not start (said, aborted; return
+ * the code); else the caller frees *job and calls MPI_Finalize. */
+int nn_cli_start_job(int *argc, char ***argv, const char *path, const char *const *sets,
+                     int nsets, int *rank, int *nranks, struct nn_job **job, int *mpi_up,
+                     nn_error *err);
+
 int nn_cmd_train(int argc, char **argv);
 int nn_cmd_lrfind(int argc, char **argv);
 int nn_cmd_check(int argc, char **argv);

@@ -232,24 +232,15 @@ int nn_cmd_lrfind(int argc, char **argv) {
   memset(&A, 0, sizeof A);
   int code = parse_args(argc, argv, &A);
   if (code) return code;
-  int provided = 0, rank = 0, nranks = 1, rc;
+  int rank = 0, nranks = 1, rc, mpi_up;
   nn_error err;
   nn_error_clear(&err);
-  if ((rc = nn_cli_mpi_init(&argc, &argv, &provided, &rank, &nranks, &err))) {
-    code = nn_cli_fail(&err);
-    if (rank >= 0) MPI_Abort(MPI_COMM_WORLD, code);
-    return code;
-  }
+  nn_job *job;
+  code = nn_cli_start_job(&argc, &argv, A.path, A.sets, A.nsets, &rank, &nranks, &job, &mpi_up,
+                          &err);
+  if (!mpi_up) return code;
   MPI_Comm comm = MPI_COMM_WORLD;
-  nn_job *job = nn_calloc(1, sizeof *job);
-  if ((rc = nn_agree(comm, job ? 0 : nn_error_set(&err, NN_ENOMEM, "out of memory"), &err))) {
-    code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
-  } else if (nranks > 1 && provided < MPI_THREAD_SERIALIZED) {
-    if (rank == 0)
-      fprintf(stderr, "nntrain: this MPI library does not provide MPI_THREAD_SERIALIZED\n");
-    code = NN_EXIT_COMM;
-  } else if ((code = nn_cli_share_job(A.path, A.sets, A.nsets, comm, rank, job, &err)) ==
-             NN_EXIT_OK) {
+  if (code == NN_EXIT_OK) {
     int local = 0;
     rc = run_sweep(&A, job, comm, rank, &err, &local);
     if (rc && local) {

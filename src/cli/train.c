@@ -275,6 +275,31 @@ abort:
   return code;
 }
 
+int nn_cli_start_job(int *argc, char ***argv, const char *path, const char *const *sets,
+                     int nsets, int *rank, int *nranks, nn_job **job, int *mpi_up,
+                     nn_error *err) {
+  int provided = 0, rc;
+  *job = NULL;
+  *mpi_up = 0;
+  if ((rc = nn_cli_mpi_init(argc, argv, &provided, rank, nranks, err))) {
+    int code = nn_cli_fail(err);
+    if (*rank >= 0) MPI_Abort(MPI_COMM_WORLD, code);
+    return code;
+  }
+  *mpi_up = 1;
+  *job = nn_calloc(1, sizeof **job);
+  /* A rank without memory stops every rank, with one message, no abort. */
+  if ((rc = nn_agree(MPI_COMM_WORLD, *job ? 0 : nn_error_set(err, NN_ENOMEM, "out of memory"),
+                     err)))
+    return *rank == 0 ? nn_cli_fail(err) : nn_exit_code(rc);
+  if (*nranks > 1 && provided < MPI_THREAD_SERIALIZED) {
+    if (*rank == 0)
+      fprintf(stderr, "nntrain: this MPI library does not provide MPI_THREAD_SERIALIZED\n");
+    return NN_EXIT_COMM;
+  }
+  return nn_cli_share_job(path, sets, nsets, MPI_COMM_WORLD, *rank, *job, err);
+}
+
 /* rank 0: the batch system's allocation (coordinator/alloc.h), one line,
  * with the BLAS thread count the run will pick. A malformed SLURM_*
  * variable is a warning: the run does not need it. */
@@ -301,29 +326,15 @@ int nn_cmd_train(int argc, char **argv) {
   if (code) return code;
   nn_train_opts opts = a.opts;
 
-  int provided = 0, rank = 0, nranks = 1, rc;
+  int rank = 0, nranks = 1, rc, mpi_up;
   nn_error err;
   nn_error_clear(&err);
-  if ((rc = nn_cli_mpi_init(&argc, &argv, &provided, &rank, &nranks, &err))) {
-    code = nn_cli_fail(&err);
-    if (rank >= 0) MPI_Abort(MPI_COMM_WORLD, code);
-    return code;
-  }
+  nn_job *job;
+  code = nn_cli_start_job(&argc, &argv, a.path, a.sets, a.nsets, &rank, &nranks, &job, &mpi_up,
+                          &err);
+  if (!mpi_up) return code;
   MPI_Comm comm = MPI_COMM_WORLD;
-  nn_job *job = nn_calloc(1, sizeof *job);
-  /* A rank without memory stops every rank, with one message, no abort. */
-  if ((rc = nn_agree(comm, job ? 0 : nn_error_set(&err, NN_ENOMEM, "out of memory"), &err))) {
-    code = rank == 0 ? nn_cli_fail(&err) : nn_exit_code(rc);
-    goto out;
-  }
-  if (nranks > 1 && provided < MPI_THREAD_SERIALIZED) {
-    if (rank == 0)
-      fprintf(stderr, "nntrain: this MPI library does not provide MPI_THREAD_SERIALIZED\n");
-    code = NN_EXIT_COMM;
-    goto out;
-  }
-  if ((code = nn_cli_share_job(a.path, a.sets, a.nsets, comm, rank, job, &err)) != NN_EXIT_OK)
-    goto out;
+  if (code != NN_EXIT_OK) goto out;
 
   /* Stop requests: the job's signals, and SIGINT; resume = "auto". */
   int mask = nn_signals_parse(job->run.stop_signals);

@@ -30,7 +30,8 @@ direction, so beta is the link's (not the shared memory's).
       beside each row of `bench/scaling.sh --json`, the model's samples/s:
       a step at N ranks is G/N samples at the first row's per-sample time
       (compute, data and control of one rank) plus the all-reduce of 4P bytes,
-      with the ring's real block sizes for its 256 KiB stripes (--chunk);
+      with the ring's real block sizes for its stripes (--chunk, else the
+      row's "allreduce_chunk_bytes", else the default chunk);
       rows of a hierarchical run (bench/scaling.sh records the start
       record's "allreduce") use the ring over the hosts with A2, B2
 """
@@ -120,6 +121,17 @@ def cmd_predict(a):
             print("| %s | %.2fM | %s | %s |" % (name, params / 1e6, rate, " | ".join(cells)))
 
 
+BUCKET = 4 << 20  # the gradient sync's bucket (worker/allreduce.c)
+
+
+def default_chunk(nbytes, n):
+    """nn_ring_default_chunk: the buffer's share per member in whole 64-byte
+    lines, at most 256 KiB."""
+    g = -(-(nbytes // 4) // max(n, 1))
+    g = (g + 15) // 16 * 16
+    return 4 * max(16, min(g, 1 << 16))
+
+
 def ring_step_bytes(nbytes, n, chunk):
     """The largest block of the ring (docs/allreduce.md): stripe j of `chunk`
     bytes belongs to block j mod n; each of the 2(n-1) steps moves one block."""
@@ -129,14 +141,21 @@ def ring_step_bytes(nbytes, n, chunk):
     return max(blocks)
 
 
-def ring_time(alpha, beta, nbytes, n, chunk):
-    """model() with the ring's real block sizes: equal to it when the stripes
-    spread evenly (the bench's chunk is bytes/N), slower for a gradient arena of
-    fewer than N stripes (the training's chunk is 256 KiB)."""
-    return 2 * (n - 1) * (alpha + beta * ring_step_bytes(nbytes, n, chunk))
+def ring_time(alpha, beta, nbytes, n, chunk=0):
+    """model() with the ring's real block sizes, bucket by bucket as the
+    gradient sync does it: equal to it when the stripes spread evenly (the
+    default chunk, 0 here), slower for a buffer of fewer than N stripes (an
+    explicit chunk too large for it)."""
+    g = chunk or default_chunk(min(nbytes, BUCKET), n)
+    t, left = 0.0, nbytes
+    while left > 0:
+        b = min(left, BUCKET)
+        t += 2 * (n - 1) * (alpha + beta * ring_step_bytes(b, n, g))
+        left -= b
+    return t
 
 
-def hier_time(alpha, beta, nbytes, hosts, chunk):
+def hier_time(alpha, beta, nbytes, hosts, chunk=0):
     """The hierarchical all-reduce: the host phases (shared memory, in alpha)
     and the ring over the hosts' leaders, whose every hop crosses a link."""
     return ring_time(alpha, beta, nbytes, hosts, chunk)
@@ -153,9 +172,10 @@ def cmd_scaling(a):
         if n == 1:
             ar = 0.0
         elif r.get("allreduce") == "hierarchical" and a.hier_alpha:
-            ar = hier_time(a.hier_alpha, a.hier_beta or a.beta, 4 * a.params, h, a.chunk)
+            ar = hier_time(a.hier_alpha, a.hier_beta or a.beta, 4 * a.params, h,
+                           a.chunk or r.get("allreduce_chunk_bytes", 0))
         else:
-            ar = ring_time(a.alpha, a.beta, 4 * a.params, n, a.chunk)
+            ar = ring_time(a.alpha, a.beta, 4 * a.params, n, a.chunk or r.get("allreduce_chunk_bytes", 0))
         step = a.batch / n * per_sample + ar
         pred = a.batch / step
         print("| %d | %d | %.0f | %.0f | %+.0f%% | %.2f | %.2f | %.1f |" % (
@@ -177,14 +197,15 @@ def main():
     q.add_argument("--rates", default="10gbit,25gbit")
     q.add_argument("--ranks", default="2,4,8,16,32,64")
     q.add_argument("--job", action="append", required=True)
-    q.add_argument("--chunk", type=int, default=1 << 18, help="the ring's stripe in bytes (default 256K)")
+    q.add_argument("--chunk", type=int, default=0, help="the ring's stripe in bytes (default: the default chunk)")
     s = sub.add_parser("scaling")
     s.add_argument("rows")
     s.add_argument("--alpha", type=float, required=True, help="seconds")
     s.add_argument("--beta", type=float, required=True, help="seconds per byte")
     s.add_argument("--params", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
-    s.add_argument("--chunk", type=int, default=1 << 18, help="the ring's stripe in bytes (default 256K)")
+    s.add_argument("--chunk", type=int, default=0,
+                   help="the ring's stripe in bytes (default: the row's allreduce_chunk_bytes, else the default chunk)")
     s.add_argument("--hier-alpha", type=float, default=0.0,
                    help="seconds: rows whose \"allreduce\" is \"hierarchical\" use the host ring's model")
     s.add_argument("--hier-beta", type=float, default=0.0, help="seconds per byte (default --beta)")

@@ -90,6 +90,8 @@ out["compute_s"] = out["epoch_s"] - out["sync_s"] - out["data_s"] - out["ctrl_s"
 start = [e for e in map(json.loads, open(path)) if e.get("event") == "start"]
 if start and "allreduce" in start[-1]:  # the all-reduce the run used (train.allreduce as decided)
     out["allreduce"] = start[-1]["allreduce"]
+    if "allreduce_chunk_bytes" in start[-1]:
+        out["allreduce_chunk_bytes"] = start[-1]["allreduce_chunk_bytes"]
 print(json.dumps(out))
 PY
 }

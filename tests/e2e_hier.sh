@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Gradient sync choices in training (train.allreduce, train.grad_compression;
 # docs/allreduce.md), on Fashion-MNIST with simulated hosts (NN_SIM_HOST_RANKS):
-#   - hierarchical on hosts of 1 rank gives the flat ring's parameters, byte for byte;
-#   - hierarchical on hosts of 2 (-np 3: {0,1},{2}; -np 4: {0,1},{2,3}) is repeatable,
+#   - hierarchical on hosts of 1 rank gives the flat ring's parameters, byte for byte,
+#     with the default chunk (the gradients over the ranks: 3 stripes at -np 3) and with
+#     train.allreduce_chunk_kib = 256 (one stripe); the chunk changes the bits;
+#   - with 256 KiB chunks, hierarchical on hosts of 2 (-np 3: {0,1},{2}; -np 4: {0,1},{2,3}) is repeatable,
 #     resumes exactly, and stays within float rounding of the ring's parameters: at -np 3
 #     the same bits (the 50890 gradients are one stripe, summed (x0+x1)+x2 either way), at
 #     -np 4 different ones ((x0+x1)+(x2+x3) against ((x0+x1)+x2)+x3);
@@ -35,6 +37,7 @@ $(mlp_model)
 epochs = 2
 batch_size = 96
 seed = 11
+allreduce_chunk_kib = 256
 [optimizer]
 type = "adam"
 lr = 0.002
@@ -54,8 +57,22 @@ train() {
 }
 acc() { $PY -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if "epoch" in r][-1]["test_accuracy"])' "$T/$1/metrics.jsonl"; }
 
+# The default chunk (train.allreduce_chunk_kib = 0): the gradients' share per ring
+# member; the start record names it; hierarchical on hosts of 1 is still the ring.
+start() { $PY -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if r.get("event") == "start"][0].get(sys.argv[2]))' "$T/$1/metrics.jsonl" "$2"; }
+train rd 3 1 ring none --set train.allreduce_chunk_kib=0
+train hd 3 1 hierarchical none --set train.allreduce_chunk_kib=0
+cmp "$T/p_rd" "$T/p_hd" || fail "-np 3, default chunk: hierarchical on hosts of 1 differs from the ring"
+want=$($PY -c 'g = -(-50890 // 3); print((g + 15) // 16 * 16 * 4)')
+[ "$(start rd allreduce_chunk_bytes)" = "$want" ] && [ "$(start hd allreduce_chunk_bytes)" = "$want" ] ||
+  fail "-np 3: start record's allreduce_chunk_bytes $(start rd allreduce_chunk_bytes), want $want"
+echo "ok: -np 3, default chunk ($want bytes): hierarchical on hosts of one rank == ring, byte for byte"
+
 for np in 3 4; do
   train r$np $np 1 ring none
+  [ "$(start r$np allreduce_chunk_bytes)" = 262144 ] || fail "-np $np: allreduce_chunk_kib = 256 not used"
+  [ $np = 3 ] && cmp -s "$T/p_rd" "$T/p_r3" && fail "-np 3: the chunk did not change the summation order"
+
   train h1_$np $np 1 hierarchical none
   cmp "$T/p_r$np" "$T/p_h1_$np" || fail "-np $np: hierarchical on hosts of 1 differs from the ring"
   echo "ok: -np $np: hierarchical on hosts of one rank == ring, byte for byte"

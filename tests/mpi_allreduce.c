@@ -231,13 +231,18 @@ static void test_gradsync_equals_ring(void) {
   ASSERT_TRUE(arena && ref);
   nn_error err;
   nn_error_clear(&err);
-  nn_ring *r = NULL;
-  ASSERT_OK(nn_ring_create(&r, MPI_COMM_WORLD, n, 0, &err));
   size_t buckets[] = {4096, 40000, 0};
-  int ok = 1;
+  int ok = 1, N = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &N);
   for (size_t bi = 0; bi < sizeof buckets / sizeof *buckets && ok; bi++) {
     nn_gradsync *g = NULL;
     ASSERT_OK(nn_gradsync_create(&g, MPI_COMM_WORLD, arena, n, buckets[bi], &err));
+    /* the sync's chunk: the default for a bucket (for the whole arena when
+     * the bucket holds it) */
+    size_t fill = buckets[bi] && buckets[bi] / 4 < n ? buckets[bi] / 4 : n;
+    ASSERT_EQ_INT(nn_gradsync_chunk(g) * 4, nn_ring_default_chunk(fill, N));
+    nn_ring *r = NULL;
+    ASSERT_OK(nn_ring_create(&r, MPI_COMM_WORLD, n, nn_gradsync_chunk(g) * 4, &err));
     for (int step = 0; step < 4 && ok; step++) {
       for (size_t i = 0; i < n; i++) arena[i] = ref[i] = val(me, i, (uint32_t)(step + 10 * bi));
       nn_gradsync_begin_step(g, step + 1);
@@ -259,10 +264,45 @@ static void test_gradsync_equals_ring(void) {
       }
     }
     nn_gradsync_free(g);
+    nn_ring_free(r);
   }
-  nn_ring_free(r);
   free(arena);
   free(ref);
+  ASSERT_TRUE(all_ok(ok));
+}
+
+/* The default chunk: the buffer's share per rank in whole 64-byte lines, at
+ * most 256 KiB; a ring made with chunk 0 takes it for its rank count, and a
+ * buffer of its maximum then fills every block. */
+static void test_default_chunk(void) {
+  mpi_up();
+  int N = size_of(), ok = 1;
+  ASSERT_EQ_INT(nn_ring_default_chunk(0, 3), 64);
+  ASSERT_EQ_INT(nn_ring_default_chunk(1, 1), 64);
+  ASSERT_EQ_INT(nn_ring_default_chunk(100, 8), 64);      /* 13 floats -> 16 */
+  ASSERT_EQ_INT(nn_ring_default_chunk(235146, 8), 117632); /* 29394 -> 29408 floats */
+  ASSERT_EQ_INT(nn_ring_default_chunk(235146, 1), 262144); /* capped */
+  ASSERT_EQ_INT(nn_ring_default_chunk(235146, 0), 262144);
+  ASSERT_EQ_INT(nn_ring_default_chunk(1000000, 4), 262144);
+  ASSERT_EQ_INT(nn_ring_default_chunk(1000000, 64), 62528); /* 15625 -> 15632 floats */
+  size_t n = 235146;
+  nn_ring *r = NULL;
+  nn_error err;
+  nn_error_clear(&err);
+  ASSERT_OK(nn_ring_create(&r, MPI_COMM_WORLD, n, 0, &err));
+  size_t G = nn_ring_chunk(r);
+  ok &= G * 4 == nn_ring_default_chunk(n, N);
+  /* block b holds stripes b, b+N, ...: every block non-empty, none more than
+   * one stripe larger than another */
+  size_t lo = (size_t)-1, hi = 0;
+  for (int b = 0; b < N; b++) {
+    size_t sz = 0;
+    for (size_t j = (size_t)b; j * G < n; j += (size_t)N) sz += n - j * G < G ? n - j * G : G;
+    if (sz < lo) lo = sz;
+    if (sz > hi) hi = sz;
+  }
+  ok &= lo > 0 && hi - lo <= G;
+  nn_ring_free(r);
   ASSERT_TRUE(all_ok(ok));
 }
 
@@ -307,5 +347,5 @@ static void test_gradsync_free_mid_step(void) {
 
 TEST_MAIN(TEST(test_sums_all_counts), TEST(test_bit_identical_across_ranks_and_calls),
           TEST(test_pieces_equal_whole), TEST(test_count_over_max_is_einval),
-          TEST(test_gradsync_equals_ring), TEST(test_gradsync_empty),
+          TEST(test_default_chunk), TEST(test_gradsync_equals_ring), TEST(test_gradsync_empty),
           TEST(test_gradsync_free_mid_step))

@@ -76,7 +76,7 @@ static float hier_expected(int N, int k, int P, size_t G, size_t i, uint32_t sal
 }
 
 static int make(nn_hier **h, size_t max, size_t chunk, int algo, int compress, int sim) {
-  nn_allreduce_cfg c = {algo, compress, sim, 0};
+  nn_allreduce_cfg c = {algo, compress, sim, 0, 0};
   nn_error err;
   nn_error_clear(&err);
   int rc = nn_hier_create(h, MPI_COMM_WORLD, max, chunk, &c, &err);
@@ -245,14 +245,17 @@ static void pieces_and_gradsync(int algo) {
         piece = piece * 7 % 40009 + 1;
       }
       ok &= memcmp(a, b, n * sizeof *a) == 0;
+      size_t G = nn_hier_chunk(h);
       nn_hier_free(h);
       if (!c) continue;
-      size_t buckets[] = {4096, 40000};
-      for (size_t bi = 0; bi < 2; bi++) {
+      size_t buckets[] = {4096, 40000, 0};
+      for (size_t bi = 0; bi < 3; bi++) {
+        /* buckets of 4096 and 40000 floats with the whole call's chunk; the
+         * default bucket (4 MiB, the whole arena) with the default chunk */
         nn_gradsync *g = NULL;
-        nn_allreduce_cfg cfg = {algo, mode, 2, 0};
+        nn_allreduce_cfg cfg = {algo, mode, 2, 0, buckets[bi] ? G * 4 : 0};
         ASSERT_OK(nn_gradsync_create_ex(&g, MPI_COMM_WORLD, b, n, buckets[bi] * 4, &cfg, &err));
-        ok &= nn_gradsync_algo(g) == algo;
+        ok &= nn_gradsync_algo(g) == algo && nn_gradsync_chunk(g) == G;
         for (size_t i = 0; i < n; i++) b[i] = val(me, i, 3);
         nn_gradsync_begin_step(g, 1);
         for (size_t end = n; end > 0;) {
@@ -272,6 +275,31 @@ static void pieces_and_gradsync(int algo) {
 
 static void test_hier_pieces_and_gradsync(void) { pieces_and_gradsync(NN_AR_HIER); }
 static void test_hier_rs_pieces_and_gradsync(void) { pieces_and_gradsync(NN_AR_HIER_RS); }
+
+/* The default chunk is the ring's default for the ways the data ring splits
+ * the buffer: every rank (ring), the hosts (hierarchical), hosts x slots
+ * (reduce-scatter). */
+static void test_default_chunk(void) {
+  mpi_up();
+  int N = size_of(), ok = 1;
+  size_t n = 235146;
+  for (int k = 1; k <= 3; k++) {
+    int nh = (N + k - 1) / k, last = N - (nh - 1) * k, P = last < k ? last : k;
+    static const int algos[] = {NN_AR_RING, NN_AR_HIER, NN_AR_HIER_RS};
+    for (int a = 0; a < 3; a++) {
+      nn_hier *h = NULL;
+      ASSERT_OK(make(&h, n, 0, algos[a], NN_WIRE_NONE, k));
+      int ways = a == 0 ? N : a == 1 ? nh : nh * P;
+      if (nn_hier_chunk(h) * 4 != nn_ring_default_chunk(n, ways)) {
+        ok = 0;
+        fprintf(stderr, "k %d algo %d: chunk %zu floats, want %zu bytes for %d ways\n", k,
+                algos[a], nn_hier_chunk(h), nn_ring_default_chunk(n, ways), ways);
+      }
+      nn_hier_free(h);
+    }
+  }
+  ASSERT_TRUE(all_ok(ok));
+}
 
 /* auto: hierarchical only with several hosts, several ranks on one, and a
  * buffer of at least NN_HIER_AUTO_MIN_BYTES; the same answer on every rank. */
@@ -316,7 +344,7 @@ static void test_bad_env(void) {
   nn_hier *h = NULL;
   nn_error err;
   nn_error_clear(&err);
-  nn_allreduce_cfg c = {NN_AR_AUTO, 0, 0, 0};
+  nn_allreduce_cfg c = {NN_AR_AUTO, 0, 0, 0, 0};
   int rc = nn_hier_create(&h, MPI_COMM_WORLD, 8, 0, &c, &err);
   unsetenv("NN_SIM_HOST_RANKS");
   ASSERT_EQ_INT(rc, NN_EINVAL);
@@ -326,4 +354,5 @@ static void test_bad_env(void) {
 TEST_MAIN(TEST(test_topology), TEST(test_hier_formula), TEST(test_hier_rs_formula),
           TEST(test_ring_compressed_formula), TEST(test_one_per_host_equals_ring),
           TEST(test_hier_pieces_and_gradsync), TEST(test_hier_rs_pieces_and_gradsync),
-          TEST(test_auto), TEST(test_fp16_saturates), TEST(test_bad_env))
+          TEST(test_default_chunk), TEST(test_auto), TEST(test_fp16_saturates),
+          TEST(test_bad_env))

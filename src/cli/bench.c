@@ -63,7 +63,8 @@ static void bench_help(FILE *f) {
           "                   (default 4K,16K,64K,256K,1M,4M,16M,64M)\n"
           "  --iters N        timed iterations per size (default: 30, fewer for big sizes)\n"
           "  --json           print one JSON object per size instead of the table\n"
-          "  --chunk BYTES    ring pipeline chunk (default: size/N, at most 256K)\n"
+          "  --chunk BYTES    pipeline chunk of every algorithm (default: each one's own, as\n"
+          "                   in training: size over the ring's members, at most 256K)\n"
           "  --timeout S      watchdog: abort if a rank does not arrive within S seconds\n"
           "  --hosts-of K     pretend consecutive groups of K ranks are hosts (sets\n"
           "                   NN_SIM_HOST_RANKS; default: the ranks sharing memory)\n"
@@ -297,17 +298,6 @@ static int bench_size(nn_hier *const *ar, const bench_opts *o, size_t bytes, int
   return 0;
 }
 
-/* The ring's chunk for a buffer of `bytes` on N ranks: --chunk, else one
- * block per rank up to 256 KiB (a single message per block and step for
- * small sizes, pipelined above). */
-static size_t bench_chunk(const bench_opts *o, size_t bytes, int N) {
-  if (o->chunk_bytes) return o->chunk_bytes;
-  size_t chunk = (bytes / (size_t)N + 3) / 4 * 4;
-  if (chunk > ((size_t)256 << 10)) chunk = (size_t)256 << 10;
-  if (chunk < 1024) chunk = 1024;
-  return chunk;
-}
-
 /* v rounded to `decimals` places (what the JSON line shows: microseconds to
  * 0.01, bandwidth to 0.001 GB/s). */
 static double rounded(double v, int decimals) {
@@ -382,11 +372,11 @@ int nn_cmd_bench(int argc, char **argv) {
     if (!iters) iters = b >= (16u << 20) ? 10 : b >= (4u << 20) ? 20 : 30;
     bench_result res;
     memset(&res, 0, sizeof res);
-    size_t chunk = bench_chunk(&o, b, N);
+    size_t chunk = o.chunk_bytes; /* 0: each algorithm's default, as in training */
     static const int algo[B_NALGO] = {NN_AR_RING, NN_AR_HIER, NN_AR_HIER_RS, -1, NN_AR_RING};
     for (int a = 0; a < B_NALGO; a++) {
       if (a == B_MPI || (a == B_CRING && o.compress == NN_WIRE_NONE)) continue;
-      nn_allreduce_cfg cfg = {algo[a], a == B_CRING ? o.compress : NN_WIRE_NONE, 0, 0};
+      nn_allreduce_cfg cfg = {algo[a], a == B_CRING ? o.compress : NN_WIRE_NONE, 0, 0, 0};
       rc = nn_hier_create(&ar[a], MPI_COMM_WORLD, b / 4, chunk, &cfg, &err);
       if (rc) goto done;
       nn_hier_set_timeout(ar[a], o.timeout);
@@ -408,6 +398,7 @@ int nn_cmd_bench(int argc, char **argv) {
     rc = bench_size(ar, &o, b, iters, src, out, t, &res, &err);
     if (rc) goto done;
     nn_topo tp = *topo;
+    chunk = nn_hier_chunk(ar[B_RING]) * sizeof(float); /* what the ring used */
     for (int a = 0; a < B_NALGO; a++) {
       nn_hier_free(ar[a]);
       ar[a] = NULL;

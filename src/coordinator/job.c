@@ -246,6 +246,14 @@ static const nn_key train_keys[] = {
            "fp32 and every rank ends with the same bits. Costs precision: each hop rounds the "
            "partial sum (bf16: 8 significant bits; fp16: 11, finite values past +-65504 "
            "saturate, small ones lose digits) (docs/allreduce.md#compression)."},
+  {.name = "allreduce_chunk_kib", .type = NN_KEY_INT,
+   .offset = offsetof(nn_job_train, allreduce_chunk_kib), .size = sizeof(int), .min = 0,
+   .max = 1048576, .def = "0",
+   .help = "The gradient all-reduce's message (chunk) size in KiB; 0: the buffer's share per "
+           "ring member (the gradients, at most 4 MiB at a time, over the ranks, or over the "
+           "hosts with the hierarchical all-reduce), at most 256 KiB, so that every member "
+           "carries an equal part. The summation order depends on it: a run is repeatable "
+           "for a given chunk (docs/allreduce.md). A run setting (may change on resume)."},
   {.name = "gan_discriminator", .type = NN_KEY_STRING,
    .offset = offsetof(nn_job_train, gan_discriminator), .size = SZ(nn_job_train, gan_discriminator),
    .def = "\"\"",

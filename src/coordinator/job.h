@@ -77,6 +77,7 @@ typedef struct nn_job_train {
   char allreduce[16];       /* "auto" | "ring" | "hierarchical": the gradient all-reduce
                                (worker/hier.h); a run setting */
   char grad_compression[8]; /* "none" | "bf16" | "fp16": gradient values on the wire */
+  int allreduce_chunk_kib;  /* the all-reduce's message size in KiB (0: auto) */
   /* train.task = "gan" (run/tasks/gan.c) */
   char gan_discriminator[NN_NAME_MAX]; /* the discriminator's first layer in [model] */
   int gan_latent;           /* the generator's noise vector size */

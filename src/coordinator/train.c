@@ -684,8 +684,13 @@ static int announce(run *R, nn_error *err) {
   nn_json_str(rec, "precision",
               nn_compute_precision() == NN_PRECISION_BF16 ? "bf16" : "fp32");
   if (convs) nn_json_int(rec, "conv_bf16_layers", bf16);
-  if (R->rep[0].sync) /* train.allreduce as decided (auto: by hosts and size; worker/hier.h) */
+  if (R->rep[0].sync) {
+    /* train.allreduce as decided (auto: by hosts and size; worker/hier.h) and
+     * its chunk (train.allreduce_chunk_kib, 0: nn_ring_default_chunk) */
     nn_json_str(rec, "allreduce", nn_algo_name(nn_gradsync_algo(R->rep[0].sync)));
+    nn_json_int(rec, "allreduce_chunk_bytes",
+                (long long)(nn_gradsync_chunk(R->rep[0].sync) * sizeof(float)));
+  }
   nn_json_int(rec, "fused_relus", m->nfused);
   nn_json_int(rec, "blocked_outputs", m->nblocked); /* core/model.h: nn_model_layouts */
   return nn_runlog_write(&R->log, rec, err);

@@ -20,7 +20,7 @@
 
 #include "worker/mpi_check.h"
 
-#define NN__RING_DEFAULT_CHUNK_BYTES ((size_t)256 << 10)
+#define NN__RING_MAX_CHUNK_BYTES ((size_t)256 << 10)
 #define NN__RING_SEND_WINDOW 4      /* sends in flight per rank */
 #define NN__RING_SPIN_POLLS 256     /* idle polls before each sched_yield */
 #define NN__RING_TAG_DATA 1         /* on r->comm */
@@ -251,6 +251,16 @@ int nn_ring_create(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_
   return nn_ring_create_ex(out, comm, max_count, chunk_bytes, NN_WIRE_NONE, err);
 }
 
+size_t nn_ring_default_chunk(size_t max_count, int ways) {
+  const size_t most = NN__RING_MAX_CHUNK_BYTES / sizeof(float);
+  size_t w = ways > 1 ? (size_t)ways : 1;
+  size_t g = max_count / w + (max_count % w != 0);
+  g = (g + 15) / 16 * 16;
+  if (g > most) g = most;
+  if (g == 0) g = 16;
+  return g * sizeof(float);
+}
+
 int nn_ring_create_ex(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                       int compress, nn_error *err) {
   int rc = 0;
@@ -282,7 +292,7 @@ int nn_ring_create_ex(nn_ring **out, MPI_Comm comm, size_t max_count, size_t chu
   RING_MPI(MPI_Comm_set_errhandler(r->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   RING_MPI(MPI_Comm_set_errhandler(r->diag, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   if ((rc = ring_gather_names(r, err))) goto done;
-  if (chunk_bytes == 0) chunk_bytes = NN__RING_DEFAULT_CHUNK_BYTES;
+  if (chunk_bytes == 0) chunk_bytes = nn_ring_default_chunk(max_count, r->size);
   r->chunk = chunk_bytes / sizeof(float);
   if (r->chunk == 0) r->chunk = 1;
   if (r->chunk > (size_t)INT32_MAX) r->chunk = (size_t)INT32_MAX;
@@ -778,10 +788,10 @@ int nn_gradsync_create_ex(nn_gradsync **out, MPI_Comm comm, float *arena, size_t
    * alone; auto decides on the whole arena, so every bucket uses the same
    * algorithm */
   nn_hier *ar = NULL;
-  nn_allreduce_cfg c = {NN_AR_RING, NN_WIRE_NONE, 0, 0};
+  nn_allreduce_cfg c = {NN_AR_RING, NN_WIRE_NONE, 0, 0, 0};
   if (cfg) c = *cfg;
   c.auto_bytes = n * sizeof(float);
-  rc = nn_hier_create(&ar, comm, bucket < n ? bucket : n, 0, &c, err);
+  rc = nn_hier_create(&ar, comm, bucket < n ? bucket : n, c.chunk_bytes, &c, err);
   if (rc) return rc;
   nn_gradsync *g = nn_calloc(1, sizeof *g);
   if (!g) {
@@ -831,6 +841,7 @@ void nn_gradsync_free(nn_gradsync *g) {
 size_t nn_gradsync_count(const nn_gradsync *g) { return g->n; }
 
 int nn_gradsync_algo(const nn_gradsync *g) { return nn_hier_algo(g->ar); }
+size_t nn_gradsync_chunk(const nn_gradsync *g) { return nn_hier_chunk(g->ar); }
 
 void nn_gradsync_set_timeout(nn_gradsync *g, double seconds) {
   pthread_mutex_lock(&g->mu);

@@ -35,8 +35,8 @@ int nn_wire_parse(const char *s);
 
 /* A ring on `comm` (duplicated; the caller's comm is not used for traffic).
  * max_count: the largest buffer (floats) that will be reduced; scratch is
- * allocated once here. chunk_bytes: pipeline chunk (message) size (0 = default
- * 128 KiB). */
+ * allocated once here. chunk_bytes: pipeline chunk (message) size (0 =
+ * nn_ring_default_chunk(max_count, ranks of comm)). */
 int nn_ring_create(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    nn_error *err);
 /* As nn_ring_create, with 16-bit values on the wire (NN_WIRE_*): each
@@ -48,6 +48,15 @@ int nn_ring_create(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_by
  * with w = nn_wire_round (the last w is the all-gather's). */
 int nn_ring_create_ex(nn_ring **r, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                       int compress, nn_error *err);
+/* The chunk (bytes) for buffers of up to max_count floats split `ways` ways
+ * (the ring's ranks): ceil(max_count / ways) floats rounded up to 16 (64
+ * bytes), at most 256 KiB. So a buffer fills every block of the ring (a
+ * buffer of fewer stripes than ranks leaves blocks empty, and each step then
+ * waits for the largest block), and a large buffer is pipelined in 256 KiB
+ * messages. A function of (max_count, ways) alone: every rank, every run and
+ * every resume of a job at that rank count gets the same chunk, so the same
+ * summation order. */
+size_t nn_ring_default_chunk(size_t max_count, int ways);
 void nn_ring_free(nn_ring *r);
 
 /* In place: buf[i] = sum over ranks of buf[i], identical bits on every rank.
@@ -109,20 +118,25 @@ typedef struct nn_gradsync nn_gradsync;
 
 /* Buckets of bucket_bytes (0 = default 4 MiB) over arena[0, n). Starts the
  * communication thread. Requires MPI initialized with at least
- * MPI_THREAD_SERIALIZED. The sum has the same bits as nn_ring_allreduce on
- * the whole arena with the default chunk, whatever the bucket size. */
+ * MPI_THREAD_SERIALIZED. The chunk is the default for min(bucket, n) floats
+ * (nn_ring_default_chunk), so every bucket fills the ring's blocks; the sum
+ * has the same bits as nn_ring_allreduce on the whole arena with that chunk
+ * (nn_gradsync_chunk), whatever the bucket size. */
 int nn_gradsync_create(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
                        size_t bucket_bytes, nn_error *err);
 /* With the algorithm and the wire format of cfg (worker/hier.h; NULL: the
- * flat ring, fp32). The auto choice looks at n, not at the bucket size, so
- * every bucket uses the same algorithm; the sum has the same bits as that
- * algorithm's all-reduce of the whole arena, whatever the bucket size. */
+ * flat ring, fp32; cfg->chunk_bytes, when not 0, the chunk). The auto choice
+ * looks at n, not at the bucket size, so every bucket uses the same
+ * algorithm; the sum has the same bits as that algorithm's all-reduce of the
+ * whole arena with the same chunk, whatever the bucket size. */
 struct nn_allreduce_cfg;
 int nn_gradsync_create_ex(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n,
                           size_t bucket_bytes, const struct nn_allreduce_cfg *cfg,
                           nn_error *err);
 /* The algorithm the sync uses (NN_AR_RING or NN_AR_HIER). */
 int nn_gradsync_algo(const nn_gradsync *g);
+/* The chunk (floats) its all-reduce uses. */
+size_t nn_gradsync_chunk(const nn_gradsync *g);
 void nn_gradsync_free(nn_gradsync *g);
 /* n of nn_gradsync_create: the floats every step reduces (a model's
  * trainable prefix, core/model.h). */

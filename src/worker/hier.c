@@ -126,7 +126,7 @@ static int rs_create(nn_hier *h, MPI_Comm comm, size_t max_count, size_t chunk_b
 int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_bytes,
                    const nn_allreduce_cfg *cfg, nn_error *err) {
   int rc = 0;
-  nn_allreduce_cfg def = {NN_AR_RING, NN_WIRE_NONE, 0, 0};
+  nn_allreduce_cfg def = {NN_AR_RING, NN_WIRE_NONE, 0, 0, 0};
   if (!cfg) cfg = &def;
   *out = NULL;
   int sim = cfg->sim_host_ranks > 0 ? cfg->sim_host_ranks : nn_sim_host_ranks();
@@ -141,9 +141,6 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
   int lrc = h ? 0 : nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory");
   if ((rc = nn_agree(comm, lrc, err))) goto fail;
   h->max_count = max_count;
-  h->chunk = (chunk_bytes ? chunk_bytes : (size_t)256 << 10) / sizeof(float);
-  if (h->chunk == 0) h->chunk = 1;
-  if (h->chunk > (size_t)INT32_MAX) h->chunk = (size_t)INT32_MAX;
   if ((rc = nn_agree(comm, topo_split(h, comm, sim, err), err))) goto fail;
   size_t bytes = cfg->auto_bytes ? cfg->auto_bytes : max_count * sizeof(float);
   int multi = h->topo.nhosts > 1 && h->topo.maxlocal > 1;
@@ -151,6 +148,20 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
                 ? cfg->algo
             : multi && bytes >= NN_HIER_AUTO_MIN_BYTES ? NN_AR_HIER : NN_AR_RING;
   int hier = h->algo != NN_AR_RING;
+  if (chunk_bytes == 0) {
+    /* the ring's default for the ways the data ring splits a buffer: every
+     * rank (ring), the hosts (hierarchical), or the hosts times the slots
+     * (reduce-scatter: each slot's ring carries 1/P of it) */
+    int world = 1;
+    MPI_Comm_size(comm, &world);
+    int ways = h->algo == NN_AR_RING   ? world
+               : h->algo == NN_AR_HIER ? h->topo.nhosts
+                                       : h->topo.nhosts * h->slots;
+    chunk_bytes = nn_ring_default_chunk(max_count, ways);
+  }
+  h->chunk = chunk_bytes / sizeof(float);
+  if (h->chunk == 0) h->chunk = 1;
+  if (h->chunk > (size_t)INT32_MAX) h->chunk = (size_t)INT32_MAX;
   /* The ring over every rank: the data ring, or (HIER) only the watchdog. */
   lrc = nn_ring_create_ex(&h->full, comm, hier ? 1 : max_count, chunk_bytes,
                           hier ? NN_WIRE_NONE : cfg->compress, err);

@@ -49,6 +49,7 @@ typedef struct nn_allreduce_cfg {
   int sim_host_ranks;  /* > 0: simulated hosts of this many ranks; 0: NN_SIM_HOST_RANKS,
                           else shared memory */
   size_t auto_bytes;   /* the size the auto choice looks at (0: max_count floats) */
+  size_t chunk_bytes;  /* the gradient sync's chunk (0: nn_hier_create's default) */
 } nn_allreduce_cfg;
 
 typedef struct nn_topo {
@@ -73,7 +74,9 @@ const char *nn_algo_name(int algo);
 typedef struct nn_hier nn_hier;
 
 /* Collective on comm. max_count: the largest buffer (floats); chunk_bytes:
- * the ring's chunk and the host messages' size (0 = 256 KiB). The algorithm
+ * the ring's chunk and the host messages' size (0 = nn_ring_default_chunk
+ * of max_count over the ways the data ring splits it: the ranks for the ring,
+ * the hosts for NN_AR_HIER, hosts x slots for NN_AR_HIER_RS). The algorithm
  * is resolved here, identically on every rank: auto = NN_AR_HIER when
  * nhosts > 1, maxlocal > 1 and auto_bytes >= NN_HIER_AUTO_MIN_BYTES, else
  * NN_AR_RING. NN_EINVAL for a bad NN_SIM_HOST_RANKS. */

@@ -108,7 +108,8 @@ static int build_training(nn_replica *r, const nn_replica_opts *o, nn_error *err
     /* train.allreduce and train.grad_compression (enum keys, checked by the
      * job parser) */
     nn_allreduce_cfg cfg = {nn_algo_parse(r->job->train.allreduce),
-                            nn_wire_parse(r->job->train.grad_compression), 0, 0};
+                            nn_wire_parse(r->job->train.grad_compression), 0, 0,
+                            (size_t)r->job->train.allreduce_chunk_kib << 10};
     if (cfg.algo < 0) cfg.algo = NN_AR_AUTO;
     if (cfg.compress < 0) cfg.compress = NN_WIRE_NONE;
     rc = nn_gradsync_create_ex(&r->sync, o->comm, r->model.grads, r->model.ntrainable, 0, &cfg,

@@ -100,6 +100,11 @@ best = max(e["val_map"] for e in ep)
 assert best > 0.85, ep[-1]
 assert max(e["val_roc_auc"] for e in ep) > 0.9, ep[-1]
 assert "val_auc" not in ep[-1], "one name for AUC"
+# the training accuracy counts a sample right when all its labels are, as val_accuracy does
+acc, vacc = ep[-1]["accuracy"], ep[-1]["val_accuracy"]
+assert 0.3 < acc <= 1 and abs(acc - vacc) < 0.2, (acc, vacc)
+assert ep[-1]["accuracy"] > ep[0]["accuracy"], [e["accuracy"] for e in ep]
+print("train accuracy %.4f (first epoch %.4f), val_accuracy %.4f" % (acc, ep[0]["accuracy"], vacc))
 print("best val_map %.4f, val_roc_auc %.4f" % (best, max(e["val_roc_auc"] for e in ep)))
 PY
 grep -q "val_map 0\.[0-9]*  val_roc_auc 0\." "$T/out1" || fail "no val_map on the epoch line"

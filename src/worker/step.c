@@ -117,6 +117,19 @@ static void count_correct(nn_stepper *s, const nn_batch *b, const float *out,
       }
     return;
   }
+  if (s->multilabel && b->targets) {
+    /* multi-label: a sample is right when every label is, at probability
+     * 0.5, as the validation's accuracy counts it (core/metrics.c) */
+    for (int i = 0; i < b->n; i++) {
+      int right = 1;
+      for (int j = 0; j < s->outputs && right; j++) {
+        size_t at = (size_t)i * (size_t)s->outputs + (size_t)j;
+        right = (nn_sigmoid(out[at]) >= 0.5) == (b->targets[at] == 1);
+      }
+      st->correct += right;
+    }
+    return;
+  }
   if (!b->labels) return;
   for (int i = 0; i < b->n; i++)
     if (nn_argmax(out + (size_t)i * s->outputs, s->outputs) == b->labels[i]) st->correct += 1;

@@ -82,6 +82,8 @@ typedef struct nn_stepper {
   double clip_value;   /* clip each gradient element to [-clip_value, clip_value] */
   double clip_norm;    /* scale the gradient arena to global L2 norm <= clip_norm */
   int accumulate;      /* micro-batches per optimizer step (train.accumulate); init: 1 */
+  int multilabel;      /* 0/1 targets, one logit each: the training accuracy counts a
+                          sample right when every label is (init: 0) */
 } nn_stepper;
 
 /* 1 if every x[0, n) is finite (no NaN, no Inf). */

@@ -72,7 +72,10 @@ int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *
   for (int i = 0; i < t->nreplicas && !rc; i++) {
     if (i > 0) oi.warn_user = NULL; /* the model checks speak once */
     rc = nn_replica_build(&reps[i], t->replicas[i], i, job, &in, &oi, err);
-    if (!rc && di) rc = nn_replica_check_data(job, &reps[i].model, di, where, err);
+    if (!rc && di) {
+      rc = nn_replica_check_data(job, &reps[i].model, di, where, err);
+      reps[i].st.multilabel = di->multilabel;
+    }
     if (o->train) rc = nn_agree(o->comm, rc, err); /* every rank leaves at the same replica */
   }
   return rc;

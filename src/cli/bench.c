@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "core/mem.h"
@@ -235,7 +236,15 @@ static int bench_size(nn_hier *const *ar, const bench_opts *o, size_t bytes, int
       if ((rc = NN_MPI_CHECK(err, MPI_Barrier(MPI_COMM_WORLD)))) return rc;
       double t0 = MPI_Wtime();
       if (a != B_MPI) {
-        if (it + 1 == o->fault_iter && me == o->stall_rank) raise(SIGSTOP);
+        if (it + 1 == o->fault_iter && me == o->stall_rank) {
+          /* the wall-clock time of the stall, for the test's "ended within" */
+          struct timespec ts;
+          clock_gettime(CLOCK_REALTIME, &ts);
+          fprintf(stderr, "bench: rank %d stops itself (--stall-rank) at %lld.%03ld\n", me,
+                  (long long)ts.tv_sec, ts.tv_nsec / 1000000L);
+          fflush(stderr);
+          raise(SIGSTOP);
+        }
         if (it + 1 == o->fault_iter && me == o->kill_rank) raise(SIGKILL);
         nn_hier_set_step(ar[a], it + 1);
         rc = nn_hier_allreduce(ar[a], b, n, err);

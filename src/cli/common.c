@@ -103,6 +103,13 @@ int nn_cli_mpi_init(int *argc, char ***argv, int *provided, int *rank, int *nran
    * through shared memory on the VMs we measured (docs/allreduce.md); a
    * user's own setting wins. */
   setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  /* Over TCP, a message above the eager limit (64 KiB) waits for the
+   * receiver's go-ahead, and that reply queues behind the data the receiver
+   * is sending back on the same connection: a ring of two ranks on two hosts
+   * (or the hierarchical all-reduce's ring of two hosts) ran its link at 55 %
+   * each way. Our messages are at most 256 KiB (nn_ring_default_chunk), so
+   * with a 512 KiB eager limit they go without it (91 %; docs/scaling.md). */
+  setenv("OMPI_MCA_btl_tcp_eager_limit", "524288", 0);
   *rank = -1;
   *nranks = 0;
   int rc = NN_MPI_CHECK(err, MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, provided));

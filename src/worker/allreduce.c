@@ -60,6 +60,8 @@ struct nn_ring {
   int compress;           /* NN_WIRE_*: 16-bit values on the wire */
   uint16_t *rx16[2];      /* [chunk] compressed receives */
   uint16_t *tx16[NN__RING_SEND_WINDOW]; /* [chunk] compressed sends in flight */
+  nn_ring_pump_fn pump;   /* run on every pass of the wait loop (or NULL) */
+  void *pump_ctx;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -343,6 +345,11 @@ void nn_ring_free(nn_ring *r) {
 }
 
 void nn_ring_set_watch(nn_ring *r, nn_ring *watch) { r->watch = watch ? watch : r; }
+
+void nn_ring_set_pump(nn_ring *r, nn_ring_pump_fn fn, void *ctx) {
+  r->pump = fn;
+  r->pump_ctx = fn ? ctx : NULL;
+}
 
 int nn_ring_world_rank(const nn_ring *r, int member) {
   return r->world && member >= 0 && member < r->size ? r->world[member] : member;
@@ -686,6 +693,14 @@ int nn_ring_allreduce_at(nn_ring *r, float *buf, size_t count, size_t base, nn_e
       if (!flag) break;
       m_done++;
       progress = 1;
+    }
+    if (r->pump) {
+      int p = r->pump(r->pump_ctx, err);
+      if (p < 0) {
+        rc = p;
+        goto done;
+      }
+      progress |= p;
     }
     int on_recv = k_done < nrecv;
     rc = nn_ring_wait_tick(&wait, progress, r, on_recv ? left : right, on_recv ? "from" : "to",

@@ -98,6 +98,12 @@ const char *nn_ring_host(const nn_ring *r, int member);
  * leaders watched by a ring over every rank, so that the rank that did not
  * arrive is found among all of them. NULL: its own. */
 void nn_ring_set_watch(nn_ring *r, nn_ring *watch);
+/* Work the ring's wait loop runs on every pass, so that it overlaps the
+ * ring (the hierarchical all-reduce's host phases): fn returns 1 when it
+ * moved something, 0 when not, a negative error code (err filled) to end the
+ * call. NULL: none. The ring never calls it when N = 1 or count = 0. */
+typedef int (*nn_ring_pump_fn)(void *ctx, nn_error *err);
+void nn_ring_set_pump(nn_ring *r, nn_ring_pump_fn fn, void *ctx);
 /* A wait loop's watchdog: call tick once per poll with progress = 1 when
  * something moved. It yields the core after many idle polls, answers
  * probes, and after the watch ring's timeout without progress diagnoses

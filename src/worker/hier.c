@@ -45,7 +45,6 @@ struct nn_hier {
   size_t chunk;        /* floats per host message (= the ring's chunk) */
   size_t max_count;
   float *rx[NN__HIER_WINDOW]; /* HIER, leader: receive buffers [chunk] */
-  MPI_Request req[NN__HIER_WINDOW];
   long calls, step;
   int step_set;
 };
@@ -192,7 +191,6 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
           lrc = nn_error_set(err, NN_ENOMEM, "all-reduce: out of memory for %zu floats", rx);
     if ((rc = nn_agree(comm, lrc, err))) goto fail;
   }
-  for (int i = 0; i < NN__HIER_WINDOW; i++) h->req[i] = MPI_REQUEST_NULL;
   *out = h;
   return 0;
 done:
@@ -219,55 +217,149 @@ void nn_hier_free(nn_hier *h) {
   free(h);
 }
 
-/* One host phase over buf[0, count), in messages of h->chunk floats.
- * up = 1: every peer sends its values to the leader, which adds them in
- * (chunk, local rank) order: chunk c of peer 1, then of peer 2, ...; so
- * element i is x[0] + x[1] + ... + x[L-1], left to right.
- * up = 0: the leader sends each chunk to each peer, which receives it in
- * place. At most NN__HIER_WINDOW messages in flight; completion is taken in
+/* The host phases of one call over buf[0, count), in messages of h->chunk
+ * floats, as a state machine that the hosts' ring runs on every pass of its
+ * wait loop (nn_ring_set_pump), so they overlap the ring.
+ * up: every peer sends its chunks in order to the leader, which adds them in
+ *   (chunk, local rank) order: chunk c of peer 1, then of peer 2, ...; so
+ *   element i is x[0] + x[1] + ... + x[L-1], left to right. The leader's up
+ *   phase runs ahead of the ring freely: it only ever adds into chunks the
+ *   ring has not reached (hier_allreduce waits for a segment's chunks before
+ *   its ring starts).
+ * down: the leader sends each chunk of the segments whose ring is done
+ *   (chunks < dn_limit) to each peer, which receives it in place once its
+ *   own send from there has completed.
+ * At most NN__HIER_WINDOW messages in flight each way; receives complete in
  * posting order. */
-static int hier_phase(nn_hier *h, float *buf, size_t count, int up, nn_error *err) {
-  int rc = 0, L = h->topo.lsize, leader = h->topo.lrank == 0;
-  size_t C = h->chunk, nch = (count + C - 1) / C;
-  size_t n = leader ? nch * (size_t)(L - 1) : nch;
-  size_t k_post = 0, k_done = 0;
-  nn_ring_wait wait;
-  nn_ring_wait_init(&wait, h->full);
-  while (k_done < n) {
-    while (k_post < n && k_post - k_done < NN__HIER_WINDOW) {
-      size_t c = leader ? k_post / (size_t)(L - 1) : k_post;
-      int q = leader ? 1 + (int)(k_post % (size_t)(L - 1)) : 0;
-      size_t off = c * C, len = count - off < C ? count - off : C;
-      MPI_Request *rq = &h->req[k_post % NN__HIER_WINDOW];
-      if (leader && up)
-        HIER_MPI(MPI_Irecv(h->rx[k_post % NN__HIER_WINDOW], (int)len, MPI_FLOAT, q,
-                           NN__HIER_TAG_UP, h->host, rq));
-      else if (leader)
-        HIER_MPI(MPI_Isend(buf + off, (int)len, MPI_FLOAT, q, NN__HIER_TAG_DOWN, h->host, rq));
-      else if (up)
-        HIER_MPI(MPI_Isend(buf + off, (int)len, MPI_FLOAT, 0, NN__HIER_TAG_UP, h->host, rq));
-      else
-        HIER_MPI(MPI_Irecv(buf + off, (int)len, MPI_FLOAT, 0, NN__HIER_TAG_DOWN, h->host, rq));
-      k_post++;
-    }
-    int flag = 0;
-    HIER_MPI(MPI_Test(&h->req[k_done % NN__HIER_WINDOW], &flag, MPI_STATUS_IGNORE));
-    int q = leader ? 1 + (int)(k_done % (size_t)(L - 1)) : 0;
-    if (flag) {
-      if (leader && up) {
-        size_t off = (k_done / (size_t)(L - 1)) * C, len = count - off < C ? count - off : C;
-        nn_ring_add(buf + off, h->rx[k_done % NN__HIER_WINDOW], len);
-      }
-      k_done++;
-    }
-    int dir_from = leader == up;
-    rc = nn_ring_wait_tick(&wait, flag, h->full, h->local[q], dir_from ? "from" : "to", err);
-    if (rc) goto done;
+typedef struct hier_pipe {
+  nn_hier *h;
+  float *buf;
+  size_t count, C, nch;
+  int L, leader;
+  size_t n_up, up_post, up_done; /* leader: receives (c, q); peer: sends c */
+  size_t n_dn, dn_post, dn_done; /* leader: sends (c, q); peer: receives c */
+  size_t dn_limit;               /* leader: chunks below it are final */
+  MPI_Request up_req[NN__HIER_WINDOW], dn_req[NN__HIER_WINDOW];
+} hier_pipe;
+
+static void pipe_item(const hier_pipe *p, size_t k, size_t *off, size_t *len, int *q) {
+  size_t per = p->leader ? (size_t)(p->L - 1) : 1;
+  size_t c = k / per;
+  *q = p->leader ? 1 + (int)(k % per) : 0;
+  *off = c * p->C;
+  *len = p->count - *off < p->C ? p->count - *off : p->C;
+}
+
+static int pipe_pump(void *ctx, nn_error *err) {
+  hier_pipe *p = ctx;
+  nn_hier *h = p->h;
+  int rc = 0, progress = 0, q = 0;
+  size_t off = 0, len = 0;
+  while (p->up_post < p->n_up && p->up_post - p->up_done < NN__HIER_WINDOW) {
+    pipe_item(p, p->up_post, &off, &len, &q);
+    MPI_Request *rq = &p->up_req[p->up_post % NN__HIER_WINDOW];
+    if (p->leader)
+      HIER_MPI(MPI_Irecv(h->rx[p->up_post % NN__HIER_WINDOW], (int)len, MPI_FLOAT, q,
+                         NN__HIER_TAG_UP, h->host, rq));
+    else
+      HIER_MPI(MPI_Isend(p->buf + off, (int)len, MPI_FLOAT, 0, NN__HIER_TAG_UP, h->host, rq));
+    p->up_post++;
   }
+  while (p->up_done < p->up_post) {
+    int flag = 0;
+    HIER_MPI(MPI_Test(&p->up_req[p->up_done % NN__HIER_WINDOW], &flag, MPI_STATUS_IGNORE));
+    if (!flag) break;
+    if (p->leader) {
+      pipe_item(p, p->up_done, &off, &len, &q);
+      nn_ring_add(p->buf + off, h->rx[p->up_done % NN__HIER_WINDOW], len);
+    }
+    p->up_done++;
+    progress = 1;
+  }
+  size_t dn_ready = p->leader ? p->dn_limit * (size_t)(p->L - 1) : p->up_done;
+  if (dn_ready > p->n_dn) dn_ready = p->n_dn;
+  while (p->dn_post < dn_ready && p->dn_post - p->dn_done < NN__HIER_WINDOW) {
+    pipe_item(p, p->dn_post, &off, &len, &q);
+    MPI_Request *rq = &p->dn_req[p->dn_post % NN__HIER_WINDOW];
+    if (p->leader)
+      HIER_MPI(MPI_Isend(p->buf + off, (int)len, MPI_FLOAT, q, NN__HIER_TAG_DOWN, h->host, rq));
+    else
+      HIER_MPI(MPI_Irecv(p->buf + off, (int)len, MPI_FLOAT, 0, NN__HIER_TAG_DOWN, h->host, rq));
+    p->dn_post++;
+  }
+  while (p->dn_done < p->dn_post) {
+    int flag = 0;
+    HIER_MPI(MPI_Test(&p->dn_req[p->dn_done % NN__HIER_WINDOW], &flag, MPI_STATUS_IGNORE));
+    if (!flag) break;
+    p->dn_done++;
+    progress = 1;
+  }
+  return progress;
 done:
   return rc;
 }
 
+/* Pump until the leader has added every peer's chunks below `up_chunks` and
+ * sent every chunk below `dn_chunks` (a peer: until all is done), under the
+ * watchdog. */
+static int pipe_wait(hier_pipe *p, size_t up_chunks, size_t dn_chunks, nn_error *err) {
+  size_t per = p->leader ? (size_t)(p->L - 1) : 1;
+  size_t up_want = up_chunks * per, dn_want = dn_chunks * per;
+  nn_ring_wait wait;
+  nn_ring_wait_init(&wait, p->h->full);
+  while (p->up_done < up_want || p->dn_done < dn_want) {
+    int rc = pipe_pump(p, err);
+    if (rc < 0) return rc;
+    int up = p->up_done < up_want, q = 0;
+    size_t off, len;
+    pipe_item(p, up ? p->up_done : p->dn_done, &off, &len, &q);
+    rc = nn_ring_wait_tick(&wait, rc, p->h->full, p->h->local[q],
+                           up == p->leader ? "from" : "to", err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* NN_AR_HIER: host phases around the hosts' ring, pipelined. The leaders
+ * ring the buffer in segments of a multiple of H chunks (so the ring's
+ * blocks stay even), at most 4: segment s's ring runs while the peers'
+ * chunks of the later segments are added and the earlier segments go back
+ * to the peers. The ring of pieces sums as the ring of the whole
+ * (nn_ring_allreduce_at), and the host sums are the same, so the bits do not
+ * depend on the segments. */
+static int hier_allreduce(nn_hier *h, float *buf, size_t count, size_t base, nn_error *err) {
+  int rc = 0, L = h->topo.lsize, H = h->topo.nhosts;
+  hier_pipe p;
+  memset(&p, 0, sizeof p);
+  p.h = h;
+  p.buf = buf;
+  p.count = count;
+  p.C = h->chunk;
+  p.nch = (count + p.C - 1) / p.C;
+  p.L = L;
+  p.leader = h->topo.lrank == 0;
+  size_t per = p.leader ? (size_t)(L - 1) : 1;
+  p.n_up = p.n_dn = L > 1 ? p.nch * per : 0;
+  if (!p.leader) return pipe_wait(&p, p.nch, p.nch, err);
+  size_t hh = H > 0 ? (size_t)H : 1, nseg = p.nch / hh;
+  if (nseg < 1) nseg = 1;
+  if (nseg > 4) nseg = 4;
+  size_t segc = (p.nch + nseg - 1) / nseg;
+  segc = (segc + hh - 1) / hh * hh;
+  for (size_t c0 = 0; c0 < p.nch; c0 += segc) {
+    size_t c1 = c0 + segc < p.nch ? c0 + segc : p.nch;
+    if ((rc = pipe_wait(&p, c1, 0, err))) return rc;
+    size_t off = c0 * p.C, len = (c1 == p.nch ? count : c1 * p.C) - off;
+    if (h->lead) {
+      nn_ring_set_pump(h->lead, pipe_pump, &p);
+      rc = nn_ring_allreduce_at(h->lead, buf + off, len, base + off, err);
+      nn_ring_set_pump(h->lead, NULL, NULL);
+      if (rc) return rc;
+    }
+    p.dn_limit = c1;
+  }
+  return pipe_wait(&p, p.nch, p.nch, err);
+}
 
 /* ---- reduce-scatter variant (NN_AR_HIER_RS) ------------------------------ */
 
@@ -456,11 +548,7 @@ int nn_hier_allreduce_at(nn_hier *h, float *buf, size_t count, size_t base, nn_e
                         h->max_count);
   if (count == 0) return 0;
   if (h->algo == NN_AR_HIER_RS) return rs_allreduce_at(h, buf, count, base, err);
-  int rc = 0, L = h->topo.lsize;
-  if (L > 1 && (rc = hier_phase(h, buf, count, 1, err))) return rc;
-  if (h->lead && (rc = nn_ring_allreduce_at(h->lead, buf, count, base, err))) return rc;
-  if (L > 1 && (rc = hier_phase(h, buf, count, 0, err))) return rc;
-  return 0;
+  return hier_allreduce(h, buf, count, base, err);
 }
 
 int nn_hier_allreduce(nn_hier *h, float *buf, size_t count, nn_error *err) {

@@ -14,7 +14,9 @@
  *      local-rank order, chunk by chunk (point-to-point, pipelined);
  *   2. sums across the leaders with the ring (nn_ring_allreduce_at, with the
  *      wire format of cfg.compress);
- *   3. sends the leader's result to its peers (point-to-point, pipelined).
+ *   3. sends the leader's result to its peers (point-to-point, pipelined);
+ * 1 and 3 overlap 2: the leaders ring the buffer in up to 4 segments while
+ * the host phases of the other segments run inside the ring's wait loop.
  * Element i ends, on every rank, as
  *   H_h = (...((x[h,0] + x[h,1]) + x[h,2]) ...) + x[h,L_h-1]   (in float)
  *   sum = ring order over the hosts of H: b = (i / G) mod NH,

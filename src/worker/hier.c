@@ -158,13 +158,13 @@ int nn_hier_create(nn_hier **out, MPI_Comm comm, size_t max_count, size_t chunk_
                                        : h->topo.nhosts * h->slots;
     chunk_bytes = nn_ring_default_chunk(max_count, ways);
   }
-  h->chunk = chunk_bytes / sizeof(float);
-  if (h->chunk == 0) h->chunk = 1;
-  if (h->chunk > (size_t)INT32_MAX) h->chunk = (size_t)INT32_MAX;
-  /* The ring over every rank: the data ring, or (HIER) only the watchdog. */
+  /* The ring over every rank: the data ring, or (HIER) only the watchdog.
+   * Every ring here gets the same chunk_bytes, so the host messages take
+   * its chunk (in floats, as the ring clamps it). */
   lrc = nn_ring_create_ex(&h->full, comm, hier ? 1 : max_count, chunk_bytes,
                           hier ? NN_WIRE_NONE : cfg->compress, err);
   if ((rc = nn_agree(comm, lrc, err))) goto fail;
+  h->chunk = nn_ring_chunk(h->full);
   if (h->algo == NN_AR_HIER_RS) {
     if ((rc = nn_agree(comm, rs_create(h, comm, max_count, chunk_bytes, cfg->compress, err),
                        err)))
@@ -236,8 +236,9 @@ typedef struct hier_pipe {
   float *buf;
   size_t count, C, nch;
   int L, leader;
-  size_t n_up, up_post, up_done; /* leader: receives (c, q); peer: sends c */
-  size_t n_dn, dn_post, dn_done; /* leader: sends (c, q); peer: receives c */
+  size_t n;                      /* items each way: (c, q) on the leader, c on a peer */
+  size_t up_post, up_done;       /* leader: receives (c, q); peer: sends c */
+  size_t dn_post, dn_done;       /* leader: sends (c, q); peer: receives c */
   size_t dn_limit;               /* leader: chunks below it are final */
   MPI_Request up_req[NN__HIER_WINDOW], dn_req[NN__HIER_WINDOW];
 } hier_pipe;
@@ -255,7 +256,7 @@ static int pipe_pump(void *ctx, nn_error *err) {
   nn_hier *h = p->h;
   int rc = 0, progress = 0, q = 0;
   size_t off = 0, len = 0;
-  while (p->up_post < p->n_up && p->up_post - p->up_done < NN__HIER_WINDOW) {
+  while (p->up_post < p->n && p->up_post - p->up_done < NN__HIER_WINDOW) {
     pipe_item(p, p->up_post, &off, &len, &q);
     MPI_Request *rq = &p->up_req[p->up_post % NN__HIER_WINDOW];
     if (p->leader)
@@ -277,7 +278,7 @@ static int pipe_pump(void *ctx, nn_error *err) {
     progress = 1;
   }
   size_t dn_ready = p->leader ? p->dn_limit * (size_t)(p->L - 1) : p->up_done;
-  if (dn_ready > p->n_dn) dn_ready = p->n_dn;
+  if (dn_ready > p->n) dn_ready = p->n;
   while (p->dn_post < dn_ready && p->dn_post - p->dn_done < NN__HIER_WINDOW) {
     pipe_item(p, p->dn_post, &off, &len, &q);
     MPI_Request *rq = &p->dn_req[p->dn_post % NN__HIER_WINDOW];
@@ -338,10 +339,9 @@ static int hier_allreduce(nn_hier *h, float *buf, size_t count, size_t base, nn_
   p.nch = (count + p.C - 1) / p.C;
   p.L = L;
   p.leader = h->topo.lrank == 0;
-  size_t per = p.leader ? (size_t)(L - 1) : 1;
-  p.n_up = p.n_dn = L > 1 ? p.nch * per : 0;
+  p.n = p.leader ? p.nch * (size_t)(L - 1) : p.nch;
   if (!p.leader) return pipe_wait(&p, p.nch, p.nch, err);
-  size_t hh = H > 0 ? (size_t)H : 1, nseg = p.nch / hh;
+  size_t hh = (size_t)H, nseg = p.nch / hh;
   if (nseg < 1) nseg = 1;
   if (nseg > 4) nseg = 4;
   size_t segc = (p.nch + nseg - 1) / nseg;

@@ -488,6 +488,12 @@ static int build_control(run *R, nn_error *err) {
   rc = R->N > 1 ? nn_ring_create(&R->ctl, R->comm, R->nctl, 0, err) : 0;
   rc = nn_agree(R->comm, rc, err);
   if (!rc && R->ctl && R->opts->timeout_s > 0) nn_ring_set_timeout(R->ctl, R->opts->timeout_s);
+  /* One watchdog for the job: the gradient syncs answer the control ring's
+   * probes. With a watchdog per ring, a rank stalled in the control
+   * all-reduce and one stalled in a gradient sync (a stopped rank can leave
+   * them so) did not hear each other and each named the other too. */
+  for (int i = 0; !rc && R->ctl && i < R->nrep; i++)
+    if (R->rep[i].sync) nn_gradsync_set_watch(R->rep[i].sync, R->ctl);
   return rc;
 }
 

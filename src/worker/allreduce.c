@@ -374,6 +374,7 @@ void nn_ring_set_timeout(nn_ring *r, double seconds) { r->timeout = seconds > 0 
 void nn_ring_set_step(nn_ring *r, long step) {
   r->step = step;
   r->step_set = 1;
+  if (r->watch != r) r->watch->step = step; /* what its watchdog says and answers */
 }
 
 size_t nn_ring_chunk(const nn_ring *r) { return r->chunk; }
@@ -857,6 +858,7 @@ size_t nn_gradsync_count(const nn_gradsync *g) { return g->n; }
 
 int nn_gradsync_algo(const nn_gradsync *g) { return nn_hier_algo(g->ar); }
 size_t nn_gradsync_chunk(const nn_gradsync *g) { return nn_hier_chunk(g->ar); }
+void nn_gradsync_set_watch(nn_gradsync *g, nn_ring *watch) { nn_hier_set_watch(g->ar, watch); }
 
 void nn_gradsync_set_timeout(nn_gradsync *g, double seconds) {
   pthread_mutex_lock(&g->mu);

@@ -143,6 +143,8 @@ int nn_gradsync_create_ex(nn_gradsync **g, MPI_Comm comm, float *arena, size_t n
 int nn_gradsync_algo(const nn_gradsync *g);
 /* The chunk (floats) its all-reduce uses. */
 size_t nn_gradsync_chunk(const nn_gradsync *g);
+/* Its rings take `watch`'s watchdog (nn_hier_set_watch). Not during a step. */
+void nn_gradsync_set_watch(nn_gradsync *g, nn_ring *watch);
 void nn_gradsync_free(nn_gradsync *g);
 /* n of nn_gradsync_create: the floats every step reduces (a model's
  * trainable prefix, core/model.h). */

@@ -565,3 +565,10 @@ void nn_hier_set_step(nn_hier *h, long step) {
 int nn_hier_algo(const nn_hier *h) { return h->algo; }
 const nn_topo *nn_hier_topo(const nn_hier *h) { return &h->topo; }
 size_t nn_hier_chunk(const nn_hier *h) { return h->chunk; }
+
+void nn_hier_set_watch(nn_hier *h, nn_ring *watch) {
+  nn_ring *w = watch ? watch : h->full;
+  nn_ring_set_watch(h->full, w);
+  if (h->lead) nn_ring_set_watch(h->lead, w);
+  if (h->slot) nn_ring_set_watch(h->slot, w);
+}

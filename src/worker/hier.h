@@ -95,5 +95,9 @@ void nn_hier_set_step(nn_hier *h, long step);
 int nn_hier_algo(const nn_hier *h);
 const nn_topo *nn_hier_topo(const nn_hier *h);
 size_t nn_hier_chunk(const nn_hier *h);
+/* Every ring of h takes `watch`'s watchdog (nn_ring_set_watch; NULL: h's own
+ * ring over every rank again), e.g. the trainer's control ring, so that all
+ * of a job's all-reduces answer one watchdog's probes. */
+void nn_hier_set_watch(nn_hier *h, nn_ring *watch);
 
 #endif

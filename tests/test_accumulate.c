@@ -8,6 +8,11 @@
  *     parameters, Adam state and figures of accumulate = 1 on a model built for the
  *     whole batch of 8 (dense, dropout, dense; three steps), also for a short slice of 7
  *     and one of 3 (an empty micro-batch), to 1e-6 relative;
+ *   - carried state (an LSTM with carry = true, per-timestep labels, four windows of
+ *     eight streams): accumulate 2 on a model built for four streams gives the
+ *     parameters and every stream's final state of accumulate 1 built for eight, to
+ *     1e-5 relative; without the stepper's per-stream state it would not (each
+ *     micro-batch would go on from the other's state);
  *   - (fault-injection builds) such a step allocates nothing. */
 #include "worker/step.h"
 
@@ -155,4 +160,63 @@ static void test_same_as_big_batch(void) {
   expect_same(3);
 }
 
-TEST_MAIN(TEST(test_micro_views), TEST(test_same_as_big_batch))
+/* LSTM (carry) -> per-timestep dense over windows of T steps of F features. */
+enum { T = 4, F = 3, HS = 5, K = 3, STREAMS = 8 };
+
+static void lm_init(rig *r, int max_batch, int accumulate) {
+  memset(r, 0, sizeof *r);
+  nn_layer_cfg c[2] = {cfg_of("lstm"), cfg_of("dense")};
+  cfg_set(&c[0], "hidden_size", "%d", HS);
+  cfg_set_bool(&c[0], "carry", 1);
+  cfg_set(&c[1], "units", "%d", K);
+  cfg_set_bool(&c[1], "per_timestep", 1);
+  nn_shape in = {2, {T, F}};
+  ASSERT_OK(nn_model_build(&r->m, &in, c, 2, max_batch, NULL));
+  ASSERT_EQ_INT(r->m.carry_per_sample, 2 * HS);
+  nn_model_init_params(&r->m, 9);
+  nn_optim_cfg oc;
+  memset(&oc, 0, sizeof oc);
+  snprintf(oc.type, sizeof oc.type, "sgd");
+  oc.lr = 0.5;
+  ASSERT_OK(nn_optim_init(&r->o, &oc, r->m.nparams, NULL));
+  ASSERT_OK(nn_stepper_init(&r->s, &r->m, &r->o, NULL, NN_LOSS_SOFTMAX_CE, NULL));
+  ASSERT_OK(nn_stepper_accumulate(&r->s, accumulate, NULL));
+  ASSERT_TRUE((r->s.carry != NULL) == (accumulate > 1));
+  ASSERT_TRUE(nn_step_carry(&r->s) == (accumulate > 1 ? r->s.carry : r->m.carry));
+}
+
+static void test_carried_streams(void) {
+  rig big, acc;
+  lm_init(&big, STREAMS, 1);
+  lm_init(&acc, nn_step_micro_max(STREAMS, 2), 2);
+  float x[STREAMS * T * F];
+  int32_t tl[STREAMS * T];
+  nn_step_stats sb = {0}, sa = {0};
+  for (int w = 0; w < 4; w++) { /* window w of every stream; the first from zeros */
+    for (int k = 0; k < STREAMS * T * F; k++) x[k] = (float)sin(0.29 * k + 1.3 * w);
+    for (int k = 0; k < STREAMS * T; k++) tl[k] = (k * 5 + w) % K;
+    nn_batch b = {.n = STREAMS, .global_n = STREAMS, .sample0 = 0, .x = x, .tlabels = tl,
+                  .carry_in = w > 0};
+#ifdef NN_FAULT_INJECTION
+    unsigned long before = nn_mem_count();
+#endif
+    ASSERT_OK(nn_step_train(&acc.s, &b, 0.5, (uint64_t)w, 3, &sa, NULL));
+#ifdef NN_FAULT_INJECTION
+    ASSERT_EQ_INT((long)nn_mem_count(), (long)before);
+#endif
+    ASSERT_OK(nn_step_train(&big.s, &b, 0.5, (uint64_t)w, 3, &sb, NULL));
+  }
+  double dp = max_rel(acc.m.params, big.m.params, big.m.nparams);
+  double dc = max_rel(nn_step_carry(&acc.s), nn_step_carry(&big.s), STREAMS * 2 * HS);
+  printf("carried streams: accumulate 2 vs 1: params %.3g, final states %.3g\n", dp, dc);
+  ASSERT_TRUE(dp < 1e-5);
+  ASSERT_TRUE(dc < 1e-5);
+  ASSERT_NEAR(sa.loss_sum, sb.loss_sum, 1e-5 * fabs(sb.loss_sum));
+  ASSERT_NEAR(sa.count, (double)(4 * STREAMS * T), 0);
+  /* the windows moved the state: streams 0 and 4 (one in each micro-batch) differ */
+  ASSERT_TRUE(max_rel(nn_step_carry(&big.s), nn_step_carry(&big.s) + 4 * 2 * HS, 2 * HS) > 1e-3);
+  rig_free(&big);
+  rig_free(&acc);
+}
+
+TEST_MAIN(TEST(test_micro_views), TEST(test_same_as_big_batch), TEST(test_carried_streams))

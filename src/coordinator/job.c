@@ -171,8 +171,8 @@ static const nn_key train_keys[] = {
            "batch_size would give) as accumulate micro-batches of batch_size, with one "
            "gradient all-reduce and one update; activations need memory for batch_size only. "
            "Steps, schedules and checkpoints count optimizer steps. BatchNorm normalizes each "
-           "micro-batch (docs/training.md#gradient-accumulation). Tasks supervised, "
-           "autoencoder and vae; not language models or GANs."},
+           "micro-batch (docs/training.md#gradient-accumulation). Every task kind; a "
+           "language model's batch_size streams become accumulate x batch_size."},
   {.name = "bptt", .type = NN_KEY_INT, .offset = offsetof(nn_job_train, bptt),
    .size = sizeof(int), .min = 0, .max = 65536, .def = "0",
    .help = "train.task = \"language_model\": tokens per window of truncated back-propagation "
@@ -986,7 +986,7 @@ static int section_check_error(pctx *c, const nn_toml_value *root, const char *s
 }
 
 /* train.accumulate against the batch (the optimizer batch must fit an int
- * batch) and the task kind (run/task.h: kinds that cannot accumulate). */
+ * batch). */
 static int check_accumulate(pctx *c, const nn_job *job, const nn_toml_value *root) {
   const nn_toml_value *v = nn_toml_get(nn_toml_get(root, "train"), "accumulate");
   const ovr *o = find_ovr(c, "train", -1, "accumulate");
@@ -996,11 +996,6 @@ static int check_accumulate(pctx *c, const nn_job *job, const nn_toml_value *roo
     return perr(c, o, line, col, "train.accumulate", "train.accumulate = %d x train.batch_size "
                 "= %d is %lld samples per optimizer step: at most %lld", job->train.accumulate,
                 job->train.batch_size, (long long)big, (long long)most);
-  nn_error e;
-  nn_error_clear(&e);
-  const nn_task_ops *ops = nn_task_find(job->train.task[0] ? job->train.task : "supervised");
-  if (nn_task_check_accumulate(job, ops, line, col, &e))
-    return perr(c, o, line, col, "train.accumulate", "%s", e.msg);
   return 0;
 }
 

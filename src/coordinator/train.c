@@ -103,7 +103,8 @@ typedef struct run {
    * rows in stream order, gathered on rank 0 (gather_carry), and a resume
    * hands every rank its streams' rows (scatter_carry), on any rank count. */
   int carry_on[NN_TASK_MAX_REPLICAS];      /* the replica carries state across batches */
-  float *carry_all[NN_TASK_MAX_REPLICAS];  /* rank 0: [batch_size, carry_per_sample] */
+  float *carry_all[NN_TASK_MAX_REPLICAS];  /* rank 0: [streams, carry_per_sample] (the
+                                              optimizer batch: train.accumulate x batch_size) */
   int *carry_counts, *carry_displs;        /* rank 0: [N] each, for the gather/scatter */
   int64_t carry_step;                      /* the step carry_all was gathered at, -1 */
   double ckpt_pause_sum, ckpt_pause_max;   /* seconds the step loop waited for them */
@@ -201,7 +202,7 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   for (int i = 0; i < R->nrep && !rc; i++) { /* streams' state, when gathered at this step */
     size_t cols = R->rep[i].model.carry_per_sample;
     int have = R->carry_all[i] && R->carry_step == R->state.step;
-    rc = nn_ckpt_replica_set_carry(&s->rep[i], have ? (size_t)R->job->train.batch_size : 0,
+    rc = nn_ckpt_replica_set_carry(&s->rep[i], have ? (size_t)nn_run_optimizer_batch(R->job) : 0,
                                    have ? cols : 0, R->carry_all[i], err);
   }
   if (!rc) rc = nn_ckpt_snapshot_set_spec(s, R->spec, R->spec_len, err);
@@ -224,9 +225,10 @@ static int take_checkpoint(run *R, const char *path, double running_s, nn_error 
   return rc;
 }
 
-/* Streams [lo, hi) of rank r (the loader's slice of train.batch_size). */
+/* Streams [lo, hi) of rank r (the loader's slice of the optimizer batch:
+ * train.batch_size streams, times train.accumulate). */
 static void carry_slice(const run *R, int r, int *lo, int *hi) {
-  int64_t B = R->job->train.batch_size;
+  int64_t B = nn_run_optimizer_batch(R->job);
   *lo = (int)(B * r / R->N);
   *hi = (int)(B * (r + 1) / R->N);
 }
@@ -251,8 +253,9 @@ static int gather_carry(run *R, nn_error *err) {
     int cols = (int)m->carry_per_sample, lo, hi;
     carry_slice(R, R->rank, &lo, &hi);
     carry_counts(R, cols);
-    NN_MPI_RETURN(err, MPI_Gatherv(m->carry, (hi - lo) * cols, MPI_FLOAT, R->carry_all[i],
-                                   R->carry_counts, R->carry_displs, MPI_FLOAT, 0, R->comm));
+    NN_MPI_RETURN(err, MPI_Gatherv(nn_step_carry(&R->rep[i].st), (hi - lo) * cols, MPI_FLOAT,
+                                   R->carry_all[i], R->carry_counts, R->carry_displs, MPI_FLOAT,
+                                   0, R->comm));
   }
   R->carry_step = R->state.step;
   return 0;
@@ -265,7 +268,7 @@ static int scatter_carry(run *R, const nn_ckpt_snapshot *s, nn_error *err) {
   for (int i = 0; i < R->nrep; i++) {
     nn_model *m = &R->rep[i].model;
     if (!R->carry_on[i]) continue;
-    int cols = (int)m->carry_per_sample, B = R->job->train.batch_size, lo, hi;
+    int cols = (int)m->carry_per_sample, B = (int)nn_run_optimizer_batch(R->job), lo, hi;
     size_t all = sizeof(float) * (size_t)B * (size_t)cols;
     int rc = 0;
     if (R->lead) {
@@ -283,7 +286,8 @@ static int scatter_carry(run *R, const nn_ckpt_snapshot *s, nn_error *err) {
     carry_slice(R, R->rank, &lo, &hi);
     carry_counts(R, cols);
     NN_MPI_RETURN(err, MPI_Scatterv(R->carry_all[i], R->carry_counts, R->carry_displs, MPI_FLOAT,
-                                    m->carry, (hi - lo) * cols, MPI_FLOAT, 0, R->comm));
+                                    nn_step_carry(&R->rep[i].st), (hi - lo) * cols, MPI_FLOAT,
+                                    0, R->comm));
   }
   return 0;
 }
@@ -463,7 +467,7 @@ static int build_control(run *R, nn_error *err) {
   R->carry_step = -1;
   int nocarry = 0, any = 0;
   for (int i = 0; i < R->nrep; i++) { /* rank 0 gathers the streams' state */
-    size_t cols = R->rep[i].model.carry_per_sample, B = (size_t)R->job->train.batch_size;
+    size_t cols = R->rep[i].model.carry_per_sample, B = (size_t)nn_run_optimizer_batch(R->job);
     R->carry_on[i] = cols > 0 && R->job->train.bptt > 0;
     any |= R->carry_on[i];
     if (R->lead && R->carry_on[i] && !(R->carry_all[i] = nn_calloc(B * cols, sizeof(float))))
@@ -609,9 +613,6 @@ static int setup(run *R, nn_error *err) {
   nn_compute_set_threads(nn_train_blas_threads(job, R->comm)); /* OpenBLAS, oneDNN */
   int rc = set_precision(job, err);
   if (!rc) rc = nn_task_for_job(job, &R->task, err);
-  /* the parser checks it too; this catches a spec from elsewhere */
-  if (!rc && (rc = nn_task_check_accumulate(job, R->task, 0, 0, err)) != 0 && err)
-    nn_job_key_pos(job, "train", "accumulate", &err->line, &err->col);
   if ((rc = nn_agree(R->comm, rc, err)) != 0) return rc;
   nn_split_opts so = {R->opts->kfold, R->opts->fold, R->opts->repeat};
   if ((rc = nn_run_data_open(&R->data, job, &so, R->comm, err)) != 0) return rc;

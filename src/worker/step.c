@@ -77,10 +77,24 @@ int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, 
   return 0;
 }
 
+int nn_stepper_accumulate(nn_stepper *s, int k, nn_error *err) {
+  s->accumulate = k > 1 ? k : 1;
+  free(s->carry);
+  s->carry = NULL;
+  const size_t cols = s->model->carry_per_sample;
+  if (k > 1 && cols > 0 &&
+      !(s->carry = nn_calloc((size_t)k * (size_t)s->model->max_batch * cols, sizeof(float))))
+    return nn_error_set(err, NN_ENOMEM, "out of memory for the streams' carried state");
+  return 0;
+}
+
+float *nn_step_carry(const nn_stepper *s) { return s->carry ? s->carry : s->model->carry; }
+
 void nn_stepper_free(nn_stepper *s) {
   free(s->dout);
   free(s->onehot);
-  s->dout = s->onehot = NULL;
+  free(s->carry);
+  s->dout = s->onehot = s->carry = NULL;
 }
 
 /* Loss over out [n, k] for batch b; writes dout scaled when d != NULL. */
@@ -163,15 +177,22 @@ nn_batch nn_step_micro(const nn_stepper *s, const nn_batch *b, int i) {
   return v;
 }
 
-/* Forward, loss and backward of micro-batch v of an optimizer step whose
- * global batch is v->global_n samples; adds its figures to st. ready: the
- * gradient sync's callback (the step's last micro-batch) or NULL. */
-static void micro_pass(nn_stepper *s, const nn_batch *v, nn_run_ctx *ctx, int poison,
+/* Forward, loss and backward of micro-batch v, rows [row0, row0 + v->n) of
+ * the slice, of an optimizer step whose global batch is v->global_n
+ * samples; adds its figures to st. ready: the gradient sync's callback (the
+ * step's last micro-batch) or NULL. */
+static void micro_pass(nn_stepper *s, const nn_batch *v, int row0, nn_run_ctx *ctx, int poison,
                        nn_grad_ready_fn ready, void *rc, nn_step_stats *st) {
   nn_model *m = s->model;
   ctx->sample0 = v->sample0;
   ctx->lengths = v->lengths;
+  /* the micro-batch's streams' state in and (forward writes it) out again;
+   * backward does not read the arena (core/layer.h) */
+  const size_t cols = m->carry_per_sample, rows = (size_t)v->n * cols;
+  float *mine = s->carry ? s->carry + (size_t)row0 * cols : NULL;
+  if (mine && ctx->carry_in) memcpy(m->carry, mine, rows * sizeof *mine);
   const float *out = nn_model_forward(m, v->x, v->n, ctx);
+  if (mine) memcpy(mine, m->carry, rows * sizeof *mine);
   double l = batch_loss(s, v, out, 1.0f / (float)v->global_n, s->dout);
   if (poison) l = NAN;
   /* A non-finite loss poisons the output gradient, so the all-reduced
@@ -203,7 +224,8 @@ int nn_step_train(nn_stepper *s, const nn_batch *b, double lr, uint64_t step,
   for (int i = 0; i < k; i++) {
     nn_batch v = nn_step_micro(s, b, i);
     if (v.n == 0) continue;
-    micro_pass(s, &v, &ctx, poison, s->sync && i == k - 1 ? on_ready : NULL, &rc, st);
+    micro_pass(s, &v, (int)(v.sample0 - b->sample0), &ctx, poison,
+               s->sync && i == k - 1 ? on_ready : NULL, &rc, st);
     poison = 0;
   }
   double wait = 0;

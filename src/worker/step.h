@@ -39,7 +39,12 @@
  * per optimizer step. The loss is scaled by 1/b->global_n throughout, so the
  * summed gradient is the one of the whole optimizer batch, and the model's
  * max_batch need only hold one micro-batch (nn_step_micro_max). Dropout and
- * sampling noise keep their keys (optimizer step, position in the epoch). */
+ * sampling noise keep their keys (optimizer step, position in the epoch).
+ * A model with carried state (token streams, truncated BPTT) keeps every
+ * stream of the slice in s->carry: micro-batch i's streams are copied into
+ * the model's arena before its forward and back after it, so each stream
+ * goes on from where its previous window ended, as in one k-times larger
+ * batch of streams. */
 #ifndef NN_WORKER_STEP_H
 #define NN_WORKER_STEP_H
 
@@ -81,7 +86,12 @@ typedef struct nn_stepper {
    * both to 0; the trainer sets them from train.clip_value / clip_norm. */
   double clip_value;   /* clip each gradient element to [-clip_value, clip_value] */
   double clip_norm;    /* scale the gradient arena to global L2 norm <= clip_norm */
-  int accumulate;      /* micro-batches per optimizer step (train.accumulate); init: 1 */
+  int accumulate;      /* micro-batches per optimizer step (train.accumulate); init: 1;
+                          set by nn_stepper_accumulate */
+  float *carry;        /* with accumulation and carried state (a language model): the
+                          slice's streams' state, [accumulate * max_batch,
+                          carry_per_sample], row j = the slice's stream j; NULL otherwise
+                          (the model's own arena holds it: nn_step_carry) */
   int multilabel;      /* 0/1 targets, one logit each: the training accuracy counts a
                           sample right when every label is (init: 0) */
 } nn_stepper;
@@ -91,6 +101,12 @@ int nn_floats_finite(const float *x, size_t n);
 
 int nn_stepper_init(nn_stepper *s, nn_model *m, nn_optim *o, nn_gradsync *sync, int loss,
                     nn_error *err);
+/* k micro-batches per optimizer step (k >= 1); allocates s->carry when
+ * k > 1 and the model carries state. 0, or NN_ENOMEM. */
+int nn_stepper_accumulate(nn_stepper *s, int k, nn_error *err);
+/* The carried state of this rank's streams, row j = the slice's stream j:
+ * s->carry with accumulation, else the model's arena (NULL without carry). */
+float *nn_step_carry(const nn_stepper *s);
 void nn_stepper_free(nn_stepper *s);
 
 /* The pieces of a step for task kinds with a loss of their own (run/tasks/:

@@ -43,24 +43,6 @@ int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err) {
                      "train.task = \"%s\": expected one of %s", job->train.task, list);
 }
 
-int nn_task_check_accumulate(const nn_job *job, const nn_task_ops *ops, int line, int col,
-                             nn_error *err) {
-  if (job->train.accumulate <= 1) return 0;
-  int rc = 0;
-  if (ops && !ops->accumulate)
-    rc = nn_error_at(err, NN_ESCHEMA, job->source, line, col, "train.accumulate = %d: "
-                     "train.task = \"%s\" cannot accumulate gradients over micro-batches "
-                     "(use train.accumulate = 1, or a larger train.batch_size)",
-                     job->train.accumulate, ops->name);
-  else if (job->train.bptt > 0)
-    rc = nn_error_at(err, NN_ESCHEMA, job->source, line, col, "train.accumulate = %d: a "
-                     "language model (train.bptt) carries each stream's state from window to "
-                     "window and cannot accumulate gradients over micro-batches (use "
-                     "train.accumulate = 1)", job->train.accumulate);
-  if (rc && err) snprintf(err->where, sizeof err->where, "train.accumulate");
-  return rc;
-}
-
 int nn_task_build_default(const nn_task_ops *t, nn_replica *reps, const nn_job *job,
                           const nn_dataset_info *di, const char *where,
                           const nn_replica_opts *o, nn_error *err) {

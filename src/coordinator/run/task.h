@@ -33,9 +33,6 @@ struct nn_task_ops {
   int nreplicas;           /* replicas the kind trains */
   const char *replicas[NN_TASK_MAX_REPLICAS]; /* their names (checkpoint groups) */
   int eval_replica;        /* the replica validation, test figures and best.h5 use */
-  int accumulate;          /* 1: the kind's step runs the stepper's micro-batches
-                              (train.accumulate, worker/step.h); 0: a job with
-                              train.accumulate > 1 is refused (nn_task_check_accumulate) */
   /* Build reps[0 .. nreplicas) for samples of shape di->sample (di NULL: no
    * data, model.input_shape only, as `nntrain check` allows) and check them
    * against the data with the kind's rules. Errors about the model against
@@ -45,9 +42,12 @@ struct nn_task_ops {
                const nn_dataset_info *di, const char *where, const nn_replica_opts *o,
                nn_error *err);
   /* One global batch: this rank's slice b at global step `step`, replica i
-   * at learning rate lr[i] (its own schedule's value). Adds the batch's figures to *st (the eval replica's loss and
-   * accuracy). Every gradient sync it starts is finished before it returns:
-   * one sync in flight at a time. */
+   * at learning rate lr[i] (its own schedule's value). Adds the batch's
+   * figures to *st (the eval replica's loss and accuracy). Every gradient
+   * sync it starts is finished before it returns: one sync in flight at a
+   * time. With train.accumulate = k > 1, b is an optimizer step's slice and
+   * the step runs it as the stepper's k micro-batches (nn_step_micro,
+   * worker/step.h), one gradient sync per replica: every kind does. */
   int (*step)(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
               nn_step_stats *st, nn_error *err);
   /* The figures of the run's model on L's data, reduced over comm (every
@@ -105,11 +105,6 @@ const nn_task_ops *nn_task_find(const char *name);
 /* The kind the job's train.task names; NN_ESCHEMA naming the job file and
  * listing the kinds when there is none. */
 int nn_task_for_job(const nn_job *job, const nn_task_ops **ops, nn_error *err);
-/* NN_ESCHEMA when the job asks for train.accumulate > 1 and its kind (or a
- * language model's carried state, train.bptt) cannot accumulate; the error
- * names the job file at line:col of train.accumulate (0, 0 if unknown). */
-int nn_task_check_accumulate(const nn_job *job, const nn_task_ops *ops, int line, int col,
-                             nn_error *err);
 /* NULL-terminated list of every kind, for choices and docs. */
 const nn_task_ops *const *nn_task_kinds(void);
 

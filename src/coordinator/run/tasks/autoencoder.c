@@ -127,7 +127,6 @@ const nn_task_ops nn_task_autoencoder = {
     .nreplicas = 1,
     .replicas = {"model"},
     .eval_replica = 0,
-    .accumulate = 1,
     .build = ae_build,
     .step = ae_step,
     .evaluate = ae_evaluate,

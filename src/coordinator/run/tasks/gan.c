@@ -156,49 +156,70 @@ static double bce(const float *l, int n, int t, float scale, float *dl, double *
   return nn_loss_bce(l, tgt, n, 1, scale, dl); /* core/loss.h: from logits, stable */
 }
 
+/* The discriminator's pass over micro-batch v (the whole slice without
+ * train.accumulate): real images are 1, generated ones 0, both halves'
+ * gradients added; ready: the sync's callback on the step's last
+ * micro-batch, else NULL. */
+static void d_pass(nn_replica *G, nn_replica *D, const nn_batch *v, uint64_t step, float scale,
+                   nn_grad_ready_fn ready, nn_step_stats *st) {
+  const int n = v->n;
+  float *z = G->aux, *dl = D->aux, *tgt = D->aux + D->model.max_batch;
+  nn_run_ctx ctx = {.training = 1, .step = step, .sample0 = v->sample0, .seed = D->seed};
+  const float *l = nn_model_forward(&D->model, v->x, n, &ctx);
+  st->loss_sum += bce(l, n, 1, scale, dl, &st->correct, tgt);
+  nn_model_backward(&D->model, v->x, dl, n, &ctx, NULL, NULL); /* half the gradient */
+  draw_noise(G, v, PHASE_D, step, z);
+  ctx.seed = G->seed;
+  const float *fake = nn_model_forward(&G->model, z, n, &ctx);
+  ctx.seed = D->seed;
+  l = nn_model_forward(&D->model, fake, n, &ctx);
+  st->loss_sum += bce(l, n, 0, scale, dl, &st->correct, tgt);
+  nn_model_backward(&D->model, fake, dl, n, &ctx, ready, D->sync);
+  st->count += 2.0 * n;
+}
+
+/* The generator's pass over micro-batch v: fresh noise, its images should
+ * pass for real (non-saturating loss), the discriminator's input gradient
+ * taken in a frozen pass (its parameter gradients untouched). */
+static void g_pass(nn_replica *G, nn_replica *D, const nn_batch *v, uint64_t step, float scale,
+                   nn_grad_ready_fn ready) {
+  const int n = v->n;
+  size_t latent = (size_t)G->model.in.dim[0];
+  float *z = G->aux, *dfake = G->aux + (size_t)G->model.max_batch * latent, *dl = D->aux,
+        *tgt = D->aux + D->model.max_batch;
+  nn_run_ctx ctx = {.training = 1, .step = step, .sample0 = v->sample0, .seed = G->seed};
+  draw_noise(G, v, PHASE_G, step, z);
+  const float *fake = nn_model_forward(&G->model, z, n, &ctx);
+  ctx.seed = D->seed;
+  const float *l = nn_model_forward(&D->model, fake, n, &ctx);
+  (void)bce(l, n, 1, scale, dl, NULL, tgt);
+  nn_run_ctx frozen = ctx;
+  frozen.frozen = 1; /* the discriminator's input gradient only */
+  nn_model_backward_dx(&D->model, fake, dl, dfake, n, &frozen, NULL, NULL);
+  ctx.seed = G->seed;
+  nn_model_backward(&G->model, z, dfake, n, &ctx, ready, G->sync);
+}
+
+/* A discriminator step, and every train.gan_d_steps-th batch a generator
+ * step, each over the stepper's micro-batches (train.accumulate: the
+ * slice's samples [i*n/k, (i+1)*n/k), keyed by their place in the batch as
+ * in one k-times larger batch) with one gradient sync. */
 static int gan_step(nn_replica *reps, const nn_batch *b, const double *lr, uint64_t step,
                     nn_step_stats *st, nn_error *err) {
   nn_replica *G = &reps[GEN], *D = &reps[DIS];
-  const nn_job *job = G->job;
-  int n = b->n, rc;
-  size_t latent = (size_t)G->model.in.dim[0];
-  float *z = G->aux, *dfake = G->aux + (size_t)G->model.max_batch * latent, *dl = D->aux, *tgt = D->aux + D->model.max_batch;
-  float scale = 1.0f / (float)b->global_n;
-  nn_run_ctx ctx = {.training = 1, .step = step, .sample0 = b->sample0, .act_scale = 0};
-
-  /* the discriminator: real images are 1, generated ones 0 */
+  const int k = D->st.accumulate > 1 ? D->st.accumulate : 1;
+  const float scale = 1.0f / (float)b->global_n;
   nn_step_begin(&D->st, step);
-  if (n > 0) {
-    ctx.seed = D->seed;
-    const float *l = nn_model_forward(&D->model, b->x, n, &ctx);
-    st->loss_sum += bce(l, n, 1, scale, dl, &st->correct, tgt);
-    nn_model_backward(&D->model, b->x, dl, n, &ctx, NULL, NULL); /* half the gradient */
-    draw_noise(G, b, PHASE_D, step, z);
-    ctx.seed = G->seed;
-    const float *fake = nn_model_forward(&G->model, z, n, &ctx);
-    ctx.seed = D->seed;
-    l = nn_model_forward(&D->model, fake, n, &ctx);
-    st->loss_sum += bce(l, n, 0, scale, dl, &st->correct, tgt);
-    nn_model_backward(&D->model, fake, dl, n, &ctx, D->sync ? nn_step_on_ready : NULL, D->sync);
-    st->count += 2.0 * n;
+  for (int i = 0; i < k; i++) {
+    nn_batch v = nn_step_micro(&D->st, b, i);
+    if (v.n > 0) d_pass(G, D, &v, step, scale, D->sync && i == k - 1 ? nn_step_on_ready : NULL, st);
   }
-  if ((rc = nn_step_finish(&D->st, lr[DIS], st, err)) != 0) return rc;
-  if ((step + 1) % (uint64_t)job->train.gan_d_steps != 0) return 0;
-
-  /* the generator: its images should pass for real (non-saturating loss) */
+  int rc = nn_step_finish(&D->st, lr[DIS], st, err);
+  if (rc || (step + 1) % (uint64_t)G->job->train.gan_d_steps != 0) return rc;
   nn_step_begin(&G->st, step);
-  if (n > 0) {
-    draw_noise(G, b, PHASE_G, step, z);
-    ctx.seed = G->seed;
-    const float *fake = nn_model_forward(&G->model, z, n, &ctx);
-    ctx.seed = D->seed;
-    const float *l = nn_model_forward(&D->model, fake, n, &ctx);
-    (void)bce(l, n, 1, scale, dl, NULL, tgt);
-    nn_run_ctx frozen = ctx;
-    frozen.frozen = 1; /* the discriminator's input gradient only */
-    nn_model_backward_dx(&D->model, fake, dl, dfake, n, &frozen, NULL, NULL);
-    ctx.seed = G->seed;
-    nn_model_backward(&G->model, z, dfake, n, &ctx, G->sync ? nn_step_on_ready : NULL, G->sync);
+  for (int i = 0; i < k; i++) {
+    nn_batch v = nn_step_micro(&D->st, b, i); /* the samples' places: z is drawn per place */
+    if (v.n > 0) g_pass(G, D, &v, step, scale, G->sync && i == k - 1 ? nn_step_on_ready : NULL);
   }
   return nn_step_finish(&G->st, lr[GEN], st, err);
 }

@@ -8,6 +8,5 @@ const nn_task_ops nn_task_supervised = {
     .nreplicas = 1,
     .replicas = {"model"},
     .eval_replica = 0,
-    .accumulate = 1,
     .step = nn_task_step_default,
 };

@@ -23,6 +23,5 @@ const nn_task_ops nn_task_twin = {
     .nreplicas = 2,
     .replicas = {"a", "b"},
     .eval_replica = 0,
-    .accumulate = 1,
     .step = twin_step,
 };

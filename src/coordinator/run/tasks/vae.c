@@ -213,7 +213,6 @@ const nn_task_ops nn_task_vae = {
     .nreplicas = 1,
     .replicas = {"model"},
     .eval_replica = 0,
-    .accumulate = 1,
     .build = vae_build,
     .step = vae_step,
     .evaluate = vae_evaluate,

@@ -2,8 +2,13 @@
 # e2e_watchdog.sh: the all-reduce watchdog ends a job whose rank stopped
 # (SIGSTOP) within timeout + 5 s, non-zero, with one message naming that rank
 # and its host, in the flat ring and in the hierarchical all-reduce on
-# simulated hosts of 2 (a leader and a non-leader stopped); and a rank that
-# dies (SIGKILL) ends the job within seconds, non-zero.
+# simulated hosts of 2 (a leader and a non-leader stopped); also when the
+# stop leaves the live ranks in different all-reduces (--fault-split: rank 0
+# in a control ring's, rank 1 in the algorithm's, as a trainer's step
+# control and gradient sync can be), which share the control ring's
+# watchdog: with a watchdog each (--fault-split own, the control case) each
+# live rank names the other; and a rank that dies (SIGKILL) ends the job
+# within seconds, non-zero.
 # Uses the hidden `nntrain bench allreduce --stall-rank/--kill-rank` options.
 set -u
 : "${NNTRAIN:?set NNTRAIN to the nntrain binary}"
@@ -52,6 +57,15 @@ stall stall2 2 "$H"
 stall hier1 1 "$H/sim0" --hosts-of 2 --fault-algo hierarchical
 stall hier2 2 "$H/sim1" --hosts-of 2 --fault-algo hierarchical
 stall hrs1 1 "$H/sim0" --hosts-of 2 --fault-algo hierarchical_rs
+# the live ranks in two all-reduces, one watchdog
+stall split2 2 "$H" --fault-split shared
+stall splith2 2 "$H/sim1" --hosts-of 2 --fault-algo hierarchical --fault-split shared
+run splitown 40 --timeout $T --stall-rank 2 --fault-split own
+if grep -qE "ranks [01] \(host [^)]*\), 2 \(host" "$out/splitown"; then
+  echo "ok: control: with a watchdog per all-reduce a live rank names the other: $(grep -m1 'did not reach' "$out/splitown")"
+else
+  echo "FAIL: control: --fault-split own did not split the live ranks:"; cat "$out/splitown"; fail=1
+fi
 
 run kill 30 --timeout 0 --kill-rank 1
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$secs" -gt 10 ]; then

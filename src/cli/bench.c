@@ -41,6 +41,11 @@ typedef struct bench_opts {
   int stall_rank, kill_rank;     /* -1 = none */
   int fault_iter;                /* iteration (1-based) before which the fault happens */
   int fault_algo;                /* NN_AR_RING or NN_AR_HIER: the all-reduce the fault precedes */
+  int fault_split;               /* 0; 1 (shared), 2 (own): at the fault, the lowest live rank
+                                    runs a separate control ring's all-reduce instead, as a
+                                    trainer's step control beside its gradient sync; 1: the
+                                    algorithm's all-reduce takes that ring's watchdog (as
+                                    training does), 2: each keeps its own (the control case) */
   int hosts_of;                  /* > 0: simulated hosts of this many ranks */
   int compress;                  /* NN_WIRE_* of the compressed column (NONE: no column) */
 } bench_opts;
@@ -120,7 +125,8 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     static const char *const valued[] = {"--sizes", "--iters", "--chunk", "--timeout",
                                          "--stall-rank", "--kill-rank", "--fault-iter",
-                                         "--hosts-of", "--compress", "--fault-algo"};
+                                         "--hosts-of", "--compress", "--fault-algo",
+                                         "--fault-split"};
     int takes = 0;
     for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) takes |= !strcmp(a, valued[k]);
     if (!takes && strcmp(a, "--json") != 0)
@@ -168,6 +174,10 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
       if (o->fault_algo < NN_AR_RING)
         return nn_cli_usage_error("bench", "--fault-algo: expected ring, hierarchical or "
                                   "hierarchical_rs");
+    } else if (!strcmp(a, "--fault-split")) { /* hidden: watchdog test */
+      o->fault_split = !strcmp(v, "shared") ? 1 : !strcmp(v, "own") ? 2 : -1;
+      if (o->fault_split < 0)
+        return nn_cli_usage_error("bench", "--fault-split: expected shared or own, got '%s'", v);
     } else if (!strcmp(a, "--stall-rank")) { /* hidden: watchdog test */
       if (parse_int(v, 0, INT_MAX, &o->stall_rank))
         return nn_cli_usage_error("bench", "--stall-rank: expected a rank, got '%s'", v);
@@ -210,10 +220,11 @@ typedef struct bench_result {
 
 /* One size: warm-up + iters, the algorithms in rotating order; results on
  * rank 0. ar[a] is the all-reduce of algorithm a (NULL for mpi, or a column
- * not run). out[a] holds each algorithm's result of the last iteration. */
-static int bench_size(nn_hier *const *ar, const bench_opts *o, size_t bytes, int iters,
-                      const float *src, float *const *out, double *t, bench_result *res,
-                      nn_error *err) {
+ * not run). out[a] holds each algorithm's result of the last iteration.
+ * split: --fault-split's control ring, else NULL. */
+static int bench_size(nn_hier *const *ar, nn_ring *split, const bench_opts *o, size_t bytes,
+                      int iters, const float *src, float *const *out, double *t,
+                      bench_result *res, nn_error *err) {
   int me, N, rc = 0;
   if ((rc = NN_MPI_CHECK(err, MPI_Comm_rank(MPI_COMM_WORLD, &me))) ||
       (rc = NN_MPI_CHECK(err, MPI_Comm_size(MPI_COMM_WORLD, &N))))
@@ -246,8 +257,13 @@ static int bench_size(nn_hier *const *ar, const bench_opts *o, size_t bytes, int
           raise(SIGSTOP);
         }
         if (it + 1 == o->fault_iter && me == o->kill_rank) raise(SIGKILL);
-        nn_hier_set_step(ar[a], it + 1);
-        rc = nn_hier_allreduce(ar[a], b, n, err);
+        if (split && it + 1 == o->fault_iter && me == (o->stall_rank == 0 ? 1 : 0)) {
+          nn_ring_set_step(split, it + 1); /* the others are in ar[a]'s */
+          rc = nn_ring_allreduce(split, b, n, err);
+        } else {
+          nn_hier_set_step(ar[a], it + 1);
+          rc = nn_hier_allreduce(ar[a], b, n, err);
+        }
         if (rc) return rc;
       } else if ((rc = NN_MPI_CHECK(err, MPI_Allreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT,
                                                         MPI_SUM, MPI_COMM_WORLD)))) {
@@ -370,6 +386,7 @@ int nn_cmd_bench(int argc, char **argv) {
   for (int a = 0; a < B_NALGO; a++) nomem |= !(out[a] = nn_malloc(maxb ? maxb : 4));
   double *t = nn_calloc((size_t)B_NALGO * (size_t)maxit, sizeof(double));
   nn_hier *ar[B_NALGO] = {NULL, NULL, NULL, NULL, NULL};
+  nn_ring *split = NULL;
   if (nomem || !t) {
     rc = nn_error_set(&err, NN_ENOMEM, "bench: out of memory for %zu-byte buffers", maxb);
     goto done;
@@ -390,6 +407,13 @@ int nn_cmd_bench(int argc, char **argv) {
       if (rc) goto done;
       nn_hier_set_timeout(ar[a], o.timeout);
     }
+    if (o.fault_split) {
+      const int fa = o.fault_algo == NN_AR_HIER ? B_HIER : o.fault_algo == NN_AR_HIER_RS ? B_HRS
+                                                                                      : B_RING;
+      if ((rc = nn_ring_create(&split, MPI_COMM_WORLD, b / 4, chunk, &err)) != 0) goto done;
+      nn_ring_set_timeout(split, o.timeout);
+      if (o.fault_split == 1) nn_hier_set_watch(ar[fa], split);
+    }
     const nn_topo *topo = nn_hier_topo(ar[B_HIER]);
     int autoalgo = topo->nhosts > 1 && topo->maxlocal > 1 && b >= NN_HIER_AUTO_MIN_BYTES
                        ? NN_AR_HIER : NN_AR_RING;
@@ -404,7 +428,7 @@ int nn_cmd_bench(int argc, char **argv) {
              "chunk", "ring_us", "hier_us", "hrs_us", "mpi_us", "cring_us", "ring_GB/s",
              "hier_GB/s", "hrs_GB/s", "mpi_GB/s", "crng_GB/s", "auto");
     }
-    rc = bench_size(ar, &o, b, iters, src, out, t, &res, &err);
+    rc = bench_size(ar, split, &o, b, iters, src, out, t, &res, &err);
     if (rc) goto done;
     nn_topo tp = *topo;
     chunk = nn_hier_chunk(ar[B_RING]) * sizeof(float); /* what the ring used */
@@ -412,6 +436,8 @@ int nn_cmd_bench(int argc, char **argv) {
       nn_hier_free(ar[a]);
       ar[a] = NULL;
     }
+    nn_ring_free(split);
+    split = NULL;
     if (me != 0) continue;
     double f = N > 1 ? 2.0 * (N - 1) / N * (double)b : 0, bw[B_NALGO];
     for (int a = 0; a < B_NALGO; a++) bw[a] = res.us[a] > 0 ? f / (res.us[a] * 1e3) : 0;
@@ -444,6 +470,7 @@ done:
     nn_hier_free(ar[a]);
     free(out[a]);
   }
+  nn_ring_free(split);
   free(src);
   free(t);
   if (NN_MPI_CHECK(&err, MPI_Finalize())) return nn_cli_fail(&err);

@@ -81,10 +81,19 @@ static int build_model(evalctx *E, const nn_ckpt_snapshot *s, const char *ckpt, 
 int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err) {
   nn_ckpt_snapshot s;
   memset(&s, 0, sizeof s);
-  E->ckpt = ckpt;
   int rc = E->rank == 0 ? nn_ckpt_read(ckpt, &s, err) : 0;
-  if ((rc = nn_agree(E->comm, rc, err)) != 0) goto out;
-  rc = share_spec(E, &s, ckpt, err);
+  if ((rc = nn_agree(E->comm, rc, err)) == 0) rc = nn_evalctx_setup_from(E, &s, ckpt, data, batch, err);
+  nn_ckpt_snapshot_free(&s);
+  return rc;
+}
+
+int nn_evalctx_setup_from(evalctx *E, const nn_ckpt_snapshot *snap, const char *ckpt,
+                          const char *data, int batch, nn_error *err) {
+  nn_ckpt_snapshot empty;
+  memset(&empty, 0, sizeof empty);
+  const nn_ckpt_snapshot *sp = E->rank == 0 ? snap : &empty;
+  E->ckpt = ckpt;
+  int rc = share_spec(E, sp, ckpt, err);
   if (!rc) rc = nn_dataset_open(&E->ds, data, NULL, err);
   if (!rc) {
     nn_loader_cfg lc = {.seed = (uint64_t)E->job->train.seed, .rank = E->rank, .nranks = E->N,
@@ -92,12 +101,10 @@ int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, 
                         .normalize = E->job->data.normalize};
     rc = nn_loader_create(&E->L, E->ds, &lc, err);
   }
-  if (!rc) rc = build_model(E, &s, ckpt, data, err);
+  if (!rc) rc = build_model(E, sp, ckpt, data, err);
   rc = nn_agree(E->comm, rc, err);
   for (int i = 0; !rc && E->task && i < E->task->nreplicas; i++)
     rc = nn_replica_bcast(&E->reps[i], E->comm, 0, err);
-out:
-  nn_ckpt_snapshot_free(&s);
   return rc;
 }
 

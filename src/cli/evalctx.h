@@ -34,6 +34,10 @@ int nn_evalctx_init_mpi(int *argc, char ***argv, evalctx *E);
  * a loader over all of it (batch samples per rank per batch), build the
  * model for the data's samples. Collective; every rank gets the outcome. */
 int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, nn_error *err);
+/* As nn_evalctx_setup with the checkpoint already read and verified: snap is
+ * rank 0's (ignored elsewhere); ckpt names it in messages. */
+int nn_evalctx_setup_from(evalctx *E, const nn_ckpt_snapshot *snap, const char *ckpt,
+                          const char *data, int batch, nn_error *err);
 /* Called on every rank for every global batch of a pass (nn_evalctx_walk):
  * b is this rank's slice (n may be 0), out the model's output for it [b->n,
  * outputs] (NULL for an empty slice; the other layers' outputs are in the

@@ -83,18 +83,16 @@ static int is_file(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The checkpoint to use: --checkpoint, else the newest that verifies (its
- * path in buf; "" when the run has none). */
-static int pick_checkpoint(const report_args *A, char *buf, size_t n, nn_error *err) {
+/* The checkpoint to use, read and verified into *s: --checkpoint, else the
+ * newest that verifies (its path in buf; "" when the run has none). */
+static int pick_checkpoint(const report_args *A, nn_ckpt_snapshot *s, char *buf, size_t n,
+                           nn_error *err) {
   buf[0] = '\0';
   if (A->ckpt) {
     snprintf(buf, n, "%s", A->ckpt);
-    return 0;
+    return nn_ckpt_read(A->ckpt, s, err);
   }
-  nn_ckpt_snapshot s;
-  memset(&s, 0, sizeof s);
-  int rc = nn_ckpt_read_latest(A->dir, &s, buf, n, NULL, NULL, err);
-  nn_ckpt_snapshot_free(&s);
+  int rc = nn_ckpt_read_latest(A->dir, s, buf, n, NULL, NULL, err);
   if (rc == NN_ENOTFOUND) {
     buf[0] = '\0';
     nn_error_clear(err);
@@ -110,14 +108,11 @@ static const char *eval_data(const report_args *A, const nn_job *job) {
   return job->data.validation[0] ? job->data.validation : NULL;
 }
 
-/* The job spec of a checkpoint, to find its data (rank 0 alone). */
-static int job_of(const char *ckpt, nn_job *job, nn_error *err) {
-  nn_ckpt_snapshot s;
-  memset(&s, 0, sizeof s);
-  int rc = nn_ckpt_read(ckpt, &s, err);
-  if (!rc && (rc = nn_job_unpack(job, s.spec, s.spec_len, err)) != 0 && rc != NN_ENOMEM)
+/* The job spec of checkpoint s, to find its data. */
+static int job_of(const nn_ckpt_snapshot *s, const char *ckpt, nn_job *job, nn_error *err) {
+  int rc = nn_job_unpack(job, s->spec, s->spec_len, err);
+  if (rc && rc != NN_ENOMEM)
     rc = nn_error_at(err, NN_ECKPT, ckpt, 0, 0, "its job spec does not decode");
-  nn_ckpt_snapshot_free(&s);
   return rc;
 }
 
@@ -144,8 +139,13 @@ static int run_report(const report_args *A, nn_error *err) {
   if (!is_file(metrics) && !is_file(kfold))
     return nn_error_at(err, NN_EDATA, A->dir, 0, 0, "not a run directory: no metrics.jsonl (or "
                        "kfold.json) in it");
-  int rc = pick_checkpoint(A, ckpt, sizeof ckpt, err);
-  if (rc) return rc;
+  nn_ckpt_snapshot snap; /* the checkpoint, read once */
+  memset(&snap, 0, sizeof snap);
+  int rc = pick_checkpoint(A, &snap, ckpt, sizeof ckpt, err);
+  if (rc) {
+    nn_ckpt_snapshot_free(&snap);
+    return rc;
+  }
   evalctx E;
   memset(&E, 0, sizeof E);
   E.comm = MPI_COMM_SELF;
@@ -160,7 +160,7 @@ static int run_report(const report_args *A, nn_error *err) {
   const char *data = NULL;
   int evaluated = 0;
   if (!job) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-  if (!rc && ckpt[0]) rc = job_of(ckpt, job, err);
+  if (!rc && ckpt[0]) rc = job_of(&snap, ckpt, job, err);
   /* a language model's data is one token stream, evaluated per token by the
    * run itself (its validation records): here its graph only */
   const int can_eval = !A->no_eval && job && job->train.bptt == 0;
@@ -168,7 +168,8 @@ static int run_report(const report_args *A, nn_error *err) {
     rc = graph_only(&E, job, data, err);
   } else if (!rc && ckpt[0] && data) {
     if (!(E.job = nn_calloc(1, sizeof *E.job))) rc = nn_error_set(err, NN_ENOMEM, "out of memory");
-    if (!rc) rc = nn_evalctx_setup(&E, ckpt, data, 256, err);
+    if (!rc) rc = nn_evalctx_setup_from(&E, &snap, ckpt, data, 256, err);
+    nn_ckpt_snapshot_free(&snap); /* loaded: not held through the evaluation */
     const nn_dataset_info *di = rc ? NULL : nn_dataset_get_info(E.ds);
     if (!rc) {
       nn_metrics_config mc = nn_eval_metrics_config(di, 5);
@@ -209,6 +210,7 @@ static int run_report(const report_args *A, nn_error *err) {
   nn_metrics_result_free(&res);
   nn_metrics_acc_free(&acc);
   nn_evalctx_teardown(&E);
+  nn_ckpt_snapshot_free(&snap);
   free(job);
   return rc;
 }

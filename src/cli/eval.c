@@ -82,7 +82,8 @@ int nn_evalctx_setup(evalctx *E, const char *ckpt, const char *data, int batch, 
   nn_ckpt_snapshot s;
   memset(&s, 0, sizeof s);
   int rc = E->rank == 0 ? nn_ckpt_read(ckpt, &s, err) : 0;
-  if ((rc = nn_agree(E->comm, rc, err)) == 0) rc = nn_evalctx_setup_from(E, &s, ckpt, data, batch, err);
+  if ((rc = nn_agree(E->comm, rc, err)) == 0)
+    rc = nn_evalctx_setup_from(E, &s, ckpt, data, batch, err);
   nn_ckpt_snapshot_free(&s);
   return rc;
 }

@@ -158,8 +158,7 @@ int nn_replica_build(nn_replica *r, const char *name, int index, const nn_job *j
   if (!rc) { /* after the all-reduce, the same on every rank (worker/step.h) */
     r->st.clip_value = job->train.clip_value;
     r->st.clip_norm = job->train.clip_norm;
-    rc = nn_stepper_accumulate(&r->st, job->train.accumulate, err);
-    if (o->train) rc = nn_agree(o->comm, rc, err);
+    rc = nn_stepper_accumulate(&r->st, job->train.accumulate, err); /* callers agree */
   }
   return rc;
 }
